@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// The `nextray` command: a thin launcher for the compiled CLI (built by `npm ci` / `npm run build`).
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const entry = new URL('../dist/src/cli/index.js', import.meta.url);
+if (!existsSync(fileURLToPath(entry))) {
+  console.error('nextray: the compiled CLI is missing (dist/). Run `npm run build` (or `npm ci`) in the package folder first.');
+  process.exit(2);
+}
+const { main } = await import(entry.href);
+await main(process.argv);
