@@ -9,6 +9,10 @@ import { registerSynth } from './synth.js';
 import { registerData } from './data.js';
 import { registerModels } from './models.js';
 import { registerForward } from './forward.js';
+import { registerEvaluate } from './evaluate.js';
+import { registerTrain } from './train.js';
+import { registerSweep } from './sweep.js';
+import { registerDemo } from './demo.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../../package.json') as { version: string };
@@ -24,6 +28,10 @@ export function buildProgram(): Command {
   registerData(program);
   registerModels(program);
   registerForward(program);
+  registerTrain(program);
+  registerSweep(program);
+  registerEvaluate(program);
+  registerDemo(program);
   return program;
 }
 
