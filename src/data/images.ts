@@ -3,13 +3,14 @@
  * decoding PNG/JPEG (8 or 16 bit, grey, grey+alpha, RGB, RGBA) into a greyscale Float32Array in [0, 1]
  * (`decodeGrey`), and turning it into the model input (`preprocessImage`, `preprocessGrey`).
  *
- * Decoding uses `sharp` (libvips) and only runs in Node; the pure-array half (`preprocessGrey`, `resizeGrey`,
- * `greyStats`) has no Node imports so the browser app can reuse it on pixels it decoded itself.
+ * Decoding uses `sharp` (libvips) and only runs in Node. The pure-array half (`preprocessGrey`, `resizeGrey`,
+ * `greyWarnings`, the `Preprocessing` description and its default) lives in ./preprocess.ts, which has no Node
+ * imports so the browser app can import it directly; it is re-exported here for Node callers.
  *
  * This module knows nothing of models: it produces plain Float32Arrays; the trainer wraps them in tensors.
  */
-import { stat } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { DEFAULT_PREPROCESSING, greyWarnings, preprocessGrey, type Preprocessing } from './preprocess.js';
 import sharp, { type Metadata, type OutputInfo, type Sharp, type Stats } from 'sharp';
 
 /**
@@ -166,7 +167,10 @@ function sharpFor(input: Input, header: Header, maxPixels: number): Sharp {
   const s = sharp(input, { failOn: 'error', limitInputPixels: Math.max(maxPixels, header.width * header.height) });
   // Keep the file's own sample layout: libvips would otherwise convert to 8-bit sRGB, losing 16-bit precision.
   const rgb = header.channels >= 3;
-  const space = header.is16 ? (rgb ? 'rgb16' : 'grey16') : rgb ? 'srgb' : 'b-w';
+  // libvips' 8-bit 'b-w' drops an alpha channel (grey16 keeps it), so 8-bit grey+alpha goes through sRGB,
+  // where its grey content stays exact (R = G = B = grey).
+  const alpha = header.channels === 2 || header.channels === 4;
+  const space = header.is16 ? (rgb ? 'rgb16' : 'grey16') : rgb || alpha ? 'srgb' : 'b-w';
   return s.toColourspace(space);
 }
 
@@ -252,4 +256,26 @@ export async function decodeGrey(input: Input, options: DecodeOptions = {}): Pro
     out[i] = v / maxValue;
   }
   return { data: out, width, height, bitDepth: header.is16 ? 16 : 8, channels: header.channels };
+}
+
+export * from './preprocess.js';
+
+export interface PreprocessImageOptions extends DecodeOptions {
+  /** Called with each warning about a suspicious input (e.g. all one value); the file name is included. */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Decodes an image file (or its bytes) and turns it into model input as `preprocessing` describes:
+ * size*size*3 floats, HWC, ImageNet-normalised. Throws ImageError naming the file when it cannot be used.
+ */
+export async function preprocessImage(
+  pathOrBuffer: string | Uint8Array,
+  preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
+  options: PreprocessImageOptions = {},
+): Promise<Float32Array> {
+  const img = await decodeGrey(pathOrBuffer, options);
+  if (options.onWarning)
+    for (const w of greyWarnings(img.data, img.bitDepth)) options.onWarning(`${describeInput(pathOrBuffer)}: ${w}`);
+  return preprocessGrey(img.data, img.width, img.height, preprocessing);
 }
