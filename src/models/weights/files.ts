@@ -1,0 +1,60 @@
+/**
+ * Thin node:fs wrappers over the pure format readers: read a weight file from a path (format decided by its magic
+ * bytes), write safetensors/.npy atomically. Browser code imports the pure modules instead (see browser.ts).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../util/atomic.js';
+import { parseNpy, serializeNpy, type NpyArray } from './npy.js';
+import { parseSafetensors, serializeSafetensors, type SafetensorsFile } from './safetensors.js';
+import { parseStateDict, type ParseStateDictOptions } from './state-dict.js';
+import { WeightFormatError, type DType, type StateDict, type TensorData } from './types.js';
+
+/** File name of the tensors inside a checkpoint folder. */
+export const CHECKPOINT_TENSORS_FILE = 'model.safetensors';
+
+async function readBytes(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') throw new WeightFormatError(path, 'file not found');
+    if (e.code === 'EISDIR') throw new WeightFormatError(path, 'is a directory, expected a file');
+    throw new WeightFormatError(path, `cannot read: ${e.message}`);
+  }
+}
+
+/**
+ * Read a state_dict from a safetensors, torch.save (.pth/.pt, zip or legacy) or .npz file, or from a checkpoint
+ * folder (its model.safetensors). The format comes from the file's magic bytes, not its extension.
+ * Tensors are views into the file's bytes where possible.
+ */
+export async function readStateDict(path: string, opts: Omit<ParseStateDictOptions, 'source'> = {}): Promise<StateDict> {
+  let file = path;
+  try {
+    if ((await stat(path)).isDirectory()) file = join(path, CHECKPOINT_TENSORS_FILE);
+  } catch {
+    // reported by readBytes below
+  }
+  return parseStateDict(await readBytes(file), { ...opts, source: file });
+}
+
+/** Read a safetensors file with its metadata. */
+export async function readSafetensorsFile(path: string, opts: { copy?: boolean } = {}): Promise<SafetensorsFile> {
+  return parseSafetensors(await readBytes(path), { ...opts, source: path });
+}
+
+/** Write tensors as safetensors, atomically (temp file + rename). */
+export function writeSafetensorsFile(path: string, tensors: StateDict, metadata?: Record<string, string>): void {
+  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+}
+
+/** Read one .npy array. */
+export async function readNpyFile(path: string): Promise<NpyArray> {
+  return parseNpy(await readBytes(path), { source: path });
+}
+
+/** Write one array as .npy, atomically. */
+export function writeNpyFile(path: string, shape: number[], data: TensorData, dtype?: DType): void {
+  writeFileAtomic(path, serializeNpy(shape, data, dtype));
+}
