@@ -1,0 +1,379 @@
+/**
+ * A tiny PyTorch-like module system over @tensorflow/tfjs-core: modules with named children and named
+ * parameters/buffers, so a model's state is addressed by exactly the keys torchvision uses in its state_dict
+ * (`layer4.2.bn3.running_var`, `features.denseblock1.denselayer1.norm1.weight`). The layers reproduce PyTorch's
+ * numerics (symmetric explicit padding, -inf max-pool padding, BatchNorm eps/momentum and unbiased running variance)
+ * so torchvision weights give torchvision's logits.
+ *
+ * Layout: activations are NHWC (TF.js's native layout); conv kernels are stored HWIO and Linear kernels [in, out].
+ * Converting from PyTorch's OIHW / [out, in] happens once, at import (see import.ts).
+ *
+ * Building is two-phase on purpose: constructing a module tree only records parameter shapes (cheap: a ResNet-152
+ * spec costs nothing), and `materialize(seed)` allocates the tf.Variables. Parameter counts and metadata are
+ * therefore available without allocating 240 MB of weights.
+ *
+ * Only '@tensorflow/tfjs-core' is imported: the backend (pure-JS CPU, native oneDNN kernels, WebGL in a browser)
+ * is chosen by src/engine, never here.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, type Seed } from '../util/rng.js';
+
+/** How a parameter's initial values are drawn (torchvision's defaults, reproduced with the project's seeded Rng). */
+export type Init =
+  | { kind: 'zeros' }
+  | { kind: 'ones' }
+  | { kind: 'normal'; std: number }
+  | { kind: 'uniform'; bound: number };
+
+/**
+ * One named tensor of a module: a learnable parameter (counted by parameterCount, like PyTorch's
+ * `model.parameters()`) or a buffer (BatchNorm running statistics and num_batches_tracked: in the state_dict but
+ * never trained).
+ */
+export class Param {
+  /** Set by materialize(); null while the module tree is only a shape specification. */
+  variable: tf.Variable | null = null;
+  /** Whether the optimiser may change it (false for buffers and for frozen layers). */
+  trainable: boolean;
+
+  constructor(
+    readonly shape: readonly number[],
+    readonly kind: 'param' | 'buffer',
+    readonly init: Init,
+    readonly dtype: 'float32' | 'int32' = 'float32',
+  ) {
+    this.trainable = kind === 'param';
+  }
+
+  get size(): number {
+    let n = 1;
+    for (const d of this.shape) n *= d;
+    return n;
+  }
+
+  /** The live variable; throws a clear error if the model was never materialised or was disposed. */
+  get v(): tf.Variable {
+    if (!this.variable) throw new Error('model parameters are not allocated (model disposed, or built as a shape spec only)');
+    return this.variable;
+  }
+
+  setTrainable(on: boolean): void {
+    this.trainable = this.kind === 'param' && on;
+    if (this.variable) this.variable.trainable = this.trainable;
+  }
+}
+
+let modelCounter = 0;
+
+function initValues(p: Param, rng: Rng): Float32Array | Int32Array {
+  const n = p.size;
+  if (p.dtype === 'int32') return new Int32Array(n);
+  const out = new Float32Array(n);
+  switch (p.init.kind) {
+    case 'zeros':
+      break;
+    case 'ones':
+      out.fill(1);
+      break;
+    case 'normal':
+      for (let i = 0; i < n; i++) out[i] = rng.normal(0, p.init.std);
+      break;
+    case 'uniform': {
+      const b = p.init.bound;
+      for (let i = 0; i < n; i++) out[i] = rng.uniform(-b, b);
+      break;
+    }
+  }
+  return out;
+}
+
+/** Base class: named parameters and children, in registration order (= PyTorch's state_dict order). */
+export abstract class Module {
+  private readonly _params = new Map<string, Param>();
+  private readonly _children = new Map<string, Module>();
+
+  protected param(name: string, shape: number[], init: Init): Param {
+    const p = new Param(shape, 'param', init);
+    this._params.set(name, p);
+    return p;
+  }
+
+  protected buffer(name: string, shape: number[], init: Init, dtype: 'float32' | 'int32' = 'float32'): Param {
+    const p = new Param(shape, 'buffer', init, dtype);
+    this._params.set(name, p);
+    return p;
+  }
+
+  protected child<M extends Module>(name: string, m: M): M {
+    this._children.set(name, m);
+    return m;
+  }
+
+  children(): Array<[string, Module]> {
+    return [...this._children];
+  }
+
+  /** Every parameter and buffer under this module, keyed by its torchvision state_dict name. */
+  namedParams(prefix = ''): Array<[string, Param]> {
+    const out: Array<[string, Param]> = [];
+    for (const [n, p] of this._params) out.push([prefix + n, p]);
+    for (const [n, c] of this._children) out.push(...c.namedParams(`${prefix}${n}.`));
+    return out;
+  }
+
+  /** Allocate every variable, each drawn from its own stream forked by name so values do not depend on order. */
+  materialize(seed: Seed, label = 'model'): void {
+    const root = new Rng(seed);
+    const id = modelCounter++;
+    for (const [name, p] of this.namedParams()) {
+      if (p.variable) continue;
+      const vals = initValues(p, root.fork(name));
+      const t = tf.tensor(vals, [...p.shape], p.dtype);
+      // Variable names are global in the TF.js engine: make them unique per model instance.
+      p.variable = tf.variable(t, p.trainable, `${label}#${id}/${name}`, p.dtype);
+      t.dispose();
+    }
+  }
+
+  /** Free every variable of this module tree. */
+  dispose(): void {
+    for (const [, p] of this.namedParams()) {
+      p.variable?.dispose();
+      p.variable = null;
+    }
+  }
+}
+
+/** The tfjs-core explicit padding form for a symmetric PyTorch `padding=p`. */
+function explicitPad(p: number): [[number, number], [number, number], [number, number], [number, number]] {
+  return [
+    [0, 0],
+    [p, p],
+    [p, p],
+    [0, 0],
+  ];
+}
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+  bias?: boolean;
+  /** 'fan_out' is torchvision ResNet's kaiming_normal_(mode='fan_out'); 'fan_in' is DenseNet's kaiming_normal_(). */
+  initMode?: 'fan_in' | 'fan_out';
+}
+
+/**
+ * nn.Conv2d: kernel HWIO `[k, k, in, out]`, symmetric zero padding exactly like PyTorch (TF's 'same' pads the
+ * extra pixel at the bottom/right at stride 2, which shifts every feature map by half a pixel vs. torchvision).
+ */
+export class Conv2d extends Module {
+  readonly weight: Param;
+  readonly bias: Param | null;
+  readonly stride: number;
+  readonly padding: number;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    opts: Conv2dOptions = {},
+  ) {
+    super();
+    this.stride = opts.stride ?? 1;
+    this.padding = opts.padding ?? 0;
+    const k = kernelSize;
+    const fan = (opts.initMode ?? 'fan_out') === 'fan_out' ? outChannels * k * k : inChannels * k * k;
+    // kaiming_normal_ with nonlinearity='relu': gain sqrt(2).
+    this.weight = this.param('weight', [k, k, inChannels, outChannels], { kind: 'normal', std: Math.sqrt(2 / fan) });
+    this.bias = opts.bias ? this.param('bias', [outChannels], { kind: 'zeros' }) : null;
+  }
+
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const pad = this.padding === 0 ? 'valid' : explicitPad(this.padding);
+      let y = tf.conv2d(x, this.weight.v as tf.Tensor4D, this.stride, pad);
+      if (this.bias) y = tf.add(y, this.bias.v);
+      return y;
+    });
+  }
+}
+
+/**
+ * nn.BatchNorm2d (eps 1e-5, momentum 0.1, affine, track_running_stats). In training mode it normalises with the
+ * batch's biased variance and updates the running mean and the *unbiased* running variance, as PyTorch does;
+ * `num_batches_tracked` is kept so checkpoints round-trip. A frozen BatchNorm (`frozen = true`) always uses its
+ * running statistics and never updates them, even during a training forward.
+ */
+export class BatchNorm2d extends Module {
+  readonly weight: Param;
+  readonly bias: Param;
+  readonly runningMean: Param;
+  readonly runningVar: Param;
+  readonly numBatchesTracked: Param;
+  frozen = false;
+
+  constructor(
+    readonly numFeatures: number,
+    readonly eps = 1e-5,
+    readonly momentum = 0.1,
+  ) {
+    super();
+    this.weight = this.param('weight', [numFeatures], { kind: 'ones' });
+    this.bias = this.param('bias', [numFeatures], { kind: 'zeros' });
+    this.runningMean = this.buffer('running_mean', [numFeatures], { kind: 'zeros' });
+    this.runningVar = this.buffer('running_var', [numFeatures], { kind: 'ones' });
+    this.numBatchesTracked = this.buffer('num_batches_tracked', [], { kind: 'zeros' }, 'int32');
+  }
+
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+    if (!training || this.frozen) {
+      return tf.tidy(() =>
+        tf.batchNorm4d(
+          x,
+          this.runningMean.v as tf.Tensor1D,
+          this.runningVar.v as tf.Tensor1D,
+          this.bias.v as tf.Tensor1D,
+          this.weight.v as tf.Tensor1D,
+          this.eps,
+        ),
+      );
+    }
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, [0, 1, 2]);
+      const n = x.shape[0] * x.shape[1] * x.shape[2];
+      // The running-stat update must not enter the gradient tape's dependency on the optimiser's loss; it is a
+      // side effect computed from detached copies of the batch statistics.
+      const m = this.momentum;
+      const unbiased = n > 1 ? n / (n - 1) : 1;
+      const newMean = tf.tidy(() => tf.add(tf.mul(this.runningMean.v, 1 - m), tf.mul(tf.clone(mean), m)));
+      const newVar = tf.tidy(() => tf.add(tf.mul(this.runningVar.v, 1 - m), tf.mul(tf.clone(variance), m * unbiased)));
+      this.runningMean.v.assign(newMean);
+      this.runningVar.v.assign(newVar);
+      this.numBatchesTracked.v.assign(tf.add(this.numBatchesTracked.v, tf.scalar(1, 'int32')));
+      return tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, this.bias.v as tf.Tensor1D, this.weight.v as tf.Tensor1D, this.eps);
+    });
+  }
+}
+
+/**
+ * nn.Linear: kernel stored `[in, out]` (so forward is one matMul without a transpose); torchvision's default
+ * init, kaiming_uniform_(a=sqrt(5)), amounts to U(-1/sqrt(in), 1/sqrt(in)) for the weight; the bias is
+ * U(-1/sqrt(in), 1/sqrt(in)) too unless `zeroBias` (DenseNet initialises its classifier bias to 0).
+ */
+export class Linear extends Module {
+  readonly weight: Param;
+  readonly bias: Param;
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: { zeroBias?: boolean } = {},
+  ) {
+    super();
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.param('weight', [inFeatures, outFeatures], { kind: 'uniform', bound });
+    this.bias = this.param('bias', [outFeatures], opts.zeroBias ? { kind: 'zeros' } : { kind: 'uniform', bound });
+  }
+
+  forward(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => tf.add(tf.matMul(x, this.weight.v as tf.Tensor2D), this.bias.v) as tf.Tensor2D);
+  }
+}
+
+/**
+ * nn.Dropout: zeroes each element with probability p and scales the rest by 1/(1-p), in training only. The mask
+ * comes from the project's seeded Rng (a fresh draw per call, reproducible from the seed), not from TF.js's global
+ * random state, so a training run replays exactly.
+ */
+export class Dropout extends Module {
+  private readonly rng: Rng;
+
+  constructor(
+    readonly p: number,
+    seed: Seed = 0,
+  ) {
+    super();
+    if (!(p >= 0 && p < 1)) throw new RangeError(`dropout probability must be in [0, 1), got ${p}`);
+    this.rng = new Rng(seed).fork('dropout');
+  }
+
+  forward<T extends tf.Tensor>(x: T, training: boolean): T {
+    if (!training || this.p === 0) return tf.clone(x);
+    const n = x.size;
+    const keep = 1 - this.p;
+    const mask = new Float32Array(n);
+    for (let i = 0; i < n; i++) mask[i] = this.rng.next() < keep ? 1 / keep : 0;
+    return tf.tidy(() => tf.mul(x, tf.tensor(mask, x.shape, 'float32')) as T);
+  }
+}
+
+/** ReLU (stateless; a function, since it has no parameters). */
+export function relu<T extends tf.Tensor>(x: T): T {
+  return tf.relu(x);
+}
+
+/**
+ * nn.MaxPool2d(kernel, stride, padding) with PyTorch semantics: padded cells count as -inf (never selected) and
+ * the output size is floor((H + 2p - k) / s) + 1. tfjs-core's numeric `pad` has exactly these semantics (the
+ * window only visits in-bounds cells, floor rounding).
+ */
+export function maxPool2d(x: tf.Tensor4D, kernel: number, stride: number, padding = 0): tf.Tensor4D {
+  return tf.maxPool(x, kernel, stride, padding, 'floor');
+}
+
+/** nn.AvgPool2d(kernel, stride) without padding (DenseNet transitions: 2x2, stride 2, floor). */
+export function avgPool2d(x: tf.Tensor4D, kernel: number, stride: number): tf.Tensor4D {
+  return tf.avgPool(x, kernel, stride, 0, 'floor');
+}
+
+/** AdaptiveAvgPool2d((1, 1)) + flatten: NHWC -> [N, C]. Works for any input size. */
+export function globalAvgPool(x: tf.Tensor4D): tf.Tensor2D {
+  return tf.mean(x, [1, 2]) as tf.Tensor2D;
+}
+
+/** Sum of element counts of the learnable parameters (not buffers), like `sum(p.numel() for p in m.parameters())`. */
+export function countParams(m: Module, which: 'all' | 'trainable' = 'all'): number {
+  let n = 0;
+  for (const [, p] of m.namedParams()) {
+    if (p.kind !== 'param') continue;
+    if (which === 'trainable' && !p.trainable) continue;
+    n += p.size;
+  }
+  return n;
+}
+
+/**
+ * A classifier head: the module registered under `fc` (ResNet) or `classifier` (DenseNet), mapping pooled
+ * features [N, C] to logits [N, K]. Its parameters must be named `weight` and `bias` so checkpoints keep
+ * torchvision's keys.
+ */
+export interface HeadModule extends Module {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  forward(x: tf.Tensor2D, training: boolean): tf.Tensor2D;
+}
+
+/** Builds the head once the backbone knows its feature width (2048 for ResNet-152, 1024 for DenseNet-121...). */
+export type HeadFactory = (inFeatures: number) => HeadModule;
+
+/**
+ * One "layer" in the sense of freezeLayers(n): a weight layer on the main path (a conv, or the classifier) plus
+ * the modules that freeze together with it (its batchnorm; a residual block's downsample branch). `batchNorms`
+ * are switched to inference mode when the unit is frozen.
+ */
+export interface LayerUnit {
+  /** The state_dict prefix of the unit's weight layer, e.g. `layer4.2.conv3` or `features.transition1.conv`. */
+  name: string;
+  modules: Module[];
+  batchNorms: BatchNorm2d[];
+}
+
+/** A whole network: backbone + head, the root of the state_dict. */
+export interface Network extends Module {
+  /** `fc` (ResNet) or `classifier` (DenseNet): the head's state_dict prefix. */
+  readonly classifierName: 'fc' | 'classifier';
+  readonly head: HeadModule;
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D;
+  /** Every freezable layer in forward order, the head last. */
+  layerUnits(): LayerUnit[];
+}

@@ -1,0 +1,246 @@
+/**
+ * ResNet (He et al. 2015) exactly as torchvision builds it (`torchvision/models/resnet.py`, "v1.5": the stride of
+ * a Bottleneck sits on its 3x3 conv), so torchvision state_dicts load key for key and reproduce its logits.
+ * Small blocks -> one private-ish builder `buildResNet(config, head)` -> thin public builders resnet18..resnet152.
+ * `buildResNet` also accepts any other stage configuration, e.g. ResNet(Bottleneck, [1, 1, 1, 1]).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  BatchNorm2d,
+  Conv2d,
+  Module,
+  globalAvgPool,
+  maxPool2d,
+  relu,
+  type HeadFactory,
+  type HeadModule,
+  type LayerUnit,
+  type Network,
+} from './nn.js';
+
+/** 3x3 convolution with padding 1, no bias (torchvision `conv3x3`). */
+function conv3x3(inPlanes: number, outPlanes: number, stride = 1): Conv2d {
+  return new Conv2d(inPlanes, outPlanes, 3, { stride, padding: 1, bias: false, initMode: 'fan_out' });
+}
+
+/** 1x1 convolution, no bias (torchvision `conv1x1`). */
+function conv1x1(inPlanes: number, outPlanes: number, stride = 1): Conv2d {
+  return new Conv2d(inPlanes, outPlanes, 1, { stride, bias: false, initMode: 'fan_out' });
+}
+
+/** The projection shortcut `downsample = Sequential(conv1x1, BatchNorm2d)`: keys `downsample.0.*`, `downsample.1.*`. */
+class Downsample extends Module {
+  readonly conv: Conv2d;
+  readonly bn: BatchNorm2d;
+  constructor(inPlanes: number, outPlanes: number, stride: number) {
+    super();
+    this.conv = this.child('0', conv1x1(inPlanes, outPlanes, stride));
+    this.bn = this.child('1', new BatchNorm2d(outPlanes));
+  }
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+    return tf.tidy(() => this.bn.forward(this.conv.forward(x), training));
+  }
+}
+
+interface Block extends Module {
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D;
+  /** The block's main-path convs as freeze units, in forward order; the downsample joins the last one. */
+  units(prefix: string): LayerUnit[];
+}
+
+export class BasicBlock extends Module implements Block {
+  static readonly expansion = 1;
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm2d;
+  readonly conv2: Conv2d;
+  readonly bn2: BatchNorm2d;
+  readonly downsample: Downsample | null;
+
+  constructor(inPlanes: number, planes: number, stride: number, downsample: Downsample | null) {
+    super();
+    this.conv1 = this.child('conv1', conv3x3(inPlanes, planes, stride));
+    this.bn1 = this.child('bn1', new BatchNorm2d(planes));
+    this.conv2 = this.child('conv2', conv3x3(planes, planes));
+    this.bn2 = this.child('bn2', new BatchNorm2d(planes));
+    this.downsample = downsample ? this.child('downsample', downsample) : null;
+  }
+
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+    return tf.tidy(() => {
+      let out = relu(this.bn1.forward(this.conv1.forward(x), training));
+      out = this.bn2.forward(this.conv2.forward(out), training);
+      const identity = this.downsample ? this.downsample.forward(x, training) : x;
+      return relu(tf.add(out, identity));
+    });
+  }
+
+  units(prefix: string): LayerUnit[] {
+    const ds = this.downsample ? [this.downsample] : [];
+    const dsBn = this.downsample ? [this.downsample.bn] : [];
+    return [
+      { name: `${prefix}conv1`, modules: [this.conv1, this.bn1], batchNorms: [this.bn1] },
+      { name: `${prefix}conv2`, modules: [this.conv2, this.bn2, ...ds], batchNorms: [this.bn2, ...dsBn] },
+    ];
+  }
+}
+
+export class Bottleneck extends Module implements Block {
+  static readonly expansion = 4;
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm2d;
+  readonly conv2: Conv2d;
+  readonly bn2: BatchNorm2d;
+  readonly conv3: Conv2d;
+  readonly bn3: BatchNorm2d;
+  readonly downsample: Downsample | null;
+
+  constructor(inPlanes: number, planes: number, stride: number, downsample: Downsample | null) {
+    super();
+    const width = planes; // groups = 1, base_width = 64
+    this.conv1 = this.child('conv1', conv1x1(inPlanes, width));
+    this.bn1 = this.child('bn1', new BatchNorm2d(width));
+    this.conv2 = this.child('conv2', conv3x3(width, width, stride));
+    this.bn2 = this.child('bn2', new BatchNorm2d(width));
+    this.conv3 = this.child('conv3', conv1x1(width, planes * Bottleneck.expansion));
+    this.bn3 = this.child('bn3', new BatchNorm2d(planes * Bottleneck.expansion));
+    this.downsample = downsample ? this.child('downsample', downsample) : null;
+  }
+
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+    return tf.tidy(() => {
+      let out = relu(this.bn1.forward(this.conv1.forward(x), training));
+      out = relu(this.bn2.forward(this.conv2.forward(out), training));
+      out = this.bn3.forward(this.conv3.forward(out), training);
+      const identity = this.downsample ? this.downsample.forward(x, training) : x;
+      return relu(tf.add(out, identity));
+    });
+  }
+
+  units(prefix: string): LayerUnit[] {
+    const ds = this.downsample ? [this.downsample] : [];
+    const dsBn = this.downsample ? [this.downsample.bn] : [];
+    return [
+      { name: `${prefix}conv1`, modules: [this.conv1, this.bn1], batchNorms: [this.bn1] },
+      { name: `${prefix}conv2`, modules: [this.conv2, this.bn2], batchNorms: [this.bn2] },
+      { name: `${prefix}conv3`, modules: [this.conv3, this.bn3, ...ds], batchNorms: [this.bn3, ...dsBn] },
+    ];
+  }
+}
+
+/** A stage (`layer1`..`layer4`): blocks keyed `0`, `1`, ... like nn.Sequential. */
+class Stage extends Module {
+  readonly blocks: Block[] = [];
+  add(b: Block): void {
+    this.blocks.push(this.child(String(this.blocks.length), b));
+  }
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+    let out = x;
+    for (const b of this.blocks) {
+      const next = b.forward(out, training);
+      if (out !== x) out.dispose();
+      out = next;
+    }
+    return out;
+  }
+}
+
+export type BlockKind = 'basic' | 'bottleneck';
+
+export interface ResNetConfig {
+  block: BlockKind;
+  /** Blocks per stage, e.g. [3, 8, 36, 3] for ResNet-152. */
+  layers: [number, number, number, number];
+}
+
+/**
+ * torchvision's `ResNet` module: stem (conv1 7x7/2, bn1, relu, maxpool 3x3/2), layer1..layer4, global average
+ * pool, head `fc`. Weights are initialised like torchvision (kaiming normal fan_out for convs, BN 1/0).
+ */
+export class ResNet extends Module implements Network {
+  readonly classifierName = 'fc' as const;
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm2d;
+  readonly stages: Stage[];
+  readonly head: HeadModule;
+  /** Width of the pooled features fed to the head: 512 * expansion. */
+  readonly numFeatures: number;
+
+  constructor(
+    readonly config: ResNetConfig,
+    makeHead: HeadFactory,
+  ) {
+    super();
+    const Block = config.block === 'basic' ? BasicBlock : Bottleneck;
+    const expansion = Block.expansion;
+    let inPlanes = 64;
+    this.conv1 = this.child('conv1', new Conv2d(3, 64, 7, { stride: 2, padding: 3, bias: false, initMode: 'fan_out' }));
+    this.bn1 = this.child('bn1', new BatchNorm2d(64));
+    this.stages = [];
+    const planesPerStage = [64, 128, 256, 512];
+    config.layers.forEach((n, i) => {
+      if (!Number.isInteger(n) || n < 1) throw new RangeError(`ResNet stage ${i + 1} needs at least one block, got ${n}`);
+      const planes = planesPerStage[i]!;
+      const stride = i === 0 ? 1 : 2;
+      const stage = this.child(`layer${i + 1}`, new Stage());
+      for (let b = 0; b < n; b++) {
+        const s = b === 0 ? stride : 1;
+        const needsDown = b === 0 && (s !== 1 || inPlanes !== planes * expansion);
+        const down = needsDown ? new Downsample(inPlanes, planes * expansion, s) : null;
+        stage.add(new Block(inPlanes, planes, s, down));
+        inPlanes = planes * expansion;
+      }
+      this.stages.push(stage);
+    });
+    this.numFeatures = 512 * expansion;
+    this.head = this.child('fc', makeHead(this.numFeatures));
+  }
+
+  /** Pooled features [N, 512 * expansion] (what the head sees). */
+  features(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
+    return tf.tidy(() => {
+      let out = relu(this.bn1.forward(this.conv1.forward(x), training));
+      out = maxPool2d(out, 3, 2, 1);
+      for (const s of this.stages) out = s.forward(out, training);
+      return globalAvgPool(out);
+    });
+  }
+
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
+    return tf.tidy(() => this.head.forward(this.features(x, training), training));
+  }
+
+  layerUnits(): LayerUnit[] {
+    const units: LayerUnit[] = [{ name: 'conv1', modules: [this.conv1, this.bn1], batchNorms: [this.bn1] }];
+    this.stages.forEach((stage, i) =>
+      stage.blocks.forEach((b, j) => units.push(...b.units(`layer${i + 1}.${j}.`))),
+    );
+    units.push({ name: this.classifierName, modules: [this.head], batchNorms: [] });
+    return units;
+  }
+}
+
+/** The one builder behind every public ResNet constructor (torchvision's `_resnet`). Builds the spec only. */
+export function buildResNet(config: ResNetConfig, makeHead: HeadFactory): ResNet {
+  return new ResNet(config, makeHead);
+}
+
+export const RESNET_CONFIGS = {
+  resnet18: { block: 'basic', layers: [2, 2, 2, 2] },
+  resnet34: { block: 'basic', layers: [3, 4, 6, 3] },
+  resnet50: { block: 'bottleneck', layers: [3, 4, 6, 3] },
+  resnet101: { block: 'bottleneck', layers: [3, 4, 23, 3] },
+  resnet152: { block: 'bottleneck', layers: [3, 8, 36, 3] },
+} as const satisfies Record<string, ResNetConfig>;
+
+export type ResNetArch = keyof typeof RESNET_CONFIGS;
+
+function cfg(arch: ResNetArch): ResNetConfig {
+  const c = RESNET_CONFIGS[arch];
+  return { block: c.block, layers: [...c.layers] as ResNetConfig['layers'] };
+}
+
+export const resnet18 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet18'), makeHead);
+export const resnet34 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet34'), makeHead);
+export const resnet50 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet50'), makeHead);
+export const resnet101 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet101'), makeHead);
+export const resnet152 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet152'), makeHead);
