@@ -1,0 +1,177 @@
+/**
+ * Classifier heads and the trainable model wrapper.
+ *
+ * The published MURA setup replaces the ImageNet classifier by dropout(p) -> dense(1) -> sigmoid. Here the head
+ * outputs the logit (numerically stable BCE in the trainer) and `predictProba` applies the sigmoid. The head's
+ * parameters keep torchvision's names (`fc.weight`/`fc.bias` for ResNet, `classifier.weight`/`classifier.bias`
+ * for DenseNet) so checkpoints stay torchvision-like and load in PyTorch with `model.fc = nn.Linear(2048, 1)`.
+ *
+ * Freezing, precisely. A "layer" is a weight layer on the main path, counted in forward order:
+ *   ResNet:   the stem conv (`conv1`), every conv of every residual block's main path (`layerS.B.convK`), the
+ *             classifier (`fc`). ResNet-18/34/50/101/152 have 18/34/50/101/152 such layers (hence their names).
+ *             Each batchnorm freezes with the conv that feeds it (`bn1` with `conv1`, ...); a block's `downsample`
+ *             (conv + bn) freezes with the block's last conv, since both feed the same residual sum.
+ *   DenseNet: the stem conv (`features.conv0`), both convs of every dense layer (`...denselayerL.conv1/conv2`),
+ *             each transition conv (`features.transitionT.conv`), the classifier. DenseNet-121/169/201 have
+ *             121/169/201 such layers. DenseNet is pre-activation, so each batchnorm freezes with the layer it
+ *             feeds (`norm1` with `conv1`, a transition's `norm` with its `conv`, `norm5` with the classifier),
+ *             except the stem's `norm0`, which follows `conv0` and freezes with it.
+ * `freezeLayers(n)` freezes the first n layers (parameters not trainable, their batchnorms in inference mode even
+ * during a training forward) and makes every later layer trainable. ResNet-152 with 148 frozen trains the last
+ * bottleneck block's three convs (+ their batchnorms) and the head.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Dropout, Linear, countParams, type HeadFactory, type HeadModule, type LayerUnit, type Network, type Param } from './nn.js';
+import type { StateDict } from './weights/types.js';
+import { loadIntoNetwork, type LoadOptions, type LoadReport } from './import.js';
+
+/** The ImageNet-style head: a plain Linear(in, numClasses) (torchvision's `fc` / `classifier`). */
+export class LinearHead extends Linear implements HeadModule {
+  override forward(x: tf.Tensor2D, _training = false): tf.Tensor2D {
+    return super.forward(x);
+  }
+}
+
+/** The MURA head: dropout(p) -> Linear(in, 1); outputs the logit. Dropout is seeded and active in training only. */
+export class BinaryHead extends Linear implements HeadModule {
+  private readonly dropout: Dropout;
+  constructor(inFeatures: number, p: number, seed: number, zeroBias = false) {
+    super(inFeatures, 1, { zeroBias });
+    this.dropout = new Dropout(p, seed);
+  }
+  get dropoutRate(): number {
+    return this.dropout.p;
+  }
+  override forward(x: tf.Tensor2D, training = false): tf.Tensor2D {
+    return tf.tidy(() => super.forward(this.dropout.forward(x, training)));
+  }
+}
+
+export interface HeadSpec {
+  /** 'imagenet': Linear(in, numClasses); 'binary': dropout(p) -> Linear(in, 1). */
+  kind: 'imagenet' | 'binary';
+  numClasses: number;
+  dropout: number;
+  seed: number;
+  /** DenseNet initialises its classifier bias to 0 (torchvision). */
+  zeroBias: boolean;
+}
+
+export function headFactory(spec: HeadSpec): HeadFactory {
+  return (inFeatures) =>
+    spec.kind === 'binary'
+      ? new BinaryHead(inFeatures, spec.dropout, spec.seed, spec.zeroBias)
+      : new LinearHead(inFeatures, spec.numClasses, { zeroBias: spec.zeroBias });
+}
+
+/**
+ * A network with its head, ready to train or run: the implementation behind registry's `Model` interface.
+ * `A` is the architecture label (an `Arch` for registry models, any string for custom configurations).
+ */
+export class NetworkModel<A extends string = string> {
+  private readonly units: LayerUnit[];
+  private frozen = 0;
+  private disposed = false;
+
+  constructor(
+    readonly arch: A,
+    readonly network: Network,
+    readonly headKind: 'imagenet' | 'binary',
+  ) {
+    this.units = network.layerUnits();
+  }
+
+  /** Logits [N, C] for an NHWC batch [N, H, W, 3] (any H, W large enough for five stride-2 reductions). */
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
+    this.assertLive();
+    if (x.rank !== 4 || x.shape[3] !== 3) {
+      throw new Error(`${this.arch}: expected an NHWC batch [N, H, W, 3], got shape [${x.shape.join(', ')}]`);
+    }
+    return tf.tidy(() => this.network.forward(x, training));
+  }
+
+  /** Sigmoid of the single logit: P(abnormal) per image, [N]. Only for one-output heads (the binary head). */
+  predictProba(x: tf.Tensor4D): tf.Tensor1D {
+    if (this.numOutputs !== 1) {
+      throw new Error(`${this.arch}: predictProba needs a one-output (binary) head; this head has ${this.numOutputs} outputs`);
+    }
+    return tf.tidy(() => tf.sigmoid(tf.reshape(this.forward(x, false), [-1])) as tf.Tensor1D);
+  }
+
+  get numOutputs(): number {
+    return this.network.head.outFeatures;
+  }
+
+  /** Names of the layers counted by freezeLayers, in forward order (e.g. `conv1`, `layer1.0.conv1`, ..., `fc`). */
+  layerNames(): string[] {
+    return this.units.map((u) => u.name);
+  }
+
+  layerCount(): number {
+    return this.units.length;
+  }
+
+  /** How many leading layers are frozen now. */
+  frozenLayers(): number {
+    return this.frozen;
+  }
+
+  freezeLayers(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > this.units.length) {
+      throw new RangeError(`${this.arch}: freezeLayers needs an integer in [0, ${this.units.length}], got ${n}`);
+    }
+    this.units.forEach((u, i) => {
+      const freeze = i < n;
+      for (const m of u.modules) for (const [, p] of m.namedParams()) p.setTrainable(!freeze);
+      for (const bn of u.batchNorms) bn.frozen = freeze;
+    });
+    this.frozen = n;
+  }
+
+  trainableVariables(): tf.Variable[] {
+    return this.params()
+      .filter(([, p]) => p.kind === 'param' && p.trainable)
+      .map(([, p]) => p.v);
+  }
+
+  /** The head's dense kernel: what the L2 penalty applies to (the published setup regularises the new dense layer). */
+  regularizedWeights(): tf.Variable[] {
+    const w = this.network.head.namedParams().find(([n]) => n === 'weight');
+    if (!w) throw new Error(`${this.arch}: the head has no weight parameter`);
+    return [w[1].v];
+  }
+
+  parameterCount(): { total: number; trainable: number } {
+    return { total: countParams(this.network, 'all'), trainable: countParams(this.network, 'trainable') };
+  }
+
+  /** Every parameter and buffer by torchvision key, in torchvision's order. Conv kernels are HWIO, Linear [in, out]. */
+  stateDict(): Map<string, tf.Variable> {
+    this.assertLive();
+    return new Map(this.params().map(([n, p]) => [n, p.v]));
+  }
+
+  /**
+   * Copy a state_dict into the model. `layout: 'torch'` (default) expects PyTorch's OIHW conv / [out, in] Linear
+   * layout (a torchvision .pth/.safetensors); `'tfjs'` expects this model's own layout (a project checkpoint).
+   * Strict by default: any missing, unexpected or mis-shaped key throws, naming every offender.
+   */
+  loadStateDict(sd: StateDict, opts: LoadOptions = {}): LoadReport {
+    this.assertLive();
+    return loadIntoNetwork(this.network, sd, opts);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.network.dispose();
+    this.disposed = true;
+  }
+
+  private params(): Array<[string, Param]> {
+    return this.network.namedParams();
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new Error(`${this.arch}: model was disposed`);
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Public surface of the model zoo: builders, the Model interface, metadata, state_dict import. Weight-file parsing
+ * lives in ./weights (re-exported by its own index where present).
+ */
+export {
+  ARCHS,
+  IMAGENET_PREPROCESSING,
+  archForWeightFile,
+  archInfo,
+  buildSpec,
+  createCustomModel,
+  createModel,
+  isArch,
+  listArchs,
+  type Arch,
+  type ArchInfo,
+  type CreateModelOptions,
+  type Model,
+} from './registry.js';
+export { NetworkModel, BinaryHead, LinearHead, headFactory, type HeadSpec } from './head.js';
+export { loadIntoNetwork, canonicalKey, StateDictMismatchError, type LoadOptions, type LoadReport, type ShapeMismatch } from './import.js';
+export { buildResNet, BasicBlock, Bottleneck, ResNet, RESNET_CONFIGS, type ResNetConfig, type BlockKind } from './resnet.js';
+export { buildDenseNet, DenseNet, DenseLayer, DenseBlock, Transition, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
+export {
+  Module,
+  Param,
+  Conv2d,
+  BatchNorm2d,
+  Linear,
+  Dropout,
+  countParams,
+  type HeadFactory,
+  type HeadModule,
+  type LayerUnit,
+  type Network,
+} from './nn.js';

@@ -1,0 +1,212 @@
+/**
+ * The model zoo's front door: architecture name -> builder + metadata (parameter counts with torchvision's
+ * 1000-class classifier and with the MURA binary head, layer count for freezing, input size, preprocessing, the
+ * torchvision weight files it accepts). `createModel` is the one entry point the trainer, evaluator and CLI use.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+import { countParams, type HeadFactory, type Network } from './nn.js';
+import { buildResNet, RESNET_CONFIGS, type ResNetConfig } from './resnet.js';
+import { buildDenseNet, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
+import { NetworkModel, headFactory, type HeadSpec } from './head.js';
+import type { LoadOptions, LoadReport } from './import.js';
+import type { StateDict } from './weights/types.js';
+
+export const ARCHS = [
+  'resnet18',
+  'resnet34',
+  'resnet50',
+  'resnet101',
+  'resnet152',
+  'densenet121',
+  'densenet169',
+  'densenet201',
+] as const;
+export type Arch = (typeof ARCHS)[number];
+
+export function isArch(s: string): s is Arch {
+  return (ARCHS as readonly string[]).includes(s);
+}
+
+export interface CreateModelOptions {
+  /** 'imagenet' (default): torchvision's Linear classifier with numClasses outputs; 'binary': dropout -> dense(1). */
+  head?: 'imagenet' | 'binary';
+  /** Outputs of the 'imagenet' head (default 1000). Must be 1 (or omitted) for the binary head. */
+  numClasses?: number;
+  /** Dropout probability before the binary head's dense layer (default 0.5, the published setup). */
+  dropout?: number;
+  /** Seeds weight initialisation and the dropout masks (default 0). */
+  seed?: number;
+}
+
+export interface Model {
+  arch: Arch;
+  /** Logits [N, C] from an NHWC batch [N, H, W, 3] normalised with `preprocessing`. */
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D;
+  /** sigmoid(logit) per image (binary head only). */
+  predictProba(x: tf.Tensor4D): tf.Tensor1D;
+  /** Freeze the first n layers (see head.ts for what a "layer" is). */
+  freezeLayers(n: number): void;
+  layerCount(): number;
+  trainableVariables(): tf.Variable[];
+  /** The head's dense kernel (L2 penalty). */
+  regularizedWeights(): tf.Variable[];
+  parameterCount(): { total: number; trainable: number };
+  stateDict(): Map<string, tf.Variable>;
+  loadStateDict(sd: StateDict, opts?: LoadOptions): LoadReport;
+  dispose(): void;
+  /** Names of the freezable layers in forward order. */
+  layerNames(): string[];
+  frozenLayers(): number;
+  /** Outputs of the head (1 for the binary head). */
+  readonly numOutputs: number;
+  readonly headKind: 'imagenet' | 'binary';
+}
+
+/** ImageNet normalisation, as torchvision's pretrained weights expect (RGB, values in [0, 1] before it). */
+export const IMAGENET_PREPROCESSING = {
+  mean: [0.485, 0.456, 0.406] as const,
+  std: [0.229, 0.224, 0.225] as const,
+  /** Input channel order. */
+  channels: 'RGB' as const,
+  /** Pixel values are scaled to [0, 1] before the mean/std normalisation. */
+  scale: 1 / 255,
+};
+
+export interface ArchInfo {
+  arch: Arch;
+  family: 'resnet' | 'densenet';
+  /** Parameters with torchvision's 1000-class classifier (equals torchvision's `num_params`). */
+  params: number;
+  /** Parameters with the MURA binary head (dropout -> dense(1)). */
+  paramsBinaryHead: number;
+  /** Layers counted by freezeLayers (see head.ts). */
+  layers: number;
+  /** Width of the pooled features fed to the classifier. */
+  features: number;
+  /** torchvision's evaluation crop; any size works (global average pooling). */
+  defaultInputSize: number;
+  preprocessing: typeof IMAGENET_PREPROCESSING;
+  /** torchvision's published ImageNet weight files for this architecture (all load with `loadStateDict`). */
+  torchvisionWeights: string[];
+}
+
+interface ArchDef {
+  family: 'resnet' | 'densenet';
+  build(makeHead: HeadFactory): Network;
+  zeroBias: boolean;
+  weights: string[];
+}
+
+const resnetDef = (c: ResNetConfig, weights: string[]): ArchDef => ({
+  family: 'resnet',
+  build: (h) => buildResNet({ block: c.block, layers: [...c.layers] }, h),
+  zeroBias: false,
+  weights,
+});
+const densenetDef = (c: DenseNetConfig, weights: string[]): ArchDef => ({
+  family: 'densenet',
+  build: (h) => buildDenseNet({ ...c, blockConfig: [...c.blockConfig] }, h),
+  zeroBias: true,
+  weights,
+});
+
+// File names from torchvision 0.14's weight enums (IMAGENET1K_V1 first, V2 where published) plus the legacy
+// pre-0.13 files many projects still have on disk.
+const DEFS: Record<Arch, ArchDef> = {
+  resnet18: resnetDef(RESNET_CONFIGS.resnet18, ['resnet18-f37072fd.pth', 'resnet18-5c106cde.pth']),
+  resnet34: resnetDef(RESNET_CONFIGS.resnet34, ['resnet34-b627a593.pth', 'resnet34-333f7ec4.pth']),
+  resnet50: resnetDef(RESNET_CONFIGS.resnet50, ['resnet50-0676ba61.pth', 'resnet50-11ad3fa6.pth', 'resnet50-19c8e357.pth']),
+  resnet101: resnetDef(RESNET_CONFIGS.resnet101, ['resnet101-63fe2227.pth', 'resnet101-cd907fc2.pth', 'resnet101-5d3b4d8f.pth']),
+  resnet152: resnetDef(RESNET_CONFIGS.resnet152, ['resnet152-394f9c45.pth', 'resnet152-f82ba261.pth', 'resnet152-b121ed2d.pth']),
+  densenet121: densenetDef(DENSENET_CONFIGS.densenet121, ['densenet121-a639ec97.pth']),
+  densenet169: densenetDef(DENSENET_CONFIGS.densenet169, ['densenet169-b2777c0a.pth']),
+  densenet201: densenetDef(DENSENET_CONFIGS.densenet201, ['densenet201-c1103571.pth']),
+};
+
+function resolveHead(arch: Arch, opts: CreateModelOptions): HeadSpec {
+  const kind = opts.head ?? 'imagenet';
+  const dropout = opts.dropout ?? 0.5;
+  if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`dropout must be in [0, 1), got ${dropout}`);
+  let numClasses = opts.numClasses ?? (kind === 'binary' ? 1 : 1000);
+  if (!Number.isInteger(numClasses) || numClasses < 1) throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
+  if (kind === 'binary' && numClasses !== 1) {
+    throw new RangeError(`the binary head has exactly one output; got numClasses ${numClasses} (use head 'imagenet' for ${numClasses} classes)`);
+  }
+  if (kind === 'binary') numClasses = 1;
+  return { kind, numClasses, dropout, seed: opts.seed ?? 0, zeroBias: DEFS[arch].zeroBias };
+}
+
+function assertArch(arch: string): asserts arch is Arch {
+  if (!isArch(arch)) throw new Error(`unknown architecture "${arch}"; known: ${ARCHS.join(', ')}`);
+}
+
+/** The network's module tree with shapes only (no tensors allocated): for counting and metadata. */
+export function buildSpec(arch: Arch, opts: CreateModelOptions = {}): Network {
+  assertArch(arch);
+  return DEFS[arch].build(headFactory(resolveHead(arch, opts)));
+}
+
+/** Build `arch` with freshly initialised (seeded, torchvision-style) weights. */
+export function createModel(arch: Arch, opts: CreateModelOptions = {}): Model {
+  assertArch(arch);
+  const head = resolveHead(arch, opts);
+  const net = DEFS[arch].build(headFactory(head));
+  net.materialize(head.seed, arch);
+  return new NetworkModel(arch, net, head.kind);
+}
+
+/** Wrap a network built from a custom configuration (e.g. ResNet(Bottleneck, [1, 1, 1, 1])) as a Model-like object. */
+export function createCustomModel<A extends string>(
+  label: A,
+  build: (makeHead: HeadFactory) => Network,
+  opts: CreateModelOptions & { zeroBias?: boolean } = {},
+): NetworkModel<A> {
+  const kind = opts.head ?? 'imagenet';
+  const spec: HeadSpec = {
+    kind,
+    numClasses: kind === 'binary' ? 1 : (opts.numClasses ?? 1000),
+    dropout: opts.dropout ?? 0.5,
+    seed: opts.seed ?? 0,
+    zeroBias: opts.zeroBias ?? false,
+  };
+  const net = build(headFactory(spec));
+  net.materialize(spec.seed, label);
+  return new NetworkModel(label, net, kind);
+}
+
+const infoCache = new Map<Arch, ArchInfo>();
+
+/** Metadata for one architecture; counts come from the module tree's shapes (nothing is allocated). */
+export function archInfo(arch: Arch): ArchInfo {
+  assertArch(arch);
+  const cached = infoCache.get(arch);
+  if (cached) return cached;
+  const full = buildSpec(arch, { head: 'imagenet' });
+  const binary = buildSpec(arch, { head: 'binary' });
+  const info: ArchInfo = {
+    arch,
+    family: DEFS[arch].family,
+    params: countParams(full),
+    paramsBinaryHead: countParams(binary),
+    layers: full.layerUnits().length,
+    features: full.head.inFeatures,
+    defaultInputSize: 224,
+    preprocessing: IMAGENET_PREPROCESSING,
+    torchvisionWeights: [...DEFS[arch].weights],
+  };
+  infoCache.set(arch, info);
+  return info;
+}
+
+export function listArchs(): ArchInfo[] {
+  return ARCHS.map(archInfo);
+}
+
+/** The architecture whose torchvision weight file is named `fileName` (basename), if any. */
+export function archForWeightFile(fileName: string): Arch | undefined {
+  const base = fileName.split(/[\\/]/).pop() ?? fileName;
+  return ARCHS.find((a) => DEFS[a].weights.includes(base));
+}
+
+export { NetworkModel };
+export type { LoadOptions, LoadReport, StateDict };
