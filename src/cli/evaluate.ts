@@ -1,4 +1,230 @@
-import type { Command } from 'commander';
+/**
+ * `nextray evaluate`: metrics, bootstrap intervals, tables, figures and the HTML/Markdown report for a set of
+ * predictions. A thin face over src/evaluate: it reads the predictions, picks the threshold, calls the library,
+ * prints Table 2/3 and writes the files. `runEvaluation` is the seam a model-run face reuses: anything that can
+ * produce a PredictionsInput (a CSV here; a trained model over a data split elsewhere) goes through it.
+ */
+import { Command, Option } from 'commander';
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import {
+  DEFAULT_BOOTSTRAP_REPLICATES,
+  DEFAULT_BOOTSTRAP_SEED,
+  DEFAULT_THRESHOLD,
+  evaluatePredictions,
+  evaluationJson,
+  PredictionsError,
+  readPredictionsCsv,
+  aggregateStudies,
+  table2,
+  table2Text,
+  table3,
+  table3Caveat,
+  table3Text,
+  thresholdForSensitivity,
+  writeEvaluationOutputs,
+  type DataKind,
+  type EvaluationResult,
+  type PredictionsInput,
+  type ReportContext,
+  type ThresholdChoice,
+} from '../evaluate/index.js';
+import type { Seed } from '../util/rng.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { CliError, parseFloatOption, parseIntOption } from './common.js';
 
-// Placeholder until the owner of this command writes it.
-export function registerEvaluate(_program: Command): void {}
+const require = createRequire(import.meta.url);
+
+export interface EvaluateCliOptions {
+  threshold?: number;
+  targetSensitivity?: number;
+  /** Validation predictions, already read, for --target-sensitivity. */
+  validation?: PredictionsInput;
+  bootstrap: number;
+  seed: Seed;
+  out?: string;
+  /** File for the JSON result, or '-' for stdout. */
+  json?: string;
+  quiet?: boolean;
+  split?: string;
+  dataKind?: DataKind;
+  title?: string;
+  /** Recorded in the report. */
+  config?: Record<string, unknown>;
+}
+
+const MAX_LISTED_PROBLEMS = 20;
+
+function reportProblems(input: PredictionsInput): void {
+  if (!input.problems.length) return;
+  const shown = input.problems.slice(0, MAX_LISTED_PROBLEMS);
+  for (const p of shown) process.stderr.write(`${input.source}:${p.line}: ${p.message}\n`);
+  if (input.problems.length > shown.length) {
+    process.stderr.write(`${input.source}: ... and ${input.problems.length - shown.length} more bad rows\n`);
+  }
+}
+
+function versions(): Record<string, string> {
+  const pkg = require('../../../package.json') as { version: string };
+  return { nextray: pkg.version, node: process.version, platform: `${process.platform}-${process.arch}` };
+}
+
+function printTables(result: EvaluationResult): void {
+  const out: string[] = [];
+  out.push(`Threshold: ${result.threshold}${result.thresholdChoice ? ` (chosen on validation for sensitivity >= ${result.thresholdChoice.targetSensitivity})` : ''}`);
+  out.push(
+    `Intervals: ${Math.round((1 - result.bootstrap.alpha) * 100)}% percentile bootstrap over studies, B = ${result.bootstrap.replicates}, seed ${String(result.bootstrap.seed)}`,
+    '',
+  );
+  out.push('Study level', table2Text(table2(result.study), 'Studies'), '');
+  out.push('Image level', table2Text(table2(result.image), 'Images'), '');
+  out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study)), table3Caveat(), '');
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+/**
+ * Evaluates `input` and writes / prints everything the options ask for. Returns the result; sets
+ * process.exitCode = 1 when rows were skipped (the outputs are still written from the valid rows).
+ */
+export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOptions): Promise<EvaluationResult> {
+  reportProblems(input);
+  if (opts.validation) reportProblems(opts.validation);
+  if (input.predictions.length === 0) {
+    throw new CliError(`${input.source}: no valid prediction rows (${input.rows} rows, all invalid)`, 1);
+  }
+  let thresholdChoice: ThresholdChoice | undefined;
+  if (opts.targetSensitivity !== undefined) {
+    if (!opts.validation) throw new CliError('--target-sensitivity needs --val-predictions VAL.csv (the threshold is chosen on validation, never on the test set)');
+    if (opts.validation.predictions.length === 0) throw new CliError(`${opts.validation.source}: no valid prediction rows`, 1);
+    try {
+      thresholdChoice = thresholdForSensitivity(aggregateStudies(opts.validation.predictions), opts.targetSensitivity);
+    } catch (err) {
+      throw new CliError(`${opts.validation.source}: ${(err as Error).message}`, 1);
+    }
+  }
+  let result: EvaluationResult;
+  try {
+    result = evaluatePredictions(input.predictions, {
+      threshold: opts.threshold ?? DEFAULT_THRESHOLD,
+      ...(thresholdChoice ? { thresholdChoice } : {}),
+      replicates: opts.bootstrap,
+      seed: opts.seed,
+    });
+  } catch (err) {
+    if (err instanceof PredictionsError) throw new CliError(`${input.source}: ${err.message}`, 1);
+    throw err;
+  }
+  const badRows = input.problems.length + (opts.validation?.problems.length ?? 0);
+  const extra = {
+    input: {
+      predictions: input.source,
+      rows: input.rows,
+      bad_rows: input.problems.length,
+      ...(opts.validation
+        ? { validation_predictions: opts.validation.source, validation_rows: opts.validation.rows, validation_bad_rows: opts.validation.problems.length }
+        : {}),
+    },
+  };
+  const ctx: ReportContext = {
+    source: input.source,
+    badRows: input.problems.length,
+    versions: versions(),
+    config: {
+      threshold: result.threshold,
+      ...(opts.targetSensitivity !== undefined ? { 'target sensitivity': opts.targetSensitivity, 'validation predictions': opts.validation?.source } : {}),
+      'bootstrap replicates': opts.bootstrap,
+      'bootstrap seed': opts.seed,
+      ...opts.config,
+    },
+  };
+  if (opts.split) ctx.split = opts.split;
+  if (opts.dataKind) ctx.dataKind = opts.dataKind;
+  if (opts.title) ctx.title = opts.title;
+  if (opts.out) {
+    const written = await writeEvaluationOutputs(result, opts.out, ctx, extra);
+    if (!opts.quiet) process.stderr.write(`wrote ${written.files.length} files to ${resolve(opts.out)} (report.html, report.md, metrics.json, predictions CSVs, plots/)\n`);
+  }
+  if (opts.json === '-') {
+    process.stdout.write(JSON.stringify(evaluationJson(result, extra), null, 2) + '\n');
+  } else {
+    if (opts.json) writeJsonAtomic(opts.json, evaluationJson(result, extra));
+    if (!opts.quiet) printTables(result);
+  }
+  if (badRows > 0) {
+    process.stderr.write(`nextray: ${badRows} bad row(s) skipped; results use the ${input.predictions.length} valid rows\n`);
+    process.exitCode = 1;
+  }
+  return result;
+}
+
+function parseSeed(value: string): Seed {
+  return /^-?\d+$/.test(value) ? Number(value) : value;
+}
+
+export function registerEvaluate(program: Command): void {
+  program
+    .command('evaluate')
+    .description(
+      'Evaluate predictions: accuracy, sensitivity, specificity, precision, F1, Cohen\'s kappa and AUC per region and overall, ' +
+        'at image and study level (study probability = mean of its views), with study-bootstrap 95% intervals; ' +
+        'tables, ROC and confusion-matrix figures, HTML and Markdown report.',
+    )
+    .requiredOption('--predictions <file>', 'predictions CSV with header image,label,probability (image = MURA-layout path)')
+    .option('--threshold <t>', 'abnormal when probability > t', parseFloatOption('--threshold', 0, 1))
+    .option(
+      '--target-sensitivity <s>',
+      'choose the threshold on --val-predictions: the largest reaching study-level sensitivity >= s',
+      parseFloatOption('--target-sensitivity', 0, 1),
+    )
+    .option('--val-predictions <file>', 'validation predictions CSV for --target-sensitivity')
+    .option('--bootstrap <B>', 'bootstrap replicates (0 = no intervals)', parseIntOption('--bootstrap', 0, 100000), DEFAULT_BOOTSTRAP_REPLICATES)
+    .option('--seed <seed>', 'bootstrap seed (integer or text)', parseSeed, DEFAULT_BOOTSTRAP_SEED as Seed)
+    .option('--out <dir>', 'write report.html, report.md, metrics.json, predictions CSVs and plots/ here')
+    .option('--json <file>', "write every number as JSON to <file> ('-' = stdout instead of the tables)")
+    .option('--split <name>', 'name of the evaluated split, shown in the report (e.g. valid, test)')
+    .addOption(new Option('--data-kind <kind>', 'mura adds the research-use notice; default: from the dataset root name').choices(['mura', 'synthetic']))
+    .option('--title <text>', 'report title')
+    .option('-q, --quiet', 'print no tables')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  nextray evaluate --predictions preds.csv --out eval/ --json eval/metrics.json
+  nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
+
+CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
+Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.
+Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to evaluate; 2 usage or unreadable file.`,
+    )
+    .action(async (raw: Record<string, unknown>) => {
+      if (raw.targetSensitivity !== undefined && raw.threshold !== undefined) {
+        throw new CliError('give either --threshold or --target-sensitivity, not both');
+      }
+      if (raw.valPredictions !== undefined && raw.targetSensitivity === undefined) {
+        throw new CliError('--val-predictions is only used with --target-sensitivity');
+      }
+      if (raw.targetSensitivity !== undefined && !((raw.targetSensitivity as number) > 0)) {
+        throw new CliError('--target-sensitivity must be greater than 0');
+      }
+      const read = (file: string): PredictionsInput => {
+        try {
+          return readPredictionsCsv(file);
+        } catch (err) {
+          if (err instanceof PredictionsError) throw new CliError(err.message);
+          throw err;
+        }
+      };
+      const input = read(raw.predictions as string);
+      const opts: EvaluateCliOptions = { bootstrap: raw.bootstrap as number, seed: raw.seed as Seed };
+      if (raw.threshold !== undefined) opts.threshold = raw.threshold as number;
+      if (raw.targetSensitivity !== undefined) opts.targetSensitivity = raw.targetSensitivity as number;
+      if (raw.valPredictions !== undefined) opts.validation = read(raw.valPredictions as string);
+      if (raw.out !== undefined) opts.out = raw.out as string;
+      if (raw.json !== undefined) opts.json = raw.json as string;
+      if (raw.quiet) opts.quiet = true;
+      if (raw.split !== undefined) opts.split = raw.split as string;
+      if (raw.dataKind !== undefined) opts.dataKind = raw.dataKind as DataKind;
+      if (raw.title !== undefined) opts.title = raw.title as string;
+      await runEvaluation(input, opts);
+    });
+}
