@@ -23,7 +23,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Dropout, Linear, countParams, type HeadFactory, type HeadModule, type LayerUnit, type Network, type Param } from './nn.js';
 import type { StateDict } from './weights/types.js';
-import { loadIntoNetwork, type LoadOptions, type LoadReport } from './import.js';
+import { exportStateDict, loadIntoNetwork, type LoadOptions, type LoadReport } from './import.js';
 
 /** The ImageNet-style head: a plain Linear(in, numClasses) (torchvision's `fc` / `classifier`). */
 export class LinearHead extends Linear implements HeadModule {
@@ -159,6 +159,15 @@ export class NetworkModel<A extends string = string> {
   loadStateDict(sd: StateDict, opts: LoadOptions = {}): LoadReport {
     this.assertLive();
     return loadIntoNetwork(this.network, sd, opts);
+  }
+
+  /**
+   * The state as plain tensors for a checkpoint file, in PyTorch's layout by default (OIHW convs, [out, in] Linear,
+   * I64 num_batches_tracked) so `torch.load` + `load_state_dict` accept it; `'tfjs'` keeps this model's layout.
+   */
+  exportStateDict(layout: 'torch' | 'tfjs' = 'torch'): StateDict {
+    this.assertLive();
+    return exportStateDict(this.network, layout);
   }
 
   dispose(): void {

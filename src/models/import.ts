@@ -23,8 +23,11 @@ import { toFloat32 } from './weights/dtype.js';
 export interface LoadOptions {
   /** Throw on any missing, unexpected or mis-shaped key (default true). When false, load what fits and report. */
   strict?: boolean;
-  /** 'torch' (default): PyTorch layouts (OIHW conv, [out, in] Linear); 'tfjs': this package's own (HWIO, [in, out]). */
-  layout?: 'torch' | 'tfjs';
+  /**
+   * 'torch' (default): PyTorch layouts (OIHW conv, [out, in] Linear); 'tfjs': this package's own (HWIO, [in, out]);
+   * 'auto': decided from the conv kernels' shapes (see detectLayout).
+   */
+  layout?: 'torch' | 'tfjs' | 'auto';
   /** Skip the checkpoint's classifier (`fc.*` / `classifier.*`) and keep the model's own head. */
   ignoreClassifier?: boolean;
   /** Names the weights in error messages (e.g. the file path). */
@@ -149,7 +152,7 @@ export function loadIntoNetwork(
   opts: LoadOptions & { strict?: boolean } = {},
 ): LoadReport {
   const strict = opts.strict ?? true;
-  const layout = opts.layout ?? 'torch';
+  const layout = opts.layout === 'auto' ? (detectLayout(network, sd) ?? 'torch') : (opts.layout ?? 'torch');
   const source = opts.source ?? 'weights';
   const clsPrefix = `${network.classifierName}.`;
   const params = new Map(network.namedParams());
@@ -206,4 +209,44 @@ export function loadIntoNetwork(
     report.loaded.push(key);
   }
   return report;
+}
+
+/**
+ * Which layout a state_dict uses, judged by its conv kernels (square kernels: OIHW [O, I, k, k] vs HWIO
+ * [k, k, I, O]); undefined when no conv kernel of the model is found in it.
+ */
+export function detectLayout(network: Network, sd: StateDict): 'torch' | 'tfjs' | undefined {
+  const byKey = new Map<string, RawTensor>();
+  for (const [k, t] of sd) byKey.set(canonicalKey(k), t);
+  for (const [key, p] of network.namedParams()) {
+    if (p.shape.length !== 4) continue;
+    const t = byKey.get(key);
+    if (!t) continue;
+    if (sameShape(t.shape, sourceShape(p, 'torch'))) return 'torch';
+    if (sameShape(t.shape, p.shape)) return 'tfjs';
+  }
+  return undefined;
+}
+
+/**
+ * The model's state as a framework-free state_dict in PyTorch's layout (OIHW conv kernels, [out, in] Linear, I64
+ * num_batches_tracked): what a checkpoint should hold so `torch.load` + `load_state_dict` read it unchanged.
+ * Copies the values off the backend (dataSync), so it is safe to dispose the model afterwards.
+ */
+export function exportStateDict(network: Network, layout: 'torch' | 'tfjs' = 'torch'): StateDict {
+  const out: StateDict = new Map();
+  for (const [key, p] of network.namedParams()) {
+    const v = p.v;
+    if (p.dtype === 'int32') {
+      const vals = v.dataSync() as Int32Array;
+      out.set(key, { dtype: 'I64', shape: [...p.shape], data: BigInt64Array.from(vals, (x) => BigInt(x)) });
+      continue;
+    }
+    const transpose = layout === 'torch' && (p.shape.length === 4 || p.shape.length === 2);
+    const data = transpose
+      ? tf.tidy(() => tf.transpose(v, p.shape.length === 4 ? [3, 2, 0, 1] : [1, 0]).dataSync() as Float32Array)
+      : (v.dataSync() as Float32Array).slice();
+    out.set(key, { dtype: 'F32', shape: sourceShape(p, layout), data });
+  }
+  return out;
 }

@@ -121,13 +121,19 @@ export abstract class Module {
     return out;
   }
 
-  /** Allocate every variable, each drawn from its own stream forked by name so values do not depend on order. */
-  materialize(seed: Seed, label = 'model'): void {
+  /**
+   * Allocate every variable, each drawn from its own stream forked by name so values do not depend on order.
+   * `random: false` skips the random draws (zeros instead) for a model whose weights are loaded right after.
+   */
+  materialize(seed: Seed, label = 'model', opts: { random?: boolean } = {}): void {
     const root = new Rng(seed);
     const id = modelCounter++;
+    const random = opts.random ?? true;
     for (const [name, p] of this.namedParams()) {
       if (p.variable) continue;
-      const vals = initValues(p, root.fork(name));
+      // Without random init (weights about to be loaded) random draws become zeros: ResNet-152's 60M normals
+      // cost ~7 s of pure JS otherwise.
+      const vals = random || p.init.kind === 'ones' ? initValues(p, root.fork(name)) : new Float32Array(p.size);
       const t = tf.tensor(vals, [...p.shape], p.dtype);
       // Variable names are global in the TF.js engine: make them unique per model instance.
       p.variable = tf.variable(t, p.trainable, `${label}#${id}/${name}`, p.dtype);
