@@ -1,0 +1,252 @@
+// oneDNN convolution kernels (forward with bias + relu, backward data, backward weights) on the TF.js CPU
+// backend's own Float32Arrays: activations stay NHWC and filters HWIO exactly as TF.js stores them, so no
+// copies are made on the way in or out; only the filter is reordered into oneDNN's blocked layout, because
+// the fast JIT kernels want it that way and it is small next to the activations.
+#include "common.h"
+
+#include <cstring>
+#include <string>
+#include <unordered_map>
+
+namespace nextray {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+// Geometry of one convolution as TF.js's computeConv2DInfo resolved it.
+struct ConvGeom {
+  int64_t n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw;
+  std::string key() const {
+    std::string k;
+    for (int64_t v : {n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw}) {
+      k += std::to_string(v);
+      k += ',';
+    }
+    return k;
+  }
+  memory::desc src(tag t = tag::nhwc) const { return {{n, ci, h, w}, dt::f32, t}; }
+  memory::desc dst(tag t = tag::nhwc) const { return {{n, co, oh, ow}, dt::f32, t}; }
+  memory::desc wei(tag t = tag::hwio) const { return {{co, ci, kh, kw}, dt::f32, t}; }
+  memory::dims strides() const { return {sh, sw}; }
+  memory::dims dil() const { return {dh - 1, dw - 1}; }  // oneDNN counts dilation from 0
+  memory::dims padL() const { return {pt, pl}; }
+  memory::dims padR() const { return {pb, pr}; }
+};
+
+// Reads the geometry array the JS side packs: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, pt,pb,pl,pr, dh,dw].
+ConvGeom readGeom(const Napi::Value& v) {
+  auto a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() != 17) throw Napi::Error::New(v.Env(), "conv geometry must have 17 entries");
+  const int32_t* g = a.Data();
+  return ConvGeom{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8],
+                  g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16]};
+}
+
+dnnl::primitive_attr userScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk) {
+  memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
+  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), biasMd,
+                                    g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::primitive_attr attr = userScratchpad();
+  if (relu) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(po);
+  }
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+}
+
+struct FwdEntry {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward prim;
+  bool reorderWeights;
+  dnnl::reorder weightReorder;
+};
+struct BwdDataEntry {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  dnnl::convolution_backward_data prim;
+  bool reorderWeights;
+  dnnl::reorder weightReorder;
+};
+struct BwdWeightsEntry {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  dnnl::convolution_backward_weights prim;
+  bool reorderWeights;
+  dnnl::reorder weightReorder;  // from oneDNN's diff_weights layout back to HWIO
+};
+
+// Primitive creation costs milliseconds (JIT code generation); a ResNet has a few dozen distinct shapes,
+// so every primitive is built once per shape and reused for the life of the process.
+std::unordered_map<std::string, FwdEntry> fwdCache;
+std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
+std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
+
+FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu) {
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "");
+  auto it = fwdCache.find(key);
+  if (it != fwdCache.end()) return it->second;
+  auto pd = forwardPd(g, bias, relu, dnnl::prop_kind::forward_inference);
+  bool re = pd.weights_desc() != g.wei();
+  dnnl::reorder r;
+  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
+  return fwdCache.emplace(key, FwdEntry{pd, dnnl::convolution_forward(pd), re, r}).first->second;
+}
+
+BwdDataEntry& getBwdData(const ConvGeom& g) {
+  std::string key = g.key();
+  auto it = bwdDataCache.find(key);
+  if (it != bwdDataCache.end()) return it->second;
+  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
+                                          g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  bool re = pd.weights_desc() != g.wei();
+  dnnl::reorder r;
+  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
+  return bwdDataCache.emplace(key, BwdDataEntry{pd, dnnl::convolution_backward_data(pd), re, r}).first->second;
+}
+
+BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
+  std::string key = g.key();
+  auto it = bwdWeightsCache.find(key);
+  if (it != bwdWeightsCache.end()) return it->second;
+  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
+                                             g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  bool re = pd.diff_weights_desc() != g.wei();
+  dnnl::reorder r;
+  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
+  return bwdWeightsCache.emplace(key, BwdWeightsEntry{pd, dnnl::convolution_backward_weights(pd), re, r})
+      .first->second;
+}
+
+void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, const char* what) {
+  if (static_cast<int64_t>(a.ElementLength()) != want)
+    throw Napi::Error::New(env, std::string(what) + " has " + std::to_string(a.ElementLength()) +
+                                    " elements, expected " + std::to_string(want));
+}
+
+// Reusable aligned buffers for reordered filters and scratchpads, so steady-state calls allocate nothing.
+Buffer weightBuf, scratchBuf;
+
+}  // namespace
+
+// conv2dForward(x, filter, bias|null, out, geom: Int32Array(17), relu: boolean)
+Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto x = info[0].As<Napi::Float32Array>();
+    auto w = info[1].As<Napi::Float32Array>();
+    bool hasBias = !info[2].IsNull() && !info[2].IsUndefined();
+    auto out = info[3].As<Napi::Float32Array>();
+    ConvGeom g = readGeom(info[4]);
+    bool relu = info[5].ToBoolean();
+    checkLen(env, x, g.n * g.h * g.w * g.ci, "conv2d input");
+    checkLen(env, w, g.kh * g.kw * g.ci * g.co, "conv2d filter");
+    checkLen(env, out, g.n * g.oh * g.ow * g.co, "conv2d output");
+    FwdEntry& e = getFwd(g, hasBias, relu);
+    dnnl::stream& s = stream();
+    memory userW(g.wei(), engine(), w.Data());
+    memory wMem = userW;
+    if (e.reorderWeights) {
+      wMem = memory(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
+      e.weightReorder.execute(s, userW, wMem);
+    }
+    memory src(g.src(), engine(), x.Data());
+    memory dst(g.dst(), engine(), out.Data());
+    memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wMem}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
+    if (hasBias) {
+      auto b = info[2].As<Napi::Float32Array>();
+      checkLen(env, b, g.co, "conv2d bias");
+      args.emplace(DNNL_ARG_BIAS, memory({{g.co}, dt::f32, tag::x}, engine(), b.Data()));
+    }
+    e.prim.execute(s, args);
+    s.wait();
+    return env.Undefined();
+  });
+}
+
+// conv2dBackwardData(dy, filter, dx, geom)
+Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto dy = info[0].As<Napi::Float32Array>();
+    auto w = info[1].As<Napi::Float32Array>();
+    auto dx = info[2].As<Napi::Float32Array>();
+    ConvGeom g = readGeom(info[3]);
+    checkLen(env, dy, g.n * g.oh * g.ow * g.co, "conv2d backprop-input dy");
+    checkLen(env, w, g.kh * g.kw * g.ci * g.co, "conv2d backprop-input filter");
+    checkLen(env, dx, g.n * g.h * g.w * g.ci, "conv2d backprop-input dx");
+    BwdDataEntry& e = getBwdData(g);
+    dnnl::stream& s = stream();
+    memory userW(g.wei(), engine(), w.Data());
+    memory wMem = userW;
+    if (e.reorderWeights) {
+      wMem = memory(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
+      e.weightReorder.execute(s, userW, wMem);
+    }
+    memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
+    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+                       {DNNL_ARG_WEIGHTS, wMem},
+                       {DNNL_ARG_DIFF_SRC, memory(g.src(), engine(), dx.Data())},
+                       {DNNL_ARG_SCRATCHPAD, scratch}});
+    s.wait();
+    return env.Undefined();
+  });
+}
+
+// conv2dBackwardFilter(x, dy, dw, geom)
+Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto x = info[0].As<Napi::Float32Array>();
+    auto dy = info[1].As<Napi::Float32Array>();
+    auto dw = info[2].As<Napi::Float32Array>();
+    ConvGeom g = readGeom(info[3]);
+    checkLen(env, x, g.n * g.h * g.w * g.ci, "conv2d backprop-filter x");
+    checkLen(env, dy, g.n * g.oh * g.ow * g.co, "conv2d backprop-filter dy");
+    checkLen(env, dw, g.kh * g.kw * g.ci * g.co, "conv2d backprop-filter dw");
+    BwdWeightsEntry& e = getBwdWeights(g);
+    dnnl::stream& s = stream();
+    memory userDw(g.wei(), engine(), dw.Data());
+    memory dwMem = userDw;
+    if (e.reorderWeights)
+      dwMem = memory(e.pd.diff_weights_desc(), engine(), weightBuf.get(e.pd.diff_weights_desc().get_size()));
+    memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
+    e.prim.execute(s, {{DNNL_ARG_SRC, memory(g.src(), engine(), x.Data())},
+                       {DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+                       {DNNL_ARG_DIFF_WEIGHTS, dwMem},
+                       {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (e.reorderWeights) e.weightReorder.execute(s, dwMem, userDw);
+    s.wait();
+    return env.Undefined();
+  });
+}
+
+// convImpl(kind: 0 fwd, 1 bwd data, 2 bwd weights, geom) -> the oneDNN implementation name, for profiling.
+Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    int kind = info[0].As<Napi::Number>().Int32Value();
+    ConvGeom g = readGeom(info[1]);
+    const char* name = kind == 0 ? getFwd(g, false, false).pd.impl_info_str()
+                       : kind == 1 ? getBwdData(g).pd.impl_info_str()
+                                   : getBwdWeights(g).pd.impl_info_str();
+    return Napi::String::New(env, name);
+  });
+}
+
+size_t cachedPrimitiveCount() { return fwdCache.size() + bwdDataCache.size() + bwdWeightsCache.size(); }
+
+}  // namespace nextray

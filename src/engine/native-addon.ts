@@ -1,0 +1,86 @@
+/**
+ * Loads the compiled oneDNN addon (native/build/Release/nextray_native.node) and describes its functions.
+ * Loading never throws: callers get either the addon or one sentence saying why it is unavailable and what
+ * to run, so the engine can fall back to pure JS with a single clear line.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The C++ functions (native/src/*.cc). Outputs are written into caller-allocated Float32Arrays. */
+export interface NativeAddon {
+  info(): { onednn: string; isa: string; threads: number; cachedPrimitives: number };
+  setThreads(n: number): number;
+  /** geom: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, padTop,padBottom,padLeft,padRight, dilH,dilW] */
+  conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean): void;
+  conv2dBackwardData(dy: Float32Array, filter: Float32Array, dx: Float32Array, geom: Int32Array): void;
+  conv2dBackwardFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geom: Int32Array): void;
+  /** kind 0 forward, 1 backward data, 2 backward weights: oneDNN's implementation name for that shape. */
+  convImpl(kind: 0 | 1 | 2, geom: Int32Array): string;
+  /** geom: [n,h,w,c, oh,ow, kh,kw, sh,sw, padTop,padLeft] */
+  pool2d(x: Float32Array, out: Float32Array, geom: Int32Array, isMax: boolean): void;
+  maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, geom: Int32Array): void;
+  avgPoolGrad(dy: Float32Array, dx: Float32Array, geom: Int32Array): void;
+  /** dims: [batchA, batchB, M, N, K, transA, transB] */
+  matmul(a: Float32Array, b: Float32Array, out: Float32Array, dims: Int32Array, bias: Float32Array | null, relu: boolean): void;
+  /** op: 0 add, 1 sub, 2 mul, 3 div, 4 squaredDifference, 5 maximum, 6 minimum; mode: 0 full, 1 b per column, 2 a per column, 3 b scalar, 4 a scalar */
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number, mode: number): void;
+  /** op: 0 relu, 1 step */
+  unary(op: number, x: Float32Array, out: Float32Array): void;
+  reduceLeading(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
+  reduceTrailing(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
+  batchNorm(x: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null, offset: Float32Array | null, out: Float32Array, cols: number, eps: number): void;
+}
+
+export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'nextray') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package.json of nextray not found');
+    dir = up;
+  }
+}
+
+/** Where `npm run build:native` (node-gyp in native/) puts the addon, unless NEXTRAY_NATIVE_ADDON says otherwise. */
+export function addonPath(): string {
+  // NEXTRAY_NATIVE_ADDON points at another build (or, in tests, at nothing to exercise the fallback).
+  if (process.env.NEXTRAY_NATIVE_ADDON) return process.env.NEXTRAY_NATIVE_ADDON;
+  return join(packageRoot(), 'native', 'build', 'Release', 'nextray_native.node');
+}
+
+let cached: AddonLoad | null = null;
+
+export function loadNativeAddon(): AddonLoad {
+  if (cached) return cached;
+  let path: string;
+  try {
+    path = addonPath();
+  } catch (e) {
+    return (cached = { ok: false, reason: (e as Error).message });
+  }
+  if (!existsSync(path)) {
+    const hasDnnl = existsSync('/usr/include/dnnl.hpp') || existsSync('/usr/include/oneapi/dnnl/dnnl.hpp');
+    return (cached = {
+      ok: false,
+      reason: hasDnnl
+        ? `native addon not built (${path} missing); run: npm run build:native`
+        : 'native addon not built: oneDNN headers missing; run: sudo apt-get install -y libdnnl-dev && npm run build:native',
+    });
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    const addon = require(path) as NativeAddon;
+    addon.info();
+    return (cached = { ok: true, addon, path });
+  } catch (e) {
+    return (cached = {
+      ok: false,
+      reason: `native addon at ${path} failed to load (${(e as Error).message.split('\n')[0]}); rebuild it: npm run build:native`,
+    });
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * The 'nextray-native' TF.js backend: the pure-JS cpu backend (same tensor storage, same kernels) with the
+ * kernels that dominate ResNet/DenseNet training and inference replaced by oneDNN/OpenMP code from the
+ * native addon. Every native kernel checks that it can reproduce the JS kernel's semantics for the given
+ * inputs (float32, NHWC, no dilation in pooling, supported activation, simple broadcast) and otherwise calls
+ * the JS kernel, so any model that runs on 'cpu' runs here unchanged.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { NativeAddon } from './native-addon.js';
+import { timeKernel } from './profile.js';
+
+export const NATIVE_BACKEND = 'nextray-native';
+
+type TensorInfo = tf.TensorInfo;
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: MathBackendCPU; attrs?: tf.NamedAttrMap };
+type KernelImpl = (args: KernelArgs) => TensorInfo | TensorInfo[];
+
+/** The backend class: cpu storage; a distinct class only so TF.js can hold it under its own name. */
+export class NativeBackend extends MathBackendCPU {
+  constructor() {
+    super();
+    // The cpu backend prints an "install tfjs-node" banner on first use; this backend is the answer to it.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+}
+
+function f32(backend: MathBackendCPU, t: TensorInfo | undefined | null): Float32Array | null {
+  if (!t || t.dtype !== 'float32') return null;
+  const v = backend.data.get(t.dataId).values;
+  return v instanceof Float32Array ? v : null;
+}
+
+function out(backend: MathBackendCPU, shape: number[], values: Float32Array): TensorInfo {
+  return backend.makeTensorInfo(shape, 'float32', values);
+}
+
+/** oneDNN derives the output size with floor division; TF.js's 'ceil' rounding can disagree. */
+function oneDnnAgrees(conv: tf.backend_util.Conv2DInfo): boolean {
+  const p = conv.padInfo;
+  const effH = (conv.filterHeight - 1) * conv.dilationHeight + 1;
+  const effW = (conv.filterWidth - 1) * conv.dilationWidth + 1;
+  return (
+    p.top >= 0 && p.bottom >= 0 && p.left >= 0 && p.right >= 0 &&
+    conv.outHeight === Math.floor((conv.inHeight + p.top + p.bottom - effH) / conv.strideHeight) + 1 &&
+    conv.outWidth === Math.floor((conv.inWidth + p.left + p.right - effW) / conv.strideWidth) + 1
+  );
+}
+
+function convGeom(c: tf.backend_util.Conv2DInfo): Int32Array {
+  const p = c.padInfo;
+  return Int32Array.from([
+    c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth, c.outChannels,
+    c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, p.top, p.bottom, p.left, p.right,
+    c.dilationHeight, c.dilationWidth,
+  ]);
+}
+
+function poolGeom(c: tf.backend_util.Conv2DInfo): Int32Array {
+  return Int32Array.from([
+    c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth,
+    c.effectiveFilterHeight, c.effectiveFilterWidth, c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left,
+  ]);
+}
+
+const channelsLast = (fmt: unknown) => fmt === undefined || fmt === 'NHWC' || fmt === 'channelsLast';
+
+/** Builds the native kernels; each returns null when it cannot match the JS kernel, meaning "use JS". */
+function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => TensorInfo | null> {
+  const conv2d = (a: KernelArgs, fused: boolean): TensorInfo | null => {
+    const { x, filter, bias, preluActivationWeights } = a.inputs;
+    const at = a.attrs as Record<string, unknown>;
+    if (!channelsLast(at.dataFormat)) return null;
+    const activation = (at.activation as string | undefined) ?? 'linear';
+    if (fused && activation !== 'linear' && activation !== 'relu') return null;
+    if (preluActivationWeights && activation === 'prelu') return null;
+    const xv = f32(a.backend, x), wv = f32(a.backend, filter);
+    if (!xv || !wv || x!.shape.length !== 4) return null;
+    const conv = tf.backend_util.computeConv2DInfo(
+      x!.shape as [number, number, number, number], filter!.shape as [number, number, number, number],
+      at.strides as [number, number], at.dilations as [number, number], at.pad as 'same',
+      at.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+    if (!oneDnnAgrees(conv)) return null;
+    let bv: Float32Array | null = null;
+    if (fused && bias) {
+      bv = f32(a.backend, bias);
+      if (!bv || bv.length !== conv.outChannels || bias.shape[bias.shape.length - 1] !== conv.outChannels) return null;
+    }
+    const res = new Float32Array(tf.util.sizeFromShape(conv.outShape));
+    addon.conv2dForward(xv, wv, bv, res, convGeom(conv), fused && activation === 'relu');
+    return out(a.backend, conv.outShape, res);
+  };
+
+  const pool = (a: KernelArgs, isMax: boolean): TensorInfo | null => {
+    const { x } = a.inputs;
+    const at = a.attrs as Record<string, unknown>;
+    const xv = f32(a.backend, x);
+    if (!xv || x!.shape.length !== 4) return null;
+    const conv = tf.backend_util.computePool2DInfo(
+      x!.shape as [number, number, number, number], at.filterSize as [number, number], at.strides as [number, number],
+      1, at.pad as 'same', at.dimRoundingMode as 'floor' | undefined);
+    if (conv.dilationHeight !== 1 || conv.dilationWidth !== 1) return null;
+    const res = new Float32Array(tf.util.sizeFromShape(conv.outShape));
+    addon.pool2d(xv, res, poolGeom(conv), isMax);
+    return out(a.backend, conv.outShape, res);
+  };
+
+  const matmul = (a: KernelArgs, fused: boolean): TensorInfo | null => {
+    const { a: A, b: B, bias, preluActivationWeights } = a.inputs;
+    const at = a.attrs as Record<string, unknown>;
+    const activation = (at.activation as string | undefined) ?? 'linear';
+    if (fused && activation !== 'linear' && activation !== 'relu') return null;
+    if (preluActivationWeights && activation === 'prelu') return null;
+    const av = f32(a.backend, A), bv = f32(a.backend, B);
+    if (!av || !bv || A!.shape.length < 2 || B!.shape.length < 2) return null;
+    const ta = Boolean(at.transposeA), tb = Boolean(at.transposeB);
+    const ra = A!.shape.length, rb = B!.shape.length;
+    const M = ta ? A!.shape[ra - 1] : A!.shape[ra - 2];
+    const K = ta ? A!.shape[ra - 2] : A!.shape[ra - 1];
+    const K2 = tb ? B!.shape[rb - 1] : B!.shape[rb - 2];
+    const N = tb ? B!.shape[rb - 2] : B!.shape[rb - 1];
+    if (K !== K2) return null; // the JS kernel raises the proper error
+    const outerA = A!.shape.slice(0, -2), outerB = B!.shape.slice(0, -2);
+    const batchA = tf.util.sizeFromShape(outerA), batchB = tf.util.sizeFromShape(outerB);
+    if (batchA !== batchB && batchA !== 1 && batchB !== 1) return null;
+    const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
+    let biasV: Float32Array | null = null;
+    if (fused && bias) {
+      biasV = f32(a.backend, bias);
+      if (!biasV || !(biasV.length === 1 || (biasV.length === N && bias.shape[bias.shape.length - 1] === N))) return null;
+    }
+    const shape = [...outer, M, N];
+    const res = new Float32Array(tf.util.sizeFromShape(shape));
+    addon.matmul(av, bv, res, Int32Array.from([batchA, batchB, M, N, K, ta ? 1 : 0, tb ? 1 : 0]), biasV, fused && activation === 'relu');
+    return out(a.backend, shape, res);
+  };
+
+  const binary = (op: number) => (a: KernelArgs): TensorInfo | null => {
+    const { a: A, b: B } = a.inputs;
+    const av = f32(a.backend, A), bv = f32(a.backend, B);
+    if (!av || !bv) return null;
+    const sa = A!.shape, sb = B!.shape;
+    const shape = tf.backend_util.assertAndGetBroadcastShape(sa, sb);
+    const size = tf.util.sizeFromShape(shape);
+    const cols = shape.length ? shape[shape.length - 1] : 1;
+    const rows = cols ? size / cols : 0;
+    const perColumn = (s: number[]) => s.length >= 1 && s[s.length - 1] === cols && tf.util.sizeFromShape(s) === cols;
+    let mode: number;
+    if (tf.util.arraysEqual(sa, shape) && tf.util.arraysEqual(sb, shape)) mode = 0;
+    else if (tf.util.arraysEqual(sa, shape) && bv.length === 1) mode = 3;
+    else if (tf.util.arraysEqual(sb, shape) && av.length === 1) mode = 4;
+    else if (tf.util.arraysEqual(sa, shape) && perColumn(sb)) mode = 1;
+    else if (tf.util.arraysEqual(sb, shape) && perColumn(sa)) mode = 2;
+    else return null;
+    const res = new Float32Array(size);
+    if (size > 0) addon.binary(op, av, bv, res, mode >= 3 ? size : rows, mode >= 3 ? 1 : cols, mode);
+    return out(a.backend, shape, res);
+  };
+
+  const reduce = (mean: boolean) => (a: KernelArgs): TensorInfo | null => {
+    const { x } = a.inputs;
+    const at = a.attrs as Record<string, unknown>;
+    const xv = f32(a.backend, x);
+    if (!xv) return null;
+    const shape = x!.shape;
+    const axes = tf.util.parseAxisParam(at.axis as number | number[], shape).sort((p, q) => p - q);
+    if (axes.length === 0 || new Set(axes).size !== axes.length) return null;
+    const leading = axes.every((ax, i) => ax === i);
+    const trailing = axes.every((ax, i) => ax === shape.length - axes.length + i);
+    if (!leading && !trailing) return null;
+    const reduced = tf.util.sizeFromShape(axes.map((ax) => shape[ax]));
+    const kept = xv.length / (reduced || 1);
+    if (reduced === 0) return null;
+    const outShape = at.keepDims ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
+    const res = new Float32Array(kept);
+    if (leading) addon.reduceLeading(xv, res, reduced, kept, mean);
+    else addon.reduceTrailing(xv, res, kept, reduced, mean);
+    return out(a.backend, outShape, res);
+  };
+
+  return {
+    Conv2D: (a) => conv2d(a, false),
+    FusedConv2D: (a) => conv2d(a, true),
+    Conv2DBackpropInput: (a) => {
+      const { dy, filter } = a.inputs;
+      const at = a.attrs as Record<string, unknown>;
+      if (!channelsLast(at.dataFormat)) return null;
+      const dyv = f32(a.backend, dy), wv = f32(a.backend, filter);
+      if (!dyv || !wv) return null;
+      const inputShape = at.inputShape as [number, number, number, number];
+      const conv = tf.backend_util.computeConv2DInfo(inputShape, filter!.shape as [number, number, number, number],
+        at.strides as [number, number], 1, at.pad as 'same', at.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+      if (!oneDnnAgrees(conv) || !tf.util.arraysEqual(dy!.shape, conv.outShape)) return null;
+      const res = new Float32Array(tf.util.sizeFromShape(inputShape));
+      addon.conv2dBackwardData(dyv, wv, res, convGeom(conv));
+      return out(a.backend, [...inputShape], res);
+    },
+    Conv2DBackpropFilter: (a) => {
+      const { x, dy } = a.inputs;
+      const at = a.attrs as Record<string, unknown>;
+      if (!channelsLast(at.dataFormat)) return null;
+      const xv = f32(a.backend, x), dyv = f32(a.backend, dy);
+      if (!xv || !dyv) return null;
+      const filterShape = at.filterShape as [number, number, number, number];
+      const conv = tf.backend_util.computeConv2DInfo(x!.shape as [number, number, number, number], filterShape,
+        at.strides as [number, number], 1, at.pad as 'same', at.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+      if (!oneDnnAgrees(conv) || !tf.util.arraysEqual(dy!.shape, conv.outShape)) return null;
+      const res = new Float32Array(tf.util.sizeFromShape(filterShape));
+      addon.conv2dBackwardFilter(xv, dyv, res, convGeom(conv));
+      return out(a.backend, [...filterShape], res);
+    },
+    MaxPool: (a) => pool(a, true),
+    AvgPool: (a) => pool(a, false),
+    MaxPoolGrad: (a) => {
+      const { dy, input } = a.inputs;
+      const at = a.attrs as Record<string, unknown>;
+      const dyv = f32(a.backend, dy), xv = f32(a.backend, input);
+      if (!dyv || !xv || input!.shape.length !== 4) return null;
+      const conv = tf.backend_util.computePool2DInfo(input!.shape as [number, number, number, number],
+        at.filterSize as [number, number], at.strides as [number, number], 1, at.pad as 'same', at.dimRoundingMode as 'floor' | undefined);
+      if (!tf.util.arraysEqual(dy!.shape, conv.outShape)) return null;
+      const res = new Float32Array(xv.length);
+      addon.maxPoolGrad(dyv, xv, res, poolGeom(conv));
+      return out(a.backend, [...input!.shape], res);
+    },
+    AvgPoolGrad: (a) => {
+      const { dy, input } = a.inputs;
+      const at = a.attrs as Record<string, unknown>;
+      const dyv = f32(a.backend, dy);
+      if (!dyv || input!.shape.length !== 4) return null;
+      const conv = tf.backend_util.computePool2DInfo(input!.shape as [number, number, number, number],
+        at.filterSize as [number, number], at.strides as [number, number], 1, at.pad as 'same');
+      if (!tf.util.arraysEqual(dy!.shape, conv.outShape)) return null;
+      const res = new Float32Array(tf.util.sizeFromShape(input!.shape));
+      addon.avgPoolGrad(dyv, res, poolGeom(conv));
+      return out(a.backend, [...input!.shape], res);
+    },
+    BatchMatMul: (a) => matmul(a, false),
+    _FusedMatMul: (a) => matmul(a, true),
+    Add: binary(0),
+    Sub: binary(1),
+    Multiply: binary(2),
+    RealDiv: binary(3),
+    SquaredDifference: binary(4),
+    Maximum: binary(5),
+    Minimum: binary(6),
+    Relu: (a) => {
+      const xv = f32(a.backend, a.inputs.x);
+      if (!xv) return null;
+      const res = new Float32Array(xv.length);
+      addon.unary(0, xv, res);
+      return out(a.backend, [...a.inputs.x!.shape], res);
+    },
+    Step: (a) => {
+      const xv = f32(a.backend, a.inputs.x);
+      if (!xv || ((a.attrs as Record<string, unknown>).alpha ?? 0) !== 0) return null;
+      const res = new Float32Array(xv.length);
+      addon.unary(1, xv, res);
+      return out(a.backend, [...a.inputs.x!.shape], res);
+    },
+    Sum: reduce(false),
+    Mean: reduce(true),
+    FusedBatchNorm: (a) => {
+      const { x, mean, variance, scale, offset } = a.inputs;
+      const xv = f32(a.backend, x), mv = f32(a.backend, mean), vv = f32(a.backend, variance);
+      if (!xv || !mv || !vv || x!.shape.length === 0) return null;
+      const cols = x!.shape[x!.shape.length - 1];
+      const sv = scale ? f32(a.backend, scale) : null, ov = offset ? f32(a.backend, offset) : null;
+      if ((scale && !sv) || (offset && !ov)) return null;
+      const perChannel = (v: Float32Array | null) => v === null || v.length === cols;
+      if (mv.length !== cols || vv.length !== cols || !perChannel(sv) || !perChannel(ov)) return null;
+      const eps = ((a.attrs as Record<string, unknown>).varianceEpsilon as number | undefined) ?? 0.001;
+      const res = new Float32Array(xv.length);
+      addon.batchNorm(xv, mv, vv, sv, ov, res, cols, eps);
+      return out(a.backend, [...x!.shape], res);
+    },
+    Tile: (a) => {
+      // The batch-norm gradient tiles a [1,1,1,C] vector over the whole activation: a row broadcast.
+      const { x } = a.inputs;
+      const reps = (a.attrs as Record<string, unknown>).reps as number[];
+      const xv = f32(a.backend, x);
+      if (!xv || reps.length !== x!.shape.length || reps[reps.length - 1] !== 1) return null;
+      if (x!.shape.slice(0, -1).some((d) => d !== 1)) return null;
+      const shape = x!.shape.map((d, i) => d * reps[i]);
+      const res = new Float32Array(tf.util.sizeFromShape(shape));
+      if (res.length === 0) return out(a.backend, shape, res);
+      res.set(xv, 0);
+      for (let filled = xv.length; filled < res.length; filled *= 2) res.copyWithin(filled, 0, Math.min(filled, res.length - filled));
+      return out(a.backend, shape, res);
+    },
+  };
+}
+
+let registered = false;
+
+/** Registers the backend and all kernels (cpu's, then the native overrides); idempotent. */
+export function registerNativeBackend(addon: NativeAddon, priority = 0): void {
+  if (registered) return;
+  registered = true;
+  tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), priority);
+  const natives = nativeKernels(addon);
+  for (const k of tf.getKernelsForBackend('cpu')) {
+    const js = k.kernelFunc as unknown as KernelImpl;
+    const native = natives[k.kernelName];
+    const kernelFunc: KernelImpl = native
+      ? (args) => timeKernel(k.kernelName, () => native(args), () => js(args))
+      : (args) => timeKernel(k.kernelName, null, () => js(args));
+    tf.registerKernel({ ...k, backendName: NATIVE_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  }
+}
+
+/** Names of the kernels that have a native implementation (for engineInfo and tests). */
+export function nativeKernelNames(addon: NativeAddon): string[] {
+  return Object.keys(nativeKernels(addon)).sort();
+}
