@@ -16,3 +16,20 @@ export {
   writeNpyFile,
   CHECKPOINT_TENSORS_FILE,
 } from './files.js';
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  readCheckpointMetadata,
+  currentVersions,
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_FORMAT_VERSION,
+  CHECKPOINT_METADATA_FILE,
+  CHECKPOINT_OPTIMIZER_FILE,
+  type Checkpoint,
+  type CheckpointInfo,
+  type CheckpointMetadata,
+  type CheckpointVersions,
+  type CheckpointFileRecord,
+  type SaveCheckpointOptions,
+  type LoadCheckpointOptions,
+} from './checkpoint.js';

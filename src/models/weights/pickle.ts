@@ -123,10 +123,11 @@ export class Unpickler {
     this.pos += n;
     return b;
   }
-  private line(): string {
+  private line(encoding: 'utf8' | 'latin1' = 'utf8'): string {
     const end = this.bytes.indexOf(0x0a, this.pos);
     if (end < 0) throw new PickleError(`pickle truncated: no newline after byte ${this.pos}`);
-    const s = this.utf8.decode(this.bytes.subarray(this.pos, end));
+    const raw = this.bytes.subarray(this.pos, end);
+    const s = encoding === 'utf8' ? this.utf8.decode(raw) : latin1(raw);
     this.pos = end + 1;
     return s;
   }
@@ -230,10 +231,10 @@ export class Unpickler {
         case 0x58: stack.push(this.utf8.decode(this.take(this.u32()))); break; // BINUNICODE
         case 0x8c: stack.push(this.utf8.decode(this.take(this.u8()))); break; // SHORT_BINUNICODE
         case 0x8d: stack.push(this.utf8.decode(this.take(this.u64()))); break; // BINUNICODE8
-        case 0x56: stack.push(unescapeRawUnicode(this.line())); break; // UNICODE (text)
+        case 0x56: stack.push(unescapeRawUnicode(this.line('latin1'))); break; // UNICODE (text, raw-unicode-escape)
         case 0x54: stack.push(latin1(this.take(this.i32nn(at)))); break; // BINSTRING (py2 str)
         case 0x55: stack.push(latin1(this.take(this.u8()))); break; // SHORT_BINSTRING
-        case 0x53: stack.push(parseStringLiteral(this.line(), at)); break; // STRING (text)
+        case 0x53: stack.push(parseStringLiteral(this.line('latin1'), at)); break; // STRING (text)
         case 0x42: stack.push(this.take(this.u32()).slice()); break; // BINBYTES
         case 0x43: stack.push(this.take(this.u8()).slice()); break; // SHORT_BINBYTES
         case 0x8e: stack.push(this.take(this.u64()).slice()); break; // BINBYTES8

@@ -59,7 +59,7 @@ export class TorchTensor {
     readonly storageOffset: number,
     readonly shape: number[],
     readonly stride: number[],
-    readonly requiresGrad: boolean,
+    public requiresGrad: boolean,
     /** True when it was pickled as an nn.Parameter. */
     public isParameter = false,
   ) {}
@@ -140,8 +140,12 @@ function rebuildTensorV2(args: unknown[]): TorchTensor {
   return new TorchTensor(storage, offset, [...shape], [...strides], requiresGrad === true);
 }
 
-function asParameter(t: unknown): unknown {
-  if (t instanceof TorchTensor) t.isParameter = true;
+function asParameter(args: unknown[]): unknown {
+  const [t, requiresGrad] = args;
+  if (t instanceof TorchTensor) {
+    t.isParameter = true;
+    t.requiresGrad = requiresGrad === true;
+  }
   return t;
 }
 
@@ -150,8 +154,8 @@ function torchGlobals(): Record<string, GlobalHandler> {
   const g: Record<string, GlobalHandler> = { ...BASIC_GLOBALS };
   g['torch._utils._rebuild_tensor_v2'] = { call: rebuildTensorV2 };
   g['torch._utils._rebuild_tensor'] = { call: (a) => rebuildTensorV2([...a, false]) }; // (storage, offset, size, stride)
-  g['torch._utils._rebuild_parameter'] = { call: (a) => asParameter(a[0]) }; // (data, requires_grad, hooks)
-  g['torch._utils._rebuild_parameter_with_state'] = { call: (a) => asParameter(a[0]) };
+  g['torch._utils._rebuild_parameter'] = { call: asParameter }; // (data, requires_grad, hooks)
+  g['torch._utils._rebuild_parameter_with_state'] = { call: asParameter }; // (data, requires_grad, hooks, state)
   // torch >= 1.12 pickles tensor subclasses (and Parameters in some paths) through _rebuild_from_type_v2(func,
   // type, args, state): func is itself a whitelisted global, already resolved, so only call its handler.
   g['torch._tensor._rebuild_from_type_v2'] = {
