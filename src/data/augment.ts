@@ -39,7 +39,11 @@ export function augmentRng(seed: Seed, epoch: number, index: number): Rng {
 }
 
 function resolved(opts: AugmentOptions): Required<AugmentOptions> {
-  const o = { ...DEFAULT_AUGMENT, ...opts };
+  const o: Required<AugmentOptions> = {
+    hflipProbability: opts.hflipProbability ?? DEFAULT_AUGMENT.hflipProbability,
+    maxRotationDeg: opts.maxRotationDeg ?? DEFAULT_AUGMENT.maxRotationDeg,
+    background: opts.background ?? DEFAULT_AUGMENT.background,
+  };
   if (!(o.hflipProbability >= 0 && o.hflipProbability <= 1))
     throw new RangeError(`augment: hflipProbability must be in [0, 1], got ${o.hflipProbability}`);
   if (!(o.maxRotationDeg >= 0 && o.maxRotationDeg <= 180))

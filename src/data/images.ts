@@ -99,13 +99,15 @@ function sniffUnreadable(head: Uint8Array): string {
   return 'not an image: the file is neither PNG nor JPEG data';
 }
 
-/** Turns libvips' messages into what a user can act on. */
+/**
+ * Turns a pixel-decoding failure into what a user can act on. It is only called after the header was read
+ * successfully, so whatever libvips says (its wording varies, and from worker threads it is sometimes just
+ * "Unknown error"), the file's pixel data is cut short or damaged.
+ */
 function explainDecodeError(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/premature end|truncated|read error|not enough data|unexpected end|end of file|incomplete/i.test(msg))
-    return `truncated or corrupt image: the pixel data ends early or is damaged (decoder said: ${msg.trim()})`;
-  if (/pixel limit/i.test(msg)) return `image too large to decode (decoder said: ${msg.trim()})`;
-  return `image could not be decoded: ${msg.trim()}`;
+  const msg = (err instanceof Error ? err.message : String(err)).trim();
+  if (/pixel limit/i.test(msg)) return `image too large to decode (decoder said: ${msg})`;
+  return `truncated or corrupt image: the header is readable but the pixel data ends early or is damaged (decoder said: ${msg})`;
 }
 
 interface Header {
