@@ -11,8 +11,10 @@ import type { RawTensor } from '../../../src/models/weights/types.js';
 
 export const WEIGHT_FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'weights');
 
+/** A fixture's bytes as a plain Uint8Array (not a Buffer, so deepEqual compares bytes only). */
 export function fixture(name: string): Uint8Array {
-  return readFileSync(join(WEIGHT_FIXTURES, name));
+  const b = readFileSync(join(WEIGHT_FIXTURES, name));
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** One tensor as make.py describes it: floats exact (NaN/inf as strings), int64 as decimal strings, bool 0/1. */
