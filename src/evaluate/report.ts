@@ -47,7 +47,11 @@ export interface ReportContext {
   generatedAt?: string;
 }
 
-/** Synthetic data is recognised by its root folder name (e.g. `SYNTH-MURA`); anything else is treated as MURA. */
+/**
+ * Synthetic data is recognised only by a root folder name containing "synth"; anything else is treated as MURA, so
+ * the research-use notice errs on the safe side. The synthetic generator writes `MURA-v1.1/` too (and marks its
+ * dataset folder with synth.json): a face that knows the dataset folder should pass `dataKind` explicitly.
+ */
 export function inferDataKind(result: EvaluationResult): DataKind {
   const roots = result.summary.roots;
   return roots.length > 0 && roots.every((r) => /synth/i.test(r)) ? 'synthetic' : 'mura';
