@@ -69,7 +69,8 @@ export class StateDictMismatchError extends Error {
   }
 }
 
-const LEGACY_DENSENET = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$/;
+// torchvision's own rename rule, plus num_batches_tracked (absent from the real legacy files, harmless to accept).
+const LEGACY_DENSENET = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$/;
 
 /** Map one checkpoint key onto this package's (torchvision's) naming. */
 export function canonicalKey(key: string): string {
