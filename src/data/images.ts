@@ -166,7 +166,7 @@ function sharpFor(input: Input, header: Header, maxPixels: number): Sharp {
   // failOn 'error': truncated or corrupt data fails, but libpng's harmless warnings (e.g. an sRGB profile it
   // calls "known incorrect", common in exported radiographs) do not reject an otherwise good image.
   // limitInputPixels is a second guard behind the header check above.
-  const s = sharp(input, { failOn: 'error', limitInputPixels: Math.max(maxPixels, header.width * header.height) });
+  const s = sharp(input, { failOn: 'error', limitInputPixels: maxPixels });
   // Keep the file's own sample layout: libvips would otherwise convert to 8-bit sRGB, losing 16-bit precision.
   const rgb = header.channels >= 3;
   // libvips' 8-bit 'b-w' drops an alpha channel (grey16 keeps it), so 8-bit grey+alpha goes through sRGB,
