@@ -12,7 +12,7 @@ import { CliError, parseFloatOption, parseIntOption, printJson } from './common.
 import { countIssues, DatasetError, formatIssue, loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { formatSummaryTable, summarizeStudies } from '../data/summary.js';
 import { createSplit, splitFormatFor, writeSplit, type MuraSplitFile, type SplitFormat } from '../data/splits.js';
-import { createProgress } from '../util/progress.js';
+import { createProgress, type Progress } from '../util/progress.js';
 import { REGIONS } from '../data/types.js';
 import type { Seed } from '../util/rng.js';
 
@@ -38,27 +38,22 @@ function usageExit2(cmd: Command): Command {
 }
 
 async function loadForCli(dir: string, flags: LoadFlags): Promise<MuraDataset> {
-  const bar = flags.checkImages
-    ? createProgress({ label: 'checking images', total: 0, quiet: Boolean(flags.quiet || flags.json) })
-    : null;
-  let totalSet = false;
+  // Created on the first checked image: only then is the number of images to decode known.
+  let bar: Progress | null = null;
   try {
     return await loadMuraDataset(dir, {
       checkImages: Boolean(flags.checkImages),
       concurrency: flags.concurrency,
       onImageChecked: (_done, total) => {
-        if (!totalSet) {
-          bar?.setTotal(total);
-          totalSet = true;
-        }
-        bar?.tick();
+        bar ??= createProgress({ label: 'checking images', total, quiet: Boolean(flags.quiet || flags.json) });
+        bar.tick();
       },
     });
   } catch (err) {
     if (err instanceof DatasetError) throw new CliError(err.message, 2);
     throw err;
   } finally {
-    bar?.stop();
+    (bar as Progress | null)?.stop();
   }
 }
 
