@@ -194,3 +194,16 @@ test('a loader with workers that is never closed does not keep the process alive
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /got 4/);
 });
+
+test('images that decode but look wrong are kept and listed in warnings once', async () => {
+  const flat = join(tmp.dir, 'flat.png');
+  writeFileSync(flat, encodePng(new Array(15 * 10).fill(90), 15, 10));
+  const recs = [...records.slice(0, 5), { ...record(200, flat, 0), path: 'flat/image1.png' }];
+  const seen: string[] = [];
+  const { batches, loader } = await run({ batchSize: 4, workers: 0, onWarning: (w) => seen.push(w.path) }, [0, 1], recs);
+  assert.equal(batches[0]!.reduce((s, b) => s + b.n, 0), 6);
+  assert.deepEqual(seen, ['flat/image1.png']);
+  assert.equal(loader.warnings.length, 1);
+  assert.match(loader.warnings[0]!.message, /same value/);
+  assert.equal(loader.badImageCount, 0);
+});
