@@ -14,6 +14,10 @@ namespace nextray {
 
 namespace {
 
+// Below this many elements a parallel region costs more than it saves (thread wake-up, and on a shared,
+// oversubscribed machine waiting for the second thread to be scheduled at all).
+constexpr int64_t kParallelMin = 1 << 16;
+
 enum BinaryOp { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3, kSquaredDiff = 4, kMaximum = 5, kMinimum = 6 };
 // How the two operands line up with the output [rows, cols]:
 // 0 both full; 1 b is [cols]; 2 a is [cols]; 3 b is a scalar; 4 a is a scalar.
@@ -36,28 +40,28 @@ void runBinary(const float* a, const float* b, float* o, int64_t rows, int64_t c
   const int64_t total = rows * cols;
   switch (mode) {
     case kFull:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
       for (int64_t i = 0; i < total; ++i) o[i] = apply<OP>(a[i], b[i]);
       break;
     case kBCols:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) o[r * cols + c] = apply<OP>(a[r * cols + c], b[c]);
       break;
     case kACols:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) o[r * cols + c] = apply<OP>(a[c], b[r * cols + c]);
       break;
     case kBScalar: {
       const float s = b[0];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
       for (int64_t i = 0; i < total; ++i) o[i] = apply<OP>(a[i], s);
       break;
     }
     case kAScalar: {
       const float s = a[0];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
       for (int64_t i = 0; i < total; ++i) o[i] = apply<OP>(s, b[i]);
       break;
     }
@@ -111,10 +115,10 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
     float* po = o.Data();
     const int64_t n = x.ElementLength();
     if (op == 0) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
       for (int64_t i = 0; i < n; ++i) po[i] = px[i] < 0.f ? 0.f : px[i];  // NaN passes through, as in TF.js
     } else if (op == 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
       for (int64_t i = 0; i < n; ++i) po[i] = std::isnan(px[i]) ? px[i] : (px[i] > 0.f ? 1.f : 0.f);
     } else {
       throw Napi::Error::New(env, "unknown unary op " + std::to_string(op));
@@ -134,7 +138,7 @@ Napi::Value ReduceLeading(const Napi::CallbackInfo& info) {
     if (static_cast<int64_t>(x.ElementLength()) != rows * cols || static_cast<int64_t>(o.ElementLength()) != cols)
       throw Napi::Error::New(env, "reduceLeading sizes do not match");
     const float* px = x.Data();
-    const int nt = omp_get_max_threads();
+    const int nt = rows * cols >= kParallelMin ? omp_get_max_threads() : 1;
     std::vector<double> partial(static_cast<size_t>(nt) * cols, 0.0);
 #pragma omp parallel num_threads(nt)
     {
@@ -167,7 +171,7 @@ Napi::Value ReduceTrailing(const Napi::CallbackInfo& info) {
       throw Napi::Error::New(env, "reduceTrailing sizes do not match");
     const float* px = x.Data();
     float* po = o.Data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
       double s = 0;
       const float* row = px + r * cols;
@@ -213,7 +217,7 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
     float* out = o.Data();
     const int64_t rows = n / cols;
     const float *kp = k.data(), *mp = mu.data(), *op = off.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = op[c] + (px[r * cols + c] - mp[c]) * kp[c];
     return env.Undefined();

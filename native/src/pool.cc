@@ -32,6 +32,8 @@ void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, c
 
 // Channel chunk for the gradient kernels: windows overlap in space, so threads split batch and channels.
 constexpr int64_t kChunk = 64;
+// Small pools run on one thread: waking the second costs more than the work.
+constexpr int64_t kParallelMin = 1 << 16;
 
 }  // namespace
 
@@ -48,7 +50,7 @@ Napi::Value Pool2d(const Napi::CallbackInfo& info) {
     const float* x = xa.Data();
     float* out = oa.Data();
     const int64_t C = g.c;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t yr = 0; yr < g.oh; ++yr) {
         const int64_t rCorner = yr * g.sh - g.pt;
@@ -93,7 +95,7 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
     const float* x = xa.Data();
     float* dx = dxa.Data();
     const int64_t C = g.c, chunks = (C + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t d0 = ch * kChunk, d1 = std::min(C, d0 + kChunk);
@@ -142,7 +144,7 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
     float* dx = dxa.Data();
     const float mult = 1.f / static_cast<float>(g.kh * g.kw);
     const int64_t C = g.c, chunks = (C + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t d0 = ch * kChunk, d1 = std::min(C, d0 + kChunk);

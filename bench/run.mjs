@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// `npm run bench`: the issue-5 benchmark. Each workload runs in its own child process (bench/workload.mjs for
+// ours, bench/torch_reference.py under Debian's /usr/bin/python3 for PyTorch when torch imports) so peak RSS
+// is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
+// Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f] [--no-torch]
+//        [--no-profile] [--engine native|cpu]
+// Needs `npm run build` (it runs dist/).
+import { spawnSync } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : dflt;
+};
+const runs = opt('runs', '3');
+const warmup = opt('warmup', '1');
+const engine = opt('engine', 'native');
+const only = opt('only', 'infer1,infer8,train18,train152f').split(',');
+const PYTHON = '/usr/bin/python3';
+
+// FLOPs (2 x multiply-adds) per image at 320x320: torchvision's GMACs at 224 (ResNet-18 1.81, ResNet-152
+// 11.51) scaled by (320/224)^2. A training step costs about 3x the forward (data and weight gradients);
+// with 148 of 152 layers frozen only the forward counts (the trainable tail is < 1% of the work).
+const GFLOP_PER_IMAGE = { resnet18: 2 * 1.81 * (320 / 224) ** 2, resnet152: 2 * 11.51 * (320 / 224) ** 2 };
+
+const WORKLOADS = {
+  infer1: { kind: 'infer', arch: 'resnet152', batch: 1, freeze: 0, gflop: GFLOP_PER_IMAGE.resnet152 },
+  infer8: { kind: 'infer', arch: 'resnet152', batch: 8, freeze: 0, gflop: 8 * GFLOP_PER_IMAGE.resnet152 },
+  train18: { kind: 'train', arch: 'resnet18', batch: 8, freeze: 0, gflop: 3 * 8 * GFLOP_PER_IMAGE.resnet18 },
+  train152f: { kind: 'train', arch: 'resnet152', batch: 16, freeze: 148, gflop: 16 * GFLOP_PER_IMAGE.resnet152 },
+};
+
+function lastJson(stdout) {
+  const line = stdout.split('\n').filter((l) => l.startsWith('{')).pop();
+  return line ? JSON.parse(line) : null;
+}
+
+function run(cmd, args, extraEnv = {}) {
+  const r = spawnSync(cmd, args, {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    env: { ...process.env, ...extraEnv },
+  });
+  const parsed = r.status === 0 ? lastJson(r.stdout) : null;
+  if (!parsed) return { error: `${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
+  return parsed;
+}
+
+const torchCheck = spawnSync(PYTHON, ['-c', 'import torch, torchvision; print(torch.__version__)'], { encoding: 'utf8' });
+const haveTorch = !argv.includes('--no-torch') && torchCheck.status === 0;
+const torchNote = haveTorch
+  ? `PyTorch ${torchCheck.stdout.trim()} via ${PYTHON}`
+  : argv.includes('--no-torch')
+    ? 'PyTorch skipped (--no-torch)'
+    : `PyTorch skipped: ${PYTHON} cannot import torch/torchvision (apt-get install python3-torch python3-torchvision)`;
+
+const report = {
+  date: new Date().toISOString(),
+  machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100) },
+  settings: { runs: Number(runs), warmup: Number(warmup), engine, size: 320, threads: 2 },
+  torch: torchNote,
+  gemm: null,
+  workloads: {},
+};
+
+process.stderr.write('bench: sgemm 2048^3 peak ...\n');
+report.gemm = run(process.execPath, ['bench/workload.mjs', 'gemm', '--runs', '5', '--warmup', '1']);
+const peak = report.gemm?.gflops;
+
+for (const name of only) {
+  const w = WORKLOADS[name];
+  if (!w) {
+    console.error(`bench: unknown workload '${name}' (${Object.keys(WORKLOADS).join(', ')})`);
+    process.exit(2);
+  }
+  const common = ['--arch', w.arch, '--batch', String(w.batch), '--size', '320', '--runs', runs, '--warmup', warmup];
+  if (w.freeze) common.push('--freeze', String(w.freeze));
+  process.stderr.write(`bench: ${name} (ours) ...\n`);
+  const ours = run(process.execPath, ['bench/workload.mjs', w.kind, ...common, '--engine', engine, ...(argv.includes('--no-profile') ? [] : ['--profile'])]);
+  let torch = null;
+  if (haveTorch) {
+    process.stderr.write(`bench: ${name} (PyTorch) ...\n`);
+    torch = run(PYTHON, ['bench/torch_reference.py', w.kind, ...common, '--threads', '2']);
+  }
+  const entry = { ours, torch: torch ?? torchNote };
+  if (ours.median) {
+    entry.oursGflops = Math.round((w.gflop / ours.median) * 10) / 10;
+    if (peak) entry.oursFractionOfGemmPeak = Math.round((entry.oursGflops / peak) * 1000) / 1000;
+  }
+  if (ours.median && torch?.median) {
+    entry.ratioTimeOursOverTorch = Math.round((ours.median / torch.median) * 100) / 100;
+    entry.ratioPeakRssOursOverTorch = Math.round((ours.maxRssMB / torch.maxRssMB) * 100) / 100;
+    entry.torchGflops = Math.round((w.gflop / torch.median) * 10) / 10;
+  }
+  report.workloads[name] = entry;
+}
+report.machine.loadAverageAtEnd = loadavg().map((l) => Math.round(l * 100) / 100);
+console.log(JSON.stringify(report, null, 2));

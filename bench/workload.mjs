@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// One benchmark workload in its own process (so its peak RSS is its own), run by bench/run.mjs.
+// Usage: node bench/workload.mjs <gemm|infer|train> [--arch resnet152] [--batch 8] [--size 320] [--freeze 148]
+//        [--warmup 1] [--runs 3] [--engine native|cpu] [--profile]
+// Prints one JSON line: { workload, seconds: [...], median, maxRssMB, profile? }.
+import { performance } from 'node:perf_hooks';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const engineJs = `${root}dist/src/engine/index.js`;
+const modelsJs = `${root}dist/src/models/index.js`;
+if (!existsSync(engineJs)) {
+  console.error(`bench: ${engineJs} missing; run: npm run build`);
+  process.exit(2);
+}
+
+const argv = process.argv.slice(2);
+const kind = argv[0];
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : dflt;
+};
+const flag = (name) => argv.includes(`--${name}`);
+const arch = opt('arch', 'resnet152');
+const batch = Number(opt('batch', '1'));
+const size = Number(opt('size', '320'));
+const freeze = Number(opt('freeze', '0'));
+const warmup = Number(opt('warmup', '1'));
+const runs = Number(opt('runs', '3'));
+const engineName = opt('engine', 'native');
+
+const { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile } = await import(engineJs);
+const info = await initEngine(engineName);
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function timeRuns(step) {
+  for (let i = 0; i < warmup; i++) step();
+  const seconds = [];
+  let profile;
+  for (let i = 0; i < runs; i++) {
+    // The last timed run is also profiled per kernel when asked (profiling adds a timer per kernel call).
+    const profiling = flag('profile') && i === runs - 1;
+    if (profiling) {
+      resetKernelProfile();
+      enableKernelProfile(true);
+    }
+    const t0 = performance.now();
+    step();
+    const dt = (performance.now() - t0) / 1000;
+    if (profiling) {
+      enableKernelProfile(false);
+      profile = kernelProfile().slice(0, 25).map((s) => ({ ...s, ms: Math.round(s.ms * 10) / 10 }));
+    } else seconds.push(dt);
+  }
+  if (seconds.length === 0) seconds.push(NaN);
+  return { seconds, profile };
+}
+
+let result;
+if (kind === 'gemm') {
+  // The machine's practical fp32 peak through the same oneDNN the kernels use: C = A(n x n) B(n x n).
+  const { loadNativeAddon } = await import(`${root}dist/src/engine/native-addon.js`);
+  const load = loadNativeAddon();
+  if (!load.ok) {
+    console.log(JSON.stringify({ workload: 'gemm', skipped: load.reason }));
+    process.exit(0);
+  }
+  const n = Number(opt('n', '2048'));
+  const a = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+  const b = new Float32Array(n * n).map((_, i) => ((i * 104729) % 1000) / 1000 - 0.5);
+  const c = new Float32Array(n * n);
+  const dims = Int32Array.from([1, 1, n, n, n, 0, 0]);
+  const { seconds } = timeRuns(() => load.addon.matmul(a, b, c, dims, null, false));
+  const med = median(seconds);
+  result = { workload: `sgemm ${n}^3`, seconds, median: med, gflops: (2 * n ** 3) / med / 1e9 };
+} else {
+  const { createModel } = await import(modelsJs);
+  const model = createModel(arch, { head: 'binary', seed: 1 });
+  if (freeze) model.freezeLayers(freeze);
+  const x = tf.tidy(() => tf.randomUniform([batch, size, size, 3], -2, 2, 'float32', 7));
+  if (kind === 'infer') {
+    const { seconds, profile } = timeRuns(() => tf.tidy(() => model.forward(x, false).dataSync()));
+    result = { workload: `${arch} inference`, batch, size, seconds, median: median(seconds), perImage: median(seconds) / batch, profile };
+  } else if (kind === 'train') {
+    const labels = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([batch, 1], 0, 1, 'float32', 3), 0.5), 'float32'));
+    const optimizer = tf.train.adam(1e-5);
+    const vars = model.trainableVariables();
+    const step = () => {
+      const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(labels, model.forward(x, true)), true, vars);
+      loss.dataSync();
+      loss.dispose();
+    };
+    const { seconds, profile } = timeRuns(step);
+    result = { workload: `${arch} training step`, batch, size, frozenLayers: freeze, trainableVariables: vars.length, seconds, median: median(seconds), profile };
+  } else {
+    console.error(`bench: unknown workload '${kind}' (gemm, infer, train)`);
+    process.exit(2);
+  }
+}
+result.engine = info.description;
+result.maxRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
+result.numTensors = tf.memory().numTensors;
+console.log(JSON.stringify(result));
