@@ -37,7 +37,7 @@ test('initialisation is seeded and torchvision-like (kaiming normal fan_out conv
     assert.ok(Math.abs(std(w3) / expected3 - 1) < 0.01);
     assert.deepEqual([...new Set(a.stateDict().get('layer1.0.bn1.weight')!.dataSync())], [1]);
     assert.deepEqual([...new Set(a.stateDict().get('layer1.0.bn1.bias')!.dataSync())], [0]);
-    const fc = a.stateDict().get('fc.weight')!.dataSync();
+    const fc = a.stateDict().get('fc.weight')!.dataSync() as Float32Array;
     const bound = 1 / Math.sqrt(512);
     assert.ok(fc.every((v) => Math.abs(v) <= bound) && fc.reduce((m, v) => Math.max(m, v), -Infinity) > 0.9 * bound);
   } finally {
@@ -61,7 +61,7 @@ test('conv + batchnorm (batch statistics) gradients match finite differences', (
   const loss = (): tf.Scalar => tf.sum(tf.mul(tf.relu(bn.forward(conv.forward(x), true)), proj)) as tf.Scalar;
   const { grads } = tf.variableGrads(loss, [conv.weight.v]);
   const g = grads[conv.weight.v.name]!.dataSync();
-  const w0 = conv.weight.v.dataSync().slice();
+  const w0 = (conv.weight.v.dataSync() as Float32Array).slice();
   const lossAt = (w: Float32Array): number => tf.tidy(() => {
     conv.weight.v.assign(tf.tensor(w, conv.weight.v.shape));
     return loss().dataSync()[0]!;

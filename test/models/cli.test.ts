@@ -1,0 +1,107 @@
+/**
+ * End-to-end tests of `nextray models` and `nextray forward` through the real CLI (needs `npm run build`):
+ * the listed parameter counts are torchvision's, forward on the resnet18 fixture reproduces torchvision's logits
+ * from the .npy it writes, a binary-head checkpoint folder gives [N, 1], and bad inputs fail with exit code 2 and
+ * a message naming the file and the problem.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
+import { readNpyFile, writeNpyFile, writeSafetensorsFile } from '../../src/models/weights/files.js';
+import { initEngine } from '../../src/engine/index.js';
+import { createModel } from '../../src/models/index.js';
+
+const tmp = tempDir('nextray-models-cli-');
+const fx = (f: string) => join(TORCHVISION_FIXTURES, f);
+
+before(async () => {
+  await initEngine('cpu');
+});
+after(() => tmp.cleanup());
+
+test('models --json lists all eight architectures with torchvision parameter counts', () => {
+  const r = runCli(['models', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout) as Array<{ arch: string; params: number; params_binary_head: number; layers: number; torchvision_weights: string[] }>;
+  assert.equal(rows.length, 8);
+  const r152 = rows.find((x) => x.arch === 'resnet152')!;
+  assert.equal(r152.params, 60_192_808);
+  assert.equal(r152.params_binary_head, 60_192_808 - 2048 * 1000 - 1000 + 2048 + 1);
+  assert.equal(r152.layers, 152);
+  assert.ok(r152.torchvision_weights.includes('resnet152-394f9c45.pth'));
+  assert.equal(rows.find((x) => x.arch === 'densenet121')!.params, 7_978_856);
+
+  const table = runCli(['models']);
+  assert.equal(table.code, 0);
+  assert.match(table.stdout, /resnet152\s+60,192,808\s+58,145,857\s+152/);
+});
+
+test('forward on the resnet18 .pth fixture writes torchvision logits', async () => {
+  const out = join(tmp.dir, 'y.npy');
+  const r = runCli(['forward', '--arch', 'resnet18', '--weights', fx('resnet18.pth'), '--input', fx('resnet18.input.npy'),
+    '--output', out, '--batch', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout) as { head: string; num_classes: number; output_shape: number[] };
+  assert.deepEqual([summary.head, summary.num_classes, summary.output_shape], ['imagenet', 1000, [2, 1000]]);
+  const got = await readNpyFile(out);
+  const want = await readNpyFile(fx('resnet18.logits.npy'));
+  assert.equal(got.dtype, 'F32');
+  assert.deepEqual(got.shape, [2, 1000]);
+  let diff = 0;
+  let ref = 0;
+  const g = got.data as Float32Array;
+  const w = want.data as Float32Array;
+  for (let i = 0; i < w.length; i++) {
+    diff = Math.max(diff, Math.abs(g[i]! - w[i]!));
+    ref = Math.max(ref, Math.abs(w[i]!));
+  }
+  assert.ok(diff / ref < 1e-4, `relative error ${diff / ref}`);
+});
+
+test('forward on a project checkpoint folder with the binary head gives [N, 1] logits', async () => {
+  const model = createModel('resnet18', { head: 'binary', seed: 2 });
+  const dir = join(tmp.dir, 'ckpt');
+  mkdirSync(dir);
+  writeSafetensorsFile(join(dir, 'model.safetensors'), model.exportStateDict());
+  model.dispose();
+  const out = join(tmp.dir, 'p.npy');
+  const r = runCli(['forward', '--arch', 'resnet18', '--weights', dir, '--input', fx('resnet18.input.npy'), '--output', out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /binary head, 1 output/);
+  const got = await readNpyFile(out);
+  assert.deepEqual(got.shape, [2, 1]);
+  assert.ok([...(got.data as Float32Array)].every(Number.isFinite));
+});
+
+test('forward rejects bad input clearly (exit 2, naming the file)', () => {
+  const base = ['--arch', 'resnet18', '--weights', fx('resnet18.safetensors'), '--output', join(tmp.dir, 'z.npy')];
+  const missing = join(tmp.dir, 'nope.npy');
+  let r = runCli(['forward', ...base, '--input', missing]);
+  assert.equal(r.code, 2);
+  assert.ok(r.stderr.includes(missing) && /not found/.test(r.stderr), r.stderr);
+
+  const nhwc = join(tmp.dir, 'nhwc.npy');
+  writeNpyFile(nhwc, [1, 64, 64, 3], new Float32Array(64 * 64 * 3));
+  r = runCli(['forward', ...base, '--input', nhwc]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /shape \[1, 64, 64, 3\], expected NCHW \[N, 3, H, W\]/);
+
+  const junk = join(tmp.dir, 'junk.npy');
+  writeFileSync(junk, 'definitely not numpy');
+  r = runCli(['forward', ...base, '--input', junk]);
+  assert.equal(r.code, 2);
+  assert.ok(r.stderr.includes(junk), r.stderr);
+
+  r = runCli(['forward', '--arch', 'resnet34', '--weights', fx('resnet18.safetensors'), '--input', fx('resnet18.input.npy'),
+    '--output', join(tmp.dir, 'w.npy')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /resnet18\.safetensors: state_dict does not match the model.*missing key/);
+
+  r = runCli(['forward', '--arch', 'vgg16', '--weights', fx('resnet18.safetensors'), '--input', fx('resnet18.input.npy'),
+    '--output', join(tmp.dir, 'w.npy')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown --arch "vgg16"/);
+});
