@@ -18,7 +18,8 @@
  * makes the file unusable (bad path, outside the root, wrong split, missing, undecodable) is left out of `images`;
  * a duplicated line is counted once; a study's label is the one in `*_labeled_studies.csv` (MURA's published
  * label source) and falls back to the folder name when the study has no row there. A study exists in `studies`
- * only when at least one of its images is usable.
+ * only when at least one of its images is usable. A missing or empty CSV is reported once, not once for every
+ * study or file it would have covered.
  */
 import { createHash } from 'node:crypto';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
@@ -139,7 +140,11 @@ export async function resolveMuraRoot(dir: string): Promise<{ root: string; base
 const IMAGE_FILE = /\.(png|jpe?g)$/i;
 
 /** What the walk found at a dataset-relative path (relative to `root`, forward slashes). */
-type DiskEntry = { type: 'file' } | { type: 'dir' } | { type: 'escape'; target: string };
+type DiskEntry =
+  | { type: 'file' }
+  | { type: 'dir' }
+  | { type: 'escape'; target: string }
+  | { type: 'unreadable'; reason: string };
 
 function isInside(child: string, parent: string): boolean {
   const rel = relative(parent, child);
@@ -168,7 +173,13 @@ async function walkTree(root: string, realRoot: string, splits: readonly string[
     for (let i = 0; i < level.length; i += BATCH) {
       await Promise.all(
         level.slice(i, i + BATCH).map(async (relDir) => {
-          const dirents = await readdir(join(root, relDir), { withFileTypes: true }).catch(() => []);
+          let dirents;
+          try {
+            dirents = await readdir(join(root, relDir), { withFileTypes: true });
+          } catch (err) {
+            entries.set(relDir, { type: 'unreadable', reason: (err as Error).message });
+            return;
+          }
           for (const d of dirents) {
             const rel = `${relDir}/${d.name}`;
             if (d.isDirectory()) {
@@ -201,11 +212,14 @@ async function walkTree(root: string, realRoot: string, splits: readonly string[
   return entries;
 }
 
-/** The escape entry of the nearest folder above `rel` that is a symlink leaving the root, if any. */
-function escapeAbove(disk: Map<string, DiskEntry>, rel: string): DiskEntry | undefined {
+/**
+ * Why a path the walk did not reach is unreachable: the nearest folder above it is a symlink leaving the root or
+ * a folder that could not be listed. Undefined when the nearest known folder is an ordinary one (plain missing).
+ */
+function blockedAbove(disk: Map<string, DiskEntry>, rel: string): DiskEntry | undefined {
   for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) {
     const e = disk.get(rel.slice(0, i));
-    if (e?.type === 'escape') return e;
+    if (e?.type === 'escape' || e?.type === 'unreadable') return e;
     if (e) return undefined;
   }
   return undefined;
@@ -282,6 +296,9 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
   return out;
 }
 
+const labeledCsvOf = (imageCsv: string) => imageCsv.replace('_image_paths.csv', '_labeled_studies.csv');
+const imageCsvOf = (labeledCsv: string) => labeledCsv.replace('_labeled_studies.csv', '_image_paths.csv');
+
 interface PendingImage {
   rec: ImageRecord;
   /** Path relative to root (`train/XR_.../imageM.png`), the walk's key. */
@@ -316,10 +333,20 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
   const lineIssue = (csv: string, line: number, kind: DatasetIssueKind, message: string) =>
     issues.push({ path: join(root, csv), kind, message: `line ${line}: ${message}`, line, csv });
 
+  /** CSVs missing, unreadable or empty: their absence is reported once, not once per study it would have named. */
+  const unusable = new Set<string>();
+  const consequence = (name: string) =>
+    name.endsWith('_labeled_studies.csv')
+      ? `; study labels of ${name.split('_')[0]} are taken from the study folder names`
+      : `; no image of ${name.split('_')[0]} is loaded`;
   for (const [name, r] of reads) {
-    if (!r.ok) issues.push({ path: join(root, name), kind: r.kind, message: r.message, csv: name });
-    else if (r.lines.length === 0)
-      issues.push({ path: join(root, name), kind: 'csv-empty', message: 'CSV file has no lines', csv: name });
+    if (!r.ok) {
+      unusable.add(name);
+      issues.push({ path: join(root, name), kind: r.kind, message: r.message + consequence(name), csv: name });
+    } else if (r.lines.length === 0) {
+      unusable.add(name);
+      issues.push({ path: join(root, name), kind: 'csv-empty', message: 'CSV file has no lines' + consequence(name), csv: name });
+    }
   }
 
   // Walk the tree first: existence, symlink escapes and unlisted files all come from this one pass.
@@ -423,7 +450,7 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
       }
       if (!studiesListed.has(parts.study)) studiesListed.set(parts.study, { csv: icsv, line });
       const absPath = join(root, ...rel.split('/'));
-      const onDisk = disk.get(rel) ?? escapeAbove(disk, rel);
+      const onDisk = disk.get(rel) ?? blockedAbove(disk, rel);
       if (!onDisk || onDisk.type === 'dir') {
         issues.push({
           path: absPath,
@@ -431,6 +458,16 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
           message: onDisk
             ? `listed at ${icsv} line ${line} but is a folder, not an image`
             : `listed at ${icsv} line ${line} but not found on disk`,
+          line,
+          csv: icsv,
+        });
+        continue;
+      }
+      if (onDisk.type === 'unreadable') {
+        issues.push({
+          path: absPath,
+          kind: 'image-missing',
+          message: `listed at ${icsv} line ${line} but a folder above it cannot be read (${onDisk.reason})`,
           line,
           csv: icsv,
         });
@@ -467,10 +504,11 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
     const folderLabel = parseMuraPath(key)!.label;
     const lab = labels.get(key);
     if (!lab) {
+      if (unusable.has(labeledCsvOf(at.csv))) continue;
       issues.push({
         path: studyDir(key),
         kind: 'study-unlabeled',
-        message: `study has images in ${at.csv} (line ${at.line}) but no row in ${at.csv.replace('image_paths', 'labeled_studies')}; its folder name (label ${folderLabel}) is used`,
+        message: `study has images in ${at.csv} (line ${at.line}) but no row in ${labeledCsvOf(at.csv)}; its folder name (label ${folderLabel}) is used`,
       });
     } else if (lab.label !== folderLabel) {
       issues.push({
@@ -483,11 +521,11 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
     }
   }
   for (const [key, lab] of labels) {
-    if (!studiesListed.has(key))
+    if (!studiesListed.has(key) && !unusable.has(imageCsvOf(lab.csv)))
       issues.push({
         path: studyDir(key),
         kind: 'study-without-images',
-        message: `${lab.csv} line ${lab.line} labels this study but ${lab.csv.replace('labeled_studies', 'image_paths')} lists no image of it`,
+        message: `${lab.csv} line ${lab.line} labels this study but ${imageCsvOf(lab.csv)} lists no image of it`,
         line: lab.line,
         csv: lab.csv,
       });
@@ -500,12 +538,11 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
   // --- Files on disk no CSV lists (only for splits whose image CSV was read: otherwise everything would be).
   if (!options.skipUnlistedCheck) {
     // A missing or empty image list is already reported; listing every file as unlisted would only bury that.
-    const checkedSplits = MURA_SPLITS.filter((s) => {
-      const r = reads.get(`${s}_image_paths.csv`)!;
-      return r.ok && r.lines.length > 0;
-    });
+    const checkedSplits = MURA_SPLITS.filter((s) => !unusable.has(`${s}_image_paths.csv`));
     for (const [rel, e] of disk) {
-      if (e.type === 'dir' || !IMAGE_FILE.test(rel) || listed.has(rel)) continue;
+      // Dot files (`._image1.png` from macOS copies and the like) are not images anyone listed or meant to.
+      if (e.type !== 'file' && e.type !== 'escape') continue;
+      if (!IMAGE_FILE.test(rel) || listed.has(rel) || rel.slice(rel.lastIndexOf('/') + 1).startsWith('.')) continue;
       const split = rel.slice(0, rel.indexOf('/'));
       if (!checkedSplits.includes(split as MuraSplit)) continue;
       issues.push({

@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/paths.js';
 import { DatasetError, loadMuraDataset, type DatasetIssue, type MuraDataset } from '../../src/data/mura.js';
@@ -105,6 +105,7 @@ describe('loadMuraDataset on a clean dataset', () => {
     const [dir2, root2] = await fresh();
     writeFileSync(join(root2, 'train/XR_WRIST/patient00001/study1_positive/image1.findings.json'), '{}');
     writeFileSync(join(root2, 'valid/.DS_Store'), 'x');
+    writeFileSync(join(root2, 'valid/XR_WRIST/patient00010/study1_positive/._image1.png'), 'x');
     const ds2 = await loadMuraDataset(dir2);
     assert.deepEqual(ds2.issues, []);
   });
@@ -129,11 +130,11 @@ describe('loadMuraDataset reports every problem, with the file, and goes on', ()
     const empty = only(ds, 'csv-empty');
     assert.equal(empty.length, 1);
     assert.equal(empty[0]!.path, join(root, 'valid_image_paths.csv'));
-    // Train studies have images but no labels (5 studies); valid labels have no images (3 studies). The valid
-    // images on disk are not reported as unlisted: with no image list there is nothing to compare against.
-    assert.equal(only(ds, 'study-unlabeled').length, 5);
-    assert.equal(only(ds, 'study-without-images').length, 3);
-    assert.equal(only(ds, 'unlisted-image').length, 0);
+    assert.match(missing[0]!.message, /CSV file is missing; study labels of train are taken from the study folder names/);
+    assert.match(empty[0]!.message, /no lines; no image of valid is loaded/);
+    // Reported once each: not also as 5 unlabeled train studies, 3 valid studies without images and 6 unlisted
+    // valid images, which would bury the cause.
+    assert.deepEqual(kinds(ds), ['csv-empty', 'csv-missing']);
     // Loading went on: train images are all there, labels from their folders.
     assert.equal(ds.images.length, 12);
     assert.deepEqual(ds.studies.map((s) => s.label), [1, 0, 0, 1, 0]);
@@ -298,6 +299,24 @@ describe('loadMuraDataset reports every problem, with the file, and goes on', ()
     assert.equal(ds.studies.find((s) => s.key.includes('patient00011/study2'))!.images.length, 2);
     assert.equal(ds.images.length, 17);
   });
+
+  it(
+    'an image under a folder that cannot be listed says so',
+    { skip: process.getuid?.() === 0 ? 'root can list any folder' : false },
+    async () => {
+      const [dir, root] = await fresh();
+      const locked = join(root, 'train/XR_HAND/patient00003');
+      chmodSync(locked, 0o000);
+      try {
+        const ds = await loadMuraDataset(dir);
+        const miss = only(ds, 'image-missing');
+        assert.equal(miss.length, 4);
+        assert.match(miss[0]!.message, /a folder above it cannot be read/);
+      } finally {
+        chmodSync(locked, 0o755);
+      }
+    },
+  );
 
   it('with checkImages: truncated, corrupt, zero-byte, non-image and huge files, each named, loading goes on', async () => {
     const [dir, root] = await fresh();
