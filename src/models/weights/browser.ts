@@ -12,7 +12,7 @@ export {
   bf16BitsToNumber,
   numberToBF16Bits,
 } from './dtype.js';
-export { parseSafetensors, serializeSafetensors, looksLikeSafetensors, type SafetensorsFile, type ParseOptions } from './safetensors.js';
+export { parseSafetensors, serializeSafetensors, serializeSafetensorsChunks, looksLikeSafetensors, type SafetensorsFile, type ParseOptions } from './safetensors.js';
 export {
   parseTorchPth,
   loadTorchFile,

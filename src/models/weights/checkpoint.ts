@@ -25,14 +25,13 @@ import {
   renameSync,
   rmSync,
   statSync,
-  writeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
-import { parseSafetensors, serializeSafetensors } from './safetensors.js';
-import { CHECKPOINT_TENSORS_FILE } from './files.js';
+import { parseSafetensors, serializeSafetensorsChunks } from './safetensors.js';
+import { CHECKPOINT_TENSORS_FILE, writeChunksSynced } from './files.js';
 import { isDType, WeightFormatError, type DType, type StateDict } from './types.js';
 
 export const CHECKPOINT_FORMAT = 'nextray-checkpoint';
@@ -150,15 +149,14 @@ function recover(dir: string): void {
   }
 }
 
-function writeSynced(path: string, data: Uint8Array): void {
-  const fd = openSync(path, 'w');
-  try {
-    let off = 0;
-    while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+function chunksDigest(chunks: Uint8Array[]): { bytes: number; sha256: string } {
+  const h = createHash('sha256');
+  let bytes = 0;
+  for (const c of chunks) {
+    h.update(c);
+    bytes += c.byteLength;
   }
+  return { bytes, sha256: h.digest('hex') };
 }
 
 function fsyncDir(path: string): void {
@@ -229,9 +227,11 @@ export function saveCheckpoint(
   const info = checkpoint.metadata;
   validateInfo(info, target);
   if (checkpoint.tensors.size === 0) throw new WeightFormatError(target, 'refusing to save a checkpoint without tensors');
-  // Serialise before touching the disk: a bad tensor fails here.
-  const modelBytes = serializeSafetensors(checkpoint.tensors, { format: CHECKPOINT_FORMAT, arch: info.arch });
-  const optBytes = opts.optimizer ? serializeSafetensors(opts.optimizer, { format: CHECKPOINT_FORMAT, part: 'optimizer' }) : null;
+  // Serialise (as chunks viewing the tensors' memory, no copy) before touching the disk: a bad tensor fails here.
+  const modelChunks = serializeSafetensorsChunks(checkpoint.tensors, { format: CHECKPOINT_FORMAT, arch: info.arch });
+  const optChunks = opts.optimizer ? serializeSafetensorsChunks(opts.optimizer, { format: CHECKPOINT_FORMAT, part: 'optimizer' }) : null;
+  const model = chunksDigest(modelChunks);
+  const optim = optChunks ? chunksDigest(optChunks) : null;
   const meta: CheckpointMetadata = {
     format: CHECKPOINT_FORMAT,
     formatVersion: CHECKPOINT_FORMAT_VERSION,
@@ -246,16 +246,9 @@ export function saveCheckpoint(
     created: info.created ?? new Date().toISOString(),
     extra: info.extra ?? {},
     files: {
-      model: { file: CHECKPOINT_TENSORS_FILE, bytes: modelBytes.byteLength, sha256: sha256(modelBytes), tensors: manifest(checkpoint.tensors) },
-      ...(opts.optimizer && optBytes
-        ? {
-            optimizer: {
-              file: CHECKPOINT_OPTIMIZER_FILE,
-              bytes: optBytes.byteLength,
-              sha256: sha256(optBytes),
-              tensors: manifest(opts.optimizer),
-            },
-          }
+      model: { file: CHECKPOINT_TENSORS_FILE, ...model, tensors: manifest(checkpoint.tensors) },
+      ...(opts.optimizer && optim
+        ? { optimizer: { file: CHECKPOINT_OPTIMIZER_FILE, ...optim, tensors: manifest(opts.optimizer) } }
         : {}),
     },
   };
@@ -272,10 +265,10 @@ export function saveCheckpoint(
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   try {
-    writeSynced(join(tmp, CHECKPOINT_TENSORS_FILE), modelBytes);
-    if (optBytes) writeSynced(join(tmp, CHECKPOINT_OPTIMIZER_FILE), optBytes);
+    writeChunksSynced(join(tmp, CHECKPOINT_TENSORS_FILE), modelChunks);
+    if (optChunks) writeChunksSynced(join(tmp, CHECKPOINT_OPTIMIZER_FILE), optChunks);
     // model.json last: a folder with model.json is complete.
-    writeSynced(join(tmp, CHECKPOINT_METADATA_FILE), new TextEncoder().encode(json));
+    writeChunksSynced(join(tmp, CHECKPOINT_METADATA_FILE), [new TextEncoder().encode(json)]);
     fsyncDir(tmp);
     opts.onStage?.('written');
     const hadOld = existsSync(target);

@@ -2,11 +2,12 @@
  * Thin node:fs wrappers over the pure format readers: read a weight file from a path (format decided by its magic
  * bytes), write safetensors/.npy atomically. Browser code imports the pure modules instead (see browser.ts).
  */
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { parseNpy, serializeNpy, type NpyArray } from './npy.js';
-import { parseSafetensors, serializeSafetensors, type SafetensorsFile } from './safetensors.js';
+import { parseSafetensors, serializeSafetensorsChunks, type SafetensorsFile } from './safetensors.js';
 import { parseStateDict, type ParseStateDictOptions } from './state-dict.js';
 import { WeightFormatError, type DType, type StateDict, type TensorData } from './types.js';
 
@@ -44,9 +45,41 @@ export async function readSafetensorsFile(path: string, opts: { copy?: boolean }
   return parseSafetensors(await readBytes(path), { ...opts, source: path });
 }
 
-/** Write tensors as safetensors, atomically (temp file + rename). */
+/** Write byte chunks to `path` and fsync it (no atomicity: callers write to a temporary name). */
+export function writeChunksSynced(path: string, chunks: Uint8Array[], onChunk?: (chunk: Uint8Array) => void): number {
+  const fd = openSync(path, 'w');
+  let total = 0;
+  try {
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.byteLength) off += writeSync(fd, c, off, c.byteLength - off);
+      total += c.byteLength;
+      onChunk?.(c);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return total;
+}
+
+let tmpCounter = 0;
+
+/**
+ * Write tensors as safetensors, atomically (temp file + fsync + rename), streaming each tensor's bytes from
+ * its own memory so no second copy of the model is made.
+ */
 export function writeSafetensorsFile(path: string, tensors: StateDict, metadata?: Record<string, string>): void {
-  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+  const chunks = serializeSafetensorsChunks(tensors, metadata); // validates before touching the disk
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${tmpCounter++}.tmp`);
+  try {
+    writeChunksSynced(tmp, chunks);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** Read one .npy array. */

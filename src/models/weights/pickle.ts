@@ -180,7 +180,7 @@ export class Unpickler {
       for (let i = 0; i + 1 < kv.length; i += 2) d.set(dictKey(kv[i]), kv[i + 1]);
     };
     const appendAll = (l: unknown, items: unknown[]): void => {
-      if (Array.isArray(l)) l.push(...items);
+      if (Array.isArray(l)) for (const it of items) l.push(it); // no spread: lists can exceed the argument limit
       else if (l instanceof Set) for (const it of items) l.add(it);
       else throw new PickleError(`APPEND(S) on ${describe(l)}, expected a list`);
     };

@@ -137,11 +137,12 @@ export function parseSafetensors(bytes: Uint8Array, opts: ParseOptions = {}): Sa
 }
 
 /**
- * Serialise tensors (in the Map's order) and optional string metadata into one safetensors file. The header is
- * padded with spaces so the data starts 8-byte aligned, as the reference writer does, which lets readers view
- * F64/I64 data in place.
+ * The safetensors file as a list of byte chunks: the length + header first, then each tensor's bytes (views of
+ * the tensors' own memory, no copy). Writers stream these to disk so saving a 240 MB model needs no second
+ * 240 MB buffer. The header is padded with spaces so the data starts 8-byte aligned, as the reference writer
+ * does, which lets readers view F64/I64 data in place.
  */
-export function serializeSafetensors(tensors: StateDict, metadata?: Record<string, string>): Uint8Array {
+export function serializeSafetensorsChunks(tensors: StateDict, metadata?: Record<string, string>): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -158,9 +159,12 @@ export function serializeSafetensors(tensors: StateDict, metadata?: Record<strin
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || n !== t.data.length) {
       throw new RangeError(`tensor '${name}': shape [${t.shape.join(', ')}] needs ${n} values, data has ${t.data.length}`);
     }
+    if (t.data.BYTES_PER_ELEMENT !== DTYPE_SIZE[t.dtype]) {
+      throw new TypeError(`tensor '${name}': ${t.dtype} needs ${DTYPE_SIZE[t.dtype]}-byte elements, data has ${t.data.BYTES_PER_ELEMENT}`);
+    }
     const b = bytesOf(t.data);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + b.byteLength] };
-    parts.push(b);
+    if (b.byteLength) parts.push(b);
     offset += b.byteLength;
   }
   let json = JSON.stringify(header);
@@ -170,13 +174,22 @@ export function serializeSafetensors(tensors: StateDict, metadata?: Record<strin
     json += ' '.repeat(pad);
     headerBytes = new TextEncoder().encode(json);
   }
-  const out = new Uint8Array(8 + headerBytes.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
-  out.set(headerBytes, 8);
-  let pos = 8 + headerBytes.byteLength;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.byteLength;
+  const head = new Uint8Array(8 + headerBytes.byteLength);
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
+  head.set(headerBytes, 8);
+  return [head, ...parts];
+}
+
+/** Serialise tensors (in the Map's order) and optional string metadata into one safetensors file. */
+export function serializeSafetensors(tensors: StateDict, metadata?: Record<string, string>): Uint8Array {
+  const chunks = serializeSafetensorsChunks(tensors, metadata);
+  let total = 0;
+  for (const c of chunks) total += c.byteLength;
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.byteLength;
   }
   return out;
 }

@@ -38,7 +38,7 @@ class StorageType {
 }
 
 /** One raw storage: its bytes become known at once (zip) or after the main pickle (legacy). */
-class Storage {
+export class Storage {
   bytes: Uint8Array | null = null;
   constructor(
     readonly key: string,

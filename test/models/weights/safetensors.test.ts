@@ -160,3 +160,25 @@ describe('corrupted safetensors', () => {
     rejects(handMade({ x: 5 }), /tensor 'x': header entry is not an object/, 'x');
   });
 });
+
+describe('safetensors files on disk', () => {
+  it('writeSafetensorsFile streams an atomic file that reads back bit-exactly; missing files are named', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tempDir } = await import('../../helpers/paths.js');
+    const { readSafetensorsFile, readStateDict, writeSafetensorsFile } = await import('../../../src/models/weights/files.js');
+    const tmp = tempDir();
+    try {
+      const { tensors, metadata } = parseSafetensors(fixture('mixed.safetensors'));
+      const path = join(tmp.dir, 'sub', 'w.safetensors');
+      writeSafetensorsFile(path, tensors, metadata);
+      const back = await readSafetensorsFile(path);
+      assert.deepEqual(compareStateDicts(tensors, back.tensors), []);
+      assert.deepEqual(back.metadata, metadata);
+      assert.deepEqual(readdirSync(join(tmp.dir, 'sub')), ['w.safetensors']);
+      await assert.rejects(readStateDict(join(tmp.dir, 'nope.pth')), /nope\.pth: file not found/);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});

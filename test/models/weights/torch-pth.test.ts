@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { unzipSync, zipSync } from 'fflate';
 import {
   extractStateDict,
   loadTorchFile,
@@ -12,7 +13,7 @@ import {
   TorchTensor,
 } from '../../../src/models/weights/torch-pth.js';
 import { PyDict, PyOpaque } from '../../../src/models/weights/pickle.js';
-import { WeightFormatError, type StateDict } from '../../../src/models/weights/types.js';
+import { DTYPE_SIZE, WeightFormatError, type StateDict } from '../../../src/models/weights/types.js';
 import { compareStateDicts, detectWeightFormat, parseStateDict } from '../../../src/models/weights/state-dict.js';
 import { assertTensorMatches, EXPECTED, fixture, type ExpectedTensor } from './expected.js';
 
@@ -108,6 +109,30 @@ describe('torch.save zip format', () => {
     const bytes = fixture('small.pth');
     const t = parseTorchPth(bytes).get('1.running_var')!;
     assert.equal(t.data.buffer, bytes.buffer);
+  });
+});
+
+describe('other writers: big-endian storages, deflated archives', () => {
+  it("honours byteorder 'big' and reads deflate-compressed entries", () => {
+    // Re-pack small.pth as a big-endian machine would have written it, with every entry deflated.
+    const original = fixture('small.pth');
+    const files = unzipSync(original);
+    const pkl = Object.keys(files).find((n) => n.endsWith('/data.pkl'))!;
+    const prefix = pkl.slice(0, -'data.pkl'.length);
+    const { root } = loadTorchFile(original);
+    const swapped = new Set<string>();
+    for (const t of (root as Map<unknown, unknown>).values()) {
+      const { key, dtype } = (t as TorchTensor).storage;
+      if (swapped.has(key)) continue;
+      swapped.add(key);
+      const b = files[`${prefix}data/${key}`]!;
+      const size = DTYPE_SIZE[dtype];
+      for (let e = 0; e < b.length; e += size) b.subarray(e, e + size).reverse();
+    }
+    files[`${prefix}byteorder`] = new TextEncoder().encode('big');
+    const repacked = zipSync(files, { level: 6 });
+    assert.notDeepEqual(repacked.subarray(0, 64), original.subarray(0, 64));
+    assert.deepEqual(compareStateDicts(parseTorchPth(repacked), parseTorchPth(original)), []);
   });
 });
 
