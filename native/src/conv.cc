@@ -138,9 +138,18 @@ void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, c
 // Reusable aligned buffers for reordered filters and scratchpads, so steady-state calls allocate nothing.
 Buffer weightBuf, scratchBuf;
 
+// A filter already reordered into oneDNN's blocked layout, owned by a JS object that the backend keeps per
+// filter array (a WeakMap keyed by the Float32Array, whose contents TF.js never changes), so repeated
+// inference or frozen layers skip the reorder; freed when that array is garbage-collected.
+struct CachedWeights {
+  memory::desc md;
+  void* data;
+  int64_t bytes;
+};
+
 }  // namespace
 
-// conv2dForward(x, filter, bias|null, out, geom: Int32Array(17), relu: boolean)
+// conv2dForward(x, filter, bias|null, out, geom: Int32Array(17), relu: boolean, cache?: object)
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -150,6 +159,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
     auto out = info[3].As<Napi::Float32Array>();
     ConvGeom g = readGeom(info[4]);
     bool relu = info[5].ToBoolean();
+    const bool useCache = info.Length() > 6 && info[6].IsObject();
     checkLen(env, x, g.n * g.h * g.w * g.ci, "conv2d input");
     checkLen(env, w, g.kh * g.kw * g.ci * g.co, "conv2d filter");
     checkLen(env, out, g.n * g.oh * g.ow * g.co, "conv2d output");
@@ -157,7 +167,26 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
     dnnl::stream& s = stream();
     memory userW(g.wei(), engine(), w.Data());
     memory wMem = userW;
-    if (e.reorderWeights) {
+    if (e.reorderWeights && useCache) {
+      Napi::Object cache = info[6].As<Napi::Object>();
+      Napi::Value held = cache.Get("w");
+      CachedWeights* cw = held.IsExternal() ? held.As<Napi::External<CachedWeights>>().Data() : nullptr;
+      if (!cw || cw->md != e.pd.weights_desc()) {
+        const size_t bytes = e.pd.weights_desc().get_size();
+        void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!data) throw std::bad_alloc();
+        cw = new CachedWeights{e.pd.weights_desc(), data, static_cast<int64_t>(bytes)};
+        memory cached(cw->md, engine(), cw->data);
+        e.weightReorder.execute(s, userW, cached);
+        cache.Set("w", Napi::External<CachedWeights>::New(env, cw, [](Napi::Env fenv, CachedWeights* c) {
+                    Napi::MemoryManagement::AdjustExternalMemory(fenv, -c->bytes);
+                    std::free(c->data);
+                    delete c;
+                  }));
+        Napi::MemoryManagement::AdjustExternalMemory(env, cw->bytes);
+      }
+      wMem = memory(cw->md, engine(), cw->data);
+    } else if (e.reorderWeights) {
       wMem = memory(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
       e.weightReorder.execute(s, userW, wMem);
     }

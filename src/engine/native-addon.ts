@@ -13,7 +13,8 @@ export interface NativeAddon {
   info(): { onednn: string; isa: string; threads: number; cachedPrimitives: number };
   setThreads(n: number): number;
   /** geom: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, padTop,padBottom,padLeft,padRight, dilH,dilW] */
-  conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean): void;
+  /** cache: an object owned per filter array in which the addon keeps the filter in oneDNN's layout. */
+  conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache?: object): void;
   conv2dBackwardData(dy: Float32Array, filter: Float32Array, dx: Float32Array, geom: Int32Array): void;
   conv2dBackwardFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geom: Int32Array): void;
   /** kind 0 forward, 1 backward data, 2 backward weights: oneDNN's implementation name for that shape. */

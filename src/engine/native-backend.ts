@@ -63,6 +63,25 @@ function poolGeom(c: tf.backend_util.Conv2DInfo): Int32Array {
   ]);
 }
 
+// Filters seen twice by the forward convolution (inference, frozen layers) get their oneDNN-layout copy kept
+// beside them; a filter used once (a trainable weight, replaced after every optimiser step) never does, so
+// training does not pay the memory. TF.js never mutates a tensor's array, so the array identifies the data.
+const cacheWeights = process.env.NEXTRAY_WEIGHT_CACHE !== '0';
+const seenFilters = new WeakSet<Float32Array>();
+const filterCaches = new WeakMap<Float32Array, object>();
+function filterCache(w: Float32Array): object | undefined {
+  if (!cacheWeights) return undefined;
+  let c = filterCaches.get(w);
+  if (c) return c;
+  if (!seenFilters.has(w)) {
+    seenFilters.add(w);
+    return undefined;
+  }
+  c = {};
+  filterCaches.set(w, c);
+  return c;
+}
+
 const channelsLast = (fmt: unknown) => fmt === undefined || fmt === 'NHWC' || fmt === 'channelsLast';
 
 /** Builds the native kernels; each returns null when it cannot match the JS kernel, meaning "use JS". */
@@ -87,7 +106,7 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
       if (!bv || bv.length !== conv.outChannels || bias.shape[bias.shape.length - 1] !== conv.outChannels) return null;
     }
     const res = new Float32Array(tf.util.sizeFromShape(conv.outShape));
-    addon.conv2dForward(xv, wv, bv, res, convGeom(conv), fused && activation === 'relu');
+    addon.conv2dForward(xv, wv, bv, res, convGeom(conv), fused && activation === 'relu', filterCache(wv));
     return out(a.backend, conv.outShape, res);
   };
 

@@ -100,6 +100,25 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
     });
   }
 
+  it('a filter reused across calls (kept in oneDNN layout after its second use) gives the same results', async () => {
+    const x = rand([2, 12, 12, 16], 50), w1 = rand([3, 3, 16, 32], 51), w2 = rand([3, 3, 16, 32], 52);
+    await tf.setBackend('cpu');
+    const [xc, w1c, w2c] = [x(), w1(), w2()];
+    const ref1 = tf.tidy(() => tf.conv2d(xc as tf.Tensor4D, w1c as tf.Tensor4D, 1, 'same').dataSync().slice());
+    const ref2 = tf.tidy(() => tf.conv2d(xc as tf.Tensor4D, w2c as tf.Tensor4D, 1, 'same').dataSync().slice());
+    tf.dispose([xc, w1c, w2c]);
+    await tf.setBackend(NATIVE_BACKEND);
+    const [xn, w1n, w2n] = [x(), w1(), w2()];
+    const close = (a: Float32Array, b: Float32Array) => a.every((v, i) => Math.abs(v - b[i]) <= 1e-4 * Math.max(1, Math.abs(b[i])));
+    for (let round = 0; round < 3; round++) {
+      for (const [w, ref] of [[w1n, ref1], [w2n, ref2]] as const) {
+        const got = tf.tidy(() => tf.conv2d(xn as tf.Tensor4D, w as tf.Tensor4D, 1, 'same').dataSync().slice());
+        assert.ok(close(got, ref), `round ${round}: cached filter gave a different result`);
+      }
+    }
+    tf.dispose([xn, w1n, w2n]);
+  });
+
   it('dilated conv (forward only, as TF.js has no dilated gradients)', async () => {
     const x = rand([2, 15, 14, 4], 6), w = rand([3, 3, 4, 5], 7);
     await assertSame('dilated', () => tf.conv2d(x() as tf.Tensor4D, w() as tf.Tensor4D, 1, 'same', 'NHWC', 2), ['Conv2D']);
