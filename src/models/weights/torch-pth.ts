@@ -137,6 +137,10 @@ function rebuildTensorV2(args: unknown[]): TorchTensor {
   const shape = intList(size, 'tensor size');
   const strides = intList(stride, 'tensor stride');
   if (shape.length !== strides.length) throw new PickleError(`tensor size [${shape}] and stride [${strides}] differ in rank`);
+  // torch never writes negative sizes, strides or offsets; a file that does is corrupt (and could read out of bounds).
+  if (offset < 0 || shape.some((d) => d < 0) || strides.some((d) => d < 0)) {
+    throw new PickleError(`tensor with offset ${offset}, size [${shape}], stride [${strides}] has negative entries`);
+  }
   return new TorchTensor(storage, offset, [...shape], [...strides], requiresGrad === true);
 }
 

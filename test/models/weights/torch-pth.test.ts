@@ -216,3 +216,66 @@ describe('damaged and foreign files', () => {
     assert.throws(() => parseTorchPth(bad, { source: 'p.pth' }), /p\.pth: unsupported or invalid pickle opcode 0xff/);
   });
 });
+
+/**
+ * A minimal torch.save archive written by hand (pickle opcodes spelled out), for views PyTorch itself would never
+ * write: negative strides, views past the end of their storage, storages shorter than declared.
+ */
+function handPth(v: { offset: number; size: number[]; stride: number[]; numel: number; storageBytes: number }): Uint8Array {
+  const parts: number[] = [];
+  const raw = (s: string): void => {
+    for (const c of s) parts.push(c.charCodeAt(0));
+  };
+  const le32 = (n: number): void => {
+    parts.push(n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff);
+  };
+  const int = (n: number): void => {
+    raw('J'); // BININT, signed 32-bit
+    le32(n);
+  };
+  const str = (s: string): void => {
+    raw('X'); // BINUNICODE: 32-bit length, UTF-8 (ASCII here)
+    le32(s.length);
+    raw(s);
+  };
+  const tuple = (xs: number[]): void => {
+    raw('(');
+    xs.forEach(int);
+    raw('t');
+  };
+  raw('\x80\x02ccollections\nOrderedDict\n)R(');
+  str('w');
+  raw('ctorch._utils\n_rebuild_tensor_v2\n((');
+  str('storage');
+  raw('ctorch\nFloatStorage\n');
+  str('0');
+  str('cpu');
+  int(v.numel);
+  raw('tQ');
+  int(v.offset);
+  tuple(v.size);
+  tuple(v.stride);
+  raw('\x89)tRu.');
+  return zipSync({ 'hand/data.pkl': Uint8Array.from(parts), 'hand/data/0': new Uint8Array(v.storageBytes), 'hand/version': new TextEncoder().encode('3\n') }, { level: 0 });
+}
+
+describe('views PyTorch would not write', () => {
+  it('the hand-made archive reads when the view is sound (checks the helper itself)', () => {
+    const sd = parseTorchPth(handPth({ offset: 1, size: [2, 2], stride: [1, 2], numel: 6, storageBytes: 24 }));
+    assert.deepEqual(sd.get('w')!.shape, [2, 2]);
+  });
+
+  it('refuses negative strides and offsets, views past the storage, and short storages', () => {
+    const bad = (v: Parameters<typeof handPth>[0], re: RegExp): void => {
+      assert.throws(() => parseTorchPth(handPth(v), { source: 'h.pth' }), (e: Error) => {
+        assert.ok(e instanceof WeightFormatError, String(e));
+        assert.match(e.message, re);
+        return true;
+      });
+    };
+    bad({ offset: 0, size: [2], stride: [-1], numel: 4, storageBytes: 16 }, /^h\.pth: tensor with offset 0, size \[2\], stride \[-1\] has negative entries/);
+    bad({ offset: -1, size: [2], stride: [1], numel: 4, storageBytes: 16 }, /negative entries/);
+    bad({ offset: 1, size: [2, 2], stride: [2, 1], numel: 4, storageBytes: 16 }, /^h\.pth: tensor 'w': view \(offset 1, shape \[2, 2\], stride \[2, 1\]\) reaches element 4 but storage '0' holds 4 F32 elements/);
+    bad({ offset: 0, size: [4], stride: [1], numel: 4, storageBytes: 12 }, /storage '0' has 12 bytes, fewer than 4 F32 elements need/);
+  });
+});
