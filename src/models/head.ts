@@ -37,7 +37,8 @@ export class BinaryHead extends Linear implements HeadModule {
   private readonly dropout: Dropout;
   constructor(inFeatures: number, p: number, seed: number, zeroBias = false) {
     super(inFeatures, 1, { zeroBias });
-    this.dropout = new Dropout(p, seed);
+    // Registered as a child so Module walks find it; it has no tensors, so the state_dict keys stay fc.weight/bias.
+    this.dropout = this.child('dropout', new Dropout(p, seed));
   }
   get dropoutRate(): number {
     return this.dropout.p;
@@ -100,6 +101,14 @@ export class NetworkModel<A extends string = string> {
 
   get numOutputs(): number {
     return this.network.head.outFeatures;
+  }
+
+  /**
+   * Restart every dropout layer's mask stream from `seed` (each layer forks its own stream by its name), e.g. per
+   * epoch from (run seed, epoch) so a resumed run draws the same masks as an uninterrupted one.
+   */
+  reseedDropout(seed: string | number): void {
+    for (const [name, m] of this.network.namedModules()) if (m instanceof Dropout) m.reseed(`${String(seed)}/${name}`);
   }
 
   /** Names of the layers counted by freezeLayers, in forward order (e.g. `conv1`, `layer1.0.conv1`, ..., `fc`). */

@@ -113,6 +113,13 @@ export abstract class Module {
     return [...this._children];
   }
 
+  /** This module and every descendant, depth first, with their state_dict prefixes ('' for this one). */
+  namedModules(prefix = ''): Array<[string, Module]> {
+    const out: Array<[string, Module]> = [[prefix.replace(/\.$/, ''), this]];
+    for (const [n, c] of this._children) out.push(...c.namedModules(`${prefix}${n}.`));
+    return out;
+  }
+
   /** Every parameter and buffer under this module, keyed by its torchvision state_dict name. */
   namedParams(prefix = ''): Array<[string, Param]> {
     const out: Array<[string, Param]> = [];
@@ -292,7 +299,7 @@ export class Linear extends Module {
  * random state, so a training run replays exactly.
  */
 export class Dropout extends Module {
-  private readonly rng: Rng;
+  private rng: Rng;
 
   constructor(
     readonly p: number,
@@ -300,6 +307,11 @@ export class Dropout extends Module {
   ) {
     super();
     if (!(p >= 0 && p < 1)) throw new RangeError(`dropout probability must be in [0, 1), got ${p}`);
+    this.rng = new Rng(seed).fork('dropout');
+  }
+
+  /** Restart the mask stream from `seed` (a resumed run reseeds per epoch so masks do not depend on history). */
+  reseed(seed: Seed): void {
     this.rng = new Rng(seed).fork('dropout');
   }
 

@@ -61,6 +61,8 @@ export interface Model {
   /** Plain-tensor copy of the state for checkpoints; PyTorch layout by default (loads in torchvision as is). */
   exportStateDict(layout?: 'torch' | 'tfjs'): StateDict;
   dispose(): void;
+  /** Restart every dropout mask stream from `seed` (deterministic resume). */
+  reseedDropout(seed: string | number): void;
   /** Names of the freezable layers in forward order. */
   layerNames(): string[];
   frozenLayers(): number;

@@ -133,3 +133,26 @@ test('a training step on a small ResNet: frozen layers and their batchnorm stats
     model.dispose();
   }
 });
+
+test('reseedDropout makes the binary head masks a function of the seed alone', () => {
+  const build = () =>
+    createCustomModel('tiny_resnet', (h) => buildResNet({ block: 'basic', layers: [1, 1, 1, 1] }, h), { head: 'binary', seed: 3 });
+  const a = build();
+  const b = build();
+  const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 9) as tf.Tensor4D;
+  try {
+    a.forward(x, true).dispose(); // a has drawn one mask more than b
+    a.reseedDropout('run/epoch-2');
+    b.reseedDropout('run/epoch-2');
+    const [ya, yb] = [a.forward(x, true), b.forward(x, true)];
+    assert.deepEqual(ya.dataSync(), yb.dataSync());
+    b.reseedDropout('run/epoch-3');
+    const yc = b.forward(x, true);
+    assert.notDeepEqual(yc.dataSync(), ya.dataSync());
+    tf.dispose([ya, yb, yc]);
+  } finally {
+    x.dispose();
+    a.dispose();
+    b.dispose();
+  }
+});
