@@ -604,7 +604,7 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
   for (const [patient, m] of patientSplits) {
     if (m.size > 1)
       issues.push({
-        path: patient,
+        path: studyDir(m.get('valid')!),
         kind: 'patient-in-both-splits',
         message: `patient ${patient} has studies in both train (${m.get('train')}) and valid (${m.get('valid')}); MURA's splits should not share patients`,
       });

@@ -478,16 +478,18 @@ export interface SubsetSelection {
 }
 
 /**
- * The studies and images of a subset: `train` is MURA's train split (the split file is not consulted);
+ * The studies and images of a subset: `train` is MURA's train split (the split file is not consulted and may be
+ * null);
  * `validation` and `test` are the parts of MURA valid the split names, in the dataset's order. Throws
  * SplitFileError when the split names a study the dataset does not have (the same check as
  * `loadSplit(file, dataset)`), so training never silently runs on less data than the split promises.
  */
-export function selectSubset(dataset: MuraDataset, split: MuraSplitFile, subset: Subset): SubsetSelection {
+export function selectSubset(dataset: MuraDataset, split: MuraSplitFile | null, subset: Subset): SubsetSelection {
   let studies: Study[];
   if (subset === 'train') {
     studies = dataset.studies.filter((s) => s.split === 'train');
   } else {
+    if (!split) throw new SplitFileError(null, `the ${subset} subset needs a split file (make one with \`nextray data split\`)`);
     const part = split.subsets[subset];
     if (!part) throw new SplitFileError(null, `the split has no subset "${subset}"`);
     const keys = new Set(part.studies);

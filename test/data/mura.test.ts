@@ -264,7 +264,9 @@ describe('loadMuraDataset reports every problem, with the file, and goes on', ()
     const ds = await loadMuraDataset(dir);
     assert.deepEqual(kinds(ds), ['patient-in-both-splits', 'split-mismatch']);
     assert.equal(only(ds, 'split-mismatch')[0]!.line, 7);
-    assert.match(only(ds, 'patient-in-both-splits')[0]!.message, /patient00001 has studies in both train/);
+    const both = only(ds, 'patient-in-both-splits')[0]!;
+    assert.match(both.message, /patient00001 has studies in both train \(MURA-v1\.1\/train\/XR_WRIST\/patient00001\/study1_positive\/\)/);
+    assert.equal(both.path, join(root, 'valid/XR_HAND/patient00001/study1_positive'));
   });
 
   it('images listed but missing, label vs folder disagreements, studies in one CSV only, unlisted files', async () => {

@@ -269,6 +269,8 @@ describe('createSplit, split files and selectSubset', () => {
     const train = selectSubset(ds, split, 'train');
     assert.equal(train.studies.length, 5);
     assert.equal(train.images.length, 12);
+    assert.deepEqual(selectSubset(ds, null, 'train'), train);
+    assert.throws(() => selectSubset(ds, null, 'test'), /needs a split file/);
     let seen = 0;
     for (const subset of ['validation', 'test'] as const) {
       const sel = selectSubset(ds, split, subset);
