@@ -9,9 +9,10 @@ import { looksLikeSafetensors, parseSafetensors } from './safetensors.js';
 import { isLegacyTorch, parseTorchPth, type StateDictOptions } from './torch-pth.js';
 import { WeightFormatError, type RawTensor, type StateDict } from './types.js';
 import { bytesOf } from './dtype.js';
+import { isTar } from './tar.js';
 import { isZip, openZip } from './zip.js';
 
-export type WeightFormat = 'safetensors' | 'torch-zip' | 'torch-legacy' | 'npz' | 'npy' | 'unknown';
+export type WeightFormat = 'safetensors' | 'torch-zip' | 'torch-legacy' | 'torch-tar' | 'npz' | 'npy' | 'unknown';
 
 /** Identify a weight file from its first bytes (and, for ZIPs, its entry names). */
 export function detectWeightFormat(bytes: Uint8Array): WeightFormat {
@@ -26,6 +27,7 @@ export function detectWeightFormat(bytes: Uint8Array): WeightFormat {
     return 'unknown';
   }
   if (isLegacyTorch(bytes)) return 'torch-legacy';
+  if (isTar(bytes)) return 'torch-tar';
   if (isNpy(bytes)) return 'npy';
   if (looksLikeSafetensors(bytes)) return 'safetensors';
   return 'unknown';
@@ -45,6 +47,7 @@ export function parseStateDict(bytes: Uint8Array, opts: ParseStateDictOptions = 
       return parseSafetensors(bytes, opts).tensors;
     case 'torch-zip':
     case 'torch-legacy':
+    case 'torch-tar':
       return parseTorchPth(bytes, opts);
     case 'npz':
       return parseNpz(bytes, opts);

@@ -4,7 +4,9 @@
  * Zip format (torch >= 1.6, the default): `<archive>/data.pkl` is a pickle whose tensors refer to raw storages
  * `<archive>/data/<key>` through persistent ids; `<archive>/byteorder` (newer torch) says "little" or "big".
  * Legacy format (torch < 1.6, or `_use_new_zipfile_serialization=False`): several pickles back to back followed by
- * the storages, each as an int64 element count and raw bytes. Both are read; the tar format of torch < 0.4 is not.
+ * the storages, each as an int64 element count and raw bytes.
+ * Tar format (torch < 0.1.10, in which torchvision's original ImageNet weights such as resnet152-b121ed2d.pth are
+ * published): members `storages`, `tensors` and `pickle`. All three are read.
  *
  * Tensors are rebuilt from (storage, offset, size, stride) exactly as `torch._utils._rebuild_tensor_v2` does, with
  * non-contiguous views materialised into dense row-major arrays; contiguous little-endian tensors stay views into
@@ -13,6 +15,7 @@
 import { allocTyped, typedFromBytes } from './dtype.js';
 import { BASIC_GLOBALS, describe, GlobalRef, PickleError, PyDict, PyOpaque, Unpickler, type GlobalHandler } from './pickle.js';
 import { DTYPE_SIZE, numel, WeightFormatError, type DType, type RawTensor, type StateDict } from './types.js';
+import { isTar, readTar } from './tar.js';
 import { isZip, openZip } from './zip.js';
 
 /** torch storage class -> element type. */
@@ -192,6 +195,12 @@ function torchGlobals(): Record<string, GlobalHandler> {
   for (const [name, dtype] of Object.entries(STORAGE_DTYPES)) {
     const st = new StorageType(name, dtype);
     g[`torch.${name}`] = { call: () => st };
+    // Files saved from GPU tensors by old torch name CUDA storage types; the bytes are the same.
+    g[`torch.cuda.${name}`] = { call: () => st };
+    // The tar format records each tensor's class (torch.FloatTensor, ...) but only as a label.
+    const tensorClass = name.replace(/Storage$/, 'Tensor');
+    g[`torch.${tensorClass}`] = marker(`torch.${tensorClass}`);
+    g[`torch.cuda.${tensorClass}`] = marker(`torch.cuda.${tensorClass}`);
   }
   return g;
 }
@@ -224,7 +233,7 @@ export interface TorchLoadOptions {
 /** The whole unpickled object of a torch file: tensors are TorchTensor, dicts PyDict. */
 export interface TorchFile {
   root: unknown;
-  format: 'zip' | 'legacy';
+  format: 'zip' | 'legacy' | 'tar';
 }
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -245,10 +254,120 @@ export function loadTorchFile(bytes: Uint8Array, opts: TorchLoadOptions = {}): T
   const source = opts.source ?? '<bytes>';
   if (isZip(bytes)) return { root: loadZip(bytes, source, opts), format: 'zip' };
   if (isLegacyTorch(bytes)) return { root: loadLegacy(bytes, source, opts), format: 'legacy' };
-  if (bytes.byteLength >= 262 && String.fromCharCode(...bytes.subarray(257, 262)) === 'ustar') {
-    throw new WeightFormatError(source, 'this is the tar-based torch format of PyTorch < 0.4; re-save it with torch >= 1.6');
+  if (isTar(bytes)) return { root: loadTar(bytes, source, opts), format: 'tar' };
+  throw new WeightFormatError(source, 'not a PyTorch file: neither a torch.save zip archive nor a legacy (pickle or tar) one');
+}
+
+/** Read `count` little-endian int64 values at `pos` as safe integers. */
+function int64s(dv: DataView, pos: number, count: number, what: string): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const v = dv.getBigInt64(pos + 8 * i, true);
+    if (v < BigInt(Number.MIN_SAFE_INTEGER) || v > BigInt(Number.MAX_SAFE_INTEGER)) throw new PickleError(`${what} out of range`);
+    out.push(Number(v));
   }
-  throw new WeightFormatError(source, 'not a PyTorch file: neither a torch.save zip archive nor the legacy pickle format');
+  return out;
+}
+
+/**
+ * The tar format of PyTorch < 0.1.10 (torchvision's original ImageNet weights): members `storages` (a count, then
+ * per storage a pickled (key, location, storage type), an int64 element count and the raw bytes, then a pickled
+ * list of storage views), `tensors` (a count, then per tensor a pickled (key, storage key, tensor type) and binary
+ * ndim, sizes, strides, offset) and `pickle`, whose persistent ids are tensor keys. Mirrors torch's legacy_load.
+ */
+function loadTar(bytes: Uint8Array, source: string, opts: TorchLoadOptions): unknown {
+  const files = readTar(bytes, source);
+  for (const m of ['storages', 'tensors', 'pickle']) {
+    if (!files.has(m)) throw new WeightFormatError(source, `tar archive without '${m}': not a torch.save file`);
+  }
+  const globals = torchGlobals();
+  try {
+    let bigEndian = false;
+    const sysInfo = files.get('sys_info');
+    if (sysInfo) {
+      const info = new Unpickler(sysInfo, { globals: BASIC_GLOBALS }).load();
+      if (info instanceof Map) bigEndian = info.get('little_endian') === false;
+    }
+    if (bigEndian) throw new PickleError('big-endian tar-format torch files are not supported');
+
+    const storages = new Map<string, Storage>();
+    const sb = files.get('storages')!;
+    const sdv = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
+    let u = new Unpickler(sb, { globals: BASIC_GLOBALS });
+    const numStorages = u.load();
+    if (typeof numStorages !== 'number') throw new PickleError('storage count missing');
+    let pos = u.pos;
+    for (let i = 0; i < numStorages; i++) {
+      u = new Unpickler(sb, { globals }, pos);
+      const rec = u.load();
+      if (!Array.isArray(rec) || rec.length !== 3) throw new PickleError(`storage record ${i} is not (key, location, type)`);
+      const key = String(rec[0]);
+      const type = storageTypeOf(rec[2]);
+      pos = u.pos;
+      if (pos + 8 > sb.byteLength) throw new PickleError(`tar 'storages' truncated before storage '${key}'`);
+      const [count] = int64s(sdv, pos, 1, `storage '${key}' size`);
+      pos += 8;
+      const nbytes = count! * DTYPE_SIZE[type.dtype];
+      if (count! < 0 || pos + nbytes > sb.byteLength) throw new PickleError(`tar 'storages' truncated inside storage '${key}'`);
+      const st = new Storage(key, type.dtype, count!, false);
+      st.bytes = sb.subarray(pos, pos + nbytes);
+      storages.set(key, st);
+      pos += nbytes;
+    }
+    const views = new Unpickler(sb, { globals: BASIC_GLOBALS }, pos).load();
+    if (!Array.isArray(views)) throw new PickleError('storage view list missing');
+    for (const v of views) {
+      if (!Array.isArray(v) || v.length !== 4) throw new PickleError('storage view is not (target, root, offset, numel)');
+      const [target, rootKey, offset, count] = v as [unknown, unknown, number, number];
+      const root = storages.get(String(rootKey));
+      if (!root?.bytes) throw new PickleError(`storage view of unknown storage '${String(rootKey)}'`);
+      const size = DTYPE_SIZE[root.dtype];
+      if (offset < 0 || count < 0 || (offset + count) * size > root.bytes.byteLength) {
+        throw new PickleError(`storage view '${String(target)}' [${offset}, +${count}) exceeds storage '${root.key}'`);
+      }
+      const st = new Storage(String(target), root.dtype, count, false);
+      st.bytes = root.bytes.subarray(offset * size, (offset + count) * size);
+      storages.set(st.key, st);
+    }
+
+    const tensors = new Map<string, TorchTensor>();
+    const tb = files.get('tensors')!;
+    const tdv = new DataView(tb.buffer, tb.byteOffset, tb.byteLength);
+    u = new Unpickler(tb, { globals: BASIC_GLOBALS });
+    const numTensors = u.load();
+    if (typeof numTensors !== 'number') throw new PickleError('tensor count missing');
+    pos = u.pos;
+    for (let i = 0; i < numTensors; i++) {
+      u = new Unpickler(tb, { globals }, pos);
+      const rec = u.load();
+      if (!Array.isArray(rec) || rec.length !== 3) throw new PickleError(`tensor record ${i} is not (key, storage key, type)`);
+      const key = String(rec[0]);
+      const storage = storages.get(String(rec[1]));
+      if (!storage) throw new PickleError(`tensor '${key}' refers to unknown storage '${String(rec[1])}'`);
+      pos = u.pos;
+      if (pos + 8 > tb.byteLength) throw new PickleError(`tar 'tensors' truncated at tensor '${key}'`);
+      const ndim = tdv.getInt32(pos, true);
+      pos += 8; // int32 ndim, then 4 bytes legacy padding
+      if (ndim < 0 || ndim > 64 || pos + 16 * ndim + 8 > tb.byteLength) throw new PickleError(`tar 'tensors' damaged at tensor '${key}'`);
+      const shape = int64s(tdv, pos, ndim, 'tensor size');
+      const stride = int64s(tdv, pos + 8 * ndim, ndim, 'tensor stride');
+      const [offset] = int64s(tdv, pos + 16 * ndim, 1, 'storage offset');
+      pos += 16 * ndim + 8;
+      tensors.set(key, rebuildTensorV2([storage, offset, shape, stride, false]));
+    }
+
+    const persistentLoad = (pid: unknown): unknown => {
+      if (Array.isArray(pid)) {
+        throw new PickleError('the file pickles a whole nn.Module (its source code), not a state_dict; re-save model.state_dict()');
+      }
+      const t = tensors.get(String(pid));
+      if (!t) throw new PickleError(`pickle refers to unknown tensor '${String(pid)}'`);
+      return t;
+    };
+    return new Unpickler(files.get('pickle')!, { globals, persistentLoad, unknownGlobals: opts.unknownGlobals }).load();
+  } catch (err) {
+    return wrapPickleError(source, err);
+  }
 }
 
 function loadZip(bytes: Uint8Array, source: string, opts: TorchLoadOptions): unknown {

@@ -151,6 +151,25 @@ describe('legacy (torch < 1.6) format', () => {
   });
 });
 
+describe('tar format (torch < 0.1.10, torchvision resnet*-5c106cde-era weights)', () => {
+  it('reads storages, storage views, non-contiguous tensors, int64 and f16 as torch.load does', () => {
+    const bytes = fixture('old_tar.pth');
+    assert.equal(detectWeightFormat(bytes), 'torch-tar');
+    assert.equal(loadTorchFile(bytes).format, 'tar');
+    const sd = parseStateDict(bytes, { source: 'old_tar.pth' });
+    assert.deepEqual([...sd.keys()], ['w', 'wt', 'viewed', 'steps', 'half']);
+    assertStateDict(sd, EXPECTED['old_tar.pth'], 'old_tar.pth');
+  });
+
+  it('a truncated or damaged tar names the file', () => {
+    const bytes = fixture('old_tar.pth');
+    assert.throws(() => parseTorchPth(bytes.subarray(0, 1500), { source: 'old.pth' }), /^WeightFormatError: old\.pth: /);
+    const bad = Uint8Array.from(bytes);
+    bad[0] ^= 0xff;
+    assert.throws(() => parseTorchPth(bad, { source: 'old.pth' }), /old\.pth: tar archive: header checksum mismatch/);
+  });
+});
+
 describe('safety: only whitelisted globals', () => {
   it('refuses os.system with a message naming it, and runs nothing', () => {
     assert.throws(
