@@ -6,7 +6,7 @@
  * MURA binary head (one output) — from a .pth/.safetensors file or a project checkpoint folder (its
  * model.safetensors). Inputs/outputs are PyTorch's layout (NCHW in, [N, C] out); the NHWC transpose is internal.
  */
-import { Option, type Command } from 'commander';
+import { CommanderError, Option, type Command } from 'commander';
 import { CliError, parseIntOption, printJson } from './common.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
 import { ARCHS, buildSpec, createModel, isArch, type Arch } from '../models/registry.js';
@@ -155,5 +155,10 @@ Example (check a conversion against PyTorch):
 The head follows the weights: a 1000-class fc/classifier gives [N, 1000] logits; the binary MURA head gives [N, 1]
 logits (sigmoid gives P(abnormal)). Exit codes: 0 done; 2 bad arguments or unusable input/weights.`,
     )
+    // Usage errors exit 2 like every other "could not run" case (commander's default is 1).
+    .exitOverride((err) => {
+      if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
+      throw err;
+    })
     .action(async (flags: ForwardFlags) => run(flags));
 }

@@ -104,4 +104,8 @@ test('forward rejects bad input clearly (exit 2, naming the file)', () => {
     '--output', join(tmp.dir, 'w.npy')]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown --arch "vgg16"/);
+
+  r = runCli(['forward', '--arch', 'resnet18']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /required option '--weights/);
 });
