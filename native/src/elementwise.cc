@@ -159,6 +159,34 @@ Napi::Value ReduceLeading(const Napi::CallbackInfo& info) {
   });
 }
 
+// reduceMiddle(x, out, outer, rows, cols, mean): out[a, c] = sum over r of x[a, r, c] (global average pooling
+// of NHWC is outer = N, rows = H*W, cols = C).
+Napi::Value ReduceMiddle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto x = info[0].As<Napi::Float32Array>();
+    auto o = info[1].As<Napi::Float32Array>();
+    int64_t outer = info[2].As<Napi::Number>().Int64Value(), rows = info[3].As<Napi::Number>().Int64Value(),
+            cols = info[4].As<Napi::Number>().Int64Value();
+    bool mean = info[5].ToBoolean();
+    if (static_cast<int64_t>(x.ElementLength()) != outer * rows * cols ||
+        static_cast<int64_t>(o.ElementLength()) != outer * cols)
+      throw Napi::Error::New(env, "reduceMiddle sizes do not match");
+    const float* px = x.Data();
+    float* po = o.Data();
+#pragma omp parallel for schedule(static) if (outer * rows * cols >= kParallelMin)
+    for (int64_t a = 0; a < outer; ++a) {
+      std::vector<double> acc(cols, 0.0);
+      const float* base = px + a * rows * cols;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) acc[c] += base[r * cols + c];
+      for (int64_t c = 0; c < cols; ++c)
+        po[a * cols + c] = static_cast<float>(mean ? acc[c] / static_cast<double>(rows) : acc[c]);
+    }
+    return env.Undefined();
+  });
+}
+
 // reduceTrailing(x, out, rows, cols, mean): out[r] = sum over c of x[r, c].
 Napi::Value ReduceTrailing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -231,6 +259,7 @@ void RegisterElementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("reduceLeading", Napi::Function::New(env, ReduceLeading));
   exports.Set("reduceTrailing", Napi::Function::New(env, ReduceTrailing));
+  exports.Set("reduceMiddle", Napi::Function::New(env, ReduceMiddle));
   exports.Set("batchNorm", Napi::Function::New(env, BatchNorm));
 }
 

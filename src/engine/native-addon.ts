@@ -30,6 +30,7 @@ export interface NativeAddon {
   /** op: 0 relu, 1 step */
   unary(op: number, x: Float32Array, out: Float32Array): void;
   reduceLeading(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
+  reduceMiddle(x: Float32Array, out: Float32Array, outer: number, rows: number, cols: number, mean: boolean): void;
   reduceTrailing(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
   batchNorm(x: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null, offset: Float32Array | null, out: Float32Array, cols: number, eps: number): void;
 }

@@ -184,16 +184,17 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
     const shape = x!.shape;
     const axes = tf.util.parseAxisParam(at.axis as number | number[], shape).sort((p, q) => p - q);
     if (axes.length === 0 || new Set(axes).size !== axes.length) return null;
-    const leading = axes.every((ax, i) => ax === i);
-    const trailing = axes.every((ax, i) => ax === shape.length - axes.length + i);
-    if (!leading && !trailing) return null;
-    const reduced = tf.util.sizeFromShape(axes.map((ax) => shape[ax]));
-    const kept = xv.length / (reduced || 1);
+    // One contiguous block of axes: x is [outer, reduced, inner] and the result [outer, inner].
+    if (axes[axes.length - 1] - axes[0] !== axes.length - 1) return null;
+    const outer = tf.util.sizeFromShape(shape.slice(0, axes[0]));
+    const reduced = tf.util.sizeFromShape(shape.slice(axes[0], axes[axes.length - 1] + 1));
+    const inner = tf.util.sizeFromShape(shape.slice(axes[axes.length - 1] + 1));
     if (reduced === 0) return null;
     const outShape = at.keepDims ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
-    const res = new Float32Array(kept);
-    if (leading) addon.reduceLeading(xv, res, reduced, kept, mean);
-    else addon.reduceTrailing(xv, res, kept, reduced, mean);
+    const res = new Float32Array(outer * inner);
+    if (inner === 1) addon.reduceTrailing(xv, res, outer, reduced, mean);
+    else if (outer === 1) addon.reduceLeading(xv, res, reduced, inner, mean);
+    else addon.reduceMiddle(xv, res, outer, reduced, inner, mean);
     return out(a.backend, outShape, res);
   };
 
