@@ -1,0 +1,294 @@
+/**
+ * Inference over an exported model with ONNX Runtime, independent of which ONNX Runtime package provides it:
+ * `OnnxClassifierCore.createWith(ort, bytes)` takes the runtime module — `onnxruntime-node` in Node (see runtime.ts,
+ * which adds file paths and thread defaults), `onnxruntime-web` in a browser — so the browser app uses the same
+ * file, the same input checks and the same output shapes.
+ *
+ * It reads the exporter's metadata (arch, input size and layout, preprocessing, head, decision threshold) and
+ * refuses ONNX files not written by `exportOnnx`, because the input layout and normalisation of a foreign file are
+ * unknown and a silent mismatch gives plausible-looking, wrong probabilities.
+ *
+ * Only a type import of ONNX Runtime here: nothing Node-specific is loaded by this module.
+ */
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
+import { readModelInfo, type OnnxModelInfo } from './graph.js';
+import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './export.js';
+import { ProtoDecodeError } from './proto.js';
+
+/** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */
+export interface OrtModule {
+  InferenceSession: { create(buffer: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
+  Tensor: typeof Tensor;
+}
+
+/** What the exported file says about the model. */
+export interface OnnxClassifierInfo {
+  arch: string;
+  /** Height = width the model was exported for. */
+  inputSize: number;
+  inputLayout: InputLayout;
+  /** H and W are symbolic: other sizes may be passed to `run` with `size`. */
+  dynamicSize: boolean;
+  preprocessing: Preprocessing;
+  head: { kind: 'binary' | 'imagenet'; outputs: number; dropout?: number };
+  /** Binary head: probability at or above which an image is abnormal; null for a multi-class head. */
+  decisionThreshold: number | null;
+  nextrayVersion: string;
+  batchnorm: string;
+  /** Everything in metadata_props, raw. */
+  metadata: Record<string, string>;
+  /** Header facts (IR, opsets, producer, graph inputs/outputs). */
+  model: OnnxModelInfo;
+}
+
+export interface OnnxRunResult {
+  /** Images in this result. */
+  n: number;
+  /** Outputs per image (1 for the binary head). */
+  numOutputs: number;
+  /** Row-major [n, numOutputs]. */
+  logits: Float32Array;
+  /** Binary head: P(abnormal) per image, [n] (the graph's Sigmoid). Multi-class: softmax rows, [n, numOutputs]. */
+  probabilities: Float32Array;
+  /** Seconds spent inside ONNX Runtime. */
+  seconds: number;
+}
+
+export interface OnnxRunOptions {
+  /** [height, width] of the images when the model has a dynamic size; default the exported input size. */
+  size?: [number, number];
+}
+
+export interface OnnxClassifierCoreOptions {
+  /** Largest batch handed to one session.run (larger requests are split; default 32). */
+  maxBatch?: number;
+  /** Passed to InferenceSession.create (threads, execution providers, optimisation level...). */
+  sessionOptions?: InferenceSession.SessionOptions;
+  /** Names the model in error messages (a path, a URL); default '<bytes>'. */
+  source?: string;
+}
+
+/** Thrown for files that are not usable exported models and for bad `run` inputs; the message says what to fix. */
+export class OnnxModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OnnxModelError';
+  }
+}
+
+/** Decode and check the exporter's metadata. */
+export function parseClassifierInfo(bytes: Uint8Array, source = '<bytes>'): OnnxClassifierInfo {
+  let model: OnnxModelInfo;
+  try {
+    model = readModelInfo(bytes);
+  } catch (err) {
+    if (err instanceof ProtoDecodeError) throw new OnnxModelError(`${source}: not a readable ONNX model: ${err.message}`);
+    throw err;
+  }
+  const m = model.metadata;
+  if (m.format !== ONNX_EXPORT_FORMAT) {
+    throw new OnnxModelError(
+      `${source}: ONNX model without nextray metadata (format ${JSON.stringify(m.format ?? null)}); its input layout and ` +
+        `normalisation are unknown — export it with 'nextray export'`,
+    );
+  }
+  const fv = Number(m.format_version);
+  if (!Number.isInteger(fv) || fv < 1 || fv > ONNX_EXPORT_FORMAT_VERSION) {
+    throw new OnnxModelError(`${source}: export format version ${m.format_version} is not supported (this nextray reads up to ${ONNX_EXPORT_FORMAT_VERSION}); upgrade nextray`);
+  }
+  const bad = (key: string, why: string): never => {
+    throw new OnnxModelError(`${source}: metadata '${key}' ${why} (value ${JSON.stringify(m[key] ?? null)})`);
+  };
+  const inputSize = Number(m.input_size);
+  if (!Number.isInteger(inputSize) || inputSize < 1) bad('input_size', 'is not a positive integer');
+  const layout = m.input_layout === 'NHWC' ? 'nhwc' : m.input_layout === 'NCHW' ? 'nchw' : bad('input_layout', "must be 'NHWC' or 'NCHW'");
+  let preprocessing: Preprocessing;
+  let head: OnnxClassifierInfo['head'];
+  try {
+    preprocessing = validatePreprocessing(JSON.parse(m.preprocessing ?? 'null'), `${source}: metadata 'preprocessing'`);
+  } catch (err) {
+    throw new OnnxModelError((err as Error).message);
+  }
+  try {
+    head = JSON.parse(m.head ?? 'null') as OnnxClassifierInfo['head'];
+  } catch {
+    return bad('head', 'is not JSON');
+  }
+  if (!head || (head.kind !== 'binary' && head.kind !== 'imagenet') || !Number.isInteger(head.outputs) || head.outputs < 1) {
+    bad('head', "must be { kind: 'binary' | 'imagenet', outputs }");
+  }
+  let threshold: number | null = null;
+  if (head.kind === 'binary') {
+    threshold = Number(m.decision_threshold);
+    if (m.decision_threshold === '' || !(threshold >= 0 && threshold <= 1)) bad('decision_threshold', 'must be a number in [0, 1]');
+  }
+  return {
+    arch: m.arch ?? 'unknown',
+    inputSize,
+    inputLayout: layout,
+    dynamicSize: m.dynamic_size === 'true',
+    preprocessing,
+    head,
+    decisionThreshold: threshold,
+    nextrayVersion: m.nextray_version ?? 'unknown',
+    batchnorm: m.batchnorm ?? 'unknown',
+    metadata: { ...m },
+    model,
+  };
+}
+
+/** An exported classifier running in ONNX Runtime. Create with `OnnxClassifierCore.createWith` (or runtime.ts's `OnnxClassifier.create`). */
+export class OnnxClassifierCore {
+  private released = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  protected constructor(
+    private readonly ort: OrtModule,
+    private readonly session: InferenceSession,
+    readonly info: OnnxClassifierInfo,
+    readonly source: string,
+    private readonly maxBatch: number,
+  ) {}
+
+  static async createWith(ort: OrtModule, bytes: Uint8Array, opts: OnnxClassifierCoreOptions = {}): Promise<OnnxClassifierCore> {
+    const { session, info, source, maxBatch } = await openSession(ort, bytes, opts);
+    return new OnnxClassifierCore(ort, session, info, source, maxBatch);
+  }
+
+  /** Outputs per image. */
+  get numOutputs(): number {
+    return this.info.head.outputs;
+  }
+
+  /**
+   * Run `n` images. `x` holds them in the model's input layout (`info.inputLayout`, NHWC by default: exactly what
+   * the project's preprocessing produces, image after image), float32, normalised per `info.preprocessing`.
+   * Calls are serialised (one session.run at a time); big batches are split into `maxBatch` pieces.
+   */
+  async run(x: Float32Array, n: number, opts: OnnxRunOptions = {}): Promise<OnnxRunResult> {
+    if (this.released) throw new OnnxModelError(`${this.source}: classifier was released`);
+    const [h, w] = this.checkInput(x, n, opts);
+    const job = this.queue.then(() => this.runChecked(x, n, h, w));
+    this.queue = job.catch(() => undefined);
+    return job;
+  }
+
+  /** P(abnormal) per image (binary head only). */
+  async predictProba(x: Float32Array, n: number, opts: OnnxRunOptions = {}): Promise<Float32Array> {
+    if (this.info.head.kind !== 'binary') {
+      throw new OnnxModelError(`${this.source}: predictProba needs the binary head; this model has ${this.numOutputs} outputs (use run() and its softmax)`);
+    }
+    return (await this.run(x, n, opts)).probabilities;
+  }
+
+  /** Free the session's native memory. Idempotent. */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.queue;
+    await this.session.release();
+  }
+
+  private checkInput(x: Float32Array, n: number, opts: OnnxRunOptions): [number, number] {
+    const src = this.source;
+    if (!(x instanceof Float32Array)) {
+      throw new OnnxModelError(`${src}: input must be a Float32Array, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+    }
+    if (!Number.isInteger(n) || n < 1) throw new OnnxModelError(`${src}: image count must be a positive integer, got ${n}`);
+    let [h, w] = [this.info.inputSize, this.info.inputSize];
+    if (opts.size) {
+      const [oh, ow] = opts.size;
+      if (!Number.isInteger(oh) || !Number.isInteger(ow) || oh < 32 || ow < 32) {
+        throw new OnnxModelError(`${src}: size must be two integers >= 32, got [${opts.size.join(', ')}]`);
+      }
+      if (!this.info.dynamicSize && (oh !== h || ow !== w)) {
+        throw new OnnxModelError(`${src}: this model was exported for ${h}x${w} images only, got size ${oh}x${ow} (export with dynamic size to vary it)`);
+      }
+      [h, w] = [oh, ow];
+    }
+    const per = h * w * 3;
+    if (x.length !== n * per) {
+      const shape = this.info.inputLayout === 'nhwc' ? `[${n}, ${h}, ${w}, 3] (NHWC)` : `[${n}, 3, ${h}, ${w}] (NCHW)`;
+      const guess = x.length % per === 0 ? `; that is ${x.length / per} image(s) of this size` : '';
+      throw new OnnxModelError(`${src}: input has ${x.length} values, expected ${n * per} for shape ${shape}${guess}`);
+    }
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      if (v - v !== 0) {
+        const img = Math.floor(i / per);
+        throw new OnnxModelError(`${src}: input value ${i} (image ${img}) is ${v}; inputs must be finite`);
+      }
+    }
+    return [h, w];
+  }
+
+  private async runChecked(x: Float32Array, n: number, h: number, w: number): Promise<OnnxRunResult> {
+    const k = this.numOutputs;
+    const binary = this.info.head.kind === 'binary';
+    const logits = new Float32Array(n * k);
+    const probabilities = new Float32Array(binary ? n : n * k);
+    const per = h * w * 3;
+    const dims = (m: number): number[] => (this.info.inputLayout === 'nhwc' ? [m, h, w, 3] : [m, 3, h, w]);
+    const inputName = this.info.metadata.input_name || 'input';
+    let seconds = 0;
+    for (let start = 0; start < n; start += this.maxBatch) {
+      const m = Math.min(this.maxBatch, n - start);
+      const t = new this.ort.Tensor('float32', x.subarray(start * per, (start + m) * per), dims(m));
+      const t0 = performance.now();
+      const out = await this.session.run({ [inputName]: t }, binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]);
+      seconds += (performance.now() - t0) / 1000;
+      try {
+        const lg = out[ONNX_LOGITS];
+        if (!lg || lg.type !== 'float32' || lg.size !== m * k) {
+          throw new OnnxModelError(`${this.source}: output '${ONNX_LOGITS}' has ${lg?.size} values, expected ${m * k}`);
+        }
+        logits.set(lg.data as Float32Array, start * k);
+        if (binary) {
+          const pr = out[ONNX_PROBABILITY];
+          if (!pr || pr.size !== m) throw new OnnxModelError(`${this.source}: output '${ONNX_PROBABILITY}' is missing or has the wrong size`);
+          probabilities.set(pr.data as Float32Array, start);
+        }
+      } finally {
+        for (const v of Object.values(out)) v.dispose();
+      }
+    }
+    if (!binary) softmaxRows(logits, probabilities, n, k);
+    return { n, numOutputs: k, logits, probabilities, seconds };
+  }
+}
+
+/** Shared by the core and the Node wrapper: parse metadata, open the session, check its interface. */
+export async function openSession(
+  ort: OrtModule,
+  bytes: Uint8Array,
+  opts: OnnxClassifierCoreOptions,
+): Promise<{ session: InferenceSession; info: OnnxClassifierInfo; source: string; maxBatch: number }> {
+  const source = opts.source ?? '<bytes>';
+  const maxBatch = opts.maxBatch ?? 32;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new OnnxModelError(`maxBatch must be a positive integer, got ${maxBatch}`);
+  const info = parseClassifierInfo(bytes, source);
+  let session: InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, opts.sessionOptions);
+  } catch (err) {
+    throw new OnnxModelError(`${source}: ONNX Runtime cannot load the model: ${(err as Error).message}`);
+  }
+  const want = info.head.kind === 'binary' ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS];
+  const missing = want.filter((o) => !session.outputNames.includes(o));
+  if (missing.length) {
+    await session.release();
+    throw new OnnxModelError(`${source}: the graph lacks output(s) ${missing.join(', ')} that its metadata promises`);
+  }
+  return { session, info, source, maxBatch };
+}
+
+function softmaxRows(logits: Float32Array, out: Float32Array, n: number, k: number): void {
+  for (let r = 0; r < n; r++) {
+    let max = -Infinity;
+    for (let c = 0; c < k; c++) max = Math.max(max, logits[r * k + c]!);
+    let sum = 0;
+    for (let c = 0; c < k; c++) sum += Math.exp(logits[r * k + c]! - max);
+    for (let c = 0; c < k; c++) out[r * k + c] = Math.exp(logits[r * k + c]! - max) / sum;
+  }
+}

@@ -1,0 +1,382 @@
+/**
+ * Model -> ONNX: builds an ONNX graph (opset 17) with the weights of a live model from the zoo (ResNet-18..152,
+ * DenseNet-121/169/201, any custom ResNet/DenseNet configuration) and its head, so inference can run in ONNX
+ * Runtime (onnxruntime-node in Node, onnxruntime-web in the browser — the same file).
+ *
+ * The graph:
+ *   input   float32 [batch, H, W, 3] NHWC (our preprocessing's layout; a Transpose to NCHW is the first node), or
+ *           [batch, 3, H, W] NCHW with `inputLayout: 'nchw'` (torchvision's layout). `batch` is symbolic (any
+ *           batch size); H = W = inputSize unless `dynamicSize` makes them symbolic too.
+ *   body    NCHW Conv / Relu / MaxPool (pads, -inf padding semantics like PyTorch) / Add / Concat (DenseNet) /
+ *           AveragePool (DenseNet transitions) / GlobalAveragePool / Flatten / Gemm, in the order the TF.js
+ *           modules compute them.
+ *   outputs `logits` [batch, K]; for the binary (MURA) head also `probability` = Sigmoid(logits) [batch, 1].
+ *   Dropout is the identity at inference and is not exported.
+ *
+ * BatchNorm: every BatchNorm that directly follows a convolution (ResNet: all of them; DenseNet: norm0 and each
+ * layer's norm2) is folded into that conv by default: W' = W * g / sqrt(v + eps), b' = beta - m * g / sqrt(v + eps),
+ * computed in float64 and rounded once to float32 (differences vs. the unfolded math are ~1e-7 relative). The
+ * pre-activation BatchNorms of DenseNet (norm1, transition norms, norm5) follow a Concat, not a conv, and stay
+ * `BatchNormalization` nodes (inference mode, running statistics). `foldBatchNorm: false` keeps every one.
+ *
+ * Initializers keep torchvision's state_dict names (`layer4.2.conv3.weight`, folded bias `layer4.2.conv3.bias`) so
+ * the file is easy to inspect (Netron) and compare with PyTorch's.
+ *
+ * Only '@tensorflow/tfjs-core' is touched (to read the variables), so this module runs in Node and browsers.
+ */
+import { makePreprocessing, validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
+import { BinaryHead, NetworkModel } from '../head.js';
+import { BatchNorm2d, Conv2d, Linear, type Network, type Param } from '../nn.js';
+import { BasicBlock, Bottleneck, ResNet } from '../resnet.js';
+import { DenseNet } from '../densenet.js';
+import type { Model } from '../registry.js';
+import { encodeModel, concatChunks, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxNode, type OnnxValueInfo } from './graph.js';
+
+/** Identifies files written by this exporter (metadata `format`); readers refuse other ONNX files. */
+export const ONNX_EXPORT_FORMAT = 'nextray-onnx';
+/** Bumped when the graph's interface (names, layout, metadata keys) changes incompatibly. */
+export const ONNX_EXPORT_FORMAT_VERSION = 1;
+
+export type InputLayout = 'nhwc' | 'nchw';
+
+export interface OnnxExportOptions {
+  /** Height = width of the images the model was trained on (e.g. 320); fixed in the graph unless dynamicSize. */
+  inputSize: number;
+  /** 'nhwc' (default): [N, H, W, 3] like our preprocessing's output; 'nchw': [N, 3, H, W] like torchvision. */
+  inputLayout?: InputLayout;
+  /** Leave H and W symbolic ('height', 'width') so any image size runs; inputSize is still recorded. */
+  dynamicSize?: boolean;
+  /** Fold BatchNorm into the preceding conv where there is one (default true; see the module comment). */
+  foldBatchNorm?: boolean;
+  /** How images become input (stored as JSON metadata); default: the project's preprocessing at inputSize. */
+  preprocessing?: Preprocessing;
+  /** Probability at or above which an image is called abnormal (binary head; default 0.5). */
+  decisionThreshold?: number;
+  /** Recorded as producer_version and metadata `nextray_version` (the Node face fills in the package version). */
+  nextrayVersion?: string;
+  /** Anything else to store in metadata_props (string values; must not reuse the exporter's own keys). */
+  extraMetadata?: Record<string, string>;
+}
+
+/** The metadata_props every exported model carries (all strings, as ONNX stores them). */
+export interface OnnxExportMetadata {
+  format: typeof ONNX_EXPORT_FORMAT;
+  format_version: string;
+  arch: string;
+  /** Decimal integer. */
+  input_size: string;
+  input_layout: 'NHWC' | 'NCHW';
+  input_name: string;
+  /** 'true' when H and W are symbolic. */
+  dynamic_size: 'true' | 'false';
+  /** JSON of the Preprocessing. */
+  preprocessing: string;
+  /** JSON: { kind: 'binary' | 'imagenet', outputs, dropout? }. */
+  head: string;
+  /** Decimal number for the binary head; '' for a multi-class head (argmax decides). */
+  decision_threshold: string;
+  /** Comma-separated output names. */
+  outputs: string;
+  batchnorm: 'folded' | 'kept';
+  nextray_version: string;
+  [extra: string]: string;
+}
+
+export interface OnnxExport {
+  /** The encoded ModelProto as chunks (large ones are views of the weights); see `toBytes` / the Node writer. */
+  chunks: Uint8Array[];
+  byteLength: number;
+  metadata: OnnxExportMetadata;
+  nodeCount: number;
+  initializerCount: number;
+  /** Float32 values stored in the file (folded weights included). */
+  storedValues: number;
+  /** One copy of the whole file, for `InferenceSession.create(bytes)`. */
+  toBytes(): Uint8Array;
+}
+
+/** Names of the graph's values, fixed by the format. */
+export const ONNX_INPUT = 'input';
+export const ONNX_LOGITS = 'logits';
+export const ONNX_PROBABILITY = 'probability';
+
+/** Reads float32 values out of a TF.js variable (a copy: the backend's own storage is never handed out). */
+function values(p: Param, what: string): Float32Array {
+  const v = p.v;
+  if (v.dtype !== 'float32') throw new Error(`${what}: expected float32, got ${v.dtype}`);
+  return Float32Array.from(v.dataSync() as Float32Array);
+}
+
+class GraphBuilder {
+  readonly nodes: OnnxNode[] = [];
+  readonly inits: OnnxInitializer[] = [];
+  private counter = 0;
+  storedValues = 0;
+
+  constructor(private readonly fold: boolean) {}
+
+  private fresh(hint: string): string {
+    return `${hint}:${this.counter++}`;
+  }
+
+  init(name: string, dims: number[], data: Float32Array): string {
+    this.inits.push({ name, dims, data });
+    this.storedValues += data.length;
+    return name;
+  }
+
+  /** Append a node; its output is a fresh name from `hint`, or exactly `outName` (graph outputs). */
+  node(opType: string, inputs: string[], hint: string, attrs?: OnnxNode['attrs'], outName?: string): string {
+    const out = outName ?? this.fresh(hint);
+    this.nodes.push({ opType, inputs, outputs: [out], name: out, ...(attrs ? { attrs } : {}) });
+    return out;
+  }
+
+  relu(x: string, hint: string): string {
+    return this.node('Relu', [x], `${hint}.relu`);
+  }
+
+  /** Conv2d (+ the BatchNorm2d that directly follows it, folded when allowed). */
+  conv(x: string, conv: Conv2d, name: string, bn?: { module: BatchNorm2d; name: string }): string {
+    const [k, k2, cin, cout] = conv.weight.shape as [number, number, number, number];
+    if (k !== k2) throw new Error(`${name}: non-square kernel ${k}x${k2} is not supported`);
+    const hwio = values(conv.weight, `${name}.weight`);
+    const scale = new Float64Array(cout).fill(1);
+    const shift = new Float64Array(cout);
+    const foldHere = bn !== undefined && this.fold;
+    if (conv.bias) {
+      const b = values(conv.bias, `${name}.bias`);
+      for (let o = 0; o < cout; o++) shift[o] = b[o]!;
+    }
+    if (foldHere) {
+      const { g, beta, mean, variance, eps } = bnValues(bn.module, bn.name);
+      for (let o = 0; o < cout; o++) {
+        const s = g[o]! / Math.sqrt(variance[o]! + eps);
+        shift[o] = (shift[o]! - mean[o]!) * s + beta[o]!;
+        scale[o] = s;
+      }
+    }
+    // HWIO [k, k, in, out] -> OIHW [out, in, k, k], scaled per output channel.
+    const oihw = new Float32Array(hwio.length);
+    for (let y = 0; y < k; y++) {
+      for (let xx = 0; xx < k; xx++) {
+        for (let i = 0; i < cin; i++) {
+          const src = ((y * k + xx) * cin + i) * cout;
+          for (let o = 0; o < cout; o++) oihw[((o * cin + i) * k + y) * k + xx] = hwio[src + o]! * scale[o]!;
+        }
+      }
+    }
+    const inputs = [x, this.init(`${name}.weight`, [cout, cin, k, k], oihw)];
+    if (conv.bias || foldHere) inputs.push(this.init(`${name}.bias`, [cout], Float32Array.from(shift)));
+    const p = conv.padding;
+    let y = this.node('Conv', inputs, name, {
+      kernel_shape: [k, k],
+      strides: [conv.stride, conv.stride],
+      pads: [p, p, p, p],
+      dilations: [1, 1],
+      group: 1,
+    });
+    if (bn && !foldHere) y = this.batchNorm(y, bn.module, bn.name);
+    return y;
+  }
+
+  batchNorm(x: string, bn: BatchNorm2d, name: string): string {
+    const { g, beta, mean, variance, eps } = bnValues(bn, name);
+    const n = bn.numFeatures;
+    return this.node(
+      'BatchNormalization',
+      [
+        x,
+        this.init(`${name}.weight`, [n], g),
+        this.init(`${name}.bias`, [n], beta),
+        this.init(`${name}.running_mean`, [n], mean),
+        this.init(`${name}.running_var`, [n], variance),
+      ],
+      name,
+      { epsilon: { float: eps } },
+    );
+  }
+
+  maxPool(x: string, k: number, s: number, p: number, hint: string): string {
+    return this.node('MaxPool', [x], hint, { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p], ceil_mode: 0 });
+  }
+
+  /** Linear head: pooled [N, C] x W [C, K] + b (our Linear keeps its kernel [in, out], so no transpose). */
+  gemm(x: string, lin: Linear, name: string, outName: string): string {
+    const w = values(lin.weight, `${name}.weight`);
+    const b = values(lin.bias, `${name}.bias`);
+    return this.node('Gemm', [x, this.init(`${name}.weight`, [lin.inFeatures, lin.outFeatures], w), this.init(`${name}.bias`, [lin.outFeatures], b)], name, {
+      alpha: { float: 1 },
+      beta: { float: 1 },
+      transA: 0,
+      transB: 0,
+    }, outName);
+  }
+}
+
+function bnValues(bn: BatchNorm2d, name: string) {
+  return {
+    g: values(bn.weight, `${name}.weight`),
+    beta: values(bn.bias, `${name}.bias`),
+    mean: values(bn.runningMean, `${name}.running_mean`),
+    variance: values(bn.runningVar, `${name}.running_var`),
+    eps: bn.eps,
+  };
+}
+
+function emitResNet(b: GraphBuilder, net: ResNet, x: string): string {
+  let out = b.relu(b.conv(x, net.conv1, 'conv1', { module: net.bn1, name: 'bn1' }), 'conv1');
+  out = b.maxPool(out, 3, 2, 1, 'maxpool');
+  net.stages.forEach((stage, si) => {
+    stage.blocks.forEach((block, bi) => {
+      const p = `layer${si + 1}.${bi}`;
+      const input = out;
+      let y: string;
+      if (block instanceof Bottleneck) {
+        y = b.relu(b.conv(input, block.conv1, `${p}.conv1`, { module: block.bn1, name: `${p}.bn1` }), `${p}.conv1`);
+        y = b.relu(b.conv(y, block.conv2, `${p}.conv2`, { module: block.bn2, name: `${p}.bn2` }), `${p}.conv2`);
+        y = b.conv(y, block.conv3, `${p}.conv3`, { module: block.bn3, name: `${p}.bn3` });
+      } else if (block instanceof BasicBlock) {
+        y = b.relu(b.conv(input, block.conv1, `${p}.conv1`, { module: block.bn1, name: `${p}.bn1` }), `${p}.conv1`);
+        y = b.conv(y, block.conv2, `${p}.conv2`, { module: block.bn2, name: `${p}.bn2` });
+      } else {
+        throw new Error(`${p}: unsupported residual block type ${(block as object).constructor.name}`);
+      }
+      const ds = block.downsample;
+      const identity = ds ? b.conv(input, ds.conv, `${p}.downsample.0`, { module: ds.bn, name: `${p}.downsample.1` }) : input;
+      out = b.relu(b.node('Add', [y, identity], `${p}.add`), p);
+    });
+  });
+  return b.node('GlobalAveragePool', [out], 'avgpool');
+}
+
+function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
+  const f = net.features;
+  let out = b.relu(b.conv(x, f.conv0, 'features.conv0', { module: f.norm0, name: 'features.norm0' }), 'features.relu0');
+  out = b.maxPool(out, 3, 2, 1, 'features.pool0');
+  f.blocks.forEach((block, bi) => {
+    block.layers.forEach((layer, li) => {
+      const p = `features.denseblock${bi + 1}.denselayer${li + 1}`;
+      let y = b.relu(b.batchNorm(out, layer.norm1, `${p}.norm1`), `${p}.relu1`);
+      y = b.relu(b.conv(y, layer.conv1, `${p}.conv1`, { module: layer.norm2, name: `${p}.norm2` }), `${p}.relu2`);
+      y = b.conv(y, layer.conv2, `${p}.conv2`);
+      out = b.node('Concat', [out, y], `${p}.concat`, { axis: 1 });
+    });
+    const t = f.transitions[bi];
+    if (t) {
+      const p = `features.transition${bi + 1}`;
+      let y = b.relu(b.batchNorm(out, t.norm, `${p}.norm`), `${p}.relu`);
+      y = b.conv(y, t.conv, `${p}.conv`);
+      out = b.node('AveragePool', [y], `${p}.pool`, { kernel_shape: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], ceil_mode: 0 });
+    }
+  });
+  out = b.relu(b.batchNorm(out, f.norm5, 'features.norm5'), 'features.relu5');
+  return b.node('GlobalAveragePool', [out], 'avgpool');
+}
+
+function networkOf(model: Model | NetworkModel): { net: Network; arch: string; headKind: 'imagenet' | 'binary' } {
+  if (!(model instanceof NetworkModel)) {
+    throw new Error('exportOnnx needs a model built by createModel / createCustomModel (a NetworkModel)');
+  }
+  return { net: model.network, arch: model.arch, headKind: model.headKind };
+}
+
+/**
+ * Build the ONNX model for `model` (which must hold its weights: createModel + loadStateDict, or a trained model).
+ * Reads the weights once; allocates no TF.js tensors.
+ */
+export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions): OnnxExport {
+  const { net, arch, headKind } = networkOf(model);
+  const size = opts.inputSize;
+  if (!Number.isInteger(size) || size < 32 || size > 4096) {
+    throw new RangeError(`inputSize must be an integer in [32, 4096] (five stride-2 reductions need at least 32), got ${size}`);
+  }
+  const layout = opts.inputLayout ?? 'nhwc';
+  if (layout !== 'nhwc' && layout !== 'nchw') throw new RangeError(`inputLayout must be 'nhwc' or 'nchw', got ${String(layout)}`);
+  const threshold = opts.decisionThreshold ?? 0.5;
+  if (!(threshold >= 0 && threshold <= 1)) throw new RangeError(`decisionThreshold must be in [0, 1], got ${threshold}`);
+  const preprocessing = opts.preprocessing ? validatePreprocessing(opts.preprocessing) : makePreprocessing({ size });
+  const fold = opts.foldBatchNorm ?? true;
+
+  const head = net.head;
+  if (!(head instanceof Linear)) throw new Error(`${arch}: head ${(head as object).constructor.name} is not a Linear head; cannot export`);
+  const binary = headKind === 'binary';
+  if (binary && head.outFeatures !== 1) throw new Error(`${arch}: binary head with ${head.outFeatures} outputs`);
+
+  const b = new GraphBuilder(fold);
+  const h: number | string = opts.dynamicSize ? 'height' : size;
+  const w: number | string = opts.dynamicSize ? 'width' : size;
+  const input: OnnxValueInfo = {
+    name: ONNX_INPUT,
+    elemType: 'float32',
+    shape: layout === 'nhwc' ? ['batch', h, w, 3] : ['batch', 3, h, w],
+  };
+  let x = ONNX_INPUT;
+  if (layout === 'nhwc') x = b.node('Transpose', [x], 'to_nchw', { perm: [0, 3, 1, 2] });
+
+  let pooled: string;
+  if (net instanceof ResNet) pooled = emitResNet(b, net, x);
+  else if (net instanceof DenseNet) pooled = emitDenseNet(b, net, x);
+  else throw new Error(`${arch}: unsupported network type ${(net as object).constructor.name}`);
+
+  const flat = b.node('Flatten', [pooled], 'flatten', { axis: 1 });
+  const headName = net.classifierName;
+  b.gemm(flat, head, headName, ONNX_LOGITS);
+  const outputs: OnnxValueInfo[] = [{ name: ONNX_LOGITS, elemType: 'float32', shape: ['batch', head.outFeatures] }];
+  if (binary) {
+    b.node('Sigmoid', [ONNX_LOGITS], 'sigmoid', undefined, ONNX_PROBABILITY);
+    outputs.push({ name: ONNX_PROBABILITY, elemType: 'float32', shape: ['batch', 1] });
+  }
+
+  const version = opts.nextrayVersion ?? 'unknown';
+  const headInfo = binary
+    ? { kind: 'binary', outputs: 1, dropout: head instanceof BinaryHead ? head.dropoutRate : undefined }
+    : { kind: 'imagenet', outputs: head.outFeatures };
+  const metadata: OnnxExportMetadata = {
+    format: ONNX_EXPORT_FORMAT,
+    format_version: String(ONNX_EXPORT_FORMAT_VERSION),
+    arch,
+    input_size: String(size),
+    input_layout: layout === 'nhwc' ? 'NHWC' : 'NCHW',
+    input_name: ONNX_INPUT,
+    dynamic_size: opts.dynamicSize ? 'true' : 'false',
+    preprocessing: JSON.stringify(preprocessing),
+    head: JSON.stringify(headInfo),
+    decision_threshold: binary ? String(threshold) : '',
+    outputs: outputs.map((o) => o.name).join(','),
+    batchnorm: fold ? 'folded' : 'kept',
+    nextray_version: version,
+  };
+  for (const [k, v] of Object.entries(opts.extraMetadata ?? {})) {
+    if (k in metadata) throw new Error(`extraMetadata key '${k}' is reserved by the exporter`);
+    if (typeof v !== 'string') throw new TypeError(`extraMetadata['${k}'] must be a string`);
+    metadata[k] = v;
+  }
+
+  const graph: OnnxGraph = {
+    name: arch,
+    nodes: b.nodes,
+    initializers: b.inits,
+    inputs: [input],
+    outputs,
+    docString: `${arch} with a ${headInfo.kind} head, exported by nextray ${version}; input ${metadata.input_layout} float32 normalised per 'preprocessing' metadata`,
+  };
+  const chunks = encodeModel(graph, {
+    producerName: 'nextray',
+    producerVersion: version,
+    docString: 'neXt-Ray abnormality classifier (MURA upper-extremity radiographs)',
+    metadata,
+    opset: ONNX_OPSET,
+  });
+  let byteLength = 0;
+  for (const c of chunks) byteLength += c.byteLength;
+  return {
+    chunks,
+    byteLength,
+    metadata,
+    nodeCount: b.nodes.length,
+    initializerCount: b.inits.length,
+    storedValues: b.storedValues,
+    toBytes: () => concatChunks(chunks),
+  };
+}
