@@ -9,7 +9,7 @@
  */
 import type { Region } from '../types.js';
 import { mapPoints, rotationAbout, apply } from './geom.js';
-import type { Prim, TubePrim, EllipsePrim } from './raster.js';
+import type { Clip, Prim, TubePrim, EllipsePrim } from './raster.js';
 
 /** Linear attenuation per cm (relative units): soft tissue, cortical bone, trabecular bone. */
 export const MU_TISSUE = 0.2;
@@ -184,6 +184,7 @@ export function buildLimb(p: LimbParams): Anatomy {
   const softExtra: Prim[] = [];
   const extraBone: { prim: Prim; group: 'shoulder' | 'hand' }[] = [];
   const fossae: (Fossa & { group: 'humerus' })[] = [];
+  const cuts = new Map<string, [number, number]>();
   const add = (b: Bone, g: 'shoulder' | 'humerus' | 'forearm' | 'hand') => {
     bones.push(b);
     groupOf.set(b.name, g);
@@ -206,15 +207,17 @@ export function buildLimb(p: LimbParams): Anatomy {
     'shoulder',
   );
   for (let k = 0; k < 5; k++) {
-    // Ribs behind the scapula: thin hollow arcs, a classic source of "lines" on a shoulder film.
+    // Ribs behind the scapula: thin curved bones, a classic source of "lines" on a shoulder film.
     const ry = -5.5 + 3.3 * k;
     let prevPt: [number, number] | null = null;
+    const segs: Prim[] = [];
     for (let s = 0; s <= 8; s++) {
       const ang = (-70 + (s * 95) / 8) * (Math.PI / 180);
       const pt: [number, number] = [-17 + 13 * Math.cos(ang), ry + 4.5 * Math.sin(ang) + 0.25 * s];
-      if (prevPt) extraBone.push({ prim: { type: 'stroke', x0: prevPt[0], y0: prevPt[1], x1: pt[0], y1: pt[1], r: 0.5, density: 0.45, rim: 0.4 }, group: 'shoulder' });
+      if (prevPt) segs.push({ ...tube(prevPt[0], prevPt[1], pt[0], pt[1], 0.5, 0.5, 0, 0, 0, 0, 0.12), dCortex: 0.6 * MU_CORTEX, dMedulla: 0.15 });
       prevPt = pt;
     }
+    add({ name: `rib_${k + 1}`, tubular: false, parts: segs }, 'shoulder');
   }
   softExtra.push({ type: 'poly', pts: [-40, -14, -3.6, -12, -3.0, 16, -40, 16], density: 1.1, soft: 2.0 });
 
@@ -224,22 +227,26 @@ export function buildLimb(p: LimbParams): Anatomy {
       name: 'humerus',
       tubular: true,
       parts: [
-        tube(0.75, 1.5, 0.4, 29.4, 1.15 * th, 0.95 * th, 0.8, 0.12, 0.9, 0.1, 0.32 * cx),
+        tube(0.75, 1.5, 0.4, 29.9, 1.15 * th, 0.95 * th, 0.8, 0.12, 1.45, 0.13, 0.32 * cx),
         ellipse(0.95, 0.25, 2.3 * th, 2.5 * th, 0, 0.14 * cx),
         ellipse(2.3, 1.0, 1.0, 1.5, 10, 0.1),
-        ellipse(0.4, 30.15, 2.8 * th, 0.95, 0, 0.12 * cx),
+        ellipse(0.4, 30.3, 1.9 * th, 0.8, 0, 0.12 * cx),
       ],
     },
     'humerus',
   );
+  cuts.set('humerus', [1, 0.45]);
   fossae.push({ cx: 0.45, cy: 29.3, a: 0.75, b: 0.8, angle: 0, strength: 0.35, group: 'humerus' });
   soft.push({ prim: softTube(0.6, -1.5, 0.4, 30.5, 4.6, 3.9), group: 'humerus' });
   soft.push({ prim: softEllipse(1.5, 1.2, 4.9, 6.8, 0), group: 'humerus' });
   joints.push({ name: 'glenohumeral', a: 'scapula', b: 'humerus', cx: -1.45, cy: 0.3, ux: 1, uy: 0, w: 1.9, gap: 0.2, downstream: [] });
 
   // Forearm.
-  add({ name: 'ulna', tubular: true, parts: [tube(1.0, 29.95, 1.6, 55.5, 0.75 * th, 0.42 * th, 0.5, 0.1, 0.3, 0.06, 0.22 * cx)] }, 'forearm');
-  add({ name: 'radius', tubular: true, parts: [tube(-1.1, 31.75, -1.2, 55.2, 0.5 * th, 0.62 * th, 0.42, 0.045, 0.95, 0.12, 0.2 * cx)] }, 'forearm');
+  add({ name: 'ulna', tubular: true, parts: [tube(1.0, 29.95, 1.6, 56.0, 0.75 * th, 0.42 * th, 0.5, 0.1, 0.3, 0.06, 0.22 * cx)] }, 'forearm');
+  add({ name: 'radius', tubular: true, parts: [tube(-1.1, 31.75, -1.2, 55.9, 0.5 * th, 0.62 * th, 0.42, 0.045, 0.95, 0.12, 0.2 * cx)] }, 'forearm');
+  // Flat articular ends instead of the tube's round caps: the distal radius, ulnar head and humeral condyles.
+  cuts.set('radius', [1, 0.35]);
+  cuts.set('ulna', [1, 0.5]);
   soft.push({ prim: softTube(0.2, 30.0, 0.2, 57.0, 3.6, 2.5), group: 'forearm' });
   joints.push({ name: 'elbow', a: 'humerus', b: 'ulna', cx: ELBOW[0], cy: ELBOW[1] - 0.2, ux: 0, uy: 1, w: 2.5, gap: 0.2, downstream: [] });
 
@@ -341,7 +348,7 @@ export function buildLimb(p: LimbParams): Anatomy {
     joints.push(mapJoint(j, (x, y) => distal(...f(x, y))));
   }
   // Radiocarpal joint: between the distal radius and the proximal carpal row.
-  joints.push(mapJoint({ name: 'radiocarpal', a: 'radius', b: 'lunate', cx: -0.9, cy: 56.85, ux: 0, uy: 1, w: 1.4, gap: 0.25, downstream: [] }, distal));
+  joints.push(mapJoint({ name: 'radiocarpal', a: 'radius', b: 'lunate', cx: -0.9, cy: 56.7, ux: 0, uy: 1, w: 1.4, gap: 0.3, downstream: [] }, distal));
 
   // Apply view/flexion/abduction to the non-hand groups.
   for (const b of bones) {
@@ -362,6 +369,18 @@ export function buildLimb(p: LimbParams): Anatomy {
 
   // Downstream sets for joint-space narrowing, by group.
   const namesIn = (...gs: string[]) => bones.filter((b) => gs.includes(groupOf.get(b.name)!)).map((b) => b.name);
+  for (const b of bones) {
+    const cut = cuts.get(b.name);
+    if (!cut) continue;
+    const t = b.parts[0] as TubePrim;
+    const len = Math.hypot(t.x1 - t.x0, t.y1 - t.y0);
+    const ux = (t.x1 - t.x0) / len;
+    const uy = (t.y1 - t.y0) / len;
+    const clips: Clip[] = [];
+    if (cut[0] < 1) clips.push({ px: t.x0 - ux * endRadius(t, 0) * cut[0], py: t.y0 - uy * endRadius(t, 0) * cut[0], nx: ux, ny: uy, half: 0, amp: 0, freq: 0, phase: 0, side: 1, tMin: -1e9, tDir: 1 });
+    if (cut[1] < 1) clips.push({ px: t.x1 + ux * endRadius(t, 1) * cut[1], py: t.y1 + uy * endRadius(t, 1) * cut[1], nx: ux, ny: uy, half: 0, amp: 0, freq: 0, phase: 0, side: -1, tMin: -1e9, tDir: 1 });
+    b.parts[0] = { ...t, clips: [...(t.clips ?? []), ...clips] };
+  }
   for (const j of joints) {
     if (j.name === 'glenohumeral') j.downstream = namesIn('humerus', 'forearm', 'hand');
     else if (j.name === 'elbow') j.downstream = namesIn('forearm', 'hand');

@@ -8,7 +8,7 @@
 import type { Rng } from '../../util/rng.js';
 import type { Region } from '../types.js';
 import { type Anatomy, type Bone, findingSites, MU_CORTEX } from './anatomy.js';
-import { mapPoints, rotationAbout, translation, compose, apply, type Affine } from './geom.js';
+import { rotationAbout, translation, compose, apply, transformPrim, type Affine } from './geom.js';
 import { tubeRadiusAt, type Clip, type Prim, type TubePrim } from './raster.js';
 import type { FindingKind } from './types.js';
 
@@ -119,7 +119,7 @@ function ellipseFootprint(cx: number, cy: number, a: number, b: number, angle: n
 }
 
 function moveBone(b: Bone, m: Affine): void {
-  b.parts = b.parts.map((p) => mapPoints(p, (x, y) => apply(m, x, y)));
+  b.parts = b.parts.map((p) => transformPrim(m, p));
 }
 
 /**
@@ -198,7 +198,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         const lx = -ny;
         const ly = nx;
         const halfLen = R / Math.max(Math.cos(phi), 0.5);
-        const half = spec.subtle ? lerp(0.0012, 0.0022, u[1]!) * fov : lerp(0.004, 0.009, u[1]!) * fov;
+        const half = spec.subtle ? lerp(0.0012, 0.0022, u[1]!) * fov : lerp(0.005, 0.01, u[1]!) * fov;
         const amp = half * lerp(0.3, 1.2, u[2]!);
         const base: Clip = { px: Fx, py: Fy, nx, ny, half, amp, freq: (2 * Math.PI) / (lerp(0.35, 0.8, u[3]!) * R), phase: u[4]! * 6.28, side: 0, tMin: -1e9, tDir: 1 };
         const footprint: [number, number, number][] = [];
@@ -227,23 +227,19 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
           res.planted.push({ spec, footprint, details: { displacement_cm: 0, gap_cm: +(2 * half).toFixed(3), incomplete } });
         } else {
           // Displaced: the distal fragment shifts sideways, may override (shorten) and angulate.
-          const shiftSide = Math.max(lerp(0.25, 0.85, u[5]!) * R, 0.012 * fov) * spec.side;
+          const shiftSide = Math.max(lerp(0.3, 0.9, u[5]!) * R, lerp(0.02, 0.035, u[9]!) * fov) * spec.side;
           const shorten = u[6]! < 0.35 ? lerp(0.1, 0.5, u[7]!) * R : 0;
           const ang = lerp(-0.22, 0.22, u[8]!);
           const m = compose(translation(px * shiftSide - ux * shorten, py * shiftSide - uy * shorten), rotationAbout(ang, Fx, Fy));
           const proximal: TubePrim = { ...S, clips: [...(S.clips ?? []), { ...base, side: -1 }] };
           const distalShaft: TubePrim = { ...S, clips: [...(S.clips ?? []), { ...base, side: 1 }] };
-          const [mx, my] = apply(m, Fx, Fy);
-          const [mnx, mny] = [Math.cos(axisAngle + phi + ang), Math.sin(axisAngle + phi + ang)];
-          const movedShaft = mapPoints(distalShaft, (x, y) => apply(m, x, y));
-          movedShaft.clips = distalShaft.clips!.map((c, i) =>
-            i === distalShaft.clips!.length - 1 ? { ...c, px: mx, py: my, nx: mnx, ny: mny } : c,
-          );
+          // A rigid move carries the fragment's own clips (its cut end, the fracture line) along with it.
+          const movedShaft = transformPrim(m, distalShaft);
           const proxParts: Prim[] = [proximal];
           const distParts: Prim[] = [movedShaft];
           for (const q of bone.parts.slice(1)) {
             const c = q.type === 'ellipse' ? [q.cx, q.cy] : q.type === 'poly' ? [q.pts[0]!, q.pts[1]!] : [(q.x0 + q.x1) / 2, (q.y0 + q.y1) / 2];
-            if ((c[0]! - Fx) * ux + (c[1]! - Fy) * uy > 0) distParts.push(mapPoints(q, (x, y) => apply(m, x, y)));
+            if ((c[0]! - Fx) * ux + (c[1]! - Fy) * uy > 0) distParts.push(transformPrim(m, q));
             else proxParts.push(q);
           }
           bone.parts = proxParts;
@@ -319,8 +315,10 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         break;
       }
       case 'lesion_lytic': {
-        const a = (spec.subtle ? lerp(0.4, 0.65, u[0]!) : lerp(0.75, 1.6, u[0]!)) * R;
-        const b = (spec.subtle ? lerp(0.35, 0.5, u[1]!) : lerp(0.55, 0.85, u[1]!)) * R;
+        // Sizes that matter at 128 px are set against the film (fov) as well as the bone: a lesion is at least
+        // ~2.5 % of the film long, and may expand a thin bone (as aneurysmal or giant-cell lesions do).
+        const a = spec.subtle ? lerp(0.4, 0.65, u[0]!) * R : Math.max(lerp(0.75, 1.6, u[0]!) * R, lerp(0.025, 0.04, u[5]!) * fov);
+        const b = spec.subtle ? lerp(0.35, 0.5, u[1]!) * R : Math.max(lerp(0.55, 0.85, u[1]!) * R, Math.min(0.012 * fov, 1.1 * R));
         const strength = spec.subtle ? lerp(0.3, 0.45, u[2]!) : lerp(0.55, 0.85, u[2]!);
         const off = spec.side * lerp(0, 0.3, u[3]!) * R;
         const cx = Fx + px * off;
@@ -332,8 +330,8 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         break;
       }
       case 'lesion_sclerotic': {
-        const a = (spec.subtle ? lerp(0.35, 0.55, u[0]!) : lerp(0.6, 1.3, u[0]!)) * R;
-        const b = (spec.subtle ? lerp(0.3, 0.45, u[1]!) : lerp(0.45, 0.8, u[1]!)) * R;
+        const a = spec.subtle ? lerp(0.35, 0.55, u[0]!) * R : Math.max(lerp(0.6, 1.3, u[0]!) * R, lerp(0.02, 0.035, u[5]!) * fov);
+        const b = spec.subtle ? lerp(0.3, 0.45, u[1]!) * R : Math.max(lerp(0.45, 0.8, u[1]!) * R, Math.min(0.01 * fov, 0.9 * R));
         const density = MU_CORTEX * (spec.subtle ? lerp(0.4, 0.6, u[2]!) : lerp(1.0, 1.8, u[2]!));
         const off = spec.side * lerp(0, 0.3, u[3]!) * R;
         const cx = Fx + px * off;

@@ -159,8 +159,10 @@ function textPrims(rng: Rng, size: number): Prim[] {
   return out;
 }
 
-/** Robust maximum (99.7th percentile of the covered pixels) of the attenuation map, for auto-exposure. */
-function robustMax(E: Float32Array): number {
+/** Robust maximum (99.7th percentile of the covered pixels) of the summed attenuation maps, for auto-exposure. */
+function robustMax(A: Float32Array, B: Float32Array): number {
+  const E = new Float32Array(A.length);
+  for (let i = 0; i < E.length; i++) E[i] = A[i]! + B[i]!;
   let max = 0;
   for (let i = 0; i < E.length; i++) if (E[i]! > max) max = E[i]!;
   if (max <= 0) return 1;
@@ -260,26 +262,31 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
 
   drawUnion(L, an.soft.map((p) => transformPrim(m, p)), 'other');
   for (const p of an.softExtra) draw(L, transformPrim(m, p), 'other');
-  if (rng.chance(0.08)) {
+  if (rng.chance(0.05)) {
     // A plaster cast around the limb: a confounder seen on normal and abnormal films alike.
     const half = 0.3 * vp.fov;
-    const cast: TubePrim = { type: 'tube', x0: vp.cx - vp.ax * half, y0: vp.cy - vp.ay * half, x1: vp.cx + vp.ax * half, y1: vp.cy + vp.ay * half, r0: 0.2 * vp.fov, r1: 0.17 * vp.fov, e0: 0, l0: 0, e1: 0, l1: 0, cortex: 0.03 * vp.fov, dCortex: MU_TISSUE * 2.5, dMedulla: MU_TISSUE * 0.4 };
+    const cast: TubePrim = { type: 'tube', x0: vp.cx - vp.ax * half, y0: vp.cy - vp.ay * half, x1: vp.cx + vp.ax * half, y1: vp.cy + vp.ay * half, r0: 0.2 * vp.fov, r1: 0.17 * vp.fov, e0: 0, l0: 0, e1: 0, l1: 0, cortex: 0.012 * vp.fov, dCortex: MU_TISSUE * 1.5, dMedulla: MU_TISSUE * 0.15 };
     draw(L, transformPrim(m, cast), 'other');
   }
   for (const b of an.bones) drawUnion(L, b.parts.map((p) => transformPrim(m, p)), 'bone');
   for (const p of an.extraBone) draw(L, transformPrim(m, p), 'bone');
-  for (const f of [...an.fossae, ...planted.lytic]) {
+  for (const f of an.fossae) {
+    const [cx, cy] = apply(m, f.cx, f.cy);
+    const [ax, ay] = apply(m, f.cx + Math.cos(f.angle), f.cy + Math.sin(f.angle));
+    scaleBone(L, cx, cy, f.a * scale, f.b * scale, Math.atan2(ay - cy, ax - cx), f.strength);
+  }
+  // Auto-exposure is set by the anatomy alone, before findings and metal are added, so a finding never shifts
+  // the brightness of the rest of the film (no global cue for a pixel-level model to pick up).
+  const n = size * size;
+  const eref = robustMax(L.other, L.bone);
+  for (const f of planted.lytic) {
     const [cx, cy] = apply(m, f.cx, f.cy);
     const [ax, ay] = apply(m, f.cx + Math.cos(f.angle), f.cy + Math.sin(f.angle));
     scaleBone(L, cx, cy, f.a * scale, f.b * scale, Math.atan2(ay - cy, ax - cx), f.strength);
   }
   for (const p of planted.boneAdd) draw(L, transformPrim(m, p), 'bone');
-
-  // Auto-exposure on anatomy only (so metal does not darken the rest of an abnormal film).
-  const n = size * size;
   const E = L.other;
   for (let i = 0; i < n; i++) E[i] = E[i]! + L.bone[i]!;
-  const eref = robustMax(E);
   const metal = planted.metal.map((p) => transformPrim(m, p));
   for (const p of metal) draw(L, p, 'other');
   if (rng.chance(0.85)) for (const p of markerPrims(rng, size)) draw(L, p, 'other');
@@ -351,7 +358,16 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
   });
   return {
     pixels,
-    sidecar: { image: imagePath, region, label: design.label, width: size, height: size, view, findings },
+    sidecar: {
+      image: imagePath,
+      region,
+      label: design.label,
+      width: size,
+      height: size,
+      view,
+      pose: { rotation_deg: +((Math.atan2(m.c, m.a) * 180) / Math.PI).toFixed(2), px_per_cm: +scale.toFixed(3), mirrored: mirror },
+      findings,
+    },
   };
 }
 

@@ -42,6 +42,8 @@ export interface SynthImageSidecar {
   height: number;
   /** Projection the view imitates: `PA`, `lateral` or `oblique`. */
   view: string;
+  /** Film positioning: in-plane rotation (degrees), pixels per anatomy cm, left/right mirror. */
+  pose: { rotation_deg: number; px_per_cm: number; mirrored: boolean };
   findings: SynthFinding[];
 }
 
