@@ -1,0 +1,464 @@
+/**
+ * The training loop behind `nextray train`: data -> model -> Adam on a weighted BCE + L2, validation each epoch,
+ * LR / 10 on a validation-loss plateau, early stopping, best/last checkpoints, metrics and a log in a run
+ * directory (layout in run-dir.ts).
+ *
+ * Resuming is exact: everything an epoch depends on is either derived from (seed, epoch) — the loader's order
+ * and augmentation (src/data/loader.ts), the dropout masks (reseeded here at every epoch start) — or saved in
+ * `checkpoints/last` at the end of the previous epoch: weights and batchnorm statistics, Adam's moments and step,
+ * the learning rate, the plateau / early-stopping counters, the best metric, the region weights and the metrics
+ * history. So `nextray train --resume RUN` after a kill at any moment replays the same epochs bit for bit (on the
+ * same backend) and ends with the weights an uninterrupted run would have.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { BatchLoader, type BadImage } from '../data/loader.js';
+import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
+import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
+import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
+import { REGIONS, type ImageRecord, type Region } from '../data/types.js';
+import { initEngine, type EngineInfo } from '../engine/index.js';
+import { prepareScores, rocAuc } from '../evaluate/metrics.js';
+import { Dropout, type Model, type NetworkModel } from '../models/index.js';
+import { loadCheckpoint, readStateDict, saveCheckpoint, type CheckpointInfo } from '../models/weights/index.js';
+import { createProgress } from '../util/progress.js';
+import { Rng } from '../util/rng.js';
+import { Adam } from './adam.js';
+import { buildModel } from './archs.js';
+import { resolveConfig, type SelectMetric, type TrainConfig } from './config.js';
+import { batchWeights, bceScalar, l2Penalty, muraClassWeights, regionWeightsFromValidation, weightedBceMean, type RegionClassWeights, type RegionWeights } from './losses.js';
+import { inferRecords } from './predict.js';
+import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from './run-dir.js';
+
+/** What checkpoints/last carries besides tensors (in model.json's `training.state`). */
+export interface TrainState {
+  /** Epochs completed. */
+  epochsDone: number;
+  /** Adam updates so far. */
+  step: number;
+  lr: number;
+  bestValue: number | null;
+  bestEpoch: number | null;
+  epochsWithoutImprovement: number;
+  plateauBestLoss: number | null;
+  plateauWait: number;
+  regionWeights: RegionWeights;
+  history: EpochMetrics[];
+  done: boolean;
+  stoppedEarly: boolean;
+}
+
+export interface TrainOptions {
+  /** Run directory (created). */
+  runDir: string;
+  /** No progress bar, no log echo on stderr. */
+  quiet?: boolean;
+  /** Called after every completed epoch (the CLI prints JSON lines with it). */
+  onEpoch?: (m: EpochMetrics) => void;
+  /** Log lines are echoed here as well as written to train.log (default: stderr unless quiet). */
+  echo?: ((line: string) => void) | null;
+}
+
+export interface TrainResult {
+  runDir: string;
+  state: TrainState;
+  engine: EngineInfo;
+  badImages: BadImage[];
+  /** true when the run had already finished before this call (resume of a finished run). */
+  alreadyDone: boolean;
+}
+
+export class TrainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainError';
+  }
+}
+
+function initialState(config: TrainConfig): TrainState {
+  return {
+    epochsDone: 0,
+    step: 0,
+    lr: config.lr,
+    bestValue: null,
+    bestEpoch: null,
+    epochsWithoutImprovement: 0,
+    plateauBestLoss: null,
+    plateauWait: 0,
+    regionWeights: {},
+    history: [],
+    done: false,
+    stoppedEarly: false,
+  };
+}
+
+/** A seeded random subset of at most `max` records, kept in dataset order (0 = all). */
+function limitRecords(records: ImageRecord[], max: number, seed: number, label: string): ImageRecord[] {
+  if (!max || records.length <= max) return records;
+  const idx = new Rng(seed).fork(label).shuffle(records.map((_, i) => i)).slice(0, max).sort((a, b) => a - b);
+  return idx.map((i) => records[i]!);
+}
+
+/**
+ * Points every dropout layer of the model at a fresh stream derived from (seed, epoch), so the masks of epoch e do
+ * not depend on how many masks earlier epochs drew (which a resumed process never drew).
+ */
+function reseedDropout(model: Model, seed: number, epoch: number): void {
+  const network = (model as unknown as NetworkModel).network;
+  const seen = new Set<object>();
+  let found = 0;
+  const visit = (obj: object) => {
+    if (seen.has(obj)) return;
+    seen.add(obj);
+    if (obj instanceof Dropout) {
+      // The model zoo's Dropout keeps its Rng in a private field; replacing it is the one way to reseed it.
+      (obj as unknown as { rng: Rng }).rng = new Rng(seed).fork(`dropout/epoch-${epoch}/${found++}`);
+      return;
+    }
+    for (const v of Object.values(obj)) if (v && typeof v === 'object' && !(v instanceof tf.Tensor) && !ArrayBuffer.isView(v)) visit(v as object);
+  };
+  if (network) visit(network);
+}
+
+function selectValue(metric: SelectMetric, m: EpochMetrics): number | null {
+  switch (metric) {
+    case 'recall':
+      return m.val_recall;
+    case 'auc':
+      return m.val_auc;
+    case 'accuracy':
+      return m.val_accuracy;
+    case 'loss':
+      return Number.isFinite(m.val_loss) ? -m.val_loss : null; // higher is better everywhere below
+  }
+}
+
+interface Prepared {
+  dataset: MuraDataset;
+  split: MuraSplitFile;
+  train: ImageRecord[];
+  val: ImageRecord[];
+  preprocessing: Preprocessing;
+}
+
+async function prepareData(config: TrainConfig, paths: RunPaths, resume: boolean, log: RunLog): Promise<Prepared> {
+  const dataset = await loadMuraDataset(config.data);
+  if (dataset.issues.length) log.line(`dataset: ${dataset.issues.length} problem(s) found in ${dataset.root}; affected images are skipped (run 'nextray data summary' for the list)`);
+  let split: MuraSplitFile;
+  if (resume || existsSync(paths.split)) {
+    split = loadSplit(paths.split, dataset);
+  } else if (config.split) {
+    split = loadSplit(config.split, dataset);
+    writeSplit(paths.split, split, dataset, 'json');
+  } else {
+    split = createSplit(dataset, { valFraction: config.valFraction, seed: config.seed });
+    writeSplit(paths.split, split, dataset, 'json');
+    log.line(`split: created a patient-disjoint validation/test split of MURA valid (seed ${config.seed}, validation fraction ${config.valFraction})`);
+  }
+  const train = limitRecords(selectSubset(dataset, split, 'train').images, config.maxTrainImages, config.seed, 'train-subset');
+  const val = limitRecords(selectSubset(dataset, split, 'validation').images, config.maxValImages, config.seed, 'val-subset');
+  if (!train.length) throw new TrainError(`${dataset.root}: no training images (MURA train/ is empty or unreadable)`);
+  if (!val.length) throw new TrainError(`${paths.split}: the validation subset has no images`);
+  const preprocessing = makePreprocessing({ size: config.inputSize, resize: config.resize });
+  return { dataset, split, train, val, preprocessing };
+}
+
+async function createRunModel(config: TrainConfig, log: RunLog): Promise<Model> {
+  const model = buildModel(config.arch, { dropout: config.dropout, seed: config.seed, init: config.weights ? 'none' : 'random' });
+  try {
+    if (config.weights) {
+      const sd = await readStateDict(config.weights);
+      const report = model.loadStateDict(sd, { strict: true, layout: 'auto', ignoreClassifier: true, source: config.weights });
+      log.line(`weights: loaded ${report.loaded.length} tensors from ${config.weights} (classifier replaced by the binary head)`);
+    }
+    if (config.frozenLayers > model.layerCount()) {
+      throw new TrainError(`--frozen ${config.frozenLayers}: ${config.arch} has only ${model.layerCount()} layers (use at most ${model.layerCount()})`);
+    }
+    model.freezeLayers(config.frozenLayers);
+    return model;
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+}
+
+/** Named trainable variables (state_dict key -> variable), in state_dict order. */
+function namedTrainables(model: Model): { name: string; variable: tf.Variable }[] {
+  const trainable = new Set(model.trainableVariables());
+  return [...model.stateDict()].filter(([, v]) => trainable.has(v)).map(([name, variable]) => ({ name, variable }));
+}
+
+function checkpointInfo(config: TrainConfig, prep: Prepared, state: TrainState, engine: EngineInfo): CheckpointInfo {
+  return {
+    arch: config.arch,
+    inputShape: [config.inputSize, config.inputSize, 3],
+    preprocessing: prep.preprocessing,
+    head: { kind: 'dropout-dense-sigmoid', dropout: config.dropout, units: 1 },
+    decisionThreshold: 0.5,
+    training: { config: { ...config }, state: { ...state }, engine: engine.description },
+    dataset: { fingerprint: prep.dataset.fingerprint, root: prep.dataset.root, split_seed: prep.split.seed, train_images: prep.train.length, val_images: prep.val.length },
+  };
+}
+
+interface Validation {
+  loss: number;
+  accuracy: number;
+  recall: number | null;
+  auc: number | null;
+  lossByRegion: Partial<Record<Region, number>>;
+  images: number;
+}
+
+async function validate(model: Model, prep: Prepared, config: TrainConfig): Promise<Validation & { bad: BadImage[] }> {
+  const res = await inferRecords(model, prep.val, { preprocessing: prep.preprocessing, batchSize: config.batchSize, workers: config.workers });
+  const n = res.records.length;
+  if (!n) throw new TrainError('every validation image failed to load');
+  let loss = 0;
+  let correct = 0;
+  let tp = 0;
+  let pos = 0;
+  const regionSum = new Map<Region, { s: number; n: number }>();
+  const labels = new Float64Array(n);
+  res.records.forEach((r, i) => {
+    const z = res.logits[i]!;
+    const l = bceScalar(z, r.label);
+    loss += l;
+    const predicted = z > 0 ? 1 : 0; // sigmoid(z) > 0.5
+    if (predicted === r.label) correct++;
+    if (r.label === 1) {
+      pos++;
+      if (predicted === 1) tp++;
+    }
+    labels[i] = r.label;
+    const g = regionSum.get(r.region) ?? { s: 0, n: 0 };
+    g.s += l;
+    g.n++;
+    regionSum.set(r.region, g);
+  });
+  const lossByRegion: Partial<Record<Region, number>> = {};
+  for (const region of REGIONS) {
+    const g = regionSum.get(region);
+    if (g) lossByRegion[region] = g.s / g.n;
+  }
+  return {
+    loss: loss / n,
+    accuracy: correct / n,
+    recall: pos ? tp / pos : null,
+    auc: rocAuc(prepareScores(labels, res.logits)),
+    lossByRegion,
+    images: n,
+    bad: res.badImages,
+  };
+}
+
+/** Starts a new run in `runDir` (which must not hold a run already) with a resolved config. */
+export async function train(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
+  const paths = runPaths(opts.runDir);
+  if (existsSync(paths.config)) {
+    throw new TrainError(`${paths.dir} already holds a run (config.json exists): continue it with --resume ${opts.runDir}, or choose another --out`);
+  }
+  writeJson(paths.config, config);
+  return runTraining(config, paths, false, opts);
+}
+
+/** Continues the run in `runDir` from its last completed epoch (or from the start if none completed). */
+export async function resume(runDir: string, opts: Omit<TrainOptions, 'runDir'> = {}): Promise<TrainResult> {
+  const paths = runPaths(runDir);
+  if (!existsSync(paths.config)) throw new TrainError(`${paths.dir}: not a run directory (no config.json)`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(paths.config, 'utf8'));
+  } catch (err) {
+    throw new TrainError(`${paths.config}: not valid JSON (${(err as Error).message})`);
+  }
+  const config = resolveConfig([{ values: raw as Record<string, unknown>, source: paths.config }]);
+  return runTraining(config, paths, true, { ...opts, runDir });
+}
+
+async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boolean, opts: TrainOptions): Promise<TrainResult> {
+  const echo = opts.echo !== undefined ? opts.echo : opts.quiet ? null : (l: string) => process.stderr.write(l + '\n');
+  const log = new RunLog(paths.log, echo);
+  const engine = await initEngine(config.engine);
+  log.line(`${resuming ? 'resuming' : 'starting'} run ${paths.dir} on engine ${engine.description}`);
+  const prep = await prepareData(config, paths, resuming, log);
+
+  let state = initialState(config);
+  const hasLast = resuming && existsSync(paths.last);
+  if (hasLast) {
+    const meta = loadCheckpoint(paths.last, { skipOptimizer: true }).metadata;
+    const saved = (meta.training as { state?: TrainState } | undefined)?.state;
+    if (!saved) throw new TrainError(`${paths.last}: checkpoint has no training state; it was not written by nextray train`);
+    state = saved;
+    if (state.done) {
+      log.line(`run already finished after ${state.epochsDone} epoch(s); nothing to do`);
+      return { runDir: paths.dir, state, engine, badImages: [], alreadyDone: true };
+    }
+  }
+
+  const model = await createRunModel(config, log);
+  const params = namedTrainables(model);
+  const adam = new Adam(params, { lr: config.lr, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon });
+  const classWeights: RegionClassWeights = config.loss === 'mura-weighted' ? muraClassWeights(prep.train) : {};
+  const loader = new BatchLoader(prep.train, {
+    batchSize: config.batchSize,
+    seed: config.seed,
+    shuffle: true,
+    augment: config.hflip || config.rotation > 0 ? { hflipProbability: config.hflip ? 0.5 : 0, maxRotationDeg: config.rotation } : false,
+    preprocessing: prep.preprocessing,
+    workers: config.workers,
+    onBadImage: (b) => log.line(`bad image skipped: ${b.path}: ${b.problem}`),
+  });
+  let valBad: BadImage[] = [];
+  try {
+    if (hasLast) {
+      const ckpt = loadCheckpoint(paths.last);
+      model.loadStateDict(ckpt.tensors, { strict: true, layout: 'torch', source: paths.last });
+      if (!ckpt.optimizer) throw new TrainError(`${paths.last}: checkpoint has no optimizer state; cannot resume exactly`);
+      adam.loadState(ckpt.optimizer, state.step, state.lr, paths.last);
+      writeMetricsFile(paths.metrics, state.history);
+      log.line(`resumed after epoch ${state.epochsDone} (step ${state.step}, lr ${state.lr})`);
+    } else {
+      writeMetricsFile(paths.metrics, []);
+      const pc = model.parameterCount();
+      log.line(
+        `model ${config.arch}: ${pc.total} parameters, ${pc.trainable} trainable (${config.frozenLayers} of ${model.layerCount()} layers frozen); ` +
+          `${prep.train.length} training and ${prep.val.length} validation images at ${config.inputSize}px`,
+      );
+      if (config.loss === 'mura-weighted') log.line(`mura-weighted class weights: ${JSON.stringify(classWeights)}`);
+    }
+    if (config.loss === 'region-weighted' && config.regionWeights !== 'validation') state.regionWeights = { ...config.regionWeights };
+
+    const size = config.inputSize;
+    for (let epoch = state.epochsDone; epoch < config.epochs; epoch++) {
+      reseedDropout(model, config.seed, epoch);
+      const progress = createProgress({ label: `epoch ${epoch + 1}/${config.epochs}`, total: loader.batchesPerEpoch, quiet: !!opts.quiet, fields: ['loss', 'ips'] });
+      const started = Date.now();
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      const lrThisEpoch = adam.lr;
+      try {
+        for await (const batch of loader.epoch(epoch)) {
+          const w = batchWeights(config.loss, batch.records, classWeights, state.regionWeights);
+          let batchLoss = 0;
+          let batchCorrect = 0;
+          tf.tidy(() => {
+            const x = tf.tensor4d(batch.x, [batch.n, size, size, 3]);
+            const y = tf.tensor1d(batch.y);
+            const wt = w ? tf.tensor1d(w) : undefined;
+            let logits: tf.Tensor | null = null;
+            let dataLoss: tf.Scalar | null = null;
+            const { value, grads } = tf.variableGrads(() => {
+              const z = model.forward(x, true);
+              logits = tf.keep(tf.reshape(z, [-1]));
+              dataLoss = tf.keep(weightedBceMean(z, y, wt));
+              return tf.add(dataLoss, l2Penalty(model.regularizedWeights(), config.l2)) as tf.Scalar;
+            }, params.map((p) => p.variable));
+            adam.apply(grads);
+            batchLoss = (dataLoss as unknown as tf.Scalar).dataSync()[0]!;
+            const z = (logits as unknown as tf.Tensor).dataSync();
+            for (let i = 0; i < batch.n; i++) if ((z[i]! > 0 ? 1 : 0) === batch.y[i]) batchCorrect++;
+            // tf.keep'd inside the gradient scope, so tidy would not free them.
+            (logits as unknown as tf.Tensor).dispose();
+            (dataLoss as unknown as tf.Scalar).dispose();
+          });
+          if (!Number.isFinite(batchLoss)) throw new TrainError(`epoch ${epoch + 1}: the training loss became ${batchLoss} (try a lower --lr)`);
+          lossSum += batchLoss * batch.n;
+          correct += batchCorrect;
+          seen += batch.n;
+          const secs = (Date.now() - started) / 1000;
+          progress.tick(1, { loss: (lossSum / seen).toFixed(4), ips: (seen / Math.max(secs, 1e-3)).toFixed(1) });
+        }
+      } finally {
+        progress.stop();
+      }
+      if (!seen) throw new TrainError(`epoch ${epoch + 1}: no training image could be loaded`);
+      const trainSeconds = (Date.now() - started) / 1000;
+      const val = await validate(model, prep, config);
+      valBad = val.bad;
+      const seconds = (Date.now() - started) / 1000;
+
+      const m: EpochMetrics = {
+        epoch: epoch + 1,
+        train_loss: lossSum / seen,
+        train_accuracy: correct / seen,
+        val_loss: val.loss,
+        val_accuracy: val.accuracy,
+        val_recall: val.recall,
+        val_auc: val.auc,
+        lr: lrThisEpoch,
+        seconds,
+        images_per_second: seen / Math.max(trainSeconds, 1e-3),
+        train_images: seen,
+        val_images: val.images,
+        bad_images: loader.badImageCount + val.bad.length,
+        best: false,
+      };
+
+      // Best checkpoint by the selection metric (higher is better; loss is negated).
+      const v = selectValue(config.selectBy, m);
+      const improved = v !== null && (state.bestValue === null || v > state.bestValue);
+      if (improved) {
+        state.bestValue = v;
+        state.bestEpoch = epoch + 1;
+        state.epochsWithoutImprovement = 0;
+        m.best = true;
+      } else state.epochsWithoutImprovement++;
+
+      // Keras ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience): lr / 10 after `patience` epochs without a lower loss.
+      if (state.plateauBestLoss === null || val.loss < state.plateauBestLoss) {
+        state.plateauBestLoss = val.loss;
+        state.plateauWait = 0;
+      } else if (config.plateauPatience > 0 && ++state.plateauWait >= config.plateauPatience) {
+        adam.lr = adam.lr / 10;
+        state.plateauWait = 0;
+        log.line(`validation loss has not improved for ${config.plateauPatience} epoch(s): learning rate -> ${adam.lr}`);
+      }
+      if (config.loss === 'region-weighted' && config.regionWeights === 'validation') {
+        state.regionWeights = regionWeightsFromValidation(val.lossByRegion, prep.train);
+      }
+
+      state.epochsDone = epoch + 1;
+      state.step = adam.step;
+      state.lr = adam.lr;
+      state.history = [...state.history, m];
+      const stopEarly = config.earlyStopPatience > 0 && state.epochsWithoutImprovement >= config.earlyStopPatience && epoch + 1 < config.epochs;
+      state.done = stopEarly || epoch + 1 >= config.epochs;
+      state.stoppedEarly = stopEarly;
+
+      // Best first, then last (the commit point): a kill in between replays this epoch identically.
+      const tensors = model.exportStateDict('torch');
+      if (improved) saveCheckpoint(paths.best, { tensors, metadata: { ...checkpointInfo(config, prep, state, engine), extra: { epoch: epoch + 1, metrics: m } } });
+      saveCheckpoint(paths.last, { tensors, metadata: { ...checkpointInfo(config, prep, state, engine), extra: { epoch: epoch + 1, metrics: m } } }, { optimizer: adam.stateDict() });
+      writeMetricsFile(paths.metrics, state.history);
+      log.line(
+        `epoch ${m.epoch}/${config.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${m.train_accuracy.toFixed(3)} | ` +
+          `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} | ` +
+          `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.best ? ' | best' : ''}`,
+      );
+      opts.onEpoch?.(m);
+      if (stopEarly) {
+        log.line(`early stop: validation ${config.selectBy} has not improved for ${config.earlyStopPatience} epoch(s)`);
+        break;
+      }
+    }
+    const bad = [...loader.badImages, ...valBad];
+    writeJson(paths.summary, {
+      epochs: state.epochsDone,
+      stopped_early: state.stoppedEarly,
+      best_epoch: state.bestEpoch,
+      select_by: config.selectBy,
+      best: state.bestEpoch ? state.history[state.bestEpoch - 1] : null,
+      last: state.history[state.history.length - 1] ?? null,
+      bad_images: bad.length,
+      bad_image_list: bad.slice(0, 100),
+      engine: engine.description,
+    });
+    log.line(`done: ${state.epochsDone} epoch(s); best ${config.selectBy} at epoch ${state.bestEpoch ?? '-'}; ${bad.length} bad image(s)`);
+    return { runDir: paths.dir, state, engine, badImages: bad, alreadyDone: false };
+  } finally {
+    await loader.close();
+    adam.dispose();
+    model.dispose();
+  }
+}
