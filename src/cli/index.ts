@@ -13,6 +13,7 @@ import { registerEvaluate } from './evaluate.js';
 import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
+import { registerExport } from './export.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../../package.json') as { version: string };
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerSweep(program);
   registerEvaluate(program);
   registerDemo(program);
+  registerExport(program);
   return program;
 }
 

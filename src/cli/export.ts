@@ -1,0 +1,273 @@
+/**
+ * `nextray export`: writes a model (architecture + weights + head) as one ONNX file for ONNX Runtime — the fast
+ * inference engine in Node (onnxruntime-node) and, with the same file, in the browser (onnxruntime-web).
+ *
+ * Weights come from a torchvision .pth/.safetensors (`--weights`) or a project checkpoint folder (`--checkpoint`,
+ * which also supplies arch, input size, preprocessing and decision threshold). `--verify` runs the exported file
+ * and the TF.js model on the same random batch and fails unless they agree to 1e-4 relative.
+ */
+import { Option, type Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { initEngine, tf, type EngineName } from '../engine/index.js';
+import { ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
+import { canonicalKey, detectLayout, StateDictMismatchError } from '../models/import.js';
+import { readStateDict } from '../models/weights/files.js';
+import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
+import { WeightFormatError, type StateDict } from '../models/weights/types.js';
+import { DEFAULT_PREPROCESSING, makePreprocessing, type Preprocessing } from '../data/preprocess.js';
+import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
+import { OnnxModelError } from '../models/onnx/classifier.js';
+import { Rng } from '../util/rng.js';
+
+interface ExportFlags {
+  arch?: string;
+  weights?: string;
+  checkpoint?: string;
+  out: string;
+  inputSize?: number;
+  head?: 'imagenet' | 'binary';
+  layout: 'nhwc' | 'nchw';
+  dynamicSize?: boolean;
+  foldBn: boolean;
+  threshold?: number;
+  verify?: boolean;
+  threads?: number;
+  engine?: EngineName;
+  json?: boolean;
+}
+
+/** Classifier outputs and layout, read from the classifier weight's shape (as `nextray forward` does). */
+function classifierOf(arch: Arch, sd: StateDict, source: string): { numClasses: number; layout: 'torch' | 'tfjs' } {
+  const spec = buildSpec(arch, { head: 'imagenet' });
+  const layout = detectLayout(spec, sd);
+  if (!layout) {
+    throw new CliError(`${source}: no ${arch} conv weights found (e.g. ${spec.layerUnits()[0]!.name}.weight); is this a ${arch} state_dict?`);
+  }
+  const key = `${spec.classifierName}.weight`;
+  const entry = [...sd].find(([k]) => canonicalKey(k) === key);
+  if (!entry) throw new CliError(`${source}: has no classifier weight '${key}'; an export needs the whole network with its head`);
+  const shape = entry[1].shape;
+  if (shape.length !== 2) throw new CliError(`${source}: '${key}' has shape [${shape.join(', ')}], expected a 2-D matrix`);
+  return { numClasses: layout === 'torch' ? shape[0]! : shape[1]!, layout };
+}
+
+interface Loaded {
+  model: Model;
+  arch: Arch;
+  head: 'imagenet' | 'binary';
+  numClasses: number;
+  untrainedHead: boolean;
+  checkpoint?: CheckpointMetadata;
+  source: string;
+}
+
+async function loadModel(flags: ExportFlags): Promise<Loaded> {
+  if (!!flags.weights === !!flags.checkpoint) throw new CliError('give exactly one of --weights FILE or --checkpoint DIR');
+  let sd: StateDict;
+  let checkpoint: CheckpointMetadata | undefined;
+  let source: string;
+  let arch: string | undefined = flags.arch;
+  try {
+    if (flags.checkpoint) {
+      source = flags.checkpoint;
+      if (!existsSync(join(source, 'model.json')) && existsSync(join(source, 'checkpoints', 'best', 'model.json'))) {
+        source = join(source, 'checkpoints', 'best'); // a training run directory: its best checkpoint
+      }
+      const ckpt = loadCheckpoint(source, { skipOptimizer: true });
+      sd = ckpt.tensors;
+      checkpoint = ckpt.metadata;
+      if (arch && arch !== checkpoint.arch) {
+        throw new CliError(`--arch ${arch} disagrees with ${source}/model.json, which says '${checkpoint.arch}' (leave --arch out)`);
+      }
+      arch = checkpoint.arch;
+    } else {
+      source = flags.weights!;
+      if (!arch) throw new CliError('--arch is required with --weights (e.g. --arch resnet152)');
+      sd = await readStateDict(source);
+    }
+  } catch (err) {
+    if (err instanceof WeightFormatError) throw new CliError(err.message);
+    throw err;
+  }
+  if (!isArch(arch)) {
+    throw new CliError(`architecture '${arch}' cannot be exported; supported: ${ARCHS.join(', ')}`);
+  }
+  const { numClasses, layout } = classifierOf(arch, sd, source);
+  const fromWeights = numClasses === 1 ? 'binary' : 'imagenet';
+  const head = flags.head ?? fromWeights;
+  if (head === 'imagenet' && fromWeights === 'binary') {
+    throw new CliError(`--head imagenet: ${source} holds a one-output (binary) classifier; use --head binary or leave --head out`);
+  }
+  // ImageNet weights with --head binary: the backbone is exported with a fresh, seeded (untrained) binary head —
+  // useful for timing and for checking the export path, never for diagnosis (a warning says so).
+  const untrainedHead = head === 'binary' && fromWeights === 'imagenet';
+  const model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
+  try {
+    model.loadStateDict(sd, { strict: true, layout, source, ignoreClassifier: untrainedHead });
+    if (untrainedHead) {
+      // init 'none' left the head at zero: draw it like torchvision's nn.Linear (U(-1/sqrt(in), 1/sqrt(in))),
+      // seeded, so outputs vary with the input as a real head's would.
+      const rng = new Rng(0).fork('export-untrained-head');
+      const sdLive = model.stateDict();
+      const cls = buildSpec(arch).classifierName;
+      const w = sdLive.get(`${cls}.weight`)!;
+      const b = sdLive.get(`${cls}.bias`)!;
+      const bound = 1 / Math.sqrt(w.shape[0]!);
+      const draw = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.uniform(-bound, bound));
+      tf.tidy(() => {
+        w.assign(tf.tensor(draw(w.size), w.shape));
+        b.assign(tf.tensor(draw(b.size), b.shape));
+      });
+    }
+  } catch (err) {
+    model.dispose();
+    if (err instanceof StateDictMismatchError) throw new CliError(err.message);
+    throw err;
+  }
+  return { model, arch, head, numClasses: head === 'binary' ? 1 : numClasses, untrainedHead, ...(checkpoint ? { checkpoint } : {}), source };
+}
+
+/** ONNX Runtime vs TF.js on a seeded random batch of two images: max |diff| / max |TF.js|. */
+async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 'nchw', threads: number) {
+  const n = 2;
+  const rng = new Rng(1234).fork('export-verify');
+  const nhwc = new Float32Array(n * size * size * 3);
+  for (let i = 0; i < nhwc.length; i++) nhwc[i] = rng.normal(0, 1);
+  const ref = tf.tidy(() => model.forward(tf.tensor4d(nhwc, [n, size, size, 3]), false).dataSync() as Float32Array);
+  const x = layout === 'nhwc' ? nhwc : (tf.tidy(() => tf.transpose(tf.tensor4d(nhwc, [n, size, size, 3]), [0, 3, 1, 2]).dataSync()) as Float32Array);
+  const clf = await OnnxClassifier.create(out, { threads });
+  try {
+    const got = (await clf.run(x, n)).logits;
+    let maxDiff = 0;
+    let maxRef = 0;
+    for (let i = 0; i < ref.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(got[i]! - ref[i]!));
+      maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+    }
+    const rel = maxRef > 0 ? maxDiff / maxRef : maxDiff;
+    return { images: n, max_abs_diff: maxDiff, max_abs_logit: maxRef, relative_error: rel, ok: rel < 1e-4 };
+  } finally {
+    await clf.release();
+  }
+}
+
+async function run(flags: ExportFlags): Promise<void> {
+  const t0 = performance.now();
+  await initEngine(flags.engine);
+  const loaded = await loadModel(flags);
+  const { model, arch, head, checkpoint } = loaded;
+  try {
+    const size = flags.inputSize ?? checkpoint?.inputShape[0] ?? (head === 'binary' ? DEFAULT_PREPROCESSING.size : archInfo(arch).defaultInputSize);
+    if (checkpoint && flags.inputSize !== undefined && flags.inputSize !== checkpoint.inputShape[0]) {
+      process.stderr.write(
+        `nextray export: warning: --input-size ${flags.inputSize} differs from the ${checkpoint.inputShape[0]} px the checkpoint was trained at\n`,
+      );
+    }
+    const preprocessing: Preprocessing = checkpoint && checkpoint.preprocessing.size === size ? checkpoint.preprocessing : makePreprocessing({ ...(checkpoint?.preprocessing ?? {}), size });
+    if (flags.threshold !== undefined && head !== 'binary') throw new CliError('--threshold only applies to the binary head');
+    const threshold = flags.threshold ?? checkpoint?.decisionThreshold ?? 0.5;
+    if (loaded.untrainedHead) {
+      process.stderr.write(
+        `nextray export: warning: ${loaded.source} has an ImageNet classifier; the binary head is UNTRAINED (seeded random) — for timing and plumbing only\n`,
+      );
+    }
+    let exported;
+    try {
+      exported = exportOnnxFile(model, flags.out, {
+        inputSize: size,
+        inputLayout: flags.layout,
+        dynamicSize: !!flags.dynamicSize,
+        foldBatchNorm: flags.foldBn,
+        preprocessing,
+        decisionThreshold: threshold,
+        extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead) },
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code) throw new CliError(`--out ${flags.out}: cannot write: ${e.message}`);
+      throw err;
+    }
+    const summary: Record<string, unknown> = {
+      out: flags.out,
+      arch,
+      head,
+      num_outputs: loaded.numClasses,
+      weights: loaded.source,
+      untrained_head: loaded.untrainedHead,
+      input: {
+        name: exported.metadata.input_name,
+        layout: exported.metadata.input_layout,
+        shape: flags.layout === 'nhwc' ? ['batch', flags.dynamicSize ? 'height' : size, flags.dynamicSize ? 'width' : size, 3] : ['batch', 3, flags.dynamicSize ? 'height' : size, flags.dynamicSize ? 'width' : size],
+      },
+      outputs: exported.metadata.outputs.split(','),
+      input_size: size,
+      decision_threshold: head === 'binary' ? threshold : null,
+      batchnorm: exported.metadata.batchnorm,
+      bytes: exported.byteLength,
+      nodes: exported.nodeCount,
+      initializers: exported.initializerCount,
+    };
+    if (flags.verify) {
+      try {
+        summary.verify = await verify(model, flags.out, size, flags.layout, flags.threads ?? 2);
+      } catch (err) {
+        if (err instanceof OnnxModelError) throw new CliError(err.message, 1);
+        throw err;
+      }
+    }
+    summary.seconds = Number(((performance.now() - t0) / 1000).toFixed(3));
+    const v = summary.verify as { ok: boolean; relative_error: number } | undefined;
+    if (flags.json) printJson(summary);
+    else {
+      process.stdout.write(
+        `${arch} (${head} head, ${loaded.numClasses} output${loaded.numClasses === 1 ? '' : 's'}) -> ${flags.out}: ` +
+          `${(exported.byteLength / 1e6).toFixed(1)} MB, ${exported.nodeCount} nodes, input ${exported.metadata.input_layout} ` +
+          `${size}x${size}, outputs ${exported.metadata.outputs}` +
+          (v ? `; verified against TF.js: relative error ${v.relative_error.toExponential(2)} (${v.ok ? 'ok' : 'FAILED'})` : '') +
+          '\n',
+      );
+    }
+    if (v && !v.ok) {
+      process.stderr.write(`nextray export: ONNX Runtime and TF.js disagree (relative error ${v.relative_error} >= 1e-4)\n`);
+      process.exitCode = 1;
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description('Export a model (architecture + weights + head) to ONNX for onnxruntime-node / onnxruntime-web.')
+    .option('--arch <arch>', `architecture: ${ARCHS.join(', ')} (read from model.json with --checkpoint)`)
+    .option('--weights <file>', 'torchvision .pth / .safetensors state_dict (the head follows its classifier)')
+    .option('--checkpoint <dir>', 'project checkpoint folder (or a training run directory: its best checkpoint)')
+    .requiredOption('--out <model.onnx>', 'where to write the ONNX file (written atomically)')
+    .option('--input-size <n>', 'image height = width (default: the checkpoint\'s; else 320 for the binary head, 224 for ImageNet)', parseIntOption('--input-size', 32, 4096))
+    .addOption(new Option('--head <kind>', 'imagenet (the weights\' classifier) or binary (MURA: one logit + probability); default: from the weights').choices(['imagenet', 'binary']))
+    .addOption(new Option('--layout <layout>', 'input layout: nhwc ([N, H, W, 3], our preprocessing) or nchw ([N, 3, H, W], torchvision)').choices(['nhwc', 'nchw']).default('nhwc'))
+    .option('--dynamic-size', 'leave height and width symbolic (any image size; default fixed at --input-size)')
+    .option('--no-fold-bn', 'keep BatchNormalization nodes instead of folding them into the convolutions')
+    .option('--threshold <p>', 'decision threshold stored with a binary model (default: the checkpoint\'s, else 0.5)', parseFloatOption('--threshold', 0, 1))
+    .option('--verify', 'run the ONNX file and the TF.js model on a random batch; exit 1 unless they agree to 1e-4')
+    .option('--threads <n>', 'ONNX Runtime threads for --verify', parseIntOption('--threads', 1, 256))
+    .addOption(new Option('--engine <name>', 'TF.js engine that holds the weights (default: NEXTRAY_ENGINE or auto)').choices(['auto', 'cpu', 'native', 'tfjs-node']))
+    .option('--json', 'print a JSON summary')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ nextray export --checkpoint runs/r152 --out r152.onnx --verify
+  $ nextray export --arch resnet152 --weights resnet152-394f9c45.pth --out r152-imagenet.onnx --input-size 224 --json
+
+The file: input 'input' float32 [batch, H, W, 3] (NHWC, normalised per the 'preprocessing' metadata; batch is
+dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = sigmoid(logits) [batch, 1].
+metadata_props: format, arch, input_size, input_layout, preprocessing (JSON), head (JSON), decision_threshold,
+nextray_version. Run it with OnnxClassifier (src/models/onnx/runtime.ts) or any ONNX Runtime.
+Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad arguments or unusable weights.`,
+    )
+    .action(async (flags: ExportFlags) => run(flags));
+}
