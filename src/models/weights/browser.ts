@@ -12,7 +12,18 @@ export {
   bf16BitsToNumber,
   numberToBF16Bits,
 } from './dtype.js';
-export { parseSafetensors, serializeSafetensors, serializeSafetensorsChunks, looksLikeSafetensors, type SafetensorsFile, type ParseOptions } from './safetensors.js';
+export {
+  parseSafetensors,
+  parseSafetensorsHeader,
+  safetensorsHeaderLength,
+  serializeSafetensors,
+  serializeSafetensorsChunks,
+  looksLikeSafetensors,
+  type SafetensorsFile,
+  type SafetensorsHeader,
+  type SafetensorsEntry,
+  type ParseOptions,
+} from './safetensors.js';
 export {
   parseTorchPth,
   loadTorchFile,

@@ -3,11 +3,18 @@
  * bytes), write safetensors/.npy atomically. Browser code imports the pure modules instead (see browser.ts).
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { parseNpy, serializeNpy, type NpyArray } from './npy.js';
-import { parseSafetensors, serializeSafetensorsChunks, type SafetensorsFile } from './safetensors.js';
+import {
+  parseSafetensors,
+  parseSafetensorsHeader,
+  safetensorsHeaderLength,
+  serializeSafetensorsChunks,
+  type SafetensorsFile,
+  type SafetensorsHeader,
+} from './safetensors.js';
 import { parseStateDict, type ParseStateDictOptions } from './state-dict.js';
 import { WeightFormatError, type DType, type StateDict, type TensorData } from './types.js';
 
@@ -43,6 +50,32 @@ export async function readStateDict(path: string, opts: Omit<ParseStateDictOptio
 /** Read a safetensors file with its metadata. */
 export async function readSafetensorsFile(path: string, opts: { copy?: boolean } = {}): Promise<SafetensorsFile> {
   return parseSafetensors(await readBytes(path), { ...opts, source: path });
+}
+
+/**
+ * Read and validate only a safetensors file's header (names, dtypes, shapes, offsets, metadata): a few KB read
+ * however large the file, for listing or checking weights before loading them.
+ */
+export async function readSafetensorsHeaderFile(path: string): Promise<SafetensorsHeader> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new WeightFormatError(path, e.code === 'ENOENT' ? 'file not found' : `cannot read: ${e.message}`);
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const first8 = new Uint8Array(8);
+    await fh.read(first8, 0, Math.min(8, size), 0);
+    const n = safetensorsHeaderLength(first8);
+    const want = n >= 0 && n <= size - 8 ? 8 + n : Math.min(size, 8);
+    const head = new Uint8Array(want);
+    await fh.read(head, 0, want, 0);
+    return parseSafetensorsHeader(head, size, { source: path });
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Write byte chunks to `path` and fsync it (no atomicity: callers write to a temporary name). */

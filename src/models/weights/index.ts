@@ -11,6 +11,7 @@ export * from './browser.js';
 export {
   readStateDict,
   readSafetensorsFile,
+  readSafetensorsHeaderFile,
   writeSafetensorsFile,
   readNpyFile,
   writeNpyFile,

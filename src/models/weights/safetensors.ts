@@ -8,7 +8,7 @@
  * error. Tensors come back as views into the given bytes where alignment allows (no copy of a 240 MB model).
  */
 import { typedFromBytes, bytesOf } from './dtype.js';
-import { DTYPE_SIZE, isDType, numel, WeightFormatError, type RawTensor, type StateDict } from './types.js';
+import { DTYPE_SIZE, isDType, numel, WeightFormatError, type DType, type RawTensor, type StateDict } from './types.js';
 
 export interface ParseOptions {
   /** Name used in error messages (a file path); `<bytes>` by default. */
@@ -37,24 +37,53 @@ export function looksLikeSafetensors(bytes: Uint8Array): boolean {
   return n >= 2n && n <= BigInt(bytes.byteLength - 8) && bytes[8] === 0x7b; // '{'
 }
 
-/** Parse a whole safetensors file held in memory. */
-export function parseSafetensors(bytes: Uint8Array, opts: ParseOptions = {}): SafetensorsFile {
+/** One tensor's entry in a safetensors header; `begin`/`end` are byte offsets from `dataStart`. */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  /** Tensors in file (offset) order. */
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string>;
+  /** Byte offset of the data section in the file (8 + header length). */
+  dataStart: number;
+}
+
+/** The header length a safetensors file declares (its first 8 bytes), to know how much to read for the header. */
+export function safetensorsHeaderLength(first8: Uint8Array): number {
+  if (first8.byteLength < 8) return -1;
+  const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
+  return n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n);
+}
+
+/**
+ * Parse and validate only the header: `head` holds at least the first 8 + N bytes of a file of `fileSize` bytes.
+ * Lets a tool list a 240 MB file's tensors after reading a few KB.
+ */
+export function parseSafetensorsHeader(head: Uint8Array, fileSize: number = head.byteLength, opts: { source?: string } = {}): SafetensorsHeader {
+  const bytes = head;
   const src = opts.source ?? '<bytes>';
   const fail = (msg: string, tensor?: string): never => {
     throw new WeightFormatError(src, msg, tensor);
   };
-  if (bytes.byteLength < 8) fail(`not a safetensors file: ${bytes.byteLength} bytes is shorter than the 8-byte header length`);
+  if (fileSize < 8 || bytes.byteLength < 8) fail(`not a safetensors file: ${fileSize} bytes is shorter than the 8-byte header length`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen64 = dv.getBigUint64(0, true);
-  if (headerLen64 > BigInt(bytes.byteLength - 8)) {
+  if (headerLen64 > BigInt(fileSize - 8)) {
     fail(
-      `header length ${headerLen64} runs past the end of the file (${bytes.byteLength} bytes): ` +
+      `header length ${headerLen64} runs past the end of the file (${fileSize} bytes): ` +
         'truncated download or not a safetensors file',
     );
   }
   const headerLen = Number(headerLen64);
   if (headerLen > MAX_HEADER_BYTES) fail(`header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes; file is corrupt`);
   if (headerLen < 2) fail(`header length ${headerLen} is too small for a JSON object`);
+  if (bytes.byteLength < 8 + headerLen) throw new RangeError(`parseSafetensorsHeader needs the first ${8 + headerLen} bytes, got ${bytes.byteLength}`);
   let header: unknown;
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
@@ -64,11 +93,10 @@ export function parseSafetensors(bytes: Uint8Array, opts: ParseOptions = {}): Sa
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('header JSON is not an object');
   const dataStart = 8 + headerLen;
-  const dataLen = bytes.byteLength - dataStart;
-  const data = bytes.subarray(dataStart);
+  const dataLen = fileSize - dataStart;
 
   const metadata: Record<string, string> = {};
-  const entries: Array<{ name: string; begin: number; end: number; t: Omit<RawTensor, 'data'> }> = [];
+  const entries: SafetensorsEntry[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('__metadata__ is not an object');
@@ -113,7 +141,7 @@ export function parseSafetensors(bytes: Uint8Array, opts: ParseOptions = {}): Sa
         name,
       );
     }
-    entries.push({ name, begin, end, t: { dtype: d, shape: [...shp] } });
+    entries.push({ name, dtype: d, shape: [...shp], begin, end });
   }
 
   // File order (JSON.parse reorders integer-like keys, offsets do not lie), and no two tensors may share bytes.
@@ -127,11 +155,17 @@ export function parseSafetensors(bytes: Uint8Array, opts: ParseOptions = {}): Sa
     if (!reach || cur.end > reach.end) reach = cur;
   }
 
+  return { entries, metadata, dataStart };
+}
+
+/** Parse a whole safetensors file held in memory. */
+export function parseSafetensors(bytes: Uint8Array, opts: ParseOptions = {}): SafetensorsFile {
+  const { entries, metadata, dataStart } = parseSafetensorsHeader(bytes, bytes.byteLength, opts);
+  const data = bytes.subarray(dataStart);
   const tensors: StateDict = new Map();
   for (const e of entries) {
-    const count = numel(e.t.shape);
-    const tensorData = typedFromBytes(e.t.dtype, data.subarray(e.begin, e.end), count, { copy: opts.copy });
-    tensors.set(e.name, { dtype: e.t.dtype, shape: e.t.shape, data: tensorData } as RawTensor);
+    const tensorData = typedFromBytes(e.dtype, data.subarray(e.begin, e.end), numel(e.shape), { copy: opts.copy });
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: tensorData } as RawTensor);
   }
   return { tensors, metadata };
 }

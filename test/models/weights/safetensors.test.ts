@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseSafetensors, serializeSafetensors } from '../../../src/models/weights/safetensors.js';
+import { parseSafetensors, parseSafetensorsHeader, serializeSafetensors } from '../../../src/models/weights/safetensors.js';
 import { compareStateDicts, detectWeightFormat } from '../../../src/models/weights/state-dict.js';
 import { WeightFormatError, type RawTensor, type StateDict } from '../../../src/models/weights/types.js';
 import { assertTensorMatches, EXPECTED, fixture } from './expected.js';
@@ -180,5 +180,31 @@ describe('safetensors files on disk', () => {
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe('header-only reading', () => {
+  it('readSafetensorsHeaderFile lists a 40 MB file from its header and agrees with the full parse', async () => {
+    const { join } = await import('node:path');
+    const { TORCHVISION_FIXTURES } = await import('../../helpers/paths.js');
+    const { readSafetensorsFile, readSafetensorsHeaderFile } = await import('../../../src/models/weights/files.js');
+    const path = join(TORCHVISION_FIXTURES, 'bottleneck_mini.safetensors');
+    const header = await readSafetensorsHeaderFile(path);
+    const full = await readSafetensorsFile(path);
+    assert.deepEqual(header.entries.map((e) => e.name), [...full.tensors.keys()]);
+    for (const e of header.entries) {
+      const t = full.tensors.get(e.name)!;
+      assert.equal(e.dtype, t.dtype);
+      assert.deepEqual(e.shape, t.shape);
+    }
+    await assert.rejects(readSafetensorsHeaderFile(join(TORCHVISION_FIXTURES, 'nope.safetensors')), /nope\.safetensors: file not found/);
+  });
+
+  it('checks offsets against the real file size, not the bytes it was given', () => {
+    const good = serializeSafetensors(new Map<string, RawTensor>([['a', { dtype: 'F32', shape: [4], data: new Float32Array(4) }]]));
+    const n = Number(new DataView(good.buffer).getBigUint64(0, true));
+    const head = good.subarray(0, 8 + n);
+    assert.equal(parseSafetensorsHeader(head, good.length).entries[0]!.end, 16);
+    assert.throws(() => parseSafetensorsHeader(head, good.length - 1, { source: 'h' }), /h: tensor 'a': data_offsets \[0, 16\] run past the end/);
   });
 });
