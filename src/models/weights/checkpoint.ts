@@ -9,7 +9,8 @@
  * Saving is atomic at the folder level: everything is written and fsynced into a sibling temporary folder, then
  * swapped in with renames. A crash at any point leaves either the previous checkpoint or the new one, never a mix;
  * the one unavoidable window (between the two renames, as POSIX cannot rename over a non-empty folder) is
- * recovered automatically by the next save or load.
+ * covered by loads reading the moved-aside copy, and repaired by the next save. Loads never modify anything, so
+ * `predict` can read a checkpoint while training saves it.
  *
  * Node-only (node:fs, node:crypto); the formats themselves are in the pure modules.
  */
@@ -387,15 +388,23 @@ function readPart(dir: string, rec: CheckpointFileRecord, verify: boolean): Stat
   return tensors;
 }
 
-/** Read the checkpoint's model.json only (cheap: no tensors). */
-export function readCheckpointMetadata(dir: string): CheckpointMetadata {
-  const target = resolve(dir);
-  recover(target);
-  if (!existsSync(target)) throw new WeightFormatError(target, 'no checkpoint here (folder does not exist)');
-  if (!statSync(target).isDirectory()) throw new WeightFormatError(target, 'is a file; a checkpoint is a folder with model.json and model.safetensors');
+/**
+ * Where to read a checkpoint from without modifying anything: the folder itself, or, when a save was interrupted
+ * between its two renames (or is in that instant right now, in another process), the copy moved aside. Readers
+ * never rename: only a saver repairs, so a reader cannot race a training run that is saving.
+ */
+function readableDir(target: string): string {
+  if (existsSync(target)) return target;
+  const { previous } = sidePaths(target);
+  return existsSync(previous) ? previous : target;
+}
+
+function readMetadataAt(target: string, shownAs: string): CheckpointMetadata {
+  if (!existsSync(target)) throw new WeightFormatError(shownAs, 'no checkpoint here (folder does not exist)');
+  if (!statSync(target).isDirectory()) throw new WeightFormatError(shownAs, 'is a file; a checkpoint is a folder with model.json and model.safetensors');
   const metaPath = join(target, CHECKPOINT_METADATA_FILE);
   if (!existsSync(metaPath)) {
-    throw new WeightFormatError(target, `not a checkpoint folder: ${CHECKPOINT_METADATA_FILE} is missing`);
+    throw new WeightFormatError(shownAs, `not a checkpoint folder: ${CHECKPOINT_METADATA_FILE} is missing`);
   }
   let parsed: unknown;
   try {
@@ -406,16 +415,33 @@ export function readCheckpointMetadata(dir: string): CheckpointMetadata {
   return validateMetadata(parsed, metaPath);
 }
 
+/** Read the checkpoint's model.json only (cheap: no tensors). */
+export function readCheckpointMetadata(dir: string): CheckpointMetadata {
+  const target = resolve(dir);
+  return readMetadataAt(readableDir(target), target);
+}
+
 /**
  * Load a checkpoint folder: metadata validated, tensors bit-exact and checked against the manifest in
  * model.json (names, dtypes, shapes, file sizes, SHA-256).
  */
 export function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = {}): Checkpoint {
   const target = resolve(dir);
-  const metadata = readCheckpointMetadata(target);
   const verify = opts.verifyHashes ?? true;
-  const tensors = readPart(target, metadata.files.model, verify);
-  const out: Checkpoint = { tensors, metadata };
-  if (metadata.files.optimizer && !opts.skipOptimizer) out.optimizer = readPart(target, metadata.files.optimizer, verify);
-  return out;
+  const attempt = (): Checkpoint => {
+    const at = readableDir(target);
+    const metadata = readMetadataAt(at, target);
+    const tensors = readPart(at, metadata.files.model, verify);
+    const out: Checkpoint = { tensors, metadata };
+    if (metadata.files.optimizer && !opts.skipOptimizer) out.optimizer = readPart(at, metadata.files.optimizer, verify);
+    return out;
+  };
+  try {
+    return attempt();
+  } catch (err) {
+    // A save by another process can swap the folder between reading model.json and the tensors; the size/hash
+    // check catches the mix, and one more read gets a consistent pair. A genuinely bad checkpoint fails again.
+    if (!(err instanceof WeightFormatError)) throw err;
+    return attempt();
+  }
 }

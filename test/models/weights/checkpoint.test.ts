@@ -160,8 +160,10 @@ describe('checkpoint atomicity', () => {
       const dir = fresh();
       saveOld(dir);
       killedSave(dir, stage);
-      assert.ok(readdirSync(join(dir, '..')).some((f) => f.startsWith('.ckpt.')), 'the killed save left its temporary folder');
-      assertOldIntact(dir); // recovers a moved-aside checkpoint when needed
+      const debris = readdirSync(join(dir, '..')).sort();
+      assert.ok(debris.some((f) => f.startsWith('.ckpt.')), 'the killed save left its temporary folder');
+      assertOldIntact(dir); // reads the moved-aside copy when the swap was cut short
+      assert.deepEqual(readdirSync(join(dir, '..')).sort(), debris, 'loading modifies nothing');
       saveCheckpoint(dir, { tensors: tensors(2), metadata: info() });
       assert.deepEqual(compareStateDicts(loadCheckpoint(dir).tensors, tensors(2)), []);
       assert.deepEqual(readdirSync(join(dir, '..')), ['ckpt']);
