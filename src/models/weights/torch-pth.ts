@@ -381,6 +381,13 @@ function loadZip(bytes: Uint8Array, source: string, opts: TorchLoadOptions): unk
     throw new WeightFormatError(source, `ZIP archive without data.pkl: not a torch.save file (entries: ${names.slice(0, 5).join(', ')})`);
   }
   const prefix = pkl.slice(0, pkl.length - 'data.pkl'.length);
+  if (zip.entries.has(`${prefix}constants.pkl`) || [...zip.entries.keys()].some((n) => n.startsWith(`${prefix}code/`))) {
+    throw new WeightFormatError(
+      source,
+      'this is a TorchScript archive (torch.jit.save), which holds code, not a state_dict; ' +
+        'save the weights with torch.save(model.state_dict(), path) instead',
+    );
+  }
   let bigEndian = false;
   if (zip.entries.has(`${prefix}byteorder`)) {
     const order = new TextDecoder().decode(zip.read(`${prefix}byteorder`)).trim();

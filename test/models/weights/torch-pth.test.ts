@@ -222,6 +222,11 @@ describe('damaged and foreign files', () => {
     assert.throws(() => parseTorchPth(bad, { source: 'm.pth' }), /m\.pth: storage '0' is missing from the archive/);
   });
 
+  it('TorchScript archives and whole pickled modules are refused with what to do instead', () => {
+    assert.throws(() => parseTorchPth(fixture('torchscript.pt'), { source: 'ts.pt' }), /ts\.pt: this is a TorchScript archive .*torch\.save\(model\.state_dict\(\), path\)/);
+    assert.throws(() => parseTorchPth(fixture('whole_module.pth'), { source: 'm.pth' }), /m\.pth: refusing to load global 'torch\.nn\.modules\.linear\.Linear'.*torch\.save\(model\.state_dict\(\), path\)/);
+  });
+
   it('wrong magic bytes give a clear "not a PyTorch file"', () => {
     assert.throws(() => parseTorchPth(new TextEncoder().encode('hello world, not a model'), { source: 'x.bin' }), /x\.bin: not a PyTorch file/);
     assert.throws(() => parseStateDict(new Uint8Array(0), { source: 'empty.bin' }), /empty\.bin: unrecognised weight file .*empty/);
