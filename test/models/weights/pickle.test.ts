@@ -35,6 +35,17 @@ describe('pickle protocols 0-5', () => {
   }
 });
 
+describe('Python 2 era pickles (tar/legacy torch files)', () => {
+  it("OrderedDict rebuilt from Python 2's [[key, value], ...] reduce args, with py2 byte strings", () => {
+    const enc = (x: string): Uint8Array => Uint8Array.from(x, (c) => c.charCodeAt(0));
+    // OrderedDict(([['a', 1], ['b', 2]],)) as Python 2 pickled it: SHORT_BINSTRING keys, APPENDS, TUPLE, REDUCE
+    const bytes = enc('\x80\x02ccollections\nOrderedDict\n(](](U\x01aK\x01e](U\x01bK\x02eetR.');
+    const d = new Unpickler(bytes, { globals: BASIC_GLOBALS }).load();
+    assert.ok(d instanceof PyDict);
+    assert.deepEqual([...d.entries()], [['a', 1], ['b', 2]]);
+  });
+});
+
 describe('hostile and broken pickles', () => {
   const enc = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
