@@ -54,7 +54,12 @@ export class SlimResNet extends Module implements Network {
   readonly stages: Stage[] = [];
   readonly head: HeadModule;
 
-  constructor(widths: readonly number[], blocks: readonly number[], makeHead: HeadFactory) {
+  constructor(
+    widths: readonly number[],
+    blocks: readonly number[],
+    makeHead: HeadFactory,
+    readonly stemPool = true,
+  ) {
     super();
     this.conv1 = this.child('conv1', new Conv2d(3, widths[0]!, 3, { stride: 2, padding: 1, bias: false, initMode: 'fan_out' }));
     this.bn1 = this.child('bn1', new BatchNorm2d(widths[0]!));
@@ -76,6 +81,7 @@ export class SlimResNet extends Module implements Network {
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
     return tf.tidy(() => {
       let out = tf.relu(this.bn1.forward(this.conv1.forward(x), training));
+      if (this.stemPool) out = tf.maxPool(out, 3, 2, 1, 'floor');
       for (const s of this.stages) for (const b of s.blocks) out = b.forward(out, training);
       return this.head.forward(tf.mean(out, [1, 2]) as tf.Tensor2D, training);
     });
