@@ -1,0 +1,132 @@
+/**
+ * End to end through the real CLI on a tiny learnable MURA-layout dataset: train 2 epochs; kill a second run after
+ * its first epoch and resume it -> bitwise the same final weights and optimiser state as the uninterrupted run;
+ * evaluate the trained model's test-split predictions; a two-config sweep (and its resume); config errors.
+ * Needs `npm run build` first (runCli runs dist/).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { runCli } from '../helpers/cli.js';
+import { writeTinyDataset } from './fixture.js';
+import { predictSplit } from '../../src/train/predict.js';
+import { initEngine } from '../../src/engine/index.js';
+
+const tmp = tempDir('nextray-train-cli-');
+const data = join(tmp.dir, 'data');
+// Small and fast: 32 px, a 10-layer slim ResNet, in-process decoding. The pure-JS engine keeps the bitwise
+// comparison on one well-defined backend.
+const ENGINE = ['--engine', 'cpu'];
+const base = ['--data', data, '--arch', 'resnet-slim', '--input-size', '32', '--frozen', '0', '--lr', '0.003', '--l2', '0.01', '--dropout', '0.3', '--batch-size', '8', '--workers', '0', '--seed', '5', '--rotation', '10', '--select-by', 'auc', ...ENGINE];
+
+before(async () => {
+  await writeTinyDataset(data, { trainPatients: 16, validPatients: 28, size: 40 });
+});
+after(() => tmp.cleanup());
+
+const lines = (s: string) => s.split('\n').filter((l) => l.trim());
+const withoutTiming = (m: Record<string, unknown>) => {
+  const { seconds: _s, images_per_second: _i, ...rest } = m;
+  return rest;
+};
+
+test('train 2 epochs: run directory with config, split, metrics, best/last checkpoints, log; --json lines', () => {
+  const run = join(tmp.dir, 'runA');
+  const r = runCli(['train', ...base, '--epochs', '2', '--out', run, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = lines(r.stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(out.length, 2);
+  assert.deepEqual(out.map((m) => m.epoch), [1, 2]);
+  for (const m of out) for (const k of ['train_loss', 'val_loss', 'val_accuracy', 'val_recall', 'val_auc', 'lr', 'seconds', 'images_per_second']) assert.ok(k in m, k);
+  for (const f of ['config.json', 'split.json', 'metrics.jsonl', 'train.log', 'summary.json', 'checkpoints/last/model.json', 'checkpoints/last/optimizer.safetensors', 'checkpoints/best/model.json']) {
+    assert.ok(existsSync(join(run, f)), f);
+  }
+  const config = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(config.arch, 'resnet-slim');
+  assert.equal(config.beta1, 0.9);
+  assert.equal(lines(readFileSync(join(run, 'metrics.jsonl'), 'utf8')).length, 2);
+  const split = JSON.parse(readFileSync(join(run, 'split.json'), 'utf8')) as { subsets: { validation: { patients: string[] }; test: { patients: string[] } } };
+  const val = new Set(split.subsets.validation.patients);
+  assert.ok(split.subsets.test.patients.length > 0);
+  assert.ok(split.subsets.test.patients.every((p) => !val.has(p)), 'validation and test share no patient');
+});
+
+test('kill after epoch 1 + --resume gives bitwise the weights and Adam state of the uninterrupted run', async () => {
+  const runA = join(tmp.dir, 'runA');
+  const runB = join(tmp.dir, 'runB');
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'nextray.js'), 'train', ...base, '--epochs', '2', '--out', runB, '--quiet'], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  const lastMeta = join(runB, 'checkpoints', 'last', 'model.json');
+  const deadline = Date.now() + 5 * 60 * 1000;
+  while (!existsSync(lastMeta) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+  child.kill('SIGKILL');
+  await exited;
+  const killedAt = (JSON.parse(readFileSync(lastMeta, 'utf8')) as { extra: { epoch: number } }).extra.epoch;
+  assert.equal(killedAt, 1, 'the kill must land after epoch 1 and before epoch 2 completed');
+
+  const r = runCli(['train', '--resume', runB, '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  for (const f of ['checkpoints/last/model.safetensors', 'checkpoints/last/optimizer.safetensors', 'checkpoints/best/model.safetensors']) {
+    assert.ok(Buffer.compare(readFileSync(join(runA, f)), readFileSync(join(runB, f))) === 0, `${f} differs between the uninterrupted and the resumed run`);
+  }
+  const ma = lines(readFileSync(join(runA, 'metrics.jsonl'), 'utf8')).map((l) => withoutTiming(JSON.parse(l)));
+  const mb = lines(readFileSync(join(runB, 'metrics.jsonl'), 'utf8')).map((l) => withoutTiming(JSON.parse(l)));
+  assert.deepEqual(mb, ma);
+
+  const again = runCli(['train', '--resume', runB]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /already finished/);
+});
+
+test('the trained run predicts the held-out test split; evaluate reads those predictions', async () => {
+  await initEngine('cpu');
+  const runA = join(tmp.dir, 'runA');
+  const p = await predictSplit(runA, { data, subset: 'test', workers: 0 });
+  assert.equal(p.predictions.length, p.images);
+  assert.ok(p.predictions.every((x) => x.probability >= 0 && x.probability <= 1 && x.image.includes('/valid/')));
+  const csv = join(tmp.dir, 'test-predictions.csv');
+  writeFileSync(csv, 'image,label,probability\n' + p.predictions.map((x) => `${x.image},${x.label},${x.probability}`).join('\n') + '\n');
+  const r = runCli(['evaluate', '--predictions', csv, '--bootstrap', '20', '--json', '-']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { study: { overall: { count: number } } };
+  assert.equal(j.study.overall.count, new Set(p.predictions.map((x) => x.image.replace(/[^/]+$/, ''))).size);
+});
+
+test('sweep with two configs writes Table 1 (Markdown + CSV) and skips finished runs when run again', () => {
+  const grid = join(tmp.dir, 'grid.json');
+  writeFileSync(grid, JSON.stringify({ dropout: [0, 0.3], epochs: 1 }));
+  const out = join(tmp.dir, 'sweep');
+  const r = runCli(['sweep', '--grid', grid, '--out', out, ...base.filter((_, i, a) => a[i] !== '--dropout' && a[i - 1] !== '--dropout'), '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const md = readFileSync(join(out, 'table1.md'), 'utf8');
+  assert.match(md, /Train accuracy \| Validation accuracy \| Variance/);
+  const csv = lines(readFileSync(join(out, 'table1.csv'), 'utf8'));
+  assert.equal(csv.length, 3);
+  assert.match(csv[0]!, /^run,model,l2,dropout,frozen,augmentation,batch_size,train_accuracy,val_accuracy,variance,val_recall/);
+  const rows = csv.slice(1).map((l) => l.split(','));
+  assert.deepEqual(rows.map((c) => c[3]), ['0', '0.3']);
+  for (const c of rows) {
+    const variance = Number(c[9]);
+    assert.ok(Math.abs(variance - (Number(c[7]) - Number(c[8]))) < 1e-12, 'variance = train - val accuracy');
+  }
+  const again = runCli(['sweep', '--grid', grid, '--out', out, ...base.filter((_, i, a) => a[i] !== '--dropout' && a[i - 1] !== '--dropout'), '--quiet']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(readFileSync(join(out, 'table1.csv'), 'utf8'), csv.join('\n') + '\n');
+});
+
+test('config errors name the file or flag and exit 2', () => {
+  const cfg = join(tmp.dir, 'bad.json');
+  writeFileSync(cfg, JSON.stringify({ data, learningRate: 0.1 }));
+  const r = runCli(['train', '--config', cfg, '--out', join(tmp.dir, 'bad')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /bad\.json: unknown config field 'learningRate'/);
+  const r2 = runCli(['train', ...base, '--frozen', '99', '--out', join(tmp.dir, 'bad2')]);
+  assert.equal(r2.code, 2);
+  assert.match(r2.stderr, /--frozen 99: resnet-slim has only 10 layers/);
+  const r3 = runCli(['train', '--resume', join(tmp.dir, 'nope')]);
+  assert.equal(r3.code, 2);
+  assert.match(r3.stderr, /not a run directory/);
+});
