@@ -6,7 +6,7 @@
  * which also supplies arch, input size, preprocessing and decision threshold). `--verify` runs the exported file
  * and the TF.js model on the same random batch and fails unless they agree to 1e-4 relative.
  */
-import { Option, type Command } from 'commander';
+import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
@@ -269,5 +269,10 @@ metadata_props: format, arch, input_size, input_layout, preprocessing (JSON), he
 nextray_version. Run it with OnnxClassifier (src/models/onnx/runtime.ts) or any ONNX Runtime.
 Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad arguments or unusable weights.`,
     )
+    // Usage errors exit 2 like every other "could not run" case (commander's default is 1, our "verify failed").
+    .exitOverride((err) => {
+      if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
+      throw err;
+    })
     .action(async (flags: ExportFlags) => run(flags));
 }
