@@ -107,9 +107,25 @@ export interface Layers {
   cmPerPx: number;
 }
 
+/**
+ * Full-frame buffers reused from one image to the next on the same thread: allocating ~8 MB of typed arrays per
+ * 512 px image made garbage collection as costly as the drawing itself.
+ */
+const pool = new Map<string, Float32Array>();
+
+export function frameBuffer(name: string, size: number, fill = 0): Float32Array {
+  const key = `${name}:${size}`;
+  let buf = pool.get(key);
+  if (!buf) {
+    if (pool.size > 32) pool.clear(); // sizes changed many times: drop the old ones
+    buf = new Float32Array(size * size);
+    pool.set(key, buf);
+  }
+  return buf.fill(fill);
+}
+
 export function createLayers(size: number, cmPerPx: number, texture: Float32Array): Layers {
-  const n = size * size;
-  return { size, bone: new Float32Array(n), other: new Float32Array(n), scratch: new Float32Array(n), texture, cmPerPx };
+  return { size, bone: frameBuffer('bone', size), other: frameBuffer('other', size), scratch: frameBuffer('scratch', size), texture, cmPerPx };
 }
 
 type Box = [number, number, number, number];
@@ -155,9 +171,17 @@ function pixelBox(size: number, minX: number, minY: number, maxX: number, maxY: 
  * capsule is convex, so intersecting its bounding slab with the row gives one interval; scanning only that
  * interval instead of the bounding box makes long oblique bones cheap.
  */
-function capsuleSpan(dx: number, dy: number, r: number, py: number, x0: number, bx0: number, bx1: number): [number, number] {
+const span = new Int32Array(2);
+
+function setSpan(a: number, b: number): Int32Array {
+  span[0] = a;
+  span[1] = b;
+  return span;
+}
+
+function capsuleSpan(dx: number, dy: number, r: number, py: number, x0: number, bx0: number, bx1: number): Int32Array {
   const len = Math.hypot(dx, dy);
-  if (len < 1e-6) return [bx0, bx1];
+  if (len < 1e-6) return setSpan(bx0, bx1);
   const ux = dx / len;
   const uy = dy / len;
   let lo = -Infinity;
@@ -168,7 +192,7 @@ function capsuleSpan(dx: number, dy: number, r: number, py: number, x0: number, 
     const b = (py * ux + r) / uy;
     lo = Math.min(a, b);
     hi = Math.max(a, b);
-  } else if (Math.abs(py) > r) return [0, 0];
+  } else if (Math.abs(py) > r) return setSpan(0, 0);
   // -r <= px*ux + py*uy <= len + r  (between the end caps)
   if (Math.abs(ux) > 1e-9) {
     const a = (-r - py * uy) / ux;
@@ -177,11 +201,11 @@ function capsuleSpan(dx: number, dy: number, r: number, py: number, x0: number, 
     hi = Math.min(hi, Math.max(a, b));
   } else {
     const s = py * uy;
-    if (s < -r || s > len + r) return [0, 0];
+    if (s < -r || s > len + r) return setSpan(0, 0);
   }
   const xa = Math.max(bx0, Math.floor(lo + x0 - 1));
   const xb = Math.min(bx1, Math.ceil(hi + x0 + 1));
-  return xa < xb ? [xa, xb] : [0, 0];
+  return xa < xb ? setSpan(xa, xb) : setSpan(0, 0);
 }
 
 function drawTube(L: Layers, p: TubePrim, target: Float32Array, max: boolean): Box | null {
@@ -197,8 +221,9 @@ function drawTube(L: Layers, p: TubePrim, target: Float32Array, max: boolean): B
   for (let y = box[1]; y < box[3]; y++) {
     const py = y + 0.5 - p.y0;
     const row = y * L.size;
-    const [xa, xb] = capsuleSpan(dx, dy, rMax, py, p.x0, box[0], box[2]);
-    for (let x = xa; x < xb; x++) {
+    const sp = capsuleSpan(dx, dy, rMax, py, p.x0, box[0], box[2]);
+    const xb = sp[1]!;
+    for (let x = sp[0]!; x < xb; x++) {
       const px = x + 0.5 - p.x0;
       let t = (px * dx + py * dy) / len2;
       t = t < 0 ? 0 : t > 1 ? 1 : t;
@@ -323,8 +348,9 @@ function drawStroke(L: Layers, p: StrokePrim, target: Float32Array, max: boolean
   const rimInner = p.rim ? p.r * (1 - p.rim) : -1;
   for (let y = box[1]; y < box[3]; y++) {
     const py = y + 0.5 - p.y0;
-    const [xa, xb] = capsuleSpan(dx, dy, p.r + 1, py, p.x0, box[0], box[2]);
-    for (let x = xa; x < xb; x++) {
+    const sp = capsuleSpan(dx, dy, p.r + 1, py, p.x0, box[0], box[2]);
+    const xb = sp[1]!;
+    for (let x = sp[0]!; x < xb; x++) {
       const px = x + 0.5 - p.x0;
       let t = (px * dx + py * dy) / len2;
       t = t < 0 ? 0 : t > 1 ? 1 : t;

@@ -8,7 +8,7 @@ import type { Label, Region } from '../types.js';
 import { buildLimb, viewportOf, findingSites, type ViewKind, type LimbParams, MU_TISSUE } from './anatomy.js';
 import { drawFindingSpecs, plantFindings, MU_METAL, type FindingSpec, type PlantResult } from './findings.js';
 import { compose, translation, rotationAbout, transformPrim, apply, scaleOf, type Affine } from './geom.js';
-import { createLayers, draw, drawUnion, scaleBone, valueNoise, boxBlur, type Prim, type TubePrim, type Clip } from './raster.js';
+import { createLayers, frameBuffer, draw, drawUnion, scaleBone, valueNoise, boxBlur, type Prim, type TubePrim, type Clip } from './raster.js';
 import type { SynthFinding, SynthImageSidecar } from './types.js';
 
 /** Everything decided once per study. */
@@ -161,7 +161,7 @@ function textPrims(rng: Rng, size: number): Prim[] {
 
 /** Robust maximum (99.7th percentile of the covered pixels) of the summed attenuation maps, for auto-exposure. */
 function robustMax(A: Float32Array, B: Float32Array): number {
-  const E = new Float32Array(A.length);
+  const E = frameBuffer('robust', Math.round(Math.sqrt(A.length)));
   for (let i = 0; i < E.length; i++) E[i] = A[i]! + B[i]!;
   let max = 0;
   for (let i = 0; i < E.length; i++) if (E[i]! > max) max = E[i]!;
@@ -254,7 +254,7 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
   const cmPerPx = 1 / scale;
 
   // Trabecular texture: two octaves of value noise at trabecular scale (~1.5 mm and ~4 mm).
-  const texture = new Float32Array(size * size).fill(1);
+  const texture = frameBuffer('texture', size, 1);
   const trab = rng.uniform(0.25, 0.45);
   valueNoise(rng, size, Math.max(1.5, 0.15 * scale), texture, trab);
   valueNoise(rng, size, Math.max(3, 0.4 * scale), texture, trab * 0.6);
@@ -302,7 +302,7 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
   const LUT_N = 4096;
   const lut = new Float32Array(LUT_N + 1);
   for (let k = 0; k <= LUT_N; k++) lut[k] = bg + (hi - bg) * Math.pow(Math.min(1, (1 - Math.exp((-g * k) / LUT_N)) * norm), gamma);
-  const img = new Float32Array(n);
+  const img = frameBuffer('img', size);
   const toLut = LUT_N / eref;
   for (let i = 0; i < n; i++) {
     const x = E[i]! * toLut;
@@ -332,7 +332,7 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
   // Noise: quantum-like grain plus low-frequency mottle and a heel-effect gradient.
   const sigma = rng.uniform(0.006, 0.03);
   const sigmaTri = sigma * Math.sqrt(6);
-  const mottle = new Float32Array(n);
+  const mottle = frameBuffer('mottle', size);
   valueNoise(rng, size, Math.max(4, size / 6), mottle, rng.uniform(0.005, 0.03));
   const heel = rng.uniform(-0.06, 0.06);
   const heelVertical = rng.chance(0.5);
