@@ -42,9 +42,10 @@ function timeRuns(step) {
   for (let i = 0; i < warmup; i++) step();
   const seconds = [];
   let profile;
-  for (let i = 0; i < runs; i++) {
-    // The last timed run is also profiled per kernel when asked (profiling adds a timer per kernel call).
-    const profiling = flag('profile') && i === runs - 1;
+  const total = runs + (flag('profile') ? 1 : 0);
+  for (let i = 0; i < total; i++) {
+    // With --profile one extra, untimed run records per-kernel times (profiling adds a timer per kernel call).
+    const profiling = i === runs;
     if (profiling) {
       resetKernelProfile();
       enableKernelProfile(true);

@@ -16,6 +16,10 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Matmul(const Napi::CallbackInfo& info);
 void RegisterElementwise(Napi::Env env, Napi::Object exports);
 
+int g_elementwiseThreads = 1;
+int elementwiseThreads() { return g_elementwiseThreads; }
+void setElementwiseThreads(int n) { g_elementwiseThreads = n; }
+
 dnnl::engine& engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
@@ -48,8 +52,15 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("onednn", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
   o.Set("isa", isaName(dnnl::get_effective_cpu_isa()));
   o.Set("threads", omp_get_max_threads());
+  o.Set("elementwiseThreads", elementwiseThreads());
   o.Set("cachedPrimitives", static_cast<double>(cachedPrimitiveCount()));
   return o;
+}
+
+Napi::Value SetElementwiseThreads(const Napi::CallbackInfo& info) {
+  int n = info[0].As<Napi::Number>().Int32Value();
+  if (n > 0) setElementwiseThreads(n);
+  return Napi::Number::New(info.Env(), elementwiseThreads());
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -63,6 +74,7 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("setElementwiseThreads", Napi::Function::New(env, SetElementwiseThreads));
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
   exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));
   exports.Set("conv2dBackwardFilter", Napi::Function::New(env, Conv2dBackwardFilter));

@@ -56,4 +56,10 @@ Napi::Value guard(Napi::Env env, F&& f) {
 
 size_t cachedPrimitiveCount();
 
+// Threads for the memory-bound kernels (elementwise, reductions, pooling). One by default: they are limited
+// by memory bandwidth and page faults on freshly allocated outputs, and a second thread mostly adds
+// wake-up and barrier waits (badly so on a shared machine); oneDNN convolutions and sgemm use all threads.
+int elementwiseThreads();
+void setElementwiseThreads(int n);
+
 }  // namespace nextray

@@ -40,28 +40,28 @@ void runBinary(const float* a, const float* b, float* o, int64_t rows, int64_t c
   const int64_t total = rows * cols;
   switch (mode) {
     case kFull:
-#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t i = 0; i < total; ++i) o[i] = apply<OP>(a[i], b[i]);
       break;
     case kBCols:
-#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) o[r * cols + c] = apply<OP>(a[r * cols + c], b[c]);
       break;
     case kACols:
-#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) o[r * cols + c] = apply<OP>(a[c], b[r * cols + c]);
       break;
     case kBScalar: {
       const float s = b[0];
-#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t i = 0; i < total; ++i) o[i] = apply<OP>(a[i], s);
       break;
     }
     case kAScalar: {
       const float s = a[0];
-#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+#pragma omp parallel for schedule(static) if (total >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t i = 0; i < total; ++i) o[i] = apply<OP>(s, b[i]);
       break;
     }
@@ -115,10 +115,10 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
     float* po = o.Data();
     const int64_t n = x.ElementLength();
     if (op == 0) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t i = 0; i < n; ++i) po[i] = px[i] < 0.f ? 0.f : px[i];  // NaN passes through, as in TF.js
     } else if (op == 1) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t i = 0; i < n; ++i) po[i] = std::isnan(px[i]) ? px[i] : (px[i] > 0.f ? 1.f : 0.f);
     } else {
       throw Napi::Error::New(env, "unknown unary op " + std::to_string(op));
@@ -138,7 +138,7 @@ Napi::Value ReduceLeading(const Napi::CallbackInfo& info) {
     if (static_cast<int64_t>(x.ElementLength()) != rows * cols || static_cast<int64_t>(o.ElementLength()) != cols)
       throw Napi::Error::New(env, "reduceLeading sizes do not match");
     const float* px = x.Data();
-    const int nt = rows * cols >= kParallelMin ? omp_get_max_threads() : 1;
+    const int nt = rows * cols >= kParallelMin ? elementwiseThreads() : 1;
     std::vector<double> partial(static_cast<size_t>(nt) * cols, 0.0);
 #pragma omp parallel num_threads(nt)
     {
@@ -174,7 +174,7 @@ Napi::Value ReduceMiddle(const Napi::CallbackInfo& info) {
       throw Napi::Error::New(env, "reduceMiddle sizes do not match");
     const float* px = x.Data();
     float* po = o.Data();
-#pragma omp parallel for schedule(static) if (outer * rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (outer * rows * cols >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
     for (int64_t a = 0; a < outer; ++a) {
       std::vector<double> acc(cols, 0.0);
       const float* base = px + a * rows * cols;
@@ -199,7 +199,7 @@ Napi::Value ReduceTrailing(const Napi::CallbackInfo& info) {
       throw Napi::Error::New(env, "reduceTrailing sizes do not match");
     const float* px = x.Data();
     float* po = o.Data();
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
     for (int64_t r = 0; r < rows; ++r) {
       double s = 0;
       const float* row = px + r * cols;
@@ -245,7 +245,7 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
     float* out = o.Data();
     const int64_t rows = n / cols;
     const float *kp = k.data(), *mp = mu.data(), *op = off.data();
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = op[c] + (px[r * cols + c] - mp[c]) * kp[c];
     return env.Undefined();

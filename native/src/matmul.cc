@@ -41,7 +41,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     if (bias || relu) {
       float* pc = out.Data();
       const int64_t rows = batch * M;
-#pragma omp parallel for schedule(static) if (batch * M * N >= (1 << 16))
+#pragma omp parallel for schedule(static) if (batch * M * N >= (1 << 16) && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t r = 0; r < rows; ++r) {
         float* row = pc + r * N;
         if (bias)

@@ -50,7 +50,7 @@ Napi::Value Pool2d(const Napi::CallbackInfo& info) {
     const float* x = xa.Data();
     float* out = oa.Data();
     const int64_t C = g.c;
-#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t yr = 0; yr < g.oh; ++yr) {
         const int64_t rCorner = yr * g.sh - g.pt;
@@ -95,7 +95,7 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
     const float* x = xa.Data();
     float* dx = dxa.Data();
     const int64_t C = g.c, chunks = (C + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t d0 = ch * kChunk, d1 = std::min(C, d0 + kChunk);
@@ -144,7 +144,7 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info) {
     float* dx = dxa.Data();
     const float mult = 1.f / static_cast<float>(g.kh * g.kw);
     const int64_t C = g.c, chunks = (C + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t d0 = ch * kChunk, d1 = std::min(C, d0 + kChunk);

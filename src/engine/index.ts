@@ -95,6 +95,12 @@ export async function initEngine(name?: EngineName): Promise<EngineInfo> {
     }
     return (current = await useCpu(load.reason));
   }
+  // NEXTRAY_THREADS: oneDNN's threads (default: all cores, via OpenMP); NEXTRAY_ELEMENTWISE_THREADS: threads
+  // for the memory-bound kernels (default 1, see native/src/common.h).
+  const threads = Number(process.env.NEXTRAY_THREADS ?? 0);
+  if (threads > 0) load.addon.setThreads(threads);
+  const ewThreads = Number(process.env.NEXTRAY_ELEMENTWISE_THREADS ?? 0);
+  if (ewThreads > 0) load.addon.setElementwiseThreads(ewThreads);
   registerNativeBackend(load.addon);
   await tf.setBackend(NATIVE_BACKEND);
   await tf.ready();

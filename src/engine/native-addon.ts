@@ -10,8 +10,11 @@ import { fileURLToPath } from 'node:url';
 
 /** The C++ functions (native/src/*.cc). Outputs are written into caller-allocated Float32Arrays. */
 export interface NativeAddon {
-  info(): { onednn: string; isa: string; threads: number; cachedPrimitives: number };
+  info(): { onednn: string; isa: string; threads: number; elementwiseThreads: number; cachedPrimitives: number };
+  /** OpenMP threads for oneDNN (convolutions, sgemm); returns the count in effect. */
   setThreads(n: number): number;
+  /** Threads for the memory-bound kernels (default 1); returns the count in effect. */
+  setElementwiseThreads(n: number): number;
   /** geom: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, padTop,padBottom,padLeft,padRight, dilH,dilW] */
   /** cache: an object owned per filter array in which the addon keeps the filter in oneDNN's layout. */
   conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache?: object): void;
