@@ -361,11 +361,8 @@ export function buildLimb(p: LimbParams): Anatomy {
     const [fx, fy] = humeral(f.cx, f.cy);
     return { ...f, cx: fx, cy: fy, angle: f.angle + p.abduct };
   });
-  for (let i = 0; i < joints.length; i++) {
-    const j = joints[i]!;
-    if (j.name === 'elbow') joints[i] = mapJoint(j, humeral);
-    else if (j.name === 'glenohumeral') joints[i] = j;
-  }
+  // The glenohumeral joint stays with the scapula (abduction turns the humerus about it); the elbow moves with the humerus.
+  for (let i = 0; i < joints.length; i++) if (joints[i]!.name === 'elbow') joints[i] = mapJoint(joints[i]!, humeral);
 
   // Downstream sets for joint-space narrowing, by group.
   const namesIn = (...gs: string[]) => bones.filter((b) => gs.includes(groupOf.get(b.name)!)).map((b) => b.name);

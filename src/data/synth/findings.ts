@@ -149,7 +149,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       const nSpurs = spec.subtle ? 1 + Math.floor(u[2]! * 2) : 2 + Math.floor(u[2]! * 3);
       for (let k = 0; k < nSpurs; k++) {
         const s = k % 2 === 0 ? 1 : -1;
-        const along = (k < 2 ? -1 : 1) * (0.15 + 0.3 * u[3 + (k % 4)]!) * j.w - (k >= 2 ? 0 : 0);
+        const along = (k < 2 ? -1 : 1) * (0.15 + 0.3 * u[3 + (k % 4)]!) * j.w;
         const bx = j.cx + px * s * j.w * 0.92 + j.ux * along;
         const by = j.cy + py * s * j.w * 0.92 + j.uy * along;
         const dirAlong = along >= 0 ? 1 : -1;

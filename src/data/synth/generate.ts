@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
-import { MURA_SPLITS, REGIONS, type MuraSplit, type Region } from '../types.js';
+import { MURA_SPLITS, REGIONS, type Region } from '../types.js';
 import { planDataset, MURA_ROOT, type PlannedStudy } from './plan.js';
 import { runImageJob, type ImageJob, type JobContext, type JobResult } from './job.js';
 import {
@@ -232,4 +232,3 @@ export async function generateSyntheticMura(opts: SynthOptions & { force?: boole
   return summary;
 }
 
-export type { MuraSplit };

@@ -5,8 +5,8 @@
  */
 import { Rng, type Seed } from '../../util/rng.js';
 import type { Label, Region } from '../types.js';
-import { buildLimb, viewportOf, findingSites, type ViewKind, type LimbParams, MU_TISSUE } from './anatomy.js';
-import { drawFindingSpecs, plantFindings, MU_METAL, type FindingSpec, type PlantResult } from './findings.js';
+import { buildLimb, viewportOf, type ViewKind, type LimbParams, MU_TISSUE } from './anatomy.js';
+import { drawFindingSpecs, plantFindings, type FindingSpec, type PlantResult } from './findings.js';
 import { compose, translation, rotationAbout, transformPrim, apply, scaleOf, type Affine } from './geom.js';
 import { createLayers, frameBuffer, draw, drawUnion, scaleBone, valueNoise, boxBlur, type Prim, type TubePrim, type Clip } from './raster.js';
 import type { SynthFinding, SynthImageSidecar } from './types.js';
@@ -371,4 +371,3 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
   };
 }
 
-export { findingSites, MU_METAL };
