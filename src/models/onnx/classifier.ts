@@ -13,7 +13,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
-import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './export.js';
+import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
 
 /** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */

@@ -30,14 +30,16 @@ import { BatchNorm2d, Conv2d, Linear, type Network, type Param } from '../nn.js'
 import { BasicBlock, Bottleneck, ResNet } from '../resnet.js';
 import { DenseNet } from '../densenet.js';
 import type { Model } from '../registry.js';
+import {
+  ONNX_EXPORT_FORMAT,
+  ONNX_EXPORT_FORMAT_VERSION,
+  ONNX_INPUT,
+  ONNX_LOGITS,
+  ONNX_PROBABILITY,
+  type InputLayout,
+  type OnnxExportMetadata,
+} from './format.js';
 import { encodeModel, concatChunks, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxNode, type OnnxValueInfo } from './graph.js';
-
-/** Identifies files written by this exporter (metadata `format`); readers refuse other ONNX files. */
-export const ONNX_EXPORT_FORMAT = 'nextray-onnx';
-/** Bumped when the graph's interface (names, layout, metadata keys) changes incompatibly. */
-export const ONNX_EXPORT_FORMAT_VERSION = 1;
-
-export type InputLayout = 'nhwc' | 'nchw';
 
 export interface OnnxExportOptions {
   /** Height = width of the images the model was trained on (e.g. 320); fixed in the graph unless dynamicSize. */
@@ -58,30 +60,6 @@ export interface OnnxExportOptions {
   extraMetadata?: Record<string, string>;
 }
 
-/** The metadata_props every exported model carries (all strings, as ONNX stores them). */
-export interface OnnxExportMetadata {
-  format: typeof ONNX_EXPORT_FORMAT;
-  format_version: string;
-  arch: string;
-  /** Decimal integer. */
-  input_size: string;
-  input_layout: 'NHWC' | 'NCHW';
-  input_name: string;
-  /** 'true' when H and W are symbolic. */
-  dynamic_size: 'true' | 'false';
-  /** JSON of the Preprocessing. */
-  preprocessing: string;
-  /** JSON: { kind: 'binary' | 'imagenet', outputs, dropout? }. */
-  head: string;
-  /** Decimal number for the binary head; '' for a multi-class head (argmax decides). */
-  decision_threshold: string;
-  /** Comma-separated output names. */
-  outputs: string;
-  batchnorm: 'folded' | 'kept';
-  nextray_version: string;
-  [extra: string]: string;
-}
-
 export interface OnnxExport {
   /** The encoded ModelProto as chunks (large ones are views of the weights); see `toBytes` / the Node writer. */
   chunks: Uint8Array[];
@@ -94,11 +72,6 @@ export interface OnnxExport {
   /** One copy of the whole file, for `InferenceSession.create(bytes)`. */
   toBytes(): Uint8Array;
 }
-
-/** Names of the graph's values, fixed by the format. */
-export const ONNX_INPUT = 'input';
-export const ONNX_LOGITS = 'logits';
-export const ONNX_PROBABILITY = 'probability';
 
 /** Reads float32 values out of a TF.js variable (a copy: the backend's own storage is never handed out). */
 function values(p: Param, what: string): Float32Array {
@@ -380,3 +353,5 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     toBytes: () => concatChunks(chunks),
   };
 }
+
+export { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout, type OnnxExportMetadata };
