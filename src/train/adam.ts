@@ -25,6 +25,14 @@ interface Slot {
   v: tf.Variable;
 }
 
+/** A non-trainable zero variable shaped like `like` (the initial value is freed; the variable keeps its own copy). */
+function zerosVariable(like: tf.Variable): tf.Variable {
+  const z = tf.zerosLike(like);
+  const v = tf.variable(z, false);
+  z.dispose();
+  return v;
+}
+
 export class Adam {
   lr: number;
   /** Updates applied so far (t - 1 during the next update). */
@@ -38,12 +46,7 @@ export class Adam {
   ) {
     this.lr = options.lr;
     this.slots = params.map(({ name, variable }) => {
-      const slot: Slot = {
-        name,
-        variable,
-        m: tf.variable(tf.zerosLike(variable), false),
-        v: tf.variable(tf.zerosLike(variable), false),
-      };
+      const slot: Slot = { name, variable, m: zerosVariable(variable), v: zerosVariable(variable) };
       this.byVarName.set(variable.name, slot);
       return slot;
     });

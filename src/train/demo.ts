@@ -51,7 +51,7 @@ export const DEMO_DEFAULTS = {
     hflip: true,
     rotation: 0,
     loss: 'bce',
-    plateauPatience: 1,
+    plateauPatience: 2,
     earlyStopPatience: 0,
     selectBy: 'auc',
     valFraction: 0.5,
