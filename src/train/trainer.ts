@@ -141,11 +141,12 @@ interface Prepared {
   preprocessing: Preprocessing;
 }
 
-async function prepareData(config: TrainConfig, paths: RunPaths, resume: boolean, log: RunLog): Promise<Prepared> {
+async function prepareData(config: TrainConfig, paths: RunPaths, log: RunLog): Promise<Prepared> {
   const dataset = await loadMuraDataset(config.data);
   if (dataset.issues.length) log.line(`dataset: ${dataset.issues.length} problem(s) found in ${dataset.root}; affected images are skipped (run 'nextray data summary' for the list)`);
   let split: MuraSplitFile;
-  if (resume || existsSync(paths.split)) {
+  // A run killed before its first checkpoint may or may not have written split.json yet.
+  if (existsSync(paths.split)) {
     split = loadSplit(paths.split, dataset);
   } else if (config.split) {
     split = loadSplit(config.split, dataset);
@@ -280,7 +281,7 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
   const log = new RunLog(paths.log, echo);
   const engine = await initEngine(config.engine);
   log.line(`${resuming ? 'resuming' : 'starting'} run ${paths.dir} on engine ${engine.description}`);
-  const prep = await prepareData(config, paths, resuming, log);
+  const prep = await prepareData(config, paths, log);
 
   let state = initialState(config);
   const hasLast = resuming && existsSync(paths.last);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { REPO_ROOT, TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { writeTinyDataset } from './fixture.js';
 import { predictSplit } from '../../src/train/predict.js';
@@ -115,6 +115,17 @@ test('sweep with two configs writes Table 1 (Markdown + CSV) and skips finished 
   const again = runCli(['sweep', '--grid', grid, '--out', out, ...base.filter((_, i, a) => a[i] !== '--dropout' && a[i - 1] !== '--dropout'), '--quiet']);
   assert.equal(again.code, 0, again.stderr);
   assert.equal(readFileSync(join(out, 'table1.csv'), 'utf8'), csv.join('\n') + '\n');
+});
+
+test('starting from torchvision weights: resnet18 .safetensors, classifier replaced, 17 of 18 layers frozen', () => {
+  const run = join(tmp.dir, 'r18');
+  const weights = join(TORCHVISION_FIXTURES, 'resnet18.safetensors');
+  const args = base.map((a) => (a === 'resnet-slim' ? 'resnet18' : a));
+  const r = runCli(['train', ...args.filter((_, i, a) => a[i] !== '--frozen' && a[i - 1] !== '--frozen'), '--frozen', '17', '--weights', weights, '--epochs', '1', '--out', run, '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const log = readFileSync(join(run, 'train.log'), 'utf8');
+  assert.match(log, /weights: loaded 120 tensors from .*resnet18\.safetensors/);
+  assert.match(log, /513 trainable \(17 of 18 layers frozen\)/); // the head: 512 weights + 1 bias
 });
 
 test('config errors name the file or flag and exit 2', () => {
