@@ -145,7 +145,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       }
       const footprint: [number, number, number][] = [];
       // Osteophytes: bony spurs at the joint margins, on both sides of the joint.
-      const size = spec.subtle ? Math.max(lerp(0.1, 0.18, u[1]!) * j.w, 0.006 * fov) : Math.max(lerp(0.25, 0.45, u[1]!) * j.w, 0.018 * fov);
+      const size = spec.subtle ? Math.max(lerp(0.1, 0.18, u[1]!) * j.w, 0.006 * fov) : Math.max(lerp(0.3, 0.5, u[1]!) * j.w, lerp(0.025, 0.035, u[10]!) * fov);
       const nSpurs = spec.subtle ? 1 + Math.floor(u[2]! * 2) : 2 + Math.floor(u[2]! * 3);
       for (let k = 0; k < nSpurs; k++) {
         const s = k % 2 === 0 ? 1 : -1;
@@ -165,7 +165,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       for (const s of [-1, 1]) {
         const ox = j.cx + j.ux * s * (gapNow / 2 + 0.05 * j.w);
         const oy = j.cy + j.uy * s * (gapNow / 2 + 0.05 * j.w);
-        res.boneAdd.push({ type: 'stroke', x0: ox - px * j.w * 0.75, y0: oy - py * j.w * 0.75, x1: ox + px * j.w * 0.75, y1: oy + py * j.w * 0.75, r: 0.07 * j.w, density: spec.subtle ? 0.15 : 0.35 });
+        res.boneAdd.push({ type: 'stroke', x0: ox - px * j.w * 0.75, y0: oy - py * j.w * 0.75, x1: ox + px * j.w * 0.75, y1: oy + py * j.w * 0.75, r: 0.07 * j.w, density: spec.subtle ? 0.15 : 0.5 });
       }
       footprint.push(
         [j.cx + px * j.w - j.ux * 0.25 * j.w, j.cy + py * j.w - j.uy * 0.25 * j.w, 0],
@@ -198,7 +198,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         const lx = -ny;
         const ly = nx;
         const halfLen = R / Math.max(Math.cos(phi), 0.5);
-        const half = spec.subtle ? lerp(0.0012, 0.0022, u[1]!) * fov : lerp(0.005, 0.01, u[1]!) * fov;
+        const half = spec.subtle ? lerp(0.0012, 0.0022, u[1]!) * fov : lerp(0.006, 0.012, u[1]!) * fov;
         const amp = half * lerp(0.3, 1.2, u[2]!);
         const base: Clip = { px: Fx, py: Fy, nx, ny, half, amp, freq: (2 * Math.PI) / (lerp(0.35, 0.8, u[3]!) * R), phase: u[4]! * 6.28, side: 0, tMin: -1e9, tDir: 1 };
         const footprint: [number, number, number][] = [];
@@ -227,9 +227,10 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
           res.planted.push({ spec, footprint, details: { displacement_cm: 0, gap_cm: +(2 * half).toFixed(3), incomplete } });
         } else {
           // Displaced: the distal fragment shifts sideways, may override (shorten) and angulate.
-          const shiftSide = Math.max(lerp(0.3, 0.9, u[5]!) * R, lerp(0.02, 0.035, u[9]!) * fov) * spec.side;
+          // At least ~4 px of step-off after downscaling 512 -> 128, so the demo's small CNN can see it.
+          const shiftSide = Math.max(lerp(0.5, 1.0, u[5]!) * R, lerp(0.03, 0.05, u[9]!) * fov) * spec.side;
           const shorten = u[6]! < 0.35 ? lerp(0.1, 0.5, u[7]!) * R : 0;
-          const ang = lerp(-0.22, 0.22, u[8]!);
+          const ang = (u[8]! < 0.5 ? -1 : 1) * lerp(0.06, 0.3, u[10]!);
           const m = compose(translation(px * shiftSide - ux * shorten, py * shiftSide - uy * shorten), rotationAbout(ang, Fx, Fy));
           const proximal: TubePrim = { ...S, clips: [...(S.clips ?? []), { ...base, side: -1 }] };
           const distalShaft: TubePrim = { ...S, clips: [...(S.clips ?? []), { ...base, side: 1 }] };
@@ -317,9 +318,9 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       case 'lesion_lytic': {
         // Sizes that matter at 128 px are set against the film (fov) as well as the bone: a lesion is at least
         // ~2.5 % of the film long, and may expand a thin bone (as aneurysmal or giant-cell lesions do).
-        const a = spec.subtle ? lerp(0.4, 0.65, u[0]!) * R : Math.max(lerp(0.75, 1.6, u[0]!) * R, lerp(0.025, 0.04, u[5]!) * fov);
+        const a = spec.subtle ? lerp(0.4, 0.65, u[0]!) * R : Math.max(lerp(0.75, 1.6, u[0]!) * R, lerp(0.03, 0.05, u[5]!) * fov);
         const b = spec.subtle ? lerp(0.35, 0.5, u[1]!) * R : Math.max(lerp(0.55, 0.85, u[1]!) * R, Math.min(0.012 * fov, 1.1 * R));
-        const strength = spec.subtle ? lerp(0.3, 0.45, u[2]!) : lerp(0.55, 0.85, u[2]!);
+        const strength = spec.subtle ? lerp(0.3, 0.45, u[2]!) : lerp(0.65, 0.9, u[2]!);
         const off = spec.side * lerp(0, 0.3, u[3]!) * R;
         const cx = Fx + px * off;
         const cy = Fy + py * off;
@@ -330,9 +331,9 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         break;
       }
       case 'lesion_sclerotic': {
-        const a = spec.subtle ? lerp(0.35, 0.55, u[0]!) * R : Math.max(lerp(0.6, 1.3, u[0]!) * R, lerp(0.02, 0.035, u[5]!) * fov);
+        const a = spec.subtle ? lerp(0.35, 0.55, u[0]!) * R : Math.max(lerp(0.6, 1.3, u[0]!) * R, lerp(0.025, 0.04, u[5]!) * fov);
         const b = spec.subtle ? lerp(0.3, 0.45, u[1]!) * R : Math.max(lerp(0.45, 0.8, u[1]!) * R, Math.min(0.01 * fov, 0.9 * R));
-        const density = MU_CORTEX * (spec.subtle ? lerp(0.4, 0.6, u[2]!) : lerp(1.0, 1.8, u[2]!));
+        const density = MU_CORTEX * (spec.subtle ? lerp(0.4, 0.6, u[2]!) : lerp(1.3, 2.2, u[2]!));
         const off = spec.side * lerp(0, 0.3, u[3]!) * R;
         const cx = Fx + px * off;
         const cy = Fy + py * off;
