@@ -97,7 +97,7 @@ export function registerDemo(program: Command): void {
           process.stderr.write(`nextray: ${r.badImages} image(s) could not be used\n`);
           process.exitCode = 1;
         }
-        if (auc === null || auc < opts.minAuc) {
+        if (opts.minAuc > 0 && (auc === null || auc < opts.minAuc)) {
           process.stderr.write(`nextray: the test study-level AUC ${f3(auc)} is below --min-auc ${opts.minAuc}\n`);
           process.exitCode = 1;
         }
