@@ -97,6 +97,8 @@ for (const name of only) {
     entry.torchGflops = Math.round((w.gflop / torch.median) * 10) / 10;
   }
   report.workloads[name] = entry;
+  // Progress on stderr, so a long run that is cut short still leaves its finished workloads behind.
+  process.stderr.write(`bench: ${name} done: ${JSON.stringify({ ours: ours.median ?? ours.error, torch: torch?.median ?? torchNote, ratio: entry.ratioTimeOursOverTorch })}\n`);
 }
 report.machine.loadAverageAtEnd = loadavg().map((l) => Math.round(l * 100) / 100);
 console.log(JSON.stringify(report, null, 2));

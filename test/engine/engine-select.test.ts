@@ -55,5 +55,10 @@ describe('engine selection', () => {
     const r = child(probe, {});
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { backend: 'nextray-native', engine: 'native', same: true, g: [2, 4, 6] });
+    const d = child(`const i = await initEngine('native'); console.log(JSON.stringify([i.description, i.native.kernels]));`, {});
+    const [description, kernels] = JSON.parse(d.stdout.trim().split('\n').pop()!) as [string, string[]];
+    assert.match(description, /^native \(oneDNN \d+\.\d+\.\d+, \w+, \d+ threads\)/);
+    for (const k of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul', 'MaxPoolGrad', 'AvgPoolGrad'])
+      assert.ok(kernels.includes(k), `${k} is native`);
   });
 });
