@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader, type BadImage } from '../data/loader.js';
+import { initEngine } from '../engine/index.js';
 import { loadMuraDataset } from '../data/mura.js';
 import { loadSplit, selectSubset, type Subset } from '../data/splits.js';
 import type { Preprocessing } from '../data/preprocess.js';
@@ -133,6 +134,7 @@ export interface SplitPredictions {
  * `nextray evaluate --model RUN --data DIR --split test` evaluates.
  */
 export async function predictSplit(modelPath: string, opts: PredictSplitOptions): Promise<SplitPredictions> {
+  await initEngine(); // NEXTRAY_ENGINE or auto; a no-op when the caller already chose one
   const splitFile = opts.splitFile ?? runPaths(modelPath).split;
   if (opts.subset !== 'train' && !existsSync(splitFile)) {
     throw new Error(`${splitFile}: no split file; give one (the run directory's split.json is used by default)`);

@@ -103,7 +103,7 @@ function limitRecords(records: ImageRecord[], max: number, seed: number, label: 
  * Points every dropout layer of the model at a fresh stream derived from (seed, epoch), so the masks of epoch e do
  * not depend on how many masks earlier epochs drew (which a resumed process never drew).
  */
-function reseedDropout(model: Model, seed: number, epoch: number): void {
+function reseedDropout(model: Model, seed: number, epoch: number, dropoutRate: number): void {
   const network = (model as unknown as NetworkModel).network;
   const seen = new Set<object>();
   let found = 0;
@@ -118,6 +118,9 @@ function reseedDropout(model: Model, seed: number, epoch: number): void {
     for (const v of Object.values(obj)) if (v && typeof v === 'object' && !(v instanceof tf.Tensor) && !ArrayBuffer.isView(v)) visit(v as object);
   };
   if (network) visit(network);
+  if (!found && dropoutRate > 0) {
+    throw new TrainError(`${model.arch}: no dropout layer found to reseed; a resumed run would not repeat the uninterrupted one`);
+  }
 }
 
 function selectValue(metric: SelectMetric, m: EpochMetrics): number | null {
@@ -331,7 +334,7 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
 
     const size = config.inputSize;
     for (let epoch = state.epochsDone; epoch < config.epochs; epoch++) {
-      reseedDropout(model, config.seed, epoch);
+      reseedDropout(model, config.seed, epoch, config.dropout);
       const progress = createProgress({ label: `epoch ${epoch + 1}/${config.epochs}`, total: loader.batchesPerEpoch, quiet: !!opts.quiet, fields: ['loss', 'ips'] });
       const started = Date.now();
       let lossSum = 0;
