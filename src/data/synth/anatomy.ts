@@ -428,7 +428,8 @@ export function viewportOf(region: Region, an: Anatomy, digit: number, fovScale:
     case 'XR_HAND': {
       const mc = shaft('metacarpal_3');
       const [ax, ay] = unit(mc.x1 - mc.x0, mc.y1 - mc.y0);
-      return { cx: mc.x0 + ax * 3.2 - ay * 0.5, cy: mc.y0 + ay * 3.2 + ax * 0.5, ax, ay, fov: 23 * fovScale };
+      // Centred between the carpus and the fingertips (~15 cm from the metacarpal bases) so the whole hand fits.
+      return { cx: mc.x0 + ax * 5.2 - ay * 0.5, cy: mc.y0 + ay * 5.2 + ax * 0.5, ax, ay, fov: 25 * fovScale };
     }
     case 'XR_WRIST': {
       const r = shaft('radius');
