@@ -17,9 +17,8 @@ import { initEngine } from '../../src/engine/index.js';
 
 const tmp = tempDir('nextray-train-cli-');
 const data = join(tmp.dir, 'data');
-// Small and fast: 32 px, a 10-layer slim ResNet, in-process decoding. The pure-JS engine keeps the bitwise
-// comparison on one well-defined backend.
-const ENGINE = ['--engine', 'cpu'];
+// Small and fast: 32 px, a 10-layer slim ResNet, in-process decoding.
+const ENGINE: string[] = []; // the default engine (native where built); resume must be bitwise on whichever it is
 const base = ['--data', data, '--arch', 'resnet-slim', '--input-size', '32', '--frozen', '0', '--lr', '0.003', '--l2', '0.01', '--dropout', '0.3', '--batch-size', '8', '--workers', '0', '--seed', '5', '--rotation', '10', '--select-by', 'auc', ...ENGINE];
 
 before(async () => {
@@ -82,7 +81,7 @@ test('kill after epoch 1 + --resume gives bitwise the weights and Adam state of 
 });
 
 test('the trained run predicts the held-out test split; evaluate reads those predictions', async () => {
-  await initEngine('cpu');
+  await initEngine();
   const runA = join(tmp.dir, 'runA');
   const p = await predictSplit(runA, { data, subset: 'test', workers: 0 });
   assert.equal(p.predictions.length, p.images);
