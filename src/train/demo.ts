@@ -35,7 +35,7 @@ export interface DemoOptions {
 }
 
 export const DEMO_DEFAULTS = {
-  studies: 1400,
+  studies: 600,
   imageSize: 128,
   seed: 7,
   bootstrap: 500,
@@ -47,7 +47,7 @@ export const DEMO_DEFAULTS = {
     l2: 1e-4,
     dropout: 0.2,
     batchSize: 16,
-    epochs: 8,
+    epochs: 6,
     hflip: true,
     rotation: 0,
     loss: 'bce',
