@@ -103,7 +103,8 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   });
 }
 
-// unary(op, x, out): 0 relu, 1 step (x > 0 ? 1 : 0, NaN stays NaN, as TF.js's Step with alpha 0)
+// unary(op, x, out): 0 relu, 1 step (x > 0 ? 1 : 0, NaN stays NaN, as TF.js's Step with alpha 0), 2 sqrt,
+// 3 square, 4 neg, 5 rsqrt
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -120,6 +121,19 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
     } else if (op == 1) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
       for (int64_t i = 0; i < n; ++i) po[i] = std::isnan(px[i]) ? px[i] : (px[i] > 0.f ? 1.f : 0.f);
+    } else if (op == 2) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+      for (int64_t i = 0; i < n; ++i) po[i] = std::sqrt(px[i]);
+    } else if (op == 3) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+      for (int64_t i = 0; i < n; ++i) po[i] = px[i] * px[i];
+    } else if (op == 4) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+      for (int64_t i = 0; i < n; ++i) po[i] = -px[i];
+    } else if (op == 5) {
+      // In double, as the JS kernel computes 1 / Math.sqrt(x), so both round once to float.
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+      for (int64_t i = 0; i < n; ++i) po[i] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(px[i])));
     } else {
       throw Napi::Error::New(env, "unknown unary op " + std::to_string(op));
     }

@@ -30,7 +30,7 @@ export interface NativeAddon {
   matmul(a: Float32Array, b: Float32Array, out: Float32Array, dims: Int32Array, bias: Float32Array | null, relu: boolean): void;
   /** op: 0 add, 1 sub, 2 mul, 3 div, 4 squaredDifference, 5 maximum, 6 minimum; mode: 0 full, 1 b per column, 2 a per column, 3 b scalar, 4 a scalar */
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number, mode: number): void;
-  /** op: 0 relu, 1 step */
+  /** op: 0 relu, 1 step, 2 sqrt, 3 square, 4 neg, 5 rsqrt */
   unary(op: number, x: Float32Array, out: Float32Array): void;
   reduceLeading(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
   reduceMiddle(x: Float32Array, out: Float32Array, outer: number, rows: number, cols: number, mean: boolean): void;

@@ -176,6 +176,14 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
     return out(a.backend, shape, res);
   };
 
+  const unary = (op: number) => (a: KernelArgs): TensorInfo | null => {
+    const xv = f32(a.backend, a.inputs.x);
+    if (!xv) return null;
+    const res = new Float32Array(xv.length);
+    addon.unary(op, xv, res);
+    return out(a.backend, [...a.inputs.x!.shape], res);
+  };
+
   const reduce = (mean: boolean) => (a: KernelArgs): TensorInfo | null => {
     const { x } = a.inputs;
     const at = a.attrs as Record<string, unknown>;
@@ -264,13 +272,11 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
     SquaredDifference: binary(4),
     Maximum: binary(5),
     Minimum: binary(6),
-    Relu: (a) => {
-      const xv = f32(a.backend, a.inputs.x);
-      if (!xv) return null;
-      const res = new Float32Array(xv.length);
-      addon.unary(0, xv, res);
-      return out(a.backend, [...a.inputs.x!.shape], res);
-    },
+    Relu: unary(0),
+    Sqrt: unary(2),
+    Square: unary(3),
+    Neg: unary(4),
+    Rsqrt: unary(5),
     Step: (a) => {
       const xv = f32(a.backend, a.inputs.x);
       if (!xv || ((a.attrs as Record<string, unknown>).alpha ?? 0) !== 0) return null;

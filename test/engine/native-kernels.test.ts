@@ -1,7 +1,7 @@
 /**
  * Each native kernel against the pure-JS cpu backend on random inputs: convolutions (1x1/3x3/7x7, strides
  * 1 and 2, same/valid/explicit padding, dilation, batch > 1) and their gradients, matrix products, pooling
- * and its gradients, the elementwise/reduction ops batch normalisation is built from, and the gradients of
+ * and its gradients, the elementwise/reduction ops batch normalisation and Adam are built from, and the gradients of
  * a small conv net through tf.grad. Agreement means max |native - js| <= 1e-4 * max(1, max |js|).
  */
 import { describe, it, before, after } from 'node:test';
@@ -201,6 +201,10 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
     const m = rand([6], 29), v = () => tf.add(tf.abs(rand([6], 30)()), 0.1), s = rand([6], 31), o = rand([6], 32);
     await assertSame('relu', () => tf.relu(x()), ['Relu']);
     await assertSame('step', () => tf.step(x()), ['Step']);
+    await assertSame('sqrt of |x|', () => tf.sqrt(tf.abs(x())), ['Sqrt']);
+    await assertSame('rsqrt of |x| + 0.1', () => tf.rsqrt(tf.add(tf.abs(x()), 0.1)), ['Rsqrt']);
+    await assertSame('square', () => tf.square(x()), ['Square']);
+    await assertSame('neg', () => tf.neg(x()), ['Neg']);
     await assertSame('sum leading', () => tf.sum(x(), [0, 1, 2]), ['Sum']);
     await assertSame('mean leading keepDims', () => tf.mean(x(), [0, 1, 2], true), ['Mean']);
     await assertSame('mean trailing', () => tf.mean(x(), [1, 2, 3]), ['Mean']);
