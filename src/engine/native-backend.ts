@@ -170,7 +170,24 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
     else if (tf.util.arraysEqual(sb, shape) && av.length === 1) mode = 4;
     else if (tf.util.arraysEqual(sa, shape) && perColumn(sb)) mode = 1;
     else if (tf.util.arraysEqual(sb, shape) && perColumn(sa)) mode = 2;
-    else return null;
+    else {
+      // [N,1,..,1,C] against [N,H,..,W,C] (the gradient of a global average pool): per-channel, batch by batch.
+      const perBatchColumn = (s: number[]) =>
+        s.length === shape.length && s.length >= 3 && s[0] === shape[0] && s[s.length - 1] === cols && s.slice(1, -1).every((d) => d === 1);
+      const aSmall = tf.util.arraysEqual(sb, shape) && perBatchColumn(sa);
+      const bSmall = tf.util.arraysEqual(sa, shape) && perBatchColumn(sb);
+      if (!aSmall && !bSmall) return null;
+      const res = new Float32Array(size);
+      const outer = shape[0], per = size / outer, rowsPer = per / cols;
+      for (let n = 0; n < outer; n++) {
+        const small = (aSmall ? av : bv).subarray(n * cols, (n + 1) * cols);
+        const big = (aSmall ? bv : av).subarray(n * per, (n + 1) * per);
+        const o = res.subarray(n * per, (n + 1) * per);
+        if (aSmall) addon.binary(op, small, big, o, rowsPer, cols, 2);
+        else addon.binary(op, big, small, o, rowsPer, cols, 1);
+      }
+      return out(a.backend, shape, res);
+    }
     const res = new Float32Array(size);
     if (size > 0) addon.binary(op, av, bv, res, mode >= 3 ? size : rows, mode >= 3 ? 1 : cols, mode);
     return out(a.backend, shape, res);

@@ -191,6 +191,9 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
       await assertSame(`${k} scalar`, () => op(x(), tf.scalar(0.75)), [k]);
       await assertSame(`${k} scalar left`, () => op(tf.scalar(-1.5), x()), [k]);
     }
+    const perBatch = rand([2, 1, 1, 7], 33);
+    await assertSame('per batch and channel (average-pool gradient), left', () => tf.mul(perBatch(), x()), ['Multiply']);
+    await assertSame('per batch and channel, right', () => tf.sub(x(), perBatch()), ['Sub']);
     // A broadcast the native kernel does not cover ([2,1,5,1] against [2,6,5,7]) must still agree.
     const odd = rand([2, 1, 5, 1], 27);
     await assertSame('odd broadcast', () => tf.add(x(), odd()));
