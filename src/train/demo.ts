@@ -35,7 +35,7 @@ export interface DemoOptions {
 }
 
 export const DEMO_DEFAULTS = {
-  studies: 600,
+  studies: 1500,
   imageSize: 128,
   seed: 7,
   bootstrap: 500,
@@ -43,15 +43,15 @@ export const DEMO_DEFAULTS = {
     arch: 'resnet-slim',
     inputSize: 64,
     frozenLayers: 0,
-    lr: 2e-3,
+    lr: 3e-3,
     l2: 1e-4,
     dropout: 0.2,
-    batchSize: 16,
-    epochs: 6,
+    batchSize: 32,
+    epochs: 12,
     hflip: true,
     rotation: 0,
     loss: 'bce',
-    plateauPatience: 2,
+    plateauPatience: 3,
     earlyStopPatience: 0,
     selectBy: 'auc',
     valFraction: 0.5,
