@@ -6,7 +6,10 @@
  */
 import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Subset } from '../data/splits.js';
+import { predictSplit } from '../train/predict.js';
 import {
   DEFAULT_BOOTSTRAP_REPLICATES,
   DEFAULT_BOOTSTRAP_SEED,
@@ -15,6 +18,7 @@ import {
   evaluationJson,
   PredictionsError,
   readPredictionsCsv,
+  resolvePredictions,
   aggregateStudies,
   table2,
   table2Text,
@@ -169,7 +173,11 @@ export function registerEvaluate(program: Command): void {
         'at image and study level (study probability = mean of its views), with study-bootstrap 95% intervals; ' +
         'tables, ROC and confusion-matrix figures, HTML and Markdown report.',
     )
-    .requiredOption('--predictions <file>', 'predictions CSV with header image,label,probability (image = MURA-layout path)')
+    .option('--predictions <file>', 'predictions CSV with header image,label,probability (image = MURA-layout path)')
+    .option('--model <run>', 'a training run directory (uses checkpoints/best) or a checkpoint folder; predicts --split of --data')
+    .option('--data <dir>', 'with --model: the dataset folder in the MURA-v1.1 layout')
+    .option('--split-file <file>', "with --model: split file (default: the run's split.json)")
+    .addOption(new Option('--checkpoint <which>', 'with --model: which checkpoint of the run').choices(['best', 'last']).default('best'))
     .option('--threshold <t>', 'abnormal when probability > t', parseFloatOption('--threshold', 0, 1))
     .option(
       '--target-sensitivity <s>',
@@ -181,7 +189,7 @@ export function registerEvaluate(program: Command): void {
     .option('--seed <seed>', 'bootstrap seed (integer or text)', parseSeed, DEFAULT_BOOTSTRAP_SEED as Seed)
     .option('--out <dir>', 'write report.html, report.md, metrics.json, predictions CSVs and plots/ here')
     .option('--json <file>', "write every number as JSON to <file> ('-' = stdout instead of the tables)")
-    .option('--split <name>', 'name of the evaluated split, shown in the report (e.g. valid, test)')
+    .option('--split <name>', 'with --model: the subset to predict (train, validation or test; default test); otherwise the name shown in the report')
     .addOption(new Option('--data-kind <kind>', 'mura adds the research-use notice; default: from the dataset root name').choices(['mura', 'synthetic']))
     .option('--title <text>', 'report title')
     .option('-q, --quiet', 'print no tables')
@@ -191,6 +199,7 @@ export function registerEvaluate(program: Command): void {
 Examples:
   nextray evaluate --predictions preds.csv --out eval/ --json eval/metrics.json
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
+  nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
 Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.
@@ -214,11 +223,55 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
           throw err;
         }
       };
-      const input = read(raw.predictions as string);
+      const fromModel = raw.model !== undefined;
+      if (fromModel === (raw.predictions !== undefined)) {
+        throw new CliError('give either --predictions FILE.csv or --model RUN --data DIR (one of them)');
+      }
+      if (fromModel && raw.data === undefined) throw new CliError('--model needs --data DIR (the dataset in the MURA-v1.1 layout)');
+      if (!fromModel && (raw.data !== undefined || raw.splitFile !== undefined)) {
+        throw new CliError('--data and --split-file are only used with --model');
+      }
+      if (fromModel && raw.valPredictions !== undefined) {
+        throw new CliError('with --model the validation predictions come from the model itself; drop --val-predictions');
+      }
+      let input: PredictionsInput;
+      let validation: PredictionsInput | undefined;
+      let badImages = 0;
+      if (fromModel) {
+        const subset = (raw.split as string | undefined) ?? 'test';
+        if (!['train', 'validation', 'test'].includes(subset)) {
+          throw new CliError(`--split must be train, validation or test with --model, got "${subset}"`);
+        }
+        const predictFor = async (which: Subset): Promise<PredictionsInput> => {
+          const p = await predictSplit(raw.model as string, {
+            data: raw.data as string,
+            subset: which,
+            which: raw.checkpoint as 'best' | 'last',
+            ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
+          });
+          for (const b of p.badImages) process.stderr.write(`problem: ${b.path}: ${b.problem}\n`);
+          badImages += p.badImages.length;
+          return resolvePredictions(p.predictions, `${raw.model as string} (${which})`);
+        };
+        try {
+          input = await predictFor(subset as Subset);
+          if (raw.targetSensitivity !== undefined) validation = await predictFor('validation');
+        } catch (err) {
+          if (err instanceof CliError) throw err;
+          throw new CliError(err instanceof Error ? err.message : String(err));
+        }
+        if (raw.dataKind === undefined) {
+          raw.dataKind = existsSync(join(raw.data as string, 'synth.json')) || existsSync(join(raw.data as string, '..', 'synth.json')) ? 'synthetic' : 'mura';
+        }
+        if (raw.split === undefined) raw.split = subset;
+      } else {
+        input = read(raw.predictions as string);
+        if (raw.valPredictions !== undefined) validation = read(raw.valPredictions as string);
+      }
       const opts: EvaluateCliOptions = { bootstrap: raw.bootstrap as number, seed: raw.seed as Seed };
       if (raw.threshold !== undefined) opts.threshold = raw.threshold as number;
       if (raw.targetSensitivity !== undefined) opts.targetSensitivity = raw.targetSensitivity as number;
-      if (raw.valPredictions !== undefined) opts.validation = read(raw.valPredictions as string);
+      if (validation) opts.validation = validation;
       if (raw.out !== undefined) opts.out = raw.out as string;
       if (raw.json !== undefined) opts.json = raw.json as string;
       if (raw.quiet) opts.quiet = true;
@@ -226,5 +279,9 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       if (raw.dataKind !== undefined) opts.dataKind = raw.dataKind as DataKind;
       if (raw.title !== undefined) opts.title = raw.title as string;
       await runEvaluation(input, opts);
+      if (badImages > 0) {
+        process.stderr.write(`nextray: ${badImages} image(s) could not be read and were left out (listed above)\n`);
+        process.exitCode = Math.max(Number(process.exitCode ?? 0), 1);
+      }
     });
 }

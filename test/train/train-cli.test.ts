@@ -90,8 +90,19 @@ test('the trained run predicts the held-out test split; evaluate reads those pre
   writeFileSync(csv, 'image,label,probability\n' + p.predictions.map((x) => `${x.image},${x.label},${x.probability}`).join('\n') + '\n');
   const r = runCli(['evaluate', '--predictions', csv, '--bootstrap', '20', '--json', '-']);
   assert.equal(r.code, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as { study: { overall: { count: number } } };
+  const j = JSON.parse(r.stdout) as { study: { overall: { count: number } }; image: unknown };
   assert.equal(j.study.overall.count, new Set(p.predictions.map((x) => x.image.replace(/[^/]+$/, ''))).size);
+
+  // The model face: `evaluate --model RUN --data DIR --split test` predicts the same split itself and must give
+  // exactly the numbers of the CSV face on the same predictions.
+  const m = runCli(['evaluate', '--model', runA, '--data', data, '--split', 'test', '--bootstrap', '20', '--json', '-']);
+  assert.equal(m.code, 0, m.stderr);
+  const jm = JSON.parse(m.stdout) as typeof j;
+  assert.deepEqual(jm.study, j.study);
+  assert.deepEqual(jm.image, j.image);
+  const bad = runCli(['evaluate', '--model', runA, '--split', 'test']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--model needs --data/);
 });
 
 test('sweep with two configs writes Table 1 (Markdown + CSV) and skips finished runs when run again', () => {
