@@ -1,0 +1,15 @@
+/**
+ * neXt-Ray's library API, one namespace per stage (data flows one way: data -> models -> train / evaluate):
+ *
+ *   import { data, models, engine, train, evaluate } from 'nextray';
+ *   await engine.initEngine();
+ *   const ds = await data.loadMuraDataset('~/datasets');
+ *   const net = models.createModel('resnet152', { head: 'binary', dropout: 0.5 });
+ *
+ * The CLI (`nextray`) is a thin face over these.
+ */
+export * as data from './data/index.js';
+export * as models from './models/index.js';
+export * as engine from './engine/index.js';
+export * as train from './train/index.js';
+export * as evaluate from './evaluate/index.js';
