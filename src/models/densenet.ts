@@ -13,10 +13,13 @@ import {
   globalAvgPool,
   maxPool2d,
   relu,
+  runSteps,
   type HeadFactory,
   type HeadModule,
   type LayerUnit,
   type Network,
+  type TrunkChain,
+  type TrunkStep,
 } from './nn.js';
 
 /** torchvision DenseNet initialises convs with kaiming_normal_ in its default fan_in mode. */
@@ -66,13 +69,16 @@ export class DenseBlock extends Module {
     }
   }
 
+  /** One dense layer's step: its input with the layer's new features appended (channel axis). */
+  static grow(layer: DenseLayer, features: tf.Tensor4D, training: boolean): tf.Tensor4D {
+    return tf.tidy(() => tf.concat([features, layer.forward(features, training)], 3));
+  }
+
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
       let features = x;
       for (const layer of this.layers) {
-        const fresh = layer.forward(features, training);
-        const next = tf.concat([features, fresh], 3);
-        fresh.dispose();
+        const next = DenseBlock.grow(layer, features, training);
         if (features !== x) features.dispose();
         features = next;
       }
@@ -128,16 +134,43 @@ class Features extends Module {
   }
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-    return tf.tidy(() => {
-      let out = maxPool2d(relu(this.norm0.forward(this.conv0.forward(x), training)), 3, 2, 1);
-      this.blocks.forEach((b, i) => {
-        out = b.forward(out, training);
-        const t = this.transitions[i];
-        if (t) out = t.forward(out, training);
-      });
-      return this.norm5.forward(out, training);
-    });
+    return tf.tidy(() => this.norm5.forward(runSteps(this.steps(), x, training), training));
   }
+
+  /**
+   * Everything before norm5 as trunk steps (see TrunkChain in nn.ts): the stem (conv0, norm0, relu0, pool0: layer
+   * unit 0), one step per dense layer (2 units; its output is the block's running concatenation) and one per
+   * transition (1 unit). A dense layer with only its first conv frozen stays on the trainable side.
+   */
+  steps(): TrunkStep[] {
+    if (this.cached) return this.cached;
+    const steps: TrunkStep[] = [
+      {
+        name: 'features.conv0',
+        unitsEnd: 1,
+        forward: (x, training) => tf.tidy(() => maxPool2d(relu(this.norm0.forward(this.conv0.forward(x), training)), 3, 2, 1)),
+      },
+    ];
+    let end = 1;
+    this.blocks.forEach((b, i) => {
+      b.layers.forEach((layer, j) => {
+        end += layer.units('').length;
+        steps.push({
+          name: `features.denseblock${i + 1}.denselayer${j + 1}`,
+          unitsEnd: end,
+          forward: (x, training) => DenseBlock.grow(layer, x, training),
+        });
+      });
+      const t = this.transitions[i];
+      if (t) {
+        end += 1;
+        steps.push({ name: `features.transition${i + 1}`, unitsEnd: end, forward: (x, training) => t.forward(x, training) });
+      }
+    });
+    this.cached = steps;
+    return steps;
+  }
+  private cached: TrunkStep[] | null = null;
 }
 
 export interface DenseNetConfig {
@@ -171,7 +204,19 @@ export class DenseNet extends Module implements Network {
   }
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
-    return tf.tidy(() => this.head.forward(this.pooled(x, training), training));
+    const chain = this.trunk();
+    return tf.tidy(() => chain.tail(runSteps(chain.steps, x, training), training));
+  }
+
+  /**
+   * The forward as a chain (see TrunkChain in nn.ts): the feature steps up to the last dense layer, then the tail
+   * norm5 -> relu -> global average pool -> classifier (norm5 belongs to the classifier's layer unit).
+   */
+  trunk(): TrunkChain {
+    return {
+      steps: this.features.steps(),
+      tail: (x, training) => tf.tidy(() => this.head.forward(globalAvgPool(relu(this.features.norm5.forward(x, training))), training)),
+    };
   }
 
   layerUnits(): LayerUnit[] {

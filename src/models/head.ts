@@ -19,9 +19,22 @@
  * `freezeLayers(n)` freezes the first n layers (parameters not trainable, their batchnorms in inference mode even
  * during a training forward) and makes every later layer trainable. ResNet-152 with 148 frozen trains the last
  * bottleneck block's three convs (+ their batchnorms) and the head.
+ *
+ * Splitting the forward at the frozen boundary. A frozen prefix needs no gradients, yet run under a gradient
+ * tape it keeps every activation alive for a backward pass that never reaches it (ResNet-152, 148 frozen, batch 16
+ * at 320 px: ~10 GB). So `forward(x, training)` is also available as two halves:
+ *   forwardFrozen(x)                   the longest prefix of whole trunk steps (stem, residual blocks, dense layers,
+ *                                      transitions; see TrunkStep in nn.ts) whose layers are all frozen, run in
+ *                                      inference mode inside tf.tidy: only its output survives;
+ *   forwardTrainable(features, train)  the rest (a partially frozen block or dense layer included), then the head.
+ * `forwardTrainable(forwardFrozen(x), t)` runs exactly the ops of `forward(x, t)` in the same order (the built-in
+ * networks implement forward through the same chain), so logits and gradients are bit-identical; a trainer calls
+ * forwardFrozen outside tf.variableGrads and only forwardTrainable inside. `frozenPrefixLayers()` says how many
+ * layers the prefix covers (<= frozenLayers(); 0 when nothing can be split off: no frozen layer, or a custom
+ * network without `trunk()`, for which forwardFrozen returns a copy of x and forwardTrainable is the whole forward).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Dropout, Linear, countParams, type HeadFactory, type HeadModule, type LayerUnit, type Network, type Param } from './nn.js';
+import { Dropout, Linear, countParams, runSteps, type HeadFactory, type HeadModule, type LayerUnit, type Network, type Param, type TrunkChain } from './nn.js';
 import type { StateDict } from './weights/types.js';
 import { exportStateDict, loadIntoNetwork, type LoadOptions, type LoadReport } from './import.js';
 
@@ -71,7 +84,10 @@ export function headFactory(spec: HeadSpec): HeadFactory {
  */
 export class NetworkModel<A extends string = string> {
   private readonly units: LayerUnit[];
+  private readonly chain: TrunkChain | null;
   private frozen = 0;
+  /** How many leading trunk steps are entirely frozen (what forwardFrozen runs). */
+  private frozenSteps = 0;
   private disposed = false;
 
   constructor(
@@ -80,15 +96,61 @@ export class NetworkModel<A extends string = string> {
     readonly headKind: 'imagenet' | 'binary',
   ) {
     this.units = network.layerUnits();
+    this.chain = network.trunk ? network.trunk() : null;
+    if (this.chain) {
+      // A malformed chain would silently freeze-split the wrong layers: check it covers units in order, head excluded.
+      let prev = 0;
+      for (const s of this.chain.steps) {
+        if (!Number.isInteger(s.unitsEnd) || s.unitsEnd <= prev || s.unitsEnd >= this.units.length) {
+          throw new Error(
+            `${arch}: trunk step ${s.name} ends at layer unit ${s.unitsEnd}; steps must cover increasing unit ranges before the head (${this.units.length} units)`,
+          );
+        }
+        prev = s.unitsEnd;
+      }
+    }
   }
 
   /** Logits [N, C] for an NHWC batch [N, H, W, 3] (any H, W large enough for five stride-2 reductions). */
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
     this.assertLive();
-    if (x.rank !== 4 || x.shape[3] !== 3) {
-      throw new Error(`${this.arch}: expected an NHWC batch [N, H, W, 3], got shape [${x.shape.join(', ')}]`);
-    }
+    this.assertImage(x);
     return tf.tidy(() => this.network.forward(x, training));
+  }
+
+  /**
+   * The frozen prefix's output for an NHWC batch: the longest run of leading trunk steps whose layers are all
+   * frozen, in inference mode (frozen batchnorms use running statistics in either mode, trunks hold no dropout,
+   * so this equals the training-mode activations). Only the result survives (tf.tidy): call it outside
+   * tf.variableGrads so no activation of the prefix is kept for backward. With nothing to split off
+   * (frozenPrefixLayers() === 0) it returns a copy of `x`. The caller disposes the result.
+   */
+  forwardFrozen(x: tf.Tensor4D): tf.Tensor4D {
+    this.assertLive();
+    this.assertImage(x);
+    const steps = this.chain ? this.chain.steps.slice(0, this.frozenSteps) : [];
+    return tf.tidy(() => (steps.length ? runSteps(steps, x, false) : tf.clone(x)));
+  }
+
+  /**
+   * Logits from forwardFrozen's output: the remaining trunk steps and the head, in `training` mode (batch-statistic
+   * batchnorms, dropout). `forwardTrainable(forwardFrozen(x), t)` equals `forward(x, t)` bit for bit, provided the
+   * frozen layers did not change in between.
+   */
+  forwardTrainable(features: tf.Tensor4D, training: boolean): tf.Tensor2D {
+    this.assertLive();
+    if (!this.chain || this.frozenSteps === 0) return this.forward(features, training);
+    if (features.rank !== 4) {
+      throw new Error(`${this.arch}: forwardTrainable expects forwardFrozen's 4-D output, got shape [${features.shape.join(', ')}]`);
+    }
+    const chain = this.chain;
+    const rest = chain.steps.slice(this.frozenSteps);
+    return tf.tidy(() => chain.tail(runSteps(rest, features, training), training));
+  }
+
+  /** How many leading layers forwardFrozen covers (whole trunk steps only; <= frozenLayers()). */
+  frozenPrefixLayers(): number {
+    return this.frozenSteps ? this.chain!.steps[this.frozenSteps - 1]!.unitsEnd : 0;
   }
 
   /** Sigmoid of the single logit: P(abnormal) per image, [N]. Only for one-output heads (the binary head). */
@@ -135,6 +197,8 @@ export class NetworkModel<A extends string = string> {
       for (const bn of u.batchNorms) bn.frozen = freeze;
     });
     this.frozen = n;
+    this.frozenSteps = 0;
+    if (this.chain) while (this.frozenSteps < this.chain.steps.length && this.chain.steps[this.frozenSteps]!.unitsEnd <= n) this.frozenSteps++;
   }
 
   trainableVariables(): tf.Variable[] {
@@ -187,6 +251,12 @@ export class NetworkModel<A extends string = string> {
 
   private params(): Array<[string, Param]> {
     return this.network.namedParams();
+  }
+
+  private assertImage(x: tf.Tensor): void {
+    if (x.rank !== 4 || x.shape[3] !== 3) {
+      throw new Error(`${this.arch}: expected an NHWC batch [N, H, W, 3], got shape [${x.shape.join(', ')}]`);
+    }
   }
 
   private assertLive(): void {

@@ -33,4 +33,7 @@ export {
   type HeadModule,
   type LayerUnit,
   type Network,
+  type TrunkChain,
+  type TrunkStep,
+  runSteps,
 } from './nn.js';

@@ -386,6 +386,47 @@ export interface LayerUnit {
   batchNorms: BatchNorm2d[];
 }
 
+/**
+ * One step of a network's convolutional trunk, at the granularity at which the forward can be cut at the frozen
+ * boundary: the stem, a whole residual block, a dense layer (its new features concatenated to its input), a
+ * transition. A step is "frozen" when every layer unit it contains is frozen, i.e. when freezeLayers(n) was
+ * called with n >= `unitsEnd`; a frozen step's output then does not depend on `training` (its batchnorms use
+ * their running statistics either way, and a trunk step holds no dropout), which is what lets the frozen prefix
+ * run in inference mode, outside any gradient tape (see NetworkModel.forwardFrozen in head.ts).
+ */
+export interface TrunkStep {
+  /** The step's state_dict prefix (`conv1` for a ResNet stem, `layer4.2`, `features.denseblock2.denselayer4`). */
+  readonly name: string;
+  /** One past the index, in layerUnits(), of the step's last layer unit (steps cover the units in order). */
+  readonly unitsEnd: number;
+  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D;
+}
+
+/**
+ * A network's forward written as a chain: trunk steps (4-D activations) then the tail (pooling + head) that maps
+ * the last step's output to logits. `Network.forward(x, t)` must be exactly `tail(steps[k-1](...steps[0](x)), t)`
+ * — the built-in networks implement forward through this very chain, so the split and unsplit paths run the same
+ * ops in the same order.
+ */
+export interface TrunkChain {
+  readonly steps: readonly TrunkStep[];
+  tail(x: tf.Tensor4D, training: boolean): tf.Tensor2D;
+}
+
+/**
+ * Run `steps` in order from `x`, freeing each intermediate output as soon as the next step has consumed it (the
+ * input `x` is never freed). Returns `x` itself when `steps` is empty.
+ */
+export function runSteps(steps: readonly TrunkStep[], x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+  let out = x;
+  for (const s of steps) {
+    const next = s.forward(out, training);
+    if (out !== x) out.dispose();
+    out = next;
+  }
+  return out;
+}
+
 /** A whole network: backbone + head, the root of the state_dict. */
 export interface Network extends Module {
   /** `fc` (ResNet) or `classifier` (DenseNet): the head's state_dict prefix. */
@@ -394,4 +435,9 @@ export interface Network extends Module {
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D;
   /** Every freezable layer in forward order, the head last. */
   layerUnits(): LayerUnit[];
+  /**
+   * Optional: the forward as trunk steps + tail, so a frozen prefix can run outside the gradient tape. A network
+   * without it (e.g. a custom one) still trains, with its whole forward under the tape (nothing is split off).
+   */
+  trunk?(): TrunkChain;
 }

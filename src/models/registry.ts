@@ -47,6 +47,15 @@ export interface Model {
   arch: Arch;
   /** Logits [N, C] from an NHWC batch [N, H, W, 3] normalised with `preprocessing`. */
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D;
+  /**
+   * The frozen prefix's activations (whole trunk steps whose layers are all frozen), inference mode, nothing kept
+   * for backward when called outside a gradient tape; a copy of x when nothing is frozen (see head.ts).
+   */
+  forwardFrozen(x: tf.Tensor4D): tf.Tensor4D;
+  /** The rest of the forward from forwardFrozen's output: forwardTrainable(forwardFrozen(x), t) == forward(x, t). */
+  forwardTrainable(features: tf.Tensor4D, training: boolean): tf.Tensor2D;
+  /** Layers covered by forwardFrozen (<= frozenLayers()). */
+  frozenPrefixLayers(): number;
   /** sigmoid(logit) per image (binary head only). */
   predictProba(x: tf.Tensor4D): tf.Tensor1D;
   /** Freeze the first n layers (see head.ts for what a "layer" is). */

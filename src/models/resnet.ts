@@ -12,10 +12,13 @@ import {
   globalAvgPool,
   maxPool2d,
   relu,
+  runSteps,
   type HeadFactory,
   type HeadModule,
   type LayerUnit,
   type Network,
+  type TrunkChain,
+  type TrunkStep,
 } from './nn.js';
 
 /** 3x3 convolution with padding 1, no bias (torchvision `conv3x3`). */
@@ -127,20 +130,11 @@ export class Bottleneck extends Module implements Block {
   }
 }
 
-/** A stage (`layer1`..`layer4`): blocks keyed `0`, `1`, ... like nn.Sequential. */
+/** A stage (`layer1`..`layer4`): blocks keyed `0`, `1`, ... like nn.Sequential (run block by block by ResNet.trunk). */
 class Stage extends Module {
   readonly blocks: Block[] = [];
   add(b: Block): void {
     this.blocks.push(this.child(String(this.blocks.length), b));
-  }
-  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-    let out = x;
-    for (const b of this.blocks) {
-      const next = b.forward(out, training);
-      if (out !== x) out.dispose();
-      out = next;
-    }
-    return out;
   }
 }
 
@@ -164,6 +158,7 @@ export class ResNet extends Module implements Network {
   readonly head: HeadModule;
   /** Width of the pooled features fed to the head: 512 * expansion. */
   readonly numFeatures: number;
+  private chain: TrunkChain | null = null;
 
   constructor(
     readonly config: ResNetConfig,
@@ -197,16 +192,40 @@ export class ResNet extends Module implements Network {
 
   /** Pooled features [N, 512 * expansion] (what the head sees). */
   features(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
-    return tf.tidy(() => {
-      let out = relu(this.bn1.forward(this.conv1.forward(x), training));
-      out = maxPool2d(out, 3, 2, 1);
-      for (const s of this.stages) out = s.forward(out, training);
-      return globalAvgPool(out);
-    });
+    return tf.tidy(() => globalAvgPool(runSteps(this.trunk().steps, x, training)));
   }
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
-    return tf.tidy(() => this.head.forward(this.features(x, training), training));
+    const chain = this.trunk();
+    return tf.tidy(() => chain.tail(runSteps(chain.steps, x, training), training));
+  }
+
+  /**
+   * The forward as a chain (see TrunkChain in nn.ts): the stem (conv1, bn1, relu, max-pool: layer unit 0), then
+   * one step per residual block (its 2 or 3 units, the downsample included), then global average pool + head.
+   * A block is only ever whole in a step, so a partially frozen block stays on the trainable side.
+   */
+  trunk(): TrunkChain {
+    if (this.chain) return this.chain;
+    const steps: TrunkStep[] = [
+      {
+        name: 'conv1',
+        unitsEnd: 1,
+        forward: (x, training) => tf.tidy(() => maxPool2d(relu(this.bn1.forward(this.conv1.forward(x), training)), 3, 2, 1)),
+      },
+    ];
+    let end = 1;
+    this.stages.forEach((stage, i) =>
+      stage.blocks.forEach((b, j) => {
+        end += b.units('').length;
+        steps.push({ name: `layer${i + 1}.${j}`, unitsEnd: end, forward: (x, training) => b.forward(x, training) });
+      }),
+    );
+    this.chain = {
+      steps,
+      tail: (x, training) => tf.tidy(() => this.head.forward(globalAvgPool(x), training)),
+    };
+    return this.chain;
   }
 
   layerUnits(): LayerUnit[] {
