@@ -37,3 +37,4 @@ export {
   type TrunkStep,
   runSteps,
 } from './nn.js';
+export * as weights from './weights/index.js';
