@@ -26,8 +26,12 @@ const KIND_WEIGHTS: Record<Region, Partial<Record<FindingKind, number>>> = {
   XR_SHOULDER: { fracture: 0.35, hardware_plate: 0.2, hardware_wire: 0.1, lesion_lytic: 0.08, lesion_sclerotic: 0.07, degenerative: 0.2 },
 };
 
-/** Share of findings drawn subtle (small or faint); plates are never subtle, so the others get a bit more. */
-const SUBTLE_RATE = 0.22;
+/**
+ * Share of findings drawn subtle; plates are never subtle, so ~17 % of all findings are. Subtle means small or
+ * faint at 128 px (a 1-2 px crack, a thin wire, a low-contrast lesion) but still there: at first they were
+ * sub-pixel after downscaling, i.e. invisible label noise that capped what any model could reach.
+ */
+const SUBTLE_RATE = 0.2;
 
 /** A finding decided for a study, in anatomy terms (bone + position), so every view shows the same lesion. */
 export interface FindingSpec {
@@ -59,7 +63,7 @@ function weightedKey<K extends string>(rng: Rng, weights: Partial<Record<K, numb
 export function drawFindingSpecs(rng: Rng, region: Region, digit: number): FindingSpec[] {
   const sites = findingSites(region, digit);
   const out: FindingSpec[] = [];
-  const n = rng.chance(0.15) ? 2 : 1;
+  const n = rng.chance(0.45) ? 2 : 1;
   for (let i = 0; i < n; i++) {
     const weights = { ...KIND_WEIGHTS[region] };
     if (!sites.joints.length) delete weights.degenerative;
@@ -136,7 +140,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       if (!j) continue;
       const px = -j.uy;
       const py = j.ux;
-      const narrow = spec.subtle ? lerp(0.35, 0.5, u[0]!) : lerp(0.65, 0.95, u[0]!);
+      const narrow = spec.subtle ? lerp(0.45, 0.6, u[0]!) : lerp(0.65, 0.95, u[0]!);
       const delta = j.gap * narrow;
       const shift = translation(-j.ux * delta, -j.uy * delta);
       for (const name of j.downstream) {
@@ -145,7 +149,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       }
       const footprint: [number, number, number][] = [];
       // Osteophytes: bony spurs at the joint margins, on both sides of the joint.
-      const size = spec.subtle ? Math.max(lerp(0.1, 0.18, u[1]!) * j.w, 0.006 * fov) : Math.max(lerp(0.3, 0.5, u[1]!) * j.w, lerp(0.025, 0.035, u[10]!) * fov);
+      const size = spec.subtle ? Math.max(lerp(0.15, 0.25, u[1]!) * j.w, 0.015 * fov) : Math.max(lerp(0.3, 0.5, u[1]!) * j.w, lerp(0.045, 0.065, u[10]!) * fov);
       const nSpurs = spec.subtle ? 1 + Math.floor(u[2]! * 2) : 2 + Math.floor(u[2]! * 3);
       for (let k = 0; k < nSpurs; k++) {
         const s = k % 2 === 0 ? 1 : -1;
@@ -165,7 +169,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       for (const s of [-1, 1]) {
         const ox = j.cx + j.ux * s * (gapNow / 2 + 0.05 * j.w);
         const oy = j.cy + j.uy * s * (gapNow / 2 + 0.05 * j.w);
-        res.boneAdd.push({ type: 'stroke', x0: ox - px * j.w * 0.75, y0: oy - py * j.w * 0.75, x1: ox + px * j.w * 0.75, y1: oy + py * j.w * 0.75, r: 0.07 * j.w, density: spec.subtle ? 0.15 : 0.5 });
+        res.boneAdd.push({ type: 'stroke', x0: ox - px * j.w * 0.75, y0: oy - py * j.w * 0.75, x1: ox + px * j.w * 0.75, y1: oy + py * j.w * 0.75, r: (spec.subtle ? 0.07 : 0.1) * j.w, density: spec.subtle ? 0.3 : 0.9 });
       }
       footprint.push(
         [j.cx + px * j.w - j.ux * 0.25 * j.w, j.cy + py * j.w - j.uy * 0.25 * j.w, 0],
@@ -198,7 +202,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         const lx = -ny;
         const ly = nx;
         const halfLen = R / Math.max(Math.cos(phi), 0.5);
-        const half = spec.subtle ? lerp(0.0012, 0.0022, u[1]!) * fov : lerp(0.006, 0.012, u[1]!) * fov;
+        const half = spec.subtle ? lerp(0.004, 0.007, u[1]!) * fov : lerp(0.018, 0.028, u[1]!) * fov;
         const amp = half * lerp(0.3, 1.2, u[2]!);
         const base: Clip = { px: Fx, py: Fy, nx, ny, half, amp, freq: (2 * Math.PI) / (lerp(0.35, 0.8, u[3]!) * R), phase: u[4]! * 6.28, side: 0, tMin: -1e9, tDir: 1 };
         const footprint: [number, number, number][] = [];
@@ -211,7 +215,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
           }
         };
         if (spec.subtle) {
-          // Hairline crack, undisplaced; half of them incomplete (through one cortex only).
+          // Hairline crack, undisplaced; half of them incomplete (through one cortex only). 1-2 px wide at 128 px.
           const incomplete = u[5]! < 0.5;
           const clip: Clip = { ...base, tMin: incomplete ? lerp(-0.1, 0.4, u[6]!) * R : -1e9, tDir: spec.side };
           S.clips = [...(S.clips ?? []), clip];
@@ -228,9 +232,9 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         } else {
           // Displaced: the distal fragment shifts sideways, may override (shorten) and angulate.
           // At least ~4 px of step-off after downscaling 512 -> 128, so the demo's small CNN can see it.
-          const shiftSide = Math.max(lerp(0.5, 1.0, u[5]!) * R, lerp(0.03, 0.05, u[9]!) * fov) * spec.side;
+          const shiftSide = Math.max(lerp(0.8, 1.3, u[5]!) * R, lerp(0.06, 0.1, u[9]!) * fov) * spec.side;
           const shorten = u[6]! < 0.35 ? lerp(0.1, 0.5, u[7]!) * R : 0;
-          const ang = (u[8]! < 0.5 ? -1 : 1) * lerp(0.06, 0.3, u[10]!);
+          const ang = (u[8]! < 0.5 ? -1 : 1) * lerp(0.15, 0.4, u[10]!);
           const m = compose(translation(px * shiftSide - ux * shorten, py * shiftSide - uy * shorten), rotationAbout(ang, Fx, Fy));
           const proximal: TubePrim = { ...S, clips: [...(S.clips ?? []), { ...base, side: -1 }] };
           const distalShaft: TubePrim = { ...S, clips: [...(S.clips ?? []), { ...base, side: 1 }] };
@@ -247,10 +251,20 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
           an.bones.push({ name: `${bone.name}#distal_fragment`, parts: distParts, tubular: false });
           addLine(null);
           addLine(m);
+          // Most displaced fractures seen on follow-up films are healing: a fusiform cuff of callus around the
+          // break, wider than the shaft, which is what makes them visible at a glance (and at 128 px).
+          const callus = u[11]! < 0.75;
+          if (callus) {
+            // A cuff a few mm proud of the cortex, capped so a wide metaphysis does not get a ball of bone.
+            const ca = Math.min(Math.max(lerp(1.0, 1.6, u[1]!) * R, 0.05 * fov), 0.1 * fov);
+            const cb = lerp(1.15, 1.35, u[2]!) * R + 0.012 * fov;
+            res.boneAdd.push({ type: 'ellipse', cx: Fx, cy: Fy, a: ca, b: cb, angle: axisAngle, cortex: 1e9, dCortex: MU_CORTEX * lerp(0.35, 0.6, u[3]!), dMedulla: 0 });
+            footprint.push(...ellipseFootprint(Fx, Fy, ca, cb, axisAngle));
+          }
           res.planted.push({
             spec,
             footprint,
-            details: { displacement_cm: +Math.abs(shiftSide).toFixed(2), shortening_cm: +shorten.toFixed(2), angulation_deg: +((ang * 180) / Math.PI).toFixed(1), gap_cm: +(2 * half).toFixed(3) },
+            details: { displacement_cm: +Math.abs(shiftSide).toFixed(2), shortening_cm: +shorten.toFixed(2), angulation_deg: +((ang * 180) / Math.PI).toFixed(1), callus, gap_cm: +(2 * half).toFixed(3) },
           });
         }
         break;
@@ -261,7 +275,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         let t1 = spec.t + hl / len;
         if (t0 < 0.02) [t0, t1] = [0.02, 0.02 + 2 * hl / len];
         if (t1 > 0.98) [t0, t1] = [0.98 - 2 * hl / len, 0.98];
-        const w = Math.min(Math.max(lerp(0.28, 0.4, u[2]!) * R, 0.016 * fov), 0.8 * R);
+        const w = Math.min(Math.max(lerp(0.28, 0.4, u[2]!) * R, 0.035 * fov), 0.9 * R);
         const off = spec.side * R * 0.85;
         const ax0 = S.x0 + dx * t0 + px * off;
         const ay0 = S.y0 + dy * t0 + py * off;
@@ -292,7 +306,7 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       case 'hardware_wire': {
         const footprint: [number, number, number][] = [];
         const longBone = bone.name === 'humerus' || bone.name === 'radius' || bone.name === 'ulna' || bone.name === 'clavicle';
-        const r = spec.subtle ? lerp(0.0016, 0.0024, u[0]!) * fov : Math.max(lerp(0.005, 0.008, u[0]!) * fov, 0.06);
+        const r = spec.subtle ? lerp(0.004, 0.006, u[0]!) * fov : Math.max(lerp(0.011, 0.016, u[0]!) * fov, 0.06);
         const nWires = spec.subtle ? 1 : longBone && u[1]! < 0.4 ? 1 : 1 + Math.floor(u[2]! * 3);
         for (let k = 0; k < nWires; k++) {
           let ang: number;
@@ -318,9 +332,9 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
       case 'lesion_lytic': {
         // Sizes that matter at 128 px are set against the film (fov) as well as the bone: a lesion is at least
         // ~2.5 % of the film long, and may expand a thin bone (as aneurysmal or giant-cell lesions do).
-        const a = spec.subtle ? lerp(0.4, 0.65, u[0]!) * R : Math.max(lerp(0.75, 1.6, u[0]!) * R, lerp(0.03, 0.05, u[5]!) * fov);
-        const b = spec.subtle ? lerp(0.35, 0.5, u[1]!) * R : Math.max(lerp(0.55, 0.85, u[1]!) * R, Math.min(0.012 * fov, 1.1 * R));
-        const strength = spec.subtle ? lerp(0.3, 0.45, u[2]!) : lerp(0.65, 0.9, u[2]!);
+        const a = spec.subtle ? lerp(0.5, 0.8, u[0]!) * R : Math.max(lerp(0.75, 1.6, u[0]!) * R, lerp(0.06, 0.1, u[5]!) * fov);
+        const b = spec.subtle ? lerp(0.4, 0.6, u[1]!) * R : Math.max(lerp(0.55, 0.85, u[1]!) * R, Math.min(0.03 * fov, 1.5 * R));
+        const strength = spec.subtle ? lerp(0.4, 0.55, u[2]!) : lerp(0.85, 1.0, u[2]!);
         const off = spec.side * lerp(0, 0.3, u[3]!) * R;
         const cx = Fx + px * off;
         const cy = Fy + py * off;
@@ -331,9 +345,9 @@ export function plantFindings(an: Anatomy, specs: readonly FindingSpec[], fov: n
         break;
       }
       case 'lesion_sclerotic': {
-        const a = spec.subtle ? lerp(0.35, 0.55, u[0]!) * R : Math.max(lerp(0.6, 1.3, u[0]!) * R, lerp(0.025, 0.04, u[5]!) * fov);
-        const b = spec.subtle ? lerp(0.3, 0.45, u[1]!) * R : Math.max(lerp(0.45, 0.8, u[1]!) * R, Math.min(0.01 * fov, 0.9 * R));
-        const density = MU_CORTEX * (spec.subtle ? lerp(0.4, 0.6, u[2]!) : lerp(1.3, 2.2, u[2]!));
+        const a = spec.subtle ? lerp(0.45, 0.7, u[0]!) * R : Math.max(lerp(0.6, 1.3, u[0]!) * R, lerp(0.055, 0.085, u[5]!) * fov);
+        const b = spec.subtle ? lerp(0.35, 0.55, u[1]!) * R : Math.max(lerp(0.45, 0.8, u[1]!) * R, Math.min(0.028 * fov, 1.4 * R));
+        const density = MU_CORTEX * (spec.subtle ? lerp(0.6, 0.9, u[2]!) : lerp(2.0, 3.0, u[2]!));
         const off = spec.side * lerp(0, 0.3, u[3]!) * R;
         const cx = Fx + px * off;
         const cy = Fy + py * off;

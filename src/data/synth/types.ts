@@ -6,7 +6,7 @@
 import type { Label, MuraSplit, Region } from '../types.js';
 
 /** Bumped whenever a change alters the bytes produced for a given seed and options. */
-export const SYNTH_GENERATOR_VERSION = '1.0.0';
+export const SYNTH_GENERATOR_VERSION = '1.1.0';
 
 export const FINDING_KINDS = [
   'fracture',
