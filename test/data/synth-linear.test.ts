@@ -103,10 +103,12 @@ test('a logistic regression on raw 32x32 pixels does not solve the synthetic tas
   const trainAuc = Math.max(...fits.map((f) => f.trainAuc));
   const validAuc = Math.max(...fits.map((f) => f.validAuc));
   // The regression has 1025 parameters for a few hundred images, so it fits the training set (measured train
-  // AUC 0.95 at l2 = 1e-3); what it learns does not carry over: measured held-out AUC 0.45 / 0.46 / 0.46 for the
-  // three strengths (generator 1.0.0, seed 11). The bound 0.7 leaves four standard errors of sampling noise
-  // (~0.05 with ~170 held-out images) above that and is far below the >= 0.9 the demo's small CNN must reach:
-  // the findings are local, pose-varying structures, not a global pixel pattern.
+  // AUC 0.90 at l2 = 1e-3); what it learns does not carry over: measured held-out AUC 0.54 / 0.59 / 0.41 for the
+  // three strengths (generator 1.1.0, seed 11; 0.55 / 0.58 / 0.41 with seed 12, 0.44 / 0.41 / 0.40 with seed 13).
+  // The larger findings of 1.1.0 raised it from 0.46, partly through the region prior a linear model can read off
+  // the film layout (shoulders are abnormal twice as often as hands). The bound 0.7 leaves about two standard
+  // errors of sampling noise (~0.05 with ~170 held-out images) above the worst of those and is far below the
+  // >= 0.9 the demo's small CNN must reach: the findings are local, pose-varying structures, not a global pattern.
   assert.ok(trainAuc > 0.8, `the regression does fit its training set (train AUC ${trainAuc.toFixed(3)})`);
   assert.ok(validAuc < 0.7, `held-out AUC of a linear model on raw pixels is ${validAuc.toFixed(3)}, should stay < 0.7`);
 

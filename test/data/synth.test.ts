@@ -267,6 +267,47 @@ test('a finding box holds the pixels the finding changed (lesions, hardware, und
   assert.ok(kindsSeen.size >= 4, `kinds covered: ${[...kindsSeen].join(', ')}`);
 });
 
+test('difficulty: about one finding in six is subtle; the others stay several pixels wide at 128 px; most views show them', () => {
+  // Design level (no pixels): the subtle share is SUBTLE_RATE (0.2) times the share of findings that are not
+  // plates (plates are never subtle). Plates are ~16.6 % of findings when the per-region kind weights are averaged
+  // over MURA's abnormal-study counts (by hand: 861 / 5177), so the expected share is 0.2 * 0.834 = 0.167.
+  let findings = 0;
+  let subtle = 0;
+  let views = 0;
+  let shown = 0;
+  for (let i = 0; i < 1500; i++) {
+    const region = REGIONS[i % REGIONS.length]!;
+    const design = designStudy(31, `MURA-v1.1/train/${region}/patient${String(i + 1).padStart(5, '0')}/study1_positive/`, region, 1, 3);
+    findings += design.findings.length;
+    subtle += design.findings.filter((f) => f.subtle).length;
+    views += design.shows.length;
+    shown += design.shows.filter(Boolean).length;
+  }
+  // ~2000 findings: one standard error of the share is ~0.008, so +-0.035 is four of them.
+  assert.ok(Math.abs(subtle / findings - 0.167) < 0.035, `subtle share ${(subtle / findings).toFixed(3)} should be ~0.167`);
+  // 95 % of views show the finding, plus the forced one when none would (3 views: 1 - 0.05^3 of studies).
+  assert.ok(shown / views > 0.92, `views showing the finding ${(shown / views).toFixed(3)}`);
+
+  // Pixel level: a non-subtle finding must survive the demo's 128 px input (a CNN stem downsamples ~4x), so its
+  // box is at least 4 px on its shorter side in nearly every film.
+  const size = 128;
+  let big = 0;
+  let small = 0;
+  for (let i = 0; i < 70; i++) {
+    const region = REGIONS[i % REGIONS.length]!;
+    const key = `MURA-v1.1/train/${region}/patient${String(i + 1).padStart(5, '0')}/study1_positive/`;
+    const design = designStudy(32, key, region, 1, 1);
+    for (const f of renderImage(32, design, 0, `${key}image1.png`, size).sidecar.findings) {
+      if (f.subtle) continue;
+      const [x0, y0, x1, y1] = f.box;
+      if (Math.min(x1 - x0, y1 - y0) >= 4) big++;
+      else small++;
+    }
+  }
+  assert.ok(big >= 40, `non-subtle findings checked: ${big + small}`);
+  assert.ok(small / (big + small) <= 0.05, `${small} of ${big + small} non-subtle findings are under 4 px at ${size} px`);
+});
+
 test('rejects bad options with a message naming the option, and refuses to overwrite without force', async () => {
   await assert.rejects(generateSyntheticMura({ outDir: join(tmp.dir, 'x'), studies: 0 }), /studies must be an integer/);
   await assert.rejects(generateSyntheticMura({ outDir: join(tmp.dir, 'x'), studies: 2, size: 8 }), /size must be an integer in \[32, 2048\]/);
