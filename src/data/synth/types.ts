@@ -4,6 +4,7 @@
  * `nextray data summary --json` so the two can be compared key for key.
  */
 import type { Label, MuraSplit, Region } from '../types.js';
+import type { RegionCounts } from '../summary.js';
 
 /** Bumped whenever a change alters the bytes produced for a given seed and options. */
 export const SYNTH_GENERATOR_VERSION = '1.1.0';
@@ -64,14 +65,8 @@ export interface SynthOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Counts for one region of one split; same keys as `nextray data summary --json`. */
-export interface RegionCounts {
-  images: number;
-  studies: number;
-  patients: number;
-  abnormal_studies: number;
-  normal_studies: number;
-}
+/** Counts for one region of one split: the very type of `nextray data summary --json`, so the two cannot drift. */
+export type { RegionCounts };
 
 export interface SynthSummary {
   splits: Record<MuraSplit, Partial<Record<Region, RegionCounts>>>;
