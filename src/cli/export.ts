@@ -10,9 +10,10 @@ import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
 import { ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
-import { canonicalKey, detectLayout, StateDictMismatchError } from '../models/import.js';
+import { StateDictMismatchError } from '../models/import.js';
 import { readStateDict } from '../models/weights/files.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
 import { WeightFormatError, type StateDict } from '../models/weights/types.js';
@@ -36,21 +37,6 @@ interface ExportFlags {
   threads?: number;
   engine?: EngineName;
   json?: boolean;
-}
-
-/** Classifier outputs and layout, read from the classifier weight's shape (as `nextray forward` does). */
-function classifierOf(arch: Arch, sd: StateDict, source: string): { numClasses: number; layout: 'torch' | 'tfjs' } {
-  const spec = buildSpec(arch, { head: 'imagenet' });
-  const layout = detectLayout(spec, sd);
-  if (!layout) {
-    throw new CliError(`${source}: no ${arch} conv weights found (e.g. ${spec.layerUnits()[0]!.name}.weight); is this a ${arch} state_dict?`);
-  }
-  const key = `${spec.classifierName}.weight`;
-  const entry = [...sd].find(([k]) => canonicalKey(k) === key);
-  if (!entry) throw new CliError(`${source}: has no classifier weight '${key}'; an export needs the whole network with its head`);
-  const shape = entry[1].shape;
-  if (shape.length !== 2) throw new CliError(`${source}: '${key}' has shape [${shape.join(', ')}], expected a 2-D matrix`);
-  return { numClasses: layout === 'torch' ? shape[0]! : shape[1]!, layout };
 }
 
 interface Loaded {
@@ -94,7 +80,7 @@ async function loadModel(flags: ExportFlags): Promise<Loaded> {
   if (!isArch(arch)) {
     throw new CliError(`architecture '${arch}' cannot be exported; supported: ${ARCHS.join(', ')}`);
   }
-  const { numClasses, layout } = classifierOf(arch, sd, source);
+  const { numClasses, layout } = classifierFromWeights(arch, sd, source, 'an export needs the whole network with its head');
   const fromWeights = numClasses === 1 ? 'binary' : 'imagenet';
   const head = flags.head ?? fromWeights;
   if (head === 'imagenet' && fromWeights === 'binary') {

@@ -8,9 +8,10 @@
  */
 import { CommanderError, Option, type Command } from 'commander';
 import { CliError, parseIntOption, printJson } from './common.js';
+import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
-import { ARCHS, buildSpec, createModel, isArch, type Arch } from '../models/registry.js';
-import { canonicalKey, detectLayout, StateDictMismatchError } from '../models/import.js';
+import { ARCHS, createModel, isArch } from '../models/registry.js';
+import { StateDictMismatchError } from '../models/import.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
 import { WeightFormatError, type StateDict } from '../models/weights/types.js';
 
@@ -22,24 +23,6 @@ interface ForwardFlags {
   batch: number;
   engine?: EngineName;
   json?: boolean;
-}
-
-/** What the weights say about the head: class count and layout, from the classifier weight's shape. */
-function inferHead(arch: Arch, sd: StateDict, weightsPath: string): { numClasses: number; layout: 'torch' | 'tfjs' } {
-  const spec = buildSpec(arch, { head: 'imagenet' });
-  const layout = detectLayout(spec, sd);
-  if (!layout) {
-    throw new CliError(
-      `${weightsPath}: no ${arch} conv weights found (e.g. ${spec.layerUnits()[0]!.name}.weight); is this a ${arch} state_dict?`,
-    );
-  }
-  const key = `${spec.classifierName}.weight`;
-  const entry = [...sd].find(([k]) => canonicalKey(k) === key);
-  if (!entry) throw new CliError(`${weightsPath}: has no classifier weight '${key}'; forward needs the full network`);
-  const shape = entry[1].shape;
-  if (shape.length !== 2) throw new CliError(`${weightsPath}: '${key}' has shape [${shape.join(', ')}], expected a 2-D matrix`);
-  const numClasses = layout === 'torch' ? shape[0]! : shape[1]!;
-  return { numClasses, layout };
 }
 
 async function run(flags: ForwardFlags): Promise<void> {
@@ -76,7 +59,7 @@ async function run(flags: ForwardFlags): Promise<void> {
     if (err instanceof WeightFormatError) throw new CliError(`--weights ${err.message}`);
     throw err;
   }
-  const { numClasses, layout } = inferHead(arch, sd, flags.weights);
+  const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
   const head = numClasses === 1 ? 'binary' : 'imagenet';
 
   const engine = await initEngine(flags.engine);
