@@ -19,7 +19,7 @@ export {
 } from './registry.js';
 export { NetworkModel, BinaryHead, LinearHead, headFactory, type HeadSpec } from './head.js';
 export { loadIntoNetwork, canonicalKey, detectLayout, exportStateDict, StateDictMismatchError, type LoadOptions, type LoadReport, type ShapeMismatch } from './import.js';
-export { buildResNet, BasicBlock, Bottleneck, ResNet, RESNET_CONFIGS, type ResNetConfig, type BlockKind } from './resnet.js';
+export { buildResNet, BasicBlock, Bottleneck, Downsample, ResNet, RESNET_CONFIGS, type ResNetConfig, type BlockKind } from './resnet.js';
 export { buildDenseNet, DenseNet, DenseLayer, DenseBlock, Transition, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
 export {
   Module,

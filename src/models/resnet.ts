@@ -32,7 +32,7 @@ function conv1x1(inPlanes: number, outPlanes: number, stride = 1): Conv2d {
 }
 
 /** The projection shortcut `downsample = Sequential(conv1x1, BatchNorm2d)`: keys `downsample.0.*`, `downsample.1.*`. */
-class Downsample extends Module {
+export class Downsample extends Module {
   readonly conv: Conv2d;
   readonly bn: BatchNorm2d;
   constructor(inPlanes: number, outPlanes: number, stride: number) {

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   ARCHS,
   BasicBlock,
+  Downsample,
   BatchNorm2d,
   Conv2d,
   Module,
@@ -24,20 +25,6 @@ import {
   type Model,
   type Network,
 } from '../models/index.js';
-
-/** The projection shortcut `downsample.0` (1x1 conv) + `downsample.1` (batchnorm), as torchvision names it. */
-class Shortcut extends Module {
-  readonly conv: Conv2d;
-  readonly bn: BatchNorm2d;
-  constructor(inPlanes: number, outPlanes: number, stride: number) {
-    super();
-    this.conv = this.child('0', new Conv2d(inPlanes, outPlanes, 1, { stride, bias: false, initMode: 'fan_out' }));
-    this.bn = this.child('1', new BatchNorm2d(outPlanes));
-  }
-  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-    return tf.tidy(() => this.bn.forward(this.conv.forward(x), training));
-  }
-}
 
 class Stage extends Module {
   readonly blocks: BasicBlock[] = [];
@@ -68,9 +55,8 @@ export class SlimResNet extends Module implements Network {
       const stage = this.child(`layer${i + 1}`, new Stage());
       for (let b = 0; b < blocks[i]!; b++) {
         const stride = b === 0 && i > 0 ? 2 : 1;
-        const down = stride !== 1 || inPlanes !== planes ? new Shortcut(inPlanes, planes, stride) : null;
-        // BasicBlock takes torchvision's downsample module; Shortcut has the same shape (conv, bn, forward).
-        stage.add(new BasicBlock(inPlanes, planes, stride, down as ConstructorParameters<typeof BasicBlock>[3]));
+        const down = stride !== 1 || inPlanes !== planes ? new Downsample(inPlanes, planes, stride) : null;
+        stage.add(new BasicBlock(inPlanes, planes, stride, down));
         inPlanes = planes;
       }
       this.stages.push(stage);
