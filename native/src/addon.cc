@@ -15,6 +15,8 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value Matmul(const Napi::CallbackInfo& info);
 void RegisterElementwise(Napi::Env env, Napi::Object exports);
+void RegisterBatchNorm(Napi::Env env, Napi::Object exports);
+void RegisterOptim(Napi::Env env, Napi::Object exports);
 
 int g_elementwiseThreads = 1;
 int elementwiseThreads() { return g_elementwiseThreads; }
@@ -84,6 +86,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("avgPoolGrad", Napi::Function::New(env, AvgPoolGrad));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   RegisterElementwise(env, exports);
+  RegisterBatchNorm(env, exports);
+  RegisterOptim(env, exports);
   return exports;
 }
 

@@ -14,6 +14,10 @@ import { createRequire } from 'node:module';
 import { registerGradients } from './gradients.js';
 import { loadNativeAddon } from './native-addon.js';
 import { NATIVE_BACKEND, nativeKernelNames, registerNativeBackend } from './native-backend.js';
+import { fusedKernelsJs, registerFusedKernels } from './fused-kernels.js';
+
+// The fused training ops' JS kernels serve the pure-JS backend whoever selects it (tests, 'cpu', fallback).
+registerFusedKernels('cpu', fusedKernelsJs);
 
 export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
 
@@ -121,4 +125,5 @@ export function engineInfo(): EngineInfo | null {
 
 export { registerGradients, gradientsRegistered } from './gradients.js';
 export { kernelProfile, resetKernelProfile, enableKernelProfile, type KernelStat } from './profile.js';
+export { batchNormTraining, adamUpdate, fusedBatchNormAvailable } from './fused-ops.js';
 export { tf };

@@ -35,6 +35,10 @@ export interface NativeAddon {
   reduceLeading(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
   reduceMiddle(x: Float32Array, out: Float32Array, outer: number, rows: number, cols: number, mean: boolean): void;
   reduceTrailing(x: Float32Array, out: Float32Array, rows: number, cols: number, mean: boolean): void;
+  /** Training-mode batch norm over [rows, cols]: writes y and the batch mean / biased variance (src/engine/fused-ops.ts). */
+  batchNormTrain(x: Float32Array, scale: Float32Array, offset: Float32Array, y: Float32Array, mean: Float32Array, variance: Float32Array, cols: number, eps: number, relu: boolean): void;
+  batchNormTrainGrad(dy: Float32Array, x: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array, offset: Float32Array, dx: Float32Array, dscale: Float32Array, doffset: Float32Array, cols: number, eps: number, relu: boolean): void;
+  adamUpdate(param: Float32Array, m: Float32Array, v: Float32Array, grad: Float32Array, newParam: Float32Array, newM: Float32Array, newV: Float32Array, beta1: number, beta2: number, stepSize: number, bc2Sqrt: number, epsilon: number): void;
   batchNorm(x: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null, offset: Float32Array | null, out: Float32Array, cols: number, eps: number): void;
 }
 

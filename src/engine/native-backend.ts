@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
+import { fusedKernelsNative, registerFusedKernels } from './fused-kernels.js';
 
 export const NATIVE_BACKEND = 'nextray-native';
 
@@ -342,7 +343,9 @@ export function registerNativeBackend(addon: NativeAddon, priority = 0): void {
   registered = true;
   tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), priority);
   const natives = nativeKernels(addon);
+  const fused = fusedKernelsNative(addon);
   for (const k of tf.getKernelsForBackend('cpu')) {
+    if (fused[k.kernelName]) continue; // registered below, with the addon's versions
     const js = k.kernelFunc as unknown as KernelImpl;
     const native = natives[k.kernelName];
     const kernelFunc: KernelImpl = native
@@ -350,9 +353,10 @@ export function registerNativeBackend(addon: NativeAddon, priority = 0): void {
       : (args) => timeKernel(k.kernelName, null, () => js(args));
     tf.registerKernel({ ...k, backendName: NATIVE_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
   }
+  registerFusedKernels(NATIVE_BACKEND, fused);
 }
 
 /** Names of the kernels that have a native implementation (for engineInfo and tests). */
 export function nativeKernelNames(addon: NativeAddon): string[] {
-  return Object.keys(nativeKernels(addon)).sort();
+  return [...Object.keys(nativeKernels(addon)), ...Object.keys(fusedKernelsNative(addon))].sort();
 }

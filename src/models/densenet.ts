@@ -43,8 +43,8 @@ export class DenseLayer extends Module {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      const bottleneck = this.conv1.forward(relu(this.norm1.forward(x, training)));
-      return this.conv2.forward(relu(this.norm2.forward(bottleneck, training)));
+      const bottleneck = this.conv1.forward(this.norm1.forward(x, training, true));
+      return this.conv2.forward(this.norm2.forward(bottleneck, training, true));
     });
   }
 
@@ -99,7 +99,7 @@ export class Transition extends Module {
   }
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-    return tf.tidy(() => avgPool2d(this.conv.forward(relu(this.norm.forward(x, training))), 2, 2));
+    return tf.tidy(() => avgPool2d(this.conv.forward(this.norm.forward(x, training, true)), 2, 2));
   }
 }
 
@@ -148,7 +148,7 @@ class Features extends Module {
       {
         name: 'features.conv0',
         unitsEnd: 1,
-        forward: (x, training) => tf.tidy(() => maxPool2d(relu(this.norm0.forward(this.conv0.forward(x), training)), 3, 2, 1)),
+        forward: (x, training) => tf.tidy(() => maxPool2d(this.norm0.forward(this.conv0.forward(x), training, true), 3, 2, 1)),
       },
     ];
     let end = 1;

@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, type Seed } from '../util/rng.js';
+import { batchNormTraining } from '../engine/fused-ops.js';
 
 /** How a parameter's initial values are drawn (torchvision's defaults, reproduced with the project's seeded Rng). */
 export type Init =
@@ -238,21 +239,24 @@ export class BatchNorm2d extends Module {
     this.numBatchesTracked = this.buffer('num_batches_tracked', [], { kind: 'zeros' }, 'int32');
   }
 
-  forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
+  /** `relu`: apply ReLU to the output (one fused kernel in training where the backend has it). */
+  forward(x: tf.Tensor4D, training: boolean, relu = false): tf.Tensor4D {
     if (!training || this.frozen) {
-      return tf.tidy(() =>
-        tf.batchNorm4d(
+      return tf.tidy(() => {
+        const y = tf.batchNorm4d(
           x,
           this.runningMean.v as tf.Tensor1D,
           this.runningVar.v as tf.Tensor1D,
           this.bias.v as tf.Tensor1D,
           this.weight.v as tf.Tensor1D,
           this.eps,
-        ),
-      );
+        );
+        return relu ? tf.relu(y) : y;
+      });
     }
     return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, [0, 1, 2]);
+      // Statistics, normalisation (and ReLU) as one differentiable op: src/engine/fused-ops.ts.
+      const { y, mean, variance } = batchNormTraining(x, this.weight.v as tf.Tensor1D, this.bias.v as tf.Tensor1D, this.eps, relu);
       const n = x.shape[0] * x.shape[1] * x.shape[2];
       // The running-stat update must not enter the gradient tape's dependency on the optimiser's loss; it is a
       // side effect computed from detached copies of the batch statistics.
@@ -263,7 +267,7 @@ export class BatchNorm2d extends Module {
       this.runningMean.v.assign(newMean);
       this.runningVar.v.assign(newVar);
       this.numBatchesTracked.v.assign(tf.add(this.numBatchesTracked.v, tf.scalar(1, 'int32')));
-      return tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, this.bias.v as tf.Tensor1D, this.weight.v as tf.Tensor1D, this.eps);
+      return y;
     });
   }
 }

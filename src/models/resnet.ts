@@ -70,7 +70,7 @@ export class BasicBlock extends Module implements Block {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = relu(this.bn1.forward(this.conv1.forward(x), training));
+      let out = this.bn1.forward(this.conv1.forward(x), training, true);
       out = this.bn2.forward(this.conv2.forward(out), training);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
       return relu(tf.add(out, identity));
@@ -111,8 +111,8 @@ export class Bottleneck extends Module implements Block {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = relu(this.bn1.forward(this.conv1.forward(x), training));
-      out = relu(this.bn2.forward(this.conv2.forward(out), training));
+      let out = this.bn1.forward(this.conv1.forward(x), training, true);
+      out = this.bn2.forward(this.conv2.forward(out), training, true);
       out = this.bn3.forward(this.conv3.forward(out), training);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
       return relu(tf.add(out, identity));
@@ -211,7 +211,7 @@ export class ResNet extends Module implements Network {
       {
         name: 'conv1',
         unitsEnd: 1,
-        forward: (x, training) => tf.tidy(() => maxPool2d(relu(this.bn1.forward(this.conv1.forward(x), training)), 3, 2, 1)),
+        forward: (x, training) => tf.tidy(() => maxPool2d(this.bn1.forward(this.conv1.forward(x), training, true), 3, 2, 1)),
       },
     ];
     let end = 1;

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { StateDict } from '../models/weights/types.js';
+import { adamUpdate } from '../engine/fused-ops.js';
 
 export interface AdamOptions {
   lr: number;
@@ -62,10 +63,9 @@ export class Adam {
       const s = this.byVarName.get(varName);
       if (!s) throw new Error(`Adam: got a gradient for '${varName}', which is not one of the optimised variables`);
       tf.tidy(() => {
-        const m = tf.add(tf.mul(s.m, b1), tf.mul(g, 1 - b1));
-        const v = tf.add(tf.mul(s.v, b2), tf.mul(tf.square(g), 1 - b2));
-        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), epsilon);
-        s.variable.assign(tf.sub(s.variable, tf.mul(tf.div(m, denom), stepSize)));
+        // One fused kernel where the backend has it, else the same float32 ops composed (src/engine/fused-ops.ts).
+        const [p, m, v] = adamUpdate(s.variable, s.m, s.v, g, { beta1: b1, beta2: b2, stepSize, bc2Sqrt, epsilon });
+        s.variable.assign(p);
         s.m.assign(m);
         s.v.assign(v);
       });

@@ -1,0 +1,149 @@
+/**
+ * Fused training ops: batch normalisation in training mode (statistics + normalisation [+ ReLU] and its
+ * gradient) and Adam's parameter update, each one TF.js kernel instead of tens of elementwise ones.
+ *
+ * TF.js differentiates `moments()` + `batchNorm()` into ~40 kernels per layer and runs Adam as ten per
+ * parameter, every one allocating a full-size output; on the CPU that cost more than the convolutions. Each op
+ * here runs its kernel when the active backend has one registered (src/engine/fused-kernels.ts registers JS
+ * versions for 'cpu' and oneDNN-addon versions for 'nextray-native') and otherwise the same maths composed
+ * of standard TF.js ops, so the model code is unchanged on any backend (webgl, wasm, tfjs-node). Browser-safe:
+ * this file imports nothing from Node.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** inputs {x, scale, offset}; attrs {varianceEpsilon, relu}; outputs [y, mean, variance (biased)]. */
+export const BATCH_NORM_TRAIN = 'NextrayBatchNormTrain';
+/** inputs {dy, x, mean, variance, scale, offset}; attrs {varianceEpsilon, relu}; outputs [dx, dscale, doffset]. */
+export const BATCH_NORM_TRAIN_GRAD = 'NextrayBatchNormTrainGrad';
+/** inputs {param, m, v, grad}; attrs {beta1, beta2, stepSize, bc2Sqrt, epsilon}; outputs [param, m, v]. */
+export const ADAM_UPDATE = 'NextrayAdamUpdate';
+
+export interface BatchNormTrainAttrs {
+  varianceEpsilon: number;
+  relu: boolean;
+}
+
+export interface AdamUpdateAttrs {
+  beta1: number;
+  beta2: number;
+  /** lr / (1 - beta1^t) */
+  stepSize: number;
+  /** sqrt(1 - beta2^t) */
+  bc2Sqrt: number;
+  epsilon: number;
+}
+
+function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/** Whether the active backend runs the fused batch-norm kernels (else the ops compose standard ones). */
+export function fusedBatchNormAvailable(): boolean {
+  return hasKernel(BATCH_NORM_TRAIN) && hasKernel(BATCH_NORM_TRAIN_GRAD);
+}
+
+const asAttrs = (a: object) => a as unknown as tf.NamedAttrMap;
+
+/**
+ * The gradient of y = [relu](offset + (x - mean) * scale / sqrt(var + eps)) with the statistics taken from x
+ * (over every axis but the last), as standard ops: the closed form, not autodiff through moments().
+ */
+function batchNormTrainGradComposed(
+  dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor, attrs: BatchNormTrainAttrs,
+): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const axes = x.shape.map((_, i) => i).slice(0, -1);
+    const rows = x.size / x.shape[x.shape.length - 1]!;
+    const inv = tf.rsqrt(tf.add(variance, attrs.varianceEpsilon));
+    const xc = tf.sub(x, mean);
+    let g = dy;
+    if (attrs.relu) {
+      const y = tf.add(tf.mul(xc, tf.mul(inv, scale)), offset);
+      g = tf.mul(dy, tf.step(y));
+    }
+    const sumG = tf.sum(g, axes);
+    const sumGX = tf.sum(tf.mul(g, xc), axes);
+    const dscale = tf.mul(sumGX, inv);
+    const k = tf.mul(scale, inv);
+    const dx = tf.mul(k, tf.sub(tf.sub(g, tf.div(sumG, rows)), tf.mul(xc, tf.mul(tf.square(inv), tf.div(sumGX, rows)))));
+    return [dx, dscale, sumG] as [tf.Tensor, tf.Tensor, tf.Tensor];
+  });
+}
+
+let gradientRegistered = false;
+
+function registerBatchNormGradient(): void {
+  if (gradientRegistered) return;
+  gradientRegistered = true;
+  tf.registerGradient({
+    kernelName: BATCH_NORM_TRAIN,
+    inputsToSave: ['x', 'scale', 'offset'],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrsIn: tf.NamedAttrMap) => {
+      const [dyIn, dMean, dVar] = dys as (tf.Tensor | null)[];
+      const [x, scale, offset, mean, variance] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+      const attrs = attrsIn as unknown as BatchNormTrainAttrs;
+      // The three gradients come from one kernel call, made here rather than in the per-input closures: the tape
+      // calls only the closures of inputs on a path from the differentiated variables (a frozen prefix's output
+      // has none), and it keeps every intermediate gradient until the end of backprop anyway, so tensors made in
+      // this scope cost no extra memory and are disposed with it when unused.
+      const dy = dyIn ?? tf.zerosLike(x);
+      const inputs = { dy, x, mean, variance, scale, offset };
+      const trio = hasKernel(BATCH_NORM_TRAIN_GRAD)
+        ? (tf.engine().runKernel(BATCH_NORM_TRAIN_GRAD, inputs as unknown as tf.NamedTensorMap, asAttrs(attrs)) as tf.Tensor[])
+        : batchNormTrainGradComposed(dy, x, mean, variance, scale, offset, attrs);
+      if (dMean || dVar) {
+        // The statistics are outputs too (for running averages); if a loss used them, their gradients
+        // reach x through mean = sum(x)/M and var = sum((x-mean)^2)/M.
+        const rows = x.size / x.shape[x.shape.length - 1]!;
+        trio[0] = tf.tidy(() => {
+          let e = trio[0]!;
+          if (dMean) e = tf.add(e, tf.div(dMean, rows));
+          if (dVar) e = tf.add(e, tf.mul(tf.sub(x, mean), tf.mul(dVar, 2 / rows)));
+          return e;
+        });
+      }
+      const take = (i: number) => (): tf.Tensor => trio[i]!;
+      return { x: take(0), scale: take(1), offset: take(2) };
+    },
+  });
+}
+registerBatchNormGradient();
+
+/**
+ * Batch normalisation with the batch's own statistics (training mode), optionally followed by ReLU:
+ * `y = [relu](offset + (x - mean) * scale / sqrt(variance + eps))`, mean and variance (biased) over every axis
+ * but the last (NHWC channels). Differentiable in x, scale and offset (and through the returned statistics).
+ */
+export function batchNormTraining(
+  x: tf.Tensor4D, scale: tf.Tensor1D, offset: tf.Tensor1D, varianceEpsilon: number, relu = false,
+): { y: tf.Tensor4D; mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  if (hasKernel(BATCH_NORM_TRAIN)) {
+    const [y, mean, variance] = tf.engine().runKernel(
+      BATCH_NORM_TRAIN, { x, scale, offset } as unknown as tf.NamedTensorMap, asAttrs({ varianceEpsilon, relu } satisfies BatchNormTrainAttrs),
+    ) as tf.Tensor[];
+    return { y: y as tf.Tensor4D, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
+  }
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    const bn = tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, offset, scale, varianceEpsilon);
+    return { y: relu ? tf.relu(bn) : bn, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
+  });
+}
+
+/**
+ * One Adam step for one parameter: returns the new parameter and moments (the caller assigns them). Same
+ * float32 arithmetic, in the same order, with or without the fused kernel.
+ */
+export function adamUpdate(param: tf.Tensor, m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, attrs: AdamUpdateAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  if (hasKernel(ADAM_UPDATE) && param.dtype === 'float32' && grad.dtype === 'float32') {
+    return tf.engine().runKernel(ADAM_UPDATE, { param, m, v, grad } as unknown as tf.NamedTensorMap, asAttrs(attrs)) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  }
+  return tf.tidy(() => {
+    const { beta1: b1, beta2: b2, stepSize, bc2Sqrt, epsilon } = attrs;
+    const m1 = tf.add(tf.mul(m, b1), tf.mul(grad, 1 - b1));
+    const v1 = tf.add(tf.mul(v, b2), tf.mul(tf.square(grad), 1 - b2));
+    const denom = tf.add(tf.div(tf.sqrt(v1), bc2Sqrt), epsilon);
+    return [tf.sub(param, tf.mul(tf.div(m1, denom), stepSize)), m1, v1] as [tf.Tensor, tf.Tensor, tf.Tensor];
+  });
+}
