@@ -46,6 +46,7 @@ const FLAG_TO_FIELD: Record<string, keyof TrainConfig> = {
   seed: 'seed',
   engine: 'engine',
   workers: 'workers',
+  cacheMb: 'cacheMb',
   maxTrainImages: 'maxTrainImages',
   maxValImages: 'maxValImages',
 };
@@ -81,6 +82,7 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--seed <n>', `seed for init, split, order, augmentation, dropout (default ${d.seed})`, parseIntOption('--seed', 0, 2 ** 32 - 1))
     .addOption(new Option('--engine <name>', `compute engine (default ${d.engine})`).choices(['auto', 'cpu', 'native', 'tfjs-node']))
     .option('--workers <n>', `image-decoding threads (default ${d.workers})`, parseIntOption('--workers', 0, 64))
+    .option('--cache-mb <n>', `memory for decoded images kept across epochs, MiB; 0 = decode every epoch (default ${d.cacheMb})`, parseIntOption('--cache-mb', 0))
     .option('--max-train-images <n>', 'use a seeded random subset of at most n training images (0 = all)', parseIntOption('--max-train-images', 0))
     .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0));
 }

@@ -57,6 +57,8 @@ export interface TrainConfig {
   engine: EngineName;
   /** Image-decoding worker threads (0 = decode on the training thread). */
   workers: number;
+  /** Memory for decoded images kept across epochs (training and validation), in MiB; 0 = decode every epoch. */
+  cacheMb: number;
   /** Use at most this many training / validation images (a seeded, patient-agnostic random subset); 0 = all. */
   maxTrainImages: number;
   maxValImages: number;
@@ -88,6 +90,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<TrainConfig, 'data'>> = Object.freeze
   seed: 0,
   engine: 'auto',
   workers: 2,
+  cacheMb: 1024,
   maxTrainImages: 0,
   maxValImages: 0,
 });
@@ -120,6 +123,7 @@ export const CONFIG_FLAGS: Readonly<Record<keyof TrainConfig, string>> = Object.
   seed: '--seed',
   engine: '--engine',
   workers: '--workers',
+  cacheMb: '--cache-mb',
   maxTrainImages: '--max-train-images',
   maxValImages: '--max-val-images',
 });
@@ -210,6 +214,7 @@ const CHECKS: Record<keyof TrainConfig, Check> = {
   seed: num(0, 2 ** 32 - 1, true),
   engine: oneOf(ENGINES),
   workers: num(0, 64, true),
+  cacheMb: num(0, 1e7, true),
   maxTrainImages: num(0, 1e9, true),
   maxValImages: num(0, 1e9, true),
 };
@@ -263,7 +268,7 @@ export function resolveConfig(
 
 /** The fields that make two runs different experiments (everything but where/how it runs). */
 export function experimentKey(c: TrainConfig): Record<string, unknown> {
-  const { engine: _e, workers: _w, ...rest } = c;
+  const { engine: _e, workers: _w, cacheMb: _c, ...rest } = c;
   return rest;
 }
 

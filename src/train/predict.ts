@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchLoader, type BadImage } from '../data/loader.js';
+import { BatchLoader, type BadImage, type ImageCache } from '../data/loader.js';
 import { initEngine } from '../engine/index.js';
 import { loadMuraDataset } from '../data/mura.js';
 import { loadSplit, selectSubset, type Subset } from '../data/splits.js';
@@ -30,6 +30,8 @@ export interface InferenceOptions {
   preprocessing: Preprocessing;
   batchSize?: number;
   workers?: number;
+  /** Decoded images kept across calls (the trainer's validation passes); see ImageCache. */
+  cache?: ImageCache;
   /** Called after each batch with the number of images done. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -42,6 +44,7 @@ export async function inferRecords(model: Model, records: readonly ImageRecord[]
     augment: false,
     preprocessing: opts.preprocessing,
     workers: opts.workers ?? 2,
+    ...(opts.cache ? { cache: opts.cache } : {}),
   });
   const size = opts.preprocessing.size;
   const out: { index: number; logit: number }[] = [];

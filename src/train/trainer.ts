@@ -12,7 +12,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchLoader, type BadImage } from '../data/loader.js';
+import { BatchLoader, ImageCache, type BadImage } from '../data/loader.js';
 import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
@@ -213,8 +213,8 @@ interface Validation {
   images: number;
 }
 
-async function validate(model: Model, prep: Prepared, config: TrainConfig): Promise<Validation & { bad: BadImage[] }> {
-  const res = await inferRecords(model, prep.val, { preprocessing: prep.preprocessing, batchSize: config.batchSize, workers: config.workers });
+async function validate(model: Model, prep: Prepared, config: TrainConfig, cache?: ImageCache): Promise<Validation & { bad: BadImage[] }> {
+  const res = await inferRecords(model, prep.val, { preprocessing: prep.preprocessing, batchSize: config.batchSize, workers: config.workers, ...(cache ? { cache } : {}) });
   const n = res.records.length;
   if (!n) throw new TrainError('every validation image failed to load');
   let loss = 0;
@@ -304,7 +304,11 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
   const params = namedTrainables(model);
   const adam = new Adam(params, { lr: config.lr, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon });
   const classWeights: RegionClassWeights = config.loss === 'mura-weighted' ? muraClassWeights(prep.train) : {};
+  // One cache for the training images and every epoch's validation pass: after the first epoch nothing is decoded
+  // again while the images fit (src/data/loader.ts).
+  const cache = new ImageCache((config.cacheMb ?? 0) * 2 ** 20);
   const loader = new BatchLoader(prep.train, {
+    cache,
     batchSize: config.batchSize,
     seed: config.seed,
     shuffle: true,
@@ -384,7 +388,7 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
       }
       if (!seen) throw new TrainError(`epoch ${epoch + 1}: no training image could be loaded`);
       const trainSeconds = (Date.now() - started) / 1000;
-      const val = await validate(model, prep, config);
+      const val = await validate(model, prep, config, cache);
       valBad = val.bad;
       const seconds = (Date.now() - started) / 1000;
 

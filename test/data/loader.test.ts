@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { BatchLoader, epochOrder, type Batch, type LoaderOptions } from '../../src/data/loader.js';
+import { BatchLoader, ImageCache, epochOrder, type Batch, type LoaderOptions } from '../../src/data/loader.js';
 import { decodeGrey, makePreprocessing, normaliseToChannels, preprocessImage, resizeToInput } from '../../src/data/images.js';
 import { applyAugment, augmentRng, drawAugmentParams } from '../../src/data/augment.js';
 import type { ImageRecord, Label } from '../../src/data/types.js';
@@ -107,6 +107,37 @@ test('identical batches with 0, 1 and 2 workers (with augmentation)', async () =
   const flat = (r: Batch[][]) => r.map((e) => e.map((b) => ({ i: b.indices, x: [...b.x], y: [...b.y], batch: b.batch })));
   assert.deepEqual(flat(results[1]!), flat(results[0]!));
   assert.deepEqual(flat(results[2]!), flat(results[0]!));
+});
+
+test('image cache: identical batches, no file read after the first epoch, shared between loaders, bounded', async () => {
+  const opts = { batchSize: 6, seed: 99, augment: { maxRotationDeg: 30, hflipProbability: 0.5 } };
+  const flat = (r: Batch[][]) => r.map((e) => e.map((b) => ({ i: b.indices, x: [...b.x], y: [...b.y] })));
+  const plain = (await run({ ...opts, workers: 0 }, [0, 1, 2])).batches;
+  for (const workers of [0, 2]) {
+    const cache = new ImageCache(1e9);
+    assert.deepEqual(flat((await run({ ...opts, workers, cache }, [0, 1, 2])).batches), flat(plain), `workers ${workers}`);
+    assert.equal(cache.size, N);
+    assert.equal(cache.bytes, N * SIZE * SIZE * 4);
+  }
+  // A cache filled by one loader serves another (the trainer's validation passes): with every file gone, the
+  // second loader still yields the same batches, so nothing was decoded.
+  const cache = new ImageCache(1e9);
+  await run({ ...opts, workers: 0, cache }, [0]);
+  const moved = records.map((r) => ({ ...r, absPath: r.absPath }));
+  const { renameSync } = await import('node:fs');
+  for (const r of records) renameSync(r.absPath, `${r.absPath}.away`);
+  try {
+    const again = await run({ ...opts, workers: 2, cache }, [1, 2], moved);
+    assert.deepEqual(flat(again.batches), flat(plain.slice(1)));
+    assert.equal(again.loader.badImageCount, 0);
+  } finally {
+    for (const r of records) renameSync(`${r.absPath}.away`, r.absPath);
+  }
+  // A budget for 5 images keeps 5 and decodes the rest every time, with the same batches.
+  const small = new ImageCache(5 * SIZE * SIZE * 4);
+  assert.deepEqual(flat((await run({ ...opts, workers: 1, cache: small }, [0, 1, 2])).batches), flat(plain));
+  assert.equal(small.size, 5);
+  assert.throws(() => new ImageCache(-1), /must be >= 0/);
 });
 
 test('batch contents equal the single-image pipeline; augmentation is the one drawn for (seed, epoch, index)', async () => {
