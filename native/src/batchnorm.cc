@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -114,6 +116,17 @@ Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
   });
 }
 
+// dy where the recomputed forward output z is positive, else 0, without a branch: on real activations the sign is
+// a coin flip, and a mispredicted branch per element made this kernel 25x slower than the forward.
+inline float passIfPositive(float z, float dy) {
+  uint32_t bits;
+  std::memcpy(&bits, &dy, 4);
+  bits &= -static_cast<uint32_t>(z > 0.f);
+  float g;
+  std::memcpy(&g, &bits, 4);
+  return g;
+}
+
 // The two passes of the backward: column sums of g and g * (x - mean), then dx. g = dy, or with ReLU dy where
 // the recomputed forward output is positive (the output itself is not kept).
 template <bool RELU>
@@ -126,7 +139,7 @@ void gradPasses(const float* __restrict dy, const float* __restrict px, const fl
     const float* __restrict x = px + r * cols;
     double* __restrict a2 = a + cols;
     for (int64_t c = 0; c < cols; ++c) {
-      const float g = RELU ? (bp[c] + (x[c] - mean[c]) * kp[c] > 0.f ? d[c] : 0.f) : d[c];
+      const float g = RELU ? passIfPositive(bp[c] + (x[c] - mean[c]) * kp[c], d[c]) : d[c];
       a[c] += g;
       a2[c] += static_cast<double>(g) * (static_cast<double>(x[c]) - mean[c]);
     }
@@ -147,7 +160,7 @@ void gradPasses(const float* __restrict dy, const float* __restrict px, const fl
     const float* __restrict x = px + r * cols;
     float* __restrict o = dx + r * cols;
     for (int64_t c = 0; c < cols; ++c) {
-      const float g = RELU ? (bp[c] + (x[c] - mean[c]) * kp[c] > 0.f ? d[c] : 0.f) : d[c];
+      const float g = RELU ? passIfPositive(bp[c] + (x[c] - mean[c]) * kp[c], d[c]) : d[c];
       o[c] = kq[c] * (g - k1[c] - (x[c] - mean[c]) * k2[c]);
     }
   }

@@ -95,7 +95,8 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
     const float* x = xa.Data();
     float* dx = dxa.Data();
     const int64_t C = g.c, chunks = (C + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+// Compute-bound (a compare per window element), so unlike the plain elementwise kernels it uses every core.
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.c >= kParallelMin)
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t d0 = ch * kChunk, d1 = std::min(C, d0 + kChunk);
@@ -114,11 +115,14 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
             for (int64_t r = r0; r < r1; ++r)
               for (int64_t col = c0; col < c1; ++col) {
                 const int64_t base = ((b * g.h + r) * g.w + col) * C;
-                for (int64_t d = d0; d < d1; ++d)
-                  if (x[base + d] > best[d - d0]) {  // strict: the first maximum wins, as in TF.js
-                    best[d - d0] = x[base + d];
-                    where[d - d0] = base + d;
-                  }
+                // Strict: the first maximum wins, as in TF.js. Selects, not branches: which window element is
+                // the maximum is unpredictable, and mispredicted branches made this kernel ~10x slower.
+                for (int64_t d = d0; d < d1; ++d) {
+                  const float v = x[base + d];
+                  const bool gt = v > best[d - d0];
+                  best[d - d0] = gt ? v : best[d - d0];
+                  where[d - d0] = gt ? base + d : where[d - d0];
+                }
               }
             const float* gy = dy + ((b * g.oh + yr) * g.ow + yc) * C;
             for (int64_t d = d0; d < d1; ++d)

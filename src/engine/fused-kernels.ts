@@ -9,6 +9,7 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { ADAM_UPDATE, BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, type AdamUpdateAttrs, type BatchNormTrainAttrs } from './fused-ops.js';
 import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
+import { allocOutput } from './native-backend.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: MathBackendCPU; attrs?: tf.NamedAttrMap };
 type Kernel = (a: KernelArgs) => tf.TensorInfo[];
@@ -50,7 +51,7 @@ function bnTrainJs({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
     variance[c] = Math.max(0, s2[c]! / rows - m1 * m1);
     k[c] = scale[c]! / Math.sqrt(variance[c]! + eps);
   }
-  const y = new Float32Array(x.length);
+  const y = allocOutput(backend, x.length);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
     for (let c = 0; c < cols; c++) {
@@ -94,7 +95,7 @@ function bnTrainGradJs({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] 
     c2[c] = (inv[c]! * inv[c]! * sumGX[c]!) / rows;
   }
   const f = Math.fround;
-  const dx = new Float32Array(x.length);
+  const dx = allocOutput(backend, x.length);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
     for (let c = 0; c < cols; c++) {
@@ -114,7 +115,7 @@ function adamJs({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
   const f = Math.fround;
   const b1 = f(a.beta1), omb1 = f(1 - a.beta1), b2 = f(a.beta2), omb2 = f(1 - a.beta2);
   const step = f(a.stepSize), bc2 = f(a.bc2Sqrt), eps = f(a.epsilon);
-  const np = new Float32Array(p.length), nm = new Float32Array(p.length), nv = new Float32Array(p.length);
+  const np = allocOutput(backend, p.length), nm = allocOutput(backend, p.length), nv = allocOutput(backend, p.length);
   for (let i = 0; i < p.length; i++) {
     const mi = f(f(m[i]! * b1) + f(g[i]! * omb1));
     const vi = f(f(v[i]! * b2) + f(f(g[i]! * g[i]!) * omb2));
@@ -143,7 +144,7 @@ export function fusedKernelsNative(addon: NativeAddon): Record<string, Kernel> {
     const { varianceEpsilon: eps, relu } = attrs as unknown as BatchNormTrainAttrs;
     const x = values(backend, inputs.x, 'x', K);
     const { cols } = channels(inputs.x!, K);
-    const y = new Float32Array(x.length), mean = new Float32Array(cols), variance = new Float32Array(cols);
+    const y = allocOutput(backend, x.length), mean = new Float32Array(cols), variance = new Float32Array(cols);
     addon.batchNormTrain(x, values(backend, inputs.scale, 'scale', K), values(backend, inputs.offset, 'offset', K), y, mean, variance, cols, eps, relu);
     return [make(backend, [...inputs.x!.shape], y), make(backend, [cols], mean), make(backend, [cols], variance)];
   };
@@ -152,7 +153,7 @@ export function fusedKernelsNative(addon: NativeAddon): Record<string, Kernel> {
     const { varianceEpsilon: eps, relu } = attrs as unknown as BatchNormTrainAttrs;
     const x = values(backend, inputs.x, 'x', K);
     const { cols } = channels(inputs.x!, K);
-    const dx = new Float32Array(x.length), dscale = new Float32Array(cols), doffset = new Float32Array(cols);
+    const dx = allocOutput(backend, x.length), dscale = new Float32Array(cols), doffset = new Float32Array(cols);
     addon.batchNormTrainGrad(
       values(backend, inputs.dy, 'dy', K), x, values(backend, inputs.mean, 'mean', K), values(backend, inputs.variance, 'variance', K),
       values(backend, inputs.scale, 'scale', K), values(backend, inputs.offset, 'offset', K), dx, dscale, doffset, cols, eps, relu);
@@ -162,7 +163,7 @@ export function fusedKernelsNative(addon: NativeAddon): Record<string, Kernel> {
     const K = ADAM_UPDATE;
     const a = attrs as unknown as AdamUpdateAttrs;
     const p = values(backend, inputs.param, 'param', K);
-    const np = new Float32Array(p.length), nm = new Float32Array(p.length), nv = new Float32Array(p.length);
+    const np = allocOutput(backend, p.length), nm = allocOutput(backend, p.length), nv = allocOutput(backend, p.length);
     addon.adamUpdate(p, values(backend, inputs.m, 'm', K), values(backend, inputs.v, 'v', K), values(backend, inputs.grad, 'grad', K),
       np, nm, nv, a.beta1, a.beta2, a.stepSize, a.bc2Sqrt, a.epsilon);
     const shape = [...inputs.param!.shape];
