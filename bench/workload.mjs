@@ -88,13 +88,23 @@ if (kind === 'gemm') {
     const { seconds, profile } = timeRuns(() => tf.tidy(() => model.forward(x, false).dataSync()));
     result = { workload: `${arch} inference`, batch, size, seconds, median: median(seconds), perImage: median(seconds) / batch, profile };
   } else if (kind === 'train') {
-    const labels = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([batch, 1], 0, 1, 'float32', 3), 0.5), 'float32'));
-    const optimizer = tf.train.adam(1e-5);
+    // The product's training step (src/train/trainer.ts): the frozen prefix runs outside the gradient tape, then
+    // forward + backward of the trainable part, BCE + the head's L2, and the project's Adam (one fused kernel per
+    // parameter on the native engine).
+    const { Adam, weightedBceMean, l2Penalty } = await import(`${root}dist/src/train/index.js`);
+    const labels = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([batch], 0, 1, 'float32', 3), 0.5), 'float32'));
     const vars = model.trainableVariables();
+    const adam = new Adam(vars.map((v, i) => ({ name: String(i), variable: v })), { lr: 1e-5, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
     const step = () => {
-      const loss = optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(labels, model.forward(x, true)), true, vars);
-      loss.dataSync();
-      loss.dispose();
+      tf.tidy(() => {
+        const features = model.forwardFrozen(x);
+        const { value, grads } = tf.variableGrads(
+          () => tf.add(weightedBceMean(model.forwardTrainable(features, true), labels), l2Penalty(model.regularizedWeights(), 0.1)),
+          vars,
+        );
+        adam.apply(grads);
+        value.dataSync();
+      });
     };
     const { seconds, profile } = timeRuns(step);
     result = { workload: `${arch} training step`, batch, size, frozenLayers: freeze, trainableVariables: vars.length, seconds, median: median(seconds), profile };

@@ -92,7 +92,11 @@ function registerBatchNormGradient(): void {
       const trio = hasKernel(BATCH_NORM_TRAIN_GRAD)
         ? (tf.engine().runKernel(BATCH_NORM_TRAIN_GRAD, inputs as unknown as tf.NamedTensorMap, asAttrs(attrs)) as tf.Tensor[])
         : batchNormTrainGradComposed(dy, x, mean, variance, scale, offset, attrs);
-      if (dMean || dVar) {
+      // The engine hands zero tensors for outputs that do not reach the loss (here: the statistics, used only for
+      // the running averages), so test the values (C of them) rather than null: the extra term costs three
+      // full-size passes.
+      const used = (t: tf.Tensor | null) => t !== null && (t.dataSync() as Float32Array).some((v) => v !== 0);
+      if (used(dMean) || used(dVar)) {
         // The statistics are outputs too (for running averages); if a loss used them, their gradients
         // reach x through mean = sum(x)/M and var = sum((x-mean)^2)/M.
         const rows = x.size / x.shape[x.shape.length - 1]!;
