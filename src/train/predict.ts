@@ -2,8 +2,17 @@
  * Inference over image records: a model (live, or rebuilt from a checkpoint folder or a run directory) ->
  * per-image logits and probabilities -> `Prediction` rows ({image, label, probability}) that src/evaluate takes.
  * Used by the trainer's validation pass, by `nextray evaluate --model RUN`, and by the demo.
+ *
+ * Prediction of a split (`predictSplit`) runs in ONNX Runtime by default: the checkpoint's model is exported to
+ * ONNX in memory (src/models/onnx) and one onnxruntime-node session runs every batch — the fastest engine measured
+ * for inference here. TF.js stays as the fallback ('auto' uses it, with one stderr line saying why, when
+ * onnxruntime-node does not load or the architecture cannot be exported) and as an explicit choice ('tfjs').
+ * The trainer's validation pass stays on TF.js: its weights change every epoch and an export per pass would
+ * cost more than it saves on small validation sets.
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader, type BadImage, type ImageCache } from '../data/loader.js';
@@ -13,7 +22,8 @@ import { loadSplit, selectSubset, type Subset } from '../data/splits.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import type { ImageRecord } from '../data/types.js';
 import type { Prediction } from '../evaluate/predictions.js';
-import type { Model } from '../models/index.js';
+import type { Model, NetworkModel } from '../models/index.js';
+import { exportOnnx } from '../models/onnx/export.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/index.js';
 import { buildModel } from './archs.js';
 import { runPaths } from './run-dir.js';
@@ -36,8 +46,22 @@ export interface InferenceOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** Logits [n] for `n` preprocessed NHWC images (`x` holds n * size * size * 3 values). */
+export type BatchRunner = (x: Float32Array, n: number) => Promise<Float32Array>;
+
 /** Runs the model in inference mode (dropout off, batchnorm running statistics) over `records`. */
 export async function inferRecords(model: Model, records: readonly ImageRecord[], opts: InferenceOptions): Promise<InferenceResult> {
+  const size = opts.preprocessing.size;
+  const run: BatchRunner = async (x, n) =>
+    tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
+  return inferRecordsWith(run, records, opts);
+}
+
+/**
+ * `inferRecords` over any engine: the same loader, batching and ordering, with `run` producing each batch's
+ * logits (TF.js model, ONNX Runtime session, ...).
+ */
+export async function inferRecordsWith(run: BatchRunner, records: readonly ImageRecord[], opts: InferenceOptions): Promise<InferenceResult> {
   const loader = new BatchLoader(records, {
     batchSize: opts.batchSize ?? 16,
     shuffle: false,
@@ -46,15 +70,11 @@ export async function inferRecords(model: Model, records: readonly ImageRecord[]
     workers: opts.workers ?? 2,
     ...(opts.cache ? { cache: opts.cache } : {}),
   });
-  const size = opts.preprocessing.size;
   const out: { index: number; logit: number }[] = [];
   try {
     let done = 0;
     for await (const batch of loader.epoch(0)) {
-      const logits = tf.tidy(() => {
-        const x = tf.tensor4d(batch.x, [batch.n, size, size, 3]);
-        return model.forward(x, false).dataSync() as Float32Array;
-      });
+      const logits = await run(batch.x, batch.n);
       batch.indices.forEach((index, k) => out.push({ index, logit: logits[k]! }));
       done += batch.n;
       opts.onProgress?.(done, records.length);
@@ -112,6 +132,63 @@ export function loadTrainedModel(path: string, which: 'best' | 'last' = 'best'):
   return { model, metadata: meta, preprocessing: meta.preprocessing, checkpoint: dir };
 }
 
+/** Which engine runs prediction: ONNX Runtime, TF.js, or ONNX Runtime when it can (default). */
+export type PredictEngine = 'onnx' | 'tfjs' | 'auto';
+export const PREDICT_ENGINES: readonly PredictEngine[] = ['auto', 'onnx', 'tfjs'];
+
+/** What ran a prediction. */
+export interface PredictEngineInfo {
+  name: 'onnx' | 'tfjs';
+  /** e.g. 'onnxruntime-node 1.30.0 (CPU, 2 threads)' or the TF.js engine's description. */
+  description: string;
+  /** With 'auto': why ONNX Runtime was not used (absent when it was). */
+  fallbackReason?: string;
+  /** Seconds spent preparing the engine (ONNX export + session creation; 0 for TF.js). */
+  setupSeconds: number;
+  /** Seconds spent inside the engine's forward passes (decoding excluded). */
+  inferenceSeconds: number;
+}
+
+/** The Node face of ONNX Runtime that prediction needs (src/models/onnx/runtime.ts). */
+export type OnnxRuntimeFace = Pick<typeof import('../models/onnx/runtime.js'), 'OnnxClassifier'> & { version: string };
+
+/** Loads onnxruntime-node through src/models/onnx/runtime.ts; throws when its native binding does not load. */
+export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
+  const mod = await import('../models/onnx/runtime.js');
+  const require = createRequire(import.meta.url);
+  const version = (require('onnxruntime-node/package.json') as { version: string }).version;
+  return { OnnxClassifier: mod.OnnxClassifier, version };
+}
+
+/** A batch runner over ONNX Runtime for `model`, exported in memory. Throws (with the reason) when it cannot. */
+export async function onnxRunner(
+  model: Model,
+  preprocessing: Preprocessing,
+  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number } = {},
+): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
+  let rt: OnnxRuntimeFace;
+  try {
+    rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
+  } catch (err) {
+    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+  }
+  // Export problems (an architecture the exporter does not know) are reported as such, before any session.
+  const exported = exportOnnx(model as Model | NetworkModel, { inputSize: preprocessing.size, preprocessing });
+  const threads = opts.threads ?? availableParallelism();
+  const clf = await rt.OnnxClassifier.create(exported.toBytes(), { threads, maxBatch: 64 });
+  const k = clf.numOutputs;
+  if (k !== 1) {
+    await clf.release();
+    throw new Error(`expected the binary head (1 output), the exported model has ${k}`);
+  }
+  const per = preprocessing.size * preprocessing.size * 3;
+  return {
+    run: async (x, n) => (await clf.run(x.length === n * per ? x : x.subarray(0, n * per), n)).logits,
+    description: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`,
+    release: () => clf.release(),
+  };
+}
+
 export interface PredictSplitOptions {
   /** Dataset folder (MURA layout). */
   data: string;
@@ -122,14 +199,29 @@ export interface PredictSplitOptions {
   workers?: number;
   which?: 'best' | 'last';
   onProgress?: (done: number, total: number) => void;
+  /**
+   * 'auto' (default): ONNX Runtime when onnxruntime-node loads and the architecture exports, else TF.js with one
+   * line on stderr (or to `onLog`) saying why; 'onnx': ONNX Runtime or an error; 'tfjs': TF.js.
+   */
+  engine?: PredictEngine;
+  /** Where the fallback notice goes (default: a line on stderr). */
+  onLog?: (line: string) => void;
+  /** ONNX Runtime threads (default: all cores). */
+  threads?: number;
+  /** Supplies ONNX Runtime (default: onnxruntime-node via src/models/onnx/runtime.ts); a seam for hosts and tests. */
+  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;
 }
 
 export interface SplitPredictions {
   predictions: Prediction[];
+  /** The model's logit per prediction (same order). */
+  logits: Float32Array;
   badImages: BadImage[];
   checkpoint: string;
   metadata: CheckpointMetadata;
   images: number;
+  /** Which engine produced the predictions, and how long it took. */
+  engine: PredictEngineInfo;
 }
 
 /**
@@ -137,7 +229,7 @@ export interface SplitPredictions {
  * `nextray evaluate --model RUN --data DIR --split test` evaluates.
  */
 export async function predictSplit(modelPath: string, opts: PredictSplitOptions): Promise<SplitPredictions> {
-  await initEngine(); // NEXTRAY_ENGINE or auto; a no-op when the caller already chose one
+  const tfEngine = await initEngine(); // NEXTRAY_ENGINE or auto; a no-op when the caller already chose one
   const splitFile = opts.splitFile ?? runPaths(modelPath).split;
   if (opts.subset !== 'train' && !existsSync(splitFile)) {
     throw new Error(`${splitFile}: no split file; give one (the run directory's split.json is used by default)`);
@@ -146,16 +238,51 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   const split = opts.subset === 'train' ? null : loadSplit(splitFile, dataset);
   const sel = split ? selectSubset(dataset, split, opts.subset) : { images: dataset.images.filter((i) => i.split === 'train') };
   if (!sel.images.length) throw new Error(`${opts.data}: the ${opts.subset} subset has no images`);
+  const requested = opts.engine ?? 'auto';
+  if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
+  let onnx: Awaited<ReturnType<typeof onnxRunner>> | null = null;
   try {
-    const res = await inferRecords(loaded.model, sel.images, {
+    let fallbackReason: string | undefined;
+    const t0 = performance.now();
+    if (requested !== 'tfjs') {
+      try {
+        onnx = await onnxRunner(loaded.model, loaded.preprocessing, {
+          ...(opts.loadOnnxRuntime ? { loadRuntime: opts.loadOnnxRuntime } : {}),
+          ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+        });
+      } catch (err) {
+        const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
+        if (requested === 'onnx') throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
+        fallbackReason = why;
+        (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: predicting with TF.js instead of ONNX Runtime (${why})`);
+      }
+    }
+    const setupSeconds = (performance.now() - t0) / 1000;
+    let inferenceSeconds = 0;
+    const tfRun: BatchRunner = async (x, n) => {
+      const size = loaded.preprocessing.size;
+      return tf.tidy(() => loaded.model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
+    };
+    const engineRun = onnx ? onnx.run : tfRun;
+    const timed: BatchRunner = async (x, n) => {
+      const s0 = performance.now();
+      const logits = await engineRun(x, n);
+      inferenceSeconds += (performance.now() - s0) / 1000;
+      return logits;
+    };
+    const res = await inferRecordsWith(timed, sel.images, {
       preprocessing: loaded.preprocessing,
       batchSize: opts.batchSize ?? 16,
       workers: opts.workers ?? 2,
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
-    return { predictions: toPredictions(res), badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length };
+    const engine: PredictEngineInfo = onnx
+      ? { name: 'onnx', description: onnx.description, setupSeconds, inferenceSeconds }
+      : { name: 'tfjs', description: `TF.js: ${tfEngine.description}`, ...(fallbackReason ? { fallbackReason } : {}), setupSeconds, inferenceSeconds };
+    return { predictions: toPredictions(res), logits: res.logits, badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length, engine };
   } finally {
+    if (onnx) await onnx.release();
     loaded.model.dispose();
   }
 }

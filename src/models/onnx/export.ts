@@ -1,6 +1,7 @@
 /**
  * Model -> ONNX: builds an ONNX graph (opset 17) with the weights of a live model from the zoo (ResNet-18..152,
- * DenseNet-121/169/201, any custom ResNet/DenseNet configuration) and its head, so inference can run in ONNX
+ * DenseNet-121/169/201, any custom ResNet/DenseNet configuration), or any network built from the same modules in
+ * the ResNet layout (e.g. the trainer's `resnet-slim`; see residualStructure), and its head, so inference can run in ONNX
  * Runtime (onnxruntime-node in Node, onnxruntime-web in the browser — the same file).
  *
  * The graph:
@@ -85,6 +86,8 @@ class GraphBuilder {
   readonly inits: OnnxInitializer[] = [];
   private counter = 0;
   storedValues = 0;
+  /** Every parameter whose values went into the graph (folded or stored), for the coverage check. */
+  readonly used = new Set<Param>();
 
   constructor(private readonly fold: boolean) {}
 
@@ -114,6 +117,9 @@ class GraphBuilder {
     const [k, k2, cin, cout] = conv.weight.shape as [number, number, number, number];
     if (k !== k2) throw new Error(`${name}: non-square kernel ${k}x${k2} is not supported`);
     const hwio = values(conv.weight, `${name}.weight`);
+    this.used.add(conv.weight);
+    if (conv.bias) this.used.add(conv.bias);
+    if (bn) for (const [, p] of bn.module.namedParams()) this.used.add(p);
     const scale = new Float64Array(cout).fill(1);
     const shift = new Float64Array(cout);
     const foldHere = bn !== undefined && this.fold;
@@ -155,6 +161,7 @@ class GraphBuilder {
 
   batchNorm(x: string, bn: BatchNorm2d, name: string): string {
     const { g, beta, mean, variance, eps } = bnValues(bn, name);
+    for (const [, p] of bn.namedParams()) this.used.add(p);
     const n = bn.numFeatures;
     return this.node(
       'BatchNormalization',
@@ -178,6 +185,7 @@ class GraphBuilder {
   gemm(x: string, lin: Linear, name: string, outName: string): string {
     const w = values(lin.weight, `${name}.weight`);
     const b = values(lin.bias, `${name}.bias`);
+    for (const [, p] of lin.namedParams()) this.used.add(p);
     return this.node('Gemm', [x, this.init(`${name}.weight`, [lin.inFeatures, lin.outFeatures], w), this.init(`${name}.bias`, [lin.outFeatures], b)], name, {
       alpha: { float: 1 },
       beta: { float: 1 },
@@ -197,9 +205,44 @@ function bnValues(bn: BatchNorm2d, name: string) {
   };
 }
 
-function emitResNet(b: GraphBuilder, net: ResNet, x: string): string {
+/**
+ * The structure a residual network must expose to be exported: torchvision's ResNet layout (stem conv1 + bn1 +
+ * ReLU, optional 3x3/2 max-pool, stages of BasicBlock/Bottleneck blocks with optional Downsample, global average
+ * pool, Linear head). The zoo's ResNet always pools; any other network qualifies only when it says whether it
+ * pools with a boolean `stemPool` (e.g. src/train/archs.ts's SlimResNet) — without that flag its forward is
+ * unknown and exporting it could silently differ from TF.js.
+ */
+interface ResidualStructure {
+  conv1: Conv2d;
+  bn1: BatchNorm2d;
+  stemPool: boolean;
+  stages: { blocks: Array<BasicBlock | Bottleneck> }[];
+}
+
+function residualStructure(net: Network): ResidualStructure | null {
+  const n = net as unknown as Partial<{ conv1: unknown; bn1: unknown; stemPool: unknown; stages: unknown }>;
+  if (!(n.conv1 instanceof Conv2d) || !(n.bn1 instanceof BatchNorm2d) || !Array.isArray(n.stages)) return null;
+  const stemPool = net instanceof ResNet ? true : typeof n.stemPool === 'boolean' ? n.stemPool : null;
+  if (stemPool === null) return null;
+  const stages = n.stages as unknown[];
+  for (const st of stages) {
+    const blocks = (st as { blocks?: unknown }).blocks;
+    if (!Array.isArray(blocks) || !blocks.every((bl) => bl instanceof BasicBlock || bl instanceof Bottleneck)) return null;
+  }
+  return { conv1: n.conv1, bn1: n.bn1, stemPool, stages: stages as ResidualStructure['stages'] };
+}
+
+/** Every parameter of `net` the graph must carry (a network with parts the structure walk misses is refused). */
+function checkCovered(net: Network, arch: string, used: ReadonlySet<Param>): void {
+  const missing = net.namedParams().filter(([, p]) => !used.has(p)).map(([name]) => name);
+  if (missing.length) {
+    throw new Error(`${arch}: cannot export: parameter(s) ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ' ...' : ''} are not part of the recognised structure`);
+  }
+}
+
+function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string): string {
   let out = b.relu(b.conv(x, net.conv1, 'conv1', { module: net.bn1, name: 'bn1' }), 'conv1');
-  out = b.maxPool(out, 3, 2, 1, 'maxpool');
+  if (net.stemPool) out = b.maxPool(out, 3, 2, 1, 'maxpool');
   net.stages.forEach((stage, si) => {
     stage.blocks.forEach((block, bi) => {
       const p = `layer${si + 1}.${bi}`;
@@ -288,13 +331,20 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
   if (layout === 'nhwc') x = b.node('Transpose', [x], 'to_nchw', { perm: [0, 3, 1, 2] });
 
   let pooled: string;
-  if (net instanceof ResNet) pooled = emitResNet(b, net, x);
+  const residual = residualStructure(net);
+  if (residual) pooled = emitResNet(b, residual, x);
   else if (net instanceof DenseNet) pooled = emitDenseNet(b, net, x);
-  else throw new Error(`${arch}: unsupported network type ${(net as object).constructor.name}`);
+  else {
+    throw new Error(
+      `${arch}: unsupported network type ${(net as object).constructor.name} (exportable: ResNet-style conv1/bn1/stages of ` +
+        'BasicBlock/Bottleneck with a boolean stemPool, and DenseNet)',
+    );
+  }
 
   const flat = b.node('Flatten', [pooled], 'flatten', { axis: 1 });
   const headName = net.classifierName;
   b.gemm(flat, head, headName, ONNX_LOGITS);
+  checkCovered(net, arch, b.used);
   const outputs: OnnxValueInfo[] = [{ name: ONNX_LOGITS, elemType: 'float32', shape: ['batch', head.outFeatures] }];
   if (binary) {
     b.node('Sigmoid', [ONNX_LOGITS], 'sigmoid', undefined, ONNX_PROBABILITY);
