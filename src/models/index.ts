@@ -26,6 +26,7 @@ export {
   Param,
   Conv2d,
   BatchNorm2d,
+  convBn,
   Linear,
   Dropout,
   countParams,

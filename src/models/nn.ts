@@ -149,13 +149,17 @@ export abstract class Module {
     }
   }
 
-  /** Free every variable of this module tree. */
+  /** Free every variable of this module tree (and anything a module derived from them, e.g. folded weights). */
   dispose(): void {
+    for (const [, m] of this.namedModules()) m.releaseDerived();
     for (const [, p] of this.namedParams()) {
       p.variable?.dispose();
       p.variable = null;
     }
   }
+
+  /** Frees tensors a module computed from its parameters and keeps between calls (none by default). */
+  protected releaseDerived(): void {}
 }
 
 /** The tfjs-core explicit padding form for a symmetric PyTorch `padding=p`. */
@@ -239,6 +243,32 @@ export class BatchNorm2d extends Module {
     this.numBatchesTracked = this.buffer('num_batches_tracked', [], { kind: 'zeros' }, 'int32');
   }
 
+  private fold: { sources: object[]; filter: tf.Tensor4D; bias: tf.Tensor1D } | null = null;
+
+  /** The preceding convolution with this batch norm folded in (see convBn); cached until a source changes. */
+  folded(conv: Conv2d): { filter: tf.Tensor4D; bias: tf.Tensor1D } {
+    const srcs = [conv.weight, conv.bias, this.weight, this.bias, this.runningMean, this.runningVar].map((p) => (p ? p.v.dataId : null));
+    const sources = srcs.filter((d): d is object => d !== null);
+    if (this.fold && this.fold.sources.length === sources.length && this.fold.sources.every((d, i) => d === sources[i])) return this.fold;
+    this.releaseDerived();
+    const f = tf.tidy(() => {
+      const s = tf.div(this.weight.v, tf.sqrt(tf.add(this.runningVar.v, this.eps)));
+      const filter = tf.mul(conv.weight.v, s) as tf.Tensor4D; // HWIO: s broadcasts over O, the last axis
+      let shift = tf.sub(this.bias.v, tf.mul(this.runningMean.v, s));
+      if (conv.bias) shift = tf.add(shift, tf.mul(conv.bias.v, s));
+      return { filter: tf.keep(filter), bias: tf.keep(shift as tf.Tensor1D) };
+    });
+    this.fold = { sources, ...f };
+    return this.fold;
+  }
+
+  protected override releaseDerived(): void {
+    if (!this.fold) return;
+    this.fold.filter.dispose();
+    this.fold.bias.dispose();
+    this.fold = null;
+  }
+
   /** `relu`: apply ReLU to the output (one fused kernel in training where the backend has it). */
   forward(x: tf.Tensor4D, training: boolean, relu = false): tf.Tensor4D {
     if (!training || this.frozen) {
@@ -270,6 +300,26 @@ export class BatchNorm2d extends Module {
       return y;
     });
   }
+}
+
+/**
+ * conv -> batch norm [-> ReLU], the unit every ResNet and DenseNet layer is made of. While the batch norm uses its
+ * running statistics (inference, or a frozen layer during training) it is folded into the convolution:
+ * w' = w * s and b' = beta - mean * s (+ bias * s) with s = gamma / sqrt(var + eps), run as one fused convolution
+ * with bias and ReLU. That is one kernel instead of three full passes over the activation (the batch norm and
+ * ReLU took as long as the convolutions in ResNet-152 inference), and what PyTorch's frozen TorchScript and ONNX
+ * Runtime do. The folded weights are kept on the batch norm and rebuilt when any source tensor changes (weights
+ * loaded, a training step); they are not differentiable, so a layer whose convolution is still being trained
+ * runs unfolded.
+ */
+export function convBn(conv: Conv2d, bn: BatchNorm2d, x: tf.Tensor4D, training: boolean, relu = false): tf.Tensor4D {
+  // Folding freezes the arithmetic: only when nothing in the unit is being trained.
+  const fold = !training || (bn.frozen && ![conv.weight, conv.bias, bn.weight, bn.bias].some((p) => p?.trainable));
+  if (!fold) return bn.forward(conv.forward(x), training, relu);
+  const { filter, bias } = bn.folded(conv);
+  return tf.tidy(() =>
+    tf.fused.conv2d({ x, filter, bias, strides: conv.stride, pad: conv.padding === 0 ? 'valid' : explicitPad(conv.padding), activation: relu ? 'relu' : 'linear' }),
+  );
 }
 
 /**

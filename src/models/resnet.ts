@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   BatchNorm2d,
   Conv2d,
+  convBn,
   Module,
   globalAvgPool,
   maxPool2d,
@@ -41,7 +42,7 @@ export class Downsample extends Module {
     this.bn = this.child('1', new BatchNorm2d(outPlanes));
   }
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-    return tf.tidy(() => this.bn.forward(this.conv.forward(x), training));
+    return tf.tidy(() => convBn(this.conv, this.bn, x, training));
   }
 }
 
@@ -70,8 +71,8 @@ export class BasicBlock extends Module implements Block {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = this.bn1.forward(this.conv1.forward(x), training, true);
-      out = this.bn2.forward(this.conv2.forward(out), training);
+      let out = convBn(this.conv1, this.bn1, x, training, true);
+      out = convBn(this.conv2, this.bn2, out, training);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
       return relu(tf.add(out, identity));
     });
@@ -111,9 +112,9 @@ export class Bottleneck extends Module implements Block {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = this.bn1.forward(this.conv1.forward(x), training, true);
-      out = this.bn2.forward(this.conv2.forward(out), training, true);
-      out = this.bn3.forward(this.conv3.forward(out), training);
+      let out = convBn(this.conv1, this.bn1, x, training, true);
+      out = convBn(this.conv2, this.bn2, out, training, true);
+      out = convBn(this.conv3, this.bn3, out, training);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
       return relu(tf.add(out, identity));
     });
@@ -211,7 +212,7 @@ export class ResNet extends Module implements Network {
       {
         name: 'conv1',
         unitsEnd: 1,
-        forward: (x, training) => tf.tidy(() => maxPool2d(this.bn1.forward(this.conv1.forward(x), training, true), 3, 2, 1)),
+        forward: (x, training) => tf.tidy(() => maxPool2d(convBn(this.conv1, this.bn1, x, training, true), 3, 2, 1)),
       },
     ];
     let end = 1;

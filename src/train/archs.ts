@@ -15,6 +15,7 @@ import {
   Downsample,
   BatchNorm2d,
   Conv2d,
+  convBn,
   Module,
   createCustomModel,
   createModel,
@@ -66,7 +67,7 @@ export class SlimResNet extends Module implements Network {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
     return tf.tidy(() => {
-      let out = this.bn1.forward(this.conv1.forward(x), training, true);
+      let out = convBn(this.conv1, this.bn1, x, training, true);
       if (this.stemPool) out = tf.maxPool(out, 3, 2, 1, 'floor');
       for (const s of this.stages) for (const b of s.blocks) out = b.forward(out, training);
       return this.head.forward(tf.mean(out, [1, 2]) as tf.Tensor2D, training);

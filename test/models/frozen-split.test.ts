@@ -100,10 +100,10 @@ function checkSplit(build: () => AnyModel, inputShape: [number, number, number, 
       assert.deepEqual(feats.shape, c.featureShape, `${label}: frozen-prefix output shape`);
       feats.dispose();
 
-      const tensorsBefore = tf.memory().numTensors;
+      // Frozen units keep their batch norm folded into the convolution (nn.ts convBn), made on first use, so the
+      // first step may add those cached tensors; a second step must add nothing.
       const ra = step(a, x, y, false);
       const rb = step(b, x, y, true);
-      assert.equal(tf.memory().numTensors, tensorsBefore, `${label}: no tensor leaks`);
       assert.deepEqual(rb.logits, ra.logits, `${label}: logits`);
       assert.equal(rb.loss, ra.loss, `${label}: loss`);
       assert.deepEqual([...rb.grads.keys()], [...ra.grads.keys()], `${label}: same trainable variables`);
@@ -113,6 +113,10 @@ function checkSplit(build: () => AnyModel, inputShape: [number, number, number, 
       if (c.prefixLayers > 0) {
         assert.ok(rb.tapeBytes < ra.tapeBytes, `${label}: split holds less under the tape (${rb.tapeBytes} vs ${ra.tapeBytes} bytes)`);
       }
+      const tensorsBefore = tf.memory().numTensors;
+      step(a, x, y, false);
+      step(b, x, y, true);
+      assert.equal(tf.memory().numTensors, tensorsBefore, `${label}: no tensor leaks`);
     }
   } finally {
     tf.dispose([x, y]);

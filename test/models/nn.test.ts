@@ -7,7 +7,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, tf } from '../../src/engine/index.js';
-import { BatchNorm2d, Conv2d, Dropout, Linear, maxPool2d, avgPool2d, globalAvgPool } from '../../src/models/nn.js';
+import { BatchNorm2d, Conv2d, Dropout, Linear, convBn, maxPool2d, avgPool2d, globalAvgPool } from '../../src/models/nn.js';
 import { Rng } from '../../src/util/rng.js';
 
 before(async () => {
@@ -167,4 +167,42 @@ test('Dropout: identity in eval; in training zeroes about p, scales the rest by 
   const c = d1.forward(x, true);
   assert.notDeepEqual([...c.dataSync()], [...av], 'a fresh mask per call');
   tf.dispose([x, ev, a, b, c]);
+});
+
+test('convBn folds a running-statistics batch norm into the convolution: same values, cached, refreshed, disposed', () => {
+  const conv = new Conv2d(5, 6, 3, { stride: 2, padding: 1 });
+  conv.materialize(11);
+  const bn = new BatchNorm2d(6);
+  bn.materialize(12);
+  // Non-trivial statistics and affine parameters.
+  bn.weight.v.assign(tf.tensor1d(randArray(6, 1).map((v) => 1 + v / 2)));
+  bn.bias.v.assign(tf.tensor1d(randArray(6, 2)));
+  bn.runningMean.v.assign(tf.tensor1d(randArray(6, 3)));
+  bn.runningVar.v.assign(tf.tensor1d(randArray(6, 4).map((v) => 0.5 + Math.abs(v))));
+  const x = tf.tensor4d(randArray(2 * 9 * 9 * 5, 5), [2, 9, 9, 5]);
+  const unfolded = (relu: boolean) => tf.tidy(() => bn.forward(conv.forward(x), false, relu).dataSync());
+  for (const relu of [false, true]) {
+    const want = unfolded(relu);
+    const got = tf.tidy(() => convBn(conv, bn, x, false, relu).dataSync());
+    assert.ok(maxAbsDiff(got, want) < 1e-5, `relu=${relu}: folded equals conv then batch norm`);
+  }
+  // Cached: later calls allocate nothing that stays.
+  const count = tf.memory().numTensors;
+  tf.tidy(() => { convBn(conv, bn, x, false, true); });
+  assert.equal(tf.memory().numTensors, count);
+  // New weights (a load or a training step) are picked up.
+  conv.weight.v.assign(tf.mul(conv.weight.v, 2));
+  bn.runningMean.v.assign(tf.add(bn.runningMean.v, 0.5));
+  assert.ok(maxAbsDiff(tf.tidy(() => convBn(conv, bn, x, false, true).dataSync()), unfolded(true)) < 1e-5, 'refreshed after a change');
+  // Training a unit runs it unfolded (batch statistics, gradients to the weights): nothing new is cached.
+  const n = tf.memory().numTensors;
+  const trained = tf.tidy(() => convBn(conv, bn, x, true, true).dataSync());
+  assert.equal(tf.memory().numTensors, n);
+  assert.ok(maxAbsDiff(trained, unfolded(true)) > 1e-3, 'training mode normalises with the batch statistics');
+  // Disposing the modules frees the folded filter and bias with the 1 + 5 variables.
+  const base = tf.memory().numTensors;
+  conv.dispose();
+  bn.dispose();
+  assert.equal(tf.memory().numTensors, base - 2 - 1 - 5);
+  x.dispose();
 });

@@ -131,6 +131,7 @@ test('binary MURA head: logits and probability match the TF.js forward / predict
 
     const n = 3; // with maxBatch 2: split into runs of 2 and 1
     const x = randomBatch(n, 64, 'binary');
+    tf.tidy(() => model.forward(tf.zeros([1, 64, 64, 3]) as tf.Tensor4D, false)); // warm-up: folds batch norms once (nn.ts convBn)
     const before = tf.memory().numTensors;
     const [wantLogits, wantProba] = tf.tidy(() => {
       const t = tf.tensor4d(x, [n, 64, 64, 3]);

@@ -92,6 +92,7 @@ test('ResNet-152 with the binary head: 152 layers, freezing 148 leaves layer4.2 
 
     // Forward at 64x64 (ResNet-152 at 320x320 takes minutes on the pure-JS backend: see bench/).
     const x = tf.randomNormal([1, 64, 64, 3]) as tf.Tensor4D;
+    model.predictProba(x).dispose(); // warm-up: folds batch norms into convolutions once (nn.ts convBn)
     const before = tf.memory().numTensors;
     const p = model.predictProba(x);
     assert.deepEqual(p.shape, [1]);
