@@ -4,12 +4,12 @@
  * prints Table 2/3 and writes the files. `runEvaluation` is the seam a model-run face reuses: anything that can
  * produce a PredictionsInput (a CSV here; a trained model over a data split elsewhere) goes through it.
  */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
-import { predictSplit } from '../train/predict.js';
+import { predictSplit, PREDICT_ENGINES, type PredictEngine, type PredictEngineInfo } from '../train/predict.js';
 import {
   DEFAULT_BOOTSTRAP_REPLICATES,
   DEFAULT_BOOTSTRAP_SEED,
@@ -55,6 +55,8 @@ export interface EvaluateCliOptions {
   title?: string;
   /** Recorded in the report. */
   config?: Record<string, unknown>;
+  /** Merged into the JSON result and metrics.json (e.g. which engine predicted). */
+  extra?: Record<string, unknown>;
 }
 
 const MAX_LISTED_PROBLEMS = 20;
@@ -128,6 +130,7 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
         ? { validation_predictions: opts.validation.source, validation_rows: opts.validation.rows, validation_bad_rows: opts.validation.problems.length }
         : {}),
     },
+    ...opts.extra,
   };
   const ctx: ReportContext = {
     source: input.source,
@@ -161,6 +164,8 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
   return result;
 }
 
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
 function parseSeed(value: string): Seed {
   return /^-?\d+$/.test(value) ? Number(value) : value;
 }
@@ -178,6 +183,11 @@ export function registerEvaluate(program: Command): void {
     .option('--data <dir>', 'with --model: the dataset folder in the MURA-v1.1 layout')
     .option('--split-file <file>', "with --model: split file (default: the run's split.json)")
     .addOption(new Option('--checkpoint <which>', 'with --model: which checkpoint of the run').choices(['best', 'last']).default('best'))
+    .addOption(
+      new Option('--engine <name>', 'with --model: inference engine; auto = ONNX Runtime when it loads and the architecture exports, else TF.js')
+        .choices([...PREDICT_ENGINES])
+        .default('auto'),
+    )
     .option('--threshold <t>', 'abnormal when probability > t', parseFloatOption('--threshold', 0, 1))
     .option(
       '--target-sensitivity <s>',
@@ -200,11 +210,17 @@ Examples:
   nextray evaluate --predictions preds.csv --out eval/ --json eval/metrics.json
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
   nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
+  nextray evaluate --model runs/demo --data ~/datasets --split test --engine tfjs --json -
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
 Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.
 Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to evaluate; 2 usage or unreadable file.`,
     )
+    // Usage errors (unknown option, bad choice) exit 2 as the help says (commander's default is 1).
+    .exitOverride((err) => {
+      if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
+      throw err;
+    })
     .action(async (raw: Record<string, unknown>) => {
       if (raw.targetSensitivity !== undefined && raw.threshold !== undefined) {
         throw new CliError('give either --threshold or --target-sensitivity, not both');
@@ -237,6 +253,8 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let input: PredictionsInput;
       let validation: PredictionsInput | undefined;
       let badImages = 0;
+      const engines: Record<string, PredictEngineInfo> = {};
+      if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
       if (fromModel) {
         const subset = (raw.split as string | undefined) ?? 'test';
         if (!['train', 'validation', 'test'].includes(subset)) {
@@ -247,10 +265,12 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             data: raw.data as string,
             subset: which,
             which: raw.checkpoint as 'best' | 'last',
+            engine: raw.engine as PredictEngine,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
           });
           for (const b of p.badImages) process.stderr.write(`problem: ${b.path}: ${b.problem}\n`);
           badImages += p.badImages.length;
+          engines[which] = p.engine;
           return resolvePredictions(p.predictions, `${raw.model as string} (${which})`);
         };
         try {
@@ -278,6 +298,23 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       if (raw.split !== undefined) opts.split = raw.split as string;
       if (raw.dataKind !== undefined) opts.dataKind = raw.dataKind as DataKind;
       if (raw.title !== undefined) opts.title = raw.title as string;
+      const ran = Object.values(engines);
+      if (ran.length) {
+        const e = ran[0]!;
+        opts.config = { 'inference engine': e.description, ...(e.fallbackReason ? { 'engine fallback': e.fallbackReason } : {}) };
+        opts.extra = {
+          inference: {
+            engine: e.name,
+            description: e.description,
+            requested: raw.engine,
+            ...(e.fallbackReason ? { fallback_reason: e.fallbackReason } : {}),
+            subsets: Object.fromEntries(
+              Object.entries(engines).map(([k, v]) => [k, { engine: v.name, setup_seconds: round3(v.setupSeconds), inference_seconds: round3(v.inferenceSeconds) }]),
+            ),
+          },
+        };
+        if (!opts.quiet && opts.json !== '-') process.stderr.write(`predicted with ${e.description}\n`);
+      }
       await runEvaluation(input, opts);
       if (badImages > 0) {
         process.stderr.write(`nextray: ${badImages} image(s) could not be read and were left out (listed above)\n`);

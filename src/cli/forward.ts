@@ -5,11 +5,19 @@
  * The classifier comes from the weights: torchvision's 1000-class `fc`/`classifier`, any other class count, or the
  * MURA binary head (one output) — from a .pth/.safetensors file or a project checkpoint folder (its
  * model.safetensors). Inputs/outputs are PyTorch's layout (NCHW in, [N, C] out); the NHWC transpose is internal.
+ *
+ * Engines: by default (`--engine auto`) the network runs in ONNX Runtime — exported in memory with an NCHW input
+ * and symbolic height/width, so the .npy goes in as it is — and falls back to TF.js (with a notice) when
+ * onnxruntime-node does not load; `--engine onnx` insists on ONNX Runtime; `tfjs`, `cpu`, `native`, `tfjs-node`
+ * run TF.js (the latter three name its backend). The summary says which engine ran.
  */
 import { CommanderError, Option, type Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { CliError, parseIntOption, printJson } from './common.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
+import { exportOnnx } from '../models/onnx/export.js';
+import { loadOnnxRuntime } from '../train/predict.js';
 import { ARCHS, createModel, isArch } from '../models/registry.js';
 import { StateDictMismatchError } from '../models/import.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
@@ -21,8 +29,42 @@ interface ForwardFlags {
   input: string;
   output: string;
   batch: number;
-  engine?: EngineName;
+  engine: ForwardEngine;
+  threads?: number;
   json?: boolean;
+}
+
+const FORWARD_ENGINES = ['auto', 'onnx', 'tfjs', 'cpu', 'native', 'tfjs-node'] as const;
+type ForwardEngine = (typeof FORWARD_ENGINES)[number];
+
+/** Logits [n, numClasses] in ONNX Runtime, or the reason it cannot run (thrown). */
+async function forwardOnnx(
+  model: ReturnType<typeof createModel>,
+  data: Float32Array,
+  shape: [number, number, number, number],
+  batch: number,
+  threads: number | undefined,
+): Promise<{ out: Float32Array; description: string; setupSeconds: number; seconds: number }> {
+  let rt;
+  try {
+    rt = await loadOnnxRuntime();
+  } catch (err) {
+    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+  }
+  const [n, , h, w] = shape;
+  const t0 = performance.now();
+  const t = threads ?? availableParallelism();
+  const exported = exportOnnx(model, { inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
+  const clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads: t });
+  const setupSeconds = (performance.now() - t0) / 1000;
+  try {
+    const t1 = performance.now();
+    const r = await clf.run(data, n, { size: [h, w] });
+    const seconds = (performance.now() - t1) / 1000;
+    return { out: r.logits, description: `onnxruntime-node ${rt.version} (CPU, ${t} thread${t === 1 ? '' : 's'})`, setupSeconds, seconds };
+  } finally {
+    await clf.release();
+  }
 }
 
 async function run(flags: ForwardFlags): Promise<void> {
@@ -62,7 +104,9 @@ async function run(flags: ForwardFlags): Promise<void> {
   const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
   const head = numClasses === 1 ? 'binary' : 'imagenet';
 
-  const engine = await initEngine(flags.engine);
+  const tfName: EngineName | undefined = ['cpu', 'native', 'tfjs-node'].includes(flags.engine) ? (flags.engine as EngineName) : undefined;
+  // TF.js holds the weights either way (they are read into its variables, then exported for ONNX Runtime).
+  const tfEngine = await initEngine(tfName);
   const model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
   try {
     try {
@@ -71,10 +115,32 @@ async function run(flags: ForwardFlags): Promise<void> {
       if (err instanceof StateDictMismatchError) throw new CliError(err.message);
       throw err;
     }
-    const out = new Float32Array(n * numClasses);
+    let out: Float32Array = new Float32Array(n * numClasses);
     const per = 3 * h * w;
+    let engine = `TF.js: ${tfEngine.description}`;
+    let engineName: 'onnx' | 'tfjs' = 'tfjs';
+    let fallback: string | undefined;
+    let setupSeconds = 0;
+    let onnxSeconds = 0;
+    let ranOnnx = false;
+    if (flags.engine === 'auto' || flags.engine === 'onnx') {
+      try {
+        const r = await forwardOnnx(model, data, shape as [number, number, number, number], flags.batch, flags.threads);
+        out = r.out;
+        engine = r.description;
+        engineName = 'onnx';
+        setupSeconds = r.setupSeconds;
+        onnxSeconds = r.seconds;
+        ranOnnx = true;
+      } catch (err) {
+        const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
+        if (flags.engine === 'onnx') throw new CliError(`${arch}: ${why} (use --engine tfjs or auto)`, 2);
+        fallback = why;
+        process.stderr.write(`nextray: running TF.js instead of ONNX Runtime (${why})\n`);
+      }
+    }
     const t0 = performance.now();
-    for (let start = 0; start < n; start += flags.batch) {
+    for (let start = 0; !ranOnnx && start < n; start += flags.batch) {
       const count = Math.min(flags.batch, n - start);
       const logits = tf.tidy(() => {
         const nchw = tf.tensor4d(data.subarray(start * per, (start + count) * per), [count, 3, h, w]);
@@ -83,7 +149,8 @@ async function run(flags: ForwardFlags): Promise<void> {
       out.set(logits.dataSync() as Float32Array, start * numClasses);
       logits.dispose();
     }
-    const seconds = (performance.now() - t0) / 1000;
+    // Forward passes only; ONNX export + session creation are reported apart (setup_seconds).
+    const seconds = ranOnnx ? onnxSeconds : (performance.now() - t0) / 1000;
     try {
       writeNpyFile(flags.output, [n, numClasses], out, 'F32');
     } catch (err) {
@@ -99,14 +166,17 @@ async function run(flags: ForwardFlags): Promise<void> {
       input_shape: shape,
       output: flags.output,
       output_shape: [n, numClasses],
-      engine: engine.description,
+      engine: engineName,
+      engine_description: engine,
+      ...(fallback ? { engine_fallback: fallback } : {}),
+      setup_seconds: Number(setupSeconds.toFixed(3)),
       seconds: Number(seconds.toFixed(3)),
     };
     if (flags.json) printJson(summary);
     else {
       process.stdout.write(
         `${arch} (${head} head, ${numClasses} output${numClasses === 1 ? '' : 's'}): ${n} image(s) ${h}x${w} -> ` +
-          `${flags.output} [${n}, ${numClasses}] in ${seconds.toFixed(2)} s on ${engine.description}\n`,
+          `${flags.output} [${n}, ${numClasses}] in ${seconds.toFixed(2)} s on ${engine}\n`,
       );
     }
   } finally {
@@ -123,7 +193,15 @@ export function registerForward(program: Command): void {
     .requiredOption('--input <x.npy>', 'float32 array [N, 3, H, W], normalised like torchvision (ImageNet mean/std)')
     .requiredOption('--output <y.npy>', 'where to write the float32 logits [N, classes]')
     .option('--batch <n>', 'images per forward pass', parseIntOption('--batch', 1, 4096), 8)
-    .addOption(new Option('--engine <name>', 'TF.js engine (default: NEXTRAY_ENGINE or auto)').choices(['auto', 'cpu', 'native', 'tfjs-node']))
+    .addOption(
+      new Option(
+        '--engine <name>',
+        'auto = ONNX Runtime, else TF.js; onnx = ONNX Runtime only; tfjs = TF.js (NEXTRAY_ENGINE or its auto); cpu, native, tfjs-node = that TF.js backend',
+      )
+        .choices([...FORWARD_ENGINES])
+        .default('auto'),
+    )
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
     .option('--json', 'print a JSON summary')
     .addHelpText(
       'after',
@@ -131,6 +209,7 @@ export function registerForward(program: Command): void {
 Example (check a conversion against PyTorch):
   python3 -c "import numpy as np; np.save('x.npy', np.random.randn(2, 3, 224, 224).astype(np.float32))"
   nextray forward --arch resnet152 --weights resnet152-394f9c45.pth --input x.npy --output y.npy
+  nextray forward --arch resnet152 --weights resnet152-394f9c45.pth --input x.npy --output y_tf.npy --engine tfjs --json
   python3 -c "import torch, torchvision, numpy as np; m = torchvision.models.resnet152(); \\
     m.load_state_dict(torch.load('resnet152-394f9c45.pth')); m.eval(); \\
     print(np.abs(m(torch.from_numpy(np.load('x.npy'))).detach().numpy() - np.load('y.npy')).max())"
