@@ -5,7 +5,9 @@
  * batch 8, medians of several runs after warm-up, peak RSS. Prints one JSON object.
  *
  *   npm run build && node bench/onnx-inference.mjs [--arch resnet152] [--size 320] [--threads 2]
- *       [--reps1 7] [--reps8 3] [--weights resnet152.pth] [--no-fold] [--spin] [--layout nhwc|nchw]
+ *       [--reps1 7] [--reps8 3] [--warmup 1] [--weights resnet152.pth] [--no-fold] [--spin] [--layout nhwc|nchw]
+ *
+ * `npm run bench` (bench/run.mjs) runs it for its infer1/infer8 entries.
  *
  * Weights: torchvision's with a seeded binary head when --weights is given, else the seeded torchvision-style
  * initialisation (the compute per image does not depend on the values). GFLOP counts 2 x multiply-adds of every
@@ -31,6 +33,7 @@ const { values: a } = parseArgs({
     threads: { type: 'string', default: '2' },
     reps1: { type: 'string', default: '7' },
     reps8: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
     weights: { type: 'string' },
     'no-fold': { type: 'boolean', default: false },
     layout: { type: 'string', default: 'nhwc' },
@@ -93,7 +96,8 @@ const x8 = Float32Array.from({ length: 8 * size * size * 3 }, () => rng.normal(0
 const x1 = x8.subarray(0, size * size * 3);
 
 async function measure(n, x, reps) {
-  await clf.run(x, n); // warm-up (allocations, first-run kernel selection)
+  // Warm-up (allocations, first-run kernel selection): at least one run, whatever --warmup says.
+  for (let i = 0; i < Math.max(1, Number(a.warmup)); i++) await clf.run(x, n);
   const perImage = [];
   for (let i = 0; i < reps; i++) {
     const r = await clf.run(x, n);

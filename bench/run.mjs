@@ -2,8 +2,11 @@
 // `npm run bench`: the issue-5 benchmark. Each workload runs in its own child process (bench/workload.mjs for
 // ours, bench/torch_reference.py under Debian's /usr/bin/python3 for PyTorch when torch imports) so peak RSS
 // is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
+// Inference (infer1, infer8) is also measured in ONNX Runtime (bench/onnx-inference.mjs: the same ResNet-152 with
+// the binary head at 320 px, exported by src/models/onnx, onnxruntime-node on the CPU, 2 threads): one child process
+// measures batch 1 and batch 8; the numbers sit in each inference entry as `onnx` beside `ours` (TF.js) and `torch`.
 // Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f] [--no-torch]
-//        [--no-profile] [--engine native|cpu]
+//        [--no-onnx] [--no-profile] [--engine native|cpu]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -36,6 +39,17 @@ const WORKLOADS = {
 function lastJson(stdout) {
   const line = stdout.split('\n').filter((l) => l.startsWith('{')).pop();
   return line ? JSON.parse(line) : null;
+}
+
+/** Runs a script that prints one (pretty-printed) JSON document on stdout. */
+function runWholeJson(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  try {
+    if (r.status === 0) return JSON.parse(r.stdout);
+  } catch {
+    // fall through to the error below
+  }
+  return { error: `${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
 }
 
 function run(cmd, args, extraEnv = {}) {
@@ -71,6 +85,17 @@ process.stderr.write('bench: sgemm 2048^3 peak ...\n');
 report.gemm = run(process.execPath, ['bench/workload.mjs', 'gemm', '--runs', '5', '--warmup', '1']);
 const peak = report.gemm?.gflops;
 
+// ONNX Runtime inference: batch 1 and batch 8 in one process (export + session once), as many timed runs as the
+// other workloads.
+const inferOnly = only.filter((n) => WORKLOADS[n]?.kind === 'infer');
+let onnx = null;
+if (inferOnly.length && !argv.includes('--no-onnx')) {
+  process.stderr.write('bench: ONNX Runtime inference (batch 1 and 8) ...\n');
+  onnx = runWholeJson(process.execPath, ['bench/onnx-inference.mjs', '--arch', 'resnet152', '--size', '320', '--threads', '2',
+    '--reps1', runs, '--reps8', runs, '--warmup', warmup]);
+  report.onnx = onnx;
+}
+
 for (const name of only) {
   const w = WORKLOADS[name];
   if (!w) {
@@ -96,9 +121,20 @@ for (const name of only) {
     entry.ratioPeakRssOursOverTorch = Math.round((ours.maxRssMB / torch.maxRssMB) * 100) / 100;
     entry.torchGflops = Math.round((w.gflop / torch.median) * 10) / 10;
   }
+  if (w.kind === 'infer' && onnx) {
+    const b = w.batch === 1 ? onnx.batch1 : w.batch === 8 ? onnx.batch8 : null;
+    if (onnx.error || !b) entry.onnx = onnx.error ?? `no ONNX Runtime measurement for batch ${w.batch}`;
+    else {
+      // Same unit as ours/torch `median`: seconds per batch.
+      const median = Math.round(b.median_s_per_image * w.batch * 1e4) / 1e4;
+      entry.onnx = { median, perImage: b.median_s_per_image, runs: b.runs, gflops: b.gflops, peakRssMB: onnx.peak_rss_mb, onnxruntime: onnx.onnxruntime_node };
+      if (ours.median) entry.ratioTimeOnnxOverOurs = Math.round((median / ours.median) * 100) / 100;
+      if (torch?.median) entry.ratioTimeOnnxOverTorch = Math.round((median / torch.median) * 100) / 100;
+    }
+  }
   report.workloads[name] = entry;
   // Progress on stderr, so a long run that is cut short still leaves its finished workloads behind.
-  process.stderr.write(`bench: ${name} done: ${JSON.stringify({ ours: ours.median ?? ours.error, torch: torch?.median ?? torchNote, ratio: entry.ratioTimeOursOverTorch })}\n`);
+  process.stderr.write(`bench: ${name} done: ${JSON.stringify({ ours: ours.median ?? ours.error, torch: torch?.median ?? torchNote, onnx: entry.onnx?.median, ratio: entry.ratioTimeOursOverTorch })}\n`);
 }
 report.machine.loadAverageAtEnd = loadavg().map((l) => Math.round(l * 100) / 100);
 console.log(JSON.stringify(report, null, 2));
