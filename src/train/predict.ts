@@ -51,10 +51,12 @@ export type BatchRunner = (x: Float32Array, n: number) => Promise<Float32Array>;
 
 /** Runs the model in inference mode (dropout off, batchnorm running statistics) over `records`. */
 export async function inferRecords(model: Model, records: readonly ImageRecord[], opts: InferenceOptions): Promise<InferenceResult> {
-  const size = opts.preprocessing.size;
-  const run: BatchRunner = async (x, n) =>
-    tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
-  return inferRecordsWith(run, records, opts);
+  return inferRecordsWith(tfjsRunner(model, opts.preprocessing.size), records, opts);
+}
+
+/** A batch runner over the TF.js model (inference mode; every tensor freed by tf.tidy). */
+export function tfjsRunner(model: Model, size: number): BatchRunner {
+  return async (x, n) => tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
 }
 
 /**
@@ -242,6 +244,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
   let onnx: Awaited<ReturnType<typeof onnxRunner>> | null = null;
+  let modelLive = true;
   try {
     let fallbackReason: string | undefined;
     const t0 = performance.now();
@@ -251,6 +254,9 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
           ...(opts.loadOnnxRuntime ? { loadRuntime: opts.loadOnnxRuntime } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
         });
+        // The session holds its own copy of the weights: free TF.js's now (hundreds of MB for ResNet-152).
+        loaded.model.dispose();
+        modelLive = false;
       } catch (err) {
         const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
         if (requested === 'onnx') throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
@@ -260,11 +266,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
     }
     const setupSeconds = (performance.now() - t0) / 1000;
     let inferenceSeconds = 0;
-    const tfRun: BatchRunner = async (x, n) => {
-      const size = loaded.preprocessing.size;
-      return tf.tidy(() => loaded.model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
-    };
-    const engineRun = onnx ? onnx.run : tfRun;
+    const engineRun = onnx ? onnx.run : tfjsRunner(loaded.model, loaded.preprocessing.size);
     const timed: BatchRunner = async (x, n) => {
       const s0 = performance.now();
       const logits = await engineRun(x, n);
@@ -283,6 +285,6 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
     return { predictions: toPredictions(res), logits: res.logits, badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length, engine };
   } finally {
     if (onnx) await onnx.release();
-    loaded.model.dispose();
+    if (modelLive) loaded.model.dispose();
   }
 }
