@@ -5,6 +5,7 @@
 // kernels do (JS numbers), so results agree to float rounding.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -268,7 +269,47 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// addRelu(a, b, out): the end of every residual block, relu(a + b), in one pass instead of two.
+Napi::Value AddRelu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto a = info[0].As<Napi::Float32Array>();
+    auto b = info[1].As<Napi::Float32Array>();
+    auto o = info[2].As<Napi::Float32Array>();
+    const int64_t n = a.ElementLength();
+    if (static_cast<int64_t>(b.ElementLength()) != n || static_cast<int64_t>(o.ElementLength()) != n)
+      throw Napi::Error::New(env, "addRelu sizes do not match");
+    const float* __restrict pa = a.Data();
+    const float* __restrict pb = b.Data();
+    float* __restrict po = o.Data();
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+    for (int64_t i = 0; i < n; ++i) po[i] = std::max(0.f, pa[i] + pb[i]);
+    return env.Undefined();
+  });
+}
+
+// reluGrad(dy, y, out): dy where the ReLU output y is positive, else 0 (branch-free select).
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto dy = info[0].As<Napi::Float32Array>();
+    auto y = info[1].As<Napi::Float32Array>();
+    auto o = info[2].As<Napi::Float32Array>();
+    const int64_t n = dy.ElementLength();
+    if (static_cast<int64_t>(y.ElementLength()) != n || static_cast<int64_t>(o.ElementLength()) != n)
+      throw Napi::Error::New(env, "reluGrad sizes do not match");
+    const float* __restrict pd = dy.Data();
+    const float* __restrict py = y.Data();
+    float* __restrict po = o.Data();
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
+    for (int64_t i = 0; i < n; ++i) po[i] = py[i] > 0.f ? pd[i] : 0.f;
+    return env.Undefined();
+  });
+}
+
 void RegisterElementwise(Napi::Env env, Napi::Object exports) {
+  exports.Set("addRelu", Napi::Function::New(env, AddRelu));
+  exports.Set("reluGrad", Napi::Function::New(env, ReluGrad));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("reduceLeading", Napi::Function::New(env, ReduceLeading));

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { ADAM_UPDATE, BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, type AdamUpdateAttrs, type BatchNormTrainAttrs } from './fused-ops.js';
+import { ADAM_UPDATE, ADD_RELU, BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, RELU_GRAD, type AdamUpdateAttrs, type BatchNormTrainAttrs } from './fused-ops.js';
 import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
 import { allocOutput } from './native-backend.js';
@@ -128,11 +128,36 @@ function adamJs({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
   return [make(backend, shape, np), make(backend, shape, nm), make(backend, shape, nv)];
 }
 
+function pair(backend: MathBackendCPU, inputs: tf.NamedTensorInfoMap, n1: string, n2: string, kernel: string): [Float32Array, Float32Array] {
+  const a = values(backend, inputs[n1], n1, kernel), b = values(backend, inputs[n2], n2, kernel);
+  if (a.length !== b.length) throw new Error(`${kernel}: '${n1}' and '${n2}' differ in size (${a.length} vs ${b.length})`);
+  return [a, b];
+}
+
+function addReluJs({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+  const [a, b] = pair(backend, inputs, 'a', 'b', ADD_RELU);
+  const y = allocOutput(backend, a.length);
+  for (let i = 0; i < a.length; i++) {
+    const v = Math.fround(a[i]! + b[i]!);
+    y[i] = v > 0 ? v : 0;
+  }
+  return [make(backend, [...inputs.a!.shape], y)];
+}
+
+function reluGradJs({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+  const [dy, y] = pair(backend, inputs, 'dy', 'y', RELU_GRAD);
+  const dx = allocOutput(backend, dy.length);
+  for (let i = 0; i < dy.length; i++) dx[i] = y[i]! > 0 ? dy[i]! : 0;
+  return [make(backend, [...inputs.dy!.shape], dx)];
+}
+
 /** The JS kernels, by name. */
 export const fusedKernelsJs: Record<string, Kernel> = {
   [BATCH_NORM_TRAIN]: bnTrainJs,
   [BATCH_NORM_TRAIN_GRAD]: bnTrainGradJs,
   [ADAM_UPDATE]: adamJs,
+  [ADD_RELU]: addReluJs,
+  [RELU_GRAD]: reluGradJs,
 };
 
 /** The addon's kernels, by name; each runs the JS kernel when the addon predates it. */
@@ -168,6 +193,18 @@ export function fusedKernelsNative(addon: NativeAddon): Record<string, Kernel> {
       np, nm, nv, a.beta1, a.beta2, a.stepSize, a.bc2Sqrt, a.epsilon);
     const shape = [...inputs.param!.shape];
     return [make(backend, shape, np), make(backend, shape, nm), make(backend, shape, nv)];
+  };
+  out[ADD_RELU] = !has('addRelu') ? addReluJs : ({ inputs, backend }) => {
+    const [a, b] = pair(backend, inputs, 'a', 'b', ADD_RELU);
+    const y = allocOutput(backend, a.length);
+    addon.addRelu(a, b, y);
+    return [make(backend, [...inputs.a!.shape], y)];
+  };
+  out[RELU_GRAD] = !has('reluGrad') ? reluGradJs : ({ inputs, backend }) => {
+    const [dy, y] = pair(backend, inputs, 'dy', 'y', RELU_GRAD);
+    const dx = allocOutput(backend, dy.length);
+    addon.reluGrad(dy, y, dx);
+    return [make(backend, [...inputs.dy!.shape], dx)];
   };
   return out;
 }

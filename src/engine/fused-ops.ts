@@ -15,6 +15,10 @@ import * as tf from '@tensorflow/tfjs-core';
 export const BATCH_NORM_TRAIN = 'NextrayBatchNormTrain';
 /** inputs {dy, x, mean, variance, scale, offset}; attrs {varianceEpsilon, relu}; outputs [dx, dscale, doffset]. */
 export const BATCH_NORM_TRAIN_GRAD = 'NextrayBatchNormTrainGrad';
+/** inputs {a, b} (same shape); outputs [relu(a + b)]: the end of every residual block. */
+export const ADD_RELU = 'NextrayAddRelu';
+/** inputs {dy, y}; outputs [dy where y > 0, else 0]: ReLU's gradient from its output. */
+export const RELU_GRAD = 'NextrayReluGrad';
 /** inputs {param, m, v, grad}; attrs {beta1, beta2, stepSize, bc2Sqrt, epsilon}; outputs [param, m, v]. */
 export const ADAM_UPDATE = 'NextrayAdamUpdate';
 
@@ -43,6 +47,9 @@ export function fusedBatchNormAvailable(): boolean {
 }
 
 const asAttrs = (a: object) => a as unknown as tf.NamedAttrMap;
+
+/** Kernels return a list of outputs; runKernel passes a one-element list through as a list. */
+const single = (r: tf.Tensor | tf.Tensor[]): tf.Tensor => (Array.isArray(r) ? r[0]! : r);
 
 /**
  * The gradient of y = [relu](offset + (x - mean) * scale / sqrt(var + eps)) with the statistics taken from x
@@ -113,6 +120,26 @@ function registerBatchNormGradient(): void {
   });
 }
 registerBatchNormGradient();
+
+tf.registerGradient({
+  kernelName: ADD_RELU,
+  outputsToSave: [true],
+  gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+    const y = saved[0]!;
+    const d = dy as tf.Tensor;
+    const g = hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy: d, y } as unknown as tf.NamedTensorMap)) : tf.mul(d, tf.step(y));
+    // Each input gets its own tensor (sharing the data): the tape disposes one input's gradient when it adds to it.
+    return { a: () => g, b: () => tf.clone(g) };
+  },
+});
+
+/** relu(a + b) for two tensors of the same shape, one kernel where the backend has it. Differentiable in both. */
+export function addRelu<T extends tf.Tensor>(a: T, b: T): T {
+  if (hasKernel(ADD_RELU) && a.dtype === 'float32' && b.dtype === 'float32' && tf.util.arraysEqual(a.shape, b.shape)) {
+    return single(tf.engine().runKernel(ADD_RELU, { a, b } as unknown as tf.NamedTensorMap)) as T;
+  }
+  return tf.tidy(() => tf.relu(tf.add(a, b))) as T;
+}
 
 /**
  * Batch normalisation with the batch's own statistics (training mode), optionally followed by ReLU:

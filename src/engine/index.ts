@@ -125,5 +125,5 @@ export function engineInfo(): EngineInfo | null {
 
 export { registerGradients, gradientsRegistered } from './gradients.js';
 export { kernelProfile, resetKernelProfile, enableKernelProfile, type KernelStat } from './profile.js';
-export { batchNormTraining, adamUpdate, fusedBatchNormAvailable } from './fused-ops.js';
+export { batchNormTraining, adamUpdate, addRelu, fusedBatchNormAvailable } from './fused-ops.js';
 export { tf };

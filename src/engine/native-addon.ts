@@ -38,6 +38,10 @@ export interface NativeAddon {
   /** Training-mode batch norm over [rows, cols]: writes y and the batch mean / biased variance (src/engine/fused-ops.ts). */
   batchNormTrain(x: Float32Array, scale: Float32Array, offset: Float32Array, y: Float32Array, mean: Float32Array, variance: Float32Array, cols: number, eps: number, relu: boolean): void;
   batchNormTrainGrad(dy: Float32Array, x: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array, offset: Float32Array, dx: Float32Array, dscale: Float32Array, doffset: Float32Array, cols: number, eps: number, relu: boolean): void;
+  /** relu(a + b) */
+  addRelu(a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /** dy where y > 0, else 0 */
+  reluGrad(dy: Float32Array, y: Float32Array, out: Float32Array): void;
   adamUpdate(param: Float32Array, m: Float32Array, v: Float32Array, grad: Float32Array, newParam: Float32Array, newM: Float32Array, newV: Float32Array, beta1: number, beta2: number, stepSize: number, bc2Sqrt: number, epsilon: number): void;
   batchNorm(x: Float32Array, mean: Float32Array, variance: Float32Array, scale: Float32Array | null, offset: Float32Array | null, out: Float32Array, cols: number, eps: number): void;
 }

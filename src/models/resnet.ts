@@ -5,6 +5,7 @@
  * `buildResNet` also accepts any other stage configuration, e.g. ResNet(Bottleneck, [1, 1, 1, 1]).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { addRelu } from '../engine/fused-ops.js';
 import {
   BatchNorm2d,
   Conv2d,
@@ -74,7 +75,7 @@ export class BasicBlock extends Module implements Block {
       let out = convBn(this.conv1, this.bn1, x, training, true);
       out = convBn(this.conv2, this.bn2, out, training);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
-      return relu(tf.add(out, identity));
+      return addRelu(out, identity);
     });
   }
 
@@ -116,7 +117,7 @@ export class Bottleneck extends Module implements Block {
       out = convBn(this.conv2, this.bn2, out, training, true);
       out = convBn(this.conv3, this.bn3, out, training);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
-      return relu(tf.add(out, identity));
+      return addRelu(out, identity);
     });
   }
 

@@ -7,7 +7,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { initEngine, registerGradients, tf, batchNormTraining, adamUpdate, fusedBatchNormAvailable } from '../../src/engine/index.js';
+import { initEngine, registerGradients, tf, batchNormTraining, adamUpdate, addRelu, fusedBatchNormAvailable } from '../../src/engine/index.js';
 import { loadNativeAddon } from '../../src/engine/native-addon.js';
 import { NATIVE_BACKEND } from '../../src/engine/native-backend.js';
 import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, ADAM_UPDATE } from '../../src/engine/fused-ops.js';
@@ -192,4 +192,41 @@ describe('fused Adam update', () => {
     await check(NATIVE_BACKEND);
     await tf.setBackend('cpu');
   });
+});
+
+describe('fused residual add + ReLU', () => {
+  before(async () => {
+    await registerGradients();
+  });
+
+  /** relu(a + b) and the gradients of sum(relu(a + b) * r) for a and b, and for a + a (one input twice). */
+  function runAddRelu(fused: boolean): Float32Array[] {
+    const shape = [4, 6, 6, 8];
+    const n = 4 * 6 * 6 * 8;
+    const a = tf.tensor(randArray(n, 21), shape);
+    const b = tf.tensor(randArray(n, 22), shape);
+    const r = tf.tensor(randArray(n, 23), shape);
+    const f = (x: tf.Tensor, y: tf.Tensor) => (fused ? addRelu(x, y) : tf.relu(tf.add(x, y)));
+    const outs = tf.tidy(() => [
+      f(a, b),
+      ...tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(f(x, y), r)))([a, b]),
+      tf.grad((x: tf.Tensor) => tf.sum(tf.mul(f(x, x), r)))(a),
+    ]);
+    const res = outs.map((t) => Float32Array.from(t.dataSync()));
+    tf.dispose([...outs, a, b, r]);
+    return res;
+  }
+
+  for (const backend of ['cpu', NATIVE_BACKEND]) {
+    it(`matches relu(add) and its gradients on ${backend}`, { skip: backend === 'cpu' || load.ok ? false : 'native addon unavailable' }, async () => {
+      if (backend !== 'cpu') await initEngine('native');
+      await tf.setBackend(backend);
+      const before = tf.memory().numTensors;
+      const got = runAddRelu(true);
+      const want = runAddRelu(false);
+      assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
+      ['y', 'da', 'db', 'd(a+a)'].forEach((name, i) => assertClose(`${backend} ${name}`, got[i]!, want[i]!, 1e-6));
+      await tf.setBackend('cpu');
+    });
+  }
 });
