@@ -13,7 +13,6 @@ import {
   Module,
   globalAvgPool,
   maxPool2d,
-  relu,
   runSteps,
   type HeadFactory,
   type HeadModule,
