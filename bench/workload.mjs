@@ -30,7 +30,7 @@ const warmup = Number(opt('warmup', '1'));
 const runs = Number(opt('runs', '3'));
 const engineName = opt('engine', 'native');
 
-const { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile } = await import(engineJs);
+const { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile, leanVariableGrads } = await import(engineJs);
 const info = await initEngine(engineName);
 
 const median = (xs) => {
@@ -98,7 +98,7 @@ if (kind === 'gemm') {
     const step = () => {
       tf.tidy(() => {
         const features = model.forwardFrozen(x);
-        const { value, grads } = tf.variableGrads(
+        const { value, grads } = leanVariableGrads(
           () => tf.add(weightedBceMean(model.forwardTrainable(features, true), labels), l2Penalty(model.regularizedWeights(), 0.1)),
           vars,
         );

@@ -126,4 +126,5 @@ export function engineInfo(): EngineInfo | null {
 export { registerGradients, gradientsRegistered } from './gradients.js';
 export { kernelProfile, resetKernelProfile, enableKernelProfile, type KernelStat } from './profile.js';
 export { batchNormTraining, adamUpdate, addRelu, fusedBatchNormAvailable } from './fused-ops.js';
+export { leanGradients, leanVariableGrads } from './lean-grads.js';
 export { tf };

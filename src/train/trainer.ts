@@ -17,7 +17,7 @@ import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
 import { REGIONS, type ImageRecord, type Region } from '../data/types.js';
-import { initEngine, type EngineInfo } from '../engine/index.js';
+import { initEngine, leanVariableGrads, type EngineInfo } from '../engine/index.js';
 import { prepareScores, rocAuc } from '../evaluate/metrics.js';
 import { Dropout, type Model, type NetworkModel } from '../models/index.js';
 import { loadCheckpoint, readStateDict, saveCheckpoint, type CheckpointInfo } from '../models/weights/index.js';
@@ -362,7 +362,8 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
             const wt = w ? tf.tensor1d(w) : undefined;
             let logits: tf.Tensor | null = null;
             let dataLoss: tf.Scalar | null = null;
-            const { value, grads } = tf.variableGrads(() => {
+            // leanVariableGrads: tf.variableGrads' results, freeing activations and their gradients as backward goes.
+            const { value, grads } = leanVariableGrads(() => {
               const z = model.forwardTrainable(features, true);
               logits = tf.keep(tf.reshape(z, [-1]));
               dataLoss = tf.keep(weightedBceMean(z, y, wt));
