@@ -7,6 +7,7 @@
 namespace nextray {
 
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info);
+Napi::Value Conv2dForwardBn(const Napi::CallbackInfo& info);
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info);
 Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info);
 Napi::Value ConvImpl(const Napi::CallbackInfo& info);
@@ -78,6 +79,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("setElementwiseThreads", Napi::Function::New(env, SetElementwiseThreads));
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
+  exports.Set("conv2dForwardBn", Napi::Function::New(env, Conv2dForwardBn));
   exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));
   exports.Set("conv2dBackwardFilter", Napi::Function::New(env, Conv2dBackwardFilter));
   exports.Set("convImpl", Napi::Function::New(env, ConvImpl));

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace nextray {
 
@@ -56,23 +57,29 @@ dnnl::primitive_attr userScratchpad() {
 // with the reorders from and back to NHWC around it. (Asked for 'any' layouts, 2.6 still picks NHWC brgconv.)
 bool smallInput(const ConvGeom& g) { return g.ci <= 4; }
 
+// How a residual joins the convolution's output before the ReLU: not at all, as a binary-add post-op reading
+// the residual tensor (no copy), or as a sum post-op onto a destination pre-filled with the residual (the
+// fallback where oneDNN has no kernel for the binary post-op).
+enum class Residual { none, binary, sum };
+
 dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk,
-                                                    bool anyLayout = false) {
+                                                    bool anyLayout = false, Residual res = Residual::none) {
   memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
   dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_direct, anyLayout ? g.src(tag::nchw) : g.src(),
                                     g.wei(tag::any), biasMd, anyLayout ? g.dst(tag::nChw16c) : g.dst(), g.strides(),
                                     g.dil(), g.padL(), g.padR());
   dnnl::primitive_attr attr = userScratchpad();
-  if (relu) {
-    dnnl::post_ops po;
-    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    attr.set_post_ops(po);
-  }
+  dnnl::post_ops po;
+  if (res == Residual::binary) po.append_binary(dnnl::algorithm::binary_add, g.dst());
+  if (res == Residual::sum) po.append_sum(1.f);
+  if (relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  if (res != Residual::none || relu) attr.set_post_ops(po);
   return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
 struct FwdEntry {
   dnnl::convolution_forward::primitive_desc pd;
+  Residual residual;
   dnnl::convolution_forward prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;
@@ -99,16 +106,29 @@ std::unordered_map<std::string, FwdEntry> fwdCache;
 std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
 std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
 
-FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu) {
-  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "");
+FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "");
   auto it = fwdCache.find(key);
   if (it != fwdCache.end()) return it->second;
-  const bool any = smallInput(g);
-  auto pd = forwardPd(g, bias, relu, dnnl::prop_kind::forward_inference, any);
+  const bool any = smallInput(g) && !residual;
+  const auto pk = dnnl::prop_kind::forward_inference;
+  Residual res = Residual::none;
+  dnnl::convolution_forward::primitive_desc pd;
+  if (residual) {
+    try {
+      pd = forwardPd(g, bias, relu, pk, false, Residual::binary);
+      res = Residual::binary;
+    } catch (const dnnl::error&) {
+      pd = forwardPd(g, bias, relu, pk, false, Residual::sum);
+      res = Residual::sum;
+    }
+  } else {
+    pd = forwardPd(g, bias, relu, pk, any);
+  }
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
-  FwdEntry e{pd, dnnl::convolution_forward(pd), re, r};
+  FwdEntry e{pd, res, dnnl::convolution_forward(pd), re, r};
   if (any && pd.src_desc() != g.src()) {
     e.reorderSrc = true;
     e.srcReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
@@ -156,16 +176,105 @@ void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, c
 }
 
 // Reusable aligned buffers for reordered filters and scratchpads, so steady-state calls allocate nothing.
-Buffer weightBuf, scratchBuf, srcBuf, dstBuf;
+Buffer weightBuf, scratchBuf, srcBuf, dstBuf, foldBuf;
 
 // A filter already reordered into oneDNN's blocked layout, owned by a JS object that the backend keeps per
 // filter array (a WeakMap keyed by the Float32Array, whose contents TF.js never changes), so repeated
 // inference or frozen layers skip the reorder; freed when that array is garbage-collected.
+// With a per-output-channel scale folded in (conv2dForwardBn), the scale it was made with is kept too, so the
+// same filter with other scales (or none) is never served a stale copy.
 struct CachedWeights {
   memory::desc md;
   void* data;
   int64_t bytes;
+  std::vector<float> scale;
 };
+
+// The filter in the primitive's layout, with `scale` (co floats, or null) multiplied into its output channels:
+// from the cache object when it holds a copy made from the same scale, else reordered now (and kept there when
+// a cache object is given).
+memory forwardWeights(Napi::Env env, FwdEntry& e, const ConvGeom& g, const float* w, const float* scale,
+                      Napi::Value cacheVal) {
+  dnnl::stream& s = stream();
+  const float* src = w;
+  auto folded = [&]() -> const float* {
+    if (!scale) return w;
+    const int64_t n = g.kh * g.kw * g.ci * g.co;
+    float* f = static_cast<float*>(foldBuf.get(n * sizeof(float)));
+    for (int64_t i = 0; i < n; i += g.co)  // HWIO: the output channel is the innermost axis
+      for (int64_t o = 0; o < g.co; o++) f[i + o] = w[i + o] * scale[o];
+    return f;
+  };
+  if (!e.reorderWeights) {
+    src = folded();
+    return memory(g.wei(), engine(), const_cast<float*>(src));
+  }
+  const bool useCache = cacheVal.IsObject();
+  if (useCache) {
+    Napi::Object cache = cacheVal.As<Napi::Object>();
+    Napi::Value held = cache.Get("w");
+    CachedWeights* cw = held.IsExternal() ? held.As<Napi::External<CachedWeights>>().Data() : nullptr;
+    const bool sameScale = cw && (scale ? cw->scale.size() == static_cast<size_t>(g.co) &&
+                                              std::equal(cw->scale.begin(), cw->scale.end(), scale)
+                                        : cw->scale.empty());
+    if (!cw || cw->md != e.pd.weights_desc() || !sameScale) {
+      const size_t bytes = e.pd.weights_desc().get_size();
+      void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+      if (!data) throw std::bad_alloc();
+      cw = new CachedWeights{e.pd.weights_desc(), data, static_cast<int64_t>(bytes),
+                             scale ? std::vector<float>(scale, scale + g.co) : std::vector<float>()};
+      memory user(g.wei(), engine(), const_cast<float*>(folded()));
+      memory cached(cw->md, engine(), cw->data);
+      e.weightReorder.execute(s, user, cached);
+      // Replacing "w" lets the previous copy's finalizer free it.
+      cache.Set("w", Napi::External<CachedWeights>::New(env, cw, [](Napi::Env fenv, CachedWeights* c) {
+                  Napi::MemoryManagement::AdjustExternalMemory(fenv, -c->bytes);
+                  std::free(c->data);
+                  delete c;
+                }));
+      Napi::MemoryManagement::AdjustExternalMemory(env, cw->bytes);
+    }
+    return memory(cw->md, engine(), cw->data);
+  }
+  memory user(g.wei(), engine(), const_cast<float*>(folded()));
+  memory wMem(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
+  e.weightReorder.execute(s, user, wMem);
+  return wMem;
+}
+
+// out = [relu](conv(x, w [* scale]) + bias [+ residual])
+void runForward(Napi::Env env, const ConvGeom& g, Napi::Float32Array x, Napi::Float32Array w,
+                const float* scale, const float* bias, const float* residual, Napi::Float32Array out,
+                bool relu, Napi::Value cacheVal) {
+  checkLen(env, x, g.n * g.h * g.w * g.ci, "conv2d input");
+  checkLen(env, w, g.kh * g.kw * g.ci * g.co, "conv2d filter");
+  checkLen(env, out, g.n * g.oh * g.ow * g.co, "conv2d output");
+  FwdEntry& e = getFwd(g, bias != nullptr, relu, residual != nullptr);
+  dnnl::stream& s = stream();
+  memory wMem = forwardWeights(env, e, g, w.Data(), scale, cacheVal);
+  memory src(g.src(), engine(), x.Data());
+  memory dst(g.dst(), engine(), out.Data());
+  memory userDst = dst;
+  if (e.reorderSrc) {
+    memory blocked(e.pd.src_desc(), engine(), srcBuf.get(e.pd.src_desc().get_size()));
+    e.srcReorder.execute(s, src, blocked);
+    src = blocked;
+  }
+  if (e.reorderDst) dst = memory(e.pd.dst_desc(), engine(), dstBuf.get(e.pd.dst_desc().get_size()));
+  memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wMem}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, memory({{g.co}, dt::f32, tag::x}, engine(), const_cast<float*>(bias)));
+  if (e.residual == Residual::binary) {
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                 memory(g.dst(), engine(), const_cast<float*>(residual)));
+  } else if (e.residual == Residual::sum) {
+    std::memcpy(out.Data(), residual, out.ElementLength() * sizeof(float));
+  }
+  e.prim.execute(s, args);
+  if (e.reorderDst) e.dstReorder.execute(s, dst, userDst);
+  s.wait();
+}
 
 }  // namespace
 
@@ -173,63 +282,38 @@ struct CachedWeights {
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    auto x = info[0].As<Napi::Float32Array>();
-    auto w = info[1].As<Napi::Float32Array>();
-    bool hasBias = !info[2].IsNull() && !info[2].IsUndefined();
-    auto out = info[3].As<Napi::Float32Array>();
     ConvGeom g = readGeom(info[4]);
-    bool relu = info[5].ToBoolean();
-    const bool useCache = info.Length() > 6 && info[6].IsObject();
-    checkLen(env, x, g.n * g.h * g.w * g.ci, "conv2d input");
-    checkLen(env, w, g.kh * g.kw * g.ci * g.co, "conv2d filter");
-    checkLen(env, out, g.n * g.oh * g.ow * g.co, "conv2d output");
-    FwdEntry& e = getFwd(g, hasBias, relu);
-    dnnl::stream& s = stream();
-    memory userW(g.wei(), engine(), w.Data());
-    memory wMem = userW;
-    if (e.reorderWeights && useCache) {
-      Napi::Object cache = info[6].As<Napi::Object>();
-      Napi::Value held = cache.Get("w");
-      CachedWeights* cw = held.IsExternal() ? held.As<Napi::External<CachedWeights>>().Data() : nullptr;
-      if (!cw || cw->md != e.pd.weights_desc()) {
-        const size_t bytes = e.pd.weights_desc().get_size();
-        void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!data) throw std::bad_alloc();
-        cw = new CachedWeights{e.pd.weights_desc(), data, static_cast<int64_t>(bytes)};
-        memory cached(cw->md, engine(), cw->data);
-        e.weightReorder.execute(s, userW, cached);
-        cache.Set("w", Napi::External<CachedWeights>::New(env, cw, [](Napi::Env fenv, CachedWeights* c) {
-                    Napi::MemoryManagement::AdjustExternalMemory(fenv, -c->bytes);
-                    std::free(c->data);
-                    delete c;
-                  }));
-        Napi::MemoryManagement::AdjustExternalMemory(env, cw->bytes);
-      }
-      wMem = memory(cw->md, engine(), cw->data);
-    } else if (e.reorderWeights) {
-      wMem = memory(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
-      e.weightReorder.execute(s, userW, wMem);
-    }
-    memory src(g.src(), engine(), x.Data());
-    memory dst(g.dst(), engine(), out.Data());
-    memory userDst = dst;
-    if (e.reorderSrc) {
-      memory blocked(e.pd.src_desc(), engine(), srcBuf.get(e.pd.src_desc().get_size()));
-      e.srcReorder.execute(s, src, blocked);
-      src = blocked;
-    }
-    if (e.reorderDst) dst = memory(e.pd.dst_desc(), engine(), dstBuf.get(e.pd.dst_desc().get_size()));
-    memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wMem}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
-    if (hasBias) {
+    const float* bias = nullptr;
+    if (!info[2].IsNull() && !info[2].IsUndefined()) {
       auto b = info[2].As<Napi::Float32Array>();
       checkLen(env, b, g.co, "conv2d bias");
-      args.emplace(DNNL_ARG_BIAS, memory({{g.co}, dt::f32, tag::x}, engine(), b.Data()));
+      bias = b.Data();
     }
-    e.prim.execute(s, args);
-    if (e.reorderDst) e.dstReorder.execute(s, dst, userDst);
-    s.wait();
+    runForward(env, g, info[0].As<Napi::Float32Array>(), info[1].As<Napi::Float32Array>(), nullptr, bias, nullptr,
+               info[3].As<Napi::Float32Array>(), info[5].ToBoolean(), info.Length() > 6 ? info[6] : env.Undefined());
+    return env.Undefined();
+  });
+}
+
+// conv2dForwardBn(x, filter, scale, shift, residual|null, out, geom, relu, cache|null):
+// out = [relu](conv(x, filter * scale) + shift [+ residual]), the batch norm folded into the filter on its way
+// into oneDNN's layout, so no folded copy of the filter is kept on the JS side.
+Napi::Value Conv2dForwardBn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    ConvGeom g = readGeom(info[6]);
+    auto scale = info[2].As<Napi::Float32Array>();
+    auto shift = info[3].As<Napi::Float32Array>();
+    checkLen(env, scale, g.co, "conv2d+bn scale");
+    checkLen(env, shift, g.co, "conv2d+bn shift");
+    const float* residual = nullptr;
+    if (!info[4].IsNull() && !info[4].IsUndefined()) {
+      auto r = info[4].As<Napi::Float32Array>();
+      checkLen(env, r, g.n * g.oh * g.ow * g.co, "conv2d+bn residual");
+      residual = r.Data();
+    }
+    runForward(env, g, info[0].As<Napi::Float32Array>(), info[1].As<Napi::Float32Array>(), scale.Data(),
+               shift.Data(), residual, info[5].As<Napi::Float32Array>(), info[7].ToBoolean(), info[8]);
     return env.Undefined();
   });
 }

@@ -19,11 +19,25 @@ export const BATCH_NORM_TRAIN_GRAD = 'NextrayBatchNormTrainGrad';
 export const ADD_RELU = 'NextrayAddRelu';
 /** inputs {dy, y}; outputs [dy where y > 0, else 0]: ReLU's gradient from its output. */
 export const RELU_GRAD = 'NextrayReluGrad';
+/**
+ * inputs {x, filter, scale, shift, residual?}; attrs {strides, pad, relu}; outputs
+ * [[relu](conv2d(x, filter) * scale + shift [+ residual])]: a convolution with an inference-mode batch norm folded
+ * in (scale and shift per output channel), optionally closing a residual block. Registered only where a backend
+ * can fold inside its own weight layout (the native engine); elsewhere convBn folds the filter itself.
+ */
+export const CONV_BN = 'NextrayConvBn';
 /** inputs {param, m, v, grad}; attrs {beta1, beta2, stepSize, bc2Sqrt, epsilon}; outputs [param, m, v]. */
 export const ADAM_UPDATE = 'NextrayAdamUpdate';
 
 export interface BatchNormTrainAttrs {
   varianceEpsilon: number;
+  relu: boolean;
+}
+
+export interface ConvBnAttrs {
+  strides: [number, number];
+  /** 'valid', 'same', or explicit NHWC padding [[0, 0], [top, bottom], [left, right], [0, 0]]. */
+  pad: 'valid' | 'same' | [[number, number], [number, number], [number, number], [number, number]];
   relu: boolean;
 }
 
@@ -132,6 +146,46 @@ tf.registerGradient({
     return { a: () => g, b: () => tf.clone(g) };
   },
 });
+
+tf.registerGradient({
+  kernelName: CONV_BN,
+  inputsToSave: ['x', 'filter', 'scale'],
+  outputsToSave: [true],
+  gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrsIn: tf.NamedAttrMap) => {
+    const [x, filter, scale, y] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, tf.Tensor4D];
+    const attrs = attrsIn as unknown as ConvBnAttrs;
+    const d = dy as tf.Tensor4D;
+    // z = conv(x, filter) * scale + shift [+ residual]; y = [relu](z). dz/dx is conv's data gradient of dz * scale.
+    const dz = attrs.relu ? (hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy: d, y } as unknown as tf.NamedTensorMap)) : tf.mul(d, tf.step(y))) : d;
+    const notTrainable = (what: string) => (): tf.Tensor => {
+      throw new Error(`${CONV_BN}: no gradient for the ${what}: the batch norm is folded only into layers that are not trained (convBn)`);
+    };
+    return {
+      x: () => tf.conv2dTranspose(tf.mul(dz, scale) as tf.Tensor4D, filter, x.shape, attrs.strides, attrs.pad as 'valid'),
+      residual: () => tf.clone(dz),
+      filter: notTrainable('filter'),
+      scale: notTrainable('scale'),
+      shift: notTrainable('shift'),
+    };
+  },
+});
+
+/** Whether the active backend runs conv + folded batch norm (+ residual) + ReLU as one kernel (convBnFused). */
+export function convBnFusedAvailable(): boolean {
+  return hasKernel(CONV_BN);
+}
+
+/**
+ * [relu](conv2d(x, filter) * scale + shift [+ residual]) as one kernel (see CONV_BN; check convBnFusedAvailable
+ * first). Differentiable in x and residual, not in filter, scale or shift.
+ */
+export function convBnFused(
+  x: tf.Tensor4D, filter: tf.Tensor4D, scale: tf.Tensor1D, shift: tf.Tensor1D, attrs: ConvBnAttrs, residual?: tf.Tensor4D,
+): tf.Tensor4D {
+  const inputs: Record<string, tf.Tensor> = { x, filter, scale, shift };
+  if (residual) inputs.residual = residual;
+  return single(tf.engine().runKernel(CONV_BN, inputs as unknown as tf.NamedTensorMap, asAttrs(attrs))) as tf.Tensor4D;
+}
 
 /** relu(a + b) for two tensors of the same shape, one kernel where the backend has it. Differentiable in both. */
 export function addRelu<T extends tf.Tensor>(a: T, b: T): T {

@@ -18,6 +18,8 @@ export interface NativeAddon {
   /** geom: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, padTop,padBottom,padLeft,padRight, dilH,dilW] */
   /** cache: an object owned per filter array in which the addon keeps the filter in oneDNN's layout. */
   conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache?: object): void;
+  /** out = [relu](conv(x, filter * scale) + shift [+ residual]): batch norm folded into the filter inside the addon. */
+  conv2dForwardBn(x: Float32Array, filter: Float32Array, scale: Float32Array, shift: Float32Array, residual: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache: object | null): void;
   conv2dBackwardData(dy: Float32Array, filter: Float32Array, dx: Float32Array, geom: Int32Array): void;
   conv2dBackwardFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geom: Int32Array): void;
   /** kind 0 forward, 1 backward data, 2 backward weights: oneDNN's implementation name for that shape. */

@@ -10,6 +10,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
 import { fusedKernelsNative, registerFusedKernels } from './fused-kernels.js';
+import { CONV_BN, type ConvBnAttrs } from './fused-ops.js';
 
 export const NATIVE_BACKEND = 'nextray-native';
 
@@ -152,11 +153,17 @@ function poolGeom(c: tf.backend_util.Conv2DInfo): Int32Array {
 // beside them; a filter used once (a trainable weight, replaced after every optimiser step) never does, so
 // training does not pay the memory. TF.js never mutates a tensor's array, so the array identifies the data while
 // its tensor lives; when ArrayPool recycles the array, its entries are forgotten (forgetFilter).
+// The copy is kept only where the reorder would be a noticeable part of the convolution: the reorder moves the
+// filter once, the convolution uses it once per output pixel, so above NEXTRAY_WEIGHT_CACHE_PIXELS output pixels
+// per call (batch x height x width, default 4096) the filter is reordered each time into a reused buffer. That
+// keeps ResNet-152's 230 MB of blocked copies out of memory at training batch sizes, where they bought nothing
+// measurable, and keeps them for batch-1 inference, where the reorder would cost as much as the convolution.
 const cacheWeights = process.env.NEXTRAY_WEIGHT_CACHE !== '0';
+const cacheMaxPixels = Number(process.env.NEXTRAY_WEIGHT_CACHE_PIXELS ?? 4096);
 const seenFilters = new WeakSet<Float32Array>();
 const filterCaches = new WeakMap<Float32Array, object>();
-function filterCache(w: Float32Array): object | undefined {
-  if (!cacheWeights) return undefined;
+function filterCache(w: Float32Array, conv: tf.backend_util.Conv2DInfo): object | undefined {
+  if (!cacheWeights || conv.batchSize * conv.outHeight * conv.outWidth > cacheMaxPixels) return undefined;
   let c = filterCaches.get(w);
   if (c) return c;
   if (!seenFilters.has(w)) {
@@ -198,7 +205,7 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
       if (!bv || bv.length !== conv.outChannels || bias.shape[bias.shape.length - 1] !== conv.outChannels) return null;
     }
     const res = allocOutput(a.backend, tf.util.sizeFromShape(conv.outShape));
-    addon.conv2dForward(xv, wv, bv, res, convGeom(conv), fused && activation === 'relu', filterCache(wv));
+    addon.conv2dForward(xv, wv, bv, res, convGeom(conv), fused && activation === 'relu', filterCache(wv, conv));
     return out(a.backend, conv.outShape, res);
   };
 
@@ -426,6 +433,41 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
   };
 }
 
+/**
+ * CONV_BN (src/engine/fused-ops.ts): the addon folds the batch norm's scale into the filter while reordering it and
+ * adds the residual inside the convolution (a oneDNN post-op), so neither a folded filter nor the pre-residual
+ * output is ever materialised. (convBn only asks for 'valid' or symmetric explicit padding, which oneDNN expresses.)
+ */
+function convBnKernel(addon: NativeAddon): KernelImpl {
+  return (a) => {
+    const { x, filter, scale, shift, residual } = a.inputs;
+    const at = a.attrs as unknown as ConvBnAttrs;
+    const need = (t: TensorInfo | undefined, name: string): Float32Array => {
+      const v = f32(a.backend, t);
+      if (!v) throw new Error(`${CONV_BN}: input '${name}' must be a float32 tensor`);
+      return v;
+    };
+    const xv = need(x, 'x'), wv = need(filter, 'filter'), sv = need(scale, 'scale'), hv = need(shift, 'shift');
+    const rv = residual ? need(residual, 'residual') : null;
+    if (x!.shape.length !== 4 || filter!.shape.length !== 4) throw new Error(`${CONV_BN}: x and filter must be 4-D (NHWC, HWIO)`);
+    const conv = tf.backend_util.computeConv2DInfo(
+      x!.shape as [number, number, number, number], filter!.shape as [number, number, number, number],
+      at.strides, [1, 1], at.pad, undefined, false, 'channelsLast');
+    if (sv.length !== conv.outChannels || hv.length !== conv.outChannels) {
+      throw new Error(`${CONV_BN}: scale and shift need ${conv.outChannels} values (one per output channel), got ${sv.length} and ${hv.length}`);
+    }
+    if (residual && !tf.util.arraysEqual(residual.shape, conv.outShape)) {
+      throw new Error(`${CONV_BN}: residual shape [${residual.shape}] differs from the output shape [${conv.outShape}]`);
+    }
+    if (!oneDnnAgrees(conv)) {
+      throw new Error(`${CONV_BN}: padding ${JSON.stringify(at.pad)} with strides [${at.strides}] on input [${x!.shape}] is not a geometry oneDNN expresses`);
+    }
+    const res = allocOutput(a.backend, tf.util.sizeFromShape(conv.outShape));
+    addon.conv2dForwardBn(xv, wv, sv, hv, rv, res, convGeom(conv), at.relu, filterCache(wv, conv) ?? null);
+    return out(a.backend, conv.outShape, res);
+  };
+}
+
 let registered = false;
 
 /** Registers the backend and all kernels (cpu's, then the native overrides); idempotent. */
@@ -449,9 +491,14 @@ export function registerNativeBackend(addon: NativeAddon, priority = 0): void {
     tf.registerKernel({ ...k, backendName: NATIVE_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
   }
   registerFusedKernels(NATIVE_BACKEND, fused);
+  if (typeof addon.conv2dForwardBn === 'function') {
+    const k = convBnKernel(addon);
+    tf.registerKernel({ kernelName: CONV_BN, backendName: NATIVE_BACKEND, kernelFunc: ((args: KernelArgs) => timeKernel(CONV_BN, () => k(args), () => k(args)!)) as unknown as tf.KernelFunc });
+  }
 }
 
 /** Names of the kernels that have a native implementation (for engineInfo and tests). */
 export function nativeKernelNames(addon: NativeAddon): string[] {
-  return [...Object.keys(nativeKernels(addon)), ...Object.keys(fusedKernelsNative(addon))].sort();
+  const convBn = typeof addon.conv2dForwardBn === 'function' ? [CONV_BN] : [];
+  return [...Object.keys(nativeKernels(addon)), ...Object.keys(fusedKernelsNative(addon)), ...convBn].sort();
 }

@@ -5,11 +5,11 @@
  * `buildResNet` also accepts any other stage configuration, e.g. ResNet(Bottleneck, [1, 1, 1, 1]).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { addRelu } from '../engine/fused-ops.js';
 import {
   BatchNorm2d,
   Conv2d,
   convBn,
+  convBnAddRelu,
   Module,
   globalAvgPool,
   maxPool2d,
@@ -71,10 +71,13 @@ export class BasicBlock extends Module implements Block {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = convBn(this.conv1, this.bn1, x, training, true);
-      out = convBn(this.conv2, this.bn2, out, training);
+      // Each intermediate is freed as soon as the next exists (the gradient tape keeps its own references), and
+      // the last conv adds the shortcut inside its kernel where the engine can (convBnAddRelu).
+      const out = convBn(this.conv1, this.bn1, x, training, true);
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
-      return addRelu(out, identity);
+      const y = convBnAddRelu(this.conv2, this.bn2, out, identity, training);
+      out.dispose();
+      return y;
     });
   }
 
@@ -112,11 +115,15 @@ export class Bottleneck extends Module implements Block {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = convBn(this.conv1, this.bn1, x, training, true);
-      out = convBn(this.conv2, this.bn2, out, training, true);
-      out = convBn(this.conv3, this.bn3, out, training);
+      // Each intermediate is freed as soon as the next exists (the gradient tape keeps its own references), and
+      // the last conv adds the shortcut inside its kernel where the engine can (convBnAddRelu).
+      const out1 = convBn(this.conv1, this.bn1, x, training, true);
+      const out2 = convBn(this.conv2, this.bn2, out1, training, true);
+      out1.dispose();
       const identity = this.downsample ? this.downsample.forward(x, training) : x;
-      return addRelu(out, identity);
+      const y = convBnAddRelu(this.conv3, this.bn3, out2, identity, training);
+      out2.dispose();
+      return y;
     });
   }
 
