@@ -6,8 +6,11 @@
  *
  *   npm run build && node bench/onnx-inference.mjs [--arch resnet152] [--size 320] [--threads 2]
  *       [--reps1 7] [--reps8 3] [--warmup 1] [--weights resnet152.pth] [--no-fold] [--spin] [--layout nhwc|nchw]
+ *       [--save model.onnx | --onnx model.onnx --gflop G]
  *
- * `npm run bench` (bench/run.mjs) runs it for its infer1/infer8 entries.
+ * `--save FILE` only exports (and prints the export's facts); `--onnx FILE` only measures a session made from
+ * that file, as a deployment would run it, so its peak RSS holds no TF.js model. `npm run bench` (bench/run.mjs)
+ * runs the two in separate processes for its infer1/infer8 entries.
  *
  * Weights: torchvision's with a seeded binary head when --weights is given, else the seeded torchvision-style
  * initialisation (the compute per image does not depend on the values). GFLOP counts 2 x multiply-adds of every
@@ -38,6 +41,9 @@ const { values: a } = parseArgs({
     'no-fold': { type: 'boolean', default: false },
     layout: { type: 'string', default: 'nhwc' },
     spin: { type: 'boolean', default: false },
+    save: { type: 'string' },
+    onnx: { type: 'string' },
+    gflop: { type: 'string' },
   },
 });
 const size = Number(a.size);
@@ -73,22 +79,37 @@ function resnetGflop(net, size) {
   return (2 * macs) / 1e9;
 }
 
-await initEngine(process.env.NEXTRAY_ENGINE ?? 'auto');
-const t0 = performance.now();
-const model = createModel(a.arch, { head: 'binary', seed: 0, init: a.weights ? 'none' : 'random' });
-if (a.weights) model.loadStateDict(await readStateDict(a.weights), { layout: 'auto', ignoreClassifier: true });
-const buildSeconds = (performance.now() - t0) / 1000;
-
-const t1 = performance.now();
-const exported = exportOnnx(model, { inputSize: size, foldBatchNorm: !a['no-fold'], inputLayout: a.layout });
-const bytes = exported.toBytes();
-const exportSeconds = (performance.now() - t1) / 1000;
-const gflop = resnetGflop(model.network, size);
-model.dispose();
+let source, exported = null, gflop = a.gflop ? Number(a.gflop) : null, buildSeconds = null, exportSeconds = null;
+if (a.onnx) {
+  source = a.onnx;
+} else {
+  await initEngine(process.env.NEXTRAY_ENGINE ?? 'auto');
+  const t0 = performance.now();
+  const model = createModel(a.arch, { head: 'binary', seed: 0, init: a.weights ? 'none' : 'random' });
+  if (a.weights) model.loadStateDict(await readStateDict(a.weights), { layout: 'auto', ignoreClassifier: true });
+  buildSeconds = (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  exported = exportOnnx(model, { inputSize: size, foldBatchNorm: !a['no-fold'], inputLayout: a.layout });
+  source = exported.toBytes();
+  exportSeconds = (performance.now() - t1) / 1000;
+  gflop = resnetGflop(model.network, size);
+  model.dispose();
+  if (a.save) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(a.save, source);
+    const facts = {
+      saved: a.save, arch: a.arch, input_size: size, input_layout: a.layout, batchnorm: exported.metadata.batchnorm,
+      gflop_per_image: gflop === null ? null : Number(gflop.toFixed(2)), onnx_mb: Number((exported.byteLength / 1e6).toFixed(1)),
+      build_seconds: Number(buildSeconds.toFixed(2)), export_seconds: Number(exportSeconds.toFixed(2)),
+    };
+    process.stdout.write(JSON.stringify(facts, null, 2) + '\n');
+    process.exit(0);
+  }
+}
 
 const t2 = performance.now();
 // OnnxClassifier's default: idle intra-op threads sleep; --spin restores ONNX Runtime's spin-waiting.
-const clf = await OnnxClassifier.create(bytes, { threads, spinning: a.spin });
+const clf = await OnnxClassifier.create(source, { threads, spinning: a.spin });
 const createSeconds = (performance.now() - t2) / 1000;
 
 const rng = new Rng(0);
@@ -115,8 +136,9 @@ const result = {
   workload: `${a.arch}@${size} binary-head inference, onnxruntime-node`,
   arch: a.arch,
   input_size: size,
+  source: a.onnx ? `file ${a.onnx} (no TF.js model in this process)` : 'exported in this process',
   input_layout: a.layout,
-  batchnorm: exported.metadata.batchnorm,
+  batchnorm: exported ? exported.metadata.batchnorm : undefined,
   threads,
   spinning: a.spin,
   onnxruntime_node: require('onnxruntime-node/package.json').version,
@@ -124,9 +146,9 @@ const result = {
   gflop_per_image: gflop === null ? null : Number(gflop.toFixed(2)),
   batch1: { ...batch1, gflops: gflop === null ? null : Number((gflop / batch1.median_s_per_image).toFixed(1)) },
   batch8: { ...batch8, gflops: gflop === null ? null : Number((gflop / batch8.median_s_per_image).toFixed(1)) },
-  onnx_mb: Number((exported.byteLength / 1e6).toFixed(1)),
-  build_seconds: Number(buildSeconds.toFixed(2)),
-  export_seconds: Number(exportSeconds.toFixed(2)),
+  onnx_mb: exported ? Number((exported.byteLength / 1e6).toFixed(1)) : undefined,
+  build_seconds: buildSeconds === null ? undefined : Number(buildSeconds.toFixed(2)),
+  export_seconds: exportSeconds === null ? undefined : Number(exportSeconds.toFixed(2)),
   session_create_seconds: Number(createSeconds.toFixed(2)),
   peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), loadavg_1m: Number(loadavg()[0].toFixed(2)) },

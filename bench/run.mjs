@@ -4,12 +4,15 @@
 // is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
 // Inference (infer1, infer8) is also measured in ONNX Runtime (bench/onnx-inference.mjs: the same ResNet-152 with
 // the binary head at 320 px, exported by src/models/onnx, onnxruntime-node on the CPU, 2 threads): one child process
-// measures batch 1 and batch 8; the numbers sit in each inference entry as `onnx` beside `ours` (TF.js) and `torch`.
+// measures batch 1 and batch 8 from the exported .onnx file; the numbers sit in each inference entry as `onnx` beside
+// `ours` (TF.js) and `torch`.
 // Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f] [--no-torch]
 //        [--no-onnx] [--no-profile] [--engine native|cpu]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
-import { cpus, loadavg } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -85,14 +88,24 @@ process.stderr.write('bench: sgemm 2048^3 peak ...\n');
 report.gemm = run(process.execPath, ['bench/workload.mjs', 'gemm', '--runs', '5', '--warmup', '1']);
 const peak = report.gemm?.gflops;
 
-// ONNX Runtime inference: batch 1 and batch 8 in one process (export + session once), as many timed runs as the
-// other workloads.
+// ONNX Runtime inference: the model is exported to a temporary .onnx file by one process, then a second process
+// makes a session from that file alone (as a deployment would) and measures batch 1 and batch 8, as many timed runs
+// as the other workloads; its peak RSS holds no TF.js model.
 const inferOnly = only.filter((n) => WORKLOADS[n]?.kind === 'infer');
 let onnx = null;
 if (inferOnly.length && !argv.includes('--no-onnx')) {
   process.stderr.write('bench: ONNX Runtime inference (batch 1 and 8) ...\n');
-  onnx = runWholeJson(process.execPath, ['bench/onnx-inference.mjs', '--arch', 'resnet152', '--size', '320', '--threads', '2',
-    '--reps1', runs, '--reps8', runs, '--warmup', warmup]);
+  const dir = mkdtempSync(join(tmpdir(), 'nextray-bench-'));
+  const file = join(dir, 'resnet152-320.onnx');
+  try {
+    const saved = runWholeJson(process.execPath, ['bench/onnx-inference.mjs', '--arch', 'resnet152', '--size', '320', '--save', file]);
+    onnx = saved.error
+      ? saved
+      : { ...runWholeJson(process.execPath, ['bench/onnx-inference.mjs', '--onnx', file, '--gflop', String(saved.gflop_per_image), '--size', '320',
+          '--threads', '2', '--reps1', runs, '--reps8', runs, '--warmup', warmup]), export: saved };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   report.onnx = onnx;
 }
 

@@ -78,7 +78,10 @@ if (kind === 'gemm') {
   const dims = Int32Array.from([1, 1, n, n, n, 0, 0]);
   const { seconds } = timeRuns(() => load.addon.matmul(a, b, c, dims, null, false));
   const med = median(seconds);
-  result = { workload: `sgemm ${n}^3`, seconds, median: med, gflops: (2 * n ** 3) / med / 1e9 };
+  // The peak is the fastest run (a median on a shared machine reads below what the kernels can reach, and then
+  // whole networks "beat" it); gflopsMedian is the typical rate.
+  const best = Math.min(...seconds);
+  result = { workload: `sgemm ${n}^3`, seconds, median: med, gflops: (2 * n ** 3) / best / 1e9, gflopsMedian: (2 * n ** 3) / med / 1e9 };
 } else {
   const { createModel } = await import(modelsJs);
   const model = createModel(arch, { head: 'binary', seed: 1 });

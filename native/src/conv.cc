@@ -114,7 +114,15 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   const auto pk = dnnl::prop_kind::forward_inference;
   Residual res = Residual::none;
   dnnl::convolution_forward::primitive_desc pd;
-  if (residual) {
+  // NEXTRAY_SHORTCUT_POSTOP=sum forces the sum post-op (a diagnostic: measured slower here, it copies the shortcut).
+  static const bool preferSum = [] {
+    const char* v = std::getenv("NEXTRAY_SHORTCUT_POSTOP");
+    return v && std::string(v) == "sum";
+  }();
+  if (residual && preferSum) {
+    pd = forwardPd(g, bias, relu, pk, false, Residual::sum);
+    res = Residual::sum;
+  } else if (residual) {
     try {
       pd = forwardPd(g, bias, relu, pk, false, Residual::binary);
       res = Residual::binary;
@@ -375,12 +383,18 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
   });
 }
 
-// convImpl(kind: 0 fwd, 1 bwd data, 2 bwd weights, geom) -> the oneDNN implementation name, for profiling.
+// convImpl(kind: 0 fwd, 1 bwd data, 2 bwd weights, 3 fwd + bias + shortcut + relu, geom) -> the oneDNN
+// implementation name, for profiling (kind 3 adds how the shortcut joins: "binary" or "sum" post-op).
 Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     int kind = info[0].As<Napi::Number>().Int32Value();
     ConvGeom g = readGeom(info[1]);
+    if (kind == 3) {
+      FwdEntry& e = getFwd(g, true, true, true);
+      return Napi::String::New(env, std::string(e.pd.impl_info_str()) +
+                                        (e.residual == Residual::binary ? " (binary post-op)" : " (sum post-op)"));
+    }
     const char* name = kind == 0 ? getFwd(g, false, false).pd.impl_info_str()
                        : kind == 1 ? getBwdData(g).pd.impl_info_str()
                                    : getBwdWeights(g).pd.impl_info_str();

@@ -22,8 +22,8 @@ export interface NativeAddon {
   conv2dForwardBn(x: Float32Array, filter: Float32Array, scale: Float32Array, shift: Float32Array, residual: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache: object | null): void;
   conv2dBackwardData(dy: Float32Array, filter: Float32Array, dx: Float32Array, geom: Int32Array): void;
   conv2dBackwardFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geom: Int32Array): void;
-  /** kind 0 forward, 1 backward data, 2 backward weights: oneDNN's implementation name for that shape. */
-  convImpl(kind: 0 | 1 | 2, geom: Int32Array): string;
+  /** kind 0 forward, 1 backward data, 2 backward weights, 3 forward + bias + shortcut + ReLU: oneDNN's implementation name for that shape. */
+  convImpl(kind: 0 | 1 | 2 | 3, geom: Int32Array): string;
   /** geom: [n,h,w,c, oh,ow, kh,kw, sh,sw, padTop,padLeft] */
   pool2d(x: Float32Array, out: Float32Array, geom: Int32Array, isMax: boolean): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, geom: Int32Array): void;

@@ -425,7 +425,8 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
         state.plateauBestLoss = val.loss;
         state.plateauWait = 0;
       } else if (config.plateauPatience > 0 && ++state.plateauWait >= config.plateauPatience) {
-        adam.lr = adam.lr / 10;
+        // Rounded to 15 significant digits, so logs and metrics.jsonl say 0.0003, not 0.00030000000000000003.
+        adam.lr = Number((adam.lr / 10).toPrecision(15));
         state.plateauWait = 0;
         log.line(`validation loss has not improved for ${config.plateauPatience} epoch(s): learning rate -> ${adam.lr}`);
       }
