@@ -11,18 +11,9 @@ import { initEngine, registerGradients, tf, batchNormTraining, adamUpdate, addRe
 import { loadNativeAddon } from '../../src/engine/native-addon.js';
 import { NATIVE_BACKEND } from '../../src/engine/native-backend.js';
 import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, ADAM_UPDATE } from '../../src/engine/fused-ops.js';
+import { randArray } from '../helpers/random.js';
 
 const load = loadNativeAddon();
-
-function randArray(n: number, seed: number, scale = 1, shift = 0): Float32Array {
-  let s = seed >>> 0;
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    v[i] = (s / 2 ** 31 - 1) * scale + shift;
-  }
-  return v;
-}
 
 interface Case {
   shape: [number, number, number, number];
