@@ -8,13 +8,14 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { buildResNet, createCustomModel, createModel, type NetworkModel } from '../../src/models/index.js';
 import { readNpyFile, readStateDict } from '../../src/models/weights/files.js';
 import { exportOnnx, type OnnxExportOptions } from '../../src/models/onnx/export.js';
 import { concatChunks, encodeModel, readModelInfo } from '../../src/models/onnx/graph.js';
-import { OnnxClassifier, OnnxModelError } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier, OnnxModelError, saveOnnx } from '../../src/models/onnx/runtime.js';
+import { readModelSkeleton } from '../../src/models/onnx/skeleton.js';
 import { Rng } from '../../src/util/rng.js';
 import { TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
 
@@ -233,5 +234,39 @@ test('predictProba needs the binary head', async () => {
     await assert.rejects(clf.predictProba(new Float32Array(32 * 32 * 3), 1), /needs the binary head; this model has 5 outputs/);
   } finally {
     await clf.release();
+  }
+});
+
+test('a .onnx file opens by path with only its skeleton read in JS: same metadata, same outputs as from bytes', async () => {
+  const model = createModel('resnet18', { head: 'binary', seed: 4 });
+  const exported = exportOnnx(model, { inputSize: 32 });
+  model.dispose();
+  const { dir, cleanup } = tempDir('nextray-onnx-skel-');
+  try {
+    const path = join(dir, 'r18.onnx');
+    saveOnnx(path, exported);
+    const whole = readFileSync(path);
+    const skeleton = readModelSkeleton(path);
+    // Nodes and weights are left out (kept as empty entries, so still counted); everything readModelInfo reports is the same.
+    assert.ok(skeleton.byteLength < whole.byteLength / 100, `skeleton ${skeleton.byteLength} B of ${whole.byteLength} B`);
+    assert.deepEqual(readModelInfo(skeleton), readModelInfo(whole));
+
+    const x = Float32Array.from({ length: 2 * 32 * 32 * 3 }, (_, i) => Math.sin(i));
+    const fromPath = await OnnxClassifier.create(path, { threads: 1 });
+    const fromBytes = await OnnxClassifier.create(new Uint8Array(whole), { threads: 1 });
+    try {
+      assert.deepEqual(fromPath.info.metadata, fromBytes.info.metadata);
+      assert.deepEqual((await fromPath.run(x, 2)).logits, (await fromBytes.run(x, 2)).logits);
+    } finally {
+      await fromPath.release();
+      await fromBytes.release();
+    }
+
+    // A file cut short is refused by the skeleton reader, with the file named.
+    const cut = join(dir, 'cut.onnx');
+    writeFileSync(cut, whole.subarray(0, Math.floor(whole.byteLength / 2)));
+    await assert.rejects(OnnxClassifier.create(cut), (e: Error) => e instanceof OnnxModelError && e.message.startsWith(`${cut}: not a readable ONNX model`));
+  } finally {
+    cleanup();
   }
 });

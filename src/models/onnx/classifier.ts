@@ -18,7 +18,8 @@ import { ProtoDecodeError } from './proto.js';
 
 /** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */
 export interface OrtModule {
-  InferenceSession: { create(buffer: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
+  /** onnxruntime-node and -web take bytes; a path (modelPath) only where the runtime can open files (Node). */
+  InferenceSession: { create(model: Uint8Array | string, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
   Tensor: typeof Tensor;
 }
 
@@ -67,6 +68,11 @@ export interface OnnxClassifierCoreOptions {
   sessionOptions?: InferenceSession.SessionOptions;
   /** Names the model in error messages (a path, a URL); default '<bytes>'. */
   source?: string;
+  /**
+   * A file path for ONNX Runtime to open itself, when the bytes given are only the model's skeleton (its metadata
+   * and graph signature, see skeleton.ts): the weights then never pass through JavaScript.
+   */
+  modelPath?: string;
 }
 
 /** Thrown for files that are not usable exported models and for bad `run` inputs; the message says what to fix. */
@@ -270,7 +276,9 @@ export async function openSession(
   const info = parseClassifierInfo(bytes, source);
   let session: InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, opts.sessionOptions);
+    session = opts.modelPath !== undefined
+      ? await ort.InferenceSession.create(opts.modelPath, opts.sessionOptions)
+      : await ort.InferenceSession.create(bytes, opts.sessionOptions);
   } catch (err) {
     throw new OnnxModelError(`${source}: ONNX Runtime cannot load the model: ${(err as Error).message}`);
   }
