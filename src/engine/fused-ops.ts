@@ -156,13 +156,19 @@ tf.registerGradient({
     const attrs = attrsIn as unknown as ConvBnAttrs;
     const d = dy as tf.Tensor4D;
     // z = conv(x, filter) * scale + shift [+ residual]; y = [relu](z). dz/dx is conv's data gradient of dz * scale.
-    const dz = attrs.relu ? (hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy: d, y } as unknown as tf.NamedTensorMap)) : tf.mul(d, tf.step(y))) : d;
+    // dz is made inside each closure (its tidy frees it), not here: tensors made here would outlive this node in
+    // the lean backward pass (src/engine/lean-grads.ts). With a shortcut that costs one extra ReLU-gradient pass.
+    const dz = (): tf.Tensor =>
+      attrs.relu ? (hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy: d, y } as unknown as tf.NamedTensorMap)) : tf.mul(d, tf.step(y))) : tf.clone(d);
     const notTrainable = (what: string) => (): tf.Tensor => {
-      throw new Error(`${CONV_BN}: no gradient for the ${what}: the batch norm is folded only into layers that are not trained (convBn)`);
+      throw new Error(
+        `${CONV_BN}: no gradient for the ${what}: convBn folds the batch norm into the convolution in inference mode ` +
+          `(training=false) and for frozen layers; to differentiate the weights, run the forward with training=true and the layer unfrozen`,
+      );
     };
     return {
-      x: () => tf.conv2dTranspose(tf.mul(dz, scale) as tf.Tensor4D, filter, x.shape, attrs.strides, attrs.pad as 'valid'),
-      residual: () => tf.clone(dz),
+      x: () => tf.conv2dTranspose(tf.mul(dz(), scale) as tf.Tensor4D, filter, x.shape, attrs.strides, attrs.pad as 'valid'),
+      residual: dz,
       filter: notTrainable('filter'),
       scale: notTrainable('scale'),
       shift: notTrainable('shift'),

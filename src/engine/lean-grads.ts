@@ -104,22 +104,28 @@ class GradientMap {
 export function leanGradients(f: () => tf.Scalar, xs: tf.Tensor[]): { value: tf.Scalar; grads: (tf.Tensor | null)[] } | null {
   const engine = internals();
   if (!engine || engine.state.gradientDepth > 0) return null;
-  const y = engine.scopedRun(() => engine.startTape(), () => engine.endTape(), () => engine.tidy('forward', f));
-  if (!(y instanceof tf.Tensor)) throw new Error('leanGradients: f() must return a tensor');
-  const tape = engine.state.activeTape ?? [];
-  const nodes = nodesBetween(tape, xs, y);
-  const wanted = new Set(xs.map((x) => x.id));
   try {
+    const y = engine.scopedRun(() => engine.startTape(), () => engine.endTape(), () => engine.tidy('forward', f));
+    if (!(y instanceof tf.Tensor)) throw new Error('leanGradients: f() must return a tensor');
+    const tape = engine.state.activeTape ?? [];
+    const nodes = nodesBetween(tape, xs, y);
+    const wanted = new Set(xs.map((x) => x.id));
     return engine.tidy('backward', () => {
       // Tensors made from here on belong to this backward pass; anything older (forward tensors, variables)
       // is never freed by the early release below.
       const firstBackwardId = tf.scalar(0).id;
       const grads = new GradientMap();
+      const release = (t: tf.Tensor) => {
+        if (!t.isDisposed && !grads.holds(t) && t.id >= firstBackwardId) t.dispose();
+      };
       grads.set(y.id, tf.onesLike(y));
       for (let i = nodes.length - 1; i >= 0; i--) {
         const node = nodes[i]!;
         if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
         const inputGradients = node.gradient(node.outputs.map((o) => grads.get(o.id) ?? null));
+        // Summed-away gradients are released only after all of this node's closures have run: a closure may hand
+        // back a tensor another closure of the same node returned (customGrad's closures return precomputed ones).
+        const summed: tf.Tensor[] = [];
         for (const [name, x] of Object.entries(node.inputs)) {
           const g = inputGradients[name];
           if (!g) throw new Error(`Cannot backprop through input ${name} of ${node.kernelName}. Available gradients: ${Object.keys(inputGradients)}.`);
@@ -131,22 +137,23 @@ export function leanGradients(f: () => tf.Scalar, xs: tf.Tensor[]): { value: tf.
           const cur = grads.get(x.id);
           if (cur) {
             grads.set(x.id, tf.add(cur, dx));
-            if (!grads.holds(cur) && cur.id >= firstBackwardId) cur.dispose();
-            if (!grads.holds(dx) && dx.id >= firstBackwardId) dx.dispose();
+            summed.push(cur, dx);
           } else grads.set(x.id, dx);
         }
+        summed.forEach(release);
         // This node's backward has run: its output gradients and saved tensors are spent.
         for (const o of node.outputs) {
           if (wanted.has(o.id)) continue;
           const spent = grads.delete(o.id);
-          if (spent && spent.id >= firstBackwardId) spent.dispose();
+          if (spent) release(spent);
         }
         for (const t of node.saved ?? []) if (!grads.holds(t)) t.dispose();
       }
       return { value: y as tf.Scalar, grads: xs.map((x) => grads.get(x.id) ?? null) };
     });
   } finally {
-    for (const node of tape) for (const t of node.saved ?? []) t.dispose();
+    // As TF.js does after its backward pass, and also when f() or a gradient threw.
+    for (const node of engine.state.activeTape ?? []) for (const t of node.saved ?? []) t.dispose();
     engine.state.activeTape = null;
   }
 }
@@ -160,10 +167,13 @@ export function leanVariableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { va
   if (trainable.length === 0) throw new Error('leanVariableGrads: none of the variables is trainable');
   const res = leanGradients(f, trainable);
   if (!res) return tf.variableGrads(f, vars);
-  if (res.value.rank !== 0) throw new Error(`leanVariableGrads: f must return a scalar, not a rank-${res.value.rank} tensor`);
+  const fail = (message: string): never => {
+    tf.dispose([res.value, ...res.grads.filter((g): g is tf.Tensor => g !== null)]);
+    throw new Error(message);
+  };
+  if (res.value.rank !== 0) fail(`leanVariableGrads: f must return a scalar, not a rank-${res.value.rank} tensor`);
   if (res.grads.every((g) => g === null)) {
-    res.value.dispose();
-    throw new Error('Cannot find a connection between any variable and the result of the loss function y=f(x)');
+    fail('Cannot find a connection between any variable and the result of the loss function y=f(x)');
   }
   const grads: tf.NamedTensorMap = {};
   trainable.forEach((v, i) => {

@@ -332,8 +332,10 @@ export class BatchNorm2d extends Module {
  * Runtime do. On the native engine the fold happens inside the addon, as the filter is reordered into oneDNN's
  * layout (CONV_BN in src/engine/fused-ops.ts), so no folded copy of the weights is kept: for ResNet-152 that is
  * 230 MB less. Elsewhere the folded filter is kept on the batch norm. Either way the cache follows the source
- * tensors (weights loaded, a training step). Folding is not differentiable in the weights, so a layer whose
- * convolution or batch norm is still being trained runs unfolded; gradients to the input still flow.
+ * tensors (weights loaded, a training step). Folding is not differentiable in the weights, so in training mode a
+ * layer whose convolution or batch norm is still being trained runs unfolded. In inference mode (training=false)
+ * every layer folds: gradients to activations and inputs flow (Grad-CAM), gradients to the weights do not (the
+ * native kernel refuses with a message saying to use training=true).
  */
 export function convBn(conv: Conv2d, bn: BatchNorm2d, x: tf.Tensor4D, training: boolean, relu = false): tf.Tensor4D {
   return convBnUnit(conv, bn, x, training, relu, undefined);

@@ -126,6 +126,46 @@ describe('leanVariableGrads', () => {
     tf.dispose([a, b]);
   });
 
+  it('keeps a gradient that one closure returns for two inputs (customGrad), as tf.variableGrads does', () => {
+    // g(a, b) = a * b, with a gradient that hands the same tensor to both inputs. g(v, 3v): v also feeds the loss
+    // after g, so v's gradient is already in the map when g's node runs and the shared tensor is summed into it;
+    // it must survive until g's second closure has returned it for 3v.
+    const v = tf.variable(tf.tensor1d([1, 2]));
+    const g = tf.customGrad(((x: tf.Tensor, y: tf.Tensor) => ({
+      value: tf.mul(x, y),
+      gradFunc: (dy: tf.Tensor) => {
+        const shared = tf.mul(dy, 2);
+        return [shared, shared];
+      },
+    })) as unknown as Parameters<typeof tf.customGrad>[0]);
+    const f = () => tf.sum(tf.add(g(v, tf.mul(v, 3)) as tf.Tensor, tf.mul(v, 5))) as tf.Scalar;
+    const before = tf.memory().numTensors;
+    tf.tidy(() => {
+      const ref = tf.variableGrads(f, [v]).grads[v.name]!.dataSync();
+      const lean = leanVariableGrads(f, [v]).grads[v.name]!.dataSync();
+      assert.deepEqual(Array.from(lean), Array.from(ref));
+      assert.deepEqual(Array.from(lean), [2 + 2 * 3 + 5, 2 + 2 * 3 + 5]);
+    });
+    assert.equal(tf.memory().numTensors, before);
+    v.dispose();
+  });
+
+  it('leaks nothing when the forward pass throws or the loss is not a scalar', () => {
+    const v = tf.variable(tf.tensor1d([1, 2]));
+    const before = tf.memory().numTensors;
+    assert.throws(() => leanVariableGrads(() => {
+      tf.square(tf.exp(v)); // saved for backward on the tape
+      throw new Error('boom');
+    }, [v]), /boom/);
+    assert.equal(tf.memory().numTensors, before, 'after a throwing forward');
+    assert.throws(() => leanVariableGrads(() => tf.square(v) as unknown as tf.Scalar, [v]), /must return a scalar/);
+    assert.equal(tf.memory().numTensors, before, 'after a non-scalar loss');
+    // The engine is usable afterwards.
+    const r = leanVariableGrads(() => tf.sum(tf.square(v)), [v]);
+    assert.deepEqual(Array.from(r.grads[v.name]!.dataSync()), [2, 4]);
+    tf.dispose([r.value, ...Object.values(r.grads), v]);
+  });
+
   it('skips variables the loss does not reach, and rejects a loss that reaches none', () => {
     const used = tf.variable(tf.scalar(2));
     const unused = tf.variable(tf.scalar(5));
