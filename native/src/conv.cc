@@ -204,7 +204,6 @@ struct CachedWeights {
 memory forwardWeights(Napi::Env env, FwdEntry& e, const ConvGeom& g, const float* w, const float* scale,
                       Napi::Value cacheVal) {
   dnnl::stream& s = stream();
-  const float* src = w;
   auto folded = [&]() -> const float* {
     if (!scale) return w;
     const int64_t n = g.kh * g.kw * g.ci * g.co;
@@ -213,10 +212,7 @@ memory forwardWeights(Napi::Env env, FwdEntry& e, const ConvGeom& g, const float
       for (int64_t o = 0; o < g.co; o++) f[i + o] = w[i + o] * scale[o];
     return f;
   };
-  if (!e.reorderWeights) {
-    src = folded();
-    return memory(g.wei(), engine(), const_cast<float*>(src));
-  }
+  if (!e.reorderWeights) return memory(g.wei(), engine(), const_cast<float*>(folded()));
   const bool useCache = cacheVal.IsObject();
   if (useCache) {
     Napi::Object cache = cacheVal.As<Napi::Object>();
