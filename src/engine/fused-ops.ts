@@ -135,13 +135,16 @@ function registerBatchNormGradient(): void {
 }
 registerBatchNormGradient();
 
+/** ReLU's gradient from its output y: dy where y > 0, else 0 (one kernel where the backend has it). */
+function reluGradFromOutput(dy: tf.Tensor, y: tf.Tensor): tf.Tensor {
+  return hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy, y } as unknown as tf.NamedTensorMap)) : tf.mul(dy, tf.step(y));
+}
+
 tf.registerGradient({
   kernelName: ADD_RELU,
   outputsToSave: [true],
   gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-    const y = saved[0]!;
-    const d = dy as tf.Tensor;
-    const g = hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy: d, y } as unknown as tf.NamedTensorMap)) : tf.mul(d, tf.step(y));
+    const g = reluGradFromOutput(dy as tf.Tensor, saved[0]!);
     // Each input gets its own tensor (sharing the data): the tape disposes one input's gradient when it adds to it.
     return { a: () => g, b: () => tf.clone(g) };
   },
@@ -158,8 +161,7 @@ tf.registerGradient({
     // z = conv(x, filter) * scale + shift [+ residual]; y = [relu](z). dz/dx is conv's data gradient of dz * scale.
     // dz is made inside each closure (its tidy frees it), not here: tensors made here would outlive this node in
     // the lean backward pass (src/engine/lean-grads.ts). With a shortcut that costs one extra ReLU-gradient pass.
-    const dz = (): tf.Tensor =>
-      attrs.relu ? (hasKernel(RELU_GRAD) ? single(tf.engine().runKernel(RELU_GRAD, { dy: d, y } as unknown as tf.NamedTensorMap)) : tf.mul(d, tf.step(y))) : tf.clone(d);
+    const dz = (): tf.Tensor => (attrs.relu ? reluGradFromOutput(d, y) : tf.clone(d));
     const notTrainable = (what: string) => (): tf.Tensor => {
       throw new Error(
         `${CONV_BN}: no gradient for the ${what}: convBn folds the batch norm into the convolution in inference mode ` +
