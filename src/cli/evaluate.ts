@@ -5,7 +5,6 @@
  * produce a PredictionsInput (a CSV here; a trained model over a data split elsewhere) goes through it.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
@@ -36,9 +35,9 @@ import {
 } from '../evaluate/index.js';
 import type { Seed } from '../util/rng.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { CliError, parseFloatOption, parseIntOption } from './common.js';
+import { packageVersion } from '../util/package.js';
+import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
 
-const require = createRequire(import.meta.url);
 
 export interface EvaluateCliOptions {
   threshold?: number;
@@ -72,8 +71,7 @@ function reportProblems(input: PredictionsInput): void {
 }
 
 function versions(): Record<string, string> {
-  const pkg = require('../../../package.json') as { version: string };
-  return { nextray: pkg.version, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return { nextray: packageVersion(), node: process.version, platform: `${process.platform}-${process.arch}` };
 }
 
 function printTables(result: EvaluationResult): void {
@@ -167,10 +165,6 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
-
-function parseSeed(value: string): Seed {
-  return /^-?\d+$/.test(value) ? Number(value) : value;
-}
 
 export function registerEvaluate(program: Command): void {
   program

@@ -21,7 +21,7 @@
  * only when at least one of its images is usable. A missing or empty CSV is reported once, not once for every
  * study or file it would have covered.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../util/hash.js';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { checkImage as defaultCheckImage, type CheckImageResult } from './images.js';
@@ -279,10 +279,6 @@ function checkRelPath(
   return { ok: true, path: p };
 }
 
-function sha256(bytes: Uint8Array | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
 /** Runs `fn` over `items` with at most `limit` in flight; results in input order. */
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
@@ -317,15 +313,15 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
   const issues: DatasetIssue[] = [];
   const warnings: DatasetIssue[] = [];
   const csvHashes: Record<string, string | null> = {};
-  const fp = createHash('sha256');
+  const fingerprintParts: Array<Uint8Array | string> = [];
 
   const reads = new Map<string, CsvRead>();
   for (const name of muraCsvNames()) {
     const r = await readCsv(join(root, name));
     reads.set(name, r);
-    csvHashes[name] = r.ok ? `sha256:${sha256(r.bytes)}` : null;
-    fp.update(`${name}\0${r.ok ? r.bytes.length : -1}\0`);
-    if (r.ok) fp.update(r.bytes);
+    csvHashes[name] = r.ok ? `sha256:${sha256Hex(r.bytes)}` : null;
+    fingerprintParts.push(`${name}\0${r.ok ? r.bytes.length : -1}\0`);
+    if (r.ok) fingerprintParts.push(r.bytes);
   }
   const anyCsv = [...reads.values()].some((r) => r.ok);
   if (!anyCsv)
@@ -611,7 +607,7 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
       });
   }
 
-  return { root, base, images, studies, issues, warnings, fingerprint: `sha256:${fp.digest('hex')}`, csvHashes };
+  return { root, base, images, studies, issues, warnings, fingerprint: `sha256:${sha256Hex(...fingerprintParts)}`, csvHashes };
 }
 
 /** Issue counts by kind, for end-of-run summaries. */
