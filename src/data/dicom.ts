@@ -326,6 +326,9 @@ export async function readDicom(bytes: Uint8Array, opts: ReadDicomOptions = {}):
   const rows = ds.uint16('x00280010');
   const columns = ds.uint16('x00280011');
   const pixel = ds.elements.x7fe00010;
+  if (!isDicom(bytes) && (!pixel || rows === undefined || columns === undefined)) {
+    fail("not a DICOM file: no 'DICM' marker at byte 128, and read as a raw data set it has no image (Rows, Columns, Pixel Data)");
+  }
   if (!pixel) return fail('no Pixel Data (7FE0,0010): this DICOM file holds no image');
   if (!rows || !columns) return fail(`invalid image size in the header (Rows ${rows ?? 'missing'}, Columns ${columns ?? 'missing'})`);
   const maxPixels = opts.maxPixels ?? 100_000_000;
@@ -364,9 +367,13 @@ export async function readDicom(bytes: Uint8Array, opts: ReadDicomOptions = {}):
     }
     let frame: Uint8Array;
     try {
-      frame = pixel.fragments && pixel.fragments.length > 1 && frames === 1
-        ? dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, pixel.fragments.length)
-        : dicomParser.readEncapsulatedImageFrame(ds, pixel, 0);
+      const fragments = pixel.fragments ?? [];
+      // One frame: all its fragments. Several frames without a Basic Offset Table: one fragment per frame.
+      frame = frames === 1 && fragments.length
+        ? dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, fragments.length)
+        : pixel.basicOffsetTable?.length
+          ? dicomParser.readEncapsulatedImageFrame(ds, pixel, 0)
+          : dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, 1);
     } catch (err) {
       return fail(`damaged compressed pixel data (${syntaxName(ts)}): ${(err as Error).message ?? String(err)}`);
     }
