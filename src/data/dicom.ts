@@ -21,6 +21,7 @@
  * Browser-safe: no `node:` imports (the pure pipeline functions below work on typed arrays).
  */
 import dicomParser from 'dicom-parser';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 /** The transfer syntaxes read without a codec. */
 export const UNCOMPRESSED_TRANSFER_SYNTAXES: Readonly<Record<string, string>> = {
@@ -45,13 +46,13 @@ export const COMPRESSED_TRANSFER_SYNTAXES: Readonly<Record<string, string>> = {
   '1.2.840.10008.1.2.4.203': 'High-Throughput JPEG 2000',
 };
 
-/** An unusable DICOM file, with the file named and the reason in plain words. */
-export class DicomError extends Error {
+/** An unusable DICOM file, with the file named and the reason in plain words (like ImageError for PNG/JPEG). */
+export class DicomError extends NextrayError {
   constructor(
     readonly file: string,
     readonly problem: string,
   ) {
-    super(`${file}: ${problem}`);
+    super(`${file}: ${problem}`, { code: 'ERR_DICOM', exitStatus: EXIT_USAGE });
     this.name = 'DicomError';
   }
 }
