@@ -14,6 +14,7 @@ import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
+import { registerPredict } from './predict.js';
 
 
 export function buildProgram(): Command {
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerDemo(program);
   registerExport(program);
+  registerPredict(program);
   return program;
 }
 

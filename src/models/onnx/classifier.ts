@@ -56,11 +56,15 @@ export interface OnnxRunResult {
   probabilities: Float32Array;
   /** Seconds spent inside ONNX Runtime. */
   seconds: number;
+  /** The graph outputs asked for with `outputs` (e.g. a feature map for class activation maps), batches joined. */
+  extra: Record<string, { dims: number[]; data: Float32Array }>;
 }
 
 export interface OnnxRunOptions {
   /** [height, width] of the images when the model has a dynamic size; default the exported input size. */
   size?: [number, number];
+  /** Further graph outputs to fetch besides logits/probability (float32; batch first), returned in `extra`. */
+  outputs?: string[];
 }
 
 export interface OnnxClassifierCoreOptions {
@@ -177,7 +181,10 @@ export class OnnxClassifierCore {
   async run(x: Float32Array, n: number, opts: OnnxRunOptions = {}): Promise<OnnxRunResult> {
     if (this.released) throw new OnnxModelError(`${this.source}: classifier was released`);
     const [h, w] = this.checkInput(x, n, opts);
-    const job = this.queue.then(() => this.runChecked(x, n, h, w));
+    const extra = opts.outputs ?? [];
+    const unknown = extra.filter((o) => !this.session.outputNames.includes(o));
+    if (unknown.length) throw new OnnxModelError(`${this.source}: the graph has no output(s) ${unknown.join(', ')}; it has ${this.session.outputNames.join(', ')}`);
+    const job = this.queue.then(() => this.runChecked(x, n, h, w, extra));
     this.queue = job.catch(() => undefined);
     return job;
   }
@@ -231,7 +238,12 @@ export class OnnxClassifierCore {
     return [h, w];
   }
 
-  private async runChecked(x: Float32Array, n: number, h: number, w: number): Promise<OnnxRunResult> {
+  /** Names of the graph's outputs. */
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  private async runChecked(x: Float32Array, n: number, h: number, w: number, extraNames: readonly string[] = []): Promise<OnnxRunResult> {
     const k = this.numOutputs;
     const binary = this.info.head.kind === 'binary';
     const logits = new Float32Array(n * k);
@@ -240,11 +252,13 @@ export class OnnxClassifierCore {
     const dims = (m: number): number[] => (this.info.inputLayout === 'nhwc' ? [m, h, w, 3] : [m, 3, h, w]);
     const inputName = this.info.metadata.input_name || 'input';
     let seconds = 0;
+    const wanted = [...new Set([...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...extraNames])];
+    const extraParts = new Map<string, { dims: number[]; parts: Float32Array[] }>();
     for (let start = 0; start < n; start += this.maxBatch) {
       const m = Math.min(this.maxBatch, n - start);
       const t = new this.ort.Tensor('float32', x.subarray(start * per, (start + m) * per), dims(m));
       const t0 = performance.now();
-      const out = await this.session.run({ [inputName]: t }, binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]);
+      const out = await this.session.run({ [inputName]: t }, wanted);
       seconds += (performance.now() - t0) / 1000;
       try {
         const lg = out[ONNX_LOGITS];
@@ -257,12 +271,30 @@ export class OnnxClassifierCore {
           if (!pr || pr.size !== m) throw new OnnxModelError(`${this.source}: output '${ONNX_PROBABILITY}' is missing or has the wrong size`);
           probabilities.set(pr.data as Float32Array, start);
         }
+        for (const name of extraNames) {
+          const v = out[name];
+          if (!v || v.type !== 'float32') throw new OnnxModelError(`${this.source}: output '${name}' is missing or not float32`);
+          const e = extraParts.get(name) ?? { dims: [...v.dims], parts: [] };
+          e.parts.push((v.data as Float32Array).slice());
+          extraParts.set(name, e);
+        }
       } finally {
         for (const v of Object.values(out)) v.dispose();
       }
     }
     if (!binary) softmaxRows(logits, probabilities, n, k);
-    return { n, numOutputs: k, logits, probabilities, seconds };
+    const extra: OnnxRunResult['extra'] = {};
+    for (const [name, e] of extraParts) {
+      const total = e.parts.reduce((a, p) => a + p.length, 0);
+      const data = new Float32Array(total);
+      let off = 0;
+      for (const p of e.parts) {
+        data.set(p, off);
+        off += p.length;
+      }
+      extra[name] = { dims: [n, ...e.dims.slice(1)], data };
+    }
+    return { n, numOutputs: k, logits, probabilities, seconds, extra };
   }
 }
 
