@@ -15,6 +15,7 @@ import { validatePreprocessing, type Preprocessing } from '../../data/preprocess
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
+import { ONNX_CAM, ONNX_OOD_SCORE, type OodMetadata } from './extras.js';
 
 /** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */
 export interface OrtModule {
@@ -39,6 +40,10 @@ export interface OnnxClassifierInfo {
   batchnorm: string;
   /** Everything in metadata_props, raw. */
   metadata: Record<string, string>;
+  /** Temperature the graph divides the logit by (metadata `temperature`; 1 when absent). */
+  temperature: number;
+  /** The OOD gate the graph carries (metadata `ood`), or null. */
+  ood: OodMetadata | null;
   /** Header facts (IR, opsets, producer, graph inputs/outputs). */
   model: OnnxModelInfo;
 }
@@ -54,6 +59,11 @@ export interface OnnxRunResult {
   probabilities: Float32Array;
   /** Seconds spent inside ONNX Runtime. */
   seconds: number;
+  /** When the graph has output `cam` (export option `cam`): the maps, row-major [n, camSize[0], camSize[1]]. */
+  cam?: Float32Array;
+  camSize?: [number, number];
+  /** When the graph has output `ood_score` (export option `ood`): one score per image; compare with info.ood.threshold. */
+  oodScores?: Float32Array;
 }
 
 export interface OnnxRunOptions {
@@ -129,7 +139,20 @@ export function parseClassifierInfo(bytes: Uint8Array, source = '<bytes>'): Onnx
     threshold = Number(m.decision_threshold);
     if (m.decision_threshold === '' || !(threshold >= 0 && threshold <= 1)) bad('decision_threshold', 'must be a number in [0, 1]');
   }
+  const temperature = m.temperature === undefined ? 1 : Number(m.temperature);
+  if (!(temperature > 0)) bad('temperature', 'must be a positive number');
+  let ood: OodMetadata | null = null;
+  if (m.ood !== undefined) {
+    try {
+      ood = JSON.parse(m.ood) as OodMetadata;
+    } catch {
+      return bad('ood', 'is not JSON');
+    }
+    if (!ood || ood.method !== 'mahalanobis' || typeof ood.threshold !== 'number') bad('ood', "must be { method: 'mahalanobis', threshold, ... }");
+  }
   return {
+    temperature,
+    ood,
     arch: m.arch ?? 'unknown',
     inputSize,
     inputLayout: layout,
@@ -238,11 +261,18 @@ export class OnnxClassifierCore {
     const dims = (m: number): number[] => (this.info.inputLayout === 'nhwc' ? [m, h, w, 3] : [m, 3, h, w]);
     const inputName = this.info.metadata.input_name || 'input';
     let seconds = 0;
+    const names = this.session.outputNames;
+    const wantCam = names.includes(ONNX_CAM);
+    const wantOod = names.includes(ONNX_OOD_SCORE);
+    let cam: Float32Array | undefined;
+    let camSize: [number, number] | undefined;
+    const oodScores = wantOod ? new Float32Array(n) : undefined;
+    const fetches = [...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...(wantCam ? [ONNX_CAM] : []), ...(wantOod ? [ONNX_OOD_SCORE] : [])];
     for (let start = 0; start < n; start += this.maxBatch) {
       const m = Math.min(this.maxBatch, n - start);
       const t = new this.ort.Tensor('float32', x.subarray(start * per, (start + m) * per), dims(m));
       const t0 = performance.now();
-      const out = await this.session.run({ [inputName]: t }, binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]);
+      const out = await this.session.run({ [inputName]: t }, fetches);
       seconds += (performance.now() - t0) / 1000;
       try {
         const lg = out[ONNX_LOGITS];
@@ -255,12 +285,22 @@ export class OnnxClassifierCore {
           if (!pr || pr.size !== m) throw new OnnxModelError(`${this.source}: output '${ONNX_PROBABILITY}' is missing or has the wrong size`);
           probabilities.set(pr.data as Float32Array, start);
         }
+        if (wantCam) {
+          const c = out[ONNX_CAM]!;
+          const [, ch, cw] = c.dims as number[];
+          if (!camSize) {
+            camSize = [ch!, cw!];
+            cam = new Float32Array(n * ch! * cw!);
+          }
+          cam!.set(c.data as Float32Array, start * camSize[0] * camSize[1]);
+        }
+        if (wantOod) oodScores!.set(out[ONNX_OOD_SCORE]!.data as Float32Array, start);
       } finally {
         for (const v of Object.values(out)) v.dispose();
       }
     }
     if (!binary) softmaxRows(logits, probabilities, n, k);
-    return { n, numOutputs: k, logits, probabilities, seconds };
+    return { n, numOutputs: k, logits, probabilities, seconds, ...(cam && camSize ? { cam, camSize } : {}), ...(oodScores ? { oodScores } : {}) };
   }
 }
 
