@@ -6,7 +6,9 @@
  */
 import * as ort from 'onnxruntime-web';
 import { OnnxClassifierCore, type OnnxClassifierInfo, type OrtModule } from '../../src/models/onnx/classifier.js';
-import { greyWarnings, placement, preprocessGrey } from '../../src/data/preprocess.js';
+import { greyWarnings, preprocessGrey } from '../../src/data/preprocess.js';
+import { camOnImage } from '../../src/inference/core/cam.js';
+import { overlayHeatmap } from '../../src/inference/core/colormap.js';
 import { BrowserImageError, decodeRaster, sniff, type DecodedImage } from './decode.js';
 import './style.css';
 
@@ -16,7 +18,9 @@ interface ViewResult {
   ms: number;
   warnings: string[];
   image: DecodedImage;
-  heatmap: { data: Float32Array; width: number; height: number } | null;
+  /** The model's class activation map over its input grid, when the file has a `cam` output. */
+  cam: { map: Float32Array; height: number; width: number } | null;
+  ood: { score: number; threshold: number; flagged: boolean } | null;
 }
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -126,49 +130,46 @@ async function predictFile(clf: OnnxClassifierCore, file: File): Promise<ViewRes
   const x = preprocessGrey(image.data, image.width, image.height, clf.info.preprocessing);
   const r = await clf.run(x, 1);
   const ms = performance.now() - t0;
-  return { name: file.name, probability: r.probabilities[0]!, ms, warnings: greyWarnings(image.data, 8), image, heatmap: null };
+  const cam = r.cam && r.camSize ? { map: r.cam, height: r.camSize[0], width: r.camSize[1] } : null;
+  const score = r.oodScores?.[0];
+  const gate = clf.info.ood;
+  const ood = gate && score !== undefined ? { score, threshold: gate.threshold, flagged: score > gate.threshold } : null;
+  return { name: file.name, probability: r.probabilities[0]!, ms, warnings: greyWarnings(image.data, 8), image, cam, ood };
 }
 
+let shown: { view: ViewResult; info: OnnxClassifierInfo } | null = null;
+
+/** Draws the picture and, over it, the heatmap blended at the slider's opacity (the map undone from the letterbox). */
 function showViewer(v: ViewResult, info: OnnxClassifierInfo): void {
+  shown = { view: v, info };
   const img = $<HTMLCanvasElement>('image');
   const heat = $<HTMLCanvasElement>('heatmap');
   const scale = Math.min(1, 512 / Math.max(v.image.width, v.image.height));
-  const w = Math.round(v.image.width * scale);
-  const h = Math.round(v.image.height * scale);
+  const w = Math.max(1, Math.round(v.image.width * scale));
+  const h = Math.max(1, Math.round(v.image.height * scale));
   for (const c of [img, heat]) {
     c.width = w;
     c.height = h;
   }
-  img.getContext('2d')!.drawImage(v.image.bitmap, 0, 0, w, h);
+  const ictx = img.getContext('2d', { willReadFrequently: true })!;
+  ictx.drawImage(v.image.bitmap, 0, 0, w, h);
   const hctx = heat.getContext('2d')!;
   hctx.clearRect(0, 0, w, h);
-  if (v.heatmap) {
-    // The map covers the model's input grid; crop the letterbox so it lies over the picture itself.
-    const pl = placement(v.image.width, v.image.height, info.preprocessing);
-    const grid = new OffscreenCanvas(v.heatmap.width, v.heatmap.height);
-    grid.getContext('2d')!.putImageData(new ImageData(colourMap(v.heatmap.data), v.heatmap.width, v.heatmap.height), 0, 0);
-    const sx = v.heatmap.width / info.inputSize;
-    const sy = v.heatmap.height / info.inputSize;
-    hctx.imageSmoothingEnabled = true;
-    hctx.drawImage(grid, pl.x * sx, pl.y * sy, pl.width * sx, pl.height * sy, 0, 0, w, h);
-    $('heatmap-note').textContent = 'Heatmap: where the model looked for its answer (red = most).';
+  heat.dataset.drawn = 'false';
+  if (v.cam) {
+    const rgba = ictx.getImageData(0, 0, w, h).data;
+    const grey = new Float32Array(w * h);
+    for (let i = 0; i < grey.length; i++) grey[i] = rgba[4 * i]! / 255;
+    const map = camOnImage(v.cam.map, v.cam.height, v.cam.width, w, h, info.preprocessing);
+    const alpha = Number($<HTMLInputElement>('opacity').value) / 100;
+    const px = overlayHeatmap(grey, map, w, h, { alpha });
+    hctx.putImageData(new ImageData(new Uint8ClampedArray(px), w, h), 0, 0);
+    heat.dataset.drawn = 'true';
+    $('heatmap-note').textContent = 'Heatmap (class activation map): where the model found evidence of abnormality; yellow = most.';
   } else {
-    $('heatmap-note').textContent = 'This model file carries no heatmap output.';
+    $('heatmap-note').textContent = 'This model file carries no heatmap output (export with --cam).';
   }
   $('viewer').hidden = false;
-}
-
-/** Values in [0, 1] to RGBA through a blue-to-red ramp ("jet"-like), alpha rising with the value. */
-function colourMap(v: Float32Array): Uint8ClampedArray<ArrayBuffer> {
-  const out = new Uint8ClampedArray(new ArrayBuffer(v.length * 4));
-  for (let i = 0; i < v.length; i++) {
-    const t = Math.max(0, Math.min(1, v[i]!));
-    out[i * 4] = 255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 3)));
-    out[i * 4 + 1] = 255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 2)));
-    out[i * 4 + 2] = 255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 1)));
-    out[i * 4 + 3] = 255;
-  }
-  return out;
 }
 
 function showError(msg: string | null): void {
@@ -214,12 +215,18 @@ async function handleFiles(clf: OnnxClassifierCore, files: File[]): Promise<void
       li.dataset.testid = 'view';
       li.dataset.value = String(v.probability);
       li.dataset.ms = v.ms.toFixed(2);
-      li.textContent = `${v.name}: ${v.probability.toFixed(4)} (${v.ms.toFixed(0)} ms)${v.warnings.length ? ' — ' + v.warnings.join('; ') : ''}`;
+      if (v.ood) li.dataset.ood = String(v.ood.flagged);
+      li.textContent = `${v.name}: ${v.probability.toFixed(4)} (${v.ms.toFixed(0)} ms)${v.ood?.flagged ? ' — out of distribution' : ''}${v.warnings.length ? ' — ' + v.warnings.join('; ') : ''}`;
       li.addEventListener('click', () => showViewer(views[i]!, info));
       return li;
     }),
   );
-  $('ood').hidden = true;
+  const flagged = views.filter((v) => v.ood?.flagged);
+  const ood = $('ood');
+  ood.textContent = flagged.length
+    ? `Out of distribution: ${flagged.map((v) => v.name).join(', ')} ${flagged.length > 1 ? 'do' : 'does'} not look like the radiographs this model was trained on; its answer there means little.`
+    : '';
+  ood.hidden = flagged.length === 0;
   $('result').hidden = false;
   showViewer(views[0]!, info);
   state('done');
@@ -228,12 +235,9 @@ async function handleFiles(clf: OnnxClassifierCore, files: File[]): Promise<void
 async function start(): Promise<void> {
   state('loading');
   const opacity = $<HTMLInputElement>('opacity');
-  const heat = $<HTMLCanvasElement>('heatmap');
-  const applyOpacity = (): void => {
-    heat.style.opacity = String(Number(opacity.value) / 100);
-  };
-  opacity.addEventListener('input', applyOpacity);
-  applyOpacity();
+  opacity.addEventListener('input', () => {
+    if (shown) showViewer(shown.view, shown.info);
+  });
   let loaded: Awaited<ReturnType<typeof loadModel>>;
   try {
     loaded = await loadModel();

@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { decodeGrey, ImageError } from '../data/images.js';
-import { greyWarnings, preprocessGrey } from '../data/preprocess.js';
+import { greyWarnings, preprocessGrey, resizeGrey } from '../data/preprocess.js';
+import { camOnImage } from '../inference/core/cam.js';
+import { overlayHeatmap } from '../inference/core/colormap.js';
+import sharp from 'sharp';
 import { OnnxClassifier } from '../models/onnx/runtime.js';
 import type { OnnxClassifierInfo } from '../models/onnx/classifier.js';
 
@@ -77,6 +80,20 @@ export function classifyImageProblem(problem: string): InputProblem {
   return 'corrupt';
 }
 
+/** Longest side of the heatmap picture the API returns (the map itself is far coarser). */
+export const HEATMAP_MAX_SIDE = 512;
+
+/** The model's CAM over the image (letterbox undone), blended over the grey picture, as PNG bytes. */
+async function heatmapPng(grey: { data: Float32Array; width: number; height: number }, cam: Float32Array, camSize: [number, number], pre: OnnxClassifierInfo['preprocessing']): Promise<Buffer> {
+  const scale = Math.min(1, HEATMAP_MAX_SIDE / Math.max(grey.width, grey.height));
+  const w = Math.max(1, Math.round(grey.width * scale));
+  const h = Math.max(1, Math.round(grey.height * scale));
+  const picture = resizeGrey(grey.data, grey.width, grey.height, w, h);
+  const map = camOnImage(cam, camSize[0], camSize[1], w, h, pre);
+  const rgba = overlayHeatmap(picture, map, w, h, { alpha: 0.5 });
+  return sharp(Buffer.from(rgba.buffer, rgba.byteOffset, rgba.byteLength), { raw: { width: w, height: h, channels: 4 } }).png().toBuffer();
+}
+
 /** Opens an exported .onnx model for serving. */
 export async function openPredictor(modelPath: string, opts: { threads?: number } = {}): Promise<Predictor> {
   const clf = await OnnxClassifier.create(modelPath, { ...(opts.threads ? { threads: opts.threads } : {}), maxBatch: 1 });
@@ -110,12 +127,13 @@ export async function openPredictor(modelPath: string, opts: { threads?: number 
       const x = preprocessGrey(grey.data, grey.width, grey.height, info.preprocessing);
       const r = await clf.run(x, 1);
       const probability = r.probabilities[0]!;
+      const score = r.oodScores?.[0];
       return {
         probability,
         decision: probability >= threshold ? 'abnormal' : 'normal',
         threshold,
-        ood: null,
-        heatmap: null,
+        ood: info.ood && score !== undefined ? { flagged: score > info.ood.threshold, score, threshold: info.ood.threshold } : null,
+        heatmap: r.cam && r.camSize ? (await heatmapPng(grey, r.cam, r.camSize, info.preprocessing)).toString('base64') : null,
         warnings: greyWarnings(grey.data, grey.bitDepth),
         seconds: r.seconds,
       };

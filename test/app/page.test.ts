@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, defaultAppDir } from '../../src/serve/server.js';
 import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
@@ -116,5 +117,34 @@ test('dropped files are read like picked ones; a bad file is named and the other
   near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png2)!, 'dropped view2.png');
   assert.equal(await page.$$eval('[data-testid=view]', (els) => els.length), 1);
   assert.match((await page.textContent('[data-testid=error]')) ?? '', /notes\.png: not an image/);
+  await page.context().close();
+});
+
+test('the heatmap is drawn over the picture like the server draws it; the opacity slider fades it out', { skip: skip ?? false }, async () => {
+  const { page } = await readyPage();
+  await page.$eval('[data-testid=opacity]', (e) => ((e as HTMLInputElement).value = '50'));
+  await pick(page, [images.png1]);
+  assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'true');
+  const pixels = (): Promise<number[]> =>
+    page.$eval('[data-testid=heatmap]', (c) => {
+      const cv = c as HTMLCanvasElement;
+      return [...cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data];
+    });
+  const onPage = await pixels();
+  const fromServer = await predictor.predict(readFileSync(images.png1));
+  const { data, info } = await sharp(Buffer.from(fromServer.heatmap!, 'base64')).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  assert.equal(onPage.length, info.width * info.height * 4);
+  let off = 0;
+  let coloured = 0;
+  for (let i = 0; i < onPage.length; i += 4) {
+    if (Math.max(...[0, 1, 2].map((k) => Math.abs(onPage[i + k]! - data[i + k]!))) > 2) off++;
+    if (onPage[i]! !== onPage[i + 2]!) coloured++;
+  }
+  assert.ok(coloured > onPage.length / 8, 'the canvas carries colour, not only the grey picture');
+  assert.ok(off <= onPage.length / 4 / 100, `${off} pixels differ by more than 2 levels from the server's heatmap`);
+  await page.fill('[data-testid=opacity]', '0');
+  await page.dispatchEvent('[data-testid=opacity]', 'input');
+  const faded = await pixels();
+  for (let i = 0; i < faded.length; i += 4) assert.ok(faded[i] === faded[i + 1] && faded[i] === faded[i + 2], 'opacity 0 leaves the grey picture');
   await page.context().close();
 });

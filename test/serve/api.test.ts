@@ -215,3 +215,31 @@ test('CLI: refuses a public host without a token; serves over HTTP with one log 
   assert.match(lines.find((l) => l.includes('POST'))!, /POST \/v1\/predict 200 \d+\.\dms$/);
   assert.match(stderr, /SIGTERM: finishing running requests/);
 });
+
+test('the heatmap is a PNG of the image (up to 512 px) with the CAM blended in where the library puts it', async () => {
+  const s = await server();
+  const r = await s.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(images.png1), headers: { 'content-type': 'image/png' } });
+  const body = r.json() as { heatmap: string | null };
+  assert.equal(typeof body.heatmap, 'string');
+  const png = Buffer.from(body.heatmap!, 'base64');
+  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([info.width, info.height], [90, 120], 'the size of view1.png');
+  // Independently: the CAM from onnxruntime-node, undone from the letterbox, blended at 0.5 over the grey image.
+  const clf = await OnnxClassifier.create(modelPath, { threads: 1 });
+  const { decodeGrey } = await import('../../src/data/images.js');
+  const { camOnImage } = await import('../../src/inference/core/cam.js');
+  const { colourAt } = await import('../../src/inference/core/colormap.js');
+  const grey = await decodeGrey(images.png1);
+  const run = await clf.run(await preprocessImage(images.png1, clf.info.preprocessing), 1);
+  await clf.release();
+  const map = camOnImage(run.cam!, run.camSize![0], run.camSize![1], 90, 120, clf.info.preprocessing);
+  let coloured = 0;
+  let worst = 0;
+  for (let i = 0; i < 90 * 120; i++) {
+    const c = colourAt(map[i]!);
+    for (let k = 0; k < 3; k++) worst = Math.max(worst, Math.abs(data[i * info.channels + k]! - (0.5 * 255 * grey.data[i]! + 0.5 * c[k]!)));
+    if (data[i * info.channels]! !== data[i * info.channels + 2]!) coloured++;
+  }
+  assert.ok(worst <= 1, `overlay differs from grey/2 + viridis(cam)/2 by ${worst}`);
+  assert.ok(coloured > 0.5 * 90 * 120, 'the overlay is coloured, not the grey picture');
+});

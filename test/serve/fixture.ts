@@ -11,11 +11,15 @@ import { makePreprocessing } from '../../src/data/preprocess.js';
 import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
+import type { OodStats } from '../../src/models/onnx/extras.js';
 
 export const SIZE = 64;
 
 /** Writes `model.onnx` into `dir` and returns its path. */
-export async function writeTinyModel(dir: string, opts: { seed?: number; threshold?: number; extraMetadata?: Record<string, string> } = {}): Promise<string> {
+export async function writeTinyModel(
+  dir: string,
+  opts: { seed?: number; threshold?: number; cam?: boolean; ood?: OodStats; name?: string; extraMetadata?: Record<string, string> } = {},
+): Promise<string> {
   await initEngine();
   const seed = opts.seed ?? 7;
   const model = buildModel('resnet-slim', { dropout: 0, seed });
@@ -25,11 +29,13 @@ export async function writeTinyModel(dir: string, opts: { seed?: number; thresho
     if (name.endsWith('running_var')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.uniform(0.5, 2)), v.shape));
     else if (name.endsWith('running_mean')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.normal(0, 0.2)), v.shape));
   }
-  const path = join(dir, 'model.onnx');
+  const path = join(dir, opts.name ?? 'model.onnx');
   exportOnnxFile(model, path, {
     inputSize: SIZE,
     preprocessing: makePreprocessing({ size: SIZE }),
     decisionThreshold: opts.threshold ?? 0.5,
+    cam: opts.cam ?? true,
+    ...(opts.ood ? { ood: opts.ood } : {}),
     ...(opts.extraMetadata ? { extraMetadata: opts.extraMetadata } : {}),
   });
   model.dispose();
