@@ -14,6 +14,7 @@ import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
+import { registerPredict } from './predict.js';
 import { registerServe } from './serve.js';
 
 const require = createRequire(import.meta.url);
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerDemo(program);
   registerExport(program);
+  registerPredict(program);
   registerServe(program);
   return program;
 }

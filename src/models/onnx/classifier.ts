@@ -10,7 +10,7 @@
  *
  * Only a type import of ONNX Runtime here: nothing Node-specific is loaded by this module.
  */
-import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
@@ -64,11 +64,15 @@ export interface OnnxRunResult {
   camSize?: [number, number];
   /** When the graph has output `ood_score` (export option `ood`): one score per image; compare with info.ood.threshold. */
   oodScores?: Float32Array;
+  /** The graph outputs asked for with `outputs` (e.g. a feature map for class activation maps), batches joined. */
+  extra: Record<string, { dims: number[]; data: Float32Array }>;
 }
 
 export interface OnnxRunOptions {
   /** [height, width] of the images when the model has a dynamic size; default the exported input size. */
   size?: [number, number];
+  /** Further graph outputs to fetch besides logits/probability (float32; batch first), returned in `extra`. */
+  outputs?: string[];
 }
 
 export interface OnnxClassifierCoreOptions {
@@ -198,7 +202,10 @@ export class OnnxClassifierCore {
   async run(x: Float32Array, n: number, opts: OnnxRunOptions = {}): Promise<OnnxRunResult> {
     if (this.released) throw new OnnxModelError(`${this.source}: classifier was released`);
     const [h, w] = this.checkInput(x, n, opts);
-    const job = this.queue.then(() => this.runChecked(x, n, h, w));
+    const extra = opts.outputs ?? [];
+    const unknown = extra.filter((o) => !this.session.outputNames.includes(o));
+    if (unknown.length) throw new OnnxModelError(`${this.source}: the graph has no output(s) ${unknown.join(', ')}; it has ${this.session.outputNames.join(', ')}`);
+    const job = this.queue.then(() => this.runChecked(x, n, h, w, extra));
     this.queue = job.catch(() => undefined);
     return job;
   }
@@ -252,7 +259,12 @@ export class OnnxClassifierCore {
     return [h, w];
   }
 
-  private async runChecked(x: Float32Array, n: number, h: number, w: number): Promise<OnnxRunResult> {
+  /** Names of the graph's outputs. */
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  private async runChecked(x: Float32Array, n: number, h: number, w: number, extraNames: readonly string[] = []): Promise<OnnxRunResult> {
     const k = this.numOutputs;
     const binary = this.info.head.kind === 'binary';
     const logits = new Float32Array(n * k);
@@ -267,12 +279,13 @@ export class OnnxClassifierCore {
     let cam: Float32Array | undefined;
     let camSize: [number, number] | undefined;
     const oodScores = wantOod ? new Float32Array(n) : undefined;
-    const fetches = [...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...(wantCam ? [ONNX_CAM] : []), ...(wantOod ? [ONNX_OOD_SCORE] : [])];
+    const wanted = [...new Set([...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...(wantCam ? [ONNX_CAM] : []), ...(wantOod ? [ONNX_OOD_SCORE] : []), ...extraNames])];
+    const extraParts = new Map<string, { dims: number[]; parts: Float32Array[] }>();
     for (let start = 0; start < n; start += this.maxBatch) {
       const m = Math.min(this.maxBatch, n - start);
       const t = new this.ort.Tensor('float32', x.subarray(start * per, (start + m) * per), dims(m));
       const t0 = performance.now();
-      const out = await this.session.run({ [inputName]: t }, fetches);
+      const out = await this.session.run({ [inputName]: t }, wanted);
       seconds += (performance.now() - t0) / 1000;
       try {
         const lg = out[ONNX_LOGITS];
@@ -295,12 +308,30 @@ export class OnnxClassifierCore {
           cam!.set(c.data as Float32Array, start * camSize[0] * camSize[1]);
         }
         if (wantOod) oodScores!.set(out[ONNX_OOD_SCORE]!.data as Float32Array, start);
+        for (const name of extraNames) {
+          const v = out[name];
+          if (!v || v.type !== 'float32') throw new OnnxModelError(`${this.source}: output '${name}' is missing or not float32`);
+          const e = extraParts.get(name) ?? { dims: [...v.dims], parts: [] };
+          e.parts.push((v.data as Float32Array).slice());
+          extraParts.set(name, e);
+        }
       } finally {
         for (const v of Object.values(out)) v.dispose();
       }
     }
     if (!binary) softmaxRows(logits, probabilities, n, k);
-    return { n, numOutputs: k, logits, probabilities, seconds, ...(cam && camSize ? { cam, camSize } : {}), ...(oodScores ? { oodScores } : {}) };
+    const extra: OnnxRunResult['extra'] = {};
+    for (const [name, e] of extraParts) {
+      const total = e.parts.reduce((a, p) => a + p.length, 0);
+      const data = new Float32Array(total);
+      let off = 0;
+      for (const p of e.parts) {
+        data.set(p, off);
+        off += p.length;
+      }
+      extra[name] = { dims: [n, ...e.dims.slice(1)], data };
+    }
+    return { n, numOutputs: k, logits, probabilities, seconds, extra, ...(cam && camSize ? { cam, camSize } : {}), ...(oodScores ? { oodScores } : {}) };
   }
 }
 
