@@ -4,6 +4,7 @@
  * `samplesToGrey`). Colour management is turned off so the file's own sample values come through unchanged.
  */
 import { samplesToGrey } from '../../src/data/preprocess.js';
+import { DicomError, readDicom } from '../../src/data/dicom.js';
 
 export interface DecodedImage {
   data: Float32Array;
@@ -11,6 +12,9 @@ export interface DecodedImage {
   height: number;
   /** The image as the browser shows it (for drawing under the heatmap). */
   bitmap: ImageBitmap;
+  /** DICOM Study Instance UID, when the file has one. */
+  studyUid?: string;
+  warnings: string[];
 }
 
 export class BrowserImageError extends Error {}
@@ -41,5 +45,27 @@ export async function decodeRaster(file: Blob, name: string): Promise<DecodedIma
   if (!ctx) throw new BrowserImageError(`${name}: no 2D canvas in this browser`);
   ctx.drawImage(bitmap, 0, 0);
   const rgba = ctx.getImageData(0, 0, width, height, { colorSpace: 'srgb' }).data;
-  return { data: samplesToGrey(rgba, width * height, 4, 255), width, height, bitmap };
+  return { data: samplesToGrey(rgba, width * height, 4, 255), width, height, bitmap, warnings: [] };
+}
+
+/**
+ * DICOM through the library's reader (the PS3.3 C.11 display pipeline, the same code as Node). Uncompressed
+ * transfer syntaxes only in the page: compressed ones need a frame decoder, which only the Node host supplies.
+ */
+export async function decodeDicom(file: File): Promise<DecodedImage> {
+  let d;
+  try {
+    d = await readDicom(new Uint8Array(await file.arrayBuffer()), { source: file.name, maxPixels: MAX_PIXELS });
+  } catch (err) {
+    if (err instanceof DicomError) throw new BrowserImageError(err.message);
+    throw err;
+  }
+  const rgba = new Uint8ClampedArray(d.width * d.height * 4);
+  for (let i = 0; i < d.grey.length; i++) {
+    const v = Math.round(d.grey[i]! * 255);
+    rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = v;
+    rgba[4 * i + 3] = 255;
+  }
+  const bitmap = await createImageBitmap(new ImageData(rgba, d.width, d.height));
+  return { data: d.grey, width: d.width, height: d.height, bitmap, warnings: d.warnings, ...(d.studyInstanceUid ? { studyUid: d.studyInstanceUid } : {}) };
 }

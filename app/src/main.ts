@@ -5,22 +5,44 @@
  * a file gives the same probability here as in `nextray predict`.
  */
 import * as ort from 'onnxruntime-web';
-import { OnnxClassifierCore, type OnnxClassifierInfo, type OrtModule } from '../../src/models/onnx/classifier.js';
-import { greyWarnings, preprocessGrey } from '../../src/data/preprocess.js';
+import {
+  Ensemble,
+  aggregateStudies,
+  createOnnxModel,
+  predictBatch,
+  preprocessAll,
+  studyKeyOf,
+  type EnsembleRunResult,
+  type OnnxClassifierInfo,
+  type OrtModule,
+  type OnnxInferenceModel,
+} from '../../src/inference/core/index.js';
+import { greyWarnings } from '../../src/data/preprocess.js';
 import { camOnImage } from '../../src/inference/core/cam.js';
 import { overlayHeatmap } from '../../src/inference/core/colormap.js';
-import { BrowserImageError, decodeRaster, sniff, type DecodedImage } from './decode.js';
+import { isOutOfDistribution, oodWarning } from '../../src/inference/core/ood.js';
+import { ONNX_CAM, ONNX_OOD_SCORE } from '../../src/models/onnx/extras.js';
+import { BrowserImageError, decodeDicom, decodeRaster, sniff, type DecodedImage } from './decode.js';
 import './style.css';
 
 interface ViewResult {
   name: string;
   probability: number;
+  decision: 'abnormal' | 'normal';
   ms: number;
   warnings: string[];
   image: DecodedImage;
   /** The model's class activation map over its input grid, when the file has a `cam` output. */
   cam: { map: Float32Array; height: number; width: number } | null;
-  ood: { score: number; threshold: number; flagged: boolean } | null;
+  ood: { score: number; threshold: number; flagged: boolean; warning?: string } | null;
+}
+
+interface Loaded {
+  model: OnnxInferenceModel;
+  ensemble: Ensemble;
+  info: OnnxClassifierInfo;
+  /** Extra graph outputs this model has (heatmap, OOD score). */
+  outputs: string[];
 }
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -55,7 +77,7 @@ function configureOrt(webgpu: boolean): { threads: number; providers: string[] }
   return { threads, providers };
 }
 
-async function loadModel(): Promise<{ clf: OnnxClassifierCore; bytes: number; ms: number; backend: string }> {
+async function loadModel(): Promise<{ loaded: Loaded; bytes: number; ms: number; backend: string }> {
   const t0 = performance.now();
   const headers: Record<string, string> = {};
   const t = token();
@@ -64,15 +86,20 @@ async function loadModel(): Promise<{ clf: OnnxClassifierCore; bytes: number; ms
   if (!res.ok) throw new Error(`model.onnx: HTTP ${res.status}${res.status === 401 ? ' (open the page as …/#token=<token>)' : ''}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const { threads, providers } = configureOrt(await hasWebGpu());
-  const clf = await OnnxClassifierCore.createWith(ort as unknown as OrtModule, bytes, {
+  const model = await createOnnxModel(ort as unknown as OrtModule, bytes, {
     source: 'model.onnx',
     maxBatch: 1,
+    engine: `onnxruntime-web ${ort.env.versions.web} (${providers[0]})`,
     sessionOptions: { executionProviders: providers, graphOptimizationLevel: 'all' } as never,
   });
+  const ensemble = new Ensemble([model]);
+  const info = model.classifier.info;
+  const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => model.card.outputs.includes(o));
   // Warm-up: the first run compiles kernels; the user's first image should not pay for it.
-  const s = clf.info.inputSize;
-  await clf.run(new Float32Array(s * s * 3), 1);
-  return { clf, bytes: bytes.byteLength, ms: performance.now() - t0, backend: `${providers[0]}${providers[0] === 'wasm' ? `, ${threads} thread${threads > 1 ? 's' : ''}` : ''}` };
+  const s = info.inputSize;
+  await model.run(new Float32Array(s * s * 3), 1);
+  const backend = `${providers[0]}${providers[0] === 'wasm' ? `, ${threads} thread${threads > 1 ? 's' : ''}` : ''}`;
+  return { loaded: { model, ensemble, info, outputs }, bytes: bytes.byteLength, ms: performance.now() - t0, backend };
 }
 
 function isMura(info: OnnxClassifierInfo): boolean {
@@ -80,16 +107,19 @@ function isMura(info: OnnxClassifierInfo): boolean {
   return [m.dataset, m.training_data, m.data_kind].some((v) => typeof v === 'string' && /mura/i.test(v));
 }
 
-function renderCard(info: OnnxClassifierInfo, bytes: number): void {
+function renderCard(info: OnnxClassifierInfo, bytes: number, sha256: string): void {
   const rows: [string, string][] = [
     ['Architecture', info.arch],
     ['Input size', `${info.inputSize} × ${info.inputSize} px (${info.preprocessing.resize === 'pad' ? 'letterboxed' : 'stretched'})`],
     ['Decision threshold', String(info.decisionThreshold)],
     ['File', `${(bytes / 1e6).toFixed(1)} MB, exported by nextray ${info.nextrayVersion}`],
+    ['SHA-256', sha256.slice(0, 16) + '…'],
+    ['Heatmap', info.model.outputs.some((o) => o.name === ONNX_CAM) ? 'class activation map' : 'none in this file'],
+    ['OOD gate', info.ood ? `${info.ood.method}, threshold ${+info.ood.threshold.toFixed(2)} (${info.ood.quantile} quantile of ${info.ood.images} training images)` : 'none in this file'],
   ];
   const m = info.metadata;
   for (const key of Object.keys(m).sort()) {
-    if (/^(validation|valid|metrics|auc|kappa|dataset|training_data|calibration|ood)/.test(key)) rows.push([key.replace(/_/g, ' '), formatMeta(m[key]!)]);
+    if (/^(validation|valid|metrics|auc|kappa|dataset|training_data|calibration)/.test(key)) rows.push([key.replace(/_/g, ' '), formatMeta(m[key]!)]);
   }
   const card = $('card');
   card.replaceChildren(
@@ -119,22 +149,32 @@ function formatMeta(v: string): string {
   return v;
 }
 
-async function predictFile(clf: OnnxClassifierCore, file: File): Promise<ViewResult> {
-  const head = new Uint8Array(await file.slice(0, 132).arrayBuffer());
+async function predictFile(m: Loaded, file: File): Promise<ViewResult> {
   if (file.size === 0) throw new BrowserImageError(`${file.name}: empty file (0 bytes)`);
+  const head = new Uint8Array(await file.slice(0, 132).arrayBuffer());
   const kind = sniff(head);
-  if (kind === 'dicom') throw new BrowserImageError(`${file.name}: DICOM files are not read in the page yet; use nextray predict or the server's /v1/predict`);
   if (kind === 'unknown') throw new BrowserImageError(`${file.name}: not an image: the file is neither PNG, JPEG nor DICOM data`);
-  const image = await decodeRaster(file, file.name);
+  const image = kind === 'dicom' ? await decodeDicom(file) : await decodeRaster(file, file.name);
   const t0 = performance.now();
-  const x = preprocessGrey(image.data, image.width, image.height, clf.info.preprocessing);
-  const r = await clf.run(x, 1);
+  const inputs = preprocessAll(image.data, image.width, image.height, m.ensemble.preprocessings, file.name);
+  let raw: EnsembleRunResult | undefined;
+  const [p] = await predictBatch(
+    m.ensemble,
+    [{ image: file.name, inputs, study: studyKeyOf(file.name, image.studyUid), width: image.width, height: image.height, format: kind, warnings: image.warnings }],
+    { outputs: m.outputs, onBatch: (_r, r) => void (raw = r) },
+  );
   const ms = performance.now() - t0;
-  const cam = r.cam && r.camSize ? { map: r.cam, height: r.camSize[0], width: r.camSize[1] } : null;
-  const score = r.oodScores?.[0];
-  const gate = clf.info.ood;
-  const ood = gate && score !== undefined ? { score, threshold: gate.threshold, flagged: score > gate.threshold } : null;
-  return { name: file.name, probability: r.probabilities[0]!, ms, warnings: greyWarnings(image.data, 8), image, cam, ood };
+  const extra = raw!.extra[0]!;
+  const c = extra[ONNX_CAM];
+  const cam = c ? { map: c.data, height: c.dims[1]!, width: c.dims[2]! } : null;
+  const score = extra[ONNX_OOD_SCORE]?.data[0];
+  const gate = m.info.ood;
+  let ood: ViewResult['ood'] = null;
+  if (gate && score !== undefined) {
+    const flagged = isOutOfDistribution(score, gate.threshold);
+    ood = { score, threshold: gate.threshold, flagged, ...(flagged ? { warning: oodWarning(score, gate.threshold) } : {}) };
+  }
+  return { name: file.name, probability: p!.probability, decision: p!.decision, ms, warnings: [...image.warnings, ...greyWarnings(image.data, 8)], image, cam, ood };
 }
 
 let shown: { view: ViewResult; info: OnnxClassifierInfo } | null = null;
@@ -178,7 +218,7 @@ function showError(msg: string | null): void {
   e.hidden = msg === null;
 }
 
-async function handleFiles(clf: OnnxClassifierCore, files: File[]): Promise<void> {
+async function handleFiles(m: Loaded, files: File[]): Promise<void> {
   if (!files.length) return;
   state('busy');
   showError(null);
@@ -186,29 +226,31 @@ async function handleFiles(clf: OnnxClassifierCore, files: File[]): Promise<void
   const errors: string[] = [];
   for (const f of files) {
     try {
-      views.push(await predictFile(clf, f));
+      views.push(await predictFile(m, f));
     } catch (err) {
       errors.push(err instanceof BrowserImageError ? err.message : `${f.name}: ${(err as Error).message}`);
     }
   }
   if (errors.length) showError(errors.join('\n'));
-  const info = clf.info;
+  const info = m.info;
   if (!views.length) {
     $('result').hidden = true;
     $('viewer').hidden = true;
     state('done');
     return;
   }
-  // One study, several views: the MURA baseline's study probability is the mean over its views.
-  const study = views.reduce((a, v) => a + v.probability, 0) / views.length;
-  const t = info.decisionThreshold ?? 0.5;
+  // The files dropped together are the views of one study: the core's aggregation (mean of the views).
+  const [study] = aggregateStudies(
+    views.map((v) => ({ image: v.name, probability: v.probability, study: { key: 'this study', source: 'folder' as const } })),
+    m.ensemble.threshold,
+  );
   const p = $('probability');
-  p.textContent = study.toFixed(4);
-  p.dataset.value = String(study);
+  p.textContent = study!.probability.toFixed(4);
+  p.dataset.value = String(study!.probability);
   const d = $('decision');
-  d.textContent = study >= t ? 'abnormal' : 'normal';
-  d.className = study >= t ? 'abnormal' : 'normal';
-  $('threshold').textContent = String(t);
+  d.textContent = study!.decision;
+  d.className = study!.decision;
+  $('threshold').textContent = String(study!.threshold);
   $('views').replaceChildren(
     ...views.map((v, i) => {
       const li = document.createElement('li');
@@ -224,7 +266,7 @@ async function handleFiles(clf: OnnxClassifierCore, files: File[]): Promise<void
   const flagged = views.filter((v) => v.ood?.flagged);
   const ood = $('ood');
   ood.textContent = flagged.length
-    ? `Out of distribution: ${flagged.map((v) => v.name).join(', ')} ${flagged.length > 1 ? 'do' : 'does'} not look like the radiographs this model was trained on; its answer there means little.`
+    ? `Warning — ${flagged.map((v) => `${v.name}: ${v.ood!.warning}`).join('; ')}`
     : '';
   ood.hidden = flagged.length === 0;
   $('result').hidden = false;
@@ -246,19 +288,19 @@ async function start(): Promise<void> {
     state('error');
     return;
   }
-  const { clf } = loaded;
-  renderCard(clf.info, loaded.bytes);
-  if (isMura(clf.info)) {
+  const m = loaded.loaded;
+  renderCard(m.info, loaded.bytes, m.model.card.sha256);
+  if (isMura(m.info)) {
     const n = $('notice');
     n.textContent =
       'This model was trained on MURA (Stanford AIMI). MURA Dataset Research Use Agreement: research use only, ' +
       'non-commercial; not for clinical decisions.';
     n.hidden = false;
   }
-  $('status').textContent = `Ready: ${clf.info.arch} on ${loaded.backend}, loaded in ${(loaded.ms / 1000).toFixed(2)} s.`;
-  (window as unknown as { nextray: unknown }).nextray = { readyMs: loaded.ms, backend: loaded.backend, info: clf.info };
+  $('status').textContent = `Ready: ${m.info.arch} on ${loaded.backend}, loaded in ${(loaded.ms / 1000).toFixed(2)} s.`;
+  (window as unknown as { nextray: unknown }).nextray = { readyMs: loaded.ms, backend: loaded.backend, card: m.model.card };
   const input = $<HTMLInputElement>('file');
-  input.addEventListener('change', () => void handleFiles(clf, [...(input.files ?? [])]).finally(() => (input.value = '')));
+  input.addEventListener('change', () => void handleFiles(m, [...(input.files ?? [])]).finally(() => (input.value = '')));
   const drop = $('drop');
   drop.addEventListener('dragover', (e) => {
     e.preventDefault();
@@ -268,7 +310,7 @@ async function start(): Promise<void> {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    void handleFiles(clf, [...(e.dataTransfer?.files ?? [])]);
+    void handleFiles(m, [...(e.dataTransfer?.files ?? [])]);
   });
   state('ready');
 }

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { CliError, parseIntOption } from './common.js';
 import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_PIXELS, isLoopback } from '../serve/server.js';
 import { openPredictor } from '../serve/predictor.js';
-import { OnnxModelError } from '../models/onnx/classifier.js';
+import { InferenceError } from '../inference/core/model.js';
 
 interface ServeFlags {
   model: string;
@@ -27,7 +27,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('serve the offline web app and a REST API (POST /v1/predict, GET /v1/health, GET /v1/model) for one model')
-    .requiredOption('--model <file>', 'exported model (.onnx from nextray export)')
+    .requiredOption('--model <file>', 'exported model (.onnx from nextray export; the page runs the same file)')
     .option('--port <n>', 'TCP port (0 = any free port)', parseIntOption('--port', 0, 65535), 8080)
     .option('--host <addr>', 'address to bind; anything but loopback needs --token', '127.0.0.1')
     .option('--token <secret>', 'require Authorization: Bearer <secret> on every API call (default: $NEXTRAY_TOKEN)')
@@ -56,7 +56,7 @@ Example:
       try {
         predictor = await openPredictor(flags.model, flags.threads ? { threads: flags.threads } : {});
       } catch (err) {
-        if (err instanceof OnnxModelError || (err as Error).name === 'InputError') throw new CliError((err as Error).message, 1);
+        if (err instanceof InferenceError) throw new CliError(err.message, 1);
         throw err;
       }
       const app = await buildServer({

@@ -1,19 +1,26 @@
 /**
  * What the server needs from the inference module: one loaded model that turns the bytes of an uploaded file into
- * a probability. A thin adapter only — decoding, preprocessing and the ONNX session live in the library; this file
- * names the model (file name + SHA-256) and says which kind of bad input a failure was, so the server can answer
- * with the right HTTP status.
+ * a prediction. A thin adapter: decoding (sharp, the DICOM reader), preprocessing, the ONNX session, the decision
+ * rule, heatmaps and the OOD gate are the library's (src/inference, src/data); this file only takes bytes instead
+ * of paths and sorts a failure into the kind of bad input it was, so the server can answer with the right status.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { basename } from 'node:path';
 import { decodeGrey, ImageError } from '../data/images.js';
-import { greyWarnings, preprocessGrey, resizeGrey } from '../data/preprocess.js';
-import { camOnImage } from '../inference/core/cam.js';
-import { overlayHeatmap } from '../inference/core/colormap.js';
-import sharp from 'sharp';
-import { OnnxClassifier } from '../models/onnx/runtime.js';
-import type { OnnxClassifierInfo } from '../models/onnx/classifier.js';
+import { DicomError, isDicom, readDicom } from '../data/dicom.js';
+import { greyWarnings, resizeGrey } from '../data/preprocess.js';
+import {
+  Ensemble,
+  InferenceError,
+  openModel,
+  predictBatch,
+  preprocessAll,
+  sharpJpegFrameDecoder,
+  studyKeyOf,
+  type EnsembleRunResult,
+  type ModelCard,
+} from '../inference/node/index.js';
+import { heatmapPng } from '../inference/node/heatmap.js';
+import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
+import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
 
 /** Why an input was refused, in HTTP terms. */
 export type InputProblem = 'empty' | 'not-an-image' | 'unsupported' | 'too-large' | 'corrupt';
@@ -29,31 +36,34 @@ export class InputError extends Error {
   }
 }
 
+export interface OodVerdict {
+  flagged: boolean;
+  score: number;
+  threshold: number;
+  /** Set when flagged: what to tell the user instead of trusting the decision. */
+  warning?: string;
+}
+
 export interface Prediction {
   probability: number;
+  /** Abnormal when probability > threshold (the rule src/evaluate uses). */
   decision: 'abnormal' | 'normal';
   threshold: number;
-  /** Out-of-distribution verdict when the model carries an OOD gate; null when it does not. */
-  ood: { flagged: boolean; score: number; threshold: number } | null;
-  /** Class-activation heatmap as a PNG (base64) when the model exports one; null otherwise. */
+  /** The out-of-distribution gate's verdict when the model carries one (`ood_score` output); null when it does not. */
+  ood: OodVerdict | null;
+  /** Class-activation heatmap over the picture (longest side <= 512 px), PNG as base64; null when the model has none. */
   heatmap: string | null;
   /** Decodes fine but probably not what the user meant (e.g. one flat value). */
   warnings: string[];
+  width: number;
+  height: number;
+  format: string;
   /** Seconds inside ONNX Runtime. */
   seconds: number;
 }
 
-export interface ModelDescription {
-  name: string;
-  sha256: string;
-  bytes: number;
-  arch: string;
-  inputSize: number;
-  threshold: number;
-  preprocessing: OnnxClassifierInfo['preprocessing'];
-  /** The exporter's metadata as stored in the file (validation metrics, dataset, versions...). */
-  metadata: Record<string, string>;
-}
+/** What GET /v1/model says: the model card (the file's path left out) and its size. */
+export type ModelDescription = Omit<ModelCard, 'source'> & { inputSize: number };
 
 export interface Predictor {
   readonly model: ModelDescription;
@@ -61,83 +71,106 @@ export interface Predictor {
   release(): Promise<void>;
 }
 
-export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of createReadStream(path)) {
-    h.update(chunk as Buffer);
-    bytes += (chunk as Buffer).byteLength;
-  }
-  return { sha256: h.digest('hex'), bytes };
-}
+/** Longest side of the heatmap picture the API returns (the map itself is far coarser). */
+export const HEATMAP_MAX_SIDE = 512;
 
 /** Sorts a decoder's complaint into the HTTP classes the server answers with. */
 export function classifyImageProblem(problem: string): InputProblem {
   if (/^empty/.test(problem)) return 'empty';
   if (/too large/.test(problem)) return 'too-large';
-  if (/^(unsupported|DICOM)/.test(problem) || /transfer syntax/i.test(problem)) return 'unsupported';
-  if (/^not an image/.test(problem)) return 'not-an-image';
+  if (/^unsupported|not supported|^DICOM file, not/.test(problem)) return 'unsupported';
+  if (/^not an image|^not a DICOM/.test(problem)) return 'not-an-image';
   return 'corrupt';
 }
 
-/** Longest side of the heatmap picture the API returns (the map itself is far coarser). */
-export const HEATMAP_MAX_SIDE = 512;
-
-/** The model's CAM over the image (letterbox undone), blended over the grey picture, as PNG bytes. */
-async function heatmapPng(grey: { data: Float32Array; width: number; height: number }, cam: Float32Array, camSize: [number, number], pre: OnnxClassifierInfo['preprocessing']): Promise<Buffer> {
-  const scale = Math.min(1, HEATMAP_MAX_SIDE / Math.max(grey.width, grey.height));
-  const w = Math.max(1, Math.round(grey.width * scale));
-  const h = Math.max(1, Math.round(grey.height * scale));
-  const picture = resizeGrey(grey.data, grey.width, grey.height, w, h);
-  const map = camOnImage(cam, camSize[0], camSize[1], w, h, pre);
-  const rgba = overlayHeatmap(picture, map, w, h, { alpha: 0.5 });
-  return sharp(Buffer.from(rgba.buffer, rgba.byteOffset, rgba.byteLength), { raw: { width: w, height: h, channels: 4 } }).png().toBuffer();
+interface Decoded {
+  grey: Float32Array;
+  width: number;
+  height: number;
+  format: string;
+  studyUid?: string;
+  warnings: string[];
 }
 
-/** Opens an exported .onnx model for serving. */
-export async function openPredictor(modelPath: string, opts: { threads?: number } = {}): Promise<Predictor> {
-  const clf = await OnnxClassifier.create(modelPath, { ...(opts.threads ? { threads: opts.threads } : {}), maxBatch: 1 });
-  const info = clf.info;
-  if (info.head.kind !== 'binary' || info.decisionThreshold === null) {
-    await clf.release();
-    throw new InputError('unsupported', `${modelPath}: not a normal/abnormal classifier (head ${info.head.kind}); export one with --head binary`);
-  }
-  const threshold = info.decisionThreshold;
-  const { sha256, bytes } = await sha256File(modelPath);
-  const model: ModelDescription = {
-    name: basename(modelPath),
-    sha256,
-    bytes,
-    arch: info.arch,
-    inputSize: info.inputSize,
-    threshold,
-    preprocessing: info.preprocessing,
-    metadata: info.metadata,
-  };
-  return {
-    model,
-    async predict(file, popts = {}) {
-      let grey;
-      try {
-        grey = await decodeGrey(file, popts.maxPixels !== undefined ? { maxPixels: popts.maxPixels } : {});
-      } catch (err) {
-        if (err instanceof ImageError) throw new InputError(classifyImageProblem(err.problem), err.problem);
-        throw err;
-      }
-      const x = preprocessGrey(grey.data, grey.width, grey.height, info.preprocessing);
-      const r = await clf.run(x, 1);
-      const probability = r.probabilities[0]!;
-      const score = r.oodScores?.[0];
+/** Bytes -> grey image, as the Node host decodes files (PNG/JPEG by sharp, DICOM by the PS3.3 C.11 reader). */
+async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): Promise<Decoded> {
+  try {
+    if (isDicom(bytes.subarray(0, 132))) {
+      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
       return {
-        probability,
-        decision: probability >= threshold ? 'abnormal' : 'normal',
-        threshold,
-        ood: info.ood && score !== undefined ? { flagged: score > info.ood.threshold, score, threshold: info.ood.threshold } : null,
-        heatmap: r.cam && r.camSize ? (await heatmapPng(grey, r.cam, r.camSize, info.preprocessing)).toString('base64') : null,
-        warnings: greyWarnings(grey.data, grey.bitDepth),
-        seconds: r.seconds,
+        grey: d.grey,
+        width: d.width,
+        height: d.height,
+        format: 'dicom',
+        ...(d.studyInstanceUid ? { studyUid: d.studyInstanceUid } : {}),
+        warnings: [...d.warnings, ...greyWarnings(d.grey, 8)],
+      };
+    }
+    const img = await decodeGrey(bytes, maxPixels !== undefined ? { maxPixels } : {});
+    const format = bytes[0] === 0x89 ? 'png' : 'jpeg';
+    return { grey: img.data, width: img.width, height: img.height, format, warnings: greyWarnings(img.data, img.bitDepth) };
+  } catch (err) {
+    if (err instanceof ImageError || err instanceof DicomError) throw new InputError(classifyImageProblem(err.problem), err.problem);
+    throw err;
+  }
+}
+
+/** Opens an exported .onnx model for serving (the page downloads the same file). */
+export async function openPredictor(modelPath: string, opts: { threads?: number } = {}): Promise<Predictor> {
+  if (!/\.onnx$/i.test(modelPath)) {
+    throw new InferenceError(`${modelPath}: serve needs an .onnx file (the page runs the same file); export it first: nextray export --checkpoint DIR --out model.onnx`);
+  }
+  const model = await openModel(modelPath, { engine: 'onnx', maxBatch: 1, ...(opts.threads ? { threads: opts.threads } : {}) });
+  const ensemble = new Ensemble([model]);
+  const card = model.card;
+  const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => card.outputs.includes(o));
+  let oodThreshold: number | null = null;
+  if (card.outputs.includes(ONNX_OOD_SCORE) && card.metadata.ood) oodThreshold = (JSON.parse(card.metadata.ood) as { threshold: number }).threshold;
+  const { source: _source, ...rest } = card;
+  const description: ModelDescription = { ...rest, inputSize: card.preprocessing.size };
+  return {
+    model: description,
+    async predict(file, popts = {}) {
+      const img = await decodeUpload(file, popts.maxPixels);
+      const inputs = preprocessAll(img.grey, img.width, img.height, ensemble.preprocessings, 'upload');
+      let raw: EnsembleRunResult | undefined;
+      const [p] = await predictBatch(
+        ensemble,
+        [{ image: 'upload', inputs, study: studyKeyOf('upload', img.studyUid), width: img.width, height: img.height, format: img.format, warnings: img.warnings }],
+        { outputs, onBatch: (_r, r) => void (raw = r) },
+      );
+      const extra = raw!.extra[0]!;
+      const score = extra[ONNX_OOD_SCORE]?.data[0];
+      let ood: OodVerdict | null = null;
+      if (oodThreshold !== null && score !== undefined) {
+        const flagged = isOutOfDistribution(score, oodThreshold);
+        ood = { flagged, score, threshold: oodThreshold, ...(flagged ? { warning: oodWarning(score, oodThreshold) } : {}) };
+      }
+      let heatmap: string | null = null;
+      const cam = extra[ONNX_CAM];
+      if (cam) {
+        const scale = Math.min(1, HEATMAP_MAX_SIDE / Math.max(img.width, img.height));
+        const w = Math.max(1, Math.round(img.width * scale));
+        const h = Math.max(1, Math.round(img.height * scale));
+        const png = await heatmapPng(
+          { grey: resizeGrey(img.grey, img.width, img.height, w, h), width: w, height: h, cam: cam.data, camH: cam.dims[1]!, camW: cam.dims[2]!, preprocessing: card.preprocessing },
+          { alpha: 0.5, legend: false },
+        );
+        heatmap = png.toString('base64');
+      }
+      return {
+        probability: p!.probability,
+        decision: p!.decision,
+        threshold: p!.threshold,
+        ood,
+        heatmap,
+        warnings: p!.warnings,
+        width: img.width,
+        height: img.height,
+        format: img.format,
+        seconds: raw!.seconds,
       };
     },
-    release: () => clf.release(),
+    release: () => ensemble.release(),
   };
 }

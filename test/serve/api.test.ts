@@ -70,8 +70,8 @@ test('predict: raw body and multipart give the library probability; decision fol
     const body = raw.json() as { probability: number; decision: string; threshold: number; model: { name: string; sha256: string }; ood: unknown };
     assert.ok(Math.abs(body.probability - want[i]!) <= 1e-6, `${f}: ${body.probability} vs ${want[i]}`);
     assert.equal(body.threshold, 0.5);
-    assert.equal(body.decision, want[i]! >= 0.5 ? 'abnormal' : 'normal');
-    assert.deepEqual(body.model, { name: 'model.onnx', sha256: sha });
+    assert.equal(body.decision, want[i]! > 0.5 ? 'abnormal' : 'normal');
+    assert.deepEqual(body.model, { name: 'model', sha256: sha });
     const mp = await s.inject({ method: 'POST', url: '/v1/predict', ...multipart('file', 'x.png', readFileSync(f)) });
     assert.equal(mp.statusCode, 200, mp.body);
     assert.equal((mp.json() as { probability: number }).probability, body.probability);
@@ -84,11 +84,12 @@ test('health and model describe the loaded model', async () => {
   const h = await s.inject('/v1/health');
   assert.equal(h.statusCode, 200);
   assert.equal((h.json() as { status: string }).status, 'ok');
-  const m = (await s.inject('/v1/model')).json() as { name: string; sha256: string; arch: string; inputSize: number; threshold: number; bytes: number };
+  const m = (await s.inject('/v1/model')).json() as { name: string; sha256: string; arch: string; inputSize: number; threshold: number; outputs: string[]; source?: string };
   assert.equal(m.arch, 'resnet-slim');
   assert.equal(m.inputSize, 64);
   assert.equal(m.threshold, 0.5);
-  assert.equal(m.bytes, readFileSync(modelPath).byteLength);
+  assert.ok(m.outputs.includes('cam'), 'the heatmap output is listed');
+  assert.equal(m.source, undefined, 'the server does not tell its file paths');
   assert.equal(m.sha256, createHash('sha256').update(readFileSync(modelPath)).digest('hex'));
   const file = await s.inject('/model.onnx');
   assert.equal(file.statusCode, 200);
@@ -110,7 +111,7 @@ test('every bad input gets a 4xx and a JSON error that says what is wrong', asyn
     ['truncated PNG', post(png.subarray(0, Math.floor(png.length / 2))), 422, /truncated|corrupt|damaged/],
     ['text', post('hello, this is not an image at all', { 'content-type': 'text/plain' }), 415, /not an image/],
     ['GIF', post(gif), 415, /unsupported format.*GIF/],
-    ['DICOM it cannot read', post(dicom), 415, /DICOM/],
+    ['damaged DICOM', post(dicom), 422, /damaged or truncated DICOM/],
     ['body over the limit', post(Buffer.alloc(65 * 1024, 1)), 413, /too large.*65536/],
     ['image over the pixel limit', post(await greyPng(200, 200, 1)), 413, /too large/],
     ['unknown route', s.inject('/v1/nothing'), 404, /not found/],
