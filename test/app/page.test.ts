@@ -32,6 +32,7 @@ before(async () => {
   if (skip) return;
   const modelPath = await writeTinyModel(tmp.dir, {
     threshold: 0.5,
+    fitOod: true,
     extraMetadata: { dataset: 'MURA-v1.1', validation_metrics: JSON.stringify({ auc: 0.8123, kappa: 0.5 }) },
   });
   images = await writeImages(tmp.dir);
@@ -146,5 +147,21 @@ test('the heatmap is drawn over the picture like the server draws it; the opacit
   await page.dispatchEvent('[data-testid=opacity]', 'input');
   const faded = await pixels();
   for (let i = 0; i < faded.length; i += 4) assert.ok(faded[i] === faded[i + 1] && faded[i] === faded[i + 2], 'opacity 0 leaves the grey picture');
+  await page.context().close();
+});
+
+test('a colour photograph gets the OOD warning; radiograph-like views do not', { skip: skip ?? false }, async () => {
+  const { page } = await readyPage();
+  assert.match((await page.textContent('[data-testid=model-card]')) ?? '', /OOD gatemahalanobis, threshold/);
+  await pick(page, [images.png1]);
+  assert.equal(await page.isVisible('[data-testid=ood-warning]'), false);
+  assert.equal(await page.getAttribute('[data-testid=view]', 'data-ood'), 'false');
+  await pick(page, [images.png1, images.photo]);
+  assert.equal(await page.isVisible('[data-testid=ood-warning]'), true);
+  const warning = (await page.textContent('[data-testid=ood-warning]')) ?? '';
+  assert.match(warning, /photo\.jpg: out of distribution \(score \d+\.\d > \d+\.\d\)/);
+  assert.doesNotMatch(warning, /view1\.png/);
+  const server = await predictor.predict(readFileSync(images.photo));
+  assert.equal(server.ood?.flagged, true, 'the server says the same of the photograph');
   await page.context().close();
 });

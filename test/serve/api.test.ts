@@ -244,3 +244,28 @@ test('the heatmap is a PNG of the image (up to 512 px) with the CAM blended in w
   assert.ok(worst <= 1, `overlay differs from grey/2 + viridis(cam)/2 by ${worst}`);
   assert.ok(coloured > 0.5 * 90 * 120, 'the overlay is coloured, not the grey picture');
 });
+
+test('with an OOD gate in the model, a colour photograph is flagged and a radiograph-like image is not', async () => {
+  const dir = join(tmp.dir, 'ood');
+  mkdirSync(dir);
+  const path = await writeTinyModel(dir, { fitOod: true });
+  const p = await openPredictor(path, { threads: 1 });
+  try {
+    const s = await server({ predictor: p, modelPath: path });
+    const post = async (f: string) =>
+      (await s.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(f), headers: { 'content-type': 'application/octet-stream' } })).json() as {
+        ood: { flagged: boolean; score: number; threshold: number; warning?: string } | null;
+      };
+    const photo = await post(images.photo);
+    assert.equal(photo.ood?.flagged, true);
+    assert.ok(photo.ood!.score > photo.ood!.threshold);
+    assert.match(photo.ood!.warning ?? '', /out of distribution/);
+    const xray = await post(images.png1);
+    assert.equal(xray.ood?.flagged, false);
+    assert.ok(xray.ood!.score <= xray.ood!.threshold);
+    const plain = await (await server()).inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(images.photo), headers: { 'content-type': 'image/jpeg' } });
+    assert.equal((plain.json() as { ood: unknown }).ood, null, 'a model without a gate says nothing about OOD');
+  } finally {
+    await p.release();
+  }
+});

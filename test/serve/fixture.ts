@@ -7,7 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
-import { makePreprocessing } from '../../src/data/preprocess.js';
+import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
+import { finalFeatures } from '../../src/models/cam.js';
+import { fitOodGate } from '../../src/train/ood.js';
 import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
@@ -18,7 +20,7 @@ export const SIZE = 64;
 /** Writes `model.onnx` into `dir` and returns its path. */
 export async function writeTinyModel(
   dir: string,
-  opts: { seed?: number; threshold?: number; cam?: boolean; ood?: OodStats; name?: string; extraMetadata?: Record<string, string> } = {},
+  opts: { seed?: number; threshold?: number; cam?: boolean; ood?: OodStats; fitOod?: boolean; name?: string; extraMetadata?: Record<string, string> } = {},
 ): Promise<string> {
   await initEngine();
   const seed = opts.seed ?? 7;
@@ -29,17 +31,46 @@ export async function writeTinyModel(
     if (name.endsWith('running_var')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.uniform(0.5, 2)), v.shape));
     else if (name.endsWith('running_mean')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.normal(0, 0.2)), v.shape));
   }
+  let ood = opts.ood;
+  if (opts.fitOod) ood = await fitGate(model);
   const path = join(dir, opts.name ?? 'model.onnx');
   exportOnnxFile(model, path, {
     inputSize: SIZE,
     preprocessing: makePreprocessing({ size: SIZE }),
     decisionThreshold: opts.threshold ?? 0.5,
     cam: opts.cam ?? true,
-    ...(opts.ood ? { ood: opts.ood } : {}),
+    ...(ood ? { ood } : {}),
     ...(opts.extraMetadata ? { extraMetadata: opts.extraMetadata } : {}),
   });
   model.dispose();
   return path;
+}
+
+/**
+ * An OOD gate fitted (trust's fitOodGate: Mahalanobis, Ledoit-Wolf) on the pooled features of 40 radiograph-like
+ * pictures from greyPixels. The threshold is 4x their largest score: a random tiny network's features separate
+ * new radiograph-like pictures from its 40 fitting images far less well than a trained model's, and these tests are
+ * about what the server and page do with the gate's verdict (a colour photograph scores ~10x the threshold).
+ */
+async function fitGate(model: ReturnType<typeof buildModel>): Promise<OodStats> {
+  const n = 40;
+  const p = makePreprocessing({ size: SIZE });
+  const x = new Float32Array(n * SIZE * SIZE * 3);
+  for (let i = 0; i < n; i++) {
+    const w = 70 + ((i * 7) % 50);
+    const h = 70 + ((i * 11) % 50);
+    const px = greyPixels(w, h, (i % 5) * 0.5);
+    x.set(preprocessGrey(Float32Array.from(px, (v) => v / 255), w, h, p), i * SIZE * SIZE * 3);
+  }
+  const pooled = tf.tidy(() => {
+    const f = finalFeatures(model, tf.tensor4d(x, [n, SIZE, SIZE, 3]));
+    return tf.mean(f, [1, 2]);
+  });
+  const dim = pooled.shape[1]!;
+  const feats = pooled.dataSync() as Float32Array;
+  pooled.dispose();
+  const g = fitOodGate(feats, n, dim, 1);
+  return { method: 'mahalanobis', mean: g.mean, precision: g.precision, threshold: 4 * g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
 }
 
 /** An 8-bit grey picture of a bright bar on a dark, noisy background; `variant` moves and tilts the bar. */
