@@ -13,7 +13,6 @@ import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
 import {
   Ensemble,
-  InferenceError,
   expandInputs,
   openModel,
   predictFiles,
@@ -88,7 +87,6 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     ensemble = new Ensemble(models, flags.threshold !== undefined ? { threshold: flags.threshold } : {});
   } catch (err) {
     for (const m of models) await m.release();
-    if (err instanceof InferenceError) throw new CliError(err.message);
     throw err;
   }
   const setupSeconds = (performance.now() - t0) / 1000;

@@ -21,6 +21,7 @@
  * Browser-safe: no `node:` imports (the pure pipeline functions below work on typed arrays).
  */
 import dicomParser from 'dicom-parser';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 /** The transfer syntaxes read without a codec. */
 export const UNCOMPRESSED_TRANSFER_SYNTAXES: Readonly<Record<string, string>> = {
@@ -45,13 +46,13 @@ export const COMPRESSED_TRANSFER_SYNTAXES: Readonly<Record<string, string>> = {
   '1.2.840.10008.1.2.4.203': 'High-Throughput JPEG 2000',
 };
 
-/** An unusable DICOM file, with the file named and the reason in plain words. */
-export class DicomError extends Error {
+/** An unusable DICOM file, with the file named and the reason in plain words (like ImageError for PNG/JPEG). */
+export class DicomError extends NextrayError {
   constructor(
     readonly file: string,
     readonly problem: string,
   ) {
-    super(`${file}: ${problem}`);
+    super(`${file}: ${problem}`, { code: 'ERR_DICOM', exitStatus: EXIT_USAGE });
     this.name = 'DicomError';
   }
 }
@@ -326,6 +327,9 @@ export async function readDicom(bytes: Uint8Array, opts: ReadDicomOptions = {}):
   const rows = ds.uint16('x00280010');
   const columns = ds.uint16('x00280011');
   const pixel = ds.elements.x7fe00010;
+  if (!isDicom(bytes) && (!pixel || rows === undefined || columns === undefined)) {
+    fail("not a DICOM file: no 'DICM' marker at byte 128, and read as a raw data set it has no image (Rows, Columns, Pixel Data)");
+  }
   if (!pixel) return fail('no Pixel Data (7FE0,0010): this DICOM file holds no image');
   if (!rows || !columns) return fail(`invalid image size in the header (Rows ${rows ?? 'missing'}, Columns ${columns ?? 'missing'})`);
   const maxPixels = opts.maxPixels ?? 100_000_000;
@@ -364,9 +368,13 @@ export async function readDicom(bytes: Uint8Array, opts: ReadDicomOptions = {}):
     }
     let frame: Uint8Array;
     try {
-      frame = pixel.fragments && pixel.fragments.length > 1 && frames === 1
-        ? dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, pixel.fragments.length)
-        : dicomParser.readEncapsulatedImageFrame(ds, pixel, 0);
+      const fragments = pixel.fragments ?? [];
+      // One frame: all its fragments. Several frames without a Basic Offset Table: one fragment per frame.
+      frame = frames === 1 && fragments.length
+        ? dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, fragments.length)
+        : pixel.basicOffsetTable?.length
+          ? dicomParser.readEncapsulatedImageFrame(ds, pixel, 0)
+          : dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, 1);
     } catch (err) {
       return fail(`damaged compressed pixel data (${syntaxName(ts)}): ${(err as Error).message ?? String(err)}`);
     }

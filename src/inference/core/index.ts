@@ -42,3 +42,26 @@ export {
 export { aggregateStudies, muraStudyOf, studyKeyOf, type StudyKey, type StudyMember, type StudyResult, type StudySource } from './study.js';
 export { parseClassifierInfo, OnnxModelError, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
 export { DEFAULT_PREPROCESSING, greyWarnings, type Preprocessing } from '../../data/preprocess.js';
+export {
+  applyLut,
+  applyRange,
+  applyWindow,
+  COMPRESSED_TRANSFER_SYNTAXES,
+  DicomError,
+  displayGrey,
+  invertInPlace,
+  isDicom,
+  readDicom,
+  rescale,
+  storedValues,
+  UNCOMPRESSED_TRANSFER_SYNTAXES,
+  type DicomFrameDecoder,
+  type DicomFrameInfo,
+  type DicomImage,
+  type DisplayParams,
+  type Lut,
+  type ReadDicomOptions,
+  type StoredLayout,
+  type VoiApplied,
+  type VoiFunction,
+} from '../../data/dicom.js';

@@ -12,6 +12,7 @@
 import type { InferenceSession } from 'onnxruntime-common';
 import type { Preprocessing } from '../../data/preprocess.js';
 import { OnnxClassifierCore, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** What a prediction output says about the model that produced it. */
 export interface ModelCard {
@@ -62,10 +63,10 @@ export interface InferenceModel {
   release(): Promise<void>;
 }
 
-/** An error about a model (unusable file, wrong head, unknown output); the message names the model. */
-export class InferenceError extends Error {
-  constructor(message: string) {
-    super(message);
+/** An error about a model (unusable file, wrong head, unknown output); the message names the model. Exit status 2. */
+export class InferenceError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_INFERENCE', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'InferenceError';
   }
 }

@@ -39,7 +39,8 @@ export type DecodeReply =
 export const sharpJpegFrameDecoder: DicomFrameDecoder = {
   transferSyntaxes: ['1.2.840.10008.1.2.4.50'],
   async decode(frame, info) {
-    const { data, info: out } = await sharp(frame, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS }).raw().toBuffer({ resolveWithObject: true });
+    const img = sharp(frame, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS });
+    const { data, info: out } = await (info.samplesPerPixel === 1 ? img.toColourspace('b-w') : img).raw().toBuffer({ resolveWithObject: true });
     if (out.width !== info.columns || out.height !== info.rows) {
       throw new Error(`the JPEG frame is ${out.width} x ${out.height}, the DICOM header says ${info.columns} x ${info.rows}`);
     }
