@@ -14,6 +14,7 @@ import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
+import { registerCalibrate } from './calibrate.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../../package.json') as { version: string };
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerDemo(program);
   registerExport(program);
+  registerCalibrate(program);
   return program;
 }
 
