@@ -16,6 +16,7 @@ import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
 import { registerPredict } from './predict.js';
 import { registerServe } from './serve.js';
+import { registerCalibrate } from './calibrate.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../../package.json') as { version: string };
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerPredict(program);
   registerServe(program);
+  registerCalibrate(program);
   return program;
 }
 

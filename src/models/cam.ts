@@ -70,6 +70,21 @@ export function camLayers(model: Model | NetworkModel): string[] {
   return [...camChain(model).steps.map((s) => s.name), FINAL_LAYER];
 }
 
+/**
+ * The default layers of the OOD gate's feature statistics: the stem and the last step of each of the next two
+ * stages (ResNets: conv1, layer1.N, layer2.N; DenseNets: features.conv0, the last layer of denseblock1,
+ * transition1). Early layers see texture and contrast, which is what separates non-radiographs (measured).
+ */
+export function oodLayers(model: Model | NetworkModel): string[] {
+  const names = camChain(model).steps.map((s) => s.name);
+  const group = (n: string): string => n.replace(/\.(\d+|denselayer\d+)$/, '');
+  const lastOfGroup: string[] = [];
+  names.forEach((n, i) => {
+    if (i === names.length - 1 || group(names[i + 1]!) !== group(n)) lastOfGroup.push(n);
+  });
+  return lastOfGroup.slice(0, 3);
+}
+
 /** The final feature map F [N, h, w, C] of an NHWC batch, in inference mode. */
 export function finalFeatures(model: Model | NetworkModel, x: tf.Tensor4D): tf.Tensor4D {
   const c = camChain(model);
@@ -77,6 +92,36 @@ export function finalFeatures(model: Model | NetworkModel, x: tf.Tensor4D): tf.T
     let out = x;
     for (const s of c.steps) out = s.forward(out, false);
     return c.finish(out);
+  });
+}
+
+/**
+ * Per-channel spatial mean and standard deviation of the outputs of `layers` (names from camLayers), concatenated in
+ * that order: [N, sum_l 2 C_l] as [mean_l1, std_l1, mean_l2, std_l2, ...]. Feature statistics of early layers
+ * describe texture and contrast (what tells noise, text or a flat field from a radiograph); the final layer's means
+ * are the head's input. Inference mode. The caller disposes the result.
+ */
+export function layerStatistics(model: Model | NetworkModel, x: tf.Tensor4D, layers: readonly string[]): tf.Tensor2D {
+  const c = camChain(model);
+  const names = c.steps.map((s) => s.name);
+  for (const l of layers) if (l !== FINAL_LAYER && !names.includes(l)) throw new Error(`unknown layer '${l}'; known: ${[...names, FINAL_LAYER].join(', ')}`);
+  return tf.tidy(() => {
+    const parts: tf.Tensor2D[] = [];
+    const stats = (a: tf.Tensor4D): tf.Tensor2D => {
+      const m = tf.mean(a, [1, 2]) as tf.Tensor2D;
+      const m2 = tf.mean(tf.square(a), [1, 2]) as tf.Tensor2D;
+      const sd = tf.sqrt(tf.relu(tf.sub(m2, tf.square(m)))) as tf.Tensor2D;
+      return tf.concat([m, sd], 1);
+    };
+    const byName = new Map<string, tf.Tensor2D>();
+    let out = x;
+    for (const s of c.steps) {
+      out = s.forward(out, false);
+      if (layers.includes(s.name)) byName.set(s.name, stats(out));
+    }
+    if (layers.includes(FINAL_LAYER)) byName.set(FINAL_LAYER, stats(c.finish(out)));
+    for (const l of layers) parts.push(byName.get(l)!);
+    return tf.concat(parts, 1);
   });
 }
 

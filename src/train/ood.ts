@@ -107,10 +107,10 @@ export function quantile(values: ArrayLike<number>, q: number): number {
 }
 
 /** Fits the gate on `n` training feature rows [n, dim]; threshold at the `q` quantile of their own scores. */
-export function fitOodGate(features: Float32Array, n: number, dim: number, q = 0.99): OodGate & { trainScores: Float64Array } {
+export function fitOodGate(features: Float32Array, n: number, dim: number, q: number, layers: string[]): OodGate & { trainScores: Float64Array } {
   const lw = ledoitWolf(Float64Array.from(features), n, dim);
   const precision = Float32Array.from(invertSpd(lw.cov, dim));
-  const gate = { method: 'mahalanobis' as const, mean: Float32Array.from(lw.mean), precision, threshold: 0, quantile: q, shrinkage: lw.shrinkage, images: n };
+  const gate = { method: 'mahalanobis' as const, layers, mean: Float32Array.from(lw.mean), precision, threshold: 0, quantile: q, shrinkage: lw.shrinkage, images: n };
   const trainScores = mahalanobisScores(features, n, gate);
   gate.threshold = quantile(trainScores, q);
   return { ...gate, trainScores };

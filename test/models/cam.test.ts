@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { createCustomModel, createModel, buildDenseNet } from '../../src/models/index.js';
-import { camLayers, classActivationMap, gradCam } from '../../src/models/cam.js';
+import { camLayers, classActivationMap, gradCam, oodLayers } from '../../src/models/cam.js';
 import { parseNpz } from '../../src/models/weights/npy.js';
 import { readStateDict } from '../../src/models/weights/files.js';
 import { SlimResNet } from '../../src/train/archs.js';
@@ -89,6 +89,8 @@ test('every family builds a CAM chain whose CAM mean + bias is the logit', () =>
     createModel('resnet18', { head: 'binary', seed: 1 }),
     createCustomModel('dn', (h) => buildDenseNet({ growthRate: 4, blockConfig: [1, 1], numInitFeatures: 8, bnSize: 2 }, h), { head: 'binary', seed: 2 }),
   ];
+  assert.deepEqual(oodLayers(models[0]!), ['conv1', 'layer1.1', 'layer2.1']);
+  assert.deepEqual(oodLayers(models[1]!), ['features.conv0', 'features.denseblock1.denselayer1', 'features.transition1']);
   for (const m of models) {
     // Raw CAM (before ReLU) averaged + bias = logit; check via a ReLU-free identity: mean(relu(r)) - mean(relu(-r)) needs r,
     // so compare the logit CAM reports with the model's forward instead.

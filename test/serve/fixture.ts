@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
-import { finalFeatures } from '../../src/models/cam.js';
+import { pooledFeaturesAndLogits } from '../../src/train/trust.js';
+import { oodLayers } from '../../src/models/cam.js';
 import { fitOodGate } from '../../src/train/ood.js';
 import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
 import { buildModel } from '../../src/train/archs.js';
@@ -47,7 +48,7 @@ export async function writeTinyModel(
 }
 
 /**
- * An OOD gate fitted (trust's fitOodGate: Mahalanobis, Ledoit-Wolf) on the pooled features of 40 radiograph-like
+ * An OOD gate fitted (trust's fitOodGate: Mahalanobis, Ledoit-Wolf) on the gate features (oodLayers) of 40 radiograph-like
  * pictures from greyPixels. The threshold is 4x their largest score: a random tiny network's features separate
  * new radiograph-like pictures from its 40 fitting images far less well than a trained model's, and these tests are
  * about what the server and page do with the gate's verdict (a colour photograph scores ~10x the threshold).
@@ -62,15 +63,10 @@ async function fitGate(model: ReturnType<typeof buildModel>): Promise<OodStats> 
     const px = greyPixels(w, h, (i % 5) * 0.5);
     x.set(preprocessGrey(Float32Array.from(px, (v) => v / 255), w, h, p), i * SIZE * SIZE * 3);
   }
-  const pooled = tf.tidy(() => {
-    const f = finalFeatures(model, tf.tensor4d(x, [n, SIZE, SIZE, 3]));
-    return tf.mean(f, [1, 2]);
-  });
-  const dim = pooled.shape[1]!;
-  const feats = pooled.dataSync() as Float32Array;
-  pooled.dispose();
-  const g = fitOodGate(feats, n, dim, 1);
-  return { method: 'mahalanobis', mean: g.mean, precision: g.precision, threshold: 4 * g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
+  const layers = oodLayers(model);
+  const f = pooledFeaturesAndLogits(model, x, n, SIZE, layers);
+  const g = fitOodGate(f.features, n, f.dim, 1, layers);
+  return { method: 'mahalanobis', layers, mean: g.mean, precision: g.precision, threshold: 4 * g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
 }
 
 /** An 8-bit grey picture of a bright bar on a dark, noisy background; `variant` moves and tilts the bar. */

@@ -41,7 +41,7 @@ test('invertSpd: A * inv(A) = I; quantile = NumPy', () => {
 
 test('fitted gate: scores are Mahalanobis by hand, threshold at the quantile, storage round-trips', () => {
   const f = Float32Array.from(X.flat());
-  const g = fitOodGate(f, 7, 3, 0.5);
+  const g = fitOodGate(f, 7, 3, 0.5, ['features']);
   // Score of the mean is 0; of a far point, large.
   const s = mahalanobisScores(Float32Array.from([...g.mean, 50, 50, 50]), 2, g);
   assert.ok(Math.abs(s[0]!) < 1e-9);

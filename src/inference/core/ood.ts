@@ -1,9 +1,12 @@
 /**
  * The out-of-distribution gate at inference time (browser-safe): "is this even an image the model knows?".
  *
- * The gate is a Mahalanobis distance on the model's pooled last-layer features (Lee et al. 2018, single layer):
- * score = (f - mu)^T P (f - mu), mu and P (the inverse of a Ledoit-Wolf-shrunk covariance) fitted on the training
- * images when training ends (src/train/ood.ts), threshold at a stated quantile of the training images' scores.
+ * The gate is a Mahalanobis distance (Lee et al. 2018) on feature statistics: f = per-channel spatial mean and
+ * standard deviation of a few early layers' outputs (by default the stem and the first two stages: chosen by
+ * measurement, see the README — the final pooled features alone, which the head uses, flagged only ~20% of the
+ * generated non-radiographs, the early-layer statistics ~99%). score = (f - mu)^T P (f - mu), mu and P (the inverse
+ * of a Ledoit-Wolf-shrunk covariance) fitted on the training images when training ends (src/train/ood.ts),
+ * threshold at a stated quantile of the training images' scores.
  * Exported ONNX models compute the score in the graph (output `ood_score`, metadata `ood`), so a host only compares
  * it with the threshold; TF.js hosts compute it here from the stored statistics. An image whose score is above the
  * threshold gets a warning instead of a decision.
@@ -12,7 +15,8 @@
 /** The gate as stored in a checkpoint (model.json `extra.trust.ood`): arrays as base64 little-endian float32. */
 export interface StoredOodGate {
   method: 'mahalanobis';
-  features: 'pooled';
+  features: 'layer-statistics';
+  layers: string[];
   dim: number;
   mean: string;
   precision: string;
@@ -24,6 +28,8 @@ export interface StoredOodGate {
 
 export interface OodGate {
   method: 'mahalanobis';
+  /** Trunk step names (src/models/cam.ts camLayers) whose channel mean + std form the features. */
+  layers: string[];
   mean: Float32Array;
   precision: Float32Array;
   threshold: number;
@@ -73,7 +79,7 @@ export function base64ToFloats(s: string, what = 'base64'): Float32Array {
 }
 
 export function storeGate(g: OodGate): StoredOodGate {
-  return { method: g.method, features: 'pooled', dim: g.mean.length, mean: floatsToBase64(g.mean), precision: floatsToBase64(g.precision), threshold: g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
+  return { method: g.method, features: 'layer-statistics', layers: [...g.layers], dim: g.mean.length, mean: floatsToBase64(g.mean), precision: floatsToBase64(g.precision), threshold: g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
 }
 
 export function loadGate(s: StoredOodGate, where = 'ood gate'): OodGate {
@@ -82,7 +88,8 @@ export function loadGate(s: StoredOodGate, where = 'ood gate'): OodGate {
   const precision = base64ToFloats(s.precision, `${where}.precision`);
   if (mean.length !== s.dim || precision.length !== s.dim * s.dim) throw new Error(`${where}: sizes do not match dim ${s.dim}`);
   if (typeof s.threshold !== 'number' || !Number.isFinite(s.threshold)) throw new Error(`${where}: threshold must be a finite number`);
-  return { method: 'mahalanobis', mean, precision, threshold: s.threshold, quantile: s.quantile, shrinkage: s.shrinkage, images: s.images };
+  if (!Array.isArray(s.layers) || !s.layers.length) throw new Error(`${where}: layers missing`);
+  return { method: 'mahalanobis', layers: [...s.layers], mean, precision, threshold: s.threshold, quantile: s.quantile, shrinkage: s.shrinkage, images: s.images };
 }
 
 /** Mahalanobis scores of `n` pooled feature rows (row-major [n, dim]). */

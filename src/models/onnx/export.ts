@@ -249,9 +249,10 @@ function checkCovered(net: Network, arch: string, used: ReadonlySet<Param>): voi
   }
 }
 
-function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string): string {
+function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string, taps: Map<string, string>): string {
   let out = b.relu(b.conv(x, net.conv1, 'conv1', { module: net.bn1, name: 'bn1' }), 'conv1');
   if (net.stemPool) out = b.maxPool(out, 3, 2, 1, 'maxpool');
+  taps.set('conv1', out);
   net.stages.forEach((stage, si) => {
     stage.blocks.forEach((block, bi) => {
       const p = `layer${si + 1}.${bi}`;
@@ -270,15 +271,17 @@ function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string): string 
       const ds = block.downsample;
       const identity = ds ? b.conv(input, ds.conv, `${p}.downsample.0`, { module: ds.bn, name: `${p}.downsample.1` }) : input;
       out = b.relu(b.node('Add', [y, identity], `${p}.add`), p);
+      taps.set(p, out);
     });
   });
   return out;
 }
 
-function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
+function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string, taps: Map<string, string>): string {
   const f = net.features;
   let out = b.relu(b.conv(x, f.conv0, 'features.conv0', { module: f.norm0, name: 'features.norm0' }), 'features.relu0');
   out = b.maxPool(out, 3, 2, 1, 'features.pool0');
+  taps.set('features.conv0', out);
   f.blocks.forEach((block, bi) => {
     block.layers.forEach((layer, li) => {
       const p = `features.denseblock${bi + 1}.denselayer${li + 1}`;
@@ -286,6 +289,7 @@ function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
       y = b.relu(b.conv(y, layer.conv1, `${p}.conv1`, { module: layer.norm2, name: `${p}.norm2` }), `${p}.relu2`);
       y = b.conv(y, layer.conv2, `${p}.conv2`);
       out = b.node('Concat', [out, y], `${p}.concat`, { axis: 1 });
+      taps.set(p, out);
     });
     const t = f.transitions[bi];
     if (t) {
@@ -293,6 +297,7 @@ function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
       let y = b.relu(b.batchNorm(out, t.norm, `${p}.norm`), `${p}.relu`);
       y = b.conv(y, t.conv, `${p}.conv`);
       out = b.node('AveragePool', [y], `${p}.pool`, { kernel_shape: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], ceil_mode: 0 });
+      taps.set(p, out);
     }
   });
   out = b.relu(b.batchNorm(out, f.norm5, 'features.norm5'), 'features.relu5');
@@ -341,8 +346,9 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
 
   let featureMap: string;
   const residual = residualStructure(net);
-  if (residual) featureMap = emitResNet(b, residual, x);
-  else if (net instanceof DenseNet) featureMap = emitDenseNet(b, net, x);
+  const taps = new Map<string, string>();
+  if (residual) featureMap = emitResNet(b, residual, x, taps);
+  else if (net instanceof DenseNet) featureMap = emitDenseNet(b, net, x, taps);
   else {
     throw new Error(
       `${arch}: unsupported network type ${(net as object).constructor.name} (exportable: ResNet-style conv1/bn1/stages of ` +
@@ -369,7 +375,8 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     outputs.push({ name: ONNX_CAM, elemType: 'float32', shape: ['batch', 'cam_height', 'cam_width'] });
   }
   if (opts.ood) {
-    emitOodScore(b, flat, opts.ood);
+    taps.set('features', featureMap);
+    emitOodScore(b, taps, opts.ood);
     outputs.push({ name: ONNX_OOD_SCORE, elemType: 'float32', shape: ['batch', 1] });
   }
 

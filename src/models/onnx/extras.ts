@@ -6,8 +6,9 @@
  *                give heatmaps without gradients. The map is in logit units; hosts normalise it (divide by its max).
  *   temperature  the `logits` output becomes Gemm(...) / T and `probability` its sigmoid (temperature scaling);
  *                metadata `temperature`.
- *   ood          output `ood_score` [batch, 1] = (f - mu)^T P (f - mu) on the pooled features f (Mahalanobis, P the
- *                shrunk inverse covariance of the training images' features); metadata `ood` holds the method, the
+ *   ood          output `ood_score` [batch, 1] = (f - mu)^T P (f - mu) (Mahalanobis, P the shrunk inverse covariance of
+ *                the training images' f), f = per-channel spatial mean and standard deviation of the outputs of the
+ *                gate's layers (src/models/cam.ts layerStatistics); metadata `ood` holds the method, the layers, the
  *                threshold and how it was chosen, so a browser decides with the file alone.
  *
  * Only graph building here (no TF.js, no Node), shared by Node and browsers like export.ts.
@@ -20,7 +21,9 @@ export const ONNX_OOD_SCORE = 'ood_score';
 /** An out-of-distribution detector as stored with a model (see src/train/trust.ts for the fitting). */
 export interface OodStats {
   method: 'mahalanobis';
-  /** Pooled-feature mean, [dim]. */
+  /** Layers (trunk step names, 'features' = the final map) whose channel means and standard deviations form f. */
+  layers: string[];
+  /** Feature mean, [dim]. */
   mean: Float32Array;
   /** Inverse of the shrunk covariance, row-major [dim, dim]. */
   precision: Float32Array;
@@ -38,6 +41,7 @@ export interface OodStats {
 export interface OodMetadata {
   method: 'mahalanobis';
   output: typeof ONNX_OOD_SCORE;
+  layers: string[];
   threshold: number;
   quantile: number;
   shrinkage: number;
@@ -68,8 +72,24 @@ export function emitCam(b: ExtrasBuilder, featureMap: string, headWeight: Float3
   return b.node('Squeeze', [r, 'cam.squeeze_axes'], 'cam.squeeze', undefined, ONNX_CAM);
 }
 
-/** `ood_score` [batch, 1] = sum_j ((f - mu) P)_j (f - mu)_j over pooled features `flat` [batch, dim]. */
-export function emitOodScore(b: ExtrasBuilder, flat: string, ood: OodStats): string {
+/** f = [mean_c, std_c] per layer, concatenated: [batch, dim] (spatial statistics per channel, NCHW taps). */
+function emitLayerStats(b: ExtrasBuilder, taps: ReadonlyMap<string, string>, layers: readonly string[]): string {
+  const parts: string[] = [];
+  for (const l of layers) {
+    const t = taps.get(l);
+    if (!t) throw new Error(`ood: layer '${l}' is not in the exported graph (known: ${[...taps.keys()].join(', ')})`);
+    const m = b.node('GlobalAveragePool', [t], `ood.${l}.mean`);
+    const m2 = b.node('GlobalAveragePool', [b.node('Mul', [t, t], `ood.${l}.sq`)], `ood.${l}.meansq`);
+    const v = b.node('Relu', [b.node('Sub', [m2, b.node('Mul', [m, m], `ood.${l}.mean2`)], `ood.${l}.var`)], `ood.${l}.varpos`);
+    parts.push(m, b.node('Sqrt', [v], `ood.${l}.std`));
+  }
+  const cat = parts.length === 1 ? parts[0]! : b.node('Concat', parts, 'ood.features4d', { axis: 1 });
+  return b.node('Flatten', [cat], 'ood.features', { axis: 1 });
+}
+
+/** `ood_score` [batch, 1] = sum_j ((f - mu) P)_j (f - mu)_j, f from the gate's layers (see emitLayerStats). */
+export function emitOodScore(b: ExtrasBuilder, taps: ReadonlyMap<string, string>, ood: OodStats): string {
+  const flat = emitLayerStats(b, taps, ood.layers);
   const dim = ood.mean.length;
   if (ood.precision.length !== dim * dim) throw new RangeError(`ood: precision has ${ood.precision.length} values, expected ${dim * dim}`);
   const d = b.node('Sub', [flat, b.init('ood.mean', [1, dim], ood.mean)], 'ood.centre');
@@ -79,5 +99,5 @@ export function emitOodScore(b: ExtrasBuilder, flat: string, ood: OodStats): str
 }
 
 export function oodMetadata(ood: OodStats): OodMetadata {
-  return { method: ood.method, output: ONNX_OOD_SCORE, threshold: ood.threshold, quantile: ood.quantile, shrinkage: ood.shrinkage, dim: ood.mean.length, images: ood.images };
+  return { method: ood.method, output: ONNX_OOD_SCORE, layers: [...ood.layers], threshold: ood.threshold, quantile: ood.quantile, shrinkage: ood.shrinkage, dim: ood.mean.length, images: ood.images };
 }
