@@ -37,7 +37,7 @@ before(async () => {
   });
   images = await writeImages(tmp.dir);
   const clf = await OnnxClassifier.create(modelPath, { threads: 1 });
-  for (const f of Object.values(images)) nodeProb.set(f, (await clf.run(await preprocessImage(f, clf.info.preprocessing), 1)).probabilities[0]!);
+  for (const f of [images.png1, images.png2, images.jpeg, images.photo]) nodeProb.set(f, (await clf.run(await preprocessImage(f, clf.info.preprocessing), 1)).probabilities[0]!);
   await clf.release();
   predictor = await openPredictor(modelPath, { threads: 1 });
   server = await buildServer({ predictor, modelPath, log: () => {} });
@@ -163,5 +163,14 @@ test('a colour photograph gets the OOD warning; radiograph-like views do not', {
   assert.doesNotMatch(warning, /view1\.png/);
   const server = await predictor.predict(readFileSync(images.photo));
   assert.equal(server.ood?.flagged, true, 'the server says the same of the photograph');
+  await page.context().close();
+});
+
+test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability', { skip: skip ?? false }, async () => {
+  const { page } = await readyPage();
+  await pick(page, [images.dicomMono1]);
+  near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'view1-mono1.dcm');
+  await pick(page, [images.dicomJ2k]);
+  assert.match((await page.textContent('[data-testid=error]')) ?? '', /j2k\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*not supported/);
   await page.context().close();
 });

@@ -112,6 +112,7 @@ test('every bad input gets a 4xx and a JSON error that says what is wrong', asyn
     ['text', post('hello, this is not an image at all', { 'content-type': 'text/plain' }), 415, /not an image/],
     ['GIF', post(gif), 415, /unsupported format.*GIF/],
     ['damaged DICOM', post(dicom), 422, /damaged or truncated DICOM/],
+    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomJ2k)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*not supported/],
     ['body over the limit', post(Buffer.alloc(65 * 1024, 1)), 413, /too large.*65536/],
     ['image over the pixel limit', post(await greyPng(200, 200, 1)), 413, /too large/],
     ['unknown route', s.inject('/v1/nothing'), 404, /not found/],
@@ -267,5 +268,18 @@ test('with an OOD gate in the model, a colour photograph is flagged and a radiog
     assert.equal((plain.json() as { ood: unknown }).ood, null, 'a model without a gate says nothing about OOD');
   } finally {
     await p.release();
+  }
+});
+
+test('DICOM uploads go through the display pipeline: MONOCHROME2 and inverted MONOCHROME1 give the PNG probability', async () => {
+  const s = await server();
+  const post = async (f: string) => s.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(f), headers: { 'content-type': 'application/dicom' } });
+  const png = (await post(images.png1)).json() as { probability: number };
+  for (const f of [images.dicom, images.dicomMono1]) {
+    const r = await post(f);
+    assert.equal(r.statusCode, 200, r.body);
+    const b = r.json() as { probability: number; format: string };
+    assert.equal(b.format, 'dicom');
+    assert.ok(Math.abs(b.probability - png.probability) <= 1e-6, `${f}: ${b.probability} vs PNG ${png.probability}`);
   }
 });

@@ -15,6 +15,7 @@ import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
 import type { OodStats } from '../../src/models/onnx/extras.js';
+import { encapsulate, TS, writeDicom } from '../helpers/dicom-writer.js';
 
 export const SIZE = 64;
 
@@ -106,13 +107,26 @@ export async function colourPhoto(width: number, height: number): Promise<Buffer
 }
 
 /** Writes a set of good and bad inputs into `dir`; returns their paths. */
-export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' | 'jpeg' | 'photo', string>> {
+export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' | 'jpeg' | 'photo' | 'dicom' | 'dicomMono1' | 'dicomJ2k', string>> {
   const files = {
     png1: join(dir, 'view1.png'),
     png2: join(dir, 'view2.png'),
     jpeg: join(dir, 'view3.jpg'),
     photo: join(dir, 'photo.jpg'),
+    /** view1.png's pixels as DICOM (MONOCHROME2, explicit VR little endian): the same grey image. */
+    dicom: join(dir, 'view1.dcm'),
+    /** The same picture stored inverted as MONOCHROME1: displays (and predicts) the same. */
+    dicomMono1: join(dir, 'view1-mono1.dcm'),
+    /** A JPEG 2000 DICOM: a transfer syntax the reader refuses. */
+    dicomJ2k: join(dir, 'j2k.dcm'),
   };
+  const px = greyPixels(90, 120, 0);
+  writeFileSync(files.dicom, writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', pixels: px, studyUid: '1.2.3.4' }));
+  writeFileSync(files.dicomMono1, writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME1', pixels: Array.from(px, (v) => 255 - v) }));
+  writeFileSync(
+    files.dicomJ2k,
+    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: TS.jpeg2000, pixelBytes: encapsulate([new Uint8Array([0xff, 0x4f, 0xff, 0x51, 0, 0])]) }),
+  );
   writeFileSync(files.png1, await greyPng(90, 120, 0));
   writeFileSync(files.png2, await greyPng(120, 80, 2));
   writeFileSync(files.jpeg, await greyJpeg(100, 100, 1));
