@@ -16,6 +16,7 @@ import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
 import { registerPredict } from './predict.js';
 import { registerServe } from './serve.js';
+import { registerApp } from './app.js';
 import { registerCalibrate } from './calibrate.js';
 
 const require = createRequire(import.meta.url);
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerPredict(program);
   registerServe(program);
+  registerApp(program);
   registerCalibrate(program);
   return program;
 }

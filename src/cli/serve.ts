@@ -7,7 +7,6 @@ import type { Command } from 'commander';
 import { CliError, parseIntOption } from './common.js';
 import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_PIXELS, isLoopback } from '../serve/server.js';
 import { openPredictor } from '../serve/predictor.js';
-import { InferenceError } from '../inference/core/model.js';
 
 interface ServeFlags {
   model: string;
@@ -52,13 +51,8 @@ Example:
       if (!isLoopback(flags.host) && !token) {
         throw new CliError(`refusing to listen on ${flags.host} without --token: anyone on the network could use it (use 127.0.0.1, or give --token)`);
       }
-      let predictor;
-      try {
-        predictor = await openPredictor(flags.model, flags.threads ? { threads: flags.threads } : {});
-      } catch (err) {
-        if (err instanceof InferenceError) throw new CliError(err.message, 1);
-        throw err;
-      }
+      // A model that cannot be opened is an InferenceError (a NextrayError): the CLI's one error mapper reports it.
+      const predictor = await openPredictor(flags.model, flags.threads ? { threads: flags.threads } : {});
       const app = await buildServer({
         predictor,
         modelPath: flags.model,
