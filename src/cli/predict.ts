@@ -11,17 +11,14 @@ import { availableParallelism } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
-import {
-  Ensemble,
-  expandInputs,
-  openModel,
-  predictFiles,
-  PREDICT_ENGINES,
-  type ImagePrediction,
-  type InferenceModel,
-  type PredictEngine,
-  type StudyResult,
-} from '../inference/node/index.js';
+// Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
+import { Ensemble } from '../inference/core/ensemble.js';
+import type { InferenceModel } from '../inference/core/model.js';
+import type { ImagePrediction } from '../inference/core/predict.js';
+import type { StudyResult } from '../inference/core/study.js';
+import { expandInputs } from '../inference/node/inputs.js';
+import { openModel, PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
+import { predictFiles } from '../inference/node/predict.js';
 
 interface PredictFlags {
   model: string[];

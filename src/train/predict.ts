@@ -20,18 +20,8 @@ import type { ImageRecord } from '../data/types.js';
 import type { Prediction } from '../evaluate/predictions.js';
 import type { Model } from '../models/index.js';
 import type { CheckpointMetadata } from '../models/weights/index.js';
-import {
-  loadOnnxRuntime,
-  loadTrainedModel,
-  onnxRunner,
-  sigmoid,
-  tfjsRunner,
-  PREDICT_ENGINES,
-  type BatchRunner,
-  type LoadedModel,
-  type OnnxRuntimeFace,
-  type PredictEngine,
-} from '../inference/node/models.js';
+import { loadOnnxRuntime, PREDICT_ENGINES, type OnnxRuntimeFace, type PredictEngine } from '../inference/node/models.js';
+import { loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, type BatchRunner, type LoadedModel } from '../inference/node/checkpoint.js';
 import { runPaths } from './run-dir.js';
 
 // Running a trained model lives in src/inference; re-exported for the trainer's callers.

@@ -5,8 +5,7 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { decodeForPrediction, type DecodeRequest } from './decode.js';
-
-export const PREDICT_WORKER_ROLE = 'nextray-predict-decoder';
+import { PREDICT_WORKER_ROLE } from './pool.js';
 
 if (!isMainThread && parentPort && (workerData as { role?: string } | null)?.role === PREDICT_WORKER_ROLE) {
   const port = parentPort;

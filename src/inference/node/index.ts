@@ -4,23 +4,18 @@
  * files. Re-exports the browser-safe core (src/inference/core).
  */
 export * from '../core/index.js';
+export { loadOnnxRuntime, openModel, sha256File, PREDICT_ENGINES, type OnnxRuntimeFace, type OpenModelOptions, type PredictEngine } from './models.js';
 export {
-  loadOnnxRuntime,
   loadTrainedModel,
   onnxRunner,
-  openModel,
+  openCheckpointModel,
   resolveCheckpointDir,
-  sha256File,
   sigmoid,
   tfjsRunner,
   TfjsInferenceModel,
-  PREDICT_ENGINES,
   type BatchRunner,
   type LoadedModel,
-  type OnnxRuntimeFace,
-  type OpenModelOptions,
-  type PredictEngine,
-} from './models.js';
+} from './checkpoint.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './inputs.js';
 export { decodeForPrediction, sharpJpegFrameDecoder, type DecodeReply, type DecodeRequest } from './decode.js';
 export { predictFiles, type BadFile, type PredictFilesOptions, type PredictFilesResult } from './predict.js';

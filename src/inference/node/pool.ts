@@ -7,8 +7,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { decodeForPrediction, type DecodeReply, type DecodeRequest } from './decode.js';
-import { PREDICT_WORKER_ROLE } from './decode-worker.js';
+import type { DecodeReply, DecodeRequest } from './decode.js';
+
+/** Marker in workerData so only pool workers start decode-worker.ts's message loop. */
+export const PREDICT_WORKER_ROLE = 'nextray-predict-decoder';
 
 export interface Decoder {
   decode(req: DecodeRequest): Promise<DecodeReply>;
@@ -43,7 +45,9 @@ function startWorker(): Worker {
 }
 
 class InProcessDecoder implements Decoder {
-  decode(req: DecodeRequest): Promise<DecodeReply> {
+  async decode(req: DecodeRequest): Promise<DecodeReply> {
+    // Loaded on first use: with workers, sharp and the DICOM reader load in the worker threads only.
+    const { decodeForPrediction } = await import('./decode.js');
     return decodeForPrediction(req);
   }
   async close(): Promise<void> {}

@@ -4,7 +4,6 @@
  * skipped; the rest go on.
  */
 import { availableParallelism } from 'node:os';
-import { MAX_IMAGE_PIXELS } from '../../data/images.js';
 import type { Ensemble } from '../core/ensemble.js';
 import { predictBatch, type ImagePrediction, type PredictBatchOptions, type PreparedImage } from '../core/predict.js';
 import { aggregateStudies, studyKeyOf, type StudyResult } from '../core/study.js';
@@ -49,7 +48,7 @@ export async function predictFiles(ensemble: Ensemble, files: readonly string[],
   const preprocessings = ensemble.preprocessings;
   const fill = (): void => {
     while (next < files.length && pending.length < window) {
-      pending.push(decoder.decode({ id: next, file: files[next]!, preprocessings, maxPixels: opts.maxPixels ?? MAX_IMAGE_PIXELS }));
+      pending.push(decoder.decode({ id: next, file: files[next]!, preprocessings, ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}) }));
       next++;
     }
   };
