@@ -15,6 +15,9 @@ import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
 import { registerPredict } from './predict.js';
+import { registerServe } from './serve.js';
+import { registerApp } from './app.js';
+import { registerCalibrate } from './calibrate.js';
 
 
 export function buildProgram(): Command {
@@ -34,6 +37,9 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerExport(program);
   registerPredict(program);
+  registerServe(program);
+  registerApp(program);
+  registerCalibrate(program);
   return program;
 }
 
