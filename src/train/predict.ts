@@ -166,7 +166,7 @@ export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
 export async function onnxRunner(
   model: Model,
   preprocessing: Preprocessing,
-  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number } = {},
+  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; temperature?: number } = {},
 ): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
   let rt: OnnxRuntimeFace;
   try {
@@ -175,7 +175,7 @@ export async function onnxRunner(
     throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
   }
   // Export problems (an architecture the exporter does not know) are reported as such, before any session.
-  const exported = exportOnnx(model as Model | NetworkModel, { inputSize: preprocessing.size, preprocessing });
+  const exported = exportOnnx(model as Model | NetworkModel, { inputSize: preprocessing.size, preprocessing, ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}) });
   const threads = opts.threads ?? availableParallelism();
   const clf = await rt.OnnxClassifier.create(exported.toBytes(), { threads, maxBatch: 64 });
   const k = clf.numOutputs;
@@ -216,8 +216,10 @@ export interface PredictSplitOptions {
 
 export interface SplitPredictions {
   predictions: Prediction[];
-  /** The model's logit per prediction (same order). */
+  /** The model's logit per prediction (same order), divided by the checkpoint's temperature when it has one. */
   logits: Float32Array;
+  /** The temperature applied (checkpoint extra.trust.temperature; 1 when none). */
+  temperature: number;
   badImages: BadImage[];
   checkpoint: string;
   metadata: CheckpointMetadata;
@@ -243,6 +245,9 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   const requested = opts.engine ?? 'auto';
   if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
+  // Temperature scaling fitted at training end (src/train/trust.ts) is applied to the logit by both engines.
+  const tr = (loaded.metadata.extra as { trust?: { temperature?: { value?: unknown } } } | undefined)?.trust?.temperature?.value;
+  const temperature = typeof tr === 'number' && tr > 0 ? tr : 1;
   let onnx: Awaited<ReturnType<typeof onnxRunner>> | null = null;
   let modelLive = true;
   try {
@@ -253,6 +258,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
         onnx = await onnxRunner(loaded.model, loaded.preprocessing, {
           ...(opts.loadOnnxRuntime ? { loadRuntime: opts.loadOnnxRuntime } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+          temperature,
         });
         // The session holds its own copy of the weights: free TF.js's now (hundreds of MB for ResNet-152).
         loaded.model.dispose();
@@ -266,7 +272,8 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
     }
     const setupSeconds = (performance.now() - t0) / 1000;
     let inferenceSeconds = 0;
-    const engineRun = onnx ? onnx.run : tfjsRunner(loaded.model, loaded.preprocessing.size);
+    const tfRun = tfjsRunner(loaded.model, loaded.preprocessing.size);
+    const engineRun: BatchRunner = onnx ? onnx.run : async (x, n) => (await tfRun(x, n)).map((z) => z / temperature);
     const timed: BatchRunner = async (x, n) => {
       const s0 = performance.now();
       const logits = await engineRun(x, n);
@@ -282,7 +289,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
     const engine: PredictEngineInfo = onnx
       ? { name: 'onnx', description: onnx.description, setupSeconds, inferenceSeconds }
       : { name: 'tfjs', description: `TF.js: ${tfEngine.description}`, ...(fallbackReason ? { fallbackReason } : {}), setupSeconds, inferenceSeconds };
-    return { predictions: toPredictions(res), logits: res.logits, badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length, engine };
+    return { predictions: toPredictions(res), logits: res.logits, temperature, badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length, engine };
   } finally {
     if (onnx) await onnx.release();
     if (modelLive) loaded.model.dispose();
