@@ -176,11 +176,17 @@ export function registerTrain(program: Command): void {
       // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts).
       if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
         const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
-        await fitTrust(result.runDir, {
-          data: cfg.data,
-          ...(opts.targetSensitivity !== undefined ? { targetSensitivity: opts.targetSensitivity as number } : {}),
-          ...(quiet ? {} : { onLog: (l: string) => process.stderr.write(l + '\n') }),
-        });
+        try {
+          await fitTrust(result.runDir, {
+            data: cfg.data,
+            ...(opts.targetSensitivity !== undefined ? { targetSensitivity: opts.targetSensitivity as number } : {}),
+            ...(quiet ? {} : { onLog: (l: string) => process.stderr.write(l + '\n') }),
+          });
+        } catch (err) {
+          // The trained model stands; only its calibration / OOD gate / operating point is missing.
+          process.stderr.write(`nextray: fitting the OOD gate and temperature failed: ${(err as Error).message} (the run is complete; retry with nextray calibrate)\n`);
+          process.exitCode = 1;
+        }
       }
     } catch (err) {
       throw toCliError(err);
