@@ -17,6 +17,7 @@ import {
   evaluatePredictions,
   evaluationJson,
   PredictionsError,
+  loadReferenceResults,
   readPredictionsCsv,
   resolvePredictions,
   aggregateStudies,
@@ -95,7 +96,8 @@ function printTables(result: EvaluationResult): void {
   );
   out.push('Study level', table2Text(table2(result.study), 'Studies'), '');
   out.push('Image level', table2Text(table2(result.image), 'Images'), '');
-  out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study)), table3Caveat(), '');
+  const ref = loadReferenceResults();
+  out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study, ref), ref), table3Caveat(ref), '');
   out.push('Calibration (ECE: 15 equal-width bins; Brier)', calibrationText(result), '');
   process.stdout.write(out.join('\n') + '\n');
 }
@@ -265,14 +267,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       if (raw.targetSensitivity !== undefined && !((raw.targetSensitivity as number) > 0)) {
         throw new CliError('--target-sensitivity must be greater than 0');
       }
-      const read = (file: string): PredictionsInput => {
-        try {
-          return readPredictionsCsv(file);
-        } catch (err) {
-          if (err instanceof PredictionsError) throw new CliError(err.message);
-          throw err;
-        }
-      };
+      const read = (file: string): PredictionsInput => readPredictionsCsv(file);
       const fromModel = raw.model !== undefined;
       if (fromModel === (raw.predictions !== undefined)) {
         throw new CliError('give either --predictions FILE.csv or --model RUN --data DIR (one of them)');

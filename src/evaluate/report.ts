@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { REGIONS, type Region } from '../data/types.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { evaluationJson, LEVELS, type EvaluationResult, type Level, type MetricReport } from './evaluate.js';
-import { confusionMatrixSvg, CURVE_COLOURS, reliabilitySvg, rocCurveSvg, svgToPng, type RocSeries } from './plots.js';
+import { confusionMatrixSvg, CURVE_COLOURS, reliabilitySvg, rocCurveSvg, type RocSeries } from './plots.js';
+import { loadReferenceResults, svgToPng } from './io.js';
 import { imagePredictionsCsv, studyPredictionsCsv } from './predictions.js';
 import {
   escapeHtml,
   fmt,
   GROUP_LABELS,
-  loadReferenceResults,
   table2,
   table2Html,
   table2Markdown,
@@ -62,10 +62,18 @@ export function inferDataKind(result: EvaluationResult): DataKind {
   return roots.length > 0 && roots.every((r) => /synth/i.test(r)) ? 'synthetic' : 'mura';
 }
 
+/**
+ * Clause 7 of the MURA Dataset Research Use Agreement (Stanford University School of Medicine), quoted verbatim
+ * from the agreement's published text (competitions/mura/agreement.html of stanfordmlgroup.github.io, 2018).
+ */
+export const MURA_AGREEMENT_CLAUSE_7 =
+  'The MURA Dataset has not been reviewed or approved by the Food and Drug Administration, and is for non-clinical, ' +
+  'Research Use Only. In no event shall data or images generated through the use of the MURA Dataset be used or ' +
+  'relied upon in the diagnosis or provision of patient care.';
+
 export const MURA_NOTICE =
-  'Research use only. MURA is released by the Stanford AIMI Center under the Stanford University School of Medicine ' +
-  'MURA Dataset Research Use Agreement: non-commercial research use, no redistribution of the images. These results ' +
-  'are not a medical device and must not be used for clinical decisions.';
+  'Research use only. These results come from a model trained or evaluated on MURA. The MURA Dataset Research Use ' +
+  `Agreement, clause 7: "${MURA_AGREEMENT_CLAUSE_7}"`;
 
 export const SYNTHETIC_NOTICE =
   'Synthetic data: these numbers describe the pipeline on generated images, not performance on real radiographs.';
@@ -263,7 +271,7 @@ export function renderHtmlReport(result: EvaluationResult, figures: readonly Fig
   parts.push(`<p class="caption">Each cell: point estimate and ${Math.round((1 - result.bootstrap.alpha) * 100)}% bootstrap interval (studies resampled, B = ${result.bootstrap.replicates}). Count: cases (abnormal / normal).</p>`);
 
   parts.push("<h2>Table 3 — Cohen's kappa beside the MURA paper</h2>");
-  parts.push(table3Html(table3(result.study), ref));
+  parts.push(table3Html(table3(result.study, ref), ref));
   parts.push(`<p class="caption">${escapeHtml(table3Caveat(ref))} ${escapeHtml(ref.published_interval_caveat)}</p>`);
 
   parts.push('<h2>Calibration</h2>');
@@ -365,7 +373,7 @@ export function renderMarkdownReport(
     `Each cell: point estimate (${Math.round((1 - result.bootstrap.alpha) * 100)}% bootstrap interval; studies resampled, B = ${result.bootstrap.replicates}). Count: cases (abnormal/normal).`,
     '',
   );
-  out.push("## Table 3 — Cohen's kappa beside the MURA paper", '', table3Markdown(table3(result.study), ref), '');
+  out.push("## Table 3 — Cohen's kappa beside the MURA paper", '', table3Markdown(table3(result.study, ref), ref), '');
   out.push(table3Caveat(ref), ref.published_interval_caveat, '');
   out.push('## Calibration', '', calibrationMarkdown(result, ctx), '');
   out.push(img(find('study', 'reliability', 'overall')), img(find('image', 'reliability', 'overall')), '');
