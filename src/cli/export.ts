@@ -20,6 +20,7 @@ import { DEFAULT_PREPROCESSING, makePreprocessing, type Preprocessing } from '..
 import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
 import { OnnxModelError } from '../models/onnx/classifier.js';
 import { Rng } from '../util/rng.js';
+import { trustExportOptions } from '../train/trust.js';
 
 interface ExportFlags {
   arch?: string;
@@ -118,7 +119,9 @@ async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 
   const x = layout === 'nhwc' ? nhwc : (tf.tidy(() => tf.transpose(tf.tensor4d(nhwc, [n, size, size, 3]), [0, 3, 1, 2]).dataSync()) as Float32Array);
   const clf = await OnnxClassifier.create(out, { threads });
   try {
-    const got = (await clf.run(x, n)).logits;
+    // A model with temperature scaling outputs logit / T: compare on the uncalibrated scale.
+    const t = clf.info.temperature;
+    const got = (await clf.run(x, n)).logits.map((z) => z * t);
     let maxDiff = 0;
     let maxRef = 0;
     for (let i = 0; i < ref.length; i++) {
@@ -161,6 +164,9 @@ async function run(flags: ExportFlags): Promise<void> {
         foldBatchNorm: flags.foldBn,
         preprocessing,
         decisionThreshold: threshold,
+        // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
+        ...(head === 'binary' ? { cam: true } : {}),
+        ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
         extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead) },
       });
     } catch (err) {
