@@ -181,6 +181,7 @@ export function registerEvaluate(program: Command): void {
     .option('--predictions <file>', 'predictions CSV with header image,label,probability (image = MURA-layout path)')
     .option('--model <run>', 'a training run directory (uses checkpoints/best) or a checkpoint folder; predicts --split of --data')
     .option('--data <dir>', 'with --model: the dataset folder in the MURA-v1.1 layout')
+    .option('--onnx <file>', "with --model: run this exported .onnx (e.g. an fp16/int8 export of the run) instead of exporting the checkpoint in memory")
     .option('--split-file <file>', "with --model: split file (default: the run's split.json)")
     .addOption(new Option('--checkpoint <which>', 'with --model: which checkpoint of the run').choices(['best', 'last']).default('best'))
     .addOption(
@@ -255,6 +256,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let badImages = 0;
       const engines: Record<string, PredictEngineInfo> = {};
       if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
+      if (raw.onnx !== undefined && (!fromModel || raw.engine === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx engine)');
       if (fromModel) {
         const subset = (raw.split as string | undefined) ?? 'test';
         if (!['train', 'validation', 'test'].includes(subset)) {
@@ -267,6 +269,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             which: raw.checkpoint as 'best' | 'last',
             engine: raw.engine as PredictEngine,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
+            ...(raw.onnx !== undefined ? { onnxFile: raw.onnx as string } : {}),
           });
           for (const b of p.badImages) process.stderr.write(`problem: ${b.path}: ${b.problem}\n`);
           badImages += p.badImages.length;

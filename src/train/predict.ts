@@ -166,7 +166,7 @@ export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
 export async function onnxRunner(
   model: Model,
   preprocessing: Preprocessing,
-  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number } = {},
+  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; onnxFile?: string } = {},
 ): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
   let rt: OnnxRuntimeFace;
   try {
@@ -175,18 +175,23 @@ export async function onnxRunner(
     throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
   }
   // Export problems (an architecture the exporter does not know) are reported as such, before any session.
-  const exported = exportOnnx(model as Model | NetworkModel, { inputSize: preprocessing.size, preprocessing });
+  // An exported file (e.g. an fp16/int8 one from `nextray export --precision`) replaces the in-memory export.
+  const source = opts.onnxFile ?? exportOnnx(model as Model | NetworkModel, { inputSize: preprocessing.size, preprocessing }).toBytes();
   const threads = opts.threads ?? availableParallelism();
-  const clf = await rt.OnnxClassifier.create(exported.toBytes(), { threads, maxBatch: 64 });
+  const clf = await rt.OnnxClassifier.create(source, { threads, maxBatch: 64 });
   const k = clf.numOutputs;
   if (k !== 1) {
     await clf.release();
     throw new Error(`expected the binary head (1 output), the exported model has ${k}`);
   }
+  if (opts.onnxFile && JSON.stringify(clf.info.preprocessing) !== JSON.stringify(preprocessing)) {
+    await clf.release();
+    throw new Error(`${opts.onnxFile}: its preprocessing ${JSON.stringify(clf.info.preprocessing)} differs from the checkpoint's ${JSON.stringify(preprocessing)}`);
+  }
   const per = preprocessing.size * preprocessing.size * 3;
   return {
     run: async (x, n) => (await clf.run(x.length === n * per ? x : x.subarray(0, n * per), n)).logits,
-    description: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`,
+    description: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})${opts.onnxFile ? `, ${opts.onnxFile} (${clf.info.metadata.precision ?? 'fp32'})` : ''}`,
     release: () => clf.release(),
   };
 }
@@ -211,7 +216,8 @@ export interface PredictSplitOptions {
   /** ONNX Runtime threads (default: all cores). */
   threads?: number;
   /** Supplies ONNX Runtime (default: onnxruntime-node via src/models/onnx/runtime.ts); a seam for hosts and tests. */
-  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;
+  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;  /** An exported .onnx file of this checkpoint (any precision) to run instead of exporting it in memory. */
+  onnxFile?: string;
 }
 
 export interface SplitPredictions {
@@ -253,13 +259,14 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
         onnx = await onnxRunner(loaded.model, loaded.preprocessing, {
           ...(opts.loadOnnxRuntime ? { loadRuntime: opts.loadOnnxRuntime } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+          ...(opts.onnxFile !== undefined ? { onnxFile: opts.onnxFile } : {}),
         });
         // The session holds its own copy of the weights: free TF.js's now (hundreds of MB for ResNet-152).
         loaded.model.dispose();
         modelLive = false;
       } catch (err) {
         const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
-        if (requested === 'onnx') throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
+        if (requested === 'onnx' || opts.onnxFile) throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
         fallbackReason = why;
         (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: predicting with TF.js instead of ONNX Runtime (${why})`);
       }
