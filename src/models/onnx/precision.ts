@@ -39,6 +39,8 @@ export interface PrecisionOptions {
   calibrationImages?: number;
   calibrationMethod?: CalibrationMethod;
   calibrationSeed?: number;
+  /** Images per calibration run (default 8; every intermediate tensor of the batch is held at once). */
+  calibrationBatch?: number;
   /** int8: Conv/Gemm layers kept in float (e.g. ['conv1', 'fc']). */
   floatLayers?: string[];
   /** ONNX Runtime threads for the calibration runs (default: all cores). */
@@ -153,6 +155,7 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
   const batches = calibrationBatches(opts.calibrationData, preprocessing, layout, {
     images: requested,
     seed,
+    ...(opts.calibrationBatch ? { batch: opts.calibrationBatch } : {}),
     ...(opts.onBadImage ? { onBadImage: opts.onBadImage } : {}),
     stats: counts,
   });
