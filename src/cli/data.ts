@@ -9,7 +9,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
-import { countIssues, DatasetError, formatIssue, loadMuraDataset, type MuraDataset } from '../data/mura.js';
+import { countIssues, formatIssue, loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { formatSummaryTable, summarizeStudies } from '../data/summary.js';
 import { createSplit, splitFormatFor, writeSplit, type MuraSplitFile, type SplitFormat } from '../data/splits.js';
 import { createProgress, type Progress } from '../util/progress.js';
@@ -49,9 +49,6 @@ async function loadForCli(dir: string, flags: LoadFlags): Promise<MuraDataset> {
         bar.tick();
       },
     });
-  } catch (err) {
-    if (err instanceof DatasetError) throw new CliError(err.message, 2);
-    throw err;
   } finally {
     (bar as Progress | null)?.stop();
   }

@@ -232,14 +232,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       if (raw.targetSensitivity !== undefined && !((raw.targetSensitivity as number) > 0)) {
         throw new CliError('--target-sensitivity must be greater than 0');
       }
-      const read = (file: string): PredictionsInput => {
-        try {
-          return readPredictionsCsv(file);
-        } catch (err) {
-          if (err instanceof PredictionsError) throw new CliError(err.message);
-          throw err;
-        }
-      };
+      const read = (file: string): PredictionsInput => readPredictionsCsv(file);
       const fromModel = raw.model !== undefined;
       if (fromModel === (raw.predictions !== undefined)) {
         throw new CliError('give either --predictions FILE.csv or --model RUN --data DIR (one of them)');

@@ -13,10 +13,9 @@ import { CliError, parseFloatOption, parseIntOption, printJson } from './common.
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
 import { ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
-import { StateDictMismatchError } from '../models/import.js';
 import { readStateDict } from '../models/weights/files.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
-import { WeightFormatError, type StateDict } from '../models/weights/types.js';
+import type { StateDict } from '../models/weights/types.js';
 import { DEFAULT_PREPROCESSING, makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
 import { OnnxModelError } from '../models/onnx/classifier.js';
@@ -63,27 +62,22 @@ async function loadModel(flags: ExportFlags): Promise<Loaded> {
   let checkpoint: CheckpointMetadata | undefined;
   let source: string;
   let arch: string | undefined = flags.arch;
-  try {
-    if (flags.checkpoint) {
-      source = flags.checkpoint;
-      if (!existsSync(join(source, 'model.json')) && existsSync(join(source, 'checkpoints', 'best', 'model.json'))) {
-        source = join(source, 'checkpoints', 'best'); // a training run directory: its best checkpoint
-      }
-      const ckpt = loadCheckpoint(source, { skipOptimizer: true });
-      sd = ckpt.tensors;
-      checkpoint = ckpt.metadata;
-      if (arch && arch !== checkpoint.arch) {
-        throw new CliError(`--arch ${arch} disagrees with ${source}/model.json, which says '${checkpoint.arch}' (leave --arch out)`);
-      }
-      arch = checkpoint.arch;
-    } else {
-      source = flags.weights!;
-      if (!arch) throw new CliError('--arch is required with --weights (e.g. --arch resnet152)');
-      sd = await readStateDict(source);
+  if (flags.checkpoint) {
+    source = flags.checkpoint;
+    if (!existsSync(join(source, 'model.json')) && existsSync(join(source, 'checkpoints', 'best', 'model.json'))) {
+      source = join(source, 'checkpoints', 'best'); // a training run directory: its best checkpoint
     }
-  } catch (err) {
-    if (err instanceof WeightFormatError) throw new CliError(err.message);
-    throw err;
+    const ckpt = loadCheckpoint(source, { skipOptimizer: true });
+    sd = ckpt.tensors;
+    checkpoint = ckpt.metadata;
+    if (arch && arch !== checkpoint.arch) {
+      throw new CliError(`--arch ${arch} disagrees with ${source}/model.json, which says '${checkpoint.arch}' (leave --arch out)`);
+    }
+    arch = checkpoint.arch;
+  } else {
+    source = flags.weights!;
+    if (!arch) throw new CliError('--arch is required with --weights (e.g. --arch resnet152)');
+    sd = await readStateDict(source);
   }
   if (!isArch(arch)) {
     throw new CliError(`architecture '${arch}' cannot be exported; supported: ${ARCHS.join(', ')}`);
@@ -117,7 +111,6 @@ async function loadModel(flags: ExportFlags): Promise<Loaded> {
     }
   } catch (err) {
     model.dispose();
-    if (err instanceof StateDictMismatchError) throw new CliError(err.message);
     throw err;
   }
   return { model, arch, head, numClasses: head === 'binary' ? 1 : numClasses, untrainedHead, ...(checkpoint ? { checkpoint } : {}), source };

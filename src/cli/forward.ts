@@ -19,9 +19,9 @@ import { initEngine, tf, type EngineName } from '../engine/index.js';
 import { exportOnnx } from '../models/onnx/export.js';
 import { loadOnnxRuntime } from '../train/predict.js';
 import { ARCHS, createModel, isArch } from '../models/registry.js';
-import { StateDictMismatchError } from '../models/import.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
-import { WeightFormatError, type StateDict } from '../models/weights/types.js';
+import type { StateDict } from '../models/weights/types.js';
+import { rethrowWithPrefix } from '../util/errors.js';
 
 interface ForwardFlags {
   arch: string;
@@ -71,13 +71,7 @@ async function run(flags: ForwardFlags): Promise<void> {
   if (!isArch(flags.arch)) throw new CliError(`unknown --arch "${flags.arch}"; use one of ${ARCHS.join(', ')}`);
   const arch = flags.arch;
 
-  let input;
-  try {
-    input = await readNpyFile(flags.input);
-  } catch (err) {
-    if (err instanceof WeightFormatError) throw new CliError(`--input ${err.message}`);
-    throw err;
-  }
+  const input = await readNpyFile(flags.input).catch(rethrowWithPrefix('--input '));
   if (input.dtype !== 'F32') {
     throw new CliError(`--input ${flags.input}: dtype ${input.dtype}, expected float32 (numpy: x.astype(np.float32))`);
   }
@@ -94,13 +88,7 @@ async function run(flags: ForwardFlags): Promise<void> {
     if (!Number.isFinite(data[i]!)) throw new CliError(`--input ${flags.input}: element ${i} is ${data[i]} (not finite)`);
   }
 
-  let sd: StateDict;
-  try {
-    sd = await readStateDict(flags.weights);
-  } catch (err) {
-    if (err instanceof WeightFormatError) throw new CliError(`--weights ${err.message}`);
-    throw err;
-  }
+  const sd: StateDict = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
   const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
   const head = numClasses === 1 ? 'binary' : 'imagenet';
 
@@ -109,12 +97,7 @@ async function run(flags: ForwardFlags): Promise<void> {
   const tfEngine = await initEngine(tfName);
   const model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
   try {
-    try {
-      model.loadStateDict(sd, { strict: true, layout, source: flags.weights });
-    } catch (err) {
-      if (err instanceof StateDictMismatchError) throw new CliError(err.message);
-      throw err;
-    }
+    model.loadStateDict(sd, { strict: true, layout, source: flags.weights });
     let out: Float32Array = new Float32Array(n * numClasses);
     const per = 3 * h * w;
     let engine = `TF.js: ${tfEngine.description}`;

@@ -2,9 +2,9 @@
  * The `nextray` command line: a thin face over the library. Each subcommand lives in its own file and only
  * parses options, calls the library and prints; exit code 0 only when everything went well.
  */
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { createRequire } from 'node:module';
-import { CliError } from './common.js';
+import { reportError } from './common.js';
 import { registerSynth } from './synth.js';
 import { registerData } from './data.js';
 import { registerModels } from './models.js';
@@ -43,17 +43,6 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // Help and version exit with code 0; usage errors were already printed by commander.
-      process.exitCode = err.exitCode;
-      return;
-    }
-    if (err instanceof CliError) {
-      process.stderr.write(`nextray: ${err.message}\n`);
-      process.exitCode = err.exitCode;
-      return;
-    }
-    process.stderr.write(`nextray: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
+    process.exitCode = reportError(err);
   }
 }

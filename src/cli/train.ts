@@ -4,8 +4,8 @@
  * config field has a flag. A thin face over src/train/trainer.ts.
  */
 import { Command, Option } from 'commander';
-import { CONFIG_FLAGS, ConfigError, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readConfigFile, resolveConfig, type TrainConfig } from '../train/config.js';
-import { resume, train, TrainError, type TrainResult } from '../train/trainer.js';
+import { CONFIG_FLAGS, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readConfigFile, resolveConfig, type TrainConfig } from '../train/config.js';
+import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
 
@@ -120,12 +120,6 @@ function finish(result: TrainResult, json: boolean, quiet: boolean): void {
   }
 }
 
-export function toCliError(err: unknown): unknown {
-  if (err instanceof ConfigError || err instanceof TrainError) return new CliError(err.message, 2);
-  if (err instanceof Error && /^(DatasetError|SplitFileError|WeightFormatError|StateDictMismatchError)$/.test(err.name)) return new CliError(err.message, 2);
-  return err;
-}
-
 export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
@@ -150,26 +144,22 @@ export function registerTrain(program: Command): void {
   cmd.action(async (opts: TrainFlags) => {
     const json = !!opts.json;
     const quiet = !!opts.quiet || json;
-    try {
-      let result: TrainResult;
-      if (opts.resume) {
-        const given = Object.keys(flagValues(opts, cmd));
-        if (given.length || opts.config || opts.out) {
-          throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
-        }
-        result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
-        if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
-      } else {
-        if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
-        const layers: { values: Record<string, unknown>; source: string }[] = [];
-        if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
-        layers.push({ values: flagValues(opts, cmd), source: 'command line' });
-        const config = resolveConfig(layers);
-        result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+    let result: TrainResult;
+    if (opts.resume) {
+      const given = Object.keys(flagValues(opts, cmd));
+      if (given.length || opts.config || opts.out) {
+        throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
       }
-      finish(result, json, quiet);
-    } catch (err) {
-      throw toCliError(err);
+      result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+      if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
+    } else {
+      if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
+      const layers: { values: Record<string, unknown>; source: string }[] = [];
+      if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
+      layers.push({ values: flagValues(opts, cmd), source: 'command line' });
+      const config = resolveConfig(layers);
+      result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
     }
+    finish(result, json, quiet);
   });
 }

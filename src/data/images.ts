@@ -12,6 +12,7 @@
 import { open, stat } from 'node:fs/promises';
 import { DEFAULT_PREPROCESSING, greyWarnings, preprocessGrey, type Preprocessing } from './preprocess.js';
 import sharp, { type Metadata, type OutputInfo, type Sharp, type Stats } from 'sharp';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 /**
  * The largest image (width x height, in pixels) we decode. MURA radiographs are at most 512 px on a side and
@@ -39,11 +40,11 @@ export type CheckImageResult =
   | { ok: false; problem: string };
 
 /** An image that could not be used, with the file named and the reason in plain words. */
-export class ImageError extends Error {
+export class ImageError extends NextrayError {
   readonly file: string;
   readonly problem: string;
   constructor(file: string, problem: string) {
-    super(`${file}: ${problem}`);
+    super(`${file}: ${problem}`, { code: 'ERR_IMAGE', exitStatus: EXIT_USAGE });
     this.name = 'ImageError';
     this.file = file;
     this.problem = problem;

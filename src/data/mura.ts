@@ -27,6 +27,7 @@ import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } fr
 import { checkImage as defaultCheckImage, type CheckImageResult } from './images.js';
 import { parseMuraPath } from './paths.js';
 import { MURA_SPLITS, type ImageRecord, type Label, type MuraSplit, type Study } from './types.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** The folder name MURA's CSV paths start with. */
 export const MURA_ROOT_NAME = 'MURA-v1.1';
@@ -103,9 +104,9 @@ export interface MuraDataset {
 }
 
 /** The dataset cannot be read at all (folder missing, no CSV anywhere). */
-export class DatasetError extends Error {
-  constructor(message: string) {
-    super(message);
+export class DatasetError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_DATASET', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'DatasetError';
   }
 }

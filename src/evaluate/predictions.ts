@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { parseMuraPath } from '../data/paths.js';
 import type { Label, Region } from '../data/types.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 export interface Prediction {
   /** MURA-layout image path, relative to the dataset root. */
@@ -59,9 +60,9 @@ export interface PredictionsInput {
 }
 
 /** An error in an input file or list that the user must fix; the message names the source. */
-export class PredictionsError extends Error {
-  constructor(message: string) {
-    super(message);
+export class PredictionsError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_PREDICTIONS', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'PredictionsError';
   }
 }

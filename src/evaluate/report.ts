@@ -57,10 +57,18 @@ export function inferDataKind(result: EvaluationResult): DataKind {
   return roots.length > 0 && roots.every((r) => /synth/i.test(r)) ? 'synthetic' : 'mura';
 }
 
+/**
+ * Clause 7 of the MURA Dataset Research Use Agreement (Stanford University School of Medicine), quoted verbatim
+ * from the agreement's published text (competitions/mura/agreement.html of stanfordmlgroup.github.io, 2018).
+ */
+export const MURA_AGREEMENT_CLAUSE_7 =
+  'The MURA Dataset has not been reviewed or approved by the Food and Drug Administration, and is for non-clinical, ' +
+  'Research Use Only. In no event shall data or images generated through the use of the MURA Dataset be used or ' +
+  'relied upon in the diagnosis or provision of patient care.';
+
 export const MURA_NOTICE =
-  'Research use only. MURA is released by the Stanford AIMI Center under the Stanford University School of Medicine ' +
-  'MURA Dataset Research Use Agreement: non-commercial research use, no redistribution of the images. These results ' +
-  'are not a medical device and must not be used for clinical decisions.';
+  'Research use only. These results come from a model trained or evaluated on MURA. The MURA Dataset Research Use ' +
+  `Agreement, clause 7: "${MURA_AGREEMENT_CLAUSE_7}"`;
 
 export const SYNTHETIC_NOTICE =
   'Synthetic data: these numbers describe the pipeline on generated images, not performance on real radiographs.';

@@ -15,6 +15,7 @@ import { validatePreprocessing, type Preprocessing } from '../../data/preprocess
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */
 export interface OrtModule {
@@ -76,9 +77,9 @@ export interface OnnxClassifierCoreOptions {
 }
 
 /** Thrown for files that are not usable exported models and for bad `run` inputs; the message says what to fix. */
-export class OnnxModelError extends Error {
-  constructor(message: string) {
-    super(message);
+export class OnnxModelError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_ONNX_MODEL', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'OnnxModelError';
   }
 }
