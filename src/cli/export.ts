@@ -277,8 +277,10 @@ async function exportWithPrecision(model: Model, flags: ExportFlags, exportOpts:
       },
     });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code || err instanceof CliError) throw err;
-    throw new CliError((err as Error).message); // nothing was written: exit 2
+    // File-system errors go on to the writer's message; anything else (calibration data, layer names) is reported
+    // as itself. Nothing was written: exit 2.
+    if ((err as NodeJS.ErrnoException).syscall || err instanceof CliError) throw err;
+    throw new CliError((err as Error).message);
   } finally {
     progress?.stop();
   }
