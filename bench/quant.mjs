@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * fp32 / fp16 / int8 ONNX exports compared (issue 15): file size, ONNX Runtime latency (onnxruntime-node, CPU) at
- * batch 1 and 8, and — for a trained run — study-level AUC and Cohen's kappa from `nextray evaluate --model RUN
+ * batch 1 and 8 (the precisions of one model timed interleaved, medians), and — for a trained run — study-level AUC and Cohen's kappa from `nextray evaluate --model RUN
  * --onnx FILE` on a split. Prints one JSON document (and writes the .onnx files under --out).
  *
  *   npm run build && node bench/quant.mjs --run /work/demo/run --data /work/demo/data --out /tmp/quant \
@@ -56,27 +56,36 @@ await initEngine();
 
 const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 
-async function latency(file, size) {
-  const clf = await OnnxClassifier.create(file, { threads });
+/**
+ * Latency of several files of one model, measured interleaved (one run of each file in turn, repeated) so that
+ * every precision sees the same load on a shared machine; medians per file.
+ */
+async function latencies(files, size) {
+  const clfs = [];
+  for (const f of files) clfs.push(await OnnxClassifier.create(f, { threads }));
   try {
     const rng = new Rng(9).fork('quant-bench');
     const x8 = Float32Array.from({ length: 8 * size * size * 3 }, () => rng.normal(0, 1));
-    const res = {};
+    const res = files.map(() => ({}));
     for (const [batch, reps] of [[1, Number(a.reps1)], [8, Number(a.reps8)]]) {
       const x = x8.subarray(0, batch * size * size * 3);
-      await clf.run(x, batch); // warm-up
-      const times = [];
+      for (const clf of clfs) await clf.run(x, batch); // warm-up
+      const times = files.map(() => []);
       for (let i = 0; i < reps; i++) {
-        const t0 = performance.now();
-        await clf.run(x, batch);
-        times.push((performance.now() - t0) / 1000);
+        for (let k = 0; k < clfs.length; k++) {
+          const t0 = performance.now();
+          await clfs[k].run(x, batch);
+          times[k].push((performance.now() - t0) / 1000);
+        }
       }
-      res[`batch${batch}_s`] = Number(median(times).toFixed(4));
-      res[`batch${batch}_per_image_s`] = Number((median(times) / batch).toFixed(4));
+      times.forEach((t, k) => {
+        res[k][`batch${batch}_per_image_s`] = Number((median(t) / batch).toPrecision(4));
+        res[k][`batch${batch}_runs_s`] = t.map((v) => Number(v.toPrecision(4)));
+      });
     }
     return res;
   } finally {
-    await clf.release();
+    for (const c of clfs) await c.release();
   }
 }
 
@@ -119,12 +128,15 @@ if (a.run) {
   if (a.select) {
     // int8 variants on the validation split; the calibration statistics are gathered once per variant run here
     // (applyPrecision), which keeps this script on the public path.
+    const P = (m) => ({ calibrationMethod: parseCalibrationMethod(m) });
     const variants = [
       ['minmax', {}],
-      ['percentile-99.99', { calibrationMethod: parseCalibrationMethod('percentile-99.99') }],
-      ['percentile-99.999', { calibrationMethod: parseCalibrationMethod('percentile-99.999') }],
+      ['percentile-99.9', P('percentile-99.9')],
+      ['percentile-99.99', P('percentile-99.99')],
+      ['percentile-99.999', P('percentile-99.999')],
       ['minmax, conv1 float', { floatLayers: ['conv1'] }],
-      ['minmax, conv1+fc float', { floatLayers: ['conv1', 'fc'] }],
+      ['percentile-99.99, conv1 float', { ...P('percentile-99.99'), floatLayers: ['conv1'] }],
+      ['percentile-99.99, conv1+fc float', { ...P('percentile-99.99'), floatLayers: ['conv1', 'fc'] }],
     ];
     const f32file = join(out, 'demo-fp32.onnx');
     saveOnnx(f32file, (await applyPrecision(fp32, { precision: 'fp32' })).exported);
@@ -145,11 +157,12 @@ if (a.run) {
     const row = { file, bytes: statSync(file).size, export_s: Number(((performance.now() - t0) / 1000).toFixed(2)) };
     if (r.report.calibration) row.calibration = r.report.calibration;
     if (r.report.floatLayers) row.float_layers = r.report.floatLayers;
-    Object.assign(row, await latency(file, size));
     Object.assign(row, evaluate(a.run, file, a.split));
     demo.precisions[precision] = row;
     process.stderr.write(`demo ${precision}: ${JSON.stringify(row)}\n`);
   }
+  const lat = await latencies(Object.values(demo.precisions).map((r) => r.file), size);
+  Object.values(demo.precisions).forEach((r, k) => Object.assign(r, lat[k]));
   report.demo = demo;
 }
 
@@ -164,11 +177,13 @@ for (const arch of a.archs.split(',').filter(Boolean)) {
     const t0 = performance.now();
     const r = await applyPrecision(fp32, precisionOpts(precision, precision === 'int8' ? { calibrationImages: 16, calibrationBatch: 1 } : {}));
     saveOnnx(file, r.exported);
-    const row = { bytes: statSync(file).size, export_s: Number(((performance.now() - t0) / 1000).toFixed(1)) };
-    Object.assign(row, await latency(file, size));
+    const row = { file, bytes: statSync(file).size, export_s: Number(((performance.now() - t0) / 1000).toFixed(1)) };
     entry.precisions[precision] = row;
     process.stderr.write(`${arch} ${precision}: ${JSON.stringify(row)}\n`);
   }
+  const lat = await latencies(Object.values(entry.precisions).map((r) => r.file), size);
+  Object.values(entry.precisions).forEach((r, k) => Object.assign(r, lat[k]));
+  process.stderr.write(`${arch}: ${JSON.stringify(entry.precisions)}\n`);
   (report.archs ??= []).push(entry);
 }
 report.load_end = loadavg().map((l) => Number(l.toFixed(2)));

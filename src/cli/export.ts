@@ -306,7 +306,7 @@ export function registerExport(program: Command): void {
     .addOption(new Option('--precision <p>', 'fp32, fp16 (weights stored as float16, about half the file) or int8 (static QDQ, about a quarter; needs --calibration)').choices([...PRECISIONS]).default('fp32'))
     .option('--calibration <dir>', 'int8: dataset folder (MURA layout) whose training images calibrate the activation ranges')
     .option('--calibration-images <n>', 'int8: how many training images to calibrate on (default 256, a seeded sample)', parseIntOption('--calibration-images', 1, 100000))
-    .option('--calibration-method <m>', "int8: 'minmax' (default) or 'percentile[-P]' (P default 99.99)")
+    .option('--calibration-method <m>', "int8: 'percentile[-P]' (default percentile-99.99: the [0.01%, 99.99%] range of each tensor's values) or 'minmax'")
     .option('--float-layers <names>', "int8: comma-separated Conv/Gemm layers to keep in float, e.g. 'conv1,fc'")
     .option('--json', 'print a JSON summary')
     .addHelpText(

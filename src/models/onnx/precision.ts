@@ -29,7 +29,7 @@ import { saveOnnx } from './runtime.js';
 
 /** Calibration defaults (chosen by measured AUC on the demo's validation split; see README "Smaller models"). */
 export const DEFAULT_CALIBRATION_IMAGES = 256;
-export const DEFAULT_CALIBRATION_METHOD: CalibrationMethod = { kind: 'minmax' };
+export const DEFAULT_CALIBRATION_METHOD: CalibrationMethod = { kind: 'percentile', percentile: 99.99 };
 export const DEFAULT_CALIBRATION_SEED = 0;
 
 export interface PrecisionOptions {
