@@ -10,7 +10,8 @@
  *
  * Only a type import of ONNX Runtime here: nothing Node-specific is loaded by this module.
  */
-import type { InferenceSession, Tensor } from 'onnxruntime-node';
+// onnxruntime-common: the API types both onnxruntime-node and onnxruntime-web re-export (keeps this module browser-safe).
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
