@@ -6,7 +6,7 @@
  *
  *   npm run build && node bench/quant.mjs --run /work/demo/run --data /work/demo/data --out /tmp/quant \
  *       [--archs resnet50,resnet152] [--size 320] [--threads 2] [--reps1 5] [--reps8 2] [--calibration-images 256]
- *       [--method minmax] [--float-layers conv1,fc] [--select] [--split test]
+ *       [--method minmax] [--float-layers conv1,fc] [--select] [--split test] [--web] [--web-reps 3]
  *
  * --run: the trained run's best checkpoint is exported at its own input size; int8 is calibrated on --data's
  *   training images. --select first compares int8 variants (calibration method, layers kept in float) on the
@@ -47,6 +47,8 @@ const { values: a } = parseArgs({
     'float-layers': { type: 'string' },
     select: { type: 'boolean', default: false },
     split: { type: 'string', default: 'test' },
+    web: { type: 'boolean', default: false },
+    'web-reps': { type: 'string', default: '3' },
   },
 });
 const threads = Number(a.threads);
@@ -87,6 +89,47 @@ async function latencies(files, size) {
   } finally {
     for (const c of clfs) await c.release();
   }
+}
+
+/**
+ * --web: the same files in onnxruntime-web's wasm backend (run here in Node, one thread, as a page without
+ * cross-origin isolation gets), batch 1, interleaved medians; max |probability - onnxruntime-node's| on that input.
+ * Needs the onnxruntime-web package (the app's dependency).
+ */
+async function webLatencies(files, size) {
+  let web;
+  try {
+    web = await import('onnxruntime-web');
+  } catch (err) {
+    return files.map(() => ({ web_error: `onnxruntime-web does not load: ${err.message}` }));
+  }
+  web.env.wasm.numThreads = 1;
+  const rng = new Rng(10).fork('quant-bench-web');
+  const x = Float32Array.from({ length: size * size * 3 }, () => rng.normal(0, 1));
+  const sessions = [];
+  for (const f of files) sessions.push(await web.InferenceSession.create(readFileSync(f)));
+  const res = files.map(() => ({}));
+  try {
+    const outs = [];
+    for (const s of sessions) outs.push((await s.run({ input: new web.Tensor('float32', x, [1, size, size, 3]) })).probability.data[0]);
+    const times = files.map(() => []);
+    for (let i = 0; i < Number(a['web-reps']); i++) {
+      for (let k = 0; k < sessions.length; k++) {
+        const t0 = performance.now();
+        await sessions[k].run({ input: new web.Tensor('float32', x, [1, size, size, 3]) });
+        times[k].push((performance.now() - t0) / 1000);
+      }
+    }
+    for (let k = 0; k < files.length; k++) {
+      const clf = await OnnxClassifier.create(files[k], { threads: 1 });
+      const pn = (await clf.run(x, 1)).probabilities[0];
+      await clf.release();
+      res[k] = { web_wasm_batch1_s: Number(median(times[k]).toPrecision(4)), web_vs_node_max_abs_diff: Math.abs(outs[k] - pn) };
+    }
+  } finally {
+    for (const s of sessions) await s.release();
+  }
+  return res;
 }
 
 function evaluate(run, file, split) {
@@ -163,6 +206,10 @@ if (a.run) {
   }
   const lat = await latencies(Object.values(demo.precisions).map((r) => r.file), size);
   Object.values(demo.precisions).forEach((r, k) => Object.assign(r, lat[k]));
+  if (a.web) {
+    const w = await webLatencies(Object.values(demo.precisions).map((r) => r.file), size);
+    Object.values(demo.precisions).forEach((r, k) => Object.assign(r, w[k]));
+  }
   report.demo = demo;
 }
 
@@ -183,6 +230,10 @@ for (const arch of a.archs.split(',').filter(Boolean)) {
   }
   const lat = await latencies(Object.values(entry.precisions).map((r) => r.file), size);
   Object.values(entry.precisions).forEach((r, k) => Object.assign(r, lat[k]));
+  if (a.web) {
+    const w = await webLatencies(Object.values(entry.precisions).map((r) => r.file), size);
+    Object.values(entry.precisions).forEach((r, k) => Object.assign(r, w[k]));
+  }
   process.stderr.write(`${arch}: ${JSON.stringify(entry.precisions)}\n`);
   (report.archs ??= []).push(entry);
 }
