@@ -211,6 +211,7 @@ export function registerEvaluate(program: Command): void {
     .option('--predictions <file>', 'predictions CSV with header image,label,probability (image = MURA-layout path)')
     .option('--model <run>', 'a training run directory (uses checkpoints/best) or a checkpoint folder; predicts --split of --data')
     .option('--data <dir>', 'with --model: the dataset folder in the MURA-v1.1 layout')
+    .option('--onnx <file>', "with --model: run this exported .onnx (e.g. an fp16/int8 export of the run) instead of exporting the checkpoint in memory")
     .option('--split-file <file>', "with --model: split file (default: the run's split.json)")
     .addOption(new Option('--checkpoint <which>', 'with --model: which checkpoint of the run').choices(['best', 'last']).default('best'))
     .addOption(
@@ -241,6 +242,7 @@ Examples:
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
   nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
   nextray evaluate --model runs/demo --data ~/datasets --split test --engine tfjs --json -
+  nextray evaluate --model runs/demo --onnx demo-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
 Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.
@@ -280,6 +282,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let storedThreshold: number | undefined;
       const engines: Record<string, PredictEngineInfo> = {};
       if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
+      if (raw.onnx !== undefined && (!fromModel || raw.engine === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx engine)');
       if (fromModel) {
         const subset = (raw.split as string | undefined) ?? 'test';
         if (!['train', 'validation', 'test'].includes(subset)) {
@@ -292,6 +295,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             which: raw.checkpoint as 'best' | 'last',
             engine: raw.engine as PredictEngine,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
+            ...(raw.onnx !== undefined ? { onnxFile: raw.onnx as string } : {}),
           });
           for (const b of p.badImages) process.stderr.write(`problem: ${b.path}: ${b.problem}\n`);
           badImages += p.badImages.length;
