@@ -14,6 +14,10 @@ import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
+import { registerPredict } from './predict.js';
+import { registerServe } from './serve.js';
+import { registerApp } from './app.js';
+import { registerCalibrate } from './calibrate.js';
 
 
 export function buildProgram(): Command {
@@ -32,6 +36,10 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerDemo(program);
   registerExport(program);
+  registerPredict(program);
+  registerServe(program);
+  registerApp(program);
+  registerCalibrate(program);
   return program;
 }
 
