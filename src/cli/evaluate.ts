@@ -17,6 +17,7 @@ import {
   evaluatePredictions,
   evaluationJson,
   PredictionsError,
+  loadReferenceResults,
   readPredictionsCsv,
   resolvePredictions,
   aggregateStudies,
@@ -84,7 +85,8 @@ function printTables(result: EvaluationResult): void {
   );
   out.push('Study level', table2Text(table2(result.study), 'Studies'), '');
   out.push('Image level', table2Text(table2(result.image), 'Images'), '');
-  out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study)), table3Caveat(), '');
+  const ref = loadReferenceResults();
+  out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study, ref), ref), table3Caveat(ref), '');
   process.stdout.write(out.join('\n') + '\n');
 }
 

@@ -5,7 +5,6 @@
  *  - confusion matrix: 2x2 counts with row percentages, shaded by the row fraction.
  * No element ids, so several figures can share one HTML page.
  */
-import sharp from 'sharp';
 import type { ConfusionMatrix, RocCurve } from './metrics.js';
 import { escapeHtml } from './tables.js';
 
@@ -184,11 +183,4 @@ export function confusionMatrixSvg(cm: ConfusionMatrix, title: string, subtitle?
     `<text x="${gx + cell}" y="${gy + 2 * cell + 34}" text-anchor="middle" font-size="12.5" fill="${MUTED}">n = ${n}; shading = share of the actual row</text>`,
   );
   return svgDocument(W, H, title, parts);
-}
-
-/** Rasterises an SVG document to PNG at `scale` times its size (2 = crisp on high-density screens and slides). */
-export async function svgToPng(svg: string, scale = 2): Promise<Buffer> {
-  return sharp(Buffer.from(svg, 'utf8'), { density: 72 * scale })
-    .png()
-    .toBuffer();
 }

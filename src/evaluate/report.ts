@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { REGIONS, type Region } from '../data/types.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { evaluationJson, LEVELS, type EvaluationResult, type Level, type MetricReport } from './evaluate.js';
-import { confusionMatrixSvg, CURVE_COLOURS, rocCurveSvg, svgToPng, type RocSeries } from './plots.js';
+import { confusionMatrixSvg, CURVE_COLOURS, rocCurveSvg, type RocSeries } from './plots.js';
+import { loadReferenceResults, svgToPng } from './io.js';
 import { imagePredictionsCsv, studyPredictionsCsv } from './predictions.js';
 import {
   escapeHtml,
   fmt,
   GROUP_LABELS,
-  loadReferenceResults,
   table2,
   table2Html,
   table2Markdown,
@@ -257,7 +257,7 @@ export function renderHtmlReport(result: EvaluationResult, figures: readonly Fig
   parts.push(`<p class="caption">Each cell: point estimate and ${Math.round((1 - result.bootstrap.alpha) * 100)}% bootstrap interval (studies resampled, B = ${result.bootstrap.replicates}). Count: cases (abnormal / normal).</p>`);
 
   parts.push("<h2>Table 3 — Cohen's kappa beside the MURA paper</h2>");
-  parts.push(table3Html(table3(result.study), ref));
+  parts.push(table3Html(table3(result.study, ref), ref));
   parts.push(`<p class="caption">${escapeHtml(table3Caveat(ref))} ${escapeHtml(ref.published_interval_caveat)}</p>`);
 
   parts.push('<h2>Figures</h2><h3>Study level</h3><div class="figs big">');
@@ -311,7 +311,7 @@ export function renderMarkdownReport(
     `Each cell: point estimate (${Math.round((1 - result.bootstrap.alpha) * 100)}% bootstrap interval; studies resampled, B = ${result.bootstrap.replicates}). Count: cases (abnormal/normal).`,
     '',
   );
-  out.push("## Table 3 — Cohen's kappa beside the MURA paper", '', table3Markdown(table3(result.study), ref), '');
+  out.push("## Table 3 — Cohen's kappa beside the MURA paper", '', table3Markdown(table3(result.study, ref), ref), '');
   out.push(table3Caveat(ref), ref.published_interval_caveat, '');
   out.push('## Figures', '');
   for (const level of LEVELS) {
