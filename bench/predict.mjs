@@ -8,7 +8,7 @@
  *     after the model is open (predict's --json: seconds - setup_seconds), beside ONNX Runtime's batch-8 inference
  *     alone on the same file (bench/onnx-inference.mjs); target ours <= 1.2x.
  *
- *   npm run build && node bench/predict.mjs [--runs 3] [--images 32] [--no-torch] [--keep DIR]
+ *   npm run build && node bench/predict.mjs [--runs 3] [--images 32] [--no-torch] [--keep DIR] [--folder-only]
  *
  * Set-up (not timed): PyTorch writes a seeded ResNet-152 (binary head) as a .pth, `nextray export` turns the same
  * file into resnet152.onnx at 320 px, sharp writes the PNGs.
