@@ -11,6 +11,7 @@ import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
 import { fusedKernelsNative, registerFusedKernels } from './fused-kernels.js';
 import { ArrayPool, allocOutput } from './array-pool.js';
+import { transposeInto } from './transpose.js';
 import { CONV_BN, type ConvBnAttrs } from './fused-ops.js';
 
 export const NATIVE_BACKEND = 'nextray-native';
@@ -354,6 +355,17 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
       const res = allocOutput(a.backend, xv.length);
       addon.unary(1, xv, res);
       return out(a.backend, [...a.inputs.x!.shape], res);
+    },
+    Transpose: (a) => {
+      // Typed-array transpose (transpose.ts): weight import moves every filter OIHW -> HWIO through this.
+      const { x } = a.inputs;
+      const perm = (a.attrs as { perm: number[] }).perm;
+      if (!x || (x.dtype !== 'float32' && x.dtype !== 'int32')) return null;
+      const v = a.backend.data.get(x.dataId).values;
+      if (!(v instanceof Float32Array || v instanceof Int32Array) || v.length !== tf.util.sizeFromShape(x.shape)) return null;
+      const shape = perm.map((p) => x.shape[p]!);
+      const res = v instanceof Float32Array ? transposeInto(v, x.shape, perm, allocOutput(a.backend, v.length)) : transposeInto(v, x.shape, perm, new Int32Array(v.length));
+      return a.backend.makeTensorInfo(shape, x.dtype, res);
     },
     Sum: reduce(false),
     Mean: reduce(true),
