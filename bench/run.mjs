@@ -8,7 +8,7 @@
 // `ours` (TF.js) and `torch`.
 // --isa avx2 (or sse41, avx, avx512_core, ...) runs our side under oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA), so an
 // AVX-512 machine measures what an AVX2-only CPU gets; PyTorch and ONNX Runtime run uncapped (the JSON says so).
-// Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f] [--no-torch]
+// Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f,predict] [--no-torch]
 //        [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
@@ -26,7 +26,7 @@ const opt = (name, dflt) => {
 const runs = opt('runs', '3');
 const warmup = opt('warmup', '1');
 const engine = opt('engine', 'native');
-const only = opt('only', 'infer1,infer8,train18,train152f').split(',');
+const only = opt('only', 'infer1,infer8,train18,train152f,predict').split(',');
 const isa = opt('isa', null);
 const ISAS = ['sse41', 'avx', 'avx2', 'avx2_vnni', 'avx512_core', 'avx512_core_vnni', 'avx512_core_bf16', 'avx512_core_amx', 'all'];
 if (isa !== null && !ISAS.includes(isa.toLowerCase())) {
@@ -128,7 +128,13 @@ if (inferOnly.length && !argv.includes('--no-onnx')) {
   report.onnx = onnx;
 }
 
-for (const name of only) {
+// `nextray predict`: cold start beside PyTorch, folder throughput beside ONNX Runtime alone (bench/predict.mjs).
+if (only.includes('predict')) {
+  process.stderr.write('bench: predict (cold start, folder throughput) ...\n');
+  report.predict = runWholeJson(process.execPath, ['bench/predict.mjs', '--runs', runs, ...(argv.includes('--no-torch') ? ['--no-torch'] : [])]);
+}
+
+for (const name of only.filter((n) => n !== 'predict')) {
   const w = WORKLOADS[name];
   if (!w) {
     console.error(`bench: unknown workload '${name}' (${Object.keys(WORKLOADS).join(', ')})`);

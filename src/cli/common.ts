@@ -1,15 +1,30 @@
 /** Shared pieces of the CLI faces: errors with exit codes, number parsing for options, JSON output. */
-import { InvalidArgumentError } from 'commander';
+import { CommanderError, InvalidArgumentError } from 'commander';
+import { EXIT_FAILURE, EXIT_USAGE, NextrayError } from '../util/errors.js';
+import type { Seed } from '../util/rng.js';
 
-/** An error the user can fix; printed as one line `nextray: message` without a stack trace. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 2,
-  ) {
-    super(message);
+/** A usage error or one the user can fix, raised by the CLI itself (exit status 2 unless given). */
+export class CliError extends NextrayError {
+  constructor(message: string, exitStatus: number = EXIT_USAGE, hint?: string) {
+    super(message, { code: 'ERR_CLI', exitStatus, ...(hint !== undefined ? { hint } : {}) });
     this.name = 'CliError';
   }
+}
+
+/**
+ * The one place that turns an error into what the user sees and the exit status: commander's own errors keep their
+ * status (help/version 0; its usage messages are already printed); a NextrayError prints `nextray: message` (and
+ * `hint: ...`) with its exitStatus; anything else is a bug: the stack trace, exit status 1.
+ */
+export function reportError(err: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {
+  if (err instanceof CommanderError) return err.exitCode;
+  if (err instanceof NextrayError) {
+    write(`nextray: ${err.message}\n`);
+    if (err.hint) write(`hint: ${err.hint}\n`);
+    return err.exitStatus;
+  }
+  write(`nextray: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return EXIT_FAILURE;
 }
 
 export function parseIntOption(name: string, min = -Infinity, max = Infinity) {
@@ -30,6 +45,19 @@ export function parseFloatOption(name: string, min = -Infinity, max = Infinity) 
     }
     return n;
   };
+}
+
+/**
+ * The one `--seed` option parser (synth, data split, evaluate): a whole number in the safe-integer range becomes
+ * a number, any other non-empty text stays a string seed (Rng hashes it); empty is refused.
+ */
+export function parseSeed(value: string): Seed {
+  if (/^-?\d+$/.test(value)) {
+    const n = Number(value);
+    if (Number.isSafeInteger(n)) return n;
+  }
+  if (!value.trim()) throw new InvalidArgumentError('--seed must not be empty');
+  return value;
 }
 
 export function printJson(value: unknown): void {

@@ -8,7 +8,6 @@ import { DEMO_DEFAULTS, runDemo } from '../train/demo.js';
 import type { TrainConfig } from '../train/config.js';
 import type { EngineName } from '../engine/index.js';
 import { parseFloatOption, parseIntOption } from './common.js';
-import { toCliError } from './train.js';
 
 /** The study-level test AUC the demo is meant to reach (issue 4). */
 const DEMO_TARGET_AUC = 0.9;
@@ -57,58 +56,54 @@ export function registerDemo(program: Command): void {
       if (opts.inputSize !== undefined) trainOverrides.inputSize = opts.inputSize;
       if (opts.epochs !== undefined) trainOverrides.epochs = opts.epochs;
       if (opts.arch !== undefined) trainOverrides.arch = opts.arch;
-      try {
-        const r = await runDemo({
-          outDir: opts.out,
-          studies: opts.studies,
-          imageSize: opts.imageSize,
-          train: trainOverrides,
-          seed: opts.seed,
-          engine: opts.engine,
-          bootstrap: opts.bootstrap,
-          quiet,
-          log,
-        });
-        const study = r.evaluation.study.overall;
-        const image = r.evaluation.image.overall;
-        const s = study.values;
-        const im = image.values;
-        const auc = s.auc;
-        const summary = {
-          report: r.reportHtml,
-          run: r.runDir,
-          data: r.dataDir,
-          engine: r.train.engine.description,
-          test: { images: image.count, studies: study.count },
-          study: { auc: s.auc, auc_ci: study.intervals.ci.auc, sensitivity: s.sensitivity, specificity: s.specificity, accuracy: s.accuracy, kappa: s.kappa },
-          image: { auc: im.auc, accuracy: im.accuracy },
-          best_epoch: r.train.state.bestEpoch,
-          seconds: r.seconds,
-          bad_images: r.badImages,
-        };
-        if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
-        else {
-          process.stdout.write(
-            `\nReport: ${r.reportHtml}\n` +
-              `Test split (held out, patient-disjoint): ${study.count} studies, ${image.count} images\n` +
-              `Study level: AUC ${f3(s.auc)}, sensitivity ${f3(s.sensitivity)}, specificity ${f3(s.specificity)}, accuracy ${f3(s.accuracy)}, Cohen's kappa ${f3(s.kappa)}\n` +
-              `Image level: AUC ${f3(im.auc)}, accuracy ${f3(im.accuracy)}\n` +
-              `Time: ${r.seconds.total.toFixed(0)} s (data ${r.seconds.generate.toFixed(0)} s, training ${r.seconds.train.toFixed(0)} s, evaluation ${r.seconds.evaluate.toFixed(0)} s) on ${r.train.engine.description}\n`,
-          );
-        }
-        if (r.badImages) {
-          process.stderr.write(`nextray: ${r.badImages} image(s) could not be used\n`);
-          process.exitCode = 1;
-        }
-        if (auc === null || auc < DEMO_TARGET_AUC) {
-          process.stderr.write(`nextray: note: the test study-level AUC ${f3(auc)} is below the demo's target of ${DEMO_TARGET_AUC} (see README: not yet met on 2 CPU cores)\n`);
-        }
-        if (opts.minAuc > 0 && (auc === null || auc < opts.minAuc)) {
-          process.stderr.write(`nextray: the test study-level AUC ${f3(auc)} is below --min-auc ${opts.minAuc}\n`);
-          process.exitCode = 1;
-        }
-      } catch (err) {
-        throw toCliError(err);
+      const r = await runDemo({
+        outDir: opts.out,
+        studies: opts.studies,
+        imageSize: opts.imageSize,
+        train: trainOverrides,
+        seed: opts.seed,
+        engine: opts.engine,
+        bootstrap: opts.bootstrap,
+        quiet,
+        log,
+      });
+      const study = r.evaluation.study.overall;
+      const image = r.evaluation.image.overall;
+      const s = study.values;
+      const im = image.values;
+      const auc = s.auc;
+      const summary = {
+        report: r.reportHtml,
+        run: r.runDir,
+        data: r.dataDir,
+        engine: r.train.engine.description,
+        test: { images: image.count, studies: study.count },
+        study: { auc: s.auc, auc_ci: study.intervals.ci.auc, sensitivity: s.sensitivity, specificity: s.specificity, accuracy: s.accuracy, kappa: s.kappa },
+        image: { auc: im.auc, accuracy: im.accuracy },
+        best_epoch: r.train.state.bestEpoch,
+        seconds: r.seconds,
+        bad_images: r.badImages,
+      };
+      if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      else {
+        process.stdout.write(
+          `\nReport: ${r.reportHtml}\n` +
+            `Test split (held out, patient-disjoint): ${study.count} studies, ${image.count} images\n` +
+            `Study level: AUC ${f3(s.auc)}, sensitivity ${f3(s.sensitivity)}, specificity ${f3(s.specificity)}, accuracy ${f3(s.accuracy)}, Cohen's kappa ${f3(s.kappa)}\n` +
+            `Image level: AUC ${f3(im.auc)}, accuracy ${f3(im.accuracy)}\n` +
+            `Time: ${r.seconds.total.toFixed(0)} s (data ${r.seconds.generate.toFixed(0)} s, training ${r.seconds.train.toFixed(0)} s, evaluation ${r.seconds.evaluate.toFixed(0)} s) on ${r.train.engine.description}\n`,
+        );
+      }
+      if (r.badImages) {
+        process.stderr.write(`nextray: ${r.badImages} image(s) could not be used\n`);
+        process.exitCode = 1;
+      }
+      if (auc === null || auc < DEMO_TARGET_AUC) {
+        process.stderr.write(`nextray: note: the test study-level AUC ${f3(auc)} is below the demo's target of ${DEMO_TARGET_AUC} (see README: not yet met on 2 CPU cores)\n`);
+      }
+      if (opts.minAuc > 0 && (auc === null || auc < opts.minAuc)) {
+        process.stderr.write(`nextray: the test study-level AUC ${f3(auc)} is below --min-auc ${opts.minAuc}\n`);
+        process.exitCode = 1;
       }
     });
 }

@@ -2,9 +2,9 @@
  * The `nextray` command line: a thin face over the library. Each subcommand lives in its own file and only
  * parses options, calls the library and prints; exit code 0 only when everything went well.
  */
-import { Command, CommanderError } from 'commander';
-import { createRequire } from 'node:module';
-import { CliError } from './common.js';
+import { Command } from 'commander';
+import { reportError } from './common.js';
+import { packageVersion } from '../util/package.js';
 import { registerSynth } from './synth.js';
 import { registerData } from './data.js';
 import { registerModels } from './models.js';
@@ -14,16 +14,18 @@ import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
+import { registerPredict } from './predict.js';
+import { registerServe } from './serve.js';
+import { registerApp } from './app.js';
+import { registerCalibrate } from './calibrate.js';
 
-const require = createRequire(import.meta.url);
-const pkg = require('../../../package.json') as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('nextray')
     .description('neXt-Ray: abnormality detection in upper-extremity X-rays (MURA) — data, models, training, evaluation.')
-    .version(pkg.version)
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)');
   registerSynth(program);
   registerData(program);
@@ -34,6 +36,10 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerDemo(program);
   registerExport(program);
+  registerPredict(program);
+  registerServe(program);
+  registerApp(program);
+  registerCalibrate(program);
   return program;
 }
 
@@ -43,17 +49,6 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // Help and version exit with code 0; usage errors were already printed by commander.
-      process.exitCode = err.exitCode;
-      return;
-    }
-    if (err instanceof CliError) {
-      process.stderr.write(`nextray: ${err.message}\n`);
-      process.exitCode = err.exitCode;
-      return;
-    }
-    process.stderr.write(`nextray: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
+    process.exitCode = reportError(err);
   }
 }

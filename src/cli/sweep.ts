@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { readGridFile, runSweep } from '../train/sweep.js';
-import { addConfigOptions, flagValues, toCliError } from './train.js';
+import { addConfigOptions, flagValues } from './train.js';
 
 export function registerSweep(program: Command): void {
   const cmd = program
@@ -28,22 +28,18 @@ export function registerSweep(program: Command): void {
   );
   cmd.action(async (opts: Record<string, unknown>) => {
     const json = !!opts.json;
-    try {
-      const grid = readGridFile(opts.grid as string);
-      const res = await runSweep(grid, opts.grid as string, {
-        outDir: opts.out as string,
-        base: flagValues(opts, cmd),
-        quiet: !!opts.quiet || json,
-        ...(json ? { onRunDone: (row) => process.stdout.write(JSON.stringify(row) + '\n') } : {}),
-      });
-      if (!json) process.stdout.write(res.markdown);
-      if (!opts.quiet && !json) process.stderr.write(`wrote ${opts.out as string}/table1.md and table1.csv (${res.rows.length} runs)\n`);
-      if (res.failed) {
-        process.stderr.write(`nextray: ${res.failed} of ${res.rows.length} run(s) failed (see the table and each run's train.log)\n`);
-        process.exitCode = 1;
-      }
-    } catch (err) {
-      throw toCliError(err);
+    const grid = readGridFile(opts.grid as string);
+    const res = await runSweep(grid, opts.grid as string, {
+      outDir: opts.out as string,
+      base: flagValues(opts, cmd),
+      quiet: !!opts.quiet || json,
+      ...(json ? { onRunDone: (row) => process.stdout.write(JSON.stringify(row) + '\n') } : {}),
+    });
+    if (!json) process.stdout.write(res.markdown);
+    if (!opts.quiet && !json) process.stderr.write(`wrote ${opts.out as string}/table1.md and table1.csv (${res.rows.length} runs)\n`);
+    if (res.failed) {
+      process.stderr.write(`nextray: ${res.failed} of ${res.rows.length} run(s) failed (see the table and each run's train.log)\n`);
+      process.exitCode = 1;
     }
   });
 }

@@ -4,10 +4,13 @@
  * config field has a flag. A thin face over src/train/trainer.ts.
  */
 import { Command, Option } from 'commander';
-import { CONFIG_FLAGS, ConfigError, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readConfigFile, resolveConfig, type TrainConfig } from '../train/config.js';
-import { resume, train, TrainError, type TrainResult } from '../train/trainer.js';
+import { CONFIG_FLAGS, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readConfigFile, resolveConfig, type TrainConfig } from '../train/config.js';
+import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fitTrust } from '../train/trust.js';
 
 interface TrainFlags {
   config?: string;
@@ -120,12 +123,6 @@ function finish(result: TrainResult, json: boolean, quiet: boolean): void {
   }
 }
 
-export function toCliError(err: unknown): unknown {
-  if (err instanceof ConfigError || err instanceof TrainError) return new CliError(err.message, 2);
-  if (err instanceof Error && /^(DatasetError|SplitFileError|WeightFormatError|StateDictMismatchError)$/.test(err.name)) return new CliError(err.message, 2);
-  return err;
-}
-
 export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
@@ -138,7 +135,9 @@ export function registerTrain(program: Command): void {
     .option('--out <dir>', 'run directory to create')
     .option('--resume <run>', 'continue the run in this directory from its last completed epoch')
     .option('-q, --quiet', 'no progress bar or log on stderr')
-    .option('--json', 'print one JSON line of metrics per epoch on stdout');
+    .option('--json', 'print one JSON line of metrics per epoch on stdout')
+    .option('--target-sensitivity <s>', 'when training ends, store the study-level threshold reaching this validation sensitivity', parseFloatOption('--target-sensitivity', 0, 1))
+    .option('--no-trust', 'skip fitting the OOD gate and temperature scaling when training ends (nextray calibrate does it later)');
   addConfigOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -150,26 +149,37 @@ export function registerTrain(program: Command): void {
   cmd.action(async (opts: TrainFlags) => {
     const json = !!opts.json;
     const quiet = !!opts.quiet || json;
-    try {
-      let result: TrainResult;
-      if (opts.resume) {
-        const given = Object.keys(flagValues(opts, cmd));
-        if (given.length || opts.config || opts.out) {
-          throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
-        }
-        result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
-        if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
-      } else {
-        if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
-        const layers: { values: Record<string, unknown>; source: string }[] = [];
-        if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
-        layers.push({ values: flagValues(opts, cmd), source: 'command line' });
-        const config = resolveConfig(layers);
-        result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+    let result: TrainResult;
+    if (opts.resume) {
+      const given = Object.keys(flagValues(opts, cmd));
+      if (given.length || opts.config || opts.out) {
+        throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
       }
-      finish(result, json, quiet);
-    } catch (err) {
-      throw toCliError(err);
+      result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+      if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
+    } else {
+      if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
+      const layers: { values: Record<string, unknown>; source: string }[] = [];
+      if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
+      layers.push({ values: flagValues(opts, cmd), source: 'command line' });
+      const config = resolveConfig(layers);
+      result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+    }
+    finish(result, json, quiet);
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts).
+    if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
+      const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
+      try {
+        await fitTrust(result.runDir, {
+          data: cfg.data,
+          ...(opts.targetSensitivity !== undefined ? { targetSensitivity: opts.targetSensitivity as number } : {}),
+          ...(quiet ? {} : { onLog: (l: string) => process.stderr.write(l + '\n') }),
+        });
+      } catch (err) {
+        // The trained model stands; only its calibration / OOD gate / operating point is missing.
+        process.stderr.write(`nextray: fitting the OOD gate and temperature failed: ${(err as Error).message} (the run is complete; retry with nextray calibrate)\n`);
+        process.exitCode = 1;
+      }
     }
   });
 }

@@ -20,6 +20,7 @@ import type { MuraDataset } from './mura.js';
 import { parseMuraPath } from './paths.js';
 import { countStudies, type RegionCounts } from './summary.js';
 import { REGIONS, type ImageRecord, type Label, type Region, type Study } from './types.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 export const SPLIT_FILE_FORMAT = 'nextray-mura-split';
 export const SPLIT_FILE_VERSION = 1;
@@ -63,13 +64,13 @@ export interface MuraSplitFile {
 }
 
 /** A split file that cannot be used; the message names the file and the problem. */
-export class SplitFileError extends Error {
+export class SplitFileError extends NextrayError {
   constructor(
     /** The split file, or null when the problem is between an in-memory split and a dataset. */
     readonly file: string | null,
     message: string,
   ) {
-    super(file === null ? message : `${file}: ${message}`);
+    super(file === null ? message : `${file}: ${message}`, { code: 'ERR_SPLIT_FILE', exitStatus: EXIT_USAGE });
     this.name = 'SplitFileError';
   }
 }

@@ -7,9 +7,9 @@
  * Study level follows MURA: a study's probability is the mean of its views' probabilities; its label is the one in
  * the study folder name, which every view must agree with.
  */
-import { readFileSync } from 'node:fs';
 import { parseMuraPath } from '../data/paths.js';
 import type { Label, Region } from '../data/types.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 export interface Prediction {
   /** MURA-layout image path, relative to the dataset root. */
@@ -59,9 +59,9 @@ export interface PredictionsInput {
 }
 
 /** An error in an input file or list that the user must fix; the message names the source. */
-export class PredictionsError extends Error {
-  constructor(message: string) {
-    super(message);
+export class PredictionsError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_PREDICTIONS', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'PredictionsError';
   }
 }
@@ -71,7 +71,9 @@ export class PredictionsError extends Error {
  * named it, to catch duplicates.
  */
 function resolveOne(p: Prediction, line: number, seen: Map<string, number>): ResolvedPrediction | string {
-  const parts = parseMuraPath(p.image);
+  // A path with folders above the dataset root (`/data/MURA-v1.1/valid/...`, as `nextray predict` writes paths as
+  // given) is read by its last six segments: <root>/<split>/XR_<REGION>/patient<N>/study<K>_<label>/<file>.
+  const parts = parseMuraPath(p.image) ?? parseMuraPath(p.image.replace(/\\/g, '/').split('/').slice(-6).join('/'));
   if (!parts || !parts.image) {
     return `image "${p.image}" is not a MURA-layout image path (<root>/{train,valid}/XR_<REGION>/patient<N>/study<K>_{positive,negative}/<file>)`;
   }
@@ -203,16 +205,6 @@ export function parsePredictionsCsv(text: string, source: string): PredictionsIn
     else predictions.push(r);
   }
   return { source, predictions, problems, rows };
-}
-
-export function readPredictionsCsv(path: string): PredictionsInput {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new PredictionsError(`${path}: cannot read predictions file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  return parsePredictionsCsv(text, path);
 }
 
 /**

@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Network, Param } from './nn.js';
 import type { RawTensor, StateDict } from './weights/types.js';
 import { toFloat32 } from './weights/dtype.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 export interface LoadOptions {
   /** Throw on any missing, unexpected or mis-shaped key (default true). When false, load what fits and report. */
@@ -59,12 +60,12 @@ export interface LoadReport {
 }
 
 /** Thrown by a strict load; `report` has the details, the message lists them. */
-export class StateDictMismatchError extends Error {
+export class StateDictMismatchError extends NextrayError {
   constructor(
     message: string,
     readonly report: LoadReport,
   ) {
-    super(message);
+    super(message, { code: 'ERR_STATE_DICT_MISMATCH', exitStatus: EXIT_USAGE });
     this.name = 'StateDictMismatchError';
   }
 }

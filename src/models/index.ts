@@ -1,9 +1,14 @@
 /**
- * Public surface of the model zoo: builders, the Model interface, metadata, state_dict import. Weight-file parsing
- * lives in ./weights (re-exported by its own index where present).
+ * Public surface of the model zoo: builders, the Model interface, metadata, state_dict import. Browser-safe: the
+ * `weights` namespace here is the format readers/writers over Uint8Arrays (./weights/browser.ts); the file-path
+ * readers and checkpoint folders (node:fs) are in ./weights/index.ts, exported by the Node entry (src/index.ts).
  */
 export {
   ARCHS,
+  ALL_ARCHS,
+  PROJECT_ARCHS,
+  isTorchvisionArch,
+  type TorchvisionArch,
   IMAGENET_PREPROCESSING,
   archForWeightFile,
   archInfo,
@@ -20,6 +25,7 @@ export {
 export { NetworkModel, BinaryHead, LinearHead, headFactory, type HeadSpec } from './head.js';
 export { loadIntoNetwork, canonicalKey, detectLayout, exportStateDict, StateDictMismatchError, type LoadOptions, type LoadReport, type ShapeMismatch } from './import.js';
 export { buildResNet, BasicBlock, Bottleneck, Downsample, ResNet, RESNET_CONFIGS, type ResNetConfig, type BlockKind } from './resnet.js';
+export { SlimResNet, buildSlimResNet } from './slim.js';
 export { buildDenseNet, DenseNet, DenseLayer, DenseBlock, Transition, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
 export {
   Module,
@@ -38,4 +44,4 @@ export {
   type TrunkStep,
   runSteps,
 } from './nn.js';
-export * as weights from './weights/index.js';
+export * as weights from './weights/browser.js';

@@ -152,6 +152,11 @@ export interface ResNetConfig {
   block: BlockKind;
   /** Blocks per stage, e.g. [3, 8, 36, 3] for ResNet-152. */
   layers: [number, number, number, number];
+  /**
+   * Planes per stage (default torchvision's 64/128/256/512; the stem has widths[0] channels). Narrower widths make
+   * the small parity fixtures in test/fixtures/torchvision-small (torchvision's own blocks, only thinner).
+   */
+  widths?: readonly [number, number, number, number];
 }
 
 /**
@@ -164,7 +169,7 @@ export class ResNet extends Module implements Network {
   readonly bn1: BatchNorm2d;
   readonly stages: Stage[];
   readonly head: HeadModule;
-  /** Width of the pooled features fed to the head: 512 * expansion. */
+  /** Width of the pooled features fed to the head: widths[3] (512) * expansion. */
   readonly numFeatures: number;
   private chain: TrunkChain | null = null;
 
@@ -175,11 +180,14 @@ export class ResNet extends Module implements Network {
     super();
     const Block = config.block === 'basic' ? BasicBlock : Bottleneck;
     const expansion = Block.expansion;
-    let inPlanes = 64;
-    this.conv1 = this.child('conv1', new Conv2d(3, 64, 7, { stride: 2, padding: 3, bias: false, initMode: 'fan_out' }));
-    this.bn1 = this.child('bn1', new BatchNorm2d(64));
+    const planesPerStage = config.widths ?? [64, 128, 256, 512];
+    planesPerStage.forEach((w, i) => {
+      if (!Number.isInteger(w) || w < 1) throw new RangeError(`ResNet stage ${i + 1} width must be a positive integer, got ${w}`);
+    });
+    let inPlanes = planesPerStage[0];
+    this.conv1 = this.child('conv1', new Conv2d(3, inPlanes, 7, { stride: 2, padding: 3, bias: false, initMode: 'fan_out' }));
+    this.bn1 = this.child('bn1', new BatchNorm2d(inPlanes));
     this.stages = [];
-    const planesPerStage = [64, 128, 256, 512];
     config.layers.forEach((n, i) => {
       if (!Number.isInteger(n) || n < 1) throw new RangeError(`ResNet stage ${i + 1} needs at least one block, got ${n}`);
       const planes = planesPerStage[i]!;
@@ -194,11 +202,11 @@ export class ResNet extends Module implements Network {
       }
       this.stages.push(stage);
     });
-    this.numFeatures = 512 * expansion;
+    this.numFeatures = planesPerStage[3] * expansion;
     this.head = this.child('fc', makeHead(this.numFeatures));
   }
 
-  /** Pooled features [N, 512 * expansion] (what the head sees). */
+  /** Pooled features [N, numFeatures] (what the head sees). */
   features(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
     return tf.tidy(() => globalAvgPool(runSteps(this.trunk().steps, x, training)));
   }

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { isRegion, type Region } from '../data/types.js';
 import type { EngineName } from '../engine/index.js';
 import { LOSS_KINDS, type LossKind, type RegionWeights } from './losses.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 export const SELECT_METRICS = ['recall', 'auc', 'accuracy', 'loss'] as const;
 export type SelectMetric = (typeof SELECT_METRICS)[number];
@@ -130,9 +131,9 @@ export const CONFIG_FLAGS: Readonly<Record<keyof TrainConfig, string>> = Object.
 
 const ENGINES: readonly EngineName[] = ['auto', 'cpu', 'native', 'tfjs-node'];
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+export class ConfigError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_CONFIG', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'ConfigError';
   }
 }

@@ -29,6 +29,7 @@ import { resolveConfig, type SelectMetric, type TrainConfig } from './config.js'
 import { batchWeights, bceScalar, l2Penalty, muraClassWeights, regionWeightsFromValidation, weightedBceMean, type RegionClassWeights, type RegionWeights } from './losses.js';
 import { inferRecords } from './predict.js';
 import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from './run-dir.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** What checkpoints/last carries besides tensors (in model.json's `training.state`). */
 export interface TrainState {
@@ -68,9 +69,9 @@ export interface TrainResult {
   alreadyDone: boolean;
 }
 
-export class TrainError extends Error {
-  constructor(message: string) {
-    super(message);
+export class TrainError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_TRAIN', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'TrainError';
   }
 }

@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { REGIONS } from '../../src/data/types.js';
 import { evaluatePredictions } from '../../src/evaluate/evaluate.js';
 import { resolvePredictions, type Prediction } from '../../src/evaluate/predictions.js';
-import { confusionMatrixSvg, rocCurveSvg, svgToPng } from '../../src/evaluate/plots.js';
+import { confusionMatrixSvg, rocCurveSvg } from '../../src/evaluate/plots.js';
+import { loadReferenceResults, svgToPng } from '../../src/evaluate/io.js';
 import {
   buildFigures,
   renderHtmlReport,
@@ -15,7 +16,7 @@ import {
   writeEvaluationOutputs,
   MURA_NOTICE,
 } from '../../src/evaluate/report.js';
-import { formatCell, loadReferenceResults, table2, table2Text, table3, REFERENCE_RATERS } from '../../src/evaluate/tables.js';
+import { formatCell, table2, table2Text, table3, REFERENCE_RATERS } from '../../src/evaluate/tables.js';
 import { Rng } from '../../src/util/rng.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -60,12 +61,45 @@ test('reference-results.json carries the citation, the hidden-test-set caveat an
   }
 });
 
+test('reference-results.json: cells as the MURA authors published Table 2 (their kappa.png), every cell verified', () => {
+  // Golden values typed from the authors' own image of Table 2 (see ../shared/reference/mura-table2.md for the source),
+  // one cell per region and rater column; the 16 intervals earlier versions had wrong are all among them.
+  const ref = loadReferenceResults();
+  const expected: [string, string, number, number, number][] = [
+    ['XR_ELBOW', 'radiologist1', 0.85, 0.83, 0.871],
+    ['XR_FOREARM', 'radiologist1', 0.796, 0.772, 0.821],
+    ['XR_FOREARM', 'radiologist2', 0.802, 0.779, 0.825],
+    ['XR_FOREARM', 'radiologist3', 0.798, 0.774, 0.822],
+    ['XR_FOREARM', 'model', 0.737, 0.707, 0.766],
+    ['XR_HAND', 'radiologist2', 0.927, 0.917, 0.937],
+    ['XR_HAND', 'radiologist3', 0.789, 0.762, 0.815],
+    ['XR_HAND', 'model', 0.851, 0.83, 0.871],
+    ['XR_HUMERUS', 'radiologist1', 0.867, 0.85, 0.883],
+    ['XR_HUMERUS', 'radiologist2', 0.733, 0.703, 0.764],
+    ['XR_HUMERUS', 'radiologist3', 0.933, 0.925, 0.942],
+    ['XR_SHOULDER', 'radiologist1', 0.864, 0.847, 0.881],
+    ['XR_SHOULDER', 'radiologist2', 0.791, 0.765, 0.816],
+    ['XR_WRIST', 'radiologist1', 0.791, 0.766, 0.817],
+    ['XR_WRIST', 'radiologist2', 0.931, 0.922, 0.94],
+    ['overall', 'radiologist3', 0.778, 0.774, 0.782],
+    ['overall', 'model', 0.705, 0.7, 0.71],
+  ];
+  for (const [group, rater, value, lo, hi] of expected) {
+    const v = (ref.kappa as Record<string, Record<string, { value: number; ci: [number, number] }>>)[group]![rater]!;
+    assert.deepEqual([v.value, v.ci[0], v.ci[1]], [value, lo, hi], `${group} ${rater}`);
+  }
+  for (const group of [...REGIONS, 'overall'] as const) {
+    for (const rater of REFERENCE_RATERS) assert.equal(ref.kappa[group][rater].verified, true, `${group} ${rater}`);
+  }
+  assert.ok(MURA_NOTICE.includes('In no event shall data or images generated through the use of the MURA Dataset be used or relied upon in the diagnosis or provision of patient care.'));
+});
+
 test('Table 2 rows: regions in MURA order then overall; Table 3 puts our kappa beside the reference', () => {
   const rows = table2(mura.study);
   assert.deepEqual(rows.map((r) => r.group), [...REGIONS, 'overall']);
   assert.equal(rows.at(-1)!.count, mura.summary.studies);
   assert.equal(rows[0]!.cells.kappa.value, mura.study.regions.XR_ELBOW!.values.kappa);
-  const t3 = table3(mura.study);
+  const t3 = table3(mura.study, loadReferenceResults());
   assert.equal(t3.length, 8);
   assert.equal(t3.at(-1)!.ours.value, mura.study.overall.values.kappa);
   assert.equal(t3.at(-1)!.reference.model!.value, loadReferenceResults().kappa.overall.model.value);

@@ -1,4 +1,4 @@
-/** Paths tests need: the repository root, the shared torchvision fixtures, a fresh temporary folder. */
+/** Paths tests need: the repository root, the torchvision fixtures (in-repo small, shared large), a temporary folder. */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -16,8 +16,23 @@ function findRepoRoot(start: string): string {
 }
 
 export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
-/** torchvision parity fixtures, shipped beside the repository (never copied into it). */
+/**
+ * Small torchvision parity fixtures inside the repository (narrow networks of torchvision's own block types, about
+ * 1 MB; made by test/fixtures/torchvision-small/make.py): every parity/import test runs on these, always.
+ */
+export const SMALL_FIXTURES = resolve(REPO_ROOT, 'test', 'fixtures', 'torchvision-small');
+/**
+ * The large torchvision parity fixtures (resnet18, bottleneck_mini, densenet121: torchvision widths, ~160 MB),
+ * shipped beside the repository, never copied into it. May be absent (a fresh clone): see SHARED_FIXTURES_SKIP.
+ */
 export const TORCHVISION_FIXTURES = resolve(REPO_ROOT, '..', 'shared', 'fixtures', 'torchvision');
+/**
+ * `false` when the large fixtures are present, else the reason to give `test(..., { skip })`: tests that need
+ * torchvision-width networks (the zoo's resnet18/densenet121 through the CLI) run only beside them.
+ */
+export const SHARED_FIXTURES_SKIP: string | false = existsSync(join(TORCHVISION_FIXTURES, 'resnet18.safetensors'))
+  ? false
+  : `large torchvision fixtures not found at ${TORCHVISION_FIXTURES} (only beside the repository, not in a fresh clone); the in-repo test/fixtures/torchvision-small cover parity`;
 
 /** A new empty temporary directory; call the returned cleanup in `after`. */
 export function tempDir(prefix = 'nextray-test-'): { dir: string; cleanup: () => void } {

@@ -1,32 +1,40 @@
 /**
  * End-to-end tests of `nextray models` and `nextray forward` through the real CLI (needs `npm run build`):
  * the listed parameter counts are torchvision's, forward on the resnet18 fixture reproduces torchvision's logits
- * from the .npy it writes, a binary-head checkpoint folder gives [N, 1], and bad inputs fail with exit code 2 and
- * a message naming the file and the problem.
+ * from the .npy it writes (only beside the large ../shared fixtures), a binary-head checkpoint folder gives the
+ * [N, 1] logits of the same model's in-process forward, and bad inputs fail with exit code 2 and a message naming
+ * the file and the problem.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
-import { TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
+import { SHARED_FIXTURES_SKIP, SMALL_FIXTURES, TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
 import { readNpyFile, writeNpyFile, writeSafetensorsFile } from '../../src/models/weights/files.js';
-import { initEngine } from '../../src/engine/index.js';
+import { initEngine, tf } from '../../src/engine/index.js';
 import { createModel } from '../../src/models/index.js';
 
 const tmp = tempDir('nextray-models-cli-');
 const fx = (f: string) => join(TORCHVISION_FIXTURES, f);
+/** A torchvision-layout input batch [2, 3, 64, 64] from the in-repo fixtures. */
+const INPUT = join(SMALL_FIXTURES, 'basic_narrow.input.npy');
+/** A valid resnet18 state_dict (seeded random, ImageNet head) written in before(): stands in for torchvision's file. */
+const R18 = join(tmp.dir, 'resnet18.safetensors');
 
 before(async () => {
   await initEngine('cpu');
+  const m = createModel('resnet18', { seed: 1 });
+  writeSafetensorsFile(R18, m.exportStateDict());
+  m.dispose();
 });
 after(() => tmp.cleanup());
 
-test('models --json lists all eight architectures with torchvision parameter counts', () => {
+test('models --json lists the eight torchvision architectures with their parameter counts, and resnet-slim', () => {
   const r = runCli(['models', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const rows = JSON.parse(r.stdout) as Array<{ arch: string; params: number; params_binary_head: number; layers: number; torchvision_weights: string[] }>;
-  assert.equal(rows.length, 8);
+  assert.deepEqual(rows.map((x) => x.arch), ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'densenet121', 'densenet169', 'densenet201', 'resnet-slim']);
   const r152 = rows.find((x) => x.arch === 'resnet152')!;
   assert.equal(r152.params, 60_192_808);
   assert.equal(r152.params_binary_head, 60_192_808 - 2048 * 1000 - 1000 + 2048 + 1);
@@ -39,7 +47,7 @@ test('models --json lists all eight architectures with torchvision parameter cou
   assert.match(table.stdout, /resnet152\s+60,192,808\s+58,145,857\s+152/);
 });
 
-test('forward on the resnet18 .pth fixture writes torchvision logits', async () => {
+test('forward on the resnet18 .pth fixture writes torchvision logits', { skip: SHARED_FIXTURES_SKIP }, async () => {
   const out = join(tmp.dir, 'y.npy');
   const r = runCli(['forward', '--arch', 'resnet18', '--weights', fx('resnet18.pth'), '--input', fx('resnet18.input.npy'),
     '--output', out, '--batch', '1', '--json']);
@@ -66,18 +74,24 @@ test('forward on a project checkpoint folder with the binary head gives [N, 1] l
   const dir = join(tmp.dir, 'ckpt');
   mkdirSync(dir);
   writeSafetensorsFile(join(dir, 'model.safetensors'), model.exportStateDict());
+  const x = await readNpyFile(INPUT);
+  const want = tf.tidy(() => {
+    const nchw = tf.tensor4d(x.data as Float32Array, x.shape as [number, number, number, number]);
+    return model.forward(tf.transpose(nchw, [0, 2, 3, 1]), false).dataSync() as Float32Array;
+  });
   model.dispose();
   const out = join(tmp.dir, 'p.npy');
-  const r = runCli(['forward', '--arch', 'resnet18', '--weights', dir, '--input', fx('resnet18.input.npy'), '--output', out]);
+  const r = runCli(['forward', '--arch', 'resnet18', '--weights', dir, '--input', INPUT, '--output', out]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /binary head, 1 output/);
   const got = await readNpyFile(out);
   assert.deepEqual(got.shape, [2, 1]);
-  assert.ok([...(got.data as Float32Array)].every(Number.isFinite));
+  const g = got.data as Float32Array;
+  for (let i = 0; i < 2; i++) assert.ok(Math.abs(g[i]! - want[i]!) <= 1e-4 * Math.max(1, Math.abs(want[i]!)), `logit ${i}: ${g[i]} vs ${want[i]}`);
 });
 
 test('forward rejects bad input clearly (exit 2, naming the file)', () => {
-  const base = ['--arch', 'resnet18', '--weights', fx('resnet18.safetensors'), '--output', join(tmp.dir, 'z.npy')];
+  const base = ['--arch', 'resnet18', '--weights', R18, '--output', join(tmp.dir, 'z.npy')];
   const missing = join(tmp.dir, 'nope.npy');
   let r = runCli(['forward', ...base, '--input', missing]);
   assert.equal(r.code, 2);
@@ -95,12 +109,12 @@ test('forward rejects bad input clearly (exit 2, naming the file)', () => {
   assert.equal(r.code, 2);
   assert.ok(r.stderr.includes(junk), r.stderr);
 
-  r = runCli(['forward', '--arch', 'resnet34', '--weights', fx('resnet18.safetensors'), '--input', fx('resnet18.input.npy'),
+  r = runCli(['forward', '--arch', 'resnet34', '--weights', R18, '--input', INPUT,
     '--output', join(tmp.dir, 'w.npy')]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /resnet18\.safetensors: state_dict does not match the model.*missing key/);
 
-  r = runCli(['forward', '--arch', 'vgg16', '--weights', fx('resnet18.safetensors'), '--input', fx('resnet18.input.npy'),
+  r = runCli(['forward', '--arch', 'vgg16', '--weights', R18, '--input', INPUT,
     '--output', join(tmp.dir, 'w.npy')]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown --arch "vgg16"/);

@@ -1,6 +1,6 @@
 /**
- * `nextray export` end to end (the real CLI over dist/): torchvision weights -> .onnx whose ONNX Runtime logits match
- * the fixture's torchvision logits; a project checkpoint with the binary head -> .onnx carrying the checkpoint's
+ * `nextray export` end to end (the real CLI over dist/): resnet18 weights -> .onnx whose ONNX Runtime logits match
+ * the TF.js forward (and torchvision's own logits on the shared fixture, when ../shared is present); a project checkpoint with the binary head -> .onnx carrying the checkpoint's
  * threshold and preprocessing, verified by --verify and against the TF.js model; exit codes and messages for
  * bad arguments.
  */
@@ -10,19 +10,31 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { createModel, type NetworkModel } from '../../src/models/index.js';
-import { readNpyFile, readStateDict } from '../../src/models/weights/files.js';
+import { readNpyFile, readStateDict, writeSafetensorsFile } from '../../src/models/weights/files.js';
 import { saveCheckpoint } from '../../src/models/weights/checkpoint.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
 import { Rng } from '../../src/util/rng.js';
 import { runCli } from '../helpers/cli.js';
-import { TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
+import { SHARED_FIXTURES_SKIP, SMALL_FIXTURES, TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
 
 const tmp = tempDir('nextray-export-cli-');
-const R18 = join(TORCHVISION_FIXTURES, 'resnet18.safetensors');
+/** A valid resnet18 state_dict (seeded random, ImageNet head), written in before(). */
+const R18 = join(tmp.dir, 'resnet18.safetensors');
+/** A torchvision-layout input batch [2, 3, 64, 64] (in-repo fixture) and R18's logits for it from the TF.js forward. */
+const INPUT = join(SMALL_FIXTURES, 'basic_narrow.input.npy');
+let r18Logits: Float32Array;
 
 before(async () => {
   await initEngine();
+  const m = createModel('resnet18', { seed: 6 });
+  writeSafetensorsFile(R18, m.exportStateDict());
+  const x = await readNpyFile(INPUT);
+  r18Logits = tf.tidy(() => {
+    const nchw = tf.tensor4d(x.data as Float32Array, x.shape as [number, number, number, number]);
+    return m.forward(tf.transpose(nchw, [0, 2, 3, 1]), false).dataSync() as Float32Array;
+  });
+  m.dispose();
 });
 after(() => tmp.cleanup());
 
@@ -43,9 +55,9 @@ test('export --help shows an example', () => {
   assert.match(r.stdout, /--layout <layout>/);
 });
 
-test('torchvision weights -> NCHW .onnx: JSON summary, and ONNX Runtime reproduces torchvision logits', async () => {
+async function exportNchwAndRun(weights: string, input: string, want: Float32Array): Promise<void> {
   const out = join(tmp.dir, 'r18.onnx');
-  const r = runCli(['export', '--arch', 'resnet18', '--weights', R18, '--out', out, '--input-size', '64', '--layout', 'nchw', '--json']);
+  const r = runCli(['export', '--arch', 'resnet18', '--weights', weights, '--out', out, '--input-size', '64', '--layout', 'nchw', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const s = JSON.parse(r.stdout);
   assert.equal(s.arch, 'resnet18');
@@ -57,17 +69,25 @@ test('torchvision weights -> NCHW .onnx: JSON summary, and ONNX Runtime reproduc
   assert.equal(s.batchnorm, 'folded');
   assert.ok(existsSync(out));
 
-  const x = (await readNpyFile(join(TORCHVISION_FIXTURES, 'resnet18.input.npy'))).data as Float32Array;
-  const want = (await readNpyFile(join(TORCHVISION_FIXTURES, 'resnet18.logits.npy'))).data as Float32Array;
+  const x = (await readNpyFile(input)).data as Float32Array;
   const clf = await OnnxClassifier.create(out, { threads: 2 });
   try {
     assert.match(clf.info.nextrayVersion, /^\d+\.\d+\.\d+/);
-    assert.equal(clf.info.metadata.weights_source, R18);
+    assert.equal(clf.info.metadata.weights_source, weights);
     const rel = relError((await clf.run(x, 2)).logits, want);
     assert.ok(rel < 1e-4, `relative error ${rel}`);
   } finally {
     await clf.release();
   }
+}
+
+test('resnet18 weights -> NCHW .onnx: JSON summary, and ONNX Runtime reproduces the TF.js logits', async () => {
+  await exportNchwAndRun(R18, INPUT, r18Logits);
+});
+
+test('torchvision weights -> NCHW .onnx: ONNX Runtime reproduces torchvision logits', { skip: SHARED_FIXTURES_SKIP }, async () => {
+  const want = (await readNpyFile(join(TORCHVISION_FIXTURES, 'resnet18.logits.npy'))).data as Float32Array;
+  await exportNchwAndRun(join(TORCHVISION_FIXTURES, 'resnet18.safetensors'), join(TORCHVISION_FIXTURES, 'resnet18.input.npy'), want);
 });
 
 test('checkpoint with the binary head -> .onnx with its threshold and preprocessing; --verify passes; matches TF.js', async () => {
@@ -92,7 +112,7 @@ test('checkpoint with the binary head -> .onnx with its threshold and preprocess
   assert.equal(s.head, 'binary');
   assert.equal(s.input_size, 64);
   assert.equal(s.decision_threshold, 0.42);
-  assert.deepEqual(s.outputs, ['logits', 'probability']);
+  assert.deepEqual(s.outputs, ['logits', 'probability', 'cam']);
   assert.equal(s.verify.ok, true);
   assert.ok(s.verify.relative_error < 1e-4);
 
@@ -124,7 +144,7 @@ test('ImageNet weights with --head binary export an untrained head, with a warni
   const s = JSON.parse(r.stdout);
   assert.equal(s.untrained_head, true);
   assert.equal(s.decision_threshold, 0.5);
-  assert.deepEqual(s.outputs, ['logits', 'probability']);
+  assert.deepEqual(s.outputs, ['logits', 'probability', 'cam']);
 });
 
 test('bad arguments exit 2 with a message naming the problem', () => {

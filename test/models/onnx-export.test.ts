@@ -1,7 +1,8 @@
 /**
- * ONNX export + onnxruntime-node inference: torchvision parity on the shared fixtures (logits computed by
- * torchvision 0.14 itself; see /work/shared/fixtures/torchvision/README.md) to 1e-4 relative (max |ours - torch| /
- * max |torch|) for a BasicBlock ResNet, a Bottleneck ResNet with downsample branches and DenseNet-121, with BatchNorm
+ * ONNX export + onnxruntime-node inference: torchvision parity on the torchvision fixtures (logits computed by
+ * torchvision 0.14 itself; the small in-repo ones always, the large ../shared ones when present) to 1e-4 relative
+ * (max |ours - torch| / max |torch|) for a BasicBlock ResNet, a Bottleneck ResNet with downsample branches and a
+ * DenseNet, with BatchNorm
  * folded and kept, NHWC and NCHW inputs; the binary (MURA) head against the TF.js model's own forward and sigmoid;
  * dynamic batch and size; metadata; clear errors for bad inputs and foreign files; no TF.js tensor leaks.
  */
@@ -17,7 +18,17 @@ import { concatChunks, encodeModel, readModelInfo } from '../../src/models/onnx/
 import { OnnxClassifier, OnnxModelError, saveOnnx } from '../../src/models/onnx/runtime.js';
 import { readModelSkeleton } from '../../src/models/onnx/skeleton.js';
 import { Rng } from '../../src/util/rng.js';
-import { TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
+import { tempDir } from '../helpers/paths.js';
+import {
+  BASIC_NARROW,
+  BOTTLENECK_MINI,
+  BOTTLENECK_NARROW,
+  DENSENET121,
+  DENSENET_NARROW,
+  RESNET18,
+  fixturePath,
+  type TorchvisionFixture,
+} from '../helpers/torchvision.js';
 
 before(async () => {
   await initEngine();
@@ -48,16 +59,19 @@ function randomBatch(n: number, size: number, seed: string): Float32Array {
   return Float32Array.from({ length: n * size * size * 3 }, () => rng.normal(0, 1));
 }
 
-async function torchvisionParity(name: string, model: NetworkModel, opts: Omit<OnnxExportOptions, 'inputSize'>) {
-  const sd = await readStateDict(join(TORCHVISION_FIXTURES, `${name}.safetensors`));
+async function torchvisionParity(fx: TorchvisionFixture, opts: Omit<OnnxExportOptions, 'inputSize'>) {
+  const name = fx.name;
+  const model = fx.build();
+  const k = fx.numClasses;
+  const sd = await readStateDict(fixturePath(fx, `${name}.safetensors`));
   model.loadStateDict(sd);
   const before = tf.memory().numTensors;
   const exported = exportOnnx(model, { inputSize: 64, ...opts });
   assert.equal(tf.memory().numTensors, before, 'export allocates no TF.js tensors');
   model.dispose();
 
-  const input = await readNpyFile(join(TORCHVISION_FIXTURES, `${name}.input.npy`));
-  const want = (await readNpyFile(join(TORCHVISION_FIXTURES, `${name}.logits.npy`))).data as Float32Array;
+  const input = await readNpyFile(fixturePath(fx, `${name}.input.npy`));
+  const want = (await readNpyFile(fixturePath(fx, `${name}.logits.npy`))).data as Float32Array;
   assert.deepEqual(input.shape, [2, 3, 64, 64]);
   const x = opts.inputLayout === 'nchw' ? (input.data as Float32Array) : nchwToNhwc(input.data as Float32Array, 2, 3, 64, 64);
   const clf = await OnnxClassifier.create(exported.toBytes(), { threads: 2 });
@@ -65,14 +79,14 @@ async function torchvisionParity(name: string, model: NetworkModel, opts: Omit<O
     assert.equal(clf.info.inputLayout, opts.inputLayout ?? 'nhwc');
     assert.equal(clf.info.head.kind, 'imagenet');
     const r = await clf.run(x, 2);
-    assert.equal(r.numOutputs, 1000);
+    assert.equal(r.numOutputs, k);
     const rel = relError(r.logits, want);
     assert.ok(rel < 1e-4, `${name} (${JSON.stringify(opts)}): relative error ${rel} >= 1e-4`);
     // Softmax rows sum to 1 and keep the argmax.
     for (let row = 0; row < 2; row++) {
-      const p = r.probabilities.subarray(row * 1000, (row + 1) * 1000);
+      const p = r.probabilities.subarray(row * k, (row + 1) * k);
       assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-5);
-      const lg = r.logits.subarray(row * 1000, (row + 1) * 1000);
+      const lg = r.logits.subarray(row * k, (row + 1) * k);
       assert.equal(p.indexOf(Math.max(...p)), lg.indexOf(Math.max(...lg)));
     }
   } finally {
@@ -81,43 +95,54 @@ async function torchvisionParity(name: string, model: NetworkModel, opts: Omit<O
   return exported;
 }
 
-test('resnet18 (BasicBlock), BN folded, NHWC input: ONNX Runtime matches torchvision logits', async () => {
-  const ex = await torchvisionParity('resnet18', createModel('resnet18', { init: 'none' }) as NetworkModel, {});
-  const info = readModelInfo(ex.toBytes());
-  assert.deepEqual(info.inputs, [{ name: 'input', elemType: 1, shape: ['batch', 64, 64, 3] }]);
-  assert.deepEqual(info.outputs, [{ name: 'logits', elemType: 1, shape: ['batch', 1000] }]);
-  assert.equal(info.metadata.arch, 'resnet18');
-  assert.equal(info.metadata.input_size, '64');
-  assert.equal(info.metadata.batchnorm, 'folded');
-  assert.equal(JSON.parse(info.metadata.preprocessing!).size, 64);
-  // Folded: 20 convs, each with a bias from its BN, and the fc weight + bias; no BN tensors.
-  assert.equal(info.initializerCount, 20 * 2 + 2);
-});
+/** Convolutions and BatchNorms of a BasicBlock ResNet fixture: resnet18 20/20, basic_narrow (layers [2, 1, 1, 1]) 14/14. */
+const resnetConvs = (fx: TorchvisionFixture): number => (fx === RESNET18 ? 20 : 14);
 
-test('resnet18 with BatchNormalization kept, NCHW input: matches torchvision logits', async () => {
-  const ex = await torchvisionParity('resnet18', createModel('resnet18', { init: 'none' }) as NetworkModel, { foldBatchNorm: false, inputLayout: 'nchw' });
-  assert.equal(readModelInfo(ex.toBytes()).metadata.batchnorm, 'kept');
-  // 20 conv weights, 20 BNs x 4 tensors, fc weight + bias.
-  assert.equal(ex.initializerCount, 20 + 80 + 2);
-});
+for (const fx of [BASIC_NARROW, RESNET18]) {
+  test(`${fx.name} (BasicBlock, ${fx.size}), BN folded, NHWC input: ONNX Runtime matches torchvision logits`, { skip: fx.skip }, async () => {
+    const ex = await torchvisionParity(fx, {});
+    const info = readModelInfo(ex.toBytes());
+    assert.deepEqual(info.inputs, [{ name: 'input', elemType: 1, shape: ['batch', 64, 64, 3] }]);
+    assert.deepEqual(info.outputs, [{ name: 'logits', elemType: 1, shape: ['batch', fx.numClasses] }]);
+    assert.equal(info.metadata.arch, fx.name);
+    assert.equal(info.metadata.input_size, '64');
+    assert.equal(info.metadata.batchnorm, 'folded');
+    assert.equal(JSON.parse(info.metadata.preprocessing!).size, 64);
+    // Folded: every conv with a bias from its BN, and the fc weight + bias; no BN tensors.
+    assert.equal(info.initializerCount, resnetConvs(fx) * 2 + 2);
+  });
 
-test('ResNet(Bottleneck, [1, 1, 1, 1]) with downsample branches: matches torchvision logits', async () => {
-  const model = createCustomModel('bottleneck_mini', (h) => buildResNet({ block: 'bottleneck', layers: [1, 1, 1, 1] }, h), { init: 'none' });
-  await torchvisionParity('bottleneck_mini', model, { inputLayout: 'nchw' });
-});
+  test(`${fx.name} (${fx.size}) with BatchNormalization kept, NCHW input: matches torchvision logits`, { skip: fx.skip }, async () => {
+    const ex = await torchvisionParity(fx, { foldBatchNorm: false, inputLayout: 'nchw' });
+    assert.equal(readModelInfo(ex.toBytes()).metadata.batchnorm, 'kept');
+    // conv weights, BNs x 4 tensors, fc weight + bias.
+    assert.equal(ex.initializerCount, resnetConvs(fx) * 5 + 2);
+  });
+}
 
-test('densenet121 (Concat, AveragePool, pre-activation BatchNormalization nodes): matches torchvision logits', async () => {
-  const ex = await torchvisionParity('densenet121', createModel('densenet121', { init: 'none' }) as NetworkModel, {});
-  // Folded: conv0+norm0 and each layer's conv1+norm2 (58 layers); kept: norm1 x 58, 3 transition norms, norm5.
-  const convs = 1 + 58 * 2 + 3;
-  const keptBns = 58 + 3 + 1;
-  assert.equal(ex.initializerCount, convs + (1 + 58) + keptBns * 4 + 2);
-});
+for (const fx of [BOTTLENECK_NARROW, BOTTLENECK_MINI]) {
+  test(`${fx.name}: ResNet(Bottleneck, [1, 1, 1, 1]) with downsample branches (${fx.size}): matches torchvision logits`, { skip: fx.skip }, async () => {
+    await torchvisionParity(fx, { inputLayout: 'nchw' });
+  });
+}
+
+for (const [fx, layers, transitions] of [[DENSENET_NARROW, 8, 3], [DENSENET121, 58, 3]] as const) {
+  test(`${fx.name} (${fx.size}; Concat, AveragePool, pre-activation BatchNormalization nodes): matches torchvision logits`, { skip: fx.skip }, async () => {
+    const ex = await torchvisionParity(fx, {});
+    // Folded: conv0+norm0 and each layer's conv1+norm2; kept: each layer's norm1, the transition norms, norm5.
+    const convs = 1 + layers * 2 + transitions;
+    const keptBns = layers + transitions + 1;
+    assert.equal(ex.initializerCount, convs + (1 + layers) + keptBns * 4 + 2);
+  });
+}
 
 test('binary MURA head: logits and probability match the TF.js forward / predictProba; dynamic batch; metadata', async () => {
   // Backbone from the fixture (real BatchNorm statistics), seeded random binary head.
-  const model = createModel('resnet18', { head: 'binary', seed: 7 }) as NetworkModel;
-  model.loadStateDict(await readStateDict(join(TORCHVISION_FIXTURES, 'resnet18.safetensors')), { ignoreClassifier: true });
+  const model = createCustomModel('basic_narrow', (h) => buildResNet({ block: 'basic', layers: [2, 1, 1, 1], widths: [8, 16, 32, 64] }, h), {
+    head: 'binary',
+    seed: 7,
+  });
+  model.loadStateDict(await readStateDict(fixturePath(BASIC_NARROW, 'basic_narrow.safetensors')), { ignoreClassifier: true });
   const exported = exportOnnx(model, { inputSize: 64, decisionThreshold: 0.37, nextrayVersion: '9.9.9', extraMetadata: { note: 'test' } });
   const clf = await OnnxClassifier.create(exported.toBytes(), { threads: 2, maxBatch: 2 });
   try {
@@ -127,7 +152,7 @@ test('binary MURA head: logits and probability match the TF.js forward / predict
     assert.equal(clf.info.decisionThreshold, 0.37);
     assert.equal(clf.info.nextrayVersion, '9.9.9');
     assert.equal(clf.info.metadata.note, 'test');
-    assert.equal(clf.info.arch, 'resnet18');
+    assert.equal(clf.info.arch, 'basic_narrow');
     assert.deepEqual(clf.info.model.outputs.map((o) => o.name), ['logits', 'probability']);
 
     const n = 3; // with maxBatch 2: split into runs of 2 and 1
@@ -153,8 +178,8 @@ test('binary MURA head: logits and probability match the TF.js forward / predict
 });
 
 test('dynamic spatial size: a 96 px batch through a model exported at 64 matches TF.js at 96', async () => {
-  const model = createCustomModel('bottleneck_mini', (h) => buildResNet({ block: 'bottleneck', layers: [1, 1, 1, 1] }, h), { init: 'none' });
-  model.loadStateDict(await readStateDict(join(TORCHVISION_FIXTURES, 'bottleneck_mini.safetensors')));
+  const model = BOTTLENECK_NARROW.build();
+  model.loadStateDict(await readStateDict(fixturePath(BOTTLENECK_NARROW, 'bottleneck_narrow.safetensors')));
   const exported = exportOnnx(model, { inputSize: 64, dynamicSize: true });
   assert.deepEqual(readModelInfo(exported.toBytes()).inputs[0]!.shape, ['batch', 'height', 'width', 3]);
   const clf = await OnnxClassifier.create(exported.toBytes(), { threads: 2 });

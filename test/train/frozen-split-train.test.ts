@@ -1,7 +1,7 @@
 /**
  * The trainer runs the frozen prefix outside the gradient tape (model.forwardFrozen, then only
- * model.forwardTrainable under tf.variableGrads). Checked end to end in-process: ResNet-18 from torchvision
- * weights with 15 of 18 layers frozen (prefix = stem + layer1..layer3 + layer4.0) trains 2 epochs to
+ * model.forwardTrainable under tf.variableGrads). Checked end to end in-process: ResNet-18 from a weight file
+ * (seeded, written by the test: any valid resnet18 state_dict will do) with 15 of 18 layers frozen (prefix = stem + layer1..layer3 + layer4.0) trains 2 epochs to
  * byte-identical checkpoints (weights, batchnorm statistics, Adam moments) and metrics as the same run with the
  * split disabled (whole forward under the tape), says so in its log, and leaks no tensor.
  */
@@ -10,19 +10,24 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
+import { tempDir } from '../helpers/paths.js';
 import { writeTinyDataset } from './fixture.js';
 import { resolveConfig } from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
 import { initEngine } from '../../src/engine/index.js';
-import { NetworkModel } from '../../src/models/index.js';
+import { NetworkModel, createModel } from '../../src/models/index.js';
+import { writeSafetensorsFile } from '../../src/models/weights/files.js';
 
 const tmp = tempDir('nextray-frozen-split-');
 const data = join(tmp.dir, 'data');
+const weights = join(tmp.dir, 'resnet18.safetensors');
 
 before(async () => {
   await writeTinyDataset(data, { trainPatients: 10, validPatients: 8, size: 40, seed: 4 });
   await initEngine();
+  const m = createModel('resnet18', { seed: 11 });
+  writeSafetensorsFile(weights, m.exportStateDict());
+  m.dispose();
 });
 after(() => tmp.cleanup());
 
@@ -32,7 +37,7 @@ const config = () =>
       values: {
         data,
         arch: 'resnet18',
-        weights: join(TORCHVISION_FIXTURES, 'resnet18.safetensors'),
+        weights,
         inputSize: 32,
         frozenLayers: 15,
         lr: 0.001,

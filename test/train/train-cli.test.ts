@@ -9,11 +9,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
+import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { writeTinyDataset } from './fixture.js';
 import { predictSplit } from '../../src/train/predict.js';
 import { initEngine } from '../../src/engine/index.js';
+import { createModel } from '../../src/models/index.js';
+import { writeSafetensorsFile } from '../../src/models/weights/files.js';
 
 const tmp = tempDir('nextray-train-cli-');
 const data = join(tmp.dir, 'data');
@@ -127,9 +129,14 @@ test('sweep with two configs writes Table 1 (Markdown + CSV) and skips finished 
   assert.equal(readFileSync(join(out, 'table1.csv'), 'utf8'), csv.join('\n') + '\n');
 });
 
-test('starting from torchvision weights: resnet18 .safetensors, classifier replaced, 17 of 18 layers frozen', () => {
+test('starting from torchvision-layout weights: resnet18 .safetensors, classifier replaced, 17 of 18 layers frozen', async () => {
   const run = join(tmp.dir, 'r18');
-  const weights = join(TORCHVISION_FIXTURES, 'resnet18.safetensors');
+  // Any resnet18 state_dict in torchvision's layout (seeded here; the shared torchvision file is not needed).
+  const weights = join(tmp.dir, 'resnet18.safetensors');
+  await initEngine();
+  const m = createModel('resnet18', { seed: 12 });
+  writeSafetensorsFile(weights, m.exportStateDict());
+  m.dispose();
   const args = base.map((a) => (a === 'resnet-slim' ? 'resnet18' : a));
   const r = runCli(['train', ...args.filter((_, i, a) => a[i] !== '--frozen' && a[i - 1] !== '--frozen'), '--frozen', '17', '--weights', weights, '--epochs', '1', '--out', run, '--quiet']);
   assert.equal(r.code, 0, r.stderr);

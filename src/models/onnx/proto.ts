@@ -12,6 +12,7 @@
  * `(field_number << 3) | wire_type`, then a varint (type 0), 8 bytes (type 1), a varint length and that many bytes
  * (type 2), or 4 bytes (type 5). int64 values are varints of their two's complement (10 bytes when negative).
  */
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 export const WIRE_VARINT = 0;
 export const WIRE_I64 = 1;
@@ -198,9 +199,9 @@ export type ProtoField =
   | { field: number; wire: typeof WIRE_I32; value: Uint8Array };
 
 /** Thrown for bytes that are not a well-formed protobuf message. */
-export class ProtoDecodeError extends Error {
-  constructor(message: string) {
-    super(message);
+export class ProtoDecodeError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_PROTO_DECODE', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'ProtoDecodeError';
   }
 }

@@ -8,6 +8,7 @@
  * str -> string, bytes -> Uint8Array, list/tuple -> array, dict -> PyDict (a Map that also carries instance
  * attributes set by BUILD, e.g. torchvision's `_metadata`), set -> Set.
  */
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** A Python dict (or OrderedDict): a Map in insertion order, plus the attributes BUILD gave it. */
 export class PyDict extends Map<unknown, unknown> {
@@ -36,9 +37,9 @@ export interface GlobalHandler {
   call(args: unknown[]): unknown;
 }
 
-export class PickleError extends Error {
-  constructor(message: string) {
-    super(message);
+export class PickleError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_PICKLE', exitStatus: EXIT_USAGE, ...opts });
     this.name = 'PickleError';
   }
 }

@@ -3,6 +3,7 @@
  * state_dict (`StateDict`) and the error every reader throws on bad input. Nothing here touches TF.js or node:fs,
  * so the readers run unchanged in Node and in the browser on plain ArrayBuffers.
  */
+import { EXIT_USAGE, NextrayError } from '../../util/errors.js';
 
 /** Element types, spelled as safetensors spells them. */
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -67,11 +68,11 @@ export function isDType(s: unknown): s is DType {
  * when parsing an anonymous buffer) and `tensor` the tensor concerned, when there is one; both are also in the
  * message so a CLI can print `err.message` as is.
  */
-export class WeightFormatError extends Error {
+export class WeightFormatError extends NextrayError {
   readonly source: string;
   readonly tensor: string | undefined;
   constructor(source: string, message: string, tensor?: string) {
-    super(`${source}: ${tensor !== undefined ? `tensor '${tensor}': ` : ''}${message}`);
+    super(`${source}: ${tensor !== undefined ? `tensor '${tensor}': ` : ''}${message}`, { code: 'ERR_WEIGHT_FORMAT', exitStatus: EXIT_USAGE });
     this.name = 'WeightFormatError';
     this.source = source;
     this.tensor = tensor;

@@ -41,27 +41,24 @@ describe('parseNpy on NumPy-written files', () => {
   });
 });
 
-describe('torchvision fixture inputs and logits', () => {
-  it('parse to float32 [2, 3, 64, 64] and [2, 1000]', async () => {
-    const { readFileSync } = await import('node:fs');
-    const { join } = await import('node:path');
-    const { TORCHVISION_FIXTURES } = await import('../../helpers/paths.js');
-    for (const arch of ['resnet18', 'bottleneck_mini', 'densenet121']) {
-      const input = parseNpy(readFileSync(join(TORCHVISION_FIXTURES, `${arch}.input.npy`)));
-      const logits = parseNpy(readFileSync(join(TORCHVISION_FIXTURES, `${arch}.logits.npy`)));
+describe('torchvision fixture inputs and logits', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { ALL_FIXTURES, fixturePath } = await import('../../helpers/torchvision.js');
+  for (const fx of ALL_FIXTURES) {
+    it(`${fx.name} (${fx.size}) parses to float32 [2, 3, 64, 64] and [2, ${fx.numClasses}]`, { skip: fx.skip }, () => {
+      const input = parseNpy(readFileSync(fixturePath(fx, `${fx.name}.input.npy`)));
+      const logits = parseNpy(readFileSync(fixturePath(fx, `${fx.name}.logits.npy`)));
       assert.equal(input.dtype, 'F32');
       assert.deepEqual(input.shape, [2, 3, 64, 64]);
-      assert.deepEqual(logits.shape, [2, 1000]);
+      assert.deepEqual(logits.shape, [2, fx.numClasses]);
       assert.ok(input.data.every(Number.isFinite));
-      // the fixture README gives the largest |logit| in ARCH.json
-      const meta = JSON.parse(readFileSync(join(TORCHVISION_FIXTURES, `${arch}.json`), 'utf8')) as { logits_abs_max?: number };
-      if (meta.logits_abs_max !== undefined) {
-        let m = 0;
-        for (const v of logits.data as Float32Array) m = Math.max(m, Math.abs(v));
-        assert.equal(m, Math.fround(meta.logits_abs_max));
-      }
-    }
-  });
+      // make.py (and the shared fixtures' README) give the largest |logit| in NAME.json
+      const meta = JSON.parse(readFileSync(fixturePath(fx, `${fx.name}.json`), 'utf8')) as { logits_abs_max: number };
+      let m = 0;
+      for (const v of logits.data as Float32Array) m = Math.max(m, Math.abs(v));
+      assert.equal(m, Math.fround(meta.logits_abs_max));
+    });
+  }
 });
 
 describe('serializeNpy', () => {

@@ -184,11 +184,11 @@ describe('safetensors files on disk', () => {
 });
 
 describe('header-only reading', () => {
-  it('readSafetensorsHeaderFile lists a 40 MB file from its header and agrees with the full parse', async () => {
+  it('readSafetensorsHeaderFile lists a torchvision file from its header and agrees with the full parse', async () => {
     const { join } = await import('node:path');
-    const { TORCHVISION_FIXTURES } = await import('../../helpers/paths.js');
+    const { SMALL_FIXTURES } = await import('../../helpers/paths.js');
     const { readSafetensorsFile, readSafetensorsHeaderFile } = await import('../../../src/models/weights/files.js');
-    const path = join(TORCHVISION_FIXTURES, 'bottleneck_mini.safetensors');
+    const path = join(SMALL_FIXTURES, 'bottleneck_narrow.safetensors');
     const header = await readSafetensorsHeaderFile(path);
     const full = await readSafetensorsFile(path);
     assert.deepEqual(header.entries.map((e) => e.name), [...full.tensors.keys()]);
@@ -197,7 +197,7 @@ describe('header-only reading', () => {
       assert.equal(e.dtype, t.dtype);
       assert.deepEqual(e.shape, t.shape);
     }
-    await assert.rejects(readSafetensorsHeaderFile(join(TORCHVISION_FIXTURES, 'nope.safetensors')), /nope\.safetensors: file not found/);
+    await assert.rejects(readSafetensorsHeaderFile(join(SMALL_FIXTURES, 'nope.safetensors')), /nope\.safetensors: file not found/);
   });
 
   it('checks offsets against the real file size, not the bytes it was given', () => {

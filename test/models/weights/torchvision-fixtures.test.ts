@@ -1,21 +1,33 @@
 /**
- * The shared torchvision fixtures (/work/shared/fixtures/torchvision): resnet18.pth (torch.save) and
- * resnet18.safetensors must give identical state_dicts, byte for byte, and every .safetensors must parse with
- * the parameter count torchvision reports in ARCH.json.
+ * The torchvision fixtures (small: test/fixtures/torchvision-small, always; large: ../shared/fixtures/torchvision,
+ * when present): NAME.pth (torch.save) and NAME.safetensors must give identical state_dicts, byte for byte, and
+ * every .safetensors must parse with the parameter count torchvision reports in NAME.json.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { TORCHVISION_FIXTURES } from '../../helpers/paths.js';
 import { readStateDict, readSafetensorsFile } from '../../../src/models/weights/files.js';
 import { compareStateDicts } from '../../../src/models/weights/state-dict.js';
 import { numel } from '../../../src/models/weights/types.js';
+import { ALL_FIXTURES, BASIC_NARROW, RESNET18, fixturePath } from '../../helpers/torchvision.js';
 
 describe('torchvision fixtures', () => {
-  it('resnet18.pth and resnet18.safetensors hold identical tensors (keys, dtypes, shapes, bytes)', async () => {
-    const pth = await readStateDict(join(TORCHVISION_FIXTURES, 'resnet18.pth'));
-    const st = await readStateDict(join(TORCHVISION_FIXTURES, 'resnet18.safetensors'));
+  it('basic_narrow.pth and basic_narrow.safetensors hold identical tensors (keys, dtypes, shapes, bytes)', async () => {
+    const pth = await readStateDict(fixturePath(BASIC_NARROW, 'basic_narrow.pth'));
+    const st = await readStateDict(fixturePath(BASIC_NARROW, 'basic_narrow.safetensors'));
+    assert.equal(pth.size, 86); // 44 weights/biases (14 convs, 14 BN x 2, fc x 2) + 14 BN layers x 3 buffers
+    assert.deepEqual(compareStateDicts(pth, st), []);
+    assert.deepEqual([...pth.keys()].sort(), [...st.keys()].sort());
+    const nbt = pth.get('layer4.0.bn2.num_batches_tracked')!;
+    assert.equal(nbt.dtype, 'I64');
+    assert.deepEqual(nbt.shape, []);
+    assert.deepEqual(pth.get('conv1.weight')!.shape, [8, 3, 7, 7]);
+    assert.deepEqual(pth.get('fc.weight')!.shape, [10, 64]);
+  });
+
+  it('resnet18.pth and resnet18.safetensors hold identical tensors (keys, dtypes, shapes, bytes)', { skip: RESNET18.skip }, async () => {
+    const pth = await readStateDict(fixturePath(RESNET18, 'resnet18.pth'));
+    const st = await readStateDict(fixturePath(RESNET18, 'resnet18.safetensors'));
     assert.equal(pth.size, 122); // 62 weights/biases + 20 BN layers x 3 buffers
     assert.deepEqual(compareStateDicts(pth, st), []);
     assert.deepEqual([...pth.keys()].sort(), [...st.keys()].sort());
@@ -26,11 +38,10 @@ describe('torchvision fixtures', () => {
     assert.deepEqual(pth.get('fc.weight')!.shape, [1000, 512]);
   });
 
-  for (const arch of ['resnet18', 'bottleneck_mini', 'densenet121']) {
-    it(`${arch}.safetensors parses; trainable parameters add up to ARCH.json's count`, async () => {
-      const path = join(TORCHVISION_FIXTURES, `${arch}.safetensors`);
-      const { tensors } = await readSafetensorsFile(path);
-      const meta = JSON.parse(readFileSync(join(TORCHVISION_FIXTURES, `${arch}.json`), 'utf8')) as { params: number };
+  for (const fx of ALL_FIXTURES) {
+    it(`${fx.name}.safetensors (${fx.size}) parses; trainable parameters add up to NAME.json's count`, { skip: fx.skip }, async () => {
+      const { tensors } = await readSafetensorsFile(fixturePath(fx, `${fx.name}.safetensors`));
+      const meta = JSON.parse(readFileSync(fixturePath(fx, `${fx.name}.json`), 'utf8')) as { params: number };
       let params = 0;
       for (const [k, t] of tensors) {
         assert.ok(t.dtype === 'F32' || (t.dtype === 'I64' && k.endsWith('num_batches_tracked')), `${k}: ${t.dtype}`);
