@@ -156,6 +156,7 @@ async function browser(url) {
     await page.waitForSelector('body[data-state=ready]', { timeout: 600_000 });
     const readyMs = performance.now() - t0;
     const status = await page.textContent('[data-testid=status]');
+    const phases = await page.evaluate(() => window.nextray.phases);
     const times = [];
     let p;
     for (let i = 0; i <= browserImages; i++) {
@@ -166,7 +167,7 @@ async function browser(url) {
       p = Number(await page.getAttribute('[data-testid=probability]', 'data-value'));
       if (i > 0) times.push(ms);
     }
-    return { ready_ms: Math.round(readyMs), status, per_image_ms: +median(times).toFixed(1), probability: p };
+    return { ready_ms: Math.round(readyMs), phases_ms: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v)])), status, per_image_ms: +median(times).toFixed(1), probability: p };
   } finally {
     await b.close();
   }

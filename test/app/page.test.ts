@@ -16,6 +16,7 @@ import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
 import { preprocessImage } from '../../src/data/images.js';
 import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
 import { tempDir } from '../helpers/paths.js';
+import { MURA_AGREEMENT_CLAUSE_7 } from '../../src/evaluate/report.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';
 import { chromiumMissing, launch, offlinePage } from './browser.js';
 
@@ -76,7 +77,8 @@ test('offline, cross-origin isolated, wasm threads; model card and MURA notice f
   assert.match(card, /Decision threshold0\.5/);
   assert.match(card, /auc 0\.8123/);
   assert.equal(await page.isVisible('[data-testid=research-notice]'), true);
-  assert.match((await page.textContent('[data-testid=research-notice]')) ?? '', /MURA/);
+  const notice = (await page.textContent('[data-testid=research-notice]')) ?? '';
+  assert.ok(notice.includes(MURA_AGREEMENT_CLAUSE_7), 'the notice quotes clause 7 as the report does');
   assert.deepEqual(blocked, [], 'the page asked for nothing outside its server');
   assert.deepEqual(consoleErrors, []);
   await page.context().close();
