@@ -167,7 +167,8 @@ function formatMeta(v: string): string {
     const j = JSON.parse(v) as unknown;
     if (j && typeof j === 'object') {
       return Object.entries(j as Record<string, unknown>)
-        .map(([k, x]) => `${k} ${typeof x === 'number' ? +x.toFixed(4) : JSON.stringify(x)}`)
+        .filter(([k]) => k !== 'fingerprint')
+        .map(([k, x]) => `${k.replace(/^val_images$/, 'validation_images').replace(/^val_/, '').replace(/_/g, ' ')} ${typeof x === 'number' ? +x.toFixed(4) : typeof x === 'string' ? x : JSON.stringify(x)}`)
         .join(', ');
     }
   } catch {
@@ -211,7 +212,8 @@ function showViewer(v: ViewResult, info: OnnxClassifierInfo): void {
   shown = { view: v, info };
   const img = $<HTMLCanvasElement>('image');
   const heat = $<HTMLCanvasElement>('heatmap');
-  const scale = Math.min(1, 512 / Math.max(v.image.width, v.image.height));
+  // Shown 480 px on its longer side (small images enlarged, large ones reduced).
+  const scale = 480 / Math.max(v.image.width, v.image.height);
   const w = Math.max(1, Math.round(v.image.width * scale));
   const h = Math.max(1, Math.round(v.image.height * scale));
   for (const c of [img, heat]) {
@@ -286,7 +288,11 @@ async function handleFiles(m: Loaded, files: File[]): Promise<void> {
       li.dataset.ms = v.ms.toFixed(2);
       if (v.ood) li.dataset.ood = String(v.ood.flagged);
       li.textContent = `${v.name}: ${v.probability.toFixed(4)} (${v.ms.toFixed(0)} ms)${v.ood?.flagged ? ' — out of distribution' : ''}${v.warnings.length ? ' — ' + v.warnings.join('; ') : ''}`;
-      li.addEventListener('click', () => showViewer(views[i]!, info));
+      li.addEventListener('click', () => {
+        for (const el of document.querySelectorAll('#views li')) el.classList.remove('shown');
+        li.classList.add('shown');
+        showViewer(views[i]!, info);
+      });
       return li;
     }),
   );
@@ -297,7 +303,13 @@ async function handleFiles(m: Loaded, files: File[]): Promise<void> {
     : '';
   ood.hidden = flagged.length === 0;
   $('result').hidden = false;
-  showViewer(views[0]!, info);
+  // Show the view that drives the answer most: the highest probability (click another to see it).
+  let top = 0;
+  views.forEach((v, i) => {
+    if (v.probability > views[top]!.probability) top = i;
+  });
+  document.querySelectorAll('#views li')[top]?.classList.add('shown');
+  showViewer(views[top]!, info);
   state('done');
 }
 
