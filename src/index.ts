@@ -6,10 +6,14 @@
  *   const ds = await data.loadMuraDataset('~/datasets');
  *   const net = models.createModel('resnet152', { head: 'binary', dropout: 0.5 });
  *
- * The CLI (`nextray`) is a thin face over these.
+ * The CLI (`nextray`) is a thin face over these. This is the Node entry ('nextray', 'nextray/node'); the
+ * browser-safe subset (no node:, sharp, onnxruntime-node or native addon) is src/browser.ts ('nextray/browser').
  */
 export * as data from './data/index.js';
 export * as models from './models/index.js';
 export * as engine from './engine/index.js';
 export * as train from './train/index.js';
 export * as evaluate from './evaluate/index.js';
+/** Weight files by path (safetensors, .pth, .npy, checkpoint folders); `models.weights` has the pure parsers. */
+export * as weights from './models/weights/index.js';
+export * as errors from './util/errors.js';

@@ -15,3 +15,4 @@ export * from './evaluate.js';
 export * from './tables.js';
 export * from './plots.js';
 export * from './report.js';
+export * from './io.js';

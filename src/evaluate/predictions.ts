@@ -7,7 +7,6 @@
  * Study level follows MURA: a study's probability is the mean of its views' probabilities; its label is the one in
  * the study folder name, which every view must agree with.
  */
-import { readFileSync } from 'node:fs';
 import { parseMuraPath } from '../data/paths.js';
 import type { Label, Region } from '../data/types.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
@@ -206,16 +205,6 @@ export function parsePredictionsCsv(text: string, source: string): PredictionsIn
     else predictions.push(r);
   }
   return { source, predictions, problems, rows };
-}
-
-export function readPredictionsCsv(path: string): PredictionsInput {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new PredictionsError(`${path}: cannot read predictions file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  return parsePredictionsCsv(text, path);
 }
 
 /**

@@ -5,7 +5,6 @@
  *  - Table 3: our study-level kappa per region beside the MURA paper's three radiologists and its DenseNet-169
  *    (reference-results.json, cited there; measured on MURA's hidden test set, so not comparable one-to-one).
  */
-import { readFileSync } from 'node:fs';
 import { REGIONS, type Region } from '../data/types.js';
 import type { LevelReport, MetricReport } from './evaluate.js';
 import type { MetricName } from './metrics.js';
@@ -100,18 +99,6 @@ export interface ReferenceResults {
   kappa: Record<Group, Record<ReferenceRater, ReferenceValue>>;
 }
 
-let cachedReference: ReferenceResults | null = null;
-
-/** The published MURA numbers with their citation (src/evaluate/reference-results.json). */
-export function loadReferenceResults(): ReferenceResults {
-  if (!cachedReference) {
-    // Beside this module in src/ (tsx) and in dist/src/ (tsc copies included JSON files).
-    const url = new URL('./reference-results.json', import.meta.url);
-    cachedReference = JSON.parse(readFileSync(url, 'utf8')) as ReferenceResults;
-  }
-  return cachedReference;
-}
-
 export interface Table3Row {
   group: Group;
   label: string;
@@ -120,7 +107,7 @@ export interface Table3Row {
 }
 
 /** Our study-level kappa per region beside the published ones; every region with a published value is listed. */
-export function table3(study: LevelReport, reference: ReferenceResults = loadReferenceResults()): Table3Row[] {
+export function table3(study: LevelReport, reference: ReferenceResults): Table3Row[] {
   const rows: Table3Row[] = [];
   for (const group of [...REGIONS, 'overall'] as Group[]) {
     const m = group === 'overall' ? study.overall : study.regions[group];
@@ -218,13 +205,13 @@ export function table2Html(rows: Table2Row[], unit: string): string {
   return `<table class="metrics"><thead><tr>${head.map((h) => `<th scope="col">${h}</th>`).join('')}</tr></thead>\n<tbody>\n${body}\n</tbody></table>`;
 }
 
-export function table3Text(rows: Table3Row[], reference: ReferenceResults = loadReferenceResults()): string {
+export function table3Text(rows: Table3Row[], reference: ReferenceResults): string {
   const head = ['Region', 'Ours (kappa)', ...REFERENCE_RATERS.map((r) => reference.rater_names[r])];
   const body = rows.map((r) => [r.label, formatCell(r.ours, 3, '-'), ...REFERENCE_RATERS.map((k) => formatReference(r.reference[k]).replace('–', '-'))]);
   return padTable([head, ...body]);
 }
 
-export function table3Markdown(rows: Table3Row[], reference: ReferenceResults = loadReferenceResults()): string {
+export function table3Markdown(rows: Table3Row[], reference: ReferenceResults): string {
   const head = ['Region', 'Ours (kappa)', ...REFERENCE_RATERS.map((r) => reference.rater_names[r])];
   return [
     `| ${head.join(' | ')} |`,
@@ -238,7 +225,7 @@ export function table3Markdown(rows: Table3Row[], reference: ReferenceResults = 
   ].join('\n');
 }
 
-export function table3Html(rows: Table3Row[], reference: ReferenceResults = loadReferenceResults()): string {
+export function table3Html(rows: Table3Row[], reference: ReferenceResults): string {
   const head = ['Region', 'Ours', ...REFERENCE_RATERS.map((r) => reference.rater_names[r])];
   const refCell = (v: ReferenceValue | null): string => {
     if (!v) return '<td class="na">n/a</td>';
@@ -257,7 +244,7 @@ export function table3Html(rows: Table3Row[], reference: ReferenceResults = load
 }
 
 /** The caveat printed under every Table 3. */
-export function table3Caveat(reference: ReferenceResults = loadReferenceResults()): string {
+export function table3Caveat(reference: ReferenceResults): string {
   return (
     `Reference columns: ${reference.citation} ${reference.test_set} ` +
     `${UNVERIFIED_MARK} = value not confirmed against a copy of the paper (see reference-results.json). ` +

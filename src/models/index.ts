@@ -1,6 +1,7 @@
 /**
- * Public surface of the model zoo: builders, the Model interface, metadata, state_dict import. Weight-file parsing
- * lives in ./weights (re-exported by its own index where present).
+ * Public surface of the model zoo: builders, the Model interface, metadata, state_dict import. Browser-safe: the
+ * `weights` namespace here is the format readers/writers over Uint8Arrays (./weights/browser.ts); the file-path
+ * readers and checkpoint folders (node:fs) are in ./weights/index.ts, exported by the Node entry (src/index.ts).
  */
 export {
   ARCHS,
@@ -43,4 +44,4 @@ export {
   type TrunkStep,
   runSteps,
 } from './nn.js';
-export * as weights from './weights/index.js';
+export * as weights from './weights/browser.js';

@@ -109,6 +109,11 @@ export function quantile(values: ArrayLike<number>, q: number): number {
 /** Fits the gate on `n` training feature rows [n, dim]; threshold at the `q` quantile of their own scores. */
 export function fitOodGate(features: Float32Array, n: number, dim: number, q: number, layers: string[]): OodGate & { trainScores: Float64Array } {
   const lw = ledoitWolf(Float64Array.from(features), n, dim);
+  // A tiny ridge keeps constant features (zero variance: dead channels, tiny test sets) invertible.
+  let trace = 0;
+  for (let i = 0; i < dim; i++) trace += lw.cov[i * dim + i]!;
+  const ridge = Math.max(1e-9, (1e-6 * trace) / dim);
+  for (let i = 0; i < dim; i++) lw.cov[i * dim + i]! += ridge;
   const precision = Float32Array.from(invertSpd(lw.cov, dim));
   const gate = { method: 'mahalanobis' as const, layers, mean: Float32Array.from(lw.mean), precision, threshold: 0, quantile: q, shrinkage: lw.shrinkage, images: n };
   const trainScores = mahalanobisScores(features, n, gate);

@@ -121,13 +121,16 @@ export interface PredictSplitOptions {
   /** ONNX Runtime threads (default: all cores). */
   threads?: number;
   /** Supplies ONNX Runtime (default: onnxruntime-node via src/models/onnx/runtime.ts); a seam for hosts and tests. */
-  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;
+  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;  /** An exported .onnx file of this checkpoint (any precision) to run instead of exporting it in memory. */
+  onnxFile?: string;
 }
 
 export interface SplitPredictions {
   predictions: Prediction[];
-  /** The model's logit per prediction (same order). */
+  /** The model's logit per prediction (same order), divided by the checkpoint's temperature when it has one. */
   logits: Float32Array;
+  /** The temperature applied (checkpoint extra.trust.temperature; 1 when none). */
+  temperature: number;
   badImages: BadImage[];
   checkpoint: string;
   metadata: CheckpointMetadata;
@@ -153,6 +156,9 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   const requested = opts.engine ?? 'auto';
   if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
+  // Temperature scaling fitted at training end (src/train/trust.ts) is applied to the logit by both engines.
+  const tr = (loaded.metadata.extra as { trust?: { temperature?: { value?: unknown } } } | undefined)?.trust?.temperature?.value;
+  const temperature = typeof tr === 'number' && tr > 0 ? tr : 1;
   let onnx: Awaited<ReturnType<typeof onnxRunner>> | null = null;
   let modelLive = true;
   try {
@@ -163,20 +169,23 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
         onnx = await onnxRunner(loaded.model, loaded.preprocessing, {
           ...(opts.loadOnnxRuntime ? { loadRuntime: opts.loadOnnxRuntime } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+          temperature,
+          ...(opts.onnxFile !== undefined ? { onnxFile: opts.onnxFile } : {}),
         });
         // The session holds its own copy of the weights: free TF.js's now (hundreds of MB for ResNet-152).
         loaded.model.dispose();
         modelLive = false;
       } catch (err) {
         const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
-        if (requested === 'onnx') throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
+        if (requested === 'onnx' || opts.onnxFile) throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
         fallbackReason = why;
         (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: predicting with TF.js instead of ONNX Runtime (${why})`);
       }
     }
     const setupSeconds = (performance.now() - t0) / 1000;
     let inferenceSeconds = 0;
-    const engineRun = onnx ? onnx.run : tfjsRunner(loaded.model, loaded.preprocessing.size);
+    const tfRun = tfjsRunner(loaded.model, loaded.preprocessing.size);
+    const engineRun: BatchRunner = onnx ? onnx.run : async (x, n) => (await tfRun(x, n)).map((z) => z / temperature);
     const timed: BatchRunner = async (x, n) => {
       const s0 = performance.now();
       const logits = await engineRun(x, n);
@@ -192,7 +201,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
     const engine: PredictEngineInfo = onnx
       ? { name: 'onnx', description: onnx.description, setupSeconds, inferenceSeconds }
       : { name: 'tfjs', description: `TF.js: ${tfEngine.description}`, ...(fallbackReason ? { fallbackReason } : {}), setupSeconds, inferenceSeconds };
-    return { predictions: toPredictions(res), logits: res.logits, badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length, engine };
+    return { predictions: toPredictions(res), logits: res.logits, temperature, badImages: res.badImages, checkpoint: loaded.checkpoint, metadata: loaded.metadata, images: sel.images.length, engine };
   } finally {
     if (onnx) await onnx.release();
     if (modelLive) loaded.model.dispose();

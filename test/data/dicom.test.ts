@@ -68,10 +68,10 @@ test('VOI LUT Sequence: entries below/above the mapped range clamp to the first/
   close(img.grey, [0, 0, 1000 / 65535, 30000 / 65535, 1, 1], 1e-6);
 });
 
-test('implicit VR little endian and explicit VR big endian read the same 16-bit pixels', async () => {
+test('implicit VR little endian, explicit big endian and deflated explicit little endian read the same 16-bit pixels', async () => {
   const pixels = [0, 1, 256, 4095, 40000, 65535];
   const want = pixels.map((v) => v / 65535);
-  for (const ts of [TS.implicitLE, TS.explicitBE, TS.explicitLE]) {
+  for (const ts of [TS.implicitLE, TS.explicitBE, TS.explicitLE, TS.deflatedLE]) {
     const img = await readDicom(writeDicom({ rows: 2, columns: 3, bitsAllocated: 16, pixels, transferSyntax: ts }));
     assert.equal(img.transferSyntax, ts);
     close(img.grey, want, 1e-6, ts);

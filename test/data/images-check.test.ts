@@ -85,15 +85,14 @@ test('truncated JPEG fails', async () => {
 
 test('a header claiming 30000 x 30000 is refused without decoding', async () => {
   writeFileSync(f('huge.png'), hugeHeaderPng(30000, 30000));
-  const before = process.memoryUsage().rss;
   const r = await checkImage(f('huge.png'));
   assert.equal(r.ok, false);
   if (!r.ok) {
     assert.match(r.problem, /too large/);
     assert.match(r.problem, /30000 x 30000/);
   }
-  // Decoding would need 900 MB at least; refusing from the header costs next to nothing.
-  assert.ok(process.memoryUsage().rss - before < 100e6);
+  // The file is a bare header (no pixel data): 'too large' with the header's size can only come from the header
+  // check, before any decoding (a decode would report truncated data). Memory figures belong to the bench.
   await assert.rejects(decodeGrey(f('huge.png')), (err: unknown) => {
     assert.ok(err instanceof ImageError);
     assert.equal(err.file, f('huge.png'));

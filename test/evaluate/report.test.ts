@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { REGIONS } from '../../src/data/types.js';
 import { evaluatePredictions } from '../../src/evaluate/evaluate.js';
 import { resolvePredictions, type Prediction } from '../../src/evaluate/predictions.js';
-import { confusionMatrixSvg, rocCurveSvg, svgToPng } from '../../src/evaluate/plots.js';
+import { confusionMatrixSvg, rocCurveSvg } from '../../src/evaluate/plots.js';
+import { loadReferenceResults, svgToPng } from '../../src/evaluate/io.js';
 import {
   buildFigures,
   renderHtmlReport,
@@ -15,7 +16,7 @@ import {
   writeEvaluationOutputs,
   MURA_NOTICE,
 } from '../../src/evaluate/report.js';
-import { formatCell, loadReferenceResults, table2, table2Text, table3, REFERENCE_RATERS } from '../../src/evaluate/tables.js';
+import { formatCell, table2, table2Text, table3, REFERENCE_RATERS } from '../../src/evaluate/tables.js';
 import { Rng } from '../../src/util/rng.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -98,7 +99,7 @@ test('Table 2 rows: regions in MURA order then overall; Table 3 puts our kappa b
   assert.deepEqual(rows.map((r) => r.group), [...REGIONS, 'overall']);
   assert.equal(rows.at(-1)!.count, mura.summary.studies);
   assert.equal(rows[0]!.cells.kappa.value, mura.study.regions.XR_ELBOW!.values.kappa);
-  const t3 = table3(mura.study);
+  const t3 = table3(mura.study, loadReferenceResults());
   assert.equal(t3.length, 8);
   assert.equal(t3.at(-1)!.ours.value, mura.study.overall.values.kappa);
   assert.equal(t3.at(-1)!.reference.model!.value, loadReferenceResults().kappa.overall.model.value);

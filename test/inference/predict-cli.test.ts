@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
@@ -203,4 +203,22 @@ test('a checkpoint folder as the model (exported in memory) and --threshold', ()
   assert.deepEqual([j.threshold, j.threshold_source], [t, 'option']);
   assert.ok(Math.abs(j.predictions[0]!.probability - wantPng) < 1e-4);
   assert.equal(j.predictions[0]!.decision, 'abnormal');
+});
+
+test('export --checkpoint takes a run directory of resnet-slim (the demo\'s architecture), and its .onnx predicts like the checkpoint', () => {
+  // A run directory: config.json + checkpoints/best (the same weights as a.onnx).
+  mkdirSync(d('run', 'checkpoints'), { recursive: true });
+  writeFileSync(d('run', 'config.json'), '{}');
+  cpSync(d('ckpt'), d('run', 'checkpoints', 'best'), { recursive: true });
+  const ex = runCli(['export', '--checkpoint', d('run'), '--out', d('run.onnx'), '--verify', '--json']);
+  assert.equal(ex.code, 0, ex.stderr);
+  const e = JSON.parse(ex.stdout) as { arch: string; verify: { ok: boolean } };
+  assert.deepEqual([e.arch, e.verify.ok], ['resnet-slim', true]);
+  const r = runCli(['predict', '--model', d('run.onnx'), '--model', d('run'), d('x.png'), '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { models: { name: string }[]; predictions: { probability: number; per_model: number[] }[] };
+  assert.deepEqual(j.models.map((m) => m.name), ['run', 'run']);
+  const [fromFile, fromRun] = j.predictions[0]!.per_model;
+  assert.ok(Math.abs(fromFile! - fromRun!) < 1e-6);
+  assert.ok(Math.abs(fromFile! - probabilityTf(modelA, pngGrey(), W, H)) < 1e-4);
 });

@@ -14,7 +14,7 @@ import { createModel, isArch, type Model } from '../../models/index.js';
 import { exportOnnx } from '../../models/onnx/export.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
-import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace } from './models.js';
+import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
 
 export interface LoadedModel {
   model: Model;
@@ -75,7 +75,7 @@ export function tfjsRunner(model: Model, size: number): BatchRunner {
 export async function onnxRunner(
   model: Model,
   preprocessing: Preprocessing,
-  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; onnxFile?: string } = {},
+  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; onnxFile?: string; temperature?: number } = {},
 ): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
   let rt: OnnxRuntimeFace;
   try {
@@ -84,7 +84,10 @@ export async function onnxRunner(
     throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
   }
   // Export problems (an architecture the exporter does not know) are reported as such, before any session.
-  const source = opts.onnxFile ?? exportOnnx(model, { inputSize: preprocessing.size, preprocessing }).toBytes();
+  // An in-memory export applies the checkpoint's temperature to the logit; an exported file carries its own.
+  const source =
+    opts.onnxFile ??
+    exportOnnx(model, { inputSize: preprocessing.size, preprocessing, ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}) }).toBytes();
   const threads = opts.threads ?? availableParallelism();
   const clf = await rt.OnnxClassifier.create(source, { threads, maxBatch: 64 });
   const k = clf.numOutputs;
@@ -202,4 +205,90 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     metadata: {},
   };
   return new TfjsInferenceModel(loaded.model, card);
+}
+
+/** What ran a forward pass, and how long it took. */
+export interface ForwardEngineInfo {
+  name: 'onnx' | 'tfjs';
+  /** 'onnxruntime-node 1.30.0 (CPU, 2 threads)' or 'TF.js: <backend>'. */
+  description: string;
+  /** With 'auto': why ONNX Runtime was not used (absent when it was). */
+  fallbackReason?: string;
+  /** ONNX export + session creation (0 for TF.js). */
+  setupSeconds: number;
+  /** Forward passes only. */
+  seconds: number;
+}
+
+export interface ForwardNchwOptions {
+  /** 'auto' (default): ONNX Runtime, else TF.js with a line to onLog; 'onnx': ONNX Runtime or an error; 'tfjs'. */
+  engine?: PredictEngine;
+  /** Images per forward pass (default 8). */
+  batch?: number;
+  threads?: number;
+  /** Describes the TF.js backend in the engine description (default 'TF.js'). */
+  tfjsDescription?: string;
+  onLog?: (line: string) => void;
+  loadRuntime?: () => Promise<OnnxRuntimeFace>;
+}
+
+/**
+ * Logits [n, K] of a live model (any head) on an NCHW float32 batch [n, 3, h, w] — PyTorch's layout, as
+ * `nextray forward` reads it from a .npy: in ONNX Runtime (exported in memory with an NCHW input and symbolic
+ * height/width, so the batch goes in as it is) or in TF.js (transposed to NHWC), falling back as `engine` says.
+ */
+export async function forwardNchw(
+  model: Model,
+  data: Float32Array,
+  shape: readonly [number, number, number, number],
+  opts: ForwardNchwOptions = {},
+): Promise<{ logits: Float32Array; engine: ForwardEngineInfo }> {
+  const [n, , h, w] = shape;
+  const k = model.numOutputs;
+  const batch = opts.batch ?? 8;
+  const requested = opts.engine ?? 'auto';
+  let fallbackReason: string | undefined;
+  if (requested !== 'tfjs') {
+    try {
+      let rt: OnnxRuntimeFace;
+      try {
+        rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
+      } catch (err) {
+        throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+      }
+      const t0 = performance.now();
+      const threads = opts.threads ?? availableParallelism();
+      const exported = exportOnnx(model, { inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
+      const clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads });
+      const setupSeconds = (performance.now() - t0) / 1000;
+      try {
+        const t1 = performance.now();
+        const r = await clf.run(data, n, { size: [h, w] });
+        const description = `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`;
+        return { logits: r.logits, engine: { name: 'onnx', description, setupSeconds, seconds: (performance.now() - t1) / 1000 } };
+      } finally {
+        await clf.release();
+      }
+    } catch (err) {
+      const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
+      if (requested === 'onnx') throw new InferenceError(`${model.arch}: ${why} (use engine tfjs or auto)`);
+      fallbackReason = why;
+      (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: running TF.js instead of ONNX Runtime (${why})`);
+    }
+  }
+  const out = new Float32Array(n * k);
+  const per = 3 * h * w;
+  const t0 = performance.now();
+  for (let start = 0; start < n; start += batch) {
+    const count = Math.min(batch, n - start);
+    const logits = tf.tidy(() => {
+      const nchw = tf.tensor4d(data.subarray(start * per, (start + count) * per), [count, 3, h, w]);
+      return model.forward(tf.transpose(nchw, [0, 2, 3, 1]), false);
+    });
+    out.set(logits.dataSync() as Float32Array, start * k);
+    logits.dispose();
+  }
+  const engine: ForwardEngineInfo = { name: 'tfjs', description: opts.tfjsDescription ?? 'TF.js', setupSeconds: 0, seconds: (performance.now() - t0) / 1000 };
+  if (fallbackReason) engine.fallbackReason = fallbackReason;
+  return { logits: out, engine };
 }

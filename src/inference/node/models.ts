@@ -58,7 +58,6 @@ export interface OpenModelOptions {
 export async function openModel(spec: string, opts: OpenModelOptions = {}): Promise<InferenceModel> {
   const engine = opts.engine ?? 'auto';
   const threads = opts.threads ?? availableParallelism();
-  const log = opts.onLog ?? ((l: string) => process.stderr.write(l + '\n'));
   let st;
   try {
     st = statSync(spec);

@@ -10,6 +10,7 @@
  *
  * Only a type import of ONNX Runtime here: nothing Node-specific is loaded by this module.
  */
+// onnxruntime-common: the API types both onnxruntime-node and onnxruntime-web re-export (keeps this module browser-safe).
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
 import { readModelInfo, type OnnxModelInfo } from './graph.js';

@@ -1,0 +1,42 @@
+/**
+ * neXt-Ray's browser entry (`import ... from 'nextray/browser'`, or plain 'nextray' where a bundler picks the
+ * `browser` condition): everything that runs without Node — no `node:` module, sharp, onnxruntime-node or the
+ * native addon is reachable from here (test/browser/entry.test.ts bundles this file for the browser and type-checks
+ * it without Node's types to keep it so).
+ *
+ *   import { models, onnx, preprocessing, metrics } from 'nextray/browser';
+ *   const bytes = onnx.exportOnnx(model, { inputSize: 320 }).toBytes();        // a TF.js model -> .onnx bytes
+ *   const clf = await onnx.OnnxClassifierCore.createWith(ort, bytes);         // ort = onnxruntime-web
+ *
+ * Models need a TF.js backend registered by the page (e.g. @tensorflow/tfjs-backend-cpu or -webgl).
+ * The Node entry (src/index.ts) has all of this plus file I/O, datasets, training, reports and the native engine.
+ */
+
+/** Input preprocessing (resize/crop/normalisation spec, shared by training, export and every runtime) + MURA paths. */
+export * as preprocessing from './data/preprocess.js';
+export * as dataTypes from './data/types.js';
+export * as muraPaths from './data/paths.js';
+export * as augment from './data/augment.js';
+
+/** The model zoo (builders, state_dict import, weight-format parsers over Uint8Arrays). */
+export * as models from './models/index.js';
+
+/** ONNX: the writer (TF.js model -> .onnx), the reader (metadata, graph) and the runtime-agnostic classifier. */
+export * as onnx from './models/onnx/index.js';
+
+/** Metrics, bootstrap intervals, thresholds, prediction parsing, the report's tables and SVG figures. */
+export * as metrics from './evaluate/metrics.js';
+export * as bootstrap from './evaluate/bootstrap.js';
+export * as threshold from './evaluate/threshold.js';
+export * as predictions from './evaluate/predictions.js';
+export * as evaluation from './evaluate/evaluate.js';
+export * as tables from './evaluate/tables.js';
+export * as plots from './evaluate/plots.js';
+
+/** Typed errors (NextrayError and its code / exit status / hint). */
+export * as errors from './util/errors.js';
+export { Rng, type Seed } from './util/rng.js';
+
+// The inference core (helper infer, src/inference/core/: preprocess -> run -> postprocess over an injected ONNX
+// Runtime module, browser-safe) is exported here once it lands:
+//   export * as inference from './inference/core/index.js';
