@@ -5,7 +5,6 @@
  * produce a PredictionsInput (a CSV here; a trained model over a data split elsewhere) goes through it.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
@@ -36,9 +35,9 @@ import {
 } from '../evaluate/index.js';
 import type { Seed } from '../util/rng.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { CliError, parseFloatOption, parseIntOption } from './common.js';
+import { packageVersion } from '../util/package.js';
+import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
 
-const require = createRequire(import.meta.url);
 
 export interface EvaluateCliOptions {
   threshold?: number;
@@ -58,6 +57,8 @@ export interface EvaluateCliOptions {
   config?: Record<string, unknown>;
   /** Merged into the JSON result and metrics.json (e.g. which engine predicted). */
   extra?: Record<string, unknown>;
+  /** The model's temperature (with --model): the report shows ECE / Brier before (T = 1) and after. */
+  temperature?: number;
 }
 
 const MAX_LISTED_PROBLEMS = 20;
@@ -72,8 +73,16 @@ function reportProblems(input: PredictionsInput): void {
 }
 
 function versions(): Record<string, string> {
-  const pkg = require('../../../package.json') as { version: string };
-  return { nextray: pkg.version, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return { nextray: packageVersion(), node: process.version, platform: `${process.platform}-${process.arch}` };
+}
+
+function calibrationText(result: EvaluationResult): string {
+  const rows: string[] = [`${'Region'.padEnd(10)} ${'Study ECE'.padStart(9)} ${'Brier'.padStart(6)} ${'Image ECE'.padStart(9)} ${'Brier'.padStart(6)}`];
+  const line = (label: string, s: EvaluationResult['study']['overall'], i: EvaluationResult['image']['overall']): string =>
+    `${label.padEnd(10)} ${s.calibration.ece.toFixed(3).padStart(9)} ${s.calibration.brier.toFixed(3).padStart(6)} ${i.calibration.ece.toFixed(3).padStart(9)} ${i.calibration.brier.toFixed(3).padStart(6)}`;
+  for (const [r, s] of Object.entries(result.study.regions)) rows.push(line(r.replace('XR_', '').toLowerCase(), s, result.image.regions[r as keyof typeof result.image.regions]!));
+  rows.push(line('overall', result.study.overall, result.image.overall));
+  return rows.join('\n');
 }
 
 function printTables(result: EvaluationResult): void {
@@ -87,6 +96,7 @@ function printTables(result: EvaluationResult): void {
   out.push('Image level', table2Text(table2(result.image), 'Images'), '');
   const ref = loadReferenceResults();
   out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study, ref), ref), table3Caveat(ref), '');
+  out.push('Calibration (ECE: 15 equal-width bins; Brier)', calibrationText(result), '');
   process.stdout.write(out.join('\n') + '\n');
 }
 
@@ -146,6 +156,28 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
       ...opts.config,
     },
   };
+  if (opts.temperature !== undefined && opts.temperature !== 1) {
+    const t = opts.temperature;
+    // Uncalibrated probabilities: sigmoid(T * calibrated logit); a study's is the mean of its views'.
+    const raw = (p: number): number => {
+      const z = Math.log(p / (1 - p)) * t;
+      return Number.isFinite(z) ? 1 / (1 + Math.exp(-z)) : p;
+    };
+    const before = evaluatePredictions(input.predictions.map((p) => ({ ...p, probability: raw(p.probability) })), { threshold: result.threshold, replicates: 0, seed: opts.seed });
+    const rows = (['image', 'study'] as const).map((level) => ({
+      level,
+      eceBefore: before[level].overall.calibration.ece,
+      eceAfter: result[level].overall.calibration.ece,
+      brierBefore: before[level].overall.calibration.brier,
+      brierAfter: result[level].overall.calibration.brier,
+    }));
+    ctx.calibration = { temperature: t, rows };
+    (extra as Record<string, unknown>).temperature_scaling = {
+      temperature: t,
+      fitted_on: 'validation',
+      ...Object.fromEntries(rows.map((r) => [r.level, { ece_before: r.eceBefore, ece_after: r.eceAfter, brier_before: r.brierBefore, brier_after: r.brierAfter }])),
+    };
+  }
   if (opts.split) ctx.split = opts.split;
   if (opts.dataKind) ctx.dataKind = opts.dataKind;
   if (opts.title) ctx.title = opts.title;
@@ -167,10 +199,6 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
-
-function parseSeed(value: string): Seed {
-  return /^-?\d+$/.test(value) ? Number(value) : value;
-}
 
 export function registerEvaluate(program: Command): void {
   program
@@ -250,6 +278,8 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let input: PredictionsInput;
       let validation: PredictionsInput | undefined;
       let badImages = 0;
+      let temperature: number | undefined;
+      let storedThreshold: number | undefined;
       const engines: Record<string, PredictEngineInfo> = {};
       if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
       if (raw.onnx !== undefined && (!fromModel || raw.engine === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx engine)');
@@ -270,6 +300,8 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
           for (const b of p.badImages) process.stderr.write(`problem: ${b.path}: ${b.problem}\n`);
           badImages += p.badImages.length;
           engines[which] = p.engine;
+          temperature = p.temperature;
+          storedThreshold = p.metadata.decisionThreshold;
           return resolvePredictions(p.predictions, `${raw.model as string} (${which})`);
         };
         try {
@@ -289,6 +321,9 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       }
       const opts: EvaluateCliOptions = { bootstrap: raw.bootstrap as number, seed: raw.seed as Seed };
       if (raw.threshold !== undefined) opts.threshold = raw.threshold as number;
+      // A model's stored operating point (nextray train/calibrate --target-sensitivity) is the default threshold.
+      else if (storedThreshold !== undefined && raw.targetSensitivity === undefined) opts.threshold = storedThreshold;
+      if (temperature !== undefined) opts.temperature = temperature;
       if (raw.targetSensitivity !== undefined) opts.targetSensitivity = raw.targetSensitivity as number;
       if (validation) opts.validation = validation;
       if (raw.out !== undefined) opts.out = raw.out as string;

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
-import { ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
+import { ALL_ARCHS as ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
 import { readStateDict } from '../models/weights/files.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
 import type { StateDict } from '../models/weights/types.js';
@@ -22,6 +22,7 @@ import { DEFAULT_PREPROCESSING, makePreprocessing, type Preprocessing } from '..
 import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
 import { OnnxModelError } from '../models/onnx/classifier.js';
 import { Rng } from '../util/rng.js';
+import { trustExportOptions } from '../train/trust.js';
 import { exportOnnxFileWithPrecision, type PrecisionReport } from '../models/onnx/precision.js';
 import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type Precision } from '../models/onnx/quantize.js';
 import { createProgress } from '../util/progress.js';
@@ -128,7 +129,9 @@ async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 
   const x = layout === 'nhwc' ? nhwc : (tf.tidy(() => tf.transpose(tf.tensor4d(nhwc, [n, size, size, 3]), [0, 3, 1, 2]).dataSync()) as Float32Array);
   const clf = await OnnxClassifier.create(out, { threads });
   try {
-    const got = (await clf.run(x, n)).logits;
+    // A model with temperature scaling outputs logit / T: compare on the uncalibrated scale.
+    const t = clf.info.temperature;
+    const got = (await clf.run(x, n)).logits.map((z) => z * t);
     let maxDiff = 0;
     let maxRef = 0;
     for (let i = 0; i < ref.length; i++) {
@@ -172,6 +175,9 @@ async function run(flags: ExportFlags): Promise<void> {
       foldBatchNorm: flags.foldBn,
       preprocessing,
       decisionThreshold: threshold,
+      // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
+      ...(head === 'binary' ? { cam: true } : {}),
+      ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
       extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead) },
     };
     try {

@@ -8,6 +8,9 @@ import { CONFIG_FLAGS, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readC
 import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fitTrust } from '../train/trust.js';
 
 interface TrainFlags {
   config?: string;
@@ -132,7 +135,9 @@ export function registerTrain(program: Command): void {
     .option('--out <dir>', 'run directory to create')
     .option('--resume <run>', 'continue the run in this directory from its last completed epoch')
     .option('-q, --quiet', 'no progress bar or log on stderr')
-    .option('--json', 'print one JSON line of metrics per epoch on stdout');
+    .option('--json', 'print one JSON line of metrics per epoch on stdout')
+    .option('--target-sensitivity <s>', 'when training ends, store the study-level threshold reaching this validation sensitivity', parseFloatOption('--target-sensitivity', 0, 1))
+    .option('--no-trust', 'skip fitting the OOD gate and temperature scaling when training ends (nextray calibrate does it later)');
   addConfigOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -161,5 +166,20 @@ export function registerTrain(program: Command): void {
       result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
     }
     finish(result, json, quiet);
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts).
+    if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
+      const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
+      try {
+        await fitTrust(result.runDir, {
+          data: cfg.data,
+          ...(opts.targetSensitivity !== undefined ? { targetSensitivity: opts.targetSensitivity as number } : {}),
+          ...(quiet ? {} : { onLog: (l: string) => process.stderr.write(l + '\n') }),
+        });
+      } catch (err) {
+        // The trained model stands; only its calibration / OOD gate / operating point is missing.
+        process.stderr.write(`nextray: fitting the OOD gate and temperature failed: ${(err as Error).message} (the run is complete; retry with nextray calibrate)\n`);
+        process.exitCode = 1;
+      }
+    }
   });
 }

@@ -15,6 +15,7 @@ import {
 import { computeMetrics, METRIC_NAMES, prepareScores, rocCurve, type PointMetrics, type RocCurve } from './metrics.js';
 import { aggregateStudies, type ResolvedPrediction, type StudyPrediction } from './predictions.js';
 import type { ThresholdChoice } from './threshold.js';
+import { calibration, type CalibrationSummary } from './calibration.js';
 
 export const DEFAULT_THRESHOLD = 0.5;
 
@@ -28,6 +29,8 @@ export interface EvaluateOptions extends BootstrapOptions {
 export interface MetricReport extends PointMetrics {
   intervals: MetricIntervals;
   roc: RocCurve | null;
+  /** ECE (15 equal-width bins), MCE, Brier and the reliability bins of the probabilities (src/evaluate/calibration.ts). */
+  calibration: CalibrationSummary;
 }
 
 export type Level = 'image' | 'study';
@@ -126,12 +129,16 @@ function evaluateGroup(
     },
   };
   const [imageCI, studyCI] = bootstrapIntervals([sets.image, sets.study], threshold, group, options);
-  const report = (set: ClusteredScores, intervals: MetricIntervals): MetricReport => ({
+  const report = (set: ClusteredScores, intervals: MetricIntervals, labels: number[], scores: number[]): MetricReport => ({
     ...computeMetrics(set.prepared, threshold),
     intervals,
     roc: rocCurve(set.prepared),
+    calibration: calibration(scores, labels),
   });
-  return { image: report(sets.image, imageCI!), study: report(sets.study, studyCI!) };
+  return {
+    image: report(sets.image, imageCI!, imageLabels, imageScores),
+    study: report(sets.study, studyCI!, studies.map((s) => s.label), studies.map((s) => s.probability)),
+  };
 }
 
 /**
@@ -203,6 +210,10 @@ export function metricReportJson(m: MetricReport): Record<string, unknown> {
   out.ci_usable_replicates = { ...m.intervals.usable };
   out.ci_null_reasons = { ...m.intervals.reasons };
   out.roc = m.roc;
+  out.ece = m.calibration.ece;
+  out.mce = m.calibration.mce;
+  out.brier = m.calibration.brier;
+  out.reliability = { bins: m.calibration.bins.length, strategy: 'uniform', rows: m.calibration.bins };
   return out;
 }
 

@@ -184,3 +184,51 @@ export function confusionMatrixSvg(cm: ConfusionMatrix, title: string, subtitle?
   );
   return svgDocument(W, H, title, parts);
 }
+
+/** One reliability bin for the diagram (see src/evaluate/calibration.ts). */
+export interface ReliabilityPoint {
+  lo: number;
+  hi: number;
+  count: number;
+  confidence: number | null;
+  frequency: number | null;
+}
+
+/**
+ * Reliability diagram: observed frequency of abnormal per equal-width probability bin (bars) against the bin's
+ * mean predicted probability (dots), the diagonal of perfect calibration, and bin counts as a strip underneath.
+ */
+export function reliabilitySvg(bins: readonly ReliabilityPoint[], title: string, subtitle?: string): string {
+  const W = 560;
+  const H = 600;
+  const m = { left: 72, right: 24, top: subtitle ? 70 : 52, bottom: 104 };
+  const pw = W - m.left - m.right;
+  const ph = H - m.top - m.bottom;
+  const x = (v: number): number => m.left + v * pw;
+  const y = (v: number): number => m.top + (1 - v) * ph;
+  const p: string[] = [];
+  p.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
+  p.push(`<text x="${W / 2}" y="30" text-anchor="middle" font-size="18" font-weight="600" fill="${INK}">${escapeHtml(title)}</text>`);
+  if (subtitle) p.push(`<text x="${W / 2}" y="52" text-anchor="middle" font-size="13" fill="${MUTED}">${escapeHtml(subtitle)}</text>`);
+  for (let i = 0; i <= 5; i++) {
+    const v = i / 5;
+    p.push(`<line x1="${num(x(v))}" y1="${m.top}" x2="${num(x(v))}" y2="${m.top + ph}" stroke="${GRID}" stroke-width="1"/>`);
+    p.push(`<line x1="${m.left}" y1="${num(y(v))}" x2="${m.left + pw}" y2="${num(y(v))}" stroke="${GRID}" stroke-width="1"/>`);
+    p.push(`<text x="${num(x(v))}" y="${m.top + ph + 20}" text-anchor="middle" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`);
+    p.push(`<text x="${m.left - 10}" y="${num(y(v) + 4)}" text-anchor="end" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`);
+  }
+  p.push(`<line x1="${x(0)}" y1="${y(0)}" x2="${x(1)}" y2="${y(1)}" stroke="${MUTED}" stroke-dasharray="5 4" stroke-width="1.5"/>`);
+  const maxCount = Math.max(1, ...bins.map((b) => b.count));
+  for (const b of bins) {
+    if (b.count && b.frequency !== null) {
+      p.push(`<rect x="${num(x(b.lo) + 1)}" y="${num(y(b.frequency))}" width="${num(x(b.hi) - x(b.lo) - 2)}" height="${num(y(0) - y(b.frequency))}" fill="${CURVE_COLOURS[1]}" fill-opacity="0.55"/>`);
+      p.push(`<circle cx="${num(x(b.confidence!))}" cy="${num(y(b.frequency))}" r="3.5" fill="${CURVE_COLOURS[5]}"/>`);
+    }
+    const hh = (b.count / maxCount) * 30;
+    p.push(`<rect x="${num(x(b.lo) + 1)}" y="${num(H - 24 - hh)}" width="${num(x(b.hi) - x(b.lo) - 2)}" height="${num(hh)}" fill="${MUTED}" fill-opacity="0.6"/>`);
+  }
+  p.push(`<text x="${m.left + pw / 2}" y="${m.top + ph + 44}" text-anchor="middle" font-size="13" fill="${INK}">Predicted probability of abnormal</text>`);
+  p.push(`<text x="${m.left - 50}" y="${m.top + ph / 2}" text-anchor="middle" font-size="13" fill="${INK}" transform="rotate(-90 ${m.left - 50} ${m.top + ph / 2})">Observed frequency of abnormal</text>`);
+  p.push(`<text x="${m.left}" y="${H - 6}" font-size="11" fill="${MUTED}">cases per bin (max ${maxCount}); dots: mean predicted probability in the bin; dashed: perfect calibration</text>`);
+  return svgDocument(W, H, title, p);
+}

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { REGIONS, type Region } from '../data/types.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { evaluationJson, LEVELS, type EvaluationResult, type Level, type MetricReport } from './evaluate.js';
-import { confusionMatrixSvg, CURVE_COLOURS, rocCurveSvg, type RocSeries } from './plots.js';
+import { confusionMatrixSvg, CURVE_COLOURS, reliabilitySvg, rocCurveSvg, type RocSeries } from './plots.js';
 import { loadReferenceResults, svgToPng } from './io.js';
 import { imagePredictionsCsv, studyPredictionsCsv } from './predictions.js';
 import {
@@ -45,6 +45,11 @@ export interface ReportContext {
   badRows?: number;
   /** ISO time stamp; default now. */
   generatedAt?: string;
+  /**
+   * Temperature scaling the model carries (fitted on validation), with the evaluated set's ECE / Brier of the
+   * uncalibrated (T = 1) and calibrated probabilities per level.
+   */
+  calibration?: { temperature: number; rows: { level: Level; eceBefore: number; eceAfter: number; brierBefore: number; brierAfter: number }[] };
 }
 
 /**
@@ -77,7 +82,7 @@ export interface Figure {
   /** File base name under plots/, e.g. `study-roc-overall`. */
   name: string;
   level: Level;
-  kind: 'roc' | 'confusion';
+  kind: 'roc' | 'confusion' | 'reliability';
   group: Group | 'regions';
   title: string;
   svg: string;
@@ -118,6 +123,15 @@ export function buildFigures(result: EvaluationResult): Figure[] {
         svg: confusionMatrixSvg(m.confusion, `Confusion matrix — ${label}`, `${LEVEL_NAMES[level]} · abnormal when p > ${t}`),
       });
     }
+    const cal = rep.overall.calibration;
+    figures.push({
+      name: `${level}-reliability-overall`,
+      level,
+      kind: 'reliability',
+      group: 'overall',
+      title: `Reliability — ${LEVEL_NAMES[level]}`,
+      svg: reliabilitySvg(cal.bins, `Reliability diagram — ${LEVEL_NAMES[level]}`, `ECE ${cal.ece.toFixed(3)} (${cal.bins.length} bins) · Brier ${cal.brier.toFixed(3)} · n = ${cal.n}`),
+    });
     const regionSeries: RocSeries[] = [];
     if (rep.overall.roc) regionSeries.push({ label: 'Overall', curve: rep.overall.roc, auc: rep.overall.values.auc, colour: CURVE_COLOURS[0]! });
     REGIONS.forEach((r, i) => {
@@ -260,6 +274,10 @@ export function renderHtmlReport(result: EvaluationResult, figures: readonly Fig
   parts.push(table3Html(table3(result.study, ref), ref));
   parts.push(`<p class="caption">${escapeHtml(table3Caveat(ref))} ${escapeHtml(ref.published_interval_caveat)}</p>`);
 
+  parts.push('<h2>Calibration</h2>');
+  parts.push(calibrationHtml(result, ctx));
+  parts.push('<div class="figs big">', fig(find('study', 'reliability', 'overall')), fig(find('image', 'reliability', 'overall')), '</div>');
+
   parts.push('<h2>Figures</h2><h3>Study level</h3><div class="figs big">');
   parts.push(fig(find('study', 'roc', 'overall')), fig(find('study', 'confusion', 'overall')), fig(find('study', 'roc', 'regions')));
   parts.push('</div>');
@@ -284,6 +302,50 @@ export function renderHtmlReport(result: EvaluationResult, figures: readonly Fig
   parts.push(`<footer>neXt-Ray · ${escapeHtml(ref.citation)}</footer>`);
   parts.push('</main></body></html>\n');
   return parts.join('\n');
+}
+
+function calibrationRows(result: EvaluationResult): string[][] {
+  const rows: string[][] = [];
+  const groupsOf = (level: Level): [string, MetricReport][] => [
+    ...REGIONS.filter((r) => result[level].regions[r]).map((r): [string, MetricReport] => [GROUP_LABELS[r], result[level].regions[r]!]),
+    ['Overall', result[level].overall],
+  ];
+  const img = new Map(groupsOf('image'));
+  for (const [label, s] of groupsOf('study')) {
+    const i = img.get(label)!;
+    rows.push([label, s.calibration.ece.toFixed(3), s.calibration.brier.toFixed(3), i.calibration.ece.toFixed(3), i.calibration.brier.toFixed(3)]);
+  }
+  return rows;
+}
+
+const CAL_HEAD = ['Region', 'Study ECE', 'Study Brier', 'Image ECE', 'Image Brier'];
+const CAL_CAPTION = 'ECE: expected calibration error, 15 equal-width probability bins; Brier: mean squared error of the probability. Lower is better for both.';
+
+function temperatureRows(ctx: ReportContext): string[][] {
+  const c = ctx.calibration;
+  if (!c) return [];
+  return c.rows.map((r) => [LEVEL_NAMES[r.level], r.eceBefore.toFixed(3), r.eceAfter.toFixed(3), r.brierBefore.toFixed(3), r.brierAfter.toFixed(3)]);
+}
+
+function calibrationHtml(result: EvaluationResult, ctx: ReportContext): string {
+  const table = (head: string[], rows: string[][]): string =>
+    `<table><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+  let out = table(CAL_HEAD, calibrationRows(result)) + `<p class="caption">${escapeHtml(CAL_CAPTION)}</p>`;
+  if (ctx.calibration) {
+    out += `<p>Temperature scaling T = ${ctx.calibration.temperature.toFixed(3)} (fitted on the validation split): this set before (T = 1) and after.</p>`;
+    out += table(['Level', 'ECE before', 'ECE after', 'Brier before', 'Brier after'], temperatureRows(ctx));
+  }
+  return out;
+}
+
+function calibrationMarkdown(result: EvaluationResult, ctx: ReportContext): string {
+  const md = (head: string[], rows: string[][]): string => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  let out = md(CAL_HEAD, calibrationRows(result)) + '\n\n' + CAL_CAPTION;
+  if (ctx.calibration) {
+    out += `\n\nTemperature scaling T = ${ctx.calibration.temperature.toFixed(3)} (fitted on the validation split): this set before (T = 1) and after.\n\n`;
+    out += md(['Level', 'ECE before', 'ECE after', 'Brier before', 'Brier after'], temperatureRows(ctx));
+  }
+  return out;
 }
 
 /** The Markdown report; figures are linked as `${figureDir}/<name>.png`. */
@@ -313,6 +375,8 @@ export function renderMarkdownReport(
   );
   out.push("## Table 3 — Cohen's kappa beside the MURA paper", '', table3Markdown(table3(result.study, ref), ref), '');
   out.push(table3Caveat(ref), ref.published_interval_caveat, '');
+  out.push('## Calibration', '', calibrationMarkdown(result, ctx), '');
+  out.push(img(find('study', 'reliability', 'overall')), img(find('image', 'reliability', 'overall')), '');
   out.push('## Figures', '');
   for (const level of LEVELS) {
     out.push(`### ${LEVEL_NAMES[level]}`, '');

@@ -112,7 +112,7 @@ test('checkpoint with the binary head -> .onnx with its threshold and preprocess
   assert.equal(s.head, 'binary');
   assert.equal(s.input_size, 64);
   assert.equal(s.decision_threshold, 0.42);
-  assert.deepEqual(s.outputs, ['logits', 'probability']);
+  assert.deepEqual(s.outputs, ['logits', 'probability', 'cam']);
   assert.equal(s.verify.ok, true);
   assert.ok(s.verify.relative_error < 1e-4);
 
@@ -144,7 +144,7 @@ test('ImageNet weights with --head binary export an untrained head, with a warni
   const s = JSON.parse(r.stdout);
   assert.equal(s.untrained_head, true);
   assert.equal(s.decision_threshold, 0.5);
-  assert.deepEqual(s.outputs, ['logits', 'probability']);
+  assert.deepEqual(s.outputs, ['logits', 'probability', 'cam']);
 });
 
 test('bad arguments exit 2 with a message naming the problem', () => {

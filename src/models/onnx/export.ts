@@ -12,6 +12,8 @@
  *           AveragePool (DenseNet transitions) / GlobalAveragePool / Flatten / Gemm, in the order the TF.js
  *           modules compute them.
  *   outputs `logits` [batch, K]; for the binary (MURA) head also `probability` = Sigmoid(logits) [batch, 1].
+ *           Optional (binary head, extras.ts): `cam` [batch, h, w], `ood_score` [batch, 1], and a temperature that
+ *           divides the logit before the sigmoid.
  *   Dropout is the identity at inference and is not exported.
  *
  * BatchNorm: every BatchNorm that directly follows a convolution (ResNet: all of them; DenseNet: norm0 and each
@@ -40,6 +42,7 @@ import {
   type InputLayout,
   type OnnxExportMetadata,
 } from './format.js';
+import { emitCam, emitOodScore, oodMetadata, ONNX_CAM, ONNX_OOD_SCORE, type OodStats } from './extras.js';
 import { encodeModel, concatChunks, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxModelMeta, type OnnxNode, type OnnxValueInfo } from './graph.js';
 
 export interface OnnxExportOptions {
@@ -59,6 +62,12 @@ export interface OnnxExportOptions {
   nextrayVersion?: string;
   /** Anything else to store in metadata_props (string values; must not reuse the exporter's own keys). */
   extraMetadata?: Record<string, string>;
+  /** Binary head: also output `cam` [batch, h, w], the class activation map (see extras.ts). */
+  cam?: boolean;
+  /** Binary head: temperature T > 0; `logits` become logit / T (calibrated probabilities). Default 1 (none). */
+  temperature?: number;
+  /** Binary head: an OOD gate; adds output `ood_score` and metadata `ood` (see extras.ts). */
+  ood?: OodStats;
 }
 
 export interface OnnxExport {
@@ -243,9 +252,10 @@ function checkCovered(net: Network, arch: string, used: ReadonlySet<Param>): voi
   }
 }
 
-function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string): string {
+function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string, taps: Map<string, string>): string {
   let out = b.relu(b.conv(x, net.conv1, 'conv1', { module: net.bn1, name: 'bn1' }), 'conv1');
   if (net.stemPool) out = b.maxPool(out, 3, 2, 1, 'maxpool');
+  taps.set('conv1', out);
   net.stages.forEach((stage, si) => {
     stage.blocks.forEach((block, bi) => {
       const p = `layer${si + 1}.${bi}`;
@@ -264,15 +274,17 @@ function emitResNet(b: GraphBuilder, net: ResidualStructure, x: string): string 
       const ds = block.downsample;
       const identity = ds ? b.conv(input, ds.conv, `${p}.downsample.0`, { module: ds.bn, name: `${p}.downsample.1` }) : input;
       out = b.relu(b.node('Add', [y, identity], `${p}.add`), p);
+      taps.set(p, out);
     });
   });
-  return b.node('GlobalAveragePool', [out], 'avgpool');
+  return out;
 }
 
-function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
+function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string, taps: Map<string, string>): string {
   const f = net.features;
   let out = b.relu(b.conv(x, f.conv0, 'features.conv0', { module: f.norm0, name: 'features.norm0' }), 'features.relu0');
   out = b.maxPool(out, 3, 2, 1, 'features.pool0');
+  taps.set('features.conv0', out);
   f.blocks.forEach((block, bi) => {
     block.layers.forEach((layer, li) => {
       const p = `features.denseblock${bi + 1}.denselayer${li + 1}`;
@@ -280,6 +292,7 @@ function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
       y = b.relu(b.conv(y, layer.conv1, `${p}.conv1`, { module: layer.norm2, name: `${p}.norm2` }), `${p}.relu2`);
       y = b.conv(y, layer.conv2, `${p}.conv2`);
       out = b.node('Concat', [out, y], `${p}.concat`, { axis: 1 });
+      taps.set(p, out);
     });
     const t = f.transitions[bi];
     if (t) {
@@ -287,10 +300,11 @@ function emitDenseNet(b: GraphBuilder, net: DenseNet, x: string): string {
       let y = b.relu(b.batchNorm(out, t.norm, `${p}.norm`), `${p}.relu`);
       y = b.conv(y, t.conv, `${p}.conv`);
       out = b.node('AveragePool', [y], `${p}.pool`, { kernel_shape: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], ceil_mode: 0 });
+      taps.set(p, out);
     }
   });
   out = b.relu(b.batchNorm(out, f.norm5, 'features.norm5'), 'features.relu5');
-  return b.node('GlobalAveragePool', [out], 'avgpool');
+  return out;
 }
 
 function networkOf(model: Model | NetworkModel): { net: Network; arch: string; headKind: 'imagenet' | 'binary' } {
@@ -333,10 +347,11 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
   let x = ONNX_INPUT;
   if (layout === 'nhwc') x = b.node('Transpose', [x], 'to_nchw', { perm: [0, 3, 1, 2] });
 
-  let pooled: string;
+  let featureMap: string;
   const residual = residualStructure(net);
-  if (residual) pooled = emitResNet(b, residual, x);
-  else if (net instanceof DenseNet) pooled = emitDenseNet(b, net, x);
+  const taps = new Map<string, string>();
+  if (residual) featureMap = emitResNet(b, residual, x, taps);
+  else if (net instanceof DenseNet) featureMap = emitDenseNet(b, net, x, taps);
   else {
     throw new Error(
       `${arch}: unsupported network type ${(net as object).constructor.name} (exportable: ResNet-style conv1/bn1/stages of ` +
@@ -344,14 +359,28 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     );
   }
 
+  const pooled = b.node('GlobalAveragePool', [featureMap], 'avgpool');
   const flat = b.node('Flatten', [pooled], 'flatten', { axis: 1 });
   const headName = net.classifierName;
-  b.gemm(flat, head, headName, ONNX_LOGITS);
+  const temperature = opts.temperature ?? 1;
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new RangeError(`temperature must be a positive number, got ${temperature}`);
+  if (!binary && (opts.cam || opts.ood || temperature !== 1)) throw new Error(`${arch}: cam, temperature and ood need the binary head`);
+  const gemmOut = b.gemm(flat, head, headName, temperature === 1 ? ONNX_LOGITS : 'logits_uncalibrated');
+  if (temperature !== 1) b.node('Div', [gemmOut, b.init('temperature', [1], Float32Array.of(temperature))], 'calibrate', undefined, ONNX_LOGITS);
   checkCovered(net, arch, b.used);
   const outputs: OnnxValueInfo[] = [{ name: ONNX_LOGITS, elemType: 'float32', shape: ['batch', head.outFeatures] }];
   if (binary) {
     b.node('Sigmoid', [ONNX_LOGITS], 'sigmoid', undefined, ONNX_PROBABILITY);
     outputs.push({ name: ONNX_PROBABILITY, elemType: 'float32', shape: ['batch', 1] });
+  }
+  if (opts.cam) {
+    emitCam(b, featureMap, values(head.weight, `${headName}.weight`), head.inFeatures, head.outFeatures);
+    outputs.push({ name: ONNX_CAM, elemType: 'float32', shape: ['batch', 'cam_height', 'cam_width'] });
+  }
+  if (opts.ood) {
+    taps.set('features', featureMap);
+    emitOodScore(b, taps, opts.ood);
+    outputs.push({ name: ONNX_OOD_SCORE, elemType: 'float32', shape: ['batch', 1] });
   }
 
   const version = opts.nextrayVersion ?? 'unknown';
@@ -372,6 +401,8 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     outputs: outputs.map((o) => o.name).join(','),
     batchnorm: fold ? 'folded' : 'kept',
     nextray_version: version,
+    ...(temperature !== 1 ? { temperature: String(temperature) } : {}),
+    ...(opts.ood ? { ood: JSON.stringify(oodMetadata(opts.ood)) } : {}),
   };
   for (const [k, v] of Object.entries(opts.extraMetadata ?? {})) {
     if (k in metadata) throw new Error(`extraMetadata key '${k}' is reserved by the exporter`);

@@ -1,0 +1,76 @@
+/**
+ * `nextray calibrate`: fits, on an existing run, what training now fits when it ends — the OOD gate on the
+ * training images' pooled features, temperature scaling on validation, and optionally the operating point for a
+ * target sensitivity — and stores them in the run's best checkpoint (model.json `extra.trust`); exports and
+ * predictions then carry them. `--ood-eval FILE` also measures the gate on generated non-radiographs vs the
+ * held-out test radiographs.
+ */
+import type { Command } from 'commander';
+import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { fitTrust } from '../train/trust.js';
+import { evaluateOodGate, oodTable } from '../train/ood-eval.js';
+import { loadTrainedModel } from '../train/predict.js';
+import { loadMuraDataset } from '../data/mura.js';
+import { loadSplit, selectSubset } from '../data/splits.js';
+import { runPaths } from '../train/run-dir.js';
+import { writeJsonAtomic, writeFileAtomic } from '../util/atomic.js';
+
+interface Flags {
+  model: string;
+  data: string;
+  split?: string;
+  which: 'best' | 'last';
+  targetSensitivity?: number;
+  oodQuantile: number;
+  maxTrainImages?: number;
+  oodEval?: string;
+  oodPerSet: number;
+  json?: boolean;
+}
+
+export function registerCalibrate(program: Command): void {
+  program
+    .command('calibrate')
+    .description('fit the OOD gate (train), temperature scaling (validation) and optionally an operating point, and store them in the run')
+    .requiredOption('--model <run>', 'run directory or checkpoint folder')
+    .requiredOption('--data <dir>', 'dataset folder (MURA layout) the run was trained on')
+    .option('--split <file>', "split file (default: the run's split.json)")
+    .option('--which <best|last>', 'checkpoint of the run', 'best')
+    .option('--target-sensitivity <s>', 'also store the study-level threshold reaching this validation sensitivity', parseFloatOption('--target-sensitivity', 0, 1))
+    .option('--ood-quantile <q>', 'training-score quantile of the OOD threshold', parseFloatOption('--ood-quantile', 0.5, 1), 0.99)
+    .option('--max-train-images <n>', 'fit the OOD gate on at most n training images (seeded sample)', parseIntOption('--max-train-images', 10))
+    .option('--ood-eval <file.json>', 'measure the gate on generated non-radiographs vs held-out test radiographs; write JSON (+ .md)')
+    .option('--ood-per-set <n>', 'images per generated set', parseIntOption('--ood-per-set', 5, 10000), 100)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nExample:\n  nextray calibrate --model runs/r1 --data ~/datasets --target-sensitivity 0.9 --ood-eval runs/r1/ood.json\n')
+    .action(async (flags: Flags) => {
+      if (flags.which !== 'best' && flags.which !== 'last') throw new CliError(`--which must be best or last, got ${flags.which}`);
+      const res = await fitTrust(flags.model, {
+        data: flags.data,
+        ...(flags.split ? { splitFile: flags.split } : {}),
+        which: flags.which,
+        oodQuantile: flags.oodQuantile,
+        ...(flags.targetSensitivity !== undefined ? { targetSensitivity: flags.targetSensitivity } : {}),
+        ...(flags.maxTrainImages ? { maxTrainImages: flags.maxTrainImages } : {}),
+        onLog: (l) => process.stderr.write(l + '\n'),
+      });
+      let ood = null;
+      if (flags.oodEval) {
+        const loaded = loadTrainedModel(flags.model, flags.which);
+        try {
+          const ds = await loadMuraDataset(flags.data);
+          const split = loadSplit(flags.split ?? runPaths(flags.model).split, ds);
+          const test = selectSubset(ds, split, 'test').images;
+          ood = await evaluateOodGate(loaded.model, res.gate, loaded.preprocessing, test, { perSet: flags.oodPerSet });
+        } finally {
+          loaded.model.dispose();
+        }
+        writeJsonAtomic(flags.oodEval, ood);
+        writeFileAtomic(flags.oodEval.replace(/\.json$/, '') + '.md', oodTable(ood) + '\n');
+        if (!flags.json) process.stdout.write(oodTable(ood) + '\n');
+      }
+      const out = { checkpoint: res.checkpoint, decisionThreshold: res.decisionThreshold, temperature: res.trust.temperature, operatingPoint: res.trust.operatingPoint ?? null, ood: { threshold: res.gate.threshold, quantile: res.gate.quantile, shrinkage: res.gate.shrinkage, dim: res.gate.mean.length, flagRate: res.oodFlagRate }, oodEvaluation: ood };
+      if (flags.json) printJson(out);
+      else process.stdout.write(`stored in ${res.checkpoint}: temperature ${res.trust.temperature!.value.toFixed(3)}, OOD threshold ${res.gate.threshold.toFixed(1)}, decision threshold ${res.decisionThreshold}\n`);
+    });
+}

@@ -1,0 +1,140 @@
+/**
+ * Calibration: does a predicted 0.8 mean 80%? Expected calibration error over equal-width bins, the Brier score,
+ * the reliability diagram's bins, and temperature scaling (Guo et al. 2017) fitted by minimising the negative
+ * log-likelihood of labels under sigmoid(logit / T). Pure arithmetic (browser-safe).
+ *
+ * ECE (Naeini et al. 2015; Guo et al. 2017): bins B_m = (m/M, (m+1)/M] of the predicted probability of the positive
+ * class (the first bin also holds 0), ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)| with acc = fraction of positive
+ * labels and conf = mean probability in the bin (the binary "positive-class" ECE, as in sklearn's
+ * calibration_curve with strategy='uniform'). Brier = mean (p - y)^2.
+ */
+
+export interface ReliabilityBin {
+  /** Bin edges (lower exclusive except for the first bin, upper inclusive). */
+  lo: number;
+  hi: number;
+  count: number;
+  /** Mean predicted probability in the bin; null when empty. */
+  confidence: number | null;
+  /** Fraction of positive labels in the bin; null when empty. */
+  frequency: number | null;
+}
+
+export interface CalibrationSummary {
+  /** Expected calibration error with `bins` equal-width bins. */
+  ece: number;
+  /** Largest |frequency - confidence| over non-empty bins. */
+  mce: number;
+  brier: number;
+  n: number;
+  bins: ReliabilityBin[];
+}
+
+export const DEFAULT_ECE_BINS = 15;
+
+function binIndex(p: number, m: number): number {
+  // (k/m, (k+1)/m] -> k; 0 -> 0.
+  const k = Math.ceil(p * m) - 1;
+  return k < 0 ? 0 : k >= m ? m - 1 : k;
+}
+
+/** ECE, MCE, Brier and the reliability bins of probabilities `p` for labels `y` (0/1). */
+export function calibration(p: ArrayLike<number>, y: ArrayLike<number>, bins = DEFAULT_ECE_BINS): CalibrationSummary {
+  const n = p.length;
+  if (y.length !== n) throw new RangeError(`calibration: ${n} probabilities, ${y.length} labels`);
+  if (!Number.isInteger(bins) || bins < 1) throw new RangeError(`bins must be a positive integer, got ${bins}`);
+  if (n === 0) throw new RangeError('calibration: no cases');
+  const cnt = new Float64Array(bins);
+  const sumP = new Float64Array(bins);
+  const sumY = new Float64Array(bins);
+  let brier = 0;
+  for (let i = 0; i < n; i++) {
+    const pi = p[i]!;
+    const yi = y[i]!;
+    if (!(pi >= 0 && pi <= 1)) throw new RangeError(`calibration: probability ${i} is ${pi}, not in [0, 1]`);
+    if (yi !== 0 && yi !== 1) throw new RangeError(`calibration: label ${i} is ${yi}, not 0 or 1`);
+    const k = binIndex(pi, bins);
+    cnt[k]!++;
+    sumP[k]! += pi;
+    sumY[k]! += yi;
+    brier += (pi - yi) * (pi - yi);
+  }
+  let ece = 0;
+  let mce = 0;
+  const out: ReliabilityBin[] = [];
+  for (let k = 0; k < bins; k++) {
+    const c = cnt[k]!;
+    const conf = c ? sumP[k]! / c : null;
+    const freq = c ? sumY[k]! / c : null;
+    if (c) {
+      const gap = Math.abs(freq! - conf!);
+      ece += (c / n) * gap;
+      mce = Math.max(mce, gap);
+    }
+    out.push({ lo: k / bins, hi: (k + 1) / bins, count: c, confidence: conf, frequency: freq });
+  }
+  return { ece, mce, brier: brier / n, n, bins: out };
+}
+
+function sigmoid(z: number): number {
+  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
+}
+
+/** Mean negative log-likelihood of labels under sigmoid(z / T) (numerically stable softplus form). */
+export function temperatureNll(logits: ArrayLike<number>, y: ArrayLike<number>, t: number): number {
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const z = logits[i]! / t;
+    // -[y log s(z) + (1-y) log(1 - s(z))] = softplus(z) - y z
+    const sp = z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z));
+    s += sp - y[i]! * z;
+  }
+  return s / logits.length;
+}
+
+export interface TemperatureFit {
+  temperature: number;
+  nllBefore: number;
+  nllAfter: number;
+  n: number;
+}
+
+/**
+ * The temperature T in [0.05, 20] minimising the NLL of sigmoid(logit / T): golden-section search on log T (the NLL
+ * is unimodal in 1/T: convex in the scale of the logit).
+ */
+export function fitTemperature(logits: ArrayLike<number>, y: ArrayLike<number>): TemperatureFit {
+  if (logits.length !== y.length || logits.length === 0) throw new RangeError(`fitTemperature: ${logits.length} logits, ${y.length} labels`);
+  const f = (u: number): number => temperatureNll(logits, y, Math.exp(u));
+  let a = Math.log(0.05);
+  let b = Math.log(20);
+  const g = (Math.sqrt(5) - 1) / 2;
+  let c = b - g * (b - a);
+  let d = a + g * (b - a);
+  let fc = f(c);
+  let fd = f(d);
+  for (let it = 0; it < 100 && b - a > 1e-9; it++) {
+    if (fc < fd) {
+      b = d;
+      d = c;
+      fd = fc;
+      c = b - g * (b - a);
+      fc = f(c);
+    } else {
+      a = c;
+      c = d;
+      fc = fd;
+      d = a + g * (b - a);
+      fd = f(d);
+    }
+  }
+  const t = Math.exp((a + b) / 2);
+  return { temperature: t, nllBefore: temperatureNll(logits, y, 1), nllAfter: temperatureNll(logits, y, t), n: logits.length };
+}
+
+/** sigmoid(logit / T) for each logit. */
+export function applyTemperature(logits: ArrayLike<number>, t: number): Float64Array {
+  const out = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) out[i] = sigmoid(logits[i]! / t);
+  return out;
+}

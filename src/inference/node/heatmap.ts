@@ -1,0 +1,80 @@
+/**
+ * Heatmap files in Node: `<stem>.png` (the class activation map in viridis over the greyscale radiograph at its
+ * original size and aspect, letterbox undone, with a colour-bar legend) and `<stem>.cam.npy` (float32, the model's
+ * input resolution, ReLU'd, divided by its maximum). The arithmetic is the browser-safe core's
+ * (src/inference/core/cam.ts, colormap.ts); only PNG encoding (sharp, which renders the legend's SVG) and the
+ * atomic file writes live here.
+ */
+import sharp from 'sharp';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { Preprocessing } from '../../data/preprocess.js';
+import { camAtInput, camOnImage } from '../core/cam.js';
+import { VIRIDIS, overlayHeatmap, type OverlayOptions } from '../core/colormap.js';
+import { writeFileAtomic } from '../../util/atomic.js';
+import { writeNpyFile } from '../../models/weights/files.js';
+
+export interface HeatmapInput {
+  /** The decoded grey image at its original size, values in [0, 1]. */
+  grey: Float32Array;
+  width: number;
+  height: number;
+  /** The raw map over the model's input grid, row-major camH x camW (the ONNX `cam` output or TF.js CAM). */
+  cam: Float32Array;
+  camH: number;
+  camW: number;
+  preprocessing: Pick<Preprocessing, 'size' | 'resize'>;
+  /** Printed beside the legend, e.g. 'P(abnormal) 0.87'. */
+  caption?: string;
+}
+
+/** An SVG colour bar (viridis, low at the bottom) with labels, sized for an image of the given size. */
+function legendSvg(width: number, height: number, caption: string | undefined): { svg: Buffer; left: number; top: number } {
+  const barH = Math.max(40, Math.round(height * 0.35));
+  const barW = Math.max(8, Math.round(Math.min(width, height) * 0.035));
+  const font = Math.max(9, Math.round(Math.min(width, height) * 0.03));
+  const pad = Math.round(font * 0.6);
+  const boxW = Math.min(width, barW + pad * 3 + font * 4);
+  const boxH = Math.min(height, barH + pad * 2 + font * 2 + (caption ? font + pad : 0));
+  const stops: string[] = [];
+  for (let i = 0; i <= 10; i++) {
+    const k = Math.min(255, Math.round(i * 25.5));
+    stops.push(`<stop offset="${i / 10}" stop-color="rgb(${VIRIDIS[3 * k]},${VIRIDIS[3 * k + 1]},${VIRIDIS[3 * k + 2]})"/>`);
+  }
+  const x0 = pad;
+  const y0 = pad + font;
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${boxW}" height="${boxH}">` +
+    `<defs><linearGradient id="g" x1="0" y1="1" x2="0" y2="0">${stops.join('')}</linearGradient></defs>` +
+    `<rect width="${boxW}" height="${boxH}" fill="black" fill-opacity="0.6"/>` +
+    `<text x="${x0}" y="${pad + font * 0.8}" font-family="sans-serif" font-size="${font}" fill="white">CAM</text>` +
+    `<rect x="${x0}" y="${y0}" width="${barW}" height="${barH}" fill="url(#g)" stroke="white" stroke-width="1"/>` +
+    `<text x="${x0 + barW + pad}" y="${y0 + font * 0.8}" font-family="sans-serif" font-size="${font}" fill="white">max</text>` +
+    `<text x="${x0 + barW + pad}" y="${y0 + barH}" font-family="sans-serif" font-size="${font}" fill="white">0</text>` +
+    (caption ? `<text x="${x0}" y="${y0 + barH + pad + font}" font-family="sans-serif" font-size="${font}" fill="white">${caption.replace(/[<>&"]/g, '')}</text>` : '') +
+    `</svg>`;
+  return { svg: Buffer.from(svg), left: Math.max(0, width - boxW), top: 0 };
+}
+
+/** The overlay PNG (original size) as bytes. */
+export async function heatmapPng(input: HeatmapInput, opts: OverlayOptions & { legend?: boolean } = {}): Promise<Buffer> {
+  const map = camOnImage(input.cam, input.camH, input.camW, input.width, input.height, input.preprocessing);
+  const rgba = overlayHeatmap(input.grey, map, input.width, input.height, opts);
+  let img = sharp(Buffer.from(rgba.buffer, rgba.byteOffset, rgba.byteLength), { raw: { width: input.width, height: input.height, channels: 4 } });
+  if (opts.legend ?? true) {
+    const lg = legendSvg(input.width, input.height, input.caption);
+    img = sharp(await img.png().toBuffer()).composite([{ input: lg.svg, left: lg.left, top: lg.top }]);
+  }
+  return img.png().toBuffer();
+}
+
+/** Writes DIR/<stem>.png and DIR/<stem>.cam.npy (atomically); returns both paths. */
+export async function writeHeatmap(dir: string, stem: string, input: HeatmapInput, opts: OverlayOptions = {}): Promise<{ png: string; npy: string }> {
+  mkdirSync(dir, { recursive: true });
+  const png = join(dir, `${stem}.png`);
+  const npy = join(dir, `${stem}.cam.npy`);
+  writeFileAtomic(png, await heatmapPng(input, opts));
+  const size = input.preprocessing.size;
+  writeNpyFile(npy, [size, size], camAtInput(input.cam, input.camH, input.camW, size), 'F32');
+  return { png, npy };
+}
