@@ -38,7 +38,9 @@ export * as errors from './util/errors.js';
 export { Rng, type Seed } from './util/rng.js';
 
 /**
- * The inference core (src/inference/core/): preprocessing -> ONNX session (an injected runtime module:
- * onnxruntime-web here) -> probabilities, CAM heatmaps, OOD score, ensembles, study aggregation.
+ * The inference core (src/inference/core/): InferenceModel over an injected ONNX Runtime module (onnxruntime-web
+ * here), model cards (name, SHA-256, preprocessing, threshold), preprocessing, CAM heatmaps, OOD score, ensembles,
+ * study grouping, the DICOM reader.
+ *   const model = await inference.createOnnxModel(ort, bytes, { source: 'model.onnx' });
  */
 export * as inference from './inference/core/index.js';
