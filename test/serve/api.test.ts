@@ -283,3 +283,32 @@ test('DICOM uploads go through the display pipeline: MONOCHROME2 and inverted MO
     assert.ok(Math.abs(b.probability - png.probability) <= 1e-6, `${f}: ${b.probability} vs PNG ${png.probability}`);
   }
 });
+
+test('closing (what SIGTERM does) lets the running request finish and refuses new ones; a request that waits too long gets 503', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow: Predictor = {
+    model: predictor.model,
+    predict: async (file, o) => {
+      await gate;
+      return predictor.predict(file, o);
+    },
+    release: async () => {},
+  };
+  const s = await buildServer({ predictor: slow, modelPath, appDir, log: () => {}, concurrency: 1, maxQueue: 4, requestTimeoutMs: 300 });
+  const url = await s.listen({ host: '127.0.0.1', port: 0 });
+  const send = () => fetch(`${url}/v1/predict`, { method: 'POST', body: readFileSync(images.png1), headers: { 'content-type': 'image/png' } });
+  const running = send();
+  await new Promise((r) => setTimeout(r, 50));
+  const waiting = await send();
+  assert.equal(waiting.status, 503, 'waited 300 ms for the model without starting');
+  assert.match(((await waiting.json()) as { error: string }).error, /waited 300 ms/);
+  const closed = s.close();
+  await new Promise((r) => setTimeout(r, 50));
+  await assert.rejects(send(), 'no new connections once closing');
+  release();
+  const r = await running;
+  assert.equal(r.status, 200, 'the running request finished');
+  assert.equal(typeof ((await r.json()) as { probability: number }).probability, 'number');
+  await closed;
+});
