@@ -19,6 +19,7 @@ import {
   type ModelCard,
 } from '../inference/node/index.js';
 import { heatmapPng } from '../inference/node/heatmap.js';
+import { openJpegFrameDecoder } from '../inference/node/decode.js';
 import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
 
@@ -96,7 +97,7 @@ interface Decoded {
 async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): Promise<Decoded> {
   try {
     if (isDicom(bytes.subarray(0, 132))) {
-      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
+      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
       return {
         grey: d.grey,
         width: d.width,

@@ -177,12 +177,12 @@ test('a colour photograph gets the OOD warning; radiograph-like views do not', {
   await page.context().close();
 });
 
-test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability', { skip: skip ?? false }, async () => {
+test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability; JPEG Lossless is named', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   await pick(page, [images.dicomMono1]);
   near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'view1-mono1.dcm');
-  await pick(page, [images.dicomJ2k]);
-  assert.match((await page.textContent('[data-testid=error]')) ?? '', /j2k\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*not supported/);
+  await pick(page, [images.dicomLossless]);
+  assert.match((await page.textContent('[data-testid=error]')) ?? '', /lossless\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*not supported/);
   await page.context().close();
 });
 
