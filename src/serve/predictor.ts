@@ -47,8 +47,8 @@ export interface OodVerdict {
 
 export interface Prediction {
   probability: number;
-  /** Abnormal when probability > threshold (the rule src/evaluate uses). */
-  decision: 'abnormal' | 'normal';
+  /** Abnormal when probability > threshold (the rule src/evaluate uses); null when the OOD gate rejects the image. */
+  decision: 'abnormal' | 'normal' | null;
   threshold: number;
   /** The out-of-distribution gate's verdict when the model carries one (`ood_score` output); null when it does not. */
   ood: OodVerdict | null;
@@ -161,7 +161,8 @@ export async function openPredictor(modelPath: string, opts: { threads?: number 
       }
       return {
         probability: p!.probability,
-        decision: p!.decision,
+        // The gate's verdict replaces the decision: the probability of an image the model does not know means little.
+        decision: ood?.flagged ? null : p!.decision,
         threshold: p!.threshold,
         ood,
         heatmap,

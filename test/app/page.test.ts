@@ -161,7 +161,7 @@ test('the heatmap is onnxruntime-node\'s CAM over the picture, letterbox undone;
   await page.context().close();
 });
 
-test('a colour photograph gets the OOD warning; radiograph-like views do not', { skip: skip ?? false }, async () => {
+test('a colour photograph gets the OOD warning and no say in the study; radiograph-like views pass', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   assert.match((await page.textContent('[data-testid=model-card]')) ?? '', /OOD gatemahalanobis, threshold/);
   await pick(page, [images.png1]);
@@ -172,6 +172,9 @@ test('a colour photograph gets the OOD warning; radiograph-like views do not', {
   const warning = (await page.textContent('[data-testid=ood-warning]')) ?? '';
   assert.match(warning, /photo\.jpg: out of distribution \(score \d+\.\d > \d+\.\d\)/);
   assert.doesNotMatch(warning, /view1\.png/);
+  near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'the study leaves the photograph out');
+  await pick(page, [images.photo]);
+  assert.equal(await page.textContent('[data-testid=decision]'), 'no decision');
   const server = await predictor.predict(readFileSync(images.photo));
   assert.equal(server.ood?.flagged, true, 'the server says the same of the photograph');
   await page.context().close();

@@ -256,13 +256,16 @@ test('with an OOD gate in the model, a colour photograph is flagged and a radiog
     const post = async (f: string) =>
       (await s.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(f), headers: { 'content-type': 'application/octet-stream' } })).json() as {
         ood: { flagged: boolean; score: number; threshold: number; warning?: string } | null;
+        decision: string | null;
       };
     const photo = await post(images.photo);
     assert.equal(photo.ood?.flagged, true);
+    assert.equal(photo.decision, null, 'no decision for an image the gate rejects');
     assert.ok(photo.ood!.score > photo.ood!.threshold);
     assert.match(photo.ood!.warning ?? '', /out of distribution/);
     const xray = await post(images.png1);
     assert.equal(xray.ood?.flagged, false);
+    assert.match(String(xray.decision), /^(abnormal|normal)$/);
     assert.ok(xray.ood!.score <= xray.ood!.threshold);
     const plain = await (await server()).inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(images.photo), headers: { 'content-type': 'image/jpeg' } });
     assert.equal((plain.json() as { ood: unknown }).ood, null, 'a model without a gate says nothing about OOD');
