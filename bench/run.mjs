@@ -6,7 +6,7 @@
 // the binary head at 320 px, exported by src/models/onnx, onnxruntime-node on the CPU, 2 threads): one child process
 // measures batch 1 and batch 8 from the exported .onnx file; the numbers sit in each inference entry as `onnx` beside
 // `ours` (TF.js) and `torch`.
-// Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f] [--no-torch]
+// Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f,predict] [--no-torch]
 //        [--no-onnx] [--no-profile] [--engine native|cpu]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
@@ -24,7 +24,7 @@ const opt = (name, dflt) => {
 const runs = opt('runs', '3');
 const warmup = opt('warmup', '1');
 const engine = opt('engine', 'native');
-const only = opt('only', 'infer1,infer8,train18,train152f').split(',');
+const only = opt('only', 'infer1,infer8,train18,train152f,predict').split(',');
 const PYTHON = '/usr/bin/python3';
 
 // FLOPs (2 x multiply-adds) per image at 320x320: torchvision's GMACs at 224 (ResNet-18 1.81, ResNet-152
@@ -109,7 +109,13 @@ if (inferOnly.length && !argv.includes('--no-onnx')) {
   report.onnx = onnx;
 }
 
-for (const name of only) {
+// `nextray predict`: cold start beside PyTorch, folder throughput beside ONNX Runtime alone (bench/predict.mjs).
+if (only.includes('predict')) {
+  process.stderr.write('bench: predict (cold start, folder throughput) ...\n');
+  report.predict = runWholeJson(process.execPath, ['bench/predict.mjs', '--runs', runs, ...(argv.includes('--no-torch') ? ['--no-torch'] : [])]);
+}
+
+for (const name of only.filter((n) => n !== 'predict')) {
   const w = WORKLOADS[name];
   if (!w) {
     console.error(`bench: unknown workload '${name}' (${Object.keys(WORKLOADS).join(', ')})`);

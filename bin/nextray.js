@@ -3,7 +3,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const entry = new URL('../dist/src/cli/index.js', import.meta.url);
+// `predict` starts from its own entry, which loads only what a prediction needs (cold start).
+const entry = new URL(process.argv[2] === 'predict' ? '../dist/src/cli/predict-main.js' : '../dist/src/cli/index.js', import.meta.url);
 if (!existsSync(fileURLToPath(entry))) {
   console.error('nextray: the compiled CLI is missing (dist/). Run `npm run build` (or `npm ci`) in the package folder first.');
   process.exit(2);

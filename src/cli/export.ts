@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
-import { ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
+import { ALL_ARCHS as ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
 import { readStateDict } from '../models/weights/files.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
 import type { StateDict } from '../models/weights/types.js';

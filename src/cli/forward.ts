@@ -12,13 +12,11 @@
  * run TF.js (the latter three name its backend). The summary says which engine ran.
  */
 import { CommanderError, Option, type Command } from 'commander';
-import { availableParallelism } from 'node:os';
 import { CliError, parseIntOption, printJson } from './common.js';
 import { classifierFromWeights } from './classifier-head.js';
-import { initEngine, tf, type EngineName } from '../engine/index.js';
-import { exportOnnx } from '../models/onnx/export.js';
-import { loadOnnxRuntime } from '../train/predict.js';
-import { ARCHS, createModel, isArch } from '../models/registry.js';
+import { initEngine, type EngineName } from '../engine/index.js';
+import { forwardNchw } from '../inference/node/checkpoint.js';
+import { ALL_ARCHS as ARCHS, createModel, isArch } from '../models/registry.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
 import type { StateDict } from '../models/weights/types.js';
 import { rethrowWithPrefix } from '../util/errors.js';
@@ -36,36 +34,6 @@ interface ForwardFlags {
 
 const FORWARD_ENGINES = ['auto', 'onnx', 'tfjs', 'cpu', 'native', 'tfjs-node'] as const;
 type ForwardEngine = (typeof FORWARD_ENGINES)[number];
-
-/** Logits [n, numClasses] in ONNX Runtime, or the reason it cannot run (thrown). */
-async function forwardOnnx(
-  model: ReturnType<typeof createModel>,
-  data: Float32Array,
-  shape: [number, number, number, number],
-  batch: number,
-  threads: number | undefined,
-): Promise<{ out: Float32Array; description: string; setupSeconds: number; seconds: number }> {
-  let rt;
-  try {
-    rt = await loadOnnxRuntime();
-  } catch (err) {
-    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
-  }
-  const [n, , h, w] = shape;
-  const t0 = performance.now();
-  const t = threads ?? availableParallelism();
-  const exported = exportOnnx(model, { inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
-  const clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads: t });
-  const setupSeconds = (performance.now() - t0) / 1000;
-  try {
-    const t1 = performance.now();
-    const r = await clf.run(data, n, { size: [h, w] });
-    const seconds = (performance.now() - t1) / 1000;
-    return { out: r.logits, description: `onnxruntime-node ${rt.version} (CPU, ${t} thread${t === 1 ? '' : 's'})`, setupSeconds, seconds };
-  } finally {
-    await clf.release();
-  }
-}
 
 async function run(flags: ForwardFlags): Promise<void> {
   if (!isArch(flags.arch)) throw new CliError(`unknown --arch "${flags.arch}"; use one of ${ARCHS.join(', ')}`);
@@ -98,42 +66,20 @@ async function run(flags: ForwardFlags): Promise<void> {
   const model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
   try {
     model.loadStateDict(sd, { strict: true, layout, source: flags.weights });
-    let out: Float32Array = new Float32Array(n * numClasses);
-    const per = 3 * h * w;
-    let engine = `TF.js: ${tfEngine.description}`;
-    let engineName: 'onnx' | 'tfjs' = 'tfjs';
-    let fallback: string | undefined;
-    let setupSeconds = 0;
-    let onnxSeconds = 0;
-    let ranOnnx = false;
-    if (flags.engine === 'auto' || flags.engine === 'onnx') {
-      try {
-        const r = await forwardOnnx(model, data, shape as [number, number, number, number], flags.batch, flags.threads);
-        out = r.out;
-        engine = r.description;
-        engineName = 'onnx';
-        setupSeconds = r.setupSeconds;
-        onnxSeconds = r.seconds;
-        ranOnnx = true;
-      } catch (err) {
-        const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
-        if (flags.engine === 'onnx') throw new CliError(`${arch}: ${why} (use --engine tfjs or auto)`, 2);
-        fallback = why;
-        process.stderr.write(`nextray: running TF.js instead of ONNX Runtime (${why})\n`);
-      }
-    }
-    const t0 = performance.now();
-    for (let start = 0; !ranOnnx && start < n; start += flags.batch) {
-      const count = Math.min(flags.batch, n - start);
-      const logits = tf.tidy(() => {
-        const nchw = tf.tensor4d(data.subarray(start * per, (start + count) * per), [count, 3, h, w]);
-        return model.forward(tf.transpose(nchw, [0, 2, 3, 1]), false);
-      });
-      out.set(logits.dataSync() as Float32Array, start * numClasses);
-      logits.dispose();
-    }
+    // ONNX Runtime or TF.js, with the fallback rule of every command that runs a model (src/inference).
+    const onnxEngine = flags.engine === 'auto' || flags.engine === 'onnx' ? flags.engine : 'tfjs';
+    const { logits: out, engine: ran } = await forwardNchw(model, data, [n, 3, h, w], {
+      engine: onnxEngine,
+      batch: flags.batch,
+      ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+      tfjsDescription: `TF.js: ${tfEngine.description}`,
+    });
+    const engine = ran.description;
+    const engineName = ran.name;
+    const fallback = ran.fallbackReason;
+    const setupSeconds = ran.setupSeconds;
     // Forward passes only; ONNX export + session creation are reported apart (setup_seconds).
-    const seconds = ranOnnx ? onnxSeconds : (performance.now() - t0) / 1000;
+    const seconds = ran.seconds;
     try {
       writeNpyFile(flags.output, [n, numClasses], out, 'F32');
     } catch (err) {

@@ -15,6 +15,7 @@ import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
 import { registerCalibrate } from './calibrate.js';
+import { registerPredict } from './predict.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../../package.json') as { version: string };
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerExport(program);
   registerCalibrate(program);
+  registerPredict(program);
   return program;
 }
 

@@ -71,7 +71,9 @@ export class PredictionsError extends NextrayError {
  * named it, to catch duplicates.
  */
 function resolveOne(p: Prediction, line: number, seen: Map<string, number>): ResolvedPrediction | string {
-  const parts = parseMuraPath(p.image);
+  // A path with folders above the dataset root (`/data/MURA-v1.1/valid/...`, as `nextray predict` writes paths as
+  // given) is read by its last six segments: <root>/<split>/XR_<REGION>/patient<N>/study<K>_<label>/<file>.
+  const parts = parseMuraPath(p.image) ?? parseMuraPath(p.image.replace(/\\/g, '/').split('/').slice(-6).join('/'));
   if (!parts || !parts.image) {
     return `image "${p.image}" is not a MURA-layout image path (<root>/{train,valid}/XR_<REGION>/patient<N>/study<K>_{positive,negative}/<file>)`;
   }

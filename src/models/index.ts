@@ -5,6 +5,10 @@
  */
 export {
   ARCHS,
+  ALL_ARCHS,
+  PROJECT_ARCHS,
+  isTorchvisionArch,
+  type TorchvisionArch,
   IMAGENET_PREPROCESSING,
   archForWeightFile,
   archInfo,
@@ -21,6 +25,7 @@ export {
 export { NetworkModel, BinaryHead, LinearHead, headFactory, type HeadSpec } from './head.js';
 export { loadIntoNetwork, canonicalKey, detectLayout, exportStateDict, StateDictMismatchError, type LoadOptions, type LoadReport, type ShapeMismatch } from './import.js';
 export { buildResNet, BasicBlock, Bottleneck, Downsample, ResNet, RESNET_CONFIGS, type ResNetConfig, type BlockKind } from './resnet.js';
+export { SlimResNet, buildSlimResNet } from './slim.js';
 export { buildDenseNet, DenseNet, DenseLayer, DenseBlock, Transition, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
 export {
   Module,

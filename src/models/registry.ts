@@ -7,10 +7,12 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { countParams, type HeadFactory, type Network } from './nn.js';
 import { buildResNet, RESNET_CONFIGS, type ResNetConfig } from './resnet.js';
 import { buildDenseNet, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
+import { buildSlimResNet } from './slim.js';
 import { NetworkModel, headFactory, type HeadSpec } from './head.js';
 import type { LoadOptions, LoadReport } from './import.js';
 import type { StateDict } from './weights/types.js';
 
+/** torchvision's architectures (their weight files load as they are). */
 export const ARCHS = [
   'resnet18',
   'resnet34',
@@ -21,9 +23,20 @@ export const ARCHS = [
   'densenet169',
   'densenet201',
 ] as const;
-export type Arch = (typeof ARCHS)[number];
+export type TorchvisionArch = (typeof ARCHS)[number];
+
+/** The project's own small architectures (no torchvision weights): `resnet-slim` for the CPU demo and tests (slim.ts). */
+export const PROJECT_ARCHS = ['resnet-slim'] as const;
+
+/** Every architecture: one registry for training, export, evaluation and prediction. */
+export const ALL_ARCHS = [...ARCHS, ...PROJECT_ARCHS] as const;
+export type Arch = (typeof ALL_ARCHS)[number];
 
 export function isArch(s: string): s is Arch {
+  return (ALL_ARCHS as readonly string[]).includes(s);
+}
+
+export function isTorchvisionArch(s: string): s is TorchvisionArch {
   return (ARCHS as readonly string[]).includes(s);
 }
 
@@ -113,6 +126,8 @@ interface ArchDef {
   build(makeHead: HeadFactory): Network;
   zeroBias: boolean;
   weights: string[];
+  /** Default input size (224, torchvision's crop, unless set). */
+  inputSize?: number;
 }
 
 const resnetDef = (c: ResNetConfig, weights: string[]): ArchDef => ({
@@ -139,6 +154,7 @@ const DEFS: Record<Arch, ArchDef> = {
   densenet121: densenetDef(DENSENET_CONFIGS.densenet121, ['densenet121-a639ec97.pth']),
   densenet169: densenetDef(DENSENET_CONFIGS.densenet169, ['densenet169-b2777c0a.pth']),
   densenet201: densenetDef(DENSENET_CONFIGS.densenet201, ['densenet201-c1103571.pth']),
+  'resnet-slim': { family: 'resnet', build: buildSlimResNet, zeroBias: false, weights: [], inputSize: 128 },
 };
 
 function resolveHead(arch: Arch, opts: CreateModelOptions): HeadSpec {
@@ -155,7 +171,7 @@ function resolveHead(arch: Arch, opts: CreateModelOptions): HeadSpec {
 }
 
 function assertArch(arch: string): asserts arch is Arch {
-  if (!isArch(arch)) throw new Error(`unknown architecture "${arch}"; known: ${ARCHS.join(', ')}`);
+  if (!isArch(arch)) throw new Error(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
 }
 
 /** The network's module tree with shapes only (no tensors allocated): for counting and metadata. */
@@ -208,7 +224,7 @@ export function archInfo(arch: Arch): ArchInfo {
     paramsBinaryHead: countParams(binary),
     layers: full.layerUnits().length,
     features: full.head.inFeatures,
-    defaultInputSize: 224,
+    defaultInputSize: DEFS[arch].inputSize ?? 224,
     preprocessing: IMAGENET_PREPROCESSING,
     torchvisionWeights: [...DEFS[arch].weights],
   };
@@ -216,14 +232,15 @@ export function archInfo(arch: Arch): ArchInfo {
   return info;
 }
 
+/** Every architecture (torchvision's, then the project's own). */
 export function listArchs(): ArchInfo[] {
-  return ARCHS.map(archInfo);
+  return ALL_ARCHS.map(archInfo);
 }
 
 /** The architecture whose torchvision weight file is named `fileName` (basename), if any. */
 export function archForWeightFile(fileName: string): Arch | undefined {
   const base = fileName.split(/[\\/]/).pop() ?? fileName;
-  return ARCHS.find((a) => DEFS[a].weights.includes(base));
+  return ALL_ARCHS.find((a) => DEFS[a].weights.includes(base));
 }
 
 export { NetworkModel };

@@ -11,10 +11,6 @@
  * cost more than it saves on small validation sets.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader, type BadImage, type ImageCache } from '../data/loader.js';
 import { initEngine } from '../engine/index.js';
 import { loadMuraDataset } from '../data/mura.js';
@@ -22,11 +18,14 @@ import { loadSplit, selectSubset, type Subset } from '../data/splits.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import type { ImageRecord } from '../data/types.js';
 import type { Prediction } from '../evaluate/predictions.js';
-import type { Model, NetworkModel } from '../models/index.js';
-import { exportOnnx } from '../models/onnx/export.js';
-import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/index.js';
-import { buildModel } from './archs.js';
+import type { Model } from '../models/index.js';
+import type { CheckpointMetadata } from '../models/weights/index.js';
+import { loadOnnxRuntime, PREDICT_ENGINES, type OnnxRuntimeFace, type PredictEngine } from '../inference/node/models.js';
+import { loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, type BatchRunner, type LoadedModel } from '../inference/node/checkpoint.js';
 import { runPaths } from './run-dir.js';
+
+// Running a trained model lives in src/inference; re-exported for the trainer's callers.
+export { loadOnnxRuntime, loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, PREDICT_ENGINES, type BatchRunner, type LoadedModel, type OnnxRuntimeFace, type PredictEngine };
 
 export interface InferenceResult {
   /** Records that produced an output, in the records' order (bad images left out). */
@@ -46,17 +45,9 @@ export interface InferenceOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Logits [n] for `n` preprocessed NHWC images (`x` holds n * size * size * 3 values). */
-export type BatchRunner = (x: Float32Array, n: number) => Promise<Float32Array>;
-
 /** Runs the model in inference mode (dropout off, batchnorm running statistics) over `records`. */
 export async function inferRecords(model: Model, records: readonly ImageRecord[], opts: InferenceOptions): Promise<InferenceResult> {
   return inferRecordsWith(tfjsRunner(model, opts.preprocessing.size), records, opts);
-}
-
-/** A batch runner over the TF.js model (inference mode; every tensor freed by tf.tidy). */
-export function tfjsRunner(model: Model, size: number): BatchRunner {
-  return async (x, n) => tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
 }
 
 /**
@@ -92,51 +83,10 @@ export async function inferRecordsWith(run: BatchRunner, records: readonly Image
   };
 }
 
-export function sigmoid(z: number): number {
-  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
-}
-
 /** Prediction rows for src/evaluate from an inference result. */
 export function toPredictions(result: InferenceResult): Prediction[] {
   return result.records.map((r, i) => ({ image: r.path, label: r.label, probability: sigmoid(result.logits[i]!) }));
 }
-
-export interface LoadedModel {
-  model: Model;
-  metadata: CheckpointMetadata;
-  preprocessing: Preprocessing;
-  /** The checkpoint folder actually read. */
-  checkpoint: string;
-}
-
-/**
- * Rebuilds a trained model from a checkpoint folder, or from a run directory (its best checkpoint, else its last).
- * The architecture, head and preprocessing come from the checkpoint's model.json.
- */
-export function loadTrainedModel(path: string, which: 'best' | 'last' = 'best'): LoadedModel {
-  let dir = resolve(path);
-  if (existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'checkpoints'))) {
-    const p = runPaths(dir);
-    const want = which === 'best' ? p.best : p.last;
-    dir = existsSync(want) ? want : which === 'best' ? p.last : p.best;
-    if (!existsSync(dir)) throw new Error(`${path}: the run has no checkpoint yet (no completed epoch)`);
-  }
-  const ckpt = loadCheckpoint(dir, { skipOptimizer: true });
-  const meta = ckpt.metadata;
-  const dropout = typeof meta.head.dropout === 'number' ? meta.head.dropout : 0.5;
-  const model = buildModel(meta.arch, { dropout, seed: 0, init: 'none' });
-  try {
-    model.loadStateDict(ckpt.tensors, { strict: true, layout: 'torch', source: dir });
-  } catch (err) {
-    model.dispose();
-    throw err;
-  }
-  return { model, metadata: meta, preprocessing: meta.preprocessing, checkpoint: dir };
-}
-
-/** Which engine runs prediction: ONNX Runtime, TF.js, or ONNX Runtime when it can (default). */
-export type PredictEngine = 'onnx' | 'tfjs' | 'auto';
-export const PREDICT_ENGINES: readonly PredictEngine[] = ['auto', 'onnx', 'tfjs'];
 
 /** What ran a prediction. */
 export interface PredictEngineInfo {
@@ -149,46 +99,6 @@ export interface PredictEngineInfo {
   setupSeconds: number;
   /** Seconds spent inside the engine's forward passes (decoding excluded). */
   inferenceSeconds: number;
-}
-
-/** The Node face of ONNX Runtime that prediction needs (src/models/onnx/runtime.ts). */
-export type OnnxRuntimeFace = Pick<typeof import('../models/onnx/runtime.js'), 'OnnxClassifier'> & { version: string };
-
-/** Loads onnxruntime-node through src/models/onnx/runtime.ts; throws when its native binding does not load. */
-export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
-  const mod = await import('../models/onnx/runtime.js');
-  const require = createRequire(import.meta.url);
-  const version = (require('onnxruntime-node/package.json') as { version: string }).version;
-  return { OnnxClassifier: mod.OnnxClassifier, version };
-}
-
-/** A batch runner over ONNX Runtime for `model`, exported in memory. Throws (with the reason) when it cannot. */
-export async function onnxRunner(
-  model: Model,
-  preprocessing: Preprocessing,
-  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; temperature?: number } = {},
-): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
-  let rt: OnnxRuntimeFace;
-  try {
-    rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
-  } catch (err) {
-    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
-  }
-  // Export problems (an architecture the exporter does not know) are reported as such, before any session.
-  const exported = exportOnnx(model as Model | NetworkModel, { inputSize: preprocessing.size, preprocessing, ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}) });
-  const threads = opts.threads ?? availableParallelism();
-  const clf = await rt.OnnxClassifier.create(exported.toBytes(), { threads, maxBatch: 64 });
-  const k = clf.numOutputs;
-  if (k !== 1) {
-    await clf.release();
-    throw new Error(`expected the binary head (1 output), the exported model has ${k}`);
-  }
-  const per = preprocessing.size * preprocessing.size * 3;
-  return {
-    run: async (x, n) => (await clf.run(x.length === n * per ? x : x.subarray(0, n * per), n)).logits,
-    description: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`,
-    release: () => clf.release(),
-  };
 }
 
 export interface PredictSplitOptions {

@@ -30,11 +30,11 @@ before(async () => {
 });
 after(() => tmp.cleanup());
 
-test('models --json lists all eight architectures with torchvision parameter counts', () => {
+test('models --json lists the eight torchvision architectures with their parameter counts, and resnet-slim', () => {
   const r = runCli(['models', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const rows = JSON.parse(r.stdout) as Array<{ arch: string; params: number; params_binary_head: number; layers: number; torchvision_weights: string[] }>;
-  assert.equal(rows.length, 8);
+  assert.deepEqual(rows.map((x) => x.arch), ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'densenet121', 'densenet169', 'densenet201', 'resnet-slim']);
   const r152 = rows.find((x) => x.arch === 'resnet152')!;
   assert.equal(r152.params, 60_192_808);
   assert.equal(r152.params_binary_head, 60_192_808 - 2048 * 1000 - 1000 + 2048 + 1);

@@ -36,10 +36,28 @@ test('parameter counts with the 1000-class classifier equal torchvision for ever
 });
 
 test('binary head: the 1000-way Linear (F*1000 + 1000) becomes Linear(F, 1) (F + 1)', () => {
-  for (const info of listArchs()) {
-    const f = FEATURES[info.arch];
+  for (const info of ARCHS.map((a) => archInfo(a))) {
+    const f = FEATURES[info.arch as keyof typeof FEATURES];
     assert.equal(info.features, f, info.arch);
-    assert.equal(info.paramsBinaryHead, TORCHVISION_PARAMS[info.arch] - (f * 1000 + 1000) + (f + 1), info.arch);
+    assert.equal(info.paramsBinaryHead, TORCHVISION_PARAMS[info.arch as keyof typeof TORCHVISION_PARAMS] - (f * 1000 + 1000) + (f + 1), info.arch);
+  }
+});
+
+test('resnet-slim is in the one registry: parameters counted by hand, 10 layers, listed after the zoo', () => {
+  // conv1 3*16*9 + bn1 2*16; layer1 16->16: 2 convs 16*16*9 + 2 bn 2*16; layer2 16->32: 16*32*9 + 32*32*9 + 2*2*32
+  // + downsample 16*32 + 2*32; layer3 32->64 and layer4 64->128 likewise; binary fc 128 + 1.
+  const byHand = 432 + 32 + (2 * 2304 + 64) + (4608 + 9216 + 128 + 512 + 64) + (18432 + 36864 + 256 + 2048 + 128) + (73728 + 147456 + 512 + 8192 + 256) + 129;
+  assert.equal(byHand, 307_665);
+  assert.equal(countParams(buildSpec('resnet-slim', { head: 'binary' })), byHand);
+  assert.equal(archInfo('resnet-slim').paramsBinaryHead, byHand);
+  assert.equal(archInfo('resnet-slim').layers, 10);
+  assert.deepEqual(listArchs().map((i) => i.arch), [...ARCHS, 'resnet-slim']);
+  const m = createModel('resnet-slim', { head: 'binary', seed: 1 });
+  try {
+    assert.equal(m.arch, 'resnet-slim');
+    assert.equal(m.parameterCount().total, byHand);
+  } finally {
+    m.dispose();
   }
 });
 

@@ -96,11 +96,11 @@ test('fitTrust stores temperature, OOD gate and operating point; predict and exp
   const flat = makeOodSet('flat', 2, 4);
   const x = new Float32Array(2 * SIZE * SIZE * 3);
   flat.forEach((p, i) => x.set(preprocessGrey(p.data, p.width, p.height, loaded.preprocessing), i * SIZE * SIZE * 3));
-  const r = await clf.run(x, 2);
+  const r = await clf.run(x, 2, { outputs: ['cam', 'ood_score'] });
   const f = pooledFeaturesAndLogits(loaded.model, x, 2, SIZE, gate.layers);
   const want = mahalanobisScores(f.features, 2, gate);
-  for (let i = 0; i < 2; i++) assert.ok(Math.abs(r.oodScores![i]! - want[i]!) < 1e-3 * Math.max(1, want[i]!), `ood ${r.oodScores![i]} vs ${want[i]}`);
-  assert.ok(r.cam && r.camSize![0] === SIZE / 32);
+  for (let i = 0; i < 2; i++) assert.ok(Math.abs(r.extra.ood_score!.data[i]! - want[i]!) < 1e-3 * Math.max(1, want[i]!), `ood ${r.extra.ood_score!.data[i]} vs ${want[i]}`);
+  assert.deepEqual(r.extra.cam!.dims, [2, SIZE / 32, SIZE / 32]);
   assert.equal(clf.info.ood?.threshold, gate.threshold);
   assert.ok(res.oodFlagRate.train <= 0.1);
   await clf.release();

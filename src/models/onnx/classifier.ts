@@ -16,7 +16,7 @@ import { validatePreprocessing, type Preprocessing } from '../../data/preprocess
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
-import { ONNX_CAM, ONNX_OOD_SCORE, type OodMetadata } from './extras.js';
+import type { OodMetadata } from './extras.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */
@@ -61,16 +61,15 @@ export interface OnnxRunResult {
   probabilities: Float32Array;
   /** Seconds spent inside ONNX Runtime. */
   seconds: number;
-  /** When the graph has output `cam` (export option `cam`): the maps, row-major [n, camSize[0], camSize[1]]. */
-  cam?: Float32Array;
-  camSize?: [number, number];
-  /** When the graph has output `ood_score` (export option `ood`): one score per image; compare with info.ood.threshold. */
-  oodScores?: Float32Array;
+  /** The graph outputs asked for with `outputs` (e.g. a feature map for class activation maps), batches joined. */
+  extra: Record<string, { dims: number[]; data: Float32Array }>;
 }
 
 export interface OnnxRunOptions {
   /** [height, width] of the images when the model has a dynamic size; default the exported input size. */
   size?: [number, number];
+  /** Further graph outputs to fetch besides logits/probability (float32; batch first), returned in `extra`. */
+  outputs?: string[];
 }
 
 export interface OnnxClassifierCoreOptions {
@@ -200,7 +199,10 @@ export class OnnxClassifierCore {
   async run(x: Float32Array, n: number, opts: OnnxRunOptions = {}): Promise<OnnxRunResult> {
     if (this.released) throw new OnnxModelError(`${this.source}: classifier was released`);
     const [h, w] = this.checkInput(x, n, opts);
-    const job = this.queue.then(() => this.runChecked(x, n, h, w));
+    const extra = opts.outputs ?? [];
+    const unknown = extra.filter((o) => !this.session.outputNames.includes(o));
+    if (unknown.length) throw new OnnxModelError(`${this.source}: the graph has no output(s) ${unknown.join(', ')}; it has ${this.session.outputNames.join(', ')}`);
+    const job = this.queue.then(() => this.runChecked(x, n, h, w, extra));
     this.queue = job.catch(() => undefined);
     return job;
   }
@@ -254,7 +256,12 @@ export class OnnxClassifierCore {
     return [h, w];
   }
 
-  private async runChecked(x: Float32Array, n: number, h: number, w: number): Promise<OnnxRunResult> {
+  /** Names of the graph's outputs. */
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  private async runChecked(x: Float32Array, n: number, h: number, w: number, extraNames: readonly string[] = []): Promise<OnnxRunResult> {
     const k = this.numOutputs;
     const binary = this.info.head.kind === 'binary';
     const logits = new Float32Array(n * k);
@@ -263,18 +270,13 @@ export class OnnxClassifierCore {
     const dims = (m: number): number[] => (this.info.inputLayout === 'nhwc' ? [m, h, w, 3] : [m, 3, h, w]);
     const inputName = this.info.metadata.input_name || 'input';
     let seconds = 0;
-    const names = this.session.outputNames;
-    const wantCam = names.includes(ONNX_CAM);
-    const wantOod = names.includes(ONNX_OOD_SCORE);
-    let cam: Float32Array | undefined;
-    let camSize: [number, number] | undefined;
-    const oodScores = wantOod ? new Float32Array(n) : undefined;
-    const fetches = [...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...(wantCam ? [ONNX_CAM] : []), ...(wantOod ? [ONNX_OOD_SCORE] : [])];
+    const wanted = [...new Set([...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...extraNames])];
+    const extraParts = new Map<string, { dims: number[]; parts: Float32Array[] }>();
     for (let start = 0; start < n; start += this.maxBatch) {
       const m = Math.min(this.maxBatch, n - start);
       const t = new this.ort.Tensor('float32', x.subarray(start * per, (start + m) * per), dims(m));
       const t0 = performance.now();
-      const out = await this.session.run({ [inputName]: t }, fetches);
+      const out = await this.session.run({ [inputName]: t }, wanted);
       seconds += (performance.now() - t0) / 1000;
       try {
         const lg = out[ONNX_LOGITS];
@@ -287,22 +289,30 @@ export class OnnxClassifierCore {
           if (!pr || pr.size !== m) throw new OnnxModelError(`${this.source}: output '${ONNX_PROBABILITY}' is missing or has the wrong size`);
           probabilities.set(pr.data as Float32Array, start);
         }
-        if (wantCam) {
-          const c = out[ONNX_CAM]!;
-          const [, ch, cw] = c.dims as number[];
-          if (!camSize) {
-            camSize = [ch!, cw!];
-            cam = new Float32Array(n * ch! * cw!);
-          }
-          cam!.set(c.data as Float32Array, start * camSize[0] * camSize[1]);
+        for (const name of extraNames) {
+          const v = out[name];
+          if (!v || v.type !== 'float32') throw new OnnxModelError(`${this.source}: output '${name}' is missing or not float32`);
+          const e = extraParts.get(name) ?? { dims: [...v.dims], parts: [] };
+          e.parts.push((v.data as Float32Array).slice());
+          extraParts.set(name, e);
         }
-        if (wantOod) oodScores!.set(out[ONNX_OOD_SCORE]!.data as Float32Array, start);
       } finally {
         for (const v of Object.values(out)) v.dispose();
       }
     }
     if (!binary) softmaxRows(logits, probabilities, n, k);
-    return { n, numOutputs: k, logits, probabilities, seconds, ...(cam && camSize ? { cam, camSize } : {}), ...(oodScores ? { oodScores } : {}) };
+    const extra: OnnxRunResult['extra'] = {};
+    for (const [name, e] of extraParts) {
+      const total = e.parts.reduce((a, p) => a + p.length, 0);
+      const data = new Float32Array(total);
+      let off = 0;
+      for (const p of e.parts) {
+        data.set(p, off);
+        off += p.length;
+      }
+      extra[name] = { dims: [n, ...e.dims.slice(1)], data };
+    }
+    return { n, numOutputs: k, logits, probabilities, seconds, extra };
   }
 }
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * `nextray predict` benchmark (issue 12, item 4), one JSON document on stdout:
+ *   - cold start: `nextray predict --model resnet152.onnx one.png` as a whole process (wall time, median of --runs)
+ *     beside PyTorch loading the same network (the same weights, saved by PyTorch) and running one image as a whole
+ *     process (bench/torch_predict.py); target ours <= 0.5x PyTorch;
+ *   - throughput over a folder of --images MURA-sized PNGs (512 px on the long side) at batch 8, seconds per image
+ *     after the model is open (predict's --json: seconds - setup_seconds), beside ONNX Runtime's batch-8 inference
+ *     alone on the same file (bench/onnx-inference.mjs); target ours <= 1.2x.
+ *
+ *   npm run build && node bench/predict.mjs [--runs 3] [--images 32] [--no-torch] [--keep DIR]
+ *
+ * Set-up (not timed): PyTorch writes a seeded ResNet-152 (binary head) as a .pth, `nextray export` turns the same
+ * file into resnet152.onnx at 320 px, sharp writes the PNGs.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values: a } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    images: { type: 'string', default: '32' },
+    'no-torch': { type: 'boolean', default: false },
+    keep: { type: 'string' },
+  },
+});
+const runs = Number(a.runs);
+const nImages = Number(a.images);
+const PYTHON = '/usr/bin/python3';
+const dir = a.keep ?? mkdtempSync(join(tmpdir(), 'nextray-bench-predict-'));
+mkdirSync(dir, { recursive: true });
+const log = (s) => process.stderr.write(`bench predict: ${s}\n`);
+const median = (xs) => {
+  const s = [...xs].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const r3 = (x) => Math.round(x * 1000) / 1000;
+
+function timed(cmd, args) {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
+  return { seconds, stdout: r.stdout };
+}
+
+const report = { date: new Date().toISOString(), machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadAverageAtStart: loadavg().map(r3) }, settings: { runs, images: nImages, arch: 'resnet152', size: 320, batch: 8, threads: 2 } };
+try {
+  const pth = join(dir, 'resnet152.pth');
+  const onnx = join(dir, 'resnet152.onnx');
+  const haveTorch = !a['no-torch'] && spawnSync(PYTHON, ['-c', 'import torch, torchvision, PIL'], { encoding: 'utf8' }).status === 0;
+  if (!existsSync(onnx)) {
+    if (haveTorch) {
+      log('PyTorch writes the seeded ResNet-152 ...');
+      timed(PYTHON, ['bench/torch_predict.py', 'save', pth]);
+      log('nextray export (the same weights) ...');
+      timed(process.execPath, ['bin/nextray.js', 'export', '--arch', 'resnet152', '--weights', pth, '--out', onnx, '--input-size', '320']);
+    } else {
+      log('no PyTorch: exporting a seeded ResNet-152 from TF.js ...');
+      timed(process.execPath, ['bench/onnx-inference.mjs', '--arch', 'resnet152', '--size', '320', '--save', onnx]);
+    }
+  }
+  const imgDir = join(dir, 'pngs');
+  if (!existsSync(imgDir)) {
+    mkdirSync(imgDir);
+    for (let i = 0; i < nImages; i++) {
+      // MURA-sized greyscale radiograph stand-ins: 512 px on the long side, varying aspect ratio.
+      const w = i % 2 ? 512 : 400 + (i % 5) * 20;
+      const h = i % 2 ? 380 + (i % 7) * 18 : 512;
+      const px = Buffer.alloc(w * h);
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) px[y * w + x] = (x * 3 + y * 5 + ((x * y + i * 97) % 61)) & 255;
+      await sharp(px, { raw: { width: w, height: h, channels: 1 } }).png().toFile(join(imgDir, `image${String(i).padStart(3, '0')}.png`));
+    }
+  }
+  const one = join(imgDir, 'image000.png');
+
+  log(`cold start, ours (${runs} runs) ...`);
+  timed(process.execPath, ['bin/nextray.js', 'predict', '--model', onnx, one, '--quiet']); // warm the page cache
+  const ours = [];
+  for (let i = 0; i < runs; i++) ours.push(timed(process.execPath, ['bin/nextray.js', 'predict', '--model', onnx, one, '--quiet']).seconds);
+  report.coldStart = { ours: { median: r3(median(ours)), runs: ours.map(r3), command: `nextray predict --model resnet152.onnx one.png` } };
+  if (haveTorch) {
+    log(`cold start, PyTorch (${runs} runs) ...`);
+    timed(PYTHON, ['bench/torch_predict.py', 'predict', pth, one]);
+    const torch = [];
+    for (let i = 0; i < runs; i++) torch.push(timed(PYTHON, ['bench/torch_predict.py', 'predict', pth, one]).seconds);
+    report.coldStart.torch = { median: r3(median(torch)), runs: torch.map(r3), command: 'python3 bench/torch_predict.py predict resnet152.pth one.png' };
+    report.coldStart.ratioOursOverTorch = r3(median(ours) / median(torch));
+  }
+
+  log(`folder of ${nImages} PNGs, ours (${runs} runs) ...`);
+  const perImage = [];
+  const wall = [];
+  for (let i = 0; i < runs; i++) {
+    const r = timed(process.execPath, ['bin/nextray.js', 'predict', '--model', onnx, imgDir, '--batch-size', '8', '--json', '--quiet']);
+    const j = JSON.parse(r.stdout);
+    perImage.push((j.seconds - j.setup_seconds) / j.images);
+    wall.push(r.seconds);
+  }
+  log('ONNX Runtime alone, batch 8 ...');
+  const ort = JSON.parse(timed(process.execPath, ['bench/onnx-inference.mjs', '--onnx', onnx, '--size', '320', '--threads', '2', '--reps1', '1', '--reps8', String(Math.max(2, Math.ceil(nImages / 8))), '--warmup', '1']).stdout);
+  const ortPerImage = ort.batch8?.median_s_per_image;
+  report.folder = {
+    ours: { sPerImage: r3(median(perImage)), runs: perImage.map(r3), wallSeconds: r3(median(wall)), command: `nextray predict --model resnet152.onnx pngs/ --batch-size 8 --json` },
+    onnxRuntimeBatch8: { sPerImage: ortPerImage, onnxruntime: ort.onnxruntime_node },
+    ratioOursOverOnnxRuntime: ortPerImage ? r3(median(perImage) / ortPerImage) : null,
+  };
+} catch (err) {
+  report.error = String(err.message ?? err);
+} finally {
+  if (!a.keep) rmSync(dir, { recursive: true, force: true });
+}
+report.machine.loadAverageAtEnd = loadavg().map(r3);
+console.log(JSON.stringify(report, null, 2));

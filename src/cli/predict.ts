@@ -1,0 +1,206 @@
+/**
+ * `nextray predict`: a trained model (or an ensemble) on X-ray files — PNG, JPEG, DICOM, folders, a MURA-layout
+ * dataset — giving each image a probability of abnormal and a decision, and each study the mean of its views.
+ * A thin face over src/inference (Node host).
+ *
+ * Exit codes: 0 all files predicted; 1 some inputs unreadable (each named on stderr, the rest predicted);
+ * 2 usage error, unusable model, or no image file found at all.
+ */
+import { CommanderError, Option, type Command } from 'commander';
+import { availableParallelism } from 'node:os';
+import { writeFileAtomic } from '../util/atomic.js';
+import { createProgress } from '../util/progress.js';
+import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+// Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
+import { Ensemble } from '../inference/core/ensemble.js';
+import type { InferenceModel } from '../inference/core/model.js';
+import type { ImagePrediction } from '../inference/core/predict.js';
+import type { StudyResult } from '../inference/core/study.js';
+import { expandInputs } from '../inference/node/inputs.js';
+import { openModel, PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
+import { predictFiles } from '../inference/node/predict.js';
+
+interface PredictFlags {
+  model: string[];
+  out?: string;
+  studiesOut?: string;
+  json?: boolean;
+  threshold?: number;
+  batchSize: number;
+  workers?: number;
+  threads?: number;
+  engine: PredictEngine;
+  quiet?: boolean;
+}
+
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** Probabilities are float32 numbers: 7 significant digits say all they hold. */
+function prob(p: number): string {
+  return String(Number(p.toPrecision(7)));
+}
+
+/** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
+export function imagesCsv(images: readonly ImagePrediction[], members: readonly string[]): string {
+  const perModel = members.length > 1 ? members.map((m) => `probability_${m}`) : [];
+  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel].join(',')];
+  for (const im of images) {
+    lines.push(
+      [
+        csvField(im.image),
+        im.label ?? '',
+        prob(im.probability),
+        im.decision,
+        im.threshold,
+        csvField(im.study),
+        csvField(im.model),
+        im.modelSha256,
+        ...(members.length > 1 ? im.perModel.map(prob) : []),
+      ].join(','),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function studiesCsv(studies: readonly StudyResult[], model: string, sha256: string): string {
+  const lines = ['study,study_source,label,probability,decision,threshold,views,region,model,model_sha256'];
+  for (const s of studies) {
+    lines.push([csvField(s.study), s.source, s.label ?? '', prob(s.probability), s.decision, s.threshold, s.views, s.region ?? '', csvField(model), sha256].join(','));
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function run(inputs: string[], flags: PredictFlags): Promise<void> {
+  if (!flags.model?.length) throw new CliError('give a model: --model M (an .onnx file from `nextray export`, a checkpoint folder or a run directory)');
+  if (!inputs.length) throw new CliError('give at least one INPUT: image files (PNG, JPEG, DICOM), folders or a MURA-layout dataset');
+  const t0 = performance.now();
+  const threads = flags.threads ?? availableParallelism();
+  const models: InferenceModel[] = [];
+  let ensemble: Ensemble;
+  try {
+    for (const m of flags.model) models.push(await openModel(m, { engine: flags.engine, threads, maxBatch: flags.batchSize }));
+    ensemble = new Ensemble(models, flags.threshold !== undefined ? { threshold: flags.threshold } : {});
+  } catch (err) {
+    for (const m of models) await m.release();
+    throw err;
+  }
+  const setupSeconds = (performance.now() - t0) / 1000;
+  try {
+    const { files, problems } = expandInputs(inputs);
+    for (const p of problems) process.stderr.write(`nextray: ${p.input}: ${p.problem}\n`);
+    if (!files.length) throw new CliError(`no image files to predict in ${inputs.join(', ')}`);
+    const progress = createProgress({ label: 'predict', total: files.length, quiet: !!flags.quiet || !!flags.json });
+    let last = 0;
+    let res;
+    try {
+      res = await predictFiles(ensemble, files, {
+        batchSize: flags.batchSize,
+        ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
+        onProgress: (done) => {
+          progress.tick(done - last);
+          last = done;
+        },
+        onBadFile: (b) => process.stderr.write(`nextray: ${b.file}: ${b.problem}\n`),
+        onWarning: (f, w) => {
+          if (!flags.quiet) process.stderr.write(`nextray: warning: ${f}: ${w}\n`);
+        },
+      });
+    } finally {
+      progress.stop();
+    }
+    const members = models.map((m) => m.card.name);
+    const csv = imagesCsv(res.images, members);
+    const write = (path: string, text: string, what: string): void => {
+      try {
+        writeFileAtomic(path, text);
+      } catch (err) {
+        throw new CliError(`${what} ${path}: cannot write: ${(err as Error).message}`);
+      }
+    };
+    if (flags.out) write(flags.out, csv, '--out');
+    if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, ensemble.name, ensemble.sha256), '--studies-out');
+    const abnormal = res.images.filter((i) => i.decision === 'abnormal').length;
+    const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.bad];
+    if (flags.json) {
+      printJson({
+        model: ensemble.name,
+        model_sha256: ensemble.sha256,
+        models: models.map((m) => ({ name: m.card.name, source: m.card.source, sha256: m.card.sha256, arch: m.card.arch, input_size: m.card.preprocessing.size, stored_threshold: m.card.threshold, engine: m.card.engine })),
+        threshold: ensemble.threshold,
+        threshold_source: ensemble.thresholdGiven ? 'option' : 'model',
+        images: res.images.length,
+        studies: res.studies.length,
+        abnormal,
+        normal: res.images.length - abnormal,
+        unreadable,
+        ...(flags.out ? { out: flags.out } : {}),
+        ...(flags.studiesOut ? { studies_out: flags.studiesOut } : {}),
+        setup_seconds: Number(setupSeconds.toFixed(3)),
+        seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+        inference_seconds: Number(res.inferenceSeconds.toFixed(3)),
+        predictions: res.images.map((i) => ({
+          image: i.image,
+          probability: i.probability,
+          decision: i.decision,
+          study: i.study,
+          study_source: i.studySource,
+          ...(i.label !== undefined ? { label: i.label } : {}),
+          ...(models.length > 1 ? { per_model: i.perModel } : {}),
+          ...(i.warnings.length ? { warnings: i.warnings } : {}),
+        })),
+        study_predictions: res.studies.map((s) => ({ study: s.study, source: s.source, probability: s.probability, decision: s.decision, views: s.views, ...(s.label !== undefined ? { label: s.label } : {}) })),
+      });
+    } else {
+      if (!flags.out) process.stdout.write(csv);
+      const summary =
+        `${res.images.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.images.length - abnormal} normal ` +
+        `(threshold ${ensemble.threshold}${ensemble.thresholdGiven ? ', --threshold' : ', stored with the model'}); ` +
+        `model ${ensemble.name} sha256 ${ensemble.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
+        (unreadable.length ? `; ${unreadable.length} input(s) unreadable (named above)` : '');
+      (flags.out ? process.stdout : process.stderr).write(
+        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') + summary + '\n',
+      );
+    }
+    if (unreadable.length) process.exitCode = 1;
+  } finally {
+    await ensemble.release();
+  }
+}
+
+export function registerPredict(program: Command): void {
+  program
+    .command('predict')
+    .description('Predict normal/abnormal for X-ray images (PNG, JPEG, DICOM), folders or a MURA-layout dataset with a trained model or an ensemble.')
+    .argument('[inputs...]', 'image files, folders (walked recursively) or a MURA-layout dataset')
+    .option('--model <m>', 'an .onnx file from `nextray export`, a checkpoint folder or a run directory; repeat for an ensemble (mean of probabilities)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--out <preds.csv>', 'write the per-image CSV here (default: stdout)')
+    .option('--studies-out <studies.csv>', 'write per-study results (mean of views) here')
+    .option('--json', 'print a JSON summary with every prediction on stdout')
+    .option('--threshold <t>', 'decision threshold: abnormal when probability > t (default: the one stored with the model)', parseFloatOption('--threshold', 0, 1))
+    .option('--batch-size <n>', 'images per inference call', parseIntOption('--batch-size', 1, 1024), 8)
+    .option('--workers <n>', 'decoding threads (default: min(2, cores); 0 = main thread)', parseIntOption('--workers', 0, 64))
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
+    .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
+    .option('--quiet', 'no progress bar or warnings')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  nextray predict --model model.onnx xray.png
+  nextray predict --model runs/r152 --model runs/d169 scans/ --out preds.csv --studies-out studies.csv
+  nextray predict --model model.onnx MURA-v1.1/valid --out valid.csv && nextray evaluate --predictions valid.csv
+
+Output CSV columns: image (the path as given), label (1/0 from a MURA study folder, else empty), probability,
+decision (abnormal when probability > threshold), threshold, study, model, model_sha256 (per-member probabilities
+for ensembles). Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder.
+Exit codes: 0 all predicted; 1 some inputs unreadable (named on stderr; the rest predicted); 2 usage error,
+unusable model, or no image files.`,
+    )
+    .exitOverride((err) => {
+      if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
+      throw err;
+    })
+    .action(async (inputs: string[], flags: PredictFlags) => run(inputs, flags));
+}

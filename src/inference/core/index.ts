@@ -1,0 +1,67 @@
+/**
+ * The browser-safe inference core: everything that runs a trained model on decoded pixels, with no `node:`
+ * modules, sharp, onnxruntime-node or the native addon — so the web app (onnxruntime-web) and the Node host
+ * (onnxruntime-node, src/inference/node) run the same code.
+ *
+ *   model.ts     InferenceModel / ModelCard (name, SHA-256, arch, preprocessing, threshold), createOnnxModel(ort, bytes)
+ *   ensemble.ts  Ensemble: mean of the members' probabilities, one input per distinct preprocessing
+ *   predict.ts   preprocess(grey, w, h, p), preprocessAll, predictBatch -> ImagePrediction (heatmap/ood slots)
+ *   study.ts     studyKeyOf (MURA study folder, else DICOM StudyInstanceUID, else folder), aggregateStudies
+ *   dicom        the DICOM reader and PS3.3 C.11 display pipeline (src/data/dicom.ts, also browser-safe)
+ *
+ * Browser use:
+ *   import * as ort from 'onnxruntime-web';
+ *   const model = await createOnnxModel(ort, new Uint8Array(await (await fetch('model.onnx')).arrayBuffer()), { source: 'model.onnx' });
+ *   const ens = new Ensemble([model]);
+ *   const x = preprocessAll(grey, w, h, ens.preprocessings);
+ *   const [r] = await predictBatch(ens, [{ image: 'xray.png', inputs: x, study: studyKeyOf('xray.png'), width: w, height: h, format: 'png', warnings: [] }]);
+ */
+export {
+  InferenceError,
+  OnnxInferenceModel,
+  cardFromInfo,
+  createOnnxModel,
+  modelNameFrom,
+  sha256Hex,
+  type InferenceModel,
+  type ModelCard,
+  type ModelRunOptions,
+  type ModelRunResult,
+  type OnnxModelOptions,
+} from './model.js';
+export { Ensemble, meanProbabilities, preprocessingKey, type EnsembleOptions, type EnsembleRunResult } from './ensemble.js';
+export {
+  predictBatch,
+  preprocess,
+  preprocessAll,
+  type Heatmap,
+  type ImagePrediction,
+  type PredictBatchOptions,
+  type PreparedImage,
+} from './predict.js';
+export { aggregateStudies, muraStudyOf, studyKeyOf, type StudyKey, type StudyMember, type StudyResult, type StudySource } from './study.js';
+export { parseClassifierInfo, OnnxModelError, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
+export { DEFAULT_PREPROCESSING, greyWarnings, type Preprocessing } from '../../data/preprocess.js';
+export {
+  applyLut,
+  applyRange,
+  applyWindow,
+  COMPRESSED_TRANSFER_SYNTAXES,
+  DicomError,
+  displayGrey,
+  invertInPlace,
+  isDicom,
+  readDicom,
+  rescale,
+  storedValues,
+  UNCOMPRESSED_TRANSFER_SYNTAXES,
+  type DicomFrameDecoder,
+  type DicomFrameInfo,
+  type DicomImage,
+  type DisplayParams,
+  type Lut,
+  type ReadDicomOptions,
+  type StoredLayout,
+  type VoiApplied,
+  type VoiFunction,
+} from '../../data/dicom.js';

@@ -1,0 +1,291 @@
+/**
+ * Trained models from checkpoint folders and run directories (the TF.js side of the Node host): rebuilding the
+ * model (`loadTrainedModel`), running it in ONNX Runtime after an in-memory export (`onnxRunner`) or in TF.js
+ * (`tfjsRunner`, `TfjsInferenceModel`), and `openCheckpointModel`, what `openModel` uses for a folder. Loaded only
+ * when a folder is given, so an .onnx file never loads TF.js.
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Preprocessing } from '../../data/preprocess.js';
+import { initEngine } from '../../engine/index.js';
+import { createModel, isArch, type Model } from '../../models/index.js';
+import { exportOnnx } from '../../models/onnx/export.js';
+import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
+import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
+import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+
+export interface LoadedModel {
+  model: Model;
+  metadata: CheckpointMetadata;
+  preprocessing: Preprocessing;
+  /** The checkpoint folder actually read. */
+  checkpoint: string;
+}
+
+/** The checkpoint folder a path means: itself, or a run directory's best (else last) checkpoint. */
+export function resolveCheckpointDir(path: string, which: 'best' | 'last' = 'best'): string {
+  const dir = resolve(path);
+  if (existsSync(join(dir, 'model.json'))) return dir;
+  if (existsSync(join(dir, 'checkpoints'))) {
+    const best = join(dir, 'checkpoints', 'best');
+    const last = join(dir, 'checkpoints', 'last');
+    const [first, second] = which === 'best' ? [best, last] : [last, best];
+    if (existsSync(join(first, 'model.json'))) return first;
+    if (existsSync(join(second, 'model.json'))) return second;
+    throw new InferenceError(`${path}: the run has no checkpoint yet (no completed epoch)`);
+  }
+  return dir; // loadCheckpoint names what is missing
+}
+
+/**
+ * Rebuilds a trained model from a checkpoint folder, or from a run directory (its best checkpoint, else its last).
+ * The architecture, head and preprocessing come from the checkpoint's model.json.
+ */
+export function loadTrainedModel(path: string, which: 'best' | 'last' = 'best'): LoadedModel {
+  const dir = resolveCheckpointDir(path, which);
+  const ckpt = loadCheckpoint(dir, { skipOptimizer: true });
+  const meta = ckpt.metadata;
+  if (!isArch(meta.arch)) throw new InferenceError(`${dir}: unknown architecture '${meta.arch}' in model.json`);
+  const dropout = typeof meta.head.dropout === 'number' ? meta.head.dropout : 0.5;
+  const model = createModel(meta.arch, { head: 'binary', dropout, seed: 0, init: 'none' });
+  try {
+    model.loadStateDict(ckpt.tensors, { strict: true, layout: 'torch', source: dir });
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return { model, metadata: meta, preprocessing: meta.preprocessing, checkpoint: dir };
+}
+
+/** Logits [n] for `n` preprocessed NHWC images (`x` holds n * size * size * 3 values). */
+export type BatchRunner = (x: Float32Array, n: number) => Promise<Float32Array>;
+
+/** A batch runner over the TF.js model (inference mode; every tensor freed by tf.tidy). */
+export function tfjsRunner(model: Model, size: number): BatchRunner {
+  return async (x, n) => tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
+}
+
+/**
+ * A batch runner over ONNX Runtime for `model`, exported in memory — or `onnxFile`, an export of the same checkpoint
+ * (e.g. fp16/int8 from `nextray export --precision`), whose preprocessing must match. Throws (with the reason) when
+ * it cannot.
+ */
+export async function onnxRunner(
+  model: Model,
+  preprocessing: Preprocessing,
+  opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; onnxFile?: string; temperature?: number } = {},
+): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
+  let rt: OnnxRuntimeFace;
+  try {
+    rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
+  } catch (err) {
+    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+  }
+  // Export problems (an architecture the exporter does not know) are reported as such, before any session.
+  const source = opts.onnxFile ?? exportOnnx(model, { inputSize: preprocessing.size, preprocessing, ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}) }).toBytes();
+  const threads = opts.threads ?? availableParallelism();
+  const clf = await rt.OnnxClassifier.create(source, { threads, maxBatch: 64 });
+  const k = clf.numOutputs;
+  if (k !== 1) {
+    await clf.release();
+    throw new Error(`expected the binary head (1 output), the exported model has ${k}`);
+  }
+  if (opts.onnxFile && JSON.stringify(clf.info.preprocessing) !== JSON.stringify(preprocessing)) {
+    await clf.release();
+    throw new Error(`${opts.onnxFile}: its preprocessing ${JSON.stringify(clf.info.preprocessing)} differs from the checkpoint's ${JSON.stringify(preprocessing)}`);
+  }
+  const per = preprocessing.size * preprocessing.size * 3;
+  return {
+    run: async (x, n) => (await clf.run(x.length === n * per ? x : x.subarray(0, n * per), n)).logits,
+    description: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})${opts.onnxFile ? `, ${opts.onnxFile} (${clf.info.metadata.precision ?? 'fp32'})` : ''}`,
+    release: () => clf.release(),
+  };
+}
+
+export function sigmoid(z: number): number {
+  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
+}
+
+/** A trained TF.js model as an InferenceModel (the fallback when ONNX Runtime cannot run it). Owns the model. */
+export class TfjsInferenceModel implements InferenceModel {
+  private released = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly model: Model,
+    readonly card: ModelCard,
+  ) {}
+
+  async run(x: Float32Array, n: number, opts: { outputs?: string[] } = {}): Promise<ModelRunResult> {
+    if (this.released) throw new InferenceError(`${this.card.source}: model was released`);
+    if (opts.outputs?.length) throw new InferenceError(`${this.card.source}: extra outputs (${opts.outputs.join(', ')}) need ONNX Runtime; TF.js gives the probability only`);
+    const size = this.card.preprocessing.size;
+    if (x.length !== n * size * size * 3) throw new InferenceError(`${this.card.source}: input has ${x.length} values, expected ${n * size * size * 3}`);
+    const job = this.queue.then(() => {
+      const t0 = performance.now();
+      const logits = tf.tidy(() => this.model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
+      const probabilities = Float32Array.from(logits, sigmoid);
+      return { probabilities, logits: Float32Array.from(logits), extra: {}, seconds: (performance.now() - t0) / 1000 };
+    });
+    this.queue = job.catch(() => undefined);
+    return job;
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.queue;
+    this.model.dispose();
+  }
+}
+
+/** A checkpoint folder or run directory as an InferenceModel (see OpenModelOptions; openModel calls this). */
+export async function openCheckpointModel(spec: string, opts: OpenModelOptions = {}): Promise<InferenceModel> {
+  const engine = opts.engine ?? 'auto';
+  const threads = opts.threads ?? availableParallelism();
+  const log = opts.onLog ?? ((l: string) => process.stderr.write(l + '\n'));
+  const name = modelNameFrom(spec);
+  // The checkpoint is rebuilt in TF.js (NEXTRAY_ENGINE or auto; a no-op when the caller already chose one).
+  const tfEngine = await initEngine();
+  let loaded: LoadedModel;
+  try {
+    loaded = loadTrainedModel(spec, opts.which ?? 'best');
+  } catch (err) {
+    throw new InferenceError(`${spec}: not a usable checkpoint folder or run directory: ${(err as Error).message.replace(/^.*?: /, '')}`);
+  }
+  const meta = loaded.metadata;
+  if (engine !== 'tfjs') {
+    try {
+      let rt: OnnxRuntimeFace;
+      try {
+        rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
+      } catch (err) {
+        throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+      }
+      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, decisionThreshold: meta.decisionThreshold });
+      const bytes = exported.toBytes();
+      const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
+      // The session holds its own copy of the weights: free TF.js's.
+      loaded.model.dispose();
+      try {
+        const card = cardFromInfo(clf.info, clf.outputNames, {
+          name,
+          source: spec,
+          sha256: await sha256Hex(bytes),
+          engine: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'}), exported in memory from ${loaded.checkpoint}`,
+        });
+        return new OnnxInferenceModel(clf, card);
+      } catch (err) {
+        await clf.release();
+        throw err;
+      }
+    } catch (err) {
+      if (engine === 'onnx') {
+        loaded.model.dispose();
+        throw new InferenceError(`${spec}: ONNX Runtime unavailable: ${(err as Error).message}`);
+      }
+      log(`nextray: ${name}: running in TF.js instead of ONNX Runtime (${(err as Error).message})`);
+    }
+  }
+  const card: ModelCard = {
+    name,
+    source: spec,
+    // Not an ONNX file here: the SHA-256 model.json records for the weights file that runs.
+    sha256: meta.files.model.sha256,
+    arch: meta.arch,
+    preprocessing: loaded.preprocessing,
+    threshold: meta.decisionThreshold,
+    engine: `TF.js: ${tfEngine.description}`,
+    outputs: ['logits'],
+    metadata: {},
+  };
+  return new TfjsInferenceModel(loaded.model, card);
+}
+
+/** What ran a forward pass, and how long it took. */
+export interface ForwardEngineInfo {
+  name: 'onnx' | 'tfjs';
+  /** 'onnxruntime-node 1.30.0 (CPU, 2 threads)' or 'TF.js: <backend>'. */
+  description: string;
+  /** With 'auto': why ONNX Runtime was not used (absent when it was). */
+  fallbackReason?: string;
+  /** ONNX export + session creation (0 for TF.js). */
+  setupSeconds: number;
+  /** Forward passes only. */
+  seconds: number;
+}
+
+export interface ForwardNchwOptions {
+  /** 'auto' (default): ONNX Runtime, else TF.js with a line to onLog; 'onnx': ONNX Runtime or an error; 'tfjs'. */
+  engine?: PredictEngine;
+  /** Images per forward pass (default 8). */
+  batch?: number;
+  threads?: number;
+  /** Describes the TF.js backend in the engine description (default 'TF.js'). */
+  tfjsDescription?: string;
+  onLog?: (line: string) => void;
+  loadRuntime?: () => Promise<OnnxRuntimeFace>;
+}
+
+/**
+ * Logits [n, K] of a live model (any head) on an NCHW float32 batch [n, 3, h, w] — PyTorch's layout, as
+ * `nextray forward` reads it from a .npy: in ONNX Runtime (exported in memory with an NCHW input and symbolic
+ * height/width, so the batch goes in as it is) or in TF.js (transposed to NHWC), falling back as `engine` says.
+ */
+export async function forwardNchw(
+  model: Model,
+  data: Float32Array,
+  shape: readonly [number, number, number, number],
+  opts: ForwardNchwOptions = {},
+): Promise<{ logits: Float32Array; engine: ForwardEngineInfo }> {
+  const [n, , h, w] = shape;
+  const k = model.numOutputs;
+  const batch = opts.batch ?? 8;
+  const requested = opts.engine ?? 'auto';
+  let fallbackReason: string | undefined;
+  if (requested !== 'tfjs') {
+    try {
+      let rt: OnnxRuntimeFace;
+      try {
+        rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
+      } catch (err) {
+        throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+      }
+      const t0 = performance.now();
+      const threads = opts.threads ?? availableParallelism();
+      const exported = exportOnnx(model, { inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
+      const clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads });
+      const setupSeconds = (performance.now() - t0) / 1000;
+      try {
+        const t1 = performance.now();
+        const r = await clf.run(data, n, { size: [h, w] });
+        const description = `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`;
+        return { logits: r.logits, engine: { name: 'onnx', description, setupSeconds, seconds: (performance.now() - t1) / 1000 } };
+      } finally {
+        await clf.release();
+      }
+    } catch (err) {
+      const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
+      if (requested === 'onnx') throw new InferenceError(`${model.arch}: ${why} (use engine tfjs or auto)`);
+      fallbackReason = why;
+      (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: running TF.js instead of ONNX Runtime (${why})`);
+    }
+  }
+  const out = new Float32Array(n * k);
+  const per = 3 * h * w;
+  const t0 = performance.now();
+  for (let start = 0; start < n; start += batch) {
+    const count = Math.min(batch, n - start);
+    const logits = tf.tidy(() => {
+      const nchw = tf.tensor4d(data.subarray(start * per, (start + count) * per), [count, 3, h, w]);
+      return model.forward(tf.transpose(nchw, [0, 2, 3, 1]), false);
+    });
+    out.set(logits.dataSync() as Float32Array, start * k);
+    logits.dispose();
+  }
+  const engine: ForwardEngineInfo = { name: 'tfjs', description: opts.tfjsDescription ?? 'TF.js', setupSeconds: 0, seconds: (performance.now() - t0) / 1000 };
+  if (fallbackReason) engine.fallbackReason = fallbackReason;
+  return { logits: out, engine };
+}

@@ -1,0 +1,21 @@
+/**
+ * The Node host of inference: opening models (.onnx, checkpoint folders, run directories; onnxruntime-node with a
+ * TF.js fallback), finding image files, decoding PNG/JPEG (sharp) and DICOM on worker threads, predicting over
+ * files. Re-exports the browser-safe core (src/inference/core).
+ */
+export * from '../core/index.js';
+export { loadOnnxRuntime, openModel, sha256File, PREDICT_ENGINES, type OnnxRuntimeFace, type OpenModelOptions, type PredictEngine } from './models.js';
+export {
+  loadTrainedModel,
+  onnxRunner,
+  openCheckpointModel,
+  resolveCheckpointDir,
+  sigmoid,
+  tfjsRunner,
+  TfjsInferenceModel,
+  type BatchRunner,
+  type LoadedModel,
+} from './checkpoint.js';
+export { expandInputs, type ExpandedInputs, type InputProblem } from './inputs.js';
+export { decodeForPrediction, sharpJpegFrameDecoder, type DecodeReply, type DecodeRequest } from './decode.js';
+export { predictFiles, type BadFile, type PredictFilesOptions, type PredictFilesResult } from './predict.js';

@@ -1,0 +1,98 @@
+/**
+ * Opening a trained model in Node, whatever the user points at:
+ *   - an .onnx file from `nextray export`: ONNX Runtime opens the file itself (JS reads only its skeleton);
+ *   - a checkpoint folder (model.json + model.safetensors) or a training run directory (its best checkpoint, else
+ *     its last): the model is rebuilt in TF.js, exported to ONNX in memory and run by ONNX Runtime.
+ * When ONNX Runtime cannot be used ('auto' engine: onnxruntime-node does not load, or the export fails), a
+ * checkpoint runs in TF.js instead, with one line saying why. Either way the result is the core's InferenceModel.
+ *
+ * Folders go to ./checkpoint.ts, loaded only then: opening an .onnx file loads neither TF.js nor the model zoo
+ * (the cold start of `nextray predict --model model.onnx`). checkpoint.ts also holds what `nextray evaluate --model`
+ * and `nextray forward` share (`loadTrainedModel`, `onnxRunner`, `tfjsRunner`; src/train/predict.ts re-exports them).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { OnnxModelError } from '../../models/onnx/classifier.js';
+import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel } from '../core/model.js';
+
+/** Which engine runs a model: ONNX Runtime, TF.js, or ONNX Runtime when it can (default). */
+export type PredictEngine = 'onnx' | 'tfjs' | 'auto';
+export const PREDICT_ENGINES: readonly PredictEngine[] = ['auto', 'onnx', 'tfjs'];
+
+/** The Node face of ONNX Runtime (src/models/onnx/node-session.ts) and its version. */
+export type OnnxRuntimeFace = Pick<typeof import('../../models/onnx/node-session.js'), 'OnnxClassifier'> & { version: string };
+
+/** Loads onnxruntime-node through src/models/onnx/node-session.ts; throws when its native binding does not load. */
+export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
+  const mod = await import('../../models/onnx/node-session.js');
+  const require = createRequire(import.meta.url);
+  const version = (require('onnxruntime-node/package.json') as { version: string }).version;
+  return { OnnxClassifier: mod.OnnxClassifier, version };
+}
+
+/** SHA-256 of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export interface OpenModelOptions {
+  /** 'auto' (default): ONNX Runtime, else TF.js for checkpoints (with a line to onLog); 'onnx'; 'tfjs' (checkpoints only). */
+  engine?: PredictEngine;
+  /** ONNX Runtime threads (default: all cores). */
+  threads?: number;
+  /** Largest batch per ONNX Runtime call (default 32). */
+  maxBatch?: number;
+  /** For a run directory: which checkpoint (default best, else last). */
+  which?: 'best' | 'last';
+  /** Where the fallback notice goes (default: stderr). */
+  onLog?: (line: string) => void;
+  /** Supplies ONNX Runtime (a seam for tests); default onnxruntime-node. */
+  loadRuntime?: () => Promise<OnnxRuntimeFace>;
+}
+
+/** Opens `spec` (an .onnx file, a checkpoint folder or a run directory) as an InferenceModel. */
+export async function openModel(spec: string, opts: OpenModelOptions = {}): Promise<InferenceModel> {
+  const engine = opts.engine ?? 'auto';
+  const threads = opts.threads ?? availableParallelism();
+  let st;
+  try {
+    st = statSync(spec);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InferenceError(`${spec}: ${code === 'ENOENT' ? 'no such file or folder' : (err as Error).message}; give an .onnx file from 'nextray export', a checkpoint folder or a run directory`);
+  }
+  const name = modelNameFrom(spec);
+  if (st.isFile()) {
+    if (engine === 'tfjs') throw new InferenceError(`${spec}: an .onnx file runs in ONNX Runtime only; engine 'tfjs' needs a checkpoint folder or run directory`);
+    let rt: OnnxRuntimeFace;
+    try {
+      rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
+    } catch (err) {
+      throw new InferenceError(`${spec}: onnxruntime-node does not load (${(err as Error).message}); an .onnx file needs it — give the checkpoint folder instead to run in TF.js`);
+    }
+    // Hash while ONNX Runtime builds the session.
+    const hash = sha256File(spec);
+    hash.catch(() => undefined);
+    let clf;
+    try {
+      clf = await rt.OnnxClassifier.create(spec, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
+    } catch (err) {
+      if (err instanceof OnnxModelError) throw new InferenceError(err.message);
+      throw err;
+    }
+    try {
+      const card = cardFromInfo(clf.info, clf.outputNames, { name, source: spec, sha256: await hash, engine: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})` });
+      return new OnnxInferenceModel(clf, card);
+    } catch (err) {
+      await clf.release();
+      throw err;
+    }
+  }
+  if (!st.isDirectory()) throw new InferenceError(`${spec}: neither a file nor a folder`);
+  const { openCheckpointModel } = await import('./checkpoint.js');
+  return openCheckpointModel(spec, opts);
+}
