@@ -8,6 +8,10 @@
 import sharp from 'sharp';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { decodeGrey } from '../../data/images.js';
+import { isDicom, readDicom } from '../../data/dicom.js';
+import { sharpJpegFrameDecoder } from './decode.js';
 import type { Preprocessing } from '../../data/preprocess.js';
 import { camAtInput, camOnImage } from '../core/cam.js';
 import { VIRIDIS, overlayHeatmap, type OverlayOptions } from '../core/colormap.js';
@@ -77,4 +81,23 @@ export async function writeHeatmap(dir: string, stem: string, input: HeatmapInpu
   const size = input.preprocessing.size;
   writeNpyFile(npy, [size, size], camAtInput(input.cam, input.camH, input.camW, size), 'F32');
   return { png, npy };
+}
+
+/** The original grey pixels of an image file (PNG/JPEG via sharp, DICOM via the C.11 pipeline), for the overlay. */
+export async function decodeOriginalGrey(file: string): Promise<{ grey: Float32Array; width: number; height: number }> {
+  const bytes = new Uint8Array(await readFile(file));
+  if (isDicom(bytes.subarray(0, 132))) {
+    const d = await readDicom(bytes, { source: file, decoders: [sharpJpegFrameDecoder] });
+    return { grey: d.grey, width: d.width, height: d.height };
+  }
+  const g = await decodeGrey(file);
+  return { grey: g.data, width: g.width, height: g.height };
+}
+
+/** File stems for heatmaps: the base name without extension, or the whole path flattened where base names repeat. */
+export function heatmapStems(files: readonly string[]): Map<string, string> {
+  const base = (f: string): string => f.replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '');
+  const count = new Map<string, number>();
+  for (const f of files) count.set(base(f), (count.get(base(f)) ?? 0) + 1);
+  return new Map(files.map((f) => [f, count.get(base(f))! > 1 ? f.replace(/^\.?[\\/]+/, '').replace(/\.[^.\\/]*$/, '').replace(/[^A-Za-z0-9._-]+/g, '_') : base(f)]));
 }
