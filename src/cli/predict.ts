@@ -132,7 +132,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
                 camH: r.heatmap.height,
                 camW: r.heatmap.width,
                 preprocessing: pre,
-                caption: r.ood ? 'out of distribution' : `P(abnormal) ${r.probability.toFixed(2)}`,
+                caption: r.ood ? 'OOD' : `p ${r.probability.toFixed(2)}`,
               });
             } catch (err) {
               heatmapFailures++;
@@ -158,7 +158,8 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     };
     if (flags.out) write(flags.out, csv, '--out');
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, ensemble.name, ensemble.sha256), '--studies-out');
-    const abnormal = res.images.filter((i) => i.decision === 'abnormal').length;
+    const abnormal = res.images.filter((i) => i.decision === 'abnormal' && !i.ood).length;
+    const outOfDistribution = res.images.filter((i) => i.ood).length;
     const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.bad];
     if (flags.json) {
       printJson({
@@ -170,7 +171,8 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         images: res.images.length,
         studies: res.studies.length,
         abnormal,
-        normal: res.images.length - abnormal,
+        normal: res.images.length - abnormal - outOfDistribution,
+        out_of_distribution: outOfDistribution,
         unreadable,
         ...(flags.out ? { out: flags.out } : {}),
         ...(flags.studiesOut ? { studies_out: flags.studiesOut } : {}),
@@ -193,7 +195,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     } else {
       if (!flags.out) process.stdout.write(csv);
       const summary =
-        `${res.images.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.images.length - abnormal} normal ` +
+        `${res.images.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.images.length - abnormal - outOfDistribution} normal${outOfDistribution ? `, ${outOfDistribution} out of distribution (no decision)` : ''} ` +
         `(threshold ${ensemble.threshold}${ensemble.thresholdGiven ? ', --threshold' : ', stored with the model'}); ` +
         `model ${ensemble.name} sha256 ${ensemble.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
         (unreadable.length ? `; ${unreadable.length} input(s) unreadable (named above)` : '');
