@@ -24,6 +24,10 @@ import { makeOodSet } from '../../src/train/ood-sets.js';
 import { Rng } from '../../src/util/rng.js';
 import { tempDir } from '../helpers/paths.js';
 import { writeTinyDataset } from './fixture.js';
+import { runCli } from '../helpers/cli.js';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import sharp from 'sharp';
+import { parseNpy } from '../../src/models/weights/npy.js';
 
 const tmp = tempDir('nextray-trust-');
 const data = join(tmp.dir, 'data');
@@ -105,4 +109,26 @@ test('fitTrust stores temperature, OOD gate and operating point; predict and exp
   assert.ok(res.oodFlagRate.train <= 0.1);
   await clf.release();
   loaded.model.dispose();
+
+  // predict: ood / ood_score columns, the stored threshold, heatmap files for every image.
+  const valImage = raw.predictions[0]!.image;
+  const flatPng = join(tmp.dir, 'flat.png');
+  writeFileSync(flatPng, await sharp(Buffer.alloc(90 * 60, 128), { raw: { width: 90, height: 60, channels: 1 } }).png().toBuffer());
+  const hm = join(tmp.dir, 'hm');
+  const out = runCli(['predict', '--model', ckpt, join(data, valImage), flatPng, '--heatmaps', hm, '--workers', '0', '--threads', '1']);
+  assert.equal(out.code, 0, out.stderr);
+  const rows = out.stdout.trim().split('\n').map((l) => l.split(','));
+  assert.deepEqual(rows[0]!.slice(-2), ['ood', 'ood_score']);
+  const flatRow = rows.find((r) => r[0] === flatPng)!;
+  assert.equal(flatRow[3], 'out-of-distribution');
+  assert.equal(flatRow[rows[0]!.length - 2], 'true');
+  assert.equal(Number(flatRow[4]), meta.decisionThreshold);
+  assert.ok(Number(flatRow[rows[0]!.length - 1]) > gate.threshold);
+  const files = readdirSync(hm).sort();
+  assert.deepEqual(files, ['flat.cam.npy', 'flat.png', 'image1.cam.npy', 'image1.png']);
+  const meta2 = await sharp(join(hm, 'flat.png')).metadata();
+  assert.deepEqual([meta2.width, meta2.height], [90, 60]);
+  const npy = parseNpy(new Uint8Array(readFileSync(join(hm, 'flat.cam.npy'))));
+  assert.deepEqual(npy.shape, [SIZE, SIZE]);
+  assert.equal(Math.max(...(npy.data as Float32Array)), 1);
 });
