@@ -6,8 +6,10 @@
 // the binary head at 320 px, exported by src/models/onnx, onnxruntime-node on the CPU, 2 threads): one child process
 // measures batch 1 and batch 8 from the exported .onnx file; the numbers sit in each inference entry as `onnx` beside
 // `ours` (TF.js) and `torch`.
+// --isa avx2 (or sse41, avx, avx512_core, ...) runs our side under oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA), so an
+// AVX-512 machine measures what an AVX2-only CPU gets; PyTorch and ONNX Runtime run uncapped (the JSON says so).
 // Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f,predict] [--no-torch]
-//        [--no-onnx] [--no-profile] [--engine native|cpu]
+//        [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -25,6 +27,14 @@ const runs = opt('runs', '3');
 const warmup = opt('warmup', '1');
 const engine = opt('engine', 'native');
 const only = opt('only', 'infer1,infer8,train18,train152f,predict').split(',');
+const isa = opt('isa', null);
+const ISAS = ['sse41', 'avx', 'avx2', 'avx2_vnni', 'avx512_core', 'avx512_core_vnni', 'avx512_core_bf16', 'avx512_core_amx', 'all'];
+if (isa !== null && !ISAS.includes(isa.toLowerCase())) {
+  console.error(`bench: --isa ${isa}: use one of ${ISAS.join(', ')}`);
+  process.exit(2);
+}
+// Our workloads only: oneDNN reads the cap when it first dispatches.
+const oursEnv = isa ? { ONEDNN_MAX_CPU_ISA: isa.toUpperCase() } : {};
 const PYTHON = '/usr/bin/python3';
 
 // FLOPs (2 x multiply-adds) per image at 320x320: torchvision's GMACs at 224 (ResNet-18 1.81, ResNet-152
@@ -78,14 +88,23 @@ const torchNote = haveTorch
 const report = {
   date: new Date().toISOString(),
   machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100) },
-  settings: { runs: Number(runs), warmup: Number(warmup), engine, size: 320, threads: 2 },
+  settings: {
+    runs: Number(runs),
+    warmup: Number(warmup),
+    engine,
+    size: 320,
+    threads: 2,
+    isaCap: isa
+      ? { ours: `ONEDNN_MAX_CPU_ISA=${isa.toUpperCase()}`, torch: 'not capped: PyTorch and ONNX Runtime have no such switch for all their kernels (BLAS, MLAS) and run at the machine\'s own ISA' }
+      : 'none (the machine\'s own ISA)',
+  },
   torch: torchNote,
   gemm: null,
   workloads: {},
 };
 
 process.stderr.write('bench: sgemm 2048^3 peak ...\n');
-report.gemm = run(process.execPath, ['bench/workload.mjs', 'gemm', '--runs', '5', '--warmup', '1']);
+report.gemm = run(process.execPath, ['bench/workload.mjs', 'gemm', '--runs', '5', '--warmup', '1'], oursEnv);
 const peak = report.gemm?.gflops;
 
 // ONNX Runtime inference: the model is exported to a temporary .onnx file by one process, then a second process
@@ -124,7 +143,7 @@ for (const name of only.filter((n) => n !== 'predict')) {
   const common = ['--arch', w.arch, '--batch', String(w.batch), '--size', '320', '--runs', runs, '--warmup', warmup];
   if (w.freeze) common.push('--freeze', String(w.freeze));
   process.stderr.write(`bench: ${name} (ours) ...\n`);
-  const ours = run(process.execPath, ['bench/workload.mjs', w.kind, ...common, '--engine', engine, ...(argv.includes('--no-profile') ? [] : ['--profile'])]);
+  const ours = run(process.execPath, ['bench/workload.mjs', w.kind, ...common, '--engine', engine, ...(argv.includes('--no-profile') ? [] : ['--profile'])], oursEnv);
   let torch = null;
   if (haveTorch) {
     process.stderr.write(`bench: ${name} (PyTorch) ...\n`);
@@ -149,6 +168,16 @@ for (const name of only.filter((n) => n !== 'predict')) {
       entry.onnx = { median, perImage: b.median_s_per_image, runs: b.runs, gflops: b.gflops, peakRssMB: onnx.peak_rss_mb, onnxruntime: onnx.onnxruntime_node };
       if (ours.median) entry.ratioTimeOnnxOverOurs = Math.round((median / ours.median) * 100) / 100;
       if (torch?.median) entry.ratioTimeOnnxOverTorch = Math.round((median / torch.median) * 100) / 100;
+    }
+  }
+  // Issue 10's targets (medians of one run): inference <= 1.0x PyTorch traced and <= 1.25x ONNX Runtime; ResNet-18
+  // training step <= 0.8x PyTorch; frozen ResNet-152 step <= 0.7x PyTorch.
+  const target = { infer1: 1.0, infer8: 1.0, train18: 0.8, train152f: 0.7 }[name];
+  if (target && entry.ratioTimeOursOverTorch) {
+    entry.targets = { oursOverTorch: { max: target, value: entry.ratioTimeOursOverTorch, met: entry.ratioTimeOursOverTorch <= target } };
+    if (w.kind === 'infer' && entry.onnx?.median && ours.median) {
+      const r = Math.round((ours.median / entry.onnx.median) * 100) / 100;
+      entry.targets.oursOverOnnx = { max: 1.25, value: r, met: r <= 1.25 };
     }
   }
   report.workloads[name] = entry;

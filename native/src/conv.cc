@@ -53,9 +53,19 @@ dnnl::primitive_attr userScratchpad() {
 }
 
 // oneDNN 2.6's NHWC kernel (brgconv) is slow for a stem with 1-4 input channels (17 ms for a 3->16 3x3/2 conv
-// of 32 images at 128 px). Its direct JIT kernel for planar input and channel-blocked output is much faster, even
-// with the reorders from and back to NHWC around it. (Asked for 'any' layouts, 2.6 still picks NHWC brgconv.)
+// of 32 images at 128 px on AVX-512). Its direct JIT kernel for planar input and channel-blocked output is much
+// faster, even with the reorders from and back to NHWC around it. The blocking (nChw16c on AVX-512, nChw8c on
+// AVX2/AVX/SSE4.1) is left to oneDNN (destination 'any'): a hard-coded nChw16c has no kernel below AVX-512 and ran
+// oneDNN's reference convolution there (a ResNet-18 step 20x slower on AVX2). (With 'any' for the source too, 2.6
+// picks NHWC brgconv.)
 bool smallInput(const ConvGeom& g) { return g.ci <= 4; }
+
+// oneDNN's reference kernels (implementation names "ref:...") are correct but 10-1000x slower than its JIT
+// kernels; a layout choice that lands on one is the wrong choice wherever another layout has a JIT kernel.
+template <typename PD>
+bool isRef(const PD& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
 
 // How a residual joins the convolution's output before the ReLU: not at all, as a binary-add post-op reading
 // the residual tensor (no copy), or as a sum post-op onto a destination pre-filled with the residual (the
@@ -65,8 +75,8 @@ enum class Residual { none, binary, sum };
 dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk,
                                                     bool anyLayout = false, Residual res = Residual::none) {
   memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
-  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_direct, anyLayout ? g.src(tag::nchw) : g.src(),
-                                    g.wei(tag::any), biasMd, anyLayout ? g.dst(tag::nChw16c) : g.dst(), g.strides(),
+  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_direct, anyLayout ? g.src(smallInput(g) ? tag::nchw : tag::any) : g.src(),
+                                    g.wei(tag::any), biasMd, anyLayout ? g.dst(tag::any) : g.dst(), g.strides(),
                                     g.dil(), g.padL(), g.padR());
   dnnl::primitive_attr attr = userScratchpad();
   dnnl::post_ops po;
@@ -83,7 +93,7 @@ struct FwdEntry {
   dnnl::convolution_forward prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;
-  // Activations in oneDNN's own layouts (smallInput): NHWC -> pd.src_desc() before, pd.dst_desc() -> NHWC after.
+  // Activations in oneDNN's own layouts (smallInput, or where NHWC has only a reference kernel): NHWC -> pd.src_desc() before, pd.dst_desc() -> NHWC after.
   bool reorderSrc = false, reorderDst = false;
   dnnl::reorder srcReorder, dstReorder;
 };
@@ -131,17 +141,22 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
       res = Residual::sum;
     }
   } else {
+    // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
     pd = forwardPd(g, bias, relu, pk, any);
+    if (isRef(pd)) {
+      auto other = forwardPd(g, bias, relu, pk, !any);
+      if (!isRef(other)) pd = other;
+    }
   }
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
   FwdEntry e{pd, res, dnnl::convolution_forward(pd), re, r};
-  if (any && pd.src_desc() != g.src()) {
+  if (pd.src_desc() != g.src()) {
     e.reorderSrc = true;
     e.srcReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
   }
-  if (any && pd.dst_desc() != g.dst()) {
+  if (pd.dst_desc() != g.dst()) {
     e.reorderDst = true;
     e.dstReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.dst_desc(), engine(), g.dst()));
   }

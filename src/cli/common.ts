@@ -1,6 +1,7 @@
 /** Shared pieces of the CLI faces: errors with exit codes, number parsing for options, JSON output. */
 import { CommanderError, InvalidArgumentError } from 'commander';
 import { EXIT_FAILURE, EXIT_USAGE, NextrayError } from '../util/errors.js';
+import type { Seed } from '../util/rng.js';
 
 /** A usage error or one the user can fix, raised by the CLI itself (exit status 2 unless given). */
 export class CliError extends NextrayError {
@@ -44,6 +45,19 @@ export function parseFloatOption(name: string, min = -Infinity, max = Infinity) 
     }
     return n;
   };
+}
+
+/**
+ * The one `--seed` option parser (synth, data split, evaluate): a whole number in the safe-integer range becomes
+ * a number, any other non-empty text stays a string seed (Rng hashes it); empty is refused.
+ */
+export function parseSeed(value: string): Seed {
+  if (/^-?\d+$/.test(value)) {
+    const n = Number(value);
+    if (Number.isSafeInteger(n)) return n;
+  }
+  if (!value.trim()) throw new InvalidArgumentError('--seed must not be empty');
+  return value;
 }
 
 export function printJson(value: unknown): void {

@@ -8,7 +8,7 @@
  * at DIR, invalid options, the output cannot be written).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { CliError, parseFloatOption, parseIntOption, parseSeed, printJson } from './common.js';
 import { countIssues, formatIssue, loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { formatSummaryTable, summarizeStudies } from '../data/summary.js';
 import { createSplit, splitFormatFor, writeSplit, type MuraSplitFile, type SplitFormat } from '../data/splits.js';
@@ -67,15 +67,6 @@ function reportIssues(dataset: MuraDataset): boolean {
   }
   if (out.length) process.stderr.write(out.join('\n') + '\n');
   return dataset.issues.length > 0;
-}
-
-function parseSeed(value: string): Seed {
-  if (/^-?\d+$/.test(value)) {
-    const n = Number(value);
-    if (Number.isSafeInteger(n)) return n;
-  }
-  if (!value.trim()) throw new CliError('--seed must not be empty', 2);
-  return value;
 }
 
 function splitTable(split: MuraSplitFile): string {
@@ -159,7 +150,7 @@ ${EXIT_CODES}`,
           'stratified by region and label, reproducible from the seed. Writes a JSON (or CSV) split file.',
       )
       .argument('<dir>', 'folder holding MURA-v1.1/, or MURA-v1.1 itself')
-      .requiredOption('--seed <seed>', 'seed of the assignment (an integer or any string); the same seed gives the same split')
+      .requiredOption('--seed <seed>', 'seed of the assignment (an integer or any string); the same seed gives the same split', parseSeed)
       .requiredOption('--out <file>', 'split file to write (replaced atomically)')
       .addOption(
         new Option('--val-fraction <f>', 'fraction of valid studies (per region and label) for validation; the rest is test')
@@ -184,11 +175,11 @@ ${EXIT_CODES}`,
       .action(
         async (
           dir: string,
-          opts: LoadFlags & { seed: string; out: string; valFraction: number; format?: SplitFormat },
+          opts: LoadFlags & { seed: Seed; out: string; valFraction: number; format?: SplitFormat },
         ) => {
           if (!(opts.valFraction > 0 && opts.valFraction < 1))
             throw new CliError(`--val-fraction must be strictly between 0 and 1, got ${opts.valFraction}`, 2);
-          const seed = parseSeed(opts.seed);
+          const seed = opts.seed;
           const dataset = await loadForCli(dir, opts);
           const hadProblems = reportIssues(dataset);
           let split: MuraSplitFile;

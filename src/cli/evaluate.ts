@@ -5,7 +5,6 @@
  * produce a PredictionsInput (a CSV here; a trained model over a data split elsewhere) goes through it.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
@@ -37,9 +36,9 @@ import {
 import type { Seed } from '../util/rng.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { uncalibrate } from '../evaluate/calibration.js';
-import { CliError, parseFloatOption, parseIntOption } from './common.js';
+import { packageVersion } from '../util/package.js';
+import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
 
-const require = createRequire(import.meta.url);
 
 export interface EvaluateCliOptions {
   threshold?: number;
@@ -75,8 +74,7 @@ function reportProblems(input: PredictionsInput): void {
 }
 
 function versions(): Record<string, string> {
-  const pkg = require('../../../package.json') as { version: string };
-  return { nextray: pkg.version, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return { nextray: packageVersion(), node: process.version, platform: `${process.platform}-${process.arch}` };
 }
 
 function calibrationText(result: EvaluationResult): string {
@@ -200,10 +198,6 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
-function parseSeed(value: string): Seed {
-  return /^-?\d+$/.test(value) ? Number(value) : value;
-}
-
 export function registerEvaluate(program: Command): void {
   program
     .command('evaluate')
@@ -215,6 +209,7 @@ export function registerEvaluate(program: Command): void {
     .option('--predictions <file>', 'predictions CSV with header image,label,probability (image = MURA-layout path)')
     .option('--model <run>', 'a training run directory (uses checkpoints/best) or a checkpoint folder; predicts --split of --data')
     .option('--data <dir>', 'with --model: the dataset folder in the MURA-v1.1 layout')
+    .option('--onnx <file>', "with --model: run this exported .onnx (e.g. an fp16/int8 export of the run) instead of exporting the checkpoint in memory")
     .option('--split-file <file>', "with --model: split file (default: the run's split.json)")
     .addOption(new Option('--checkpoint <which>', 'with --model: which checkpoint of the run').choices(['best', 'last']).default('best'))
     .addOption(
@@ -245,6 +240,7 @@ Examples:
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
   nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
   nextray evaluate --model runs/demo --data ~/datasets --split test --engine tfjs --json -
+  nextray evaluate --model runs/demo --onnx demo-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
 Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.
@@ -284,6 +280,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let storedThreshold: number | undefined;
       const engines: Record<string, PredictEngineInfo> = {};
       if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
+      if (raw.onnx !== undefined && (!fromModel || raw.engine === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx engine)');
       if (fromModel) {
         const subset = (raw.split as string | undefined) ?? 'test';
         if (!['train', 'validation', 'test'].includes(subset)) {
@@ -296,6 +293,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             which: raw.checkpoint as 'best' | 'last',
             engine: raw.engine as PredictEngine,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
+            ...(raw.onnx !== undefined ? { onnxFile: raw.onnx as string } : {}),
           });
           for (const b of p.badImages) process.stderr.write(`problem: ${b.path}: ${b.problem}\n`);
           badImages += p.badImages.length;

@@ -5,6 +5,8 @@
  * Weights come from a torchvision .pth/.safetensors (`--weights`) or a project checkpoint folder (`--checkpoint`,
  * which also supplies arch, input size, preprocessing and decision threshold). `--verify` runs the exported file
  * and the TF.js model on the same random batch and fails unless they agree to 1e-4 relative.
+ * `--precision fp16|int8` writes a smaller file (src/models/onnx/quantize.ts, precision.ts); int8 is calibrated on
+ * `--calibration DIR`'s training images, and --verify then uses two of them and a 0.1 relative bound (fp16: 1e-2).
  */
 import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
@@ -21,6 +23,9 @@ import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
 import { OnnxModelError } from '../models/onnx/classifier.js';
 import { Rng } from '../util/rng.js';
 import { trustExportOptions } from '../train/trust.js';
+import { exportOnnxFileWithPrecision, type PrecisionReport } from '../models/onnx/precision.js';
+import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type Precision } from '../models/onnx/quantize.js';
+import { createProgress } from '../util/progress.js';
 
 interface ExportFlags {
   arch?: string;
@@ -37,6 +42,11 @@ interface ExportFlags {
   threads?: number;
   engine?: EngineName;
   json?: boolean;
+  precision: Precision;
+  calibration?: string;
+  calibrationImages?: number;
+  calibrationMethod?: string;
+  floatLayers?: string;
 }
 
 interface Loaded {
@@ -110,11 +120,11 @@ async function loadModel(flags: ExportFlags): Promise<Loaded> {
 }
 
 /** ONNX Runtime vs TF.js on a seeded random batch of two images: max |diff| / max |TF.js|. */
-async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 'nchw', threads: number) {
-  const n = 2;
+async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 'nchw', threads: number, bound = 1e-4, images?: { x: Float32Array; n: number }) {
+  const n = images?.n ?? 2;
   const rng = new Rng(1234).fork('export-verify');
-  const nhwc = new Float32Array(n * size * size * 3);
-  for (let i = 0; i < nhwc.length; i++) nhwc[i] = rng.normal(0, 1);
+  const nhwc = images?.x ?? new Float32Array(n * size * size * 3);
+  if (!images) for (let i = 0; i < nhwc.length; i++) nhwc[i] = rng.normal(0, 1);
   const ref = tf.tidy(() => model.forward(tf.tensor4d(nhwc, [n, size, size, 3]), false).dataSync() as Float32Array);
   const x = layout === 'nhwc' ? nhwc : (tf.tidy(() => tf.transpose(tf.tensor4d(nhwc, [n, size, size, 3]), [0, 3, 1, 2]).dataSync()) as Float32Array);
   const clf = await OnnxClassifier.create(out, { threads });
@@ -129,7 +139,7 @@ async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 
       maxRef = Math.max(maxRef, Math.abs(ref[i]!));
     }
     const rel = maxRef > 0 ? maxDiff / maxRef : maxDiff;
-    return { images: n, max_abs_diff: maxDiff, max_abs_logit: maxRef, relative_error: rel, ok: rel < 1e-4 };
+    return { images: n, input: images ? 'calibration images' : 'random normal', max_abs_diff: maxDiff, max_abs_logit: maxRef, relative_error: rel, bound, ok: rel < bound };
   } finally {
     await clf.release();
   }
@@ -137,6 +147,7 @@ async function verify(model: Model, out: string, size: number, layout: 'nhwc' | 
 
 async function run(flags: ExportFlags): Promise<void> {
   const t0 = performance.now();
+  checkPrecisionFlags(flags);
   await initEngine(flags.engine);
   const loaded = await loadModel(flags);
   const { model, arch, head, checkpoint } = loaded;
@@ -156,19 +167,22 @@ async function run(flags: ExportFlags): Promise<void> {
       );
     }
     let exported;
+    let precisionReport: PrecisionReport | undefined;
+    const exportOpts = {
+      inputSize: size,
+      inputLayout: flags.layout,
+      dynamicSize: !!flags.dynamicSize,
+      foldBatchNorm: flags.foldBn,
+      preprocessing,
+      decisionThreshold: threshold,
+      // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
+      ...(head === 'binary' ? { cam: true } : {}),
+      ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
+      extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
+    };
     try {
-      exported = exportOnnxFile(model, flags.out, {
-        inputSize: size,
-        inputLayout: flags.layout,
-        dynamicSize: !!flags.dynamicSize,
-        foldBatchNorm: flags.foldBn,
-        preprocessing,
-        decisionThreshold: threshold,
-        // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
-        ...(head === 'binary' ? { cam: true } : {}),
-        ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
-        extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead) },
-      });
+      if (flags.precision === 'fp32' && !flags.calibration) exported = exportOnnxFile(model, flags.out, exportOpts);
+      else ({ exported, report: precisionReport } = await exportWithPrecision(model, flags, exportOpts));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code) throw new CliError(`--out ${flags.out}: cannot write: ${e.message}`);
@@ -190,13 +204,18 @@ async function run(flags: ExportFlags): Promise<void> {
       input_size: size,
       decision_threshold: head === 'binary' ? threshold : null,
       batchnorm: exported.metadata.batchnorm,
+      precision: flags.precision,
+      ...(precisionReport?.calibration ? { calibration: precisionReport.calibration, float_layers: precisionReport.floatLayers, quantized_layers: precisionReport.quantizedLayers } : {}),
       bytes: exported.byteLength,
       nodes: exported.nodeCount,
       initializers: exported.initializerCount,
     };
     if (flags.verify) {
       try {
-        summary.verify = await verify(model, flags.out, size, flags.layout, flags.threads ?? 2);
+        // fp16 weights move logits by ~1e-3 relative; int8 is checked on real (calibration) images, where its
+        // ranges apply, against a looser bound (random noise lies outside the calibrated ranges).
+        const bound = flags.precision === 'fp32' ? 1e-4 : flags.precision === 'fp16' ? 1e-2 : 0.1;
+        summary.verify = await verify(model, flags.out, size, flags.layout, flags.threads ?? 2, bound, precisionReport?.sampleImages);
       } catch (err) {
         if (err instanceof OnnxModelError) throw new CliError(err.message, 1);
         throw err;
@@ -208,18 +227,70 @@ async function run(flags: ExportFlags): Promise<void> {
     else {
       process.stdout.write(
         `${arch} (${head} head, ${loaded.numClasses} output${loaded.numClasses === 1 ? '' : 's'}) -> ${flags.out}: ` +
-          `${(exported.byteLength / 1e6).toFixed(1)} MB, ${exported.nodeCount} nodes, input ${exported.metadata.input_layout} ` +
+          `${(exported.byteLength / 1e6).toFixed(1)} MB ${flags.precision}, ${exported.nodeCount} nodes, input ${exported.metadata.input_layout} ` +
           `${size}x${size}, outputs ${exported.metadata.outputs}` +
           (v ? `; verified against TF.js: relative error ${v.relative_error.toExponential(2)} (${v.ok ? 'ok' : 'FAILED'})` : '') +
           '\n',
       );
     }
     if (v && !v.ok) {
-      process.stderr.write(`nextray export: ONNX Runtime and TF.js disagree (relative error ${v.relative_error} >= 1e-4)\n`);
+      process.stderr.write(`nextray export: ONNX Runtime and TF.js disagree (relative error ${v.relative_error} >= ${(v as { bound?: number }).bound ?? 1e-4})\n`);
       process.exitCode = 1;
     }
   } finally {
     model.dispose();
+  }
+}
+
+/** Usage errors of the precision flags, found before any model is loaded; returns the calibration method. */
+function checkPrecisionFlags(flags: ExportFlags): CalibrationMethod | undefined {
+  if (flags.precision !== 'int8' && (flags.calibration || flags.calibrationImages !== undefined || flags.calibrationMethod || flags.floatLayers)) {
+    throw new CliError('--calibration, --calibration-images, --calibration-method and --float-layers apply to --precision int8 only');
+  }
+  if (flags.precision === 'int8' && !flags.calibration) {
+    throw new CliError('--precision int8 needs --calibration DATA_DIR (a dataset in the MURA layout; its training images set the activation ranges)');
+  }
+  if (flags.calibration && !existsSync(flags.calibration)) throw new CliError(`--calibration ${flags.calibration}: no such folder`);
+  let method: CalibrationMethod | undefined;
+  try {
+    method = flags.calibrationMethod ? parseCalibrationMethod(flags.calibrationMethod) : undefined;
+  } catch (err) {
+    throw new CliError(`--calibration-method: ${(err as Error).message}`);
+  }
+  return method;
+}
+
+/** --precision fp16 / int8 (calibrated on --calibration's training images). */
+async function exportWithPrecision(model: Model, flags: ExportFlags, exportOpts: Parameters<typeof exportOnnxFile>[2]) {
+  const method = checkPrecisionFlags(flags);
+  const floatLayers = flags.floatLayers ? flags.floatLayers.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const progress = flags.precision === 'int8' ? createProgress({ label: 'calibrating', total: flags.calibrationImages ?? 256, quiet: !!flags.json }) : null;
+  let last = 0;
+  let bad = 0;
+  try {
+    return await exportOnnxFileWithPrecision(model, flags.out, exportOpts, {
+      precision: flags.precision,
+      ...(flags.calibration ? { calibrationData: flags.calibration } : {}),
+      ...(flags.calibrationImages !== undefined ? { calibrationImages: flags.calibrationImages } : {}),
+      ...(method ? { calibrationMethod: method } : {}),
+      ...(floatLayers ? { floatLayers } : {}),
+      ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+      onProgress: (done) => {
+        progress?.tick(done - last);
+        last = done;
+      },
+      onBadImage: (m) => {
+        bad++;
+        if (bad <= 10) process.stderr.write(`nextray export: calibration: skipped ${m}\n`);
+      },
+    });
+  } catch (err) {
+    // File-system errors go on to the writer's message; anything else (calibration data, layer names) is reported
+    // as itself. Nothing was written: exit 2.
+    if ((err as NodeJS.ErrnoException).syscall || err instanceof CliError) throw err;
+    throw new CliError((err as Error).message);
+  } finally {
+    progress?.stop();
   }
 }
 
@@ -240,6 +311,11 @@ export function registerExport(program: Command): void {
     .option('--verify', 'run the ONNX file and the TF.js model on a random batch; exit 1 unless they agree to 1e-4')
     .option('--threads <n>', 'ONNX Runtime threads for --verify', parseIntOption('--threads', 1, 256))
     .addOption(new Option('--engine <name>', 'TF.js engine that holds the weights (default: NEXTRAY_ENGINE or auto)').choices(['auto', 'cpu', 'native', 'tfjs-node']))
+    .addOption(new Option('--precision <p>', 'fp32, fp16 (weights stored as float16, about half the file) or int8 (static QDQ, about a quarter; needs --calibration)').choices([...PRECISIONS]).default('fp32'))
+    .option('--calibration <dir>', 'int8: dataset folder (MURA layout) whose training images calibrate the activation ranges')
+    .option('--calibration-images <n>', 'int8: how many training images to calibrate on (default 256, a seeded sample)', parseIntOption('--calibration-images', 1, 100000))
+    .option('--calibration-method <m>', "int8: 'percentile[-P]' (default percentile-99.99: the [0.01%, 99.99%] range of each tensor's values) or 'minmax'")
+    .option('--float-layers <names>', "int8: comma-separated Conv/Gemm layers to keep in float, e.g. 'conv1,fc'")
     .option('--json', 'print a JSON summary')
     .addHelpText(
       'after',
@@ -247,11 +323,14 @@ export function registerExport(program: Command): void {
 Examples:
   $ nextray export --checkpoint runs/r152 --out r152.onnx --verify
   $ nextray export --arch resnet152 --weights resnet152-394f9c45.pth --out r152-imagenet.onnx --input-size 224 --json
+  $ nextray export --checkpoint runs/r152 --out r152-int8.onnx --precision int8 --calibration ~/datasets --calibration-images 256
+  $ nextray export --checkpoint runs/r152 --out r152-fp16.onnx --precision fp16
 
 The file: input 'input' float32 [batch, H, W, 3] (NHWC, normalised per the 'preprocessing' metadata; batch is
 dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = sigmoid(logits) [batch, 1].
 metadata_props: format, arch, input_size, input_layout, preprocessing (JSON), head (JSON), decision_threshold,
-nextray_version. Run it with OnnxClassifier (src/models/onnx/runtime.ts) or any ONNX Runtime.
+nextray_version; with --precision also precision and quantization (JSON: method, calibration images, float layers).
+int8 files are QDQ: ONNX Runtime runs them with integer kernels (QLinearConv) on x86 and wasm. Run it with OnnxClassifier (src/models/onnx/runtime.ts) or any ONNX Runtime.
 Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad arguments or unusable weights.`,
     )
     // Usage errors exit 2 like every other "could not run" case (commander's default is 1, our "verify failed").
@@ -260,4 +339,32 @@ Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad
       throw err;
     })
     .action(async (flags: ExportFlags) => run(flags));
+}
+
+/**
+ * What a checkpoint says about its training data and validation scores, for the model card of the web app and the
+ * server (metadata `dataset`, `validation_metrics`). `dataset.kind` is 'synthetic' when the data folder carries the
+ * generator's synth.json (or 'synth' in its name), else 'mura' (the research-use notice errs on the safe side).
+ */
+export function trainingFacts(meta: CheckpointMetadata | undefined): Record<string, string> {
+  if (!meta) return {};
+  const out: Record<string, string> = {};
+  const ds = meta.dataset;
+  if (ds) {
+    const root = typeof ds.root === 'string' ? ds.root : '';
+    const synthetic = /synth/i.test(root) || (root !== '' && (existsSync(join(root, 'synth.json')) || existsSync(join(root, '..', 'synth.json'))));
+    out.dataset = JSON.stringify({
+      kind: synthetic ? 'synthetic' : 'mura',
+      name: root.split(/[\\/]/).filter(Boolean).pop() ?? null,
+      fingerprint: ds.fingerprint,
+      ...(typeof ds.train_images === 'number' ? { train_images: ds.train_images } : {}),
+      ...(typeof ds.val_images === 'number' ? { val_images: ds.val_images } : {}),
+    });
+  }
+  const m = (meta.extra as { metrics?: Record<string, unknown> } | undefined)?.metrics;
+  if (m) {
+    const keep = Object.entries(m).filter(([k, v]) => /^val_/.test(k) && typeof v === 'number');
+    if (keep.length) out.validation_metrics = JSON.stringify(Object.fromEntries([['epoch', m.epoch], ...keep]));
+  }
+  return out;
 }

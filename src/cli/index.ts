@@ -3,8 +3,8 @@
  * parses options, calls the library and prints; exit code 0 only when everything went well.
  */
 import { Command } from 'commander';
-import { createRequire } from 'node:module';
 import { reportError } from './common.js';
+import { packageVersion } from '../util/package.js';
 import { registerSynth } from './synth.js';
 import { registerData } from './data.js';
 import { registerModels } from './models.js';
@@ -14,18 +14,18 @@ import { registerTrain } from './train.js';
 import { registerSweep } from './sweep.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
-import { registerCalibrate } from './calibrate.js';
 import { registerPredict } from './predict.js';
+import { registerServe } from './serve.js';
+import { registerApp } from './app.js';
+import { registerCalibrate } from './calibrate.js';
 
-const require = createRequire(import.meta.url);
-const pkg = require('../../../package.json') as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('nextray')
     .description('neXt-Ray: abnormality detection in upper-extremity X-rays (MURA) — data, models, training, evaluation.')
-    .version(pkg.version)
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)');
   registerSynth(program);
   registerData(program);
@@ -36,8 +36,10 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerDemo(program);
   registerExport(program);
-  registerCalibrate(program);
   registerPredict(program);
+  registerServe(program);
+  registerApp(program);
+  registerCalibrate(program);
   return program;
 }
 

@@ -215,7 +215,7 @@ export function registerPredict(program: Command): void {
     .description('Predict normal/abnormal for X-ray images (PNG, JPEG, DICOM), folders or a MURA-layout dataset with a trained model or an ensemble.')
     .argument('[inputs...]', 'image files, folders (walked recursively) or a MURA-layout dataset')
     .option('--model <m>', 'an .onnx file from `nextray export`, a checkpoint folder or a run directory; repeat for an ensemble (mean of probabilities)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--out <preds.csv>', 'write the per-image CSV here (default: stdout)')
+    .option('--out <preds.csv>', 'write the per-image CSV here (default: stdout, unless --json)')
     .option('--studies-out <studies.csv>', 'write per-study results (mean of views) here')
     .option('--json', 'print a JSON summary with every prediction on stdout')
     .option('--threshold <t>', 'decision threshold: abnormal when probability > t (default: the one stored with the model)', parseFloatOption('--threshold', 0, 1))

@@ -3,12 +3,13 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { generateSyntheticMura, SYNTH_DEFAULTS } from '../data/synth/index.js';
 import { createProgress } from '../util/progress.js';
-import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { CliError, parseFloatOption, parseIntOption, parseSeed, printJson } from './common.js';
+import type { Seed } from '../util/rng.js';
 
 interface SynthCliOptions {
   out: string;
   studies: number;
-  seed: string;
+  seed: Seed;
   size: number;
   validFraction: number;
   workers?: number;
@@ -27,7 +28,7 @@ export function registerSynth(program: Command): void {
     )
     .requiredOption('--out <dir>', 'folder that receives MURA-v1.1/ and synth.json')
     .option('--studies <n>', 'number of studies over both splits', parseIntOption('--studies', 1, 90000), SYNTH_DEFAULTS.studies)
-    .option('--seed <s>', 'seed (same seed and options give identical files)', String(SYNTH_DEFAULTS.seed))
+    .option('--seed <s>', 'seed (same seed and options give identical files)', parseSeed, SYNTH_DEFAULTS.seed as Seed)
     .option('--size <px>', 'side of the square images in pixels (MURA images are up to 512)', parseIntOption('--size', 32, 2048), SYNTH_DEFAULTS.size)
     .option(
       '--valid-fraction <f>',
@@ -45,7 +46,7 @@ export function registerSynth(program: Command): void {
         '  -> data/synth/MURA-v1.1/{train,valid}/XR_*/patientNNNNN/studyK_{positive,negative}/imageM.png (+ .findings.json)\n',
     )
     .action(async (opts: SynthCliOptions) => {
-      const seed = /^-?\d+$/.test(opts.seed) ? Number(opts.seed) : opts.seed;
+      const seed = opts.seed;
       const progress = createProgress({ label: 'synth', total: 1, quiet: opts.quiet || opts.json, fields: ['ips'] });
       const t0 = performance.now();
       let summary;

@@ -20,8 +20,12 @@
  *
  * Browser-safe: no `node:` imports (the pure pipeline functions below work on typed arrays).
  */
-import dicomParser from 'dicom-parser';
+import * as dicomParserNs from 'dicom-parser';
+import { inflateSync } from 'fflate';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+// dicom-parser is a UMD bundle: Node's ESM loader exposes it as the default export only, bundlers as either.
+const dicomParser: typeof dicomParserNs = (dicomParserNs as unknown as { default?: typeof dicomParserNs }).default ?? dicomParserNs;
 
 /** The transfer syntaxes read without a codec. */
 export const UNCOMPRESSED_TRANSFER_SYNTAXES: Readonly<Record<string, string>> = {
@@ -296,6 +300,18 @@ function firstSequenceItem(ds: DataSet, tag: string): DataSet | null {
   return el?.items?.[0]?.dataSet ?? null;
 }
 
+/**
+ * Deflated Explicit VR Little Endian: the bytes after the File Meta group are raw DEFLATE. Inflated with fflate
+ * (pure JS, so browsers read these files too; dicom-parser's own Node path needs a Buffer).
+ */
+function inflateDataSet(bytes: Uint8Array, position: number): Uint8Array {
+  const inflated = inflateSync(bytes.subarray(position));
+  const out = new Uint8Array(position + inflated.length);
+  out.set(bytes.subarray(0, position), 0);
+  out.set(inflated, position);
+  return out;
+}
+
 function syntaxName(uid: string): string {
   const name = UNCOMPRESSED_TRANSFER_SYNTAXES[uid] ?? COMPRESSED_TRANSFER_SYNTAXES[uid];
   return name ? `${uid} (${name})` : uid;
@@ -313,7 +329,7 @@ export async function readDicom(bytes: Uint8Array, opts: ReadDicomOptions = {}):
   if (bytes.length === 0) fail('empty file (0 bytes)');
   let ds: DataSet;
   try {
-    ds = dicomParser.parseDicom(bytes, isDicom(bytes) ? {} : { TransferSyntaxUID: '1.2.840.10008.1.2' });
+    ds = dicomParser.parseDicom(bytes, isDicom(bytes) ? { inflater: inflateDataSet } : { TransferSyntaxUID: '1.2.840.10008.1.2' });
   } catch (err) {
     const msg = err instanceof Error ? err.message : typeof err === 'string' ? err : String((err as { exception?: unknown })?.exception ?? err);
     return fail(

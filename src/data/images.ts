@@ -10,7 +10,7 @@
  * This module knows nothing of models: it produces plain Float32Arrays; the trainer wraps them in tensors.
  */
 import { open, stat } from 'node:fs/promises';
-import { DEFAULT_PREPROCESSING, greyWarnings, preprocessGrey, type Preprocessing } from './preprocess.js';
+import { DEFAULT_PREPROCESSING, greyWarnings, preprocessGrey, samplesToGrey, type Preprocessing } from './preprocess.js';
 import sharp, { type Metadata, type OutputInfo, type Sharp, type Stats } from 'sharp';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
@@ -243,21 +243,7 @@ export async function decodeGrey(input: Input, options: DecodeOptions = {}): Pro
     : raw.data;
   if (samples.length !== n * channels)
     throw new ImageError(name, `decoded to ${samples.length} samples, expected ${n * channels}`);
-  const maxValue = header.is16 ? 65535 : 255;
-  const out = new Float32Array(n);
-  const hasAlpha = channels === 2 || channels === 4;
-  const rgb = channels >= 3;
-  for (let i = 0, o = 0; i < n; i++, o += channels) {
-    let v = samples[o] as number;
-    if (rgb) {
-      const g = samples[o + 1] as number;
-      const b = samples[o + 2] as number;
-      // Grey content (R = G = B) is taken as is, so it decodes exactly like the same image stored as grey.
-      if (g !== v || b !== v) v = 0.299 * v + 0.587 * g + 0.114 * b;
-    }
-    if (hasAlpha) v = (v * (samples[o + channels - 1] as number)) / maxValue;
-    out[i] = v / maxValue;
-  }
+  const out = samplesToGrey(samples, n, channels, header.is16 ? 65535 : 255);
   return { data: out, width, height, bitDepth: header.is16 ? 16 : 8, channels: header.channels };
 }
 

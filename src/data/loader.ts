@@ -22,8 +22,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Rng, type Seed } from '../util/rng.js';
+import { startSiblingWorker } from '../util/worker.js';
 import type { ImageRecord } from './types.js';
 import { DEFAULT_PREPROCESSING, validatePreprocessing, type Preprocessing } from './preprocess.js';
 import { augmentRng, drawAugmentParams, type AugmentOptions } from './augment.js';
@@ -140,50 +140,6 @@ class InProcessDecoder implements Decoder {
   async close(): Promise<void> {}
 }
 
-/**
- * How to start a decode worker: decode-worker.js next to this module (dist/, resolved from import.meta.url).
- * When this module runs from TypeScript source under tsx (dev, `npx tsx --test`), workers do not inherit tsx's
- * module hooks (tsx registers them in the main thread only), so the worker is a small bootstrap that registers
- * tsx's ESM hooks and then imports decode-worker.ts.
- */
-function startWorker(workerData: unknown): Worker {
-  const self = import.meta.url;
-  const execArgv = workerExecArgv();
-  if (!self.endsWith('.ts')) return new Worker(fileURLToPath(new URL('./decode-worker.js', self)), { workerData, execArgv });
-  let tsxApi: string;
-  try {
-    tsxApi = import.meta.resolve('tsx/esm/api');
-  } catch {
-    throw new Error(
-      'the batch loader runs from TypeScript source but cannot find tsx to start its workers; ' +
-        'run the compiled build (npm run build) or use workers: 0',
-    );
-  }
-  const entry = new URL('./decode-worker.ts', self).href;
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData, execArgv });
-}
-
-/**
- * The parent's Node options minus those a worker refuses or must not repeat: `node --input-type=module -e ...`
- * would otherwise make every worker fail to start ("--input-type can only be used with string input").
- */
-function workerExecArgv(): string[] {
-  const out: string[] = [];
-  const args = process.execArgv;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a.startsWith('--input-type')) continue;
-    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') {
-      i++; // and its script
-      continue;
-    }
-    if (a.startsWith('--eval=') || a.startsWith('--print=')) continue;
-    out.push(a);
-  }
-  return out;
-}
-
 interface Slot {
   worker: Worker;
   pending: Map<number, { resolve: (r: DecodeResult) => void; reject: (e: Error) => void }>;
@@ -203,7 +159,7 @@ class WorkerPool implements Decoder {
   constructor(count: number, perWorker = 2) {
     this.perWorker = Math.max(2, perWorker);
     for (let i = 0; i < count; i++) {
-      const worker = startWorker({ role: DECODE_WORKER_ROLE });
+      const worker = startSiblingWorker(import.meta.url, 'decode-worker', { workerData: { role: DECODE_WORKER_ROLE } });
       const slot: Slot = { worker, pending: new Map() };
       worker.on('message', (r: DecodeResult) => {
         const p = slot.pending.get(r.id);

@@ -21,7 +21,7 @@
  * only when at least one of its images is usable. A missing or empty CSV is reported once, not once for every
  * study or file it would have covered.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../util/hash.js';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { checkImage as defaultCheckImage, type CheckImageResult } from './images.js';
@@ -279,10 +279,6 @@ function checkRelPath(
   return { ok: true, path: p };
 }
 
-function sha256(bytes: Uint8Array | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
 /** Runs `fn` over `items` with at most `limit` in flight; results in input order. */
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
@@ -306,36 +302,95 @@ interface PendingImage {
   rel: string;
 }
 
+/** Everything the steps of loadMuraDataset share: where the dataset is, what was read, what was found wrong. */
+interface LoadState {
+  root: string;
+  base: string;
+  rootName: string;
+  issues: DatasetIssue[];
+  warnings: DatasetIssue[];
+  /** The CSV files as read (or why not), by name. */
+  reads: Map<string, CsvRead>;
+  /** CSVs missing, unreadable or empty: their absence is reported once, not once per study it would have named. */
+  unusable: Set<string>;
+  /** Root-relative path -> what the walk found there. */
+  disk: Map<string, DiskEntry>;
+  /** Images listed, existing and inside the root, waiting for the study-label pass and the optional deep check. */
+  pending: PendingImage[];
+  /** Root-relative paths some image CSV line names (usable or not), for the unlisted-file check. */
+  listed: Set<string>;
+  /** Study key -> first image CSV line naming it (for messages), over all lines that parsed. */
+  studiesListed: Map<string, { csv: string; line: number }>;
+  labels: Map<string, { label: Label; csv: string; line: number }>;
+}
+
+function lineIssue(st: LoadState, csv: string, line: number, kind: DatasetIssueKind, message: string): void {
+  st.issues.push({ path: join(st.root, csv), kind, message: `line ${line}: ${message}`, line, csv });
+}
+
+const studyDir = (st: LoadState, key: string): string => join(st.base, ...key.split('/').filter(Boolean));
+
 /**
  * Loads and validates a MURA-format dataset. DIR is the folder holding `MURA-v1.1/` or that folder itself.
  * Throws DatasetError only when there is no dataset at all; everything else is reported in `issues`.
+ * Named steps, in order (issues come out in this order): read the CSVs, report unusable ones, walk the tree, parse
+ * each split's two CSVs, reconcile study labels, report unlisted files, optionally decode every image, group views
+ * into studies, check that no patient is in both splits.
  */
 export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}): Promise<MuraDataset> {
   const { root, base } = await resolveMuraRoot(dir);
-  const realRoot = await realpath(root);
-  const rootName = basename(root);
-  const issues: DatasetIssue[] = [];
-  const warnings: DatasetIssue[] = [];
-  const csvHashes: Record<string, string | null> = {};
-  const fp = createHash('sha256');
+  const { reads, csvHashes, fingerprint } = await readMuraCsvs(root);
+  const st: LoadState = {
+    root,
+    base,
+    rootName: basename(root),
+    issues: [],
+    warnings: [],
+    reads,
+    unusable: new Set(),
+    disk: new Map(),
+    pending: [],
+    listed: new Set(),
+    studiesListed: new Map(),
+    labels: new Map(),
+  };
+  reportUnusableCsvs(st);
+  // Walk the tree before the CSV lines: existence, symlink escapes and unlisted files all come from this one pass.
+  st.disk = await walkTree(root, await realpath(root), MURA_SPLITS);
+  for (const split of MURA_SPLITS) {
+    parseLabeledStudiesCsv(st, split);
+    parseImagePathsCsv(st, split);
+  }
+  reconcileStudyLabels(st);
+  if (!options.skipUnlistedCheck) reportUnlistedImages(st);
+  const usable = options.checkImages && st.pending.length ? await checkImagesDeep(st, options) : st.pending;
+  const images = usable.map((p) => p.rec);
+  const studies = groupStudies(images);
+  reportPatientsInBothSplits(st);
+  return { root, base, images, studies, issues: st.issues, warnings: st.warnings, fingerprint, csvHashes };
+}
 
+/** Reads the four CSVs (each may be missing); their hashes and the dataset fingerprint come from the bytes read. */
+async function readMuraCsvs(root: string): Promise<{ reads: Map<string, CsvRead>; csvHashes: Record<string, string | null>; fingerprint: string }> {
+  const csvHashes: Record<string, string | null> = {};
+  const fingerprintParts: Array<Uint8Array | string> = [];
   const reads = new Map<string, CsvRead>();
   for (const name of muraCsvNames()) {
     const r = await readCsv(join(root, name));
     reads.set(name, r);
-    csvHashes[name] = r.ok ? `sha256:${sha256(r.bytes)}` : null;
-    fp.update(`${name}\0${r.ok ? r.bytes.length : -1}\0`);
-    if (r.ok) fp.update(r.bytes);
+    csvHashes[name] = r.ok ? `sha256:${sha256Hex(r.bytes)}` : null;
+    fingerprintParts.push(`${name}\0${r.ok ? r.bytes.length : -1}\0`);
+    if (r.ok) fingerprintParts.push(r.bytes);
   }
   const anyCsv = [...reads.values()].some((r) => r.ok);
   if (!anyCsv)
     throw new DatasetError(`${root}: no MURA CSV file found (looked for ${muraCsvNames().join(', ')})`);
+  return { reads, csvHashes, fingerprint: `sha256:${sha256Hex(...fingerprintParts)}` };
+}
 
-  const lineIssue = (csv: string, line: number, kind: DatasetIssueKind, message: string) =>
-    issues.push({ path: join(root, csv), kind, message: `line ${line}: ${message}`, line, csv });
-
-  /** CSVs missing, unreadable or empty: their absence is reported once, not once per study it would have named. */
-  const unusable = new Set<string>();
+/** CSVs missing, unreadable or empty: reported once each, with what that means for the load. */
+function reportUnusableCsvs(st: LoadState): void {
+  const { reads, unusable, issues, root } = st;
   const consequence = (name: string) =>
     name.endsWith('_labeled_studies.csv')
       ? `; study labels of ${name.split('_')[0]} are taken from the study folder names`
@@ -349,171 +404,171 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
       issues.push({ path: join(root, name), kind: 'csv-empty', message: 'CSV file has no lines' + consequence(name), csv: name });
     }
   }
+}
 
-  // Walk the tree first: existence, symlink escapes and unlisted files all come from this one pass.
-  const disk = await walkTree(root, realRoot, MURA_SPLITS);
-
-  const pending: PendingImage[] = [];
-  /** Root-relative paths some image CSV line names (usable or not), for the unlisted-file check. */
-  const listed = new Set<string>();
-  /** Study key -> first image CSV line naming it (for messages), over all lines that parsed. */
-  const studiesListed = new Map<string, { csv: string; line: number }>();
-  const labels = new Map<string, { label: Label; csv: string; line: number }>();
-
-  for (const split of MURA_SPLITS) {
-    // --- *_labeled_studies.csv: `<study path>/,<0|1>`
-    const lcsv = `${split}_labeled_studies.csv`;
-    const lr = reads.get(lcsv)!;
-    if (lr.ok) {
-      for (const { line, text } of lr.lines) {
-        const fields = text.split(',');
-        if (fields.length !== 2) {
-          lineIssue(lcsv, line, 'csv-malformed', `expected "<study path>,<0|1>", found ${fields.length} field(s): ${text}`);
-          continue;
-        }
-        const [rawPath, rawLabel] = [fields[0]!.trim(), fields[1]!.trim()];
-        if (rawLabel !== '0' && rawLabel !== '1') {
-          lineIssue(lcsv, line, 'csv-malformed', `label must be 0 (normal) or 1 (abnormal), found "${rawLabel}": ${text}`);
-          continue;
-        }
-        const checked = checkRelPath(rawPath, rootName);
-        if (!checked.ok) {
-          lineIssue(lcsv, line, checked.kind, checked.message);
-          continue;
-        }
-        const parts = parseMuraPath(checked.path);
-        if (!parts || parts.image !== undefined) {
-          lineIssue(
-            lcsv,
-            line,
-            'path-grammar',
-            `"${rawPath}" is not a MURA study path (${MURA_ROOT_NAME}/<train|valid>/XR_<REGION>/patient<N>/study<K>_<positive|negative>/)`,
-          );
-          continue;
-        }
-        if (parts.split !== split) {
-          lineIssue(lcsv, line, 'split-mismatch', `study "${rawPath}" is in ${parts.split}/ but listed in the ${split} CSV`);
-          continue;
-        }
-        const label = Number(rawLabel) as Label;
-        const prev = labels.get(parts.study);
-        if (prev) {
-          lineIssue(
-            lcsv,
-            line,
-            'csv-duplicate',
-            prev.label === label
-              ? `study "${parts.study}" repeats line ${prev.line}`
-              : `study "${parts.study}" repeats line ${prev.line} with a different label (${label} here, ${prev.label} there); line ${prev.line} is used`,
-          );
-          continue;
-        }
-        labels.set(parts.study, { label, csv: lcsv, line });
-      }
-    }
-
-    // --- *_image_paths.csv: one image path per line
-    const icsv = `${split}_image_paths.csv`;
-    const ir = reads.get(icsv)!;
-    if (!ir.ok) continue;
-    const seen = new Map<string, number>();
-    for (const { line, text } of ir.lines) {
-      if (text.includes(',')) {
-        lineIssue(icsv, line, 'csv-malformed', `expected one image path per line, found ${text.split(',').length} fields: ${text}`);
+/** `<split>_labeled_studies.csv`: one `<study path>/,<0|1>` per line -> st.labels. */
+function parseLabeledStudiesCsv(st: LoadState, split: MuraSplit): void {
+  const { reads, rootName, labels } = st;
+  const lcsv = `${split}_labeled_studies.csv`;
+  const lr = reads.get(lcsv)!;
+  if (lr.ok) {
+    for (const { line, text } of lr.lines) {
+      const fields = text.split(',');
+      if (fields.length !== 2) {
+        lineIssue(st, lcsv, line, 'csv-malformed', `expected "<study path>,<0|1>", found ${fields.length} field(s): ${text}`);
         continue;
       }
-      const checked = checkRelPath(text, rootName);
+      const [rawPath, rawLabel] = [fields[0]!.trim(), fields[1]!.trim()];
+      if (rawLabel !== '0' && rawLabel !== '1') {
+        lineIssue(st, lcsv, line, 'csv-malformed', `label must be 0 (normal) or 1 (abnormal), found "${rawLabel}": ${text}`);
+        continue;
+      }
+      const checked = checkRelPath(rawPath, rootName);
       if (!checked.ok) {
-        lineIssue(icsv, line, checked.kind, checked.message);
+        lineIssue(st, lcsv, line, checked.kind, checked.message);
         continue;
       }
       const parts = parseMuraPath(checked.path);
-      if (!parts || parts.image === undefined || !IMAGE_FILE.test(parts.image)) {
-        lineIssue(
-          icsv,
+      if (!parts || parts.image !== undefined) {
+        lineIssue(st, 
+          lcsv,
           line,
           'path-grammar',
-          `"${text}" is not a MURA image path (${MURA_ROOT_NAME}/<train|valid>/XR_<REGION>/patient<N>/study<K>_<positive|negative>/image<M>.png)`,
+          `"${rawPath}" is not a MURA study path (${MURA_ROOT_NAME}/<train|valid>/XR_<REGION>/patient<N>/study<K>_<positive|negative>/)`,
         );
         continue;
       }
-      const rel = checked.path.slice(checked.path.indexOf('/') + 1);
-      listed.add(rel);
-      const dup = seen.get(checked.path);
-      if (dup !== undefined) {
-        lineIssue(icsv, line, 'csv-duplicate', `"${text}" repeats line ${dup}`);
-        continue;
-      }
-      seen.set(checked.path, line);
       if (parts.split !== split) {
-        lineIssue(icsv, line, 'split-mismatch', `image "${text}" is in ${parts.split}/ but listed in the ${split} CSV`);
+        lineIssue(st, lcsv, line, 'split-mismatch', `study "${rawPath}" is in ${parts.split}/ but listed in the ${split} CSV`);
         continue;
       }
-      if (!studiesListed.has(parts.study)) studiesListed.set(parts.study, { csv: icsv, line });
-      const absPath = join(root, ...rel.split('/'));
-      const onDisk = disk.get(rel) ?? blockedAbove(disk, rel);
-      if (!onDisk || onDisk.type === 'dir') {
-        issues.push({
-          path: absPath,
-          kind: 'image-missing',
-          message: onDisk
-            ? `listed at ${icsv} line ${line} but is a folder, not an image`
-            : `listed at ${icsv} line ${line} but not found on disk`,
+      const label = Number(rawLabel) as Label;
+      const prev = labels.get(parts.study);
+      if (prev) {
+        lineIssue(st, 
+          lcsv,
           line,
-          csv: icsv,
-        });
+          'csv-duplicate',
+          prev.label === label
+            ? `study "${parts.study}" repeats line ${prev.line}`
+            : `study "${parts.study}" repeats line ${prev.line} with a different label (${label} here, ${prev.label} there); line ${prev.line} is used`,
+        );
         continue;
       }
-      if (onDisk.type === 'unreadable') {
-        issues.push({
-          path: absPath,
-          kind: 'image-missing',
-          message: `listed at ${icsv} line ${line} but a folder above it cannot be read (${onDisk.reason})`,
-          line,
-          csv: icsv,
-        });
-        continue;
-      }
-      if (onDisk.type === 'escape') {
-        issues.push({
-          path: absPath,
-          kind: 'path-outside-root',
-          message: `listed at ${icsv} line ${line}: it is, or lies under, a symbolic link that points outside the dataset root (to ${onDisk.target})`,
-          line,
-          csv: icsv,
-        });
-        continue;
-      }
-      pending.push({
-        rel,
-        rec: {
-          path: checked.path,
-          absPath,
-          study: parts.study,
-          patient: parts.patient,
-          region: parts.region,
-          label: parts.label,
-          split: parts.split,
-        },
-      });
+      labels.set(parts.study, { label, csv: lcsv, line });
     }
   }
 
-  // --- Study-level consistency between the two CSVs.
-  const studyDir = (key: string) => join(base, ...key.split('/').filter(Boolean));
+}
+
+/** `<split>_image_paths.csv`: one image path per line, checked against the walk -> st.pending (or an issue). */
+function parseImagePathsCsv(st: LoadState, split: MuraSplit): void {
+  const { reads, rootName, listed, studiesListed, root, disk, issues, pending } = st;
+  const icsv = `${split}_image_paths.csv`;
+  const ir = reads.get(icsv)!;
+  if (!ir.ok) return;
+  const seen = new Map<string, number>();
+  for (const { line, text } of ir.lines) {
+    if (text.includes(',')) {
+      lineIssue(st, icsv, line, 'csv-malformed', `expected one image path per line, found ${text.split(',').length} fields: ${text}`);
+      continue;
+    }
+    const checked = checkRelPath(text, rootName);
+    if (!checked.ok) {
+      lineIssue(st, icsv, line, checked.kind, checked.message);
+      continue;
+    }
+    const parts = parseMuraPath(checked.path);
+    if (!parts || parts.image === undefined || !IMAGE_FILE.test(parts.image)) {
+      lineIssue(st, 
+        icsv,
+        line,
+        'path-grammar',
+        `"${text}" is not a MURA image path (${MURA_ROOT_NAME}/<train|valid>/XR_<REGION>/patient<N>/study<K>_<positive|negative>/image<M>.png)`,
+      );
+      continue;
+    }
+    const rel = checked.path.slice(checked.path.indexOf('/') + 1);
+    listed.add(rel);
+    const dup = seen.get(checked.path);
+    if (dup !== undefined) {
+      lineIssue(st, icsv, line, 'csv-duplicate', `"${text}" repeats line ${dup}`);
+      continue;
+    }
+    seen.set(checked.path, line);
+    if (parts.split !== split) {
+      lineIssue(st, icsv, line, 'split-mismatch', `image "${text}" is in ${parts.split}/ but listed in the ${split} CSV`);
+      continue;
+    }
+    if (!studiesListed.has(parts.study)) studiesListed.set(parts.study, { csv: icsv, line });
+    const absPath = join(root, ...rel.split('/'));
+    const onDisk = disk.get(rel) ?? blockedAbove(disk, rel);
+    if (!onDisk || onDisk.type === 'dir') {
+      issues.push({
+        path: absPath,
+        kind: 'image-missing',
+        message: onDisk
+          ? `listed at ${icsv} line ${line} but is a folder, not an image`
+          : `listed at ${icsv} line ${line} but not found on disk`,
+        line,
+        csv: icsv,
+      });
+      continue;
+    }
+    if (onDisk.type === 'unreadable') {
+      issues.push({
+        path: absPath,
+        kind: 'image-missing',
+        message: `listed at ${icsv} line ${line} but a folder above it cannot be read (${onDisk.reason})`,
+        line,
+        csv: icsv,
+      });
+      continue;
+    }
+    if (onDisk.type === 'escape') {
+      issues.push({
+        path: absPath,
+        kind: 'path-outside-root',
+        message: `listed at ${icsv} line ${line}: it is, or lies under, a symbolic link that points outside the dataset root (to ${onDisk.target})`,
+        line,
+        csv: icsv,
+      });
+      continue;
+    }
+    pending.push({
+      rel,
+      rec: {
+        path: checked.path,
+        absPath,
+        study: parts.study,
+        patient: parts.patient,
+        region: parts.region,
+        label: parts.label,
+        split: parts.split,
+      },
+    });
+  }
+}
+
+/**
+ * Study-level consistency between the two CSVs (unlabeled studies, label vs folder name, labeled studies without
+ * images); then every pending image takes its study's CSV label, which wins over the folder name.
+ */
+function reconcileStudyLabels(st: LoadState): void {
+  const { studiesListed, labels, unusable, issues, pending } = st;
   for (const [key, at] of studiesListed) {
     const folderLabel = parseMuraPath(key)!.label;
     const lab = labels.get(key);
     if (!lab) {
       if (unusable.has(labeledCsvOf(at.csv))) continue;
       issues.push({
-        path: studyDir(key),
+        path: studyDir(st, key),
         kind: 'study-unlabeled',
         message: `study has images in ${at.csv} (line ${at.line}) but no row in ${labeledCsvOf(at.csv)}; its folder name (label ${folderLabel}) is used`,
       });
     } else if (lab.label !== folderLabel) {
       issues.push({
-        path: studyDir(key),
+        path: studyDir(st, key),
         kind: 'label-mismatch',
         message: `${lab.csv} line ${lab.line} labels it ${lab.label} (${lab.label ? 'abnormal' : 'normal'}) but the folder says ${folderLabel ? '_positive' : '_negative'}; the CSV label is used`,
         line: lab.line,
@@ -524,7 +579,7 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
   for (const [key, lab] of labels) {
     if (!studiesListed.has(key) && !unusable.has(imageCsvOf(lab.csv)))
       issues.push({
-        path: studyDir(key),
+        path: studyDir(st, key),
         kind: 'study-without-images',
         message: `${lab.csv} line ${lab.line} labels this study but ${imageCsvOf(lab.csv)} lists no image of it`,
         line: lab.line,
@@ -535,54 +590,57 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
     const lab = labels.get(p.rec.study);
     if (lab) p.rec.label = lab.label;
   }
+}
 
-  // --- Files on disk no CSV lists (only for splits whose image CSV was read: otherwise everything would be).
-  if (!options.skipUnlistedCheck) {
-    // A missing or empty image list is already reported; listing every file as unlisted would only bury that.
-    const checkedSplits = MURA_SPLITS.filter((s) => !unusable.has(`${s}_image_paths.csv`));
-    for (const [rel, e] of disk) {
-      // Dot files (`._image1.png` from macOS copies and the like) are not images anyone listed or meant to.
-      if (e.type !== 'file' && e.type !== 'escape') continue;
-      if (!IMAGE_FILE.test(rel) || listed.has(rel) || rel.slice(rel.lastIndexOf('/') + 1).startsWith('.')) continue;
-      const split = rel.slice(0, rel.indexOf('/'));
-      if (!checkedSplits.includes(split as MuraSplit)) continue;
-      issues.push({
-        path: join(root, ...rel.split('/')),
-        kind: 'unlisted-image',
-        message: `image file on disk is not listed in ${split}_image_paths.csv`,
-      });
+/** Image files on disk that no CSV lists (only for splits whose image CSV was read: otherwise everything would be). */
+function reportUnlistedImages(st: LoadState): void {
+  const { unusable, disk, listed, issues, root } = st;
+  // A missing or empty image list is already reported; listing every file as unlisted would only bury that.
+  const checkedSplits = MURA_SPLITS.filter((s) => !unusable.has(`${s}_image_paths.csv`));
+  for (const [rel, e] of disk) {
+    // Dot files (`._image1.png` from macOS copies and the like) are not images anyone listed or meant to.
+    if (e.type !== 'file' && e.type !== 'escape') continue;
+    if (!IMAGE_FILE.test(rel) || listed.has(rel) || rel.slice(rel.lastIndexOf('/') + 1).startsWith('.')) continue;
+    const split = rel.slice(0, rel.indexOf('/'));
+    if (!checkedSplits.includes(split as MuraSplit)) continue;
+    issues.push({
+      path: join(root, ...rel.split('/')),
+      kind: 'unlisted-image',
+      message: `image file on disk is not listed in ${split}_image_paths.csv`,
+    });
+  }
+}
+
+/** The optional deep check: decode every usable image, concurrently; returns those that decode. */
+async function checkImagesDeep(st: LoadState, options: LoadMuraOptions): Promise<PendingImage[]> {
+  const { pending, issues, warnings } = st;
+  const check = options.checkImage ?? ((p: string) => defaultCheckImage(p));
+  let done = 0;
+  const results = await mapLimit(pending, options.concurrency ?? 8, async (p) => {
+    let r: CheckImageResult;
+    try {
+      r = await check(p.rec.absPath);
+    } catch (err) {
+      r = { ok: false, problem: `cannot be checked: ${(err as Error).message}` };
     }
-  }
+    options.onImageChecked?.(++done, pending.length);
+    return r;
+  });
+  const usable: PendingImage[] = [];
+  results.forEach((r, i) => {
+    const p = pending[i]!;
+    if (!r.ok) {
+      issues.push({ path: p.rec.absPath, kind: 'image-unreadable', message: r.problem });
+      return;
+    }
+    for (const w of r.warnings ?? []) warnings.push({ path: p.rec.absPath, kind: 'image-warning', message: w });
+    usable.push(p);
+  });
+  return usable;
+}
 
-  // --- Optional deep check: decode every usable image, concurrently.
-  let usable = pending;
-  if (options.checkImages && pending.length) {
-    const check = options.checkImage ?? ((p: string) => defaultCheckImage(p));
-    let done = 0;
-    const results = await mapLimit(pending, options.concurrency ?? 8, async (p) => {
-      let r: CheckImageResult;
-      try {
-        r = await check(p.rec.absPath);
-      } catch (err) {
-        r = { ok: false, problem: `cannot be checked: ${(err as Error).message}` };
-      }
-      options.onImageChecked?.(++done, pending.length);
-      return r;
-    });
-    usable = [];
-    results.forEach((r, i) => {
-      const p = pending[i]!;
-      if (!r.ok) {
-        issues.push({ path: p.rec.absPath, kind: 'image-unreadable', message: r.problem });
-        return;
-      }
-      for (const w of r.warnings ?? []) warnings.push({ path: p.rec.absPath, kind: 'image-warning', message: w });
-      usable.push(p);
-    });
-  }
-
-  // --- Group views into studies.
-  const images = usable.map((p) => p.rec);
+/** Groups views into studies (first-seen order). */
+function groupStudies(images: ImageRecord[]): Study[] {
   const byKey = new Map<string, Study>();
   for (const img of images) {
     let s = byKey.get(img.study);
@@ -592,9 +650,12 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
     }
     s.images.push(img);
   }
-  const studies = [...byKey.values()];
+  return [...byKey.values()];
+}
 
-  // MURA's splits are patient-disjoint; a patient on both sides would leak into validation.
+/** MURA's splits are patient-disjoint; a patient on both sides would leak into validation. */
+function reportPatientsInBothSplits(st: LoadState): void {
+  const { studiesListed, issues } = st;
   const patientSplits = new Map<string, Map<MuraSplit, string>>();
   for (const key of studiesListed.keys()) {
     const parts = parseMuraPath(key)!;
@@ -605,13 +666,11 @@ export async function loadMuraDataset(dir: string, options: LoadMuraOptions = {}
   for (const [patient, m] of patientSplits) {
     if (m.size > 1)
       issues.push({
-        path: studyDir(m.get('valid')!),
+        path: studyDir(st, m.get('valid')!),
         kind: 'patient-in-both-splits',
         message: `patient ${patient} has studies in both train (${m.get('train')}) and valid (${m.get('valid')}); MURA's splits should not share patients`,
       });
   }
-
-  return { root, base, images, studies, issues, warnings, fingerprint: `sha256:${fp.digest('hex')}`, csvHashes };
 }
 
 /** Issue counts by kind, for end-of-run summaries. */

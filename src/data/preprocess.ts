@@ -262,6 +262,31 @@ export function preprocessGrey(grey: Float32Array, width: number, height: number
   return normaliseToChannels(resizeToInput(grey, width, height, p), p);
 }
 
+/**
+ * Interleaved samples (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA channels; 0..maxValue) to grey in [0, 1]: grey content
+ * (R = G = B) is taken as is, colour by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B, PIL's convert('L')), alpha
+ * composited over black. Shared by the Node decoder (sharp's samples) and the browser app (canvas RGBA), so both
+ * turn the same pixels into the same grey values.
+ */
+export function samplesToGrey(samples: ArrayLike<number>, n: number, channels: number, maxValue: number): Float32Array {
+  if (samples.length !== n * channels) throw new RangeError(`samplesToGrey: ${samples.length} samples, expected ${n * channels}`);
+  const out = new Float32Array(n);
+  const hasAlpha = channels === 2 || channels === 4;
+  const rgb = channels >= 3;
+  for (let i = 0, o = 0; i < n; i++, o += channels) {
+    let v = samples[o] as number;
+    if (rgb) {
+      const g = samples[o + 1] as number;
+      const b = samples[o + 2] as number;
+      // Grey content (R = G = B) is taken as is, so it decodes exactly like the same image stored as grey.
+      if (g !== v || b !== v) v = 0.299 * v + 0.587 * g + 0.114 * b;
+    }
+    if (hasAlpha) v = (v * (samples[o + channels - 1] as number)) / maxValue;
+    out[i] = v / maxValue;
+  }
+  return out;
+}
+
 export interface GreyStats {
   min: number;
   max: number;

@@ -9,7 +9,7 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { ADAM_UPDATE, ADD_RELU, BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, RELU_GRAD, type AdamUpdateAttrs, type BatchNormTrainAttrs } from './fused-ops.js';
 import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
-import { allocOutput } from './native-backend.js';
+import { allocOutput } from './array-pool.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: MathBackendCPU; attrs?: tf.NamedAttrMap };
 type Kernel = (a: KernelArgs) => tf.TensorInfo[];

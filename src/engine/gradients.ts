@@ -6,6 +6,9 @@
  * tiny resolve/load hook scoped to tfjs-core's dist/ folder lets Node import them. They register into
  * tfjs-core's global registry (shared between copies through globalThis) and run their ops on the one
  * global engine, so they serve every backend.
+ *
+ * This reaches into tfjs-core's file layout, which is not a public API: test/engine/gradients.test.ts fails on any
+ * tfjs-core other than VERIFIED_TFJS_CORE, so an upgrade cannot pass CI until this hook is re-checked against it.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { createRequire, register } from 'node:module';
@@ -25,6 +28,9 @@ export async function load(url, context, next) {
   return next(url, context);
 }
 `;
+
+/** The tfjs-core version whose dist/ layout (register_all_gradients.js, engine.js) this hook was verified on. */
+export const VERIFIED_TFJS_CORE = '4.22.0';
 
 let done: Promise<void> | null = null;
 

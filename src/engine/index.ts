@@ -5,7 +5,8 @@
  * Engines: 'native' = the pure-JS cpu backend with oneDNN kernels from native/ (see native-backend.ts);
  * 'cpu' = pure JS; 'tfjs-node' = @tensorflow/tfjs-node when the user has it installed; 'auto' (default) =
  * tfjs-node if installed, else native if the addon loads, else cpu with one line on stderr saying why.
- * NEXTRAY_ENGINE overrides the default choice of `initEngine()` / `initEngine('auto')`. Every engine also gets
+ * Settings (engine, threads, pool, caches) come from one typed object, EngineOptions (options.ts): initEngine's
+ * argument over the NEXTRAY_* variables, which are read once, when the engine starts. Every engine also gets
  * TF.js's gradient functions registered (see gradients.ts), which tfjs-core alone does not do.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -15,11 +16,14 @@ import { registerGradients } from './gradients.js';
 import { loadNativeAddon } from './native-addon.js';
 import { NATIVE_BACKEND, nativeKernelNames, registerNativeBackend } from './native-backend.js';
 import { fusedKernelsJs, registerFusedKernels } from './fused-kernels.js';
+import { envEngineOptions, parseEngineName, type EngineName, type EngineOptions } from './options.js';
+import { enableKernelProfile } from './profile.js';
 
 // The fused training ops' JS kernels serve the pure-JS backend whoever selects it (tests, 'cpu', fallback).
 registerFusedKernels('cpu', fusedKernelsJs);
 
-export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
+export type { EngineName, EngineOptions } from './options.js';
+export { engineOptionsFromEnv, DEFAULT_ENGINE_OPTIONS } from './options.js';
 
 export interface EngineInfo {
   /** The TF.js backend name in use: 'cpu', 'nextray-native' or 'tensorflow'. */
@@ -34,15 +38,8 @@ export interface EngineInfo {
   native?: { onednn: string; isa: string; threads: number; addonPath: string; kernels: string[] };
 }
 
-const ENGINES: readonly EngineName[] = ['auto', 'cpu', 'native', 'tfjs-node'];
-
 let current: EngineInfo | null = null;
 let warned = false;
-
-function parseEngine(name: string, source: string): EngineName {
-  if ((ENGINES as readonly string[]).includes(name)) return name as EngineName;
-  throw new Error(`${source}: unknown engine '${name}'; use one of ${ENGINES.join(', ')}`);
-}
 
 async function tryTfjsNode(): Promise<boolean> {
   try {
@@ -71,12 +68,17 @@ async function useCpu(reason?: string): Promise<EngineInfo> {
 }
 
 /**
- * Picks and initialises the backend. Without an argument, NEXTRAY_ENGINE (if set) or 'auto' decides.
+ * Picks and initialises the backend: an engine name, or settings (EngineOptions; what is left out comes from the
+ * NEXTRAY_* variables, else the defaults). Without an engine, NEXTRAY_ENGINE (if set) or 'auto' decides.
  * 'native' and 'tfjs-node' throw when unavailable; 'auto' falls back to pure JS with one stderr line.
+ * Settings apply when the engine first starts; later calls only switch between engines.
  */
-export async function initEngine(name?: EngineName): Promise<EngineInfo> {
-  const envName = process.env.NEXTRAY_ENGINE;
-  const wanted: EngineName = name ?? (envName ? parseEngine(envName, 'NEXTRAY_ENGINE') : 'auto');
+export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Promise<EngineInfo> {
+  const given: Partial<EngineOptions> = typeof arg === 'string' ? { engine: parseEngineName(arg, 'initEngine') } : (arg ?? {});
+  const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as Partial<EngineOptions>;
+  const opts: EngineOptions = { ...envEngineOptions(), ...defined };
+  const wanted: EngineName = opts.engine;
+  if (opts.profile) enableKernelProfile(true);
   if (current && (wanted === 'auto' || wanted === current.engine)) return current;
   // tfjs-core alone registers no gradients; every engine needs them for training.
   await registerGradients();
@@ -90,7 +92,7 @@ export async function initEngine(name?: EngineName): Promise<EngineInfo> {
   }
   if (wanted === 'cpu') return (current = await useCpu());
 
-  const load = loadNativeAddon();
+  const load = loadNativeAddon(opts.addonPath);
   if (!load.ok) {
     if (wanted === 'native') throw new Error(`engine 'native' unavailable: ${load.reason}`);
     if (!warned) {
@@ -99,13 +101,11 @@ export async function initEngine(name?: EngineName): Promise<EngineInfo> {
     }
     return (current = await useCpu(load.reason));
   }
-  // NEXTRAY_THREADS: oneDNN's threads (default: all cores, via OpenMP); NEXTRAY_ELEMENTWISE_THREADS: threads
-  // for the memory-bound kernels (default 1, see native/src/common.h).
-  const threads = Number(process.env.NEXTRAY_THREADS ?? 0);
-  if (threads > 0) load.addon.setThreads(threads);
-  const ewThreads = Number(process.env.NEXTRAY_ELEMENTWISE_THREADS ?? 0);
-  if (ewThreads > 0) load.addon.setElementwiseThreads(ewThreads);
-  registerNativeBackend(load.addon);
+  // threads: oneDNN's (default: all cores, via OpenMP); elementwiseThreads: the memory-bound kernels' (default 1,
+  // see native/src/common.h).
+  if (opts.threads > 0) load.addon.setThreads(opts.threads);
+  if (opts.elementwiseThreads > 0) load.addon.setElementwiseThreads(opts.elementwiseThreads);
+  registerNativeBackend(load.addon, { poolMb: opts.poolMb, weightCache: opts.weightCache, weightCachePixels: opts.weightCachePixels });
   await tf.setBackend(NATIVE_BACKEND);
   await tf.ready();
   const i = load.addon.info();

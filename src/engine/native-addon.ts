@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envEngineOptions } from './options.js';
 
 /** The C++ functions (native/src/*.cc). Outputs are written into caller-allocated Float32Arrays. */
 export interface NativeAddon {
@@ -61,41 +62,51 @@ function packageRoot(): string {
   }
 }
 
-/** Where `npm run build:native` (node-gyp in native/) puts the addon, unless NEXTRAY_NATIVE_ADDON says otherwise. */
-export function addonPath(): string {
-  // NEXTRAY_NATIVE_ADDON points at another build (or, in tests, at nothing to exercise the fallback).
-  if (process.env.NEXTRAY_NATIVE_ADDON) return process.env.NEXTRAY_NATIVE_ADDON;
+/**
+ * Where `npm run build:native` (node-gyp in native/) puts the addon, unless the engine option addonPath
+ * (NEXTRAY_NATIVE_ADDON) says otherwise: another build, or in tests nothing, to exercise the fallback.
+ */
+export function addonPath(override: string | undefined = envEngineOptions().addonPath): string {
+  if (override) return override;
   return join(packageRoot(), 'native', 'build', 'Release', 'nextray_native.node');
 }
 
-let cached: AddonLoad | null = null;
+const loads = new Map<string, AddonLoad>();
 
-export function loadNativeAddon(): AddonLoad {
-  if (cached) return cached;
+/** The addon at `override` (default: addonPath()), loaded once per path. */
+export function loadNativeAddon(override?: string): AddonLoad {
   let path: string;
   try {
-    path = addonPath();
+    path = addonPath(override);
   } catch (e) {
-    return (cached = { ok: false, reason: (e as Error).message });
+    return { ok: false, reason: (e as Error).message };
   }
+  const seen = loads.get(path);
+  if (seen) return seen;
+  const result = load(path);
+  loads.set(path, result);
+  return result;
+}
+
+function load(path: string): AddonLoad {
   if (!existsSync(path)) {
     const hasDnnl = existsSync('/usr/include/dnnl.hpp') || existsSync('/usr/include/oneapi/dnnl/dnnl.hpp');
-    return (cached = {
+    return {
       ok: false,
       reason: hasDnnl
         ? `native addon not built (${path} missing); run: npm run build:native`
         : 'native addon not built: oneDNN headers missing; run: sudo apt-get install -y libdnnl-dev && npm run build:native',
-    });
+    };
   }
   try {
     const require = createRequire(import.meta.url);
     const addon = require(path) as NativeAddon;
     addon.info();
-    return (cached = { ok: true, addon, path });
+    return { ok: true, addon, path };
   } catch (e) {
-    return (cached = {
+    return {
       ok: false,
       reason: `native addon at ${path} failed to load (${(e as Error).message.split('\n')[0]}); rebuild it: npm run build:native`,
-    });
+    };
   }
 }

@@ -10,69 +10,32 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { NativeAddon } from './native-addon.js';
 import { timeKernel } from './profile.js';
 import { fusedKernelsNative, registerFusedKernels } from './fused-kernels.js';
+import { ArrayPool, allocOutput } from './array-pool.js';
+import { transposeInto } from './transpose.js';
 import { CONV_BN, type ConvBnAttrs } from './fused-ops.js';
 
 export const NATIVE_BACKEND = 'nextray-native';
+export { ArrayPool, allocOutput };
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: MathBackendCPU; attrs?: tf.NamedAttrMap };
 type KernelImpl = (args: KernelArgs) => TensorInfo | TensorInfo[];
 
-/**
- * Recycles the output arrays of native kernels. A fresh 8 MB Float32Array costs ~2,000 page faults when first
- * written (measured here: 24 ms for one batch-norm gradient that computes in 1.7 ms), and V8 frees a disposed
- * tensor's array only at its next garbage collection, so without reuse most large outputs land on fresh pages.
- * Only arrays this backend allocated for a native kernel are recycled, and never one that may be seen from
- * elsewhere: an array read out (dataSync/data) or passed to a JS kernel (some return views of their input,
- * e.g. a contiguous Slice) is disowned for good. Arrays under 64 KB are left to V8.
- */
-export class ArrayPool {
-  private readonly free = new Map<number, Float32Array[]>();
-  private readonly owned = new WeakSet<Float32Array>();
-  private bytes = 0;
-  static readonly MIN_LENGTH = 16384;
-
-  /** Free-list budget; 0 turns recycling off (NEXTRAY_POOL_MB sets it at start, default 512). */
-  constructor(public maxBytes: number) {}
-
-  /** An array of length n, dirty unless `zero`: the caller must write every element or ask for zeros. */
-  take(n: number, zero = false): Float32Array {
-    if (n < ArrayPool.MIN_LENGTH || this.maxBytes <= 0) return new Float32Array(n);
-    const a = this.free.get(n)?.pop();
-    if (a) {
-      this.bytes -= a.byteLength;
-      if (zero) a.fill(0);
-      return a;
-    }
-    const b = new Float32Array(n);
-    this.owned.add(b);
-    return b;
-  }
-
-  /** Back to the free list when it is ours and the pool has room. */
-  release(a: Float32Array): void {
-    if (!this.owned.has(a) || this.bytes + a.byteLength > this.maxBytes) return;
-    let list = this.free.get(a.length);
-    if (!list) this.free.set(a.length, (list = []));
-    list.push(a);
-    this.bytes += a.byteLength;
-  }
-
-  /** Never recycle this array (it may be referenced outside the backend's bookkeeping). */
-  disown(a: unknown): void {
-    if (a instanceof Float32Array) this.owned.delete(a);
-  }
-
-  get freeBytes(): number {
-    return this.bytes;
-  }
+/** Settings of the native backend, from the engine options (src/engine/options.ts) when it is registered. */
+export interface NativeBackendSettings {
+  /** ArrayPool budget in MiB (0: no recycling). */
+  poolMb: number;
+  /** Keep oneDNN-layout copies of filters used repeatedly (see filterCache). */
+  weightCache: boolean;
+  /** Above this many output pixels per call the filter is reordered each time instead of cached. */
+  weightCachePixels: number;
 }
 
-const poolMb = Number(process.env.NEXTRAY_POOL_MB ?? 512);
+let settings: NativeBackendSettings = { poolMb: 512, weightCache: true, weightCachePixels: 4096 };
 
 /** The backend class: cpu storage with recycled native outputs (ArrayPool). */
 export class NativeBackend extends MathBackendCPU {
-  readonly pool = new ArrayPool(Number.isFinite(poolMb) && poolMb >= 0 ? poolMb * 2 ** 20 : 512 * 2 ** 20);
+  readonly pool = new ArrayPool(settings.poolMb * 2 ** 20);
 
   constructor() {
     super();
@@ -96,11 +59,6 @@ export class NativeBackend extends MathBackendCPU {
     }
     return released;
   }
-}
-
-/** A float32 output array for a native kernel: recycled when the backend pools, zero-filled only on request. */
-export function allocOutput(backend: MathBackendCPU, n: number, zero = false): Float32Array {
-  return backend instanceof NativeBackend ? backend.pool.take(n, zero) : new Float32Array(n);
 }
 
 /** JS kernels that share their input's data by reference count (never by a view), so inputs stay poolable. */
@@ -158,12 +116,10 @@ function poolGeom(c: tf.backend_util.Conv2DInfo): Int32Array {
 // per call (batch x height x width, default 4096) the filter is reordered each time into a reused buffer. That
 // keeps ResNet-152's 230 MB of blocked copies out of memory at training batch sizes, where they bought nothing
 // measurable, and keeps them for batch-1 inference, where the reorder would cost as much as the convolution.
-const cacheWeights = process.env.NEXTRAY_WEIGHT_CACHE !== '0';
-const cacheMaxPixels = Number(process.env.NEXTRAY_WEIGHT_CACHE_PIXELS ?? 4096);
 const seenFilters = new WeakSet<Float32Array>();
 const filterCaches = new WeakMap<Float32Array, object>();
 function filterCache(w: Float32Array, conv: tf.backend_util.Conv2DInfo): object | undefined {
-  if (!cacheWeights || conv.batchSize * conv.outHeight * conv.outWidth > cacheMaxPixels) return undefined;
+  if (!settings.weightCache || conv.batchSize * conv.outHeight * conv.outWidth > settings.weightCachePixels) return undefined;
   let c = filterCaches.get(w);
   if (c) return c;
   if (!seenFilters.has(w)) {
@@ -400,6 +356,17 @@ function nativeKernels(addon: NativeAddon): Record<string, (a: KernelArgs) => Te
       addon.unary(1, xv, res);
       return out(a.backend, [...a.inputs.x!.shape], res);
     },
+    Transpose: (a) => {
+      // Typed-array transpose (transpose.ts): weight import moves every filter OIHW -> HWIO through this.
+      const { x } = a.inputs;
+      const perm = (a.attrs as { perm: number[] }).perm;
+      if (!x || (x.dtype !== 'float32' && x.dtype !== 'int32')) return null;
+      const v = a.backend.data.get(x.dataId).values;
+      if (!(v instanceof Float32Array || v instanceof Int32Array) || v.length !== tf.util.sizeFromShape(x.shape)) return null;
+      const shape = perm.map((p) => x.shape[p]!);
+      const res = v instanceof Float32Array ? transposeInto(v, x.shape, perm, allocOutput(a.backend, v.length)) : transposeInto(v, x.shape, perm, new Int32Array(v.length));
+      return a.backend.makeTensorInfo(shape, x.dtype, res);
+    },
     Sum: reduce(false),
     Mean: reduce(true),
     FusedBatchNorm: (a) => {
@@ -471,9 +438,10 @@ function convBnKernel(addon: NativeAddon): KernelImpl {
 let registered = false;
 
 /** Registers the backend and all kernels (cpu's, then the native overrides); idempotent. */
-export function registerNativeBackend(addon: NativeAddon, priority = 0): void {
+export function registerNativeBackend(addon: NativeAddon, opts: Partial<NativeBackendSettings> = {}, priority = 0): void {
   if (registered) return;
   registered = true;
+  settings = { ...settings, ...opts };
   tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), priority);
   const natives = nativeKernels(addon);
   const fused = fusedKernelsNative(addon);

@@ -1,6 +1,6 @@
 /**
  * Per-kernel wall-time accounting for the native backend: which kernels ran natively or fell back to JS,
- * how often, and how long they took. Off unless enabled (NEXTRAY_PROFILE=1 or enableKernelProfile()), so
+ * how often, and how long they took. Off unless enabled (engine option profile / NEXTRAY_PROFILE=1, or enableKernelProfile()), so
  * the normal path costs one boolean test per kernel call.
  */
 import { performance } from 'node:perf_hooks';
@@ -13,7 +13,7 @@ export interface KernelStat {
   ms: number;
 }
 
-let enabled = process.env.NEXTRAY_PROFILE === '1';
+let enabled = false;
 const stats = new Map<string, KernelStat>();
 
 export function enableKernelProfile(on = true): void {

@@ -121,7 +121,8 @@ export interface PredictSplitOptions {
   /** ONNX Runtime threads (default: all cores). */
   threads?: number;
   /** Supplies ONNX Runtime (default: onnxruntime-node via src/models/onnx/runtime.ts); a seam for hosts and tests. */
-  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;
+  loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;  /** An exported .onnx file of this checkpoint (any precision) to run instead of exporting it in memory. */
+  onnxFile?: string;
 }
 
 export interface SplitPredictions {
@@ -169,13 +170,14 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
           ...(opts.loadOnnxRuntime ? { loadRuntime: opts.loadOnnxRuntime } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
           temperature,
+          ...(opts.onnxFile !== undefined ? { onnxFile: opts.onnxFile } : {}),
         });
         // The session holds its own copy of the weights: free TF.js's now (hundreds of MB for ResNet-152).
         loaded.model.dispose();
         modelLive = false;
       } catch (err) {
         const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
-        if (requested === 'onnx') throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
+        if (requested === 'onnx' || opts.onnxFile) throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
         fallbackReason = why;
         (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: predicting with TF.js instead of ONNX Runtime (${why})`);
       }

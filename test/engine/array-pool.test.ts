@@ -7,6 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { loadNativeAddon } from '../../src/engine/native-addon.js';
+import { nativeSkip } from './require-native.js';
 import { ArrayPool, NativeBackend } from '../../src/engine/native-backend.js';
 import { buildModel, Adam, weightedBceMean } from '../../src/train/index.js';
 
@@ -39,7 +40,7 @@ describe('ArrayPool', () => {
   });
 });
 
-describe('recycling on the native backend', { skip: load.ok ? false : 'native addon unavailable' }, () => {
+describe('recycling on the native backend', { skip: nativeSkip() }, () => {
   let backend: NativeBackend;
   let budget = 0;
   before(async () => {

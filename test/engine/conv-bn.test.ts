@@ -10,12 +10,13 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { loadNativeAddon } from '../../src/engine/native-addon.js';
+import { nativeSkip } from './require-native.js';
 import { NATIVE_BACKEND } from '../../src/engine/native-backend.js';
 import { convBnFused, convBnFusedAvailable, type ConvBnAttrs } from '../../src/engine/fused-ops.js';
 import { randArray } from '../helpers/random.js';
 
 const load = loadNativeAddon();
-const skip = load.ok ? false : `native addon unavailable: ${load.reason}`;
+const skip = nativeSkip();
 
 interface Case {
   name: string;

@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { loadNativeAddon } from '../../src/engine/native-addon.js';
+import { nativeSkip } from './require-native.js';
 
 const engineUrl = new URL('../../src/engine/index.js', import.meta.url).href;
 
@@ -51,7 +51,7 @@ describe('engine selection', () => {
     assert.match(bad.stdout, /NEXTRAY_ENGINE: unknown engine 'gpu'/);
   });
 
-  it("'auto' picks the native engine when the addon loads", { skip: loadNativeAddon().ok ? false : 'addon not built' }, () => {
+  it("'auto' picks the native engine when the addon loads", { skip: nativeSkip() }, () => {
     const r = child(probe, {});
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { backend: 'nextray-native', engine: 'native', same: true, g: [2, 4, 6] });

@@ -9,6 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, registerGradients, tf, batchNormTraining, adamUpdate, addRelu, fusedBatchNormAvailable } from '../../src/engine/index.js';
 import { loadNativeAddon } from '../../src/engine/native-addon.js';
+import { nativeSkip } from './require-native.js';
 import { NATIVE_BACKEND } from '../../src/engine/native-backend.js';
 import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, ADAM_UPDATE } from '../../src/engine/fused-ops.js';
 import { randArray } from '../helpers/random.js';
@@ -117,7 +118,7 @@ describe('fused batch normalisation (training mode)', () => {
     await checkBackend('cpu');
   });
 
-  it('matches it on the native kernels', { skip: load.ok ? false : `native addon unavailable: ${load.ok ? '' : load.reason}` }, async () => {
+  it('matches it on the native kernels', { skip: nativeSkip() }, async () => {
     await initEngine('native');
     await checkBackend(NATIVE_BACKEND);
   });
@@ -178,7 +179,7 @@ describe('fused Adam update', () => {
     await check('cpu');
   });
 
-  it('and on the native kernel', { skip: load.ok ? false : 'native addon unavailable' }, async () => {
+  it('and on the native kernel', { skip: nativeSkip() }, async () => {
     await initEngine('native');
     await check(NATIVE_BACKEND);
     await tf.setBackend('cpu');
@@ -209,7 +210,7 @@ describe('fused residual add + ReLU', () => {
   }
 
   for (const backend of ['cpu', NATIVE_BACKEND]) {
-    it(`matches relu(add) and its gradients on ${backend}`, { skip: backend === 'cpu' || load.ok ? false : 'native addon unavailable' }, async () => {
+    it(`matches relu(add) and its gradients on ${backend}`, { skip: backend === 'cpu' ? false : nativeSkip() }, async () => {
       if (backend !== 'cpu') await initEngine('native');
       await tf.setBackend(backend);
       const before = tf.memory().numTensors;

@@ -8,10 +8,11 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile } from '../../src/engine/index.js';
 import { loadNativeAddon } from '../../src/engine/native-addon.js';
+import { nativeSkip } from './require-native.js';
 import { NATIVE_BACKEND } from '../../src/engine/native-backend.js';
 
 const load = loadNativeAddon();
-const skip = load.ok ? false : `native addon unavailable: ${load.reason}`;
+const skip = nativeSkip();
 
 type Build = () => tf.Tensor | tf.Tensor[];
 

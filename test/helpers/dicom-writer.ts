@@ -4,6 +4,7 @@
  * transfer syntax (implicit VR LE, explicit VR LE or explicit VR big endian; encapsulated pixel data for
  * compressed syntaxes).
  */
+import { deflateRawSync } from 'node:zlib';
 
 export type Vr = 'UI' | 'CS' | 'DS' | 'IS' | 'LO' | 'SH' | 'PN' | 'US' | 'SS' | 'UL' | 'OB' | 'OW' | 'SQ';
 
@@ -18,8 +19,10 @@ export interface DicomElement {
 export const TS = {
   implicitLE: '1.2.840.10008.1.2',
   explicitLE: '1.2.840.10008.1.2.1',
+  deflatedLE: '1.2.840.10008.1.2.1.99',
   explicitBE: '1.2.840.10008.1.2.2',
   jpegBaseline: '1.2.840.10008.1.2.4.50',
+  jpegLossless: '1.2.840.10008.1.2.4.70',
   jpeg2000: '1.2.840.10008.1.2.4.90',
 } as const;
 
@@ -177,7 +180,7 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
     }
     pixelBytes = o.toBytes();
   }
-  const encapsulated = ts === TS.jpegBaseline || ts === TS.jpeg2000;
+  const encapsulated = ts === TS.jpegBaseline || ts === TS.jpeg2000 || ts === TS.jpegLossless;
   const pixelEl: DicomElement = { group: 0x7fe0, element: 0x0010, vr: spec.bitsAllocated === 8 || encapsulated ? 'OB' : 'OW', value: pixelBytes };
   let body: Uint8Array;
   if (encapsulated) {
@@ -192,6 +195,8 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
     o.bytes(pixelBytes);
     body = o.toBytes();
   } else body = encodeElements([...ds, pixelEl], le, explicit);
+  // Deflated explicit VR little endian: the data set after the File Meta group is raw DEFLATE (RFC 1951).
+  if (ts === TS.deflatedLE) body = new Uint8Array(deflateRawSync(body));
   const metaElements: DicomElement[] = [
     { group: 0x0002, element: 0x0001, vr: 'OB', value: Uint8Array.from([0, 1]) },
     { group: 0x0002, element: 0x0002, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.1.1' },

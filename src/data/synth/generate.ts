@@ -7,9 +7,8 @@ import { existsSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
+import { startSiblingWorker } from '../../util/worker.js';
 import { MURA_SPLITS, REGIONS, type Region } from '../types.js';
 import { planDataset, MURA_ROOT, type PlannedStudy } from './plan.js';
 import { runImageJob, type ImageJob, type JobContext, type JobResult } from './job.js';
@@ -97,21 +96,6 @@ function summarise(plan: PlannedStudy[], written: Set<string>): Pick<SynthSummar
   return { splits, totals };
 }
 
-/** The worker module beside this one (compiled .js, or .ts when running from source under tsx). */
-function workerUrl(): URL {
-  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-  return new URL(`./worker.${ext}`, import.meta.url);
-}
-
-function startWorker(ctx: JobContext): Worker {
-  const url = workerUrl();
-  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData: ctx });
-  // Running from TypeScript sources (tsx, `npx tsx --test`): register tsx's loader inside the worker first.
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(boot, { eval: true, workerData: ctx });
-}
-
 async function runWorkers(jobs: ImageJob[], ctx: JobContext, nWorkers: number, onResult: (r: JobResult | { path: string; error: string }) => void): Promise<void> {
   const BATCH = 8;
   let next = 0;
@@ -129,7 +113,7 @@ async function runWorkers(jobs: ImageJob[], ctx: JobContext, nWorkers: number, o
         }
       };
       for (let i = 0; i < Math.min(nWorkers, Math.ceil(jobs.length / BATCH)); i++) {
-        const w = startWorker(ctx);
+        const w = startSiblingWorker(import.meta.url, 'worker', { workerData: ctx });
         workers.push(w);
         const inflight = { n: 0 };
         w.on('message', (msg: { ok: true; result: JobResult } | { ok: false; path: string; error: string }) => {

@@ -85,7 +85,10 @@ export async function onnxRunner(
     throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
   }
   // Export problems (an architecture the exporter does not know) are reported as such, before any session.
-  const source = opts.onnxFile ?? exportOnnx(model, { inputSize: preprocessing.size, preprocessing, ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}) }).toBytes();
+  // An in-memory export applies the checkpoint's temperature to the logit; an exported file carries its own.
+  const source =
+    opts.onnxFile ??
+    exportOnnx(model, { inputSize: preprocessing.size, preprocessing, ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}) }).toBytes();
   const threads = opts.threads ?? availableParallelism();
   const clf = await rt.OnnxClassifier.create(source, { threads, maxBatch: 64 });
   const k = clf.numOutputs;

@@ -16,7 +16,7 @@ import { validatePreprocessing, type Preprocessing } from '../../data/preprocess
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
-import type { OodMetadata } from './extras.js';
+import { ONNX_CAM, ONNX_OOD_SCORE, type OodMetadata } from './extras.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** The parts of an ONNX Runtime module this class uses (onnxruntime-node and onnxruntime-web both fit). */
@@ -61,6 +61,11 @@ export interface OnnxRunResult {
   probabilities: Float32Array;
   /** Seconds spent inside ONNX Runtime. */
   seconds: number;
+  /** When the graph has output `cam` (export option `cam`): the maps, row-major [n, camSize[0], camSize[1]]. */
+  cam?: Float32Array;
+  camSize?: [number, number];
+  /** When the graph has output `ood_score` (export option `ood`): one score per image; compare with info.ood.threshold. */
+  oodScores?: Float32Array;
   /** The graph outputs asked for with `outputs` (e.g. a feature map for class activation maps), batches joined. */
   extra: Record<string, { dims: number[]; data: Float32Array }>;
 }
@@ -270,7 +275,13 @@ export class OnnxClassifierCore {
     const dims = (m: number): number[] => (this.info.inputLayout === 'nhwc' ? [m, h, w, 3] : [m, 3, h, w]);
     const inputName = this.info.metadata.input_name || 'input';
     let seconds = 0;
-    const wanted = [...new Set([...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...extraNames])];
+    const names = this.session.outputNames;
+    const wantCam = names.includes(ONNX_CAM);
+    const wantOod = names.includes(ONNX_OOD_SCORE);
+    let cam: Float32Array | undefined;
+    let camSize: [number, number] | undefined;
+    const oodScores = wantOod ? new Float32Array(n) : undefined;
+    const wanted = [...new Set([...(binary ? [ONNX_LOGITS, ONNX_PROBABILITY] : [ONNX_LOGITS]), ...(wantCam ? [ONNX_CAM] : []), ...(wantOod ? [ONNX_OOD_SCORE] : []), ...extraNames])];
     const extraParts = new Map<string, { dims: number[]; parts: Float32Array[] }>();
     for (let start = 0; start < n; start += this.maxBatch) {
       const m = Math.min(this.maxBatch, n - start);
@@ -289,6 +300,16 @@ export class OnnxClassifierCore {
           if (!pr || pr.size !== m) throw new OnnxModelError(`${this.source}: output '${ONNX_PROBABILITY}' is missing or has the wrong size`);
           probabilities.set(pr.data as Float32Array, start);
         }
+        if (wantCam) {
+          const c = out[ONNX_CAM]!;
+          const [, ch, cw] = c.dims as number[];
+          if (!camSize) {
+            camSize = [ch!, cw!];
+            cam = new Float32Array(n * ch! * cw!);
+          }
+          cam!.set(c.data as Float32Array, start * camSize[0] * camSize[1]);
+        }
+        if (wantOod) oodScores!.set(out[ONNX_OOD_SCORE]!.data as Float32Array, start);
         for (const name of extraNames) {
           const v = out[name];
           if (!v || v.type !== 'float32') throw new OnnxModelError(`${this.source}: output '${name}' is missing or not float32`);
@@ -312,7 +333,7 @@ export class OnnxClassifierCore {
       }
       extra[name] = { dims: [n, ...e.dims.slice(1)], data };
     }
-    return { n, numOutputs: k, logits, probabilities, seconds, extra };
+    return { n, numOutputs: k, logits, probabilities, seconds, extra, ...(cam && camSize ? { cam, camSize } : {}), ...(oodScores ? { oodScores } : {}) };
   }
 }
 

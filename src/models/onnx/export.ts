@@ -43,7 +43,7 @@ import {
   type OnnxExportMetadata,
 } from './format.js';
 import { emitCam, emitOodScore, oodMetadata, ONNX_CAM, ONNX_OOD_SCORE, type OodStats } from './extras.js';
-import { encodeModel, concatChunks, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxNode, type OnnxValueInfo } from './graph.js';
+import { encodeModel, concatChunks, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxModelMeta, type OnnxNode, type OnnxValueInfo } from './graph.js';
 
 export interface OnnxExportOptions {
   /** Height = width of the images the model was trained on (e.g. 320); fixed in the graph unless dynamicSize. */
@@ -81,6 +81,9 @@ export interface OnnxExport {
   storedValues: number;
   /** One copy of the whole file, for `InferenceSession.create(bytes)`. */
   toBytes(): Uint8Array;
+  /** The graph and model header that were encoded: input to post-passes (quantize.ts: fp16, int8). */
+  graph: OnnxGraph;
+  modelMeta: OnnxModelMeta;
 }
 
 /** Reads float32 values out of a TF.js variable (a copy: the backend's own storage is never handed out). */
@@ -415,13 +418,14 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     outputs,
     docString: `${arch} with a ${headInfo.kind} head, exported by nextray ${version}; input ${metadata.input_layout} float32 normalised per 'preprocessing' metadata`,
   };
-  const chunks = encodeModel(graph, {
+  const modelMeta: OnnxModelMeta = {
     producerName: 'nextray',
     producerVersion: version,
     docString: 'neXt-Ray abnormality classifier (MURA upper-extremity radiographs)',
     metadata,
     opset: ONNX_OPSET,
-  });
+  };
+  const chunks = encodeModel(graph, modelMeta);
   let byteLength = 0;
   for (const c of chunks) byteLength += c.byteLength;
   return {
@@ -432,6 +436,8 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     initializerCount: b.inits.length,
     storedValues: b.storedValues,
     toBytes: () => concatChunks(chunks),
+    graph,
+    modelMeta,
   };
 }
 

@@ -11,7 +11,8 @@
  *   GraphProto       node 1, name 2, initializer 5, doc_string 10, input 11, output 12
  *   NodeProto        input 1, output 2, name 3, op_type 4, attribute 5, domain 7
  *   AttributeProto   name 1, f 2, i 3, s 4, floats 7, ints 8, type 20 (FLOAT 1, INT 2, STRING 3, FLOATS 6, INTS 7)
- *   TensorProto      dims 1, data_type 2 (FLOAT 1, INT64 7), name 8, raw_data 9 (little-endian)
+ *   TensorProto      dims 1, data_type 2 (FLOAT 1, UINT8 2, INT8 3, INT32 6, INT64 7, FLOAT16 10), name 8,
+ *                    raw_data 9 (little-endian)
  *   ValueInfoProto   name 1, type 2;  TypeProto tensor_type 1;  TypeProto.Tensor elem_type 1, shape 2;
  *   TensorShapeProto dim 1;  Dimension dim_value 1, dim_param 2
  */
@@ -21,7 +22,11 @@ export const ONNX_IR_VERSION = 8;
 export const ONNX_OPSET = 17;
 
 const TENSOR_FLOAT = 1;
+const TENSOR_UINT8 = 2;
+const TENSOR_INT8 = 3;
+const TENSOR_INT32 = 6;
 const TENSOR_INT64 = 7;
+const TENSOR_FLOAT16 = 10;
 
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
@@ -44,14 +49,32 @@ export interface OnnxNode {
 export interface OnnxInitializer {
   name: string;
   dims: number[];
-  data: Float32Array | BigInt64Array;
+  /**
+   * Float32Array (FLOAT), BigInt64Array (INT64), Int8Array (INT8), Uint8Array (UINT8), Int32Array (INT32), or
+   * Uint16Array holding IEEE half-precision bit patterns (FLOAT16; see quantize.ts).
+   */
+  data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Int32Array | Uint16Array;
 }
 
-/** A graph input/output: float32 tensors here; a dimension is a number or a symbolic name (dynamic). */
+/** TensorProto.DataType of an initializer's array (onnx.proto: FLOAT 1, UINT8 2, INT8 3, INT32 6, INT64 7, FLOAT16 10). */
+export function tensorDataType(data: OnnxInitializer['data']): number {
+  if (data instanceof Float32Array) return TENSOR_FLOAT;
+  if (data instanceof BigInt64Array) return TENSOR_INT64;
+  if (data instanceof Int8Array) return TENSOR_INT8;
+  if (data instanceof Uint8Array) return TENSOR_UINT8;
+  if (data instanceof Int32Array) return TENSOR_INT32;
+  if (data instanceof Uint16Array) return TENSOR_FLOAT16;
+  throw new TypeError(`unsupported initializer array ${(data as object)?.constructor?.name}`);
+}
+
+/**
+ * A graph input/output: float32 tensors here; a dimension is a number or a symbolic name (dynamic). No shape:
+ * unknown rank (the extra outputs a calibration run asks for).
+ */
 export interface OnnxValueInfo {
   name: string;
   elemType: 'float32';
-  shape: Array<number | string>;
+  shape?: Array<number | string>;
 }
 
 export interface OnnxGraph {
@@ -109,7 +132,7 @@ function writeTensor(w: ProtoWriter, t: OnnxInitializer): void {
     throw new RangeError(`initializer ${t.name}: dims [${t.dims.join(', ')}] need ${count} values, got ${t.data.length}`);
   }
   w.repeatedVarints(1, t.dims);
-  w.varint(2, t.data instanceof Float32Array ? TENSOR_FLOAT : TENSOR_INT64);
+  w.varint(2, tensorDataType(t.data));
   w.string(8, t.name);
   // raw_data is little-endian; typed arrays use the host's order, which is little-endian on every platform
   // Node and browsers run on (checked once below).
@@ -121,11 +144,14 @@ function writeValueInfo(w: ProtoWriter, v: OnnxValueInfo): void {
   w.message(2, (type) =>
     type.message(1, (tensor) => {
       tensor.varint(1, TENSOR_FLOAT);
-      tensor.message(2, (shape) => {
-        for (const d of v.shape) {
-          shape.message(1, (dim) => (typeof d === 'number' ? dim.varint(1, d) : dim.string(2, d)));
-        }
-      });
+      if (v.shape) {
+        const dims = v.shape;
+        tensor.message(2, (shape) => {
+          for (const d of dims) {
+            shape.message(1, (dim) => (typeof d === 'number' ? dim.varint(1, d) : dim.string(2, d)));
+          }
+        });
+      }
     }),
   );
 }
@@ -286,4 +312,4 @@ export function concatChunks(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
-export { TENSOR_FLOAT, TENSOR_INT64 };
+export { TENSOR_FLOAT, TENSOR_INT64, TENSOR_INT8, TENSOR_UINT8, TENSOR_INT32, TENSOR_FLOAT16 };

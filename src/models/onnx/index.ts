@@ -26,3 +26,14 @@ export {
   type OrtModule,
 } from './classifier.js';
 export { readModelInfo, encodeModel, concatChunks, ONNX_IR_VERSION, ONNX_OPSET, type OnnxGraph, type OnnxModelInfo } from './graph.js';
+export {
+  toFloat16Graph,
+  planInt8,
+  quantizeGraphInt8,
+  collectActivationStats,
+  activationRanges,
+  parseCalibrationMethod,
+  PRECISIONS,
+  type Precision,
+  type CalibrationMethod,
+} from './quantize.js';

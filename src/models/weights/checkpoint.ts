@@ -14,7 +14,6 @@
  *
  * Node-only (node:fs, node:crypto); the formats themselves are in the pure modules.
  */
-import { createHash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -27,12 +26,13 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
-import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
 import { parseSafetensors, serializeSafetensorsChunks } from './safetensors.js';
-import { CHECKPOINT_TENSORS_FILE, writeChunksSynced } from './files.js';
+import { CHECKPOINT_TENSORS_FILE } from './files.js';
+import { writeChunksSynced } from '../../util/atomic.js';
+import { sha256Hex } from '../../util/hash.js';
+import { dependencyVersion, packageVersion } from '../../util/package.js';
 import { isDType, WeightFormatError, type DType, type StateDict } from './types.js';
 
 export const CHECKPOINT_FORMAT = 'nextray-checkpoint';
@@ -151,13 +151,7 @@ function recover(dir: string): void {
 }
 
 function chunksDigest(chunks: Uint8Array[]): { bytes: number; sha256: string } {
-  const h = createHash('sha256');
-  let bytes = 0;
-  for (const c of chunks) {
-    h.update(c);
-    bytes += c.byteLength;
-  }
-  return { bytes, sha256: h.digest('hex') };
+  return { bytes: chunks.reduce((n, c) => n + c.byteLength, 0), sha256: sha256Hex(...chunks) };
 }
 
 function fsyncDir(path: string): void {
@@ -174,10 +168,6 @@ function fsyncDir(path: string): void {
   }
 }
 
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
 function manifest(tensors: StateDict): CheckpointFileRecord['tensors'] {
   const out: CheckpointFileRecord['tensors'] = {};
   for (const [k, t] of tensors) out[k] = { dtype: t.dtype, shape: [...t.shape] };
@@ -188,30 +178,7 @@ let cachedVersions: CheckpointVersions | null = null;
 
 /** The running nextray and tfjs-core versions (read from their package.json files; 'unknown' if not found). */
 export function currentVersions(): CheckpointVersions {
-  if (cachedVersions) return { ...cachedVersions };
-  let pkg = 'unknown';
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const p = join(dir, 'package.json');
-    if (existsSync(p)) {
-      const j = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
-      if (j.name === 'nextray') {
-        pkg = j.version ?? 'unknown';
-        break;
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  let tfjs = 'unknown';
-  try {
-    const require = createRequire(import.meta.url);
-    tfjs = (require('@tensorflow/tfjs-core/package.json') as { version: string }).version;
-  } catch {
-    /* not resolvable */
-  }
-  cachedVersions = { package: pkg, tfjs };
+  cachedVersions ??= { package: packageVersion(), tfjs: dependencyVersion('@tensorflow/tfjs-core') };
   return { ...cachedVersions };
 }
 
@@ -380,7 +347,7 @@ function readPart(dir: string, rec: CheckpointFileRecord, verify: boolean): Stat
   if (bytes.byteLength !== rec.bytes) {
     throw new WeightFormatError(path, `is ${bytes.byteLength} bytes but model.json records ${rec.bytes}: truncated or replaced`);
   }
-  if (verify && sha256(bytes) !== rec.sha256) {
+  if (verify && sha256Hex(bytes) !== rec.sha256) {
     throw new WeightFormatError(path, 'SHA-256 does not match model.json: the file is corrupt or was replaced');
   }
   const { tensors } = parseSafetensors(bytes, { source: path });

@@ -2,9 +2,8 @@
  * Thin node:fs wrappers over the pure format readers: read a weight file from a path (format decided by its magic
  * bytes), write safetensors/.npy atomically. Browser code imports the pure modules instead (see browser.ts).
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { parseNpy, serializeNpy, type NpyArray } from './npy.js';
 import {
@@ -78,25 +77,8 @@ export async function readSafetensorsHeaderFile(path: string): Promise<Safetenso
   }
 }
 
-/** Write byte chunks to `path` and fsync it (no atomicity: callers write to a temporary name). */
-export function writeChunksSynced(path: string, chunks: Uint8Array[], onChunk?: (chunk: Uint8Array) => void): number {
-  const fd = openSync(path, 'w');
-  let total = 0;
-  try {
-    for (const c of chunks) {
-      let off = 0;
-      while (off < c.byteLength) off += writeSync(fd, c, off, c.byteLength - off);
-      total += c.byteLength;
-      onChunk?.(c);
-    }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return total;
-}
-
-let tmpCounter = 0;
+/** Moved to util/atomic.ts (the one copy of the write + fsync loop); re-exported for existing importers. */
+export { writeChunksSynced } from '../../util/atomic.js';
 
 /**
  * Write tensors as safetensors, atomically (temp file + fsync + rename), streaming each tensor's bytes from
@@ -104,15 +86,7 @@ let tmpCounter = 0;
  */
 export function writeSafetensorsFile(path: string, tensors: StateDict, metadata?: Record<string, string>): void {
   const chunks = serializeSafetensorsChunks(tensors, metadata); // validates before touching the disk
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${tmpCounter++}.tmp`);
-  try {
-    writeChunksSynced(tmp, chunks);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomic(path, chunks);
 }
 
 /** Read one .npy array. */
