@@ -72,7 +72,9 @@ const near = (a: number, b: number, what: string): void => assert.ok(Math.abs(a 
 test('offline, cross-origin isolated, wasm threads; model card and MURA notice from the ONNX metadata', { skip: skip ?? false }, async () => {
   const { page, blocked, consoleErrors } = await readyPage();
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
-  assert.match(await page.textContent('[data-testid=status]') ?? '', /Ready: resnet-slim on wasm, 2 threads/);
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  const threads = Math.max(1, Math.min(4, cores));
+  assert.match((await page.textContent('[data-testid=status]')) ?? '', new RegExp(`Ready: resnet-slim on wasm, ${threads} thread${threads > 1 ? 's' : ''},`));
   const card = (await page.textContent('[data-testid=model-card]')) ?? '';
   assert.match(card, /Architectureresnet-slim/);
   assert.match(card, /Input size64 × 64 px/);
