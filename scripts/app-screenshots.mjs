@@ -2,6 +2,8 @@
 // Screenshots of the web app for the README: the demo model (exported with its CAM output and its training facts)
 // served by `nextray serve`'s server, one abnormal study of the demo's validation data picked in Chromium.
 // Usage: node scripts/app-screenshots.mjs [--run /work/demo/run] [--study DIR] [--out docs]   (after npm run build)
+//        [--model FILE.onnx]  use an exported model instead of exporting the run's best checkpoint
+//        [--files a.png,b.jpg] [--name app-ood.png]  pick these files; write this screenshot
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,18 +39,25 @@ function findStudy(root) {
 
 const tmp = mkdtempSync(join(tmpdir(), 'nextray-shots-'));
 try {
-  await initEngine('auto');
-  const loaded = loadTrainedModel(join(run, 'checkpoints', 'best'));
-  const modelPath = join(tmp, 'demo.onnx');
-  exportOnnxFile(loaded.model, modelPath, {
-    inputSize: loaded.preprocessing.size,
-    preprocessing: loaded.preprocessing,
-    decisionThreshold: loaded.metadata.decisionThreshold,
-    cam: true,
-    extraMetadata: trainingFacts(loaded.metadata),
-  });
-  loaded.model.dispose();
-  const views = opt('study', null) ? readdirSync(opt('study')).map((f) => join(opt('study'), f)) : findStudy(join(run, '..', 'data', 'MURA-v1.1', 'valid'));
+  let modelPath = opt('model', null);
+  if (!modelPath) {
+    await initEngine('auto');
+    const loaded = loadTrainedModel(join(run, 'checkpoints', 'best'));
+    modelPath = join(tmp, 'demo.onnx');
+    exportOnnxFile(loaded.model, modelPath, {
+      inputSize: loaded.preprocessing.size,
+      preprocessing: loaded.preprocessing,
+      decisionThreshold: loaded.metadata.decisionThreshold,
+      cam: true,
+      extraMetadata: trainingFacts(loaded.metadata),
+    });
+    loaded.model.dispose();
+  }
+  const views = opt('files', null)
+    ? opt('files').split(',')
+    : opt('study', null)
+      ? readdirSync(opt('study')).map((f) => join(opt('study'), f))
+      : findStudy(join(run, '..', 'data', 'MURA-v1.1', 'valid'));
   const predictor = await openPredictor(modelPath, { threads: 2 });
   const server = await buildServer({ predictor, modelPath, log: () => {} });
   const origin = await server.listen({ host: '127.0.0.1', port: 0 });
@@ -60,7 +69,7 @@ try {
     await page.waitForSelector('body[data-state=ready]', { timeout: 120_000 });
     await page.setInputFiles('input[type=file]', views);
     await page.waitForSelector('body[data-state=done]', { timeout: 120_000 });
-    const file = join(outDir, 'app-heatmap.png');
+    const file = join(outDir, opt('name', 'app-heatmap.png'));
     await page.screenshot({ path: file, fullPage: true });
     console.log(JSON.stringify({ screenshot: file, views, probability: await page.getAttribute('[data-testid=probability]', 'data-value'), status: await page.textContent('[data-testid=status]') }));
   } finally {

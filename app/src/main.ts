@@ -268,18 +268,27 @@ async function handleFiles(m: Loaded, files: File[]): Promise<void> {
     state('done');
     return;
   }
-  // The files dropped together are the views of one study: the core's aggregation (mean of the views).
+  // The files dropped together are the views of one study: the core's aggregation (mean of the views). Views the
+  // OOD gate rejects get a warning instead of a say in the decision.
+  const counted = views.filter((v) => !v.ood?.flagged);
   const [study] = aggregateStudies(
-    views.map((v) => ({ image: v.name, probability: v.probability, study: { key: 'this study', source: 'folder' as const } })),
+    counted.map((v) => ({ image: v.name, probability: v.probability, study: { key: 'this study', source: 'folder' as const } })),
     m.ensemble.threshold,
   );
   const p = $('probability');
-  p.textContent = study!.probability.toFixed(4);
-  p.dataset.value = String(study!.probability);
   const d = $('decision');
-  d.textContent = study!.decision;
-  d.className = study!.decision;
-  $('threshold').textContent = String(study!.threshold);
+  if (study) {
+    p.textContent = study.probability.toFixed(4);
+    p.dataset.value = String(study.probability);
+    d.textContent = study.decision;
+    d.className = study.decision;
+  } else {
+    p.textContent = '—';
+    delete p.dataset.value;
+    d.textContent = 'no decision';
+    d.className = '';
+  }
+  $('threshold').textContent = String(m.ensemble.threshold);
   $('views').replaceChildren(
     ...views.map((v, i) => {
       const li = document.createElement('li');
@@ -299,7 +308,7 @@ async function handleFiles(m: Loaded, files: File[]): Promise<void> {
   const flagged = views.filter((v) => v.ood?.flagged);
   const ood = $('ood');
   ood.textContent = flagged.length
-    ? `Warning — ${flagged.map((v) => `${v.name}: ${v.ood!.warning}`).join('; ')}`
+    ? `Warning — ${flagged.map((v) => `${v.name}: ${v.ood!.warning}`).join('; ')}.${counted.length ? ' The study result leaves it out.' : ''}`
     : '';
   ood.hidden = flagged.length === 0;
   $('result').hidden = false;

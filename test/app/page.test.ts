@@ -72,7 +72,9 @@ const near = (a: number, b: number, what: string): void => assert.ok(Math.abs(a 
 test('offline, cross-origin isolated, wasm threads; model card and MURA notice from the ONNX metadata', { skip: skip ?? false }, async () => {
   const { page, blocked, consoleErrors } = await readyPage();
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
-  assert.match(await page.textContent('[data-testid=status]') ?? '', /Ready: resnet-slim on wasm, 2 threads/);
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  const threads = Math.max(1, Math.min(4, cores));
+  assert.match((await page.textContent('[data-testid=status]')) ?? '', new RegExp(`Ready: resnet-slim on wasm, ${threads} thread${threads > 1 ? 's' : ''},`));
   const card = (await page.textContent('[data-testid=model-card]')) ?? '';
   assert.match(card, /Architectureresnet-slim/);
   assert.match(card, /Input size64 × 64 px/);
@@ -161,7 +163,7 @@ test('the heatmap is onnxruntime-node\'s CAM over the picture, letterbox undone;
   await page.context().close();
 });
 
-test('a colour photograph gets the OOD warning; radiograph-like views do not', { skip: skip ?? false }, async () => {
+test('a colour photograph gets the OOD warning and no say in the study; radiograph-like views pass', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   assert.match((await page.textContent('[data-testid=model-card]')) ?? '', /OOD gatemahalanobis, threshold/);
   await pick(page, [images.png1]);
@@ -172,16 +174,38 @@ test('a colour photograph gets the OOD warning; radiograph-like views do not', {
   const warning = (await page.textContent('[data-testid=ood-warning]')) ?? '';
   assert.match(warning, /photo\.jpg: out of distribution \(score \d+\.\d > \d+\.\d\)/);
   assert.doesNotMatch(warning, /view1\.png/);
+  near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'the study leaves the photograph out');
+  await pick(page, [images.photo]);
+  assert.equal(await page.textContent('[data-testid=decision]'), 'no decision');
   const server = await predictor.predict(readFileSync(images.photo));
   assert.equal(server.ood?.flagged, true, 'the server says the same of the photograph');
   await page.context().close();
 });
 
-test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability', { skip: skip ?? false }, async () => {
+test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability; JPEG Lossless is named', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   await pick(page, [images.dicomMono1]);
   near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'view1-mono1.dcm');
-  await pick(page, [images.dicomJ2k]);
-  assert.match((await page.textContent('[data-testid=error]')) ?? '', /j2k\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*not supported/);
+  await pick(page, [images.dicomLossless]);
+  assert.match((await page.textContent('[data-testid=error]')) ?? '', /lossless\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*not supported/);
   await page.context().close();
+});
+
+test('behind a token the page loads the model with the token from its address, and says why it cannot without', { skip: skip ?? false }, async () => {
+  const guarded = await buildServer({ predictor, modelPath, token: 's3cret', log: () => {} });
+  const url = await guarded.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const { page } = await offlinePage(browser, url);
+    await page.goto(url + '/');
+    await page.waitForSelector('body[data-state=error]', { timeout: 60_000 });
+    assert.match((await page.textContent('[data-testid=status]')) ?? '', /model\.onnx: HTTP 401 \(open the page as …\/#token=<token>\)/);
+    await page.goto(url + '/#token=s3cret');
+    await page.reload();
+    await page.waitForSelector('body[data-state=ready]', { timeout: 60_000 });
+    await pick(page, [images.png1]);
+    near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'with token');
+    await page.context().close();
+  } finally {
+    await guarded.close();
+  }
 });
