@@ -14,9 +14,15 @@ export const CHROMIUM_ARGS = [
   '--no-first-run',
 ];
 
-/** Why the browser tests cannot run here, or null when they can. */
+/**
+ * Why the browser tests cannot run here, or null when they can. With NEXTRAY_REQUIRE_BROWSER=1 (set by .ci/run) a
+ * missing browser is an error, so CI cannot pass by skipping them.
+ */
 export function chromiumMissing(): string | null {
-  return existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (apt-get install chromium, or set NEXTRAY_CHROMIUM)`;
+  if (existsSync(CHROMIUM)) return null;
+  const why = `${CHROMIUM} not found (apt-get install chromium, or set NEXTRAY_CHROMIUM)`;
+  if (process.env.NEXTRAY_REQUIRE_BROWSER === '1') throw new Error(`NEXTRAY_REQUIRE_BROWSER=1: ${why}`);
+  return why;
 }
 
 export async function launch(): Promise<Browser> {
