@@ -12,6 +12,8 @@
  * threshold gets a warning instead of a decision.
  */
 
+import type { OodStats } from '../../models/onnx/extras.js';
+
 /** The gate as stored in a checkpoint (model.json `extra.trust.ood`): arrays as base64 little-endian float32. */
 export interface StoredOodGate {
   method: 'mahalanobis';
@@ -26,17 +28,8 @@ export interface StoredOodGate {
   images: number;
 }
 
-export interface OodGate {
-  method: 'mahalanobis';
-  /** Trunk step names (src/models/cam.ts camLayers) whose channel mean + std form the features. */
-  layers: string[];
-  mean: Float32Array;
-  precision: Float32Array;
-  threshold: number;
-  quantile: number;
-  shrinkage: number;
-  images: number;
-}
+/** The gate as stored with a model: the same record the ONNX export writes (src/models/onnx/extras.ts). */
+export type OodGate = OodStats;
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 

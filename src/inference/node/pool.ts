@@ -6,7 +6,7 @@
  * bootstrap registers tsx's hooks first, as the training loader does (src/data/loader.ts).
  */
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
+import { startSiblingWorker } from '../../util/worker.js';
 import type { DecodeReply, DecodeRequest } from './decode.js';
 
 /** Marker in workerData so only pool workers start decode-worker.ts's message loop. */
@@ -17,31 +17,9 @@ export interface Decoder {
   close(): Promise<void>;
 }
 
-function workerExecArgv(): string[] {
-  const out: string[] = [];
-  const args = process.execArgv;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a.startsWith('--input-type')) continue;
-    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') {
-      i++;
-      continue;
-    }
-    if (a.startsWith('--eval=') || a.startsWith('--print=')) continue;
-    out.push(a);
-  }
-  return out;
-}
-
+/** A decode worker (decode-worker.js beside this module), started the project's one way (src/util/worker.ts). */
 function startWorker(): Worker {
-  const self = import.meta.url;
-  const workerData = { role: PREDICT_WORKER_ROLE };
-  const execArgv = workerExecArgv();
-  if (!self.endsWith('.ts')) return new Worker(fileURLToPath(new URL('./decode-worker.js', self)), { workerData, execArgv });
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./decode-worker.ts', self).href;
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData, execArgv });
+  return startSiblingWorker(import.meta.url, 'decode-worker', { workerData: { role: PREDICT_WORKER_ROLE } });
 }
 
 class InProcessDecoder implements Decoder {
