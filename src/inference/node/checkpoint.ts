@@ -68,6 +68,15 @@ export function tfjsRunner(model: Model, size: number): BatchRunner {
   return async (x, n) => tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
 }
 
+/** onnxruntime-node (or the injected stand-in), or an error that says it does not load and why. */
+async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promise<OnnxRuntimeFace> {
+  try {
+    return await (load ?? loadOnnxRuntime)();
+  } catch (err) {
+    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+  }
+}
+
 /**
  * A batch runner over ONNX Runtime for `model`, exported in memory — or `onnxFile`, an export of the same checkpoint
  * (e.g. fp16/int8 from `nextray export --precision`), whose preprocessing must match. Throws (with the reason) when
@@ -78,12 +87,7 @@ export async function onnxRunner(
   preprocessing: Preprocessing,
   opts: { loadRuntime?: () => Promise<OnnxRuntimeFace>; threads?: number; onnxFile?: string; temperature?: number } = {},
 ): Promise<{ run: BatchRunner; description: string; release: () => Promise<void> }> {
-  let rt: OnnxRuntimeFace;
-  try {
-    rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
-  } catch (err) {
-    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
-  }
+  const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
   // Export problems (an architecture the exporter does not know) are reported as such, before any session.
   // An in-memory export applies the checkpoint's temperature to the logit; an exported file carries its own.
   const source =
@@ -162,12 +166,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
   const meta = loaded.metadata;
   if (engine !== 'tfjs') {
     try {
-      let rt: OnnxRuntimeFace;
-      try {
-        rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
-      } catch (err) {
-        throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
-      }
+      const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
       // With the checkpoint's trust information: CAM output, temperature, OOD gate (src/inference/core/trust.ts).
       const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta) });
       const bytes = exported.toBytes();
@@ -252,12 +251,7 @@ export async function forwardNchw(
   let fallbackReason: string | undefined;
   if (requested !== 'tfjs') {
     try {
-      let rt: OnnxRuntimeFace;
-      try {
-        rt = await (opts.loadRuntime ?? loadOnnxRuntime)();
-      } catch (err) {
-        throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
-      }
+      const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
       const t0 = performance.now();
       const threads = opts.threads ?? availableParallelism();
       const exported = exportOnnx(model, { inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
