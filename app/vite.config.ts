@@ -11,8 +11,13 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ortDist = resolve(here, '..', 'node_modules', 'onnxruntime-web', 'dist');
-/** The JSEP build: wasm with SIMD and threads, plus WebGPU. */
-export const ORT_FILES = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
+/** The plain wasm build (SIMD + threads) and the WebGPU build; the page loads one of them. */
+export const ORT_FILES = [
+  'ort-wasm-simd-threaded.mjs',
+  'ort-wasm-simd-threaded.wasm',
+  'ort-wasm-simd-threaded.asyncify.mjs',
+  'ort-wasm-simd-threaded.asyncify.wasm',
+];
 
 function copyOrtRuntime(): Plugin {
   let outDir = '';
@@ -33,7 +38,12 @@ export default defineConfig({
   root: here,
   base: './',
   logLevel: 'warn',
-  resolve: { alias: { 'onnxruntime-web': join(ortDist, 'ort.min.mjs') } },
+  resolve: {
+    alias: {
+      'onnxruntime-web/wasm': join(ortDist, 'ort.wasm.min.mjs'),
+      'onnxruntime-web/webgpu': join(ortDist, 'ort.webgpu.min.mjs'),
+    },
+  },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   build: {
     outDir: resolve(here, '..', 'dist', 'app'),

@@ -134,7 +134,13 @@ if (only.includes('predict')) {
   report.predict = runWholeJson(process.execPath, ['bench/predict.mjs', '--runs', runs, ...(argv.includes('--no-torch') ? ['--no-torch'] : [])]);
 }
 
-for (const name of only.filter((n) => n !== 'predict')) {
+// fp32/fp16/int8 exports (bench/quant.mjs): `--only quant --quant-data DIR [--quant-run RUN]`.
+if (only.includes('quant')) {
+  const q = ['bench/quant.mjs', '--archs', 'resnet50,resnet152', '--data', opt('quant-data', 'demo-output/data'), '--reps1', runs, '--reps8', runs];
+  report.quant = runWholeJson(process.execPath, opt('quant-run') ? [...q, '--run', opt('quant-run')] : q);
+}
+
+for (const name of only.filter((n) => n !== 'predict' && n !== 'quant')) {
   const w = WORKLOADS[name];
   if (!w) {
     console.error(`bench: unknown workload '${name}' (${Object.keys(WORKLOADS).join(', ')})`);

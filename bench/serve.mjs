@@ -8,7 +8,7 @@
 //      measures (preprocessing + inference, median of K picks after one) against onnxruntime-node on the same
 //      machine (preprocessing + inference, 2 threads, median of K after one).
 // Usage: npm run bench:serve -- [--models demo,resnet152] [--clients 16] [--requests 200] [--r152-requests 200]
-//        [--browser-images 5] [--no-browser] [--demo-run /work/demo/run] [--image FILE] [--work DIR]
+//        [--browser-images 5] [--no-browser] [--no-load] [--demo-run /work/demo/run] [--image FILE] [--work DIR]
 // Needs `npm run build`. Prints one JSON document (and a Markdown table on stderr).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -156,6 +156,7 @@ async function browser(url) {
     await page.waitForSelector('body[data-state=ready]', { timeout: 600_000 });
     const readyMs = performance.now() - t0;
     const status = await page.textContent('[data-testid=status]');
+    const phases = await page.evaluate(() => window.nextray.phases);
     const times = [];
     let p;
     for (let i = 0; i <= browserImages; i++) {
@@ -166,7 +167,7 @@ async function browser(url) {
       p = Number(await page.getAttribute('[data-testid=probability]', 'data-value'));
       if (i > 0) times.push(ms);
     }
-    return { ready_ms: Math.round(readyMs), status, per_image_ms: +median(times).toFixed(1), probability: p };
+    return { ready_ms: Math.round(readyMs), phases_ms: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v)])), status, per_image_ms: +median(times).toFixed(1), probability: p };
   } finally {
     await b.close();
   }
@@ -180,9 +181,11 @@ for (const name of models) {
   const { child, url, stderr } = await startServe(file);
   log(`${label}: ${clients} clients x ${perClient} requests (load ${loadavg()[0].toFixed(1)})`);
   const entry = { model: name, label, onnx_mb: +(statSync(file).size / 1e6).toFixed(1), clients, per_client: perClient, load_before: +loadavg()[0].toFixed(2) };
-  entry.serve = await load(url, body, perClient);
-  entry.serve.peak_rss_mb = Math.round(peakRssMb(child.pid));
-  entry.load_after_serve = +loadavg()[0].toFixed(2);
+  if (!flag('no-load')) {
+    entry.serve = await load(url, body, perClient);
+    entry.serve.peak_rss_mb = Math.round(peakRssMb(child.pid));
+    entry.load_after_serve = +loadavg()[0].toFixed(2);
+  }
   if (!flag('no-browser')) {
     log(`${label}: browser`);
     entry.browser = await browser(url);
@@ -203,5 +206,6 @@ process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
 log('\n| model | requests | errors | p50 ms | p99 ms | req/s | peak RSS MB | page ready s | page ms/image | node ms/image | page/node |');
 log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
-  log(`| ${r.label} | ${r.clients}x${r.per_client} | ${r.serve.errors} | ${r.serve.p50_ms} | ${r.serve.p99_ms} | ${r.serve.throughput_rps} | ${r.serve.peak_rss_mb} | ${r.browser ? (r.browser.ready_ms / 1000).toFixed(2) : '-'} | ${r.browser?.per_image_ms ?? '-'} | ${r.node?.ms ?? '-'} | ${r.browser_vs_node ?? '-'} |`);
+  const sv = r.serve ?? {};
+  log(`| ${r.label} | ${r.clients}x${r.per_client} | ${sv.errors ?? '-'} | ${sv.p50_ms ?? '-'} | ${sv.p99_ms ?? '-'} | ${sv.throughput_rps ?? '-'} | ${sv.peak_rss_mb ?? '-'} | ${r.browser ? (r.browser.ready_ms / 1000).toFixed(2) : '-'} | ${r.browser?.per_image_ms ?? '-'} | ${r.node?.ms ?? '-'} | ${r.browser_vs_node ?? '-'} |`);
 }

@@ -4,7 +4,7 @@
  * native addon is reachable from here (test/browser/entry.test.ts bundles this file for the browser and type-checks
  * it without Node's types to keep it so).
  *
- *   import { models, onnx, preprocessing, metrics } from 'nextray/browser';
+ *   import { models, onnx, inference, preprocessing, metrics } from 'nextray/browser';
  *   const bytes = onnx.exportOnnx(model, { inputSize: 320 }).toBytes();        // a TF.js model -> .onnx bytes
  *   const clf = await onnx.OnnxClassifierCore.createWith(ort, bytes);         // ort = onnxruntime-web
  *
@@ -37,6 +37,10 @@ export * as plots from './evaluate/plots.js';
 export * as errors from './util/errors.js';
 export { Rng, type Seed } from './util/rng.js';
 
-// The inference core (helper infer, src/inference/core/: preprocess -> run -> postprocess over an injected ONNX
-// Runtime module, browser-safe) is exported here once it lands:
-//   export * as inference from './inference/core/index.js';
+/**
+ * The inference core (src/inference/core/): InferenceModel over an injected ONNX Runtime module (onnxruntime-web
+ * here), model cards (name, SHA-256, preprocessing, threshold), preprocessing, CAM heatmaps, OOD score, ensembles,
+ * study grouping, the DICOM reader.
+ *   const model = await inference.createOnnxModel(ort, bytes, { source: 'model.onnx' });
+ */
+export * as inference from './inference/core/index.js';

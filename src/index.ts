@@ -14,6 +14,8 @@ export * as models from './models/index.js';
 export * as engine from './engine/index.js';
 export * as train from './train/index.js';
 export * as evaluate from './evaluate/index.js';
+/** Running trained models on files: openModel (.onnx / checkpoint / run dir), predictFiles, ensembles, studies, DICOM. */
+export * as inference from './inference/node/index.js';
 /** Weight files by path (safetensors, .pth, .npy, checkpoint folders); `models.weights` has the pure parsers. */
 export * as weights from './models/weights/index.js';
 export * as errors from './util/errors.js';

@@ -4,7 +4,7 @@
  * result. Preprocessing and the session wrapper are the library's browser-safe core (the same code Node runs), so
  * a file gives the same probability here as in `nextray predict`.
  */
-import * as ort from 'onnxruntime-web';
+import type * as OrtWeb from 'onnxruntime-web';
 import {
   Ensemble,
   aggregateStudies,
@@ -66,18 +66,24 @@ async function hasWebGpu(): Promise<boolean> {
   }
 }
 
-function configureOrt(webgpu: boolean): { threads: number; providers: string[] } {
+/**
+ * onnxruntime-web in the build that fits the browser: the plain wasm build (SIMD + threads, 14 MB of wasm) where
+ * there is no WebGPU adapter, else the WebGPU build (27 MB). Only the one needed is downloaded and compiled —
+ * compiling the wasm is most of the time to a ready page.
+ */
+async function loadOrt(webgpu: boolean): Promise<{ ort: typeof OrtWeb; threads: number; providers: string[] }> {
+  const ort = (webgpu ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as typeof OrtWeb;
   const base = new URL('ort/', document.baseURI).href;
-  ort.env.wasm.wasmPaths = { mjs: base + 'ort-wasm-simd-threaded.jsep.mjs', wasm: base + 'ort-wasm-simd-threaded.jsep.wasm' };
+  const stem = webgpu ? 'ort-wasm-simd-threaded.asyncify' : 'ort-wasm-simd-threaded';
+  ort.env.wasm.wasmPaths = { mjs: `${base}${stem}.mjs`, wasm: `${base}${stem}.wasm` };
   // Threads need SharedArrayBuffer, which browsers only give cross-origin isolated pages (nextray serve sends COOP/COEP).
   const threads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
-  const providers = webgpu ? ['webgpu', 'wasm'] : ['wasm'];
-  return { threads, providers };
+  return { ort, threads, providers: webgpu ? ['webgpu', 'wasm'] : ['wasm'] };
 }
 
-async function loadModel(): Promise<{ loaded: Loaded; bytes: number; ms: number; backend: string }> {
+async function loadModel(): Promise<{ loaded: Loaded; bytes: number; ms: number; backend: string; phases: Record<string, number> }> {
   const t0 = performance.now();
   const headers: Record<string, string> = {};
   const t = token();
@@ -85,7 +91,8 @@ async function loadModel(): Promise<{ loaded: Loaded; bytes: number; ms: number;
   const res = await fetch('model.onnx', { headers, cache: 'no-cache' });
   if (!res.ok) throw new Error(`model.onnx: HTTP ${res.status}${res.status === 401 ? ' (open the page as …/#token=<token>)' : ''}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
-  const { threads, providers } = configureOrt(await hasWebGpu());
+  const tFetched = performance.now();
+  const { ort, threads, providers } = await loadOrt(await hasWebGpu());
   const model = await createOnnxModel(ort as unknown as OrtModule, bytes, {
     source: 'model.onnx',
     maxBatch: 1,
@@ -95,16 +102,36 @@ async function loadModel(): Promise<{ loaded: Loaded; bytes: number; ms: number;
   const ensemble = new Ensemble([model]);
   const info = model.classifier.info;
   const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => model.card.outputs.includes(o));
+  const tSession = performance.now();
   // Warm-up: the first run compiles kernels; the user's first image should not pay for it.
   const s = info.inputSize;
   await model.run(new Float32Array(s * s * 3), 1);
   const backend = `${providers[0]}${providers[0] === 'wasm' ? `, ${threads} thread${threads > 1 ? 's' : ''}` : ''}`;
-  return { loaded: { model, ensemble, info, outputs }, bytes: bytes.byteLength, ms: performance.now() - t0, backend };
+  const tEnd = performance.now();
+  const phases = { fetchMs: tFetched - t0, sessionMs: tSession - tFetched, warmupMs: tEnd - tSession };
+  return { loaded: { model, ensemble, info, outputs }, bytes: bytes.byteLength, ms: tEnd - t0, backend, phases };
 }
 
-function isMura(info: OnnxClassifierInfo): boolean {
-  const m = info.metadata;
-  return [m.dataset, m.training_data, m.data_kind].some((v) => typeof v === 'string' && /mura/i.test(v));
+/**
+ * Clause 7 of the MURA Dataset Research Use Agreement, verbatim — the same text as MURA_AGREEMENT_CLAUSE_7 in
+ * src/evaluate/report.ts (not imported: that module writes files with node: modules); a test checks they agree.
+ */
+const MURA_CLAUSE_7 =
+  'The MURA Dataset has not been reviewed or approved by the Food and Drug Administration, and is for non-clinical, ' +
+  'Research Use Only. In no event shall data or images generated through the use of the MURA Dataset be used or ' +
+  'relied upon in the diagnosis or provision of patient care.';
+
+/** What the model file says it was trained on: 'mura', 'synthetic', or null when it does not say. */
+function trainingData(info: OnnxClassifierInfo): 'mura' | 'synthetic' | null {
+  const d = info.metadata.dataset;
+  if (!d) return null;
+  try {
+    const j = JSON.parse(d) as { kind?: string };
+    if (j.kind === 'synthetic' || j.kind === 'mura') return j.kind;
+  } catch {
+    /* a plain name */
+  }
+  return /synth/i.test(d) ? 'synthetic' : /mura/i.test(d) ? 'mura' : null;
 }
 
 function renderCard(info: OnnxClassifierInfo, bytes: number, sha256: string): void {
@@ -140,7 +167,8 @@ function formatMeta(v: string): string {
     const j = JSON.parse(v) as unknown;
     if (j && typeof j === 'object') {
       return Object.entries(j as Record<string, unknown>)
-        .map(([k, x]) => `${k} ${typeof x === 'number' ? +x.toFixed(4) : JSON.stringify(x)}`)
+        .filter(([k]) => k !== 'fingerprint')
+        .map(([k, x]) => `${k.replace(/^val_images$/, 'validation_images').replace(/^val_/, '').replace(/_/g, ' ')} ${typeof x === 'number' ? +x.toFixed(4) : typeof x === 'string' ? x : JSON.stringify(x)}`)
         .join(', ');
     }
   } catch {
@@ -184,7 +212,8 @@ function showViewer(v: ViewResult, info: OnnxClassifierInfo): void {
   shown = { view: v, info };
   const img = $<HTMLCanvasElement>('image');
   const heat = $<HTMLCanvasElement>('heatmap');
-  const scale = Math.min(1, 512 / Math.max(v.image.width, v.image.height));
+  // Shown 480 px on its longer side (small images enlarged, large ones reduced).
+  const scale = 480 / Math.max(v.image.width, v.image.height);
   const w = Math.max(1, Math.round(v.image.width * scale));
   const h = Math.max(1, Math.round(v.image.height * scale));
   for (const c of [img, heat]) {
@@ -239,18 +268,27 @@ async function handleFiles(m: Loaded, files: File[]): Promise<void> {
     state('done');
     return;
   }
-  // The files dropped together are the views of one study: the core's aggregation (mean of the views).
+  // The files dropped together are the views of one study: the core's aggregation (mean of the views). Views the
+  // OOD gate rejects get a warning instead of a say in the decision.
+  const counted = views.filter((v) => !v.ood?.flagged);
   const [study] = aggregateStudies(
-    views.map((v) => ({ image: v.name, probability: v.probability, study: { key: 'this study', source: 'folder' as const } })),
+    counted.map((v) => ({ image: v.name, probability: v.probability, study: { key: 'this study', source: 'folder' as const } })),
     m.ensemble.threshold,
   );
   const p = $('probability');
-  p.textContent = study!.probability.toFixed(4);
-  p.dataset.value = String(study!.probability);
   const d = $('decision');
-  d.textContent = study!.decision;
-  d.className = study!.decision;
-  $('threshold').textContent = String(study!.threshold);
+  if (study) {
+    p.textContent = study.probability.toFixed(4);
+    p.dataset.value = String(study.probability);
+    d.textContent = study.decision;
+    d.className = study.decision;
+  } else {
+    p.textContent = '—';
+    delete p.dataset.value;
+    d.textContent = 'no decision';
+    d.className = '';
+  }
+  $('threshold').textContent = String(m.ensemble.threshold);
   $('views').replaceChildren(
     ...views.map((v, i) => {
       const li = document.createElement('li');
@@ -259,18 +297,28 @@ async function handleFiles(m: Loaded, files: File[]): Promise<void> {
       li.dataset.ms = v.ms.toFixed(2);
       if (v.ood) li.dataset.ood = String(v.ood.flagged);
       li.textContent = `${v.name}: ${v.probability.toFixed(4)} (${v.ms.toFixed(0)} ms)${v.ood?.flagged ? ' — out of distribution' : ''}${v.warnings.length ? ' — ' + v.warnings.join('; ') : ''}`;
-      li.addEventListener('click', () => showViewer(views[i]!, info));
+      li.addEventListener('click', () => {
+        for (const el of document.querySelectorAll('#views li')) el.classList.remove('shown');
+        li.classList.add('shown');
+        showViewer(views[i]!, info);
+      });
       return li;
     }),
   );
   const flagged = views.filter((v) => v.ood?.flagged);
   const ood = $('ood');
   ood.textContent = flagged.length
-    ? `Warning — ${flagged.map((v) => `${v.name}: ${v.ood!.warning}`).join('; ')}`
+    ? `Warning — ${flagged.map((v) => `${v.name}: ${v.ood!.warning}`).join('; ')}.${counted.length ? ' The study result leaves it out.' : ''}`
     : '';
   ood.hidden = flagged.length === 0;
   $('result').hidden = false;
-  showViewer(views[0]!, info);
+  // Show the view that drives the answer most: the highest probability (click another to see it).
+  let top = 0;
+  views.forEach((v, i) => {
+    if (v.probability > views[top]!.probability) top = i;
+  });
+  document.querySelectorAll('#views li')[top]?.classList.add('shown');
+  showViewer(views[top]!, info);
   state('done');
 }
 
@@ -290,15 +338,18 @@ async function start(): Promise<void> {
   }
   const m = loaded.loaded;
   renderCard(m.info, loaded.bytes, m.model.card.sha256);
-  if (isMura(m.info)) {
+  const data = trainingData(m.info);
+  if (data) {
     const n = $('notice');
     n.textContent =
-      'This model was trained on MURA (Stanford AIMI). MURA Dataset Research Use Agreement: research use only, ' +
-      'non-commercial; not for clinical decisions.';
+      data === 'mura'
+        ? `Research use only. This model was trained on MURA. The MURA Dataset Research Use Agreement, clause 7: "${MURA_CLAUSE_7}"`
+        : 'Trained on synthetic radiographs: a demonstration of the pipeline, not a model for real X-rays.';
+    n.dataset.kind = data;
     n.hidden = false;
   }
   $('status').textContent = `Ready: ${m.info.arch} on ${loaded.backend}, loaded in ${(loaded.ms / 1000).toFixed(2)} s.`;
-  (window as unknown as { nextray: unknown }).nextray = { readyMs: loaded.ms, backend: loaded.backend, card: m.model.card };
+  (window as unknown as { nextray: unknown }).nextray = { readyMs: loaded.ms, phases: loaded.phases, backend: loaded.backend, card: m.model.card };
   const input = $<HTMLInputElement>('file');
   input.addEventListener('change', () => void handleFiles(m, [...(input.files ?? [])]).finally(() => (input.value = '')));
   const drop = $('drop');

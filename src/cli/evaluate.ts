@@ -35,6 +35,7 @@ import {
 } from '../evaluate/index.js';
 import type { Seed } from '../util/rng.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { uncalibrate } from '../evaluate/calibration.js';
 import { packageVersion } from '../util/package.js';
 import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
 
@@ -159,10 +160,7 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
   if (opts.temperature !== undefined && opts.temperature !== 1) {
     const t = opts.temperature;
     // Uncalibrated probabilities: sigmoid(T * calibrated logit); a study's is the mean of its views'.
-    const raw = (p: number): number => {
-      const z = Math.log(p / (1 - p)) * t;
-      return Number.isFinite(z) ? 1 / (1 + Math.exp(-z)) : p;
-    };
+    const raw = (p: number): number => uncalibrate(p, t);
     const before = evaluatePredictions(input.predictions.map((p) => ({ ...p, probability: raw(p.probability) })), { threshold: result.threshold, replicates: 0, seed: opts.seed });
     const rows = (['image', 'study'] as const).map((level) => ({
       level,

@@ -5,6 +5,8 @@
  * Weights come from a torchvision .pth/.safetensors (`--weights`) or a project checkpoint folder (`--checkpoint`,
  * which also supplies arch, input size, preprocessing and decision threshold). `--verify` runs the exported file
  * and the TF.js model on the same random batch and fails unless they agree to 1e-4 relative.
+ * `--precision fp16|int8` writes a smaller file (src/models/onnx/quantize.ts, precision.ts); int8 is calibrated on
+ * `--calibration DIR`'s training images, and --verify then uses two of them and a 0.1 relative bound (fp16: 1e-2).
  */
 import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
@@ -176,7 +178,7 @@ async function run(flags: ExportFlags): Promise<void> {
       // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
       ...(head === 'binary' ? { cam: true } : {}),
       ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
-      extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead) },
+      extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
     };
     try {
       if (flags.precision === 'fp32' && !flags.calibration) exported = exportOnnxFile(model, flags.out, exportOpts);
@@ -337,4 +339,32 @@ Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad
       throw err;
     })
     .action(async (flags: ExportFlags) => run(flags));
+}
+
+/**
+ * What a checkpoint says about its training data and validation scores, for the model card of the web app and the
+ * server (metadata `dataset`, `validation_metrics`). `dataset.kind` is 'synthetic' when the data folder carries the
+ * generator's synth.json (or 'synth' in its name), else 'mura' (the research-use notice errs on the safe side).
+ */
+export function trainingFacts(meta: CheckpointMetadata | undefined): Record<string, string> {
+  if (!meta) return {};
+  const out: Record<string, string> = {};
+  const ds = meta.dataset;
+  if (ds) {
+    const root = typeof ds.root === 'string' ? ds.root : '';
+    const synthetic = /synth/i.test(root) || (root !== '' && (existsSync(join(root, 'synth.json')) || existsSync(join(root, '..', 'synth.json'))));
+    out.dataset = JSON.stringify({
+      kind: synthetic ? 'synthetic' : 'mura',
+      name: root.split(/[\\/]/).filter(Boolean).pop() ?? null,
+      fingerprint: ds.fingerprint,
+      ...(typeof ds.train_images === 'number' ? { train_images: ds.train_images } : {}),
+      ...(typeof ds.val_images === 'number' ? { val_images: ds.val_images } : {}),
+    });
+  }
+  const m = (meta.extra as { metrics?: Record<string, unknown> } | undefined)?.metrics;
+  if (m) {
+    const keep = Object.entries(m).filter(([k, v]) => /^val_/.test(k) && typeof v === 'number');
+    if (keep.length) out.validation_metrics = JSON.stringify(Object.fromEntries([['epoch', m.epoch], ...keep]));
+  }
+  return out;
 }

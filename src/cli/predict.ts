@@ -19,6 +19,9 @@ import type { StudyResult } from '../inference/core/study.js';
 import { expandInputs } from '../inference/node/inputs.js';
 import { openModel, PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
 import { predictFiles } from '../inference/node/predict.js';
+import { applyTrust, trustOutputs } from '../inference/core/trust.js';
+import { oodWarning } from '../inference/core/ood.js';
+import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
 
 interface PredictFlags {
   model: string[];
@@ -31,6 +34,7 @@ interface PredictFlags {
   threads?: number;
   engine: PredictEngine;
   quiet?: boolean;
+  heatmaps?: string;
 }
 
 function csvField(s: string): string {
@@ -45,19 +49,22 @@ function prob(p: number): string {
 /** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
 export function imagesCsv(images: readonly ImagePrediction[], members: readonly string[]): string {
   const perModel = members.length > 1 ? members.map((m) => `probability_${m}`) : [];
-  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel].join(',')];
+  // The OOD gate's columns appear when the model has a gate; a flagged image gets 'out-of-distribution' as decision.
+  const gated = images.some((im) => im.ood !== undefined);
+  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : [])].join(',')];
   for (const im of images) {
     lines.push(
       [
         csvField(im.image),
         im.label ?? '',
         prob(im.probability),
-        im.decision,
+        im.ood ? 'out-of-distribution' : im.decision,
         im.threshold,
         csvField(im.study),
         csvField(im.model),
         im.modelSha256,
         ...(members.length > 1 ? im.perModel.map(prob) : []),
+        ...(gated ? [im.ood ? 'true' : 'false', im.oodScore === undefined ? '' : prob(im.oodScore)] : []),
       ].join(','),
     );
   }
@@ -94,6 +101,13 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     const progress = createProgress({ label: 'predict', total: files.length, quiet: !!flags.quiet || !!flags.json });
     let last = 0;
     let res;
+    // Trust outputs: the gate's score always when the model has one, the CAM when --heatmaps is given.
+    const outputs = trustOutputs(ensemble, { heatmaps: !!flags.heatmaps, ood: true });
+    if (flags.heatmaps && !outputs.includes('cam')) {
+      throw new CliError(`--heatmaps: the model has no 'cam' output; re-export it with this version (nextray export --checkpoint RUN) or predict from the checkpoint folder`);
+    }
+    const stems = heatmapStems(files);
+    let heatmapFailures = 0;
     try {
       res = await predictFiles(ensemble, files, {
         batchSize: flags.batchSize,
@@ -103,6 +117,29 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
           last = done;
         },
         onBadFile: (b) => process.stderr.write(`nextray: ${b.file}: ${b.problem}\n`),
+        ...(outputs.length ? { outputs } : {}),
+        onBatch: async (results, raw) => {
+          applyTrust(results, raw, ensemble);
+          for (const r of results) {
+            if (r.ood && !flags.quiet) process.stderr.write(`nextray: warning: ${r.image}: ${oodWarning(r.oodScore ?? NaN, ensemble.models[0]!.card.metadata.ood ? (JSON.parse(ensemble.models[0]!.card.metadata.ood) as { threshold: number }).threshold : NaN)}\n`);
+            if (!flags.heatmaps || !r.heatmap) continue;
+            try {
+              const img = await decodeOriginalGrey(r.image);
+              const pre = ensemble.models[0]!.card.preprocessing;
+              await writeHeatmap(flags.heatmaps, stems.get(r.image) ?? r.image, {
+                ...img,
+                cam: r.heatmap.data,
+                camH: r.heatmap.height,
+                camW: r.heatmap.width,
+                preprocessing: pre,
+                caption: r.ood ? 'OOD' : `p ${r.probability.toFixed(2)}`,
+              });
+            } catch (err) {
+              heatmapFailures++;
+              process.stderr.write(`nextray: ${r.image}: heatmap not written: ${(err as Error).message}\n`);
+            }
+          }
+        },
         onWarning: (f, w) => {
           if (!flags.quiet) process.stderr.write(`nextray: warning: ${f}: ${w}\n`);
         },
@@ -121,7 +158,8 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     };
     if (flags.out) write(flags.out, csv, '--out');
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, ensemble.name, ensemble.sha256), '--studies-out');
-    const abnormal = res.images.filter((i) => i.decision === 'abnormal').length;
+    const abnormal = res.images.filter((i) => i.decision === 'abnormal' && !i.ood).length;
+    const outOfDistribution = res.images.filter((i) => i.ood).length;
     const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.bad];
     if (flags.json) {
       printJson({
@@ -133,7 +171,8 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         images: res.images.length,
         studies: res.studies.length,
         abnormal,
-        normal: res.images.length - abnormal,
+        normal: res.images.length - abnormal - outOfDistribution,
+        out_of_distribution: outOfDistribution,
         unreadable,
         ...(flags.out ? { out: flags.out } : {}),
         ...(flags.studiesOut ? { studies_out: flags.studiesOut } : {}),
@@ -143,7 +182,8 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         predictions: res.images.map((i) => ({
           image: i.image,
           probability: i.probability,
-          decision: i.decision,
+          decision: i.ood ? 'out-of-distribution' : i.decision,
+          ...(i.ood !== undefined ? { ood: i.ood, ood_score: i.oodScore } : {}),
           study: i.study,
           study_source: i.studySource,
           ...(i.label !== undefined ? { label: i.label } : {}),
@@ -155,7 +195,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     } else {
       if (!flags.out) process.stdout.write(csv);
       const summary =
-        `${res.images.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.images.length - abnormal} normal ` +
+        `${res.images.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.images.length - abnormal - outOfDistribution} normal${outOfDistribution ? `, ${outOfDistribution} out of distribution (no decision)` : ''} ` +
         `(threshold ${ensemble.threshold}${ensemble.thresholdGiven ? ', --threshold' : ', stored with the model'}); ` +
         `model ${ensemble.name} sha256 ${ensemble.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
         (unreadable.length ? `; ${unreadable.length} input(s) unreadable (named above)` : '');
@@ -163,7 +203,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') + summary + '\n',
       );
     }
-    if (unreadable.length) process.exitCode = 1;
+    if (unreadable.length || heatmapFailures) process.exitCode = 1;
   } finally {
     await ensemble.release();
   }
@@ -175,7 +215,7 @@ export function registerPredict(program: Command): void {
     .description('Predict normal/abnormal for X-ray images (PNG, JPEG, DICOM), folders or a MURA-layout dataset with a trained model or an ensemble.')
     .argument('[inputs...]', 'image files, folders (walked recursively) or a MURA-layout dataset')
     .option('--model <m>', 'an .onnx file from `nextray export`, a checkpoint folder or a run directory; repeat for an ensemble (mean of probabilities)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--out <preds.csv>', 'write the per-image CSV here (default: stdout)')
+    .option('--out <preds.csv>', 'write the per-image CSV here (default: stdout, unless --json)')
     .option('--studies-out <studies.csv>', 'write per-study results (mean of views) here')
     .option('--json', 'print a JSON summary with every prediction on stdout')
     .option('--threshold <t>', 'decision threshold: abnormal when probability > t (default: the one stored with the model)', parseFloatOption('--threshold', 0, 1))
@@ -184,6 +224,7 @@ export function registerPredict(program: Command): void {
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
     .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
     .option('--quiet', 'no progress bar or warnings')
+    .option('--heatmaps <dir>', 'write DIR/<stem>.png (class activation map over the image, original size, legend) and DIR/<stem>.cam.npy (float32, model input size, ReLU\'d, / max)')
     .addHelpText(
       'after',
       `

@@ -20,9 +20,12 @@
  *
  * Browser-safe: no `node:` imports (the pure pipeline functions below work on typed arrays).
  */
-import dicomParser from 'dicom-parser';
+import * as dicomParserNs from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+// dicom-parser is a UMD bundle: Node's ESM loader exposes it as the default export only, bundlers as either.
+const dicomParser: typeof dicomParserNs = (dicomParserNs as unknown as { default?: typeof dicomParserNs }).default ?? dicomParserNs;
 
 /** The transfer syntaxes read without a codec. */
 export const UNCOMPRESSED_TRANSFER_SYNTAXES: Readonly<Record<string, string>> = {

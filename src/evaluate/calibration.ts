@@ -132,6 +132,15 @@ export function fitTemperature(logits: ArrayLike<number>, y: ArrayLike<number>):
   return { temperature: t, nllBefore: temperatureNll(logits, y, 1), nllAfter: temperatureNll(logits, y, t), n: logits.length };
 }
 
+/**
+ * ECE and Brier of the same predictions before temperature scaling (probabilities p = sigmoid(z / T) mapped back to
+ * sigmoid(z)) and after, per level: what the report's "before / after" table shows.
+ */
+export function uncalibrate(p: number, t: number): number {
+  const z = Math.log(p / (1 - p)) * t;
+  return Number.isFinite(z) ? sigmoid(z) : p;
+}
+
 /** sigmoid(logit / T) for each logit. */
 export function applyTemperature(logits: ArrayLike<number>, t: number): Float64Array {
   const out = new Float64Array(logits.length);

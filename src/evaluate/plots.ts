@@ -229,6 +229,6 @@ export function reliabilitySvg(bins: readonly ReliabilityPoint[], title: string,
   }
   p.push(`<text x="${m.left + pw / 2}" y="${m.top + ph + 44}" text-anchor="middle" font-size="13" fill="${INK}">Predicted probability of abnormal</text>`);
   p.push(`<text x="${m.left - 50}" y="${m.top + ph / 2}" text-anchor="middle" font-size="13" fill="${INK}" transform="rotate(-90 ${m.left - 50} ${m.top + ph / 2})">Observed frequency of abnormal</text>`);
-  p.push(`<text x="${m.left}" y="${H - 6}" font-size="11" fill="${MUTED}">cases per bin (max ${maxCount}); dots: mean predicted probability in the bin; dashed: perfect calibration</text>`);
+  p.push(`<text x="${m.left}" y="${H - 6}" font-size="11" fill="${MUTED}">grey: cases per bin (max ${maxCount}) · dots: mean prediction · dashed: perfect</text>`);
   return svgDocument(W, H, title, p);
 }

@@ -50,6 +50,8 @@ export interface ReportContext {
    * uncalibrated (T = 1) and calibrated probabilities per level.
    */
   calibration?: { temperature: number; rows: { level: Level; eceBefore: number; eceAfter: number; brierBefore: number; brierAfter: number }[] };
+  /** Further sections (e.g. the demo's heatmap gallery and OOD figures), after Calibration; HTML and Markdown bodies. */
+  sections?: { title: string; html: string; markdown: string }[];
 }
 
 /**
@@ -278,6 +280,8 @@ export function renderHtmlReport(result: EvaluationResult, figures: readonly Fig
   parts.push(calibrationHtml(result, ctx));
   parts.push('<div class="figs big">', fig(find('study', 'reliability', 'overall')), fig(find('image', 'reliability', 'overall')), '</div>');
 
+  for (const sec of ctx.sections ?? []) parts.push(`<h2>${escapeHtml(sec.title)}</h2>`, sec.html);
+
   parts.push('<h2>Figures</h2><h3>Study level</h3><div class="figs big">');
   parts.push(fig(find('study', 'roc', 'overall')), fig(find('study', 'confusion', 'overall')), fig(find('study', 'roc', 'regions')));
   parts.push('</div>');
@@ -377,6 +381,7 @@ export function renderMarkdownReport(
   out.push(table3Caveat(ref), ref.published_interval_caveat, '');
   out.push('## Calibration', '', calibrationMarkdown(result, ctx), '');
   out.push(img(find('study', 'reliability', 'overall')), img(find('image', 'reliability', 'overall')), '');
+  for (const sec of ctx.sections ?? []) out.push(`## ${sec.title}`, '', sec.markdown, '');
   out.push('## Figures', '');
   for (const level of LEVELS) {
     out.push(`### ${LEVEL_NAMES[level]}`, '');

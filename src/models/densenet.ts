@@ -246,11 +246,4 @@ export const DENSENET_CONFIGS = {
 
 export type DenseNetArch = keyof typeof DENSENET_CONFIGS;
 
-function cfg(arch: DenseNetArch): DenseNetConfig {
-  const c = DENSENET_CONFIGS[arch];
-  return { ...c, blockConfig: [...c.blockConfig] };
-}
-
-export const densenet121 = (makeHead: HeadFactory): DenseNet => buildDenseNet(cfg('densenet121'), makeHead);
-export const densenet169 = (makeHead: HeadFactory): DenseNet => buildDenseNet(cfg('densenet169'), makeHead);
-export const densenet201 = (makeHead: HeadFactory): DenseNet => buildDenseNet(cfg('densenet201'), makeHead);
+// The zoo's DenseNets are built from DENSENET_CONFIGS through registry.ts (createModel('densenet121')).

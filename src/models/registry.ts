@@ -11,6 +11,7 @@ import { buildSlimResNet } from './slim.js';
 import { NetworkModel, headFactory, type HeadSpec } from './head.js';
 import type { LoadOptions, LoadReport } from './import.js';
 import type { StateDict } from './weights/types.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/preprocess.js';
 
 /** torchvision's architectures (their weight files load as they are). */
 export const ARCHS = [
@@ -93,10 +94,16 @@ export interface Model {
   readonly headKind: 'imagenet' | 'binary';
 }
 
-/** ImageNet normalisation, as torchvision's pretrained weights expect (RGB, values in [0, 1] before it). */
+/**
+ * ImageNet normalisation, as torchvision's pretrained weights expect (RGB, values in [0, 1] before it): what a
+ * zoo architecture's *weights* need, with no image size (ArchInfo.defaultInputSize, 224, is torchvision's ImageNet
+ * evaluation crop). The MURA pipeline's full spec is data/preprocess.ts DEFAULT_PREPROCESSING: the same mean/std
+ * (the networks start from ImageNet weights) but 320 px letterboxed, grey replicated to 3 channels, as in the MURA
+ * paper. They differ on purpose: one describes the weights, the other how X-rays are fed to them.
+ */
 export const IMAGENET_PREPROCESSING = {
-  mean: [0.485, 0.456, 0.406] as const,
-  std: [0.229, 0.224, 0.225] as const,
+  mean: IMAGENET_MEAN as readonly [number, number, number],
+  std: IMAGENET_STD as readonly [number, number, number],
   /** Input channel order. */
   channels: 'RGB' as const,
   /** Pixel values are scaled to [0, 1] before the mean/std normalisation. */

@@ -269,13 +269,5 @@ export const RESNET_CONFIGS = {
 
 export type ResNetArch = keyof typeof RESNET_CONFIGS;
 
-function cfg(arch: ResNetArch): ResNetConfig {
-  const c = RESNET_CONFIGS[arch];
-  return { block: c.block, layers: [...c.layers] as ResNetConfig['layers'] };
-}
-
-export const resnet18 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet18'), makeHead);
-export const resnet34 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet34'), makeHead);
-export const resnet50 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet50'), makeHead);
-export const resnet101 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet101'), makeHead);
-export const resnet152 = (makeHead: HeadFactory): ResNet => buildResNet(cfg('resnet152'), makeHead);
+// The zoo's ResNets are built from RESNET_CONFIGS through registry.ts (createModel('resnet152')); no per-arch
+// builder functions here (they had no callers).

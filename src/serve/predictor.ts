@@ -19,6 +19,7 @@ import {
   type ModelCard,
 } from '../inference/node/index.js';
 import { heatmapPng } from '../inference/node/heatmap.js';
+import { openJpegFrameDecoder } from '../inference/node/decode.js';
 import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
 
@@ -46,8 +47,8 @@ export interface OodVerdict {
 
 export interface Prediction {
   probability: number;
-  /** Abnormal when probability > threshold (the rule src/evaluate uses). */
-  decision: 'abnormal' | 'normal';
+  /** Abnormal when probability > threshold (the rule src/evaluate uses); null when the OOD gate rejects the image. */
+  decision: 'abnormal' | 'normal' | null;
   threshold: number;
   /** The out-of-distribution gate's verdict when the model carries one (`ood_score` output); null when it does not. */
   ood: OodVerdict | null;
@@ -96,7 +97,7 @@ interface Decoded {
 async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): Promise<Decoded> {
   try {
     if (isDicom(bytes.subarray(0, 132))) {
-      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
+      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
       return {
         grey: d.grey,
         width: d.width,
@@ -160,7 +161,8 @@ export async function openPredictor(modelPath: string, opts: { threads?: number 
       }
       return {
         probability: p!.probability,
-        decision: p!.decision,
+        // The gate's verdict replaces the decision: the probability of an image the model does not know means little.
+        decision: ood?.flagged ? null : p!.decision,
         threshold: p!.threshold,
         ood,
         heatmap,

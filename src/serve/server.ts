@@ -168,6 +168,15 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     return { ...prediction, model: { name: predictor.model.name, sha256: predictor.model.sha256 } };
   });
 
+  // Draining: answers still in flight end their connection, so a keep-alive client cannot hold the exit back
+  // for the keep-alive timeout (fastify's is 72 s).
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   app.addHook('onClose', async () => {
     await queue.idle();
   });

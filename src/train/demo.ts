@@ -18,6 +18,12 @@ import { evaluatePredictions, resolvePredictions, writeEvaluationOutputs, type E
 import type { EngineName } from '../engine/index.js';
 import { resolveConfig, type TrainConfig } from './config.js';
 import { predictSplit } from './predict.js';
+import { fitTrust, trustOf } from './trust.js';
+import { trustSections } from './trust-report.js';
+import { uncalibrate } from '../evaluate/calibration.js';
+import { loadCheckpoint } from '../models/weights/index.js';
+import { loadSplit, selectSubset } from '../data/splits.js';
+import { loadMuraDataset } from '../data/mura.js';
 import { runPaths } from './run-dir.js';
 import { resume, train, type TrainResult } from './trainer.js';
 
@@ -108,6 +114,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const trained = existsSync(runPaths(runDir).config)
     ? await resume(runDir, { quiet: !!opts.quiet, echo })
     : await train(config, { runDir, quiet: !!opts.quiet, echo });
+  // OOD gate, temperature scaling (issue 13), unless this run already has them.
+  if (!trustOf(loadCheckpoint(runPaths(runDir).best, { skipOptimizer: true, verifyHashes: false }).metadata).temperature) {
+    log('    fitting the OOD gate (training images) and temperature scaling (validation)');
+    await fitTrust(runDir, { data: dataDir, workers: config.workers, onLog: (l) => log(`    ${l}`) });
+  }
   const t2 = Date.now();
 
   // 3. Predict the held-out, patient-disjoint test split with the best checkpoint.
@@ -118,6 +129,21 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   // 4. Evaluate at image and study level and write the report.
   log('4/4 evaluating (study probability = mean of its views) and writing the report');
   const evaluation = evaluatePredictions(input.predictions, { threshold: 0.5, replicates: opts.bootstrap, seed: opts.seed });
+  const t = preds.temperature;
+  const before = evaluatePredictions(input.predictions.map((p) => ({ ...p, probability: uncalibrate(p.probability, t) })), { threshold: 0.5, replicates: 0, seed: opts.seed });
+  const calibration = {
+    temperature: t,
+    rows: (['image', 'study'] as const).map((level) => ({
+      level,
+      eceBefore: before[level].overall.calibration.ece,
+      eceAfter: evaluation[level].overall.calibration.ece,
+      brierBefore: before[level].overall.calibration.brier,
+      brierAfter: evaluation[level].overall.calibration.brier,
+    })),
+  };
+  const ds = await loadMuraDataset(dataDir);
+  const testRecords = selectSubset(ds, loadSplit(runPaths(runDir).split, ds), 'test').images;
+  const sections = await trustSections(runDir, dataDir, preds.predictions, testRecords, reportDir, 0.5);
   const written = await writeEvaluationOutputs(
     evaluation,
     reportDir,
@@ -128,6 +154,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       split: 'test (patient-disjoint part of MURA valid)',
       config: { ...config, 'best epoch': trained.state.bestEpoch, 'engine': trained.engine.description },
       dataset: { folder: dataDir, studies: opts.studies, 'image size': opts.imageSize, seed: opts.seed },
+      calibration,
+      sections,
     },
     { demo: { run: runDir, data: dataDir } },
   );

@@ -12,7 +12,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchLoader, ImageCache, type BadImage } from '../data/loader.js';
+import { BatchLoader, ImageCache, type BadImage, type Batch } from '../data/loader.js';
 import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
@@ -280,6 +280,37 @@ export async function resume(runDir: string, opts: Omit<TrainOptions, 'runDir'> 
   return runTraining(config, paths, true, { ...opts, runDir });
 }
 
+/** The pieces one run holds while it trains: built once by runTraining, passed to each step. */
+interface RunContext {
+  config: TrainConfig;
+  paths: RunPaths;
+  opts: TrainOptions;
+  log: RunLog;
+  engine: EngineInfo;
+  prep: Prepared;
+  model: Model;
+  params: { name: string; variable: tf.Variable }[];
+  adam: Adam;
+  classWeights: RegionClassWeights;
+  cache: ImageCache;
+  loader: BatchLoader;
+}
+
+/** What one pass over the training images measured. */
+interface EpochTraining {
+  lossSum: number;
+  correct: number;
+  seen: number;
+  started: number;
+  trainSeconds: number;
+  lrThisEpoch: number;
+}
+
+/**
+ * One training run, as named steps: engine and data, the saved state (resume), model + optimiser + loader, restore
+ * or start, then per epoch: train, validate, update best / learning rate / region weights, commit (checkpoints,
+ * metrics, log); finally the run summary.
+ */
 async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boolean, opts: TrainOptions): Promise<TrainResult> {
   const echo = opts.echo !== undefined ? opts.echo : opts.quiet ? null : (l: string) => process.stderr.write(l + '\n');
   const log = new RunLog(paths.log, echo);
@@ -287,19 +318,52 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
   log.line(`${resuming ? 'resuming' : 'starting'} run ${paths.dir} on engine ${engine.description}`);
   const prep = await prepareData(config, paths, log);
 
-  let state = initialState(config);
-  const hasLast = resuming && existsSync(paths.last);
-  if (hasLast) {
-    const meta = loadCheckpoint(paths.last, { skipOptimizer: true }).metadata;
-    const saved = (meta.training as { state?: TrainState } | undefined)?.state;
-    if (!saved) throw new TrainError(`${paths.last}: checkpoint has no training state; it was not written by nextray train`);
-    state = saved;
-    if (state.done) {
-      log.line(`run already finished after ${state.epochsDone} epoch(s); nothing to do`);
-      return { runDir: paths.dir, state, engine, badImages: [], alreadyDone: true };
-    }
+  const { state, hasLast } = loadSavedState(config, paths, resuming);
+  if (state.done) {
+    log.line(`run already finished after ${state.epochsDone} epoch(s); nothing to do`);
+    return { runDir: paths.dir, state, engine, badImages: [], alreadyDone: true };
   }
 
+  const ctx = await setUpRun(config, paths, opts, log, engine, prep);
+  let valBad: BadImage[] = [];
+  try {
+    restoreOrStart(ctx, state, hasLast);
+    if (config.loss === 'region-weighted' && config.regionWeights !== 'validation') state.regionWeights = { ...config.regionWeights };
+
+    for (let epoch = state.epochsDone; epoch < config.epochs; epoch++) {
+      const t = await trainEpoch(ctx, state, epoch);
+      const val = await validate(ctx.model, prep, config, ctx.cache);
+      valBad = val.bad;
+      const m = epochMetrics(ctx, epoch, t, val);
+      const improved = updateAfterEpoch(ctx, state, m, val);
+      const stopEarly = commitEpoch(ctx, state, epoch, m, improved);
+      if (stopEarly) {
+        log.line(`early stop: validation ${config.selectBy} has not improved for ${config.earlyStopPatience} epoch(s)`);
+        break;
+      }
+    }
+    const bad = [...ctx.loader.badImages, ...valBad];
+    writeRunSummary(ctx, state, bad);
+    return { runDir: paths.dir, state, engine, badImages: bad, alreadyDone: false };
+  } finally {
+    await ctx.loader.close();
+    ctx.adam.dispose();
+    ctx.model.dispose();
+  }
+}
+
+/** A fresh state, or (resuming with a last checkpoint) the state saved in it. */
+function loadSavedState(config: TrainConfig, paths: RunPaths, resuming: boolean): { state: TrainState; hasLast: boolean } {
+  const hasLast = resuming && existsSync(paths.last);
+  if (!hasLast) return { state: initialState(config), hasLast };
+  const meta = loadCheckpoint(paths.last, { skipOptimizer: true }).metadata;
+  const saved = (meta.training as { state?: TrainState } | undefined)?.state;
+  if (!saved) throw new TrainError(`${paths.last}: checkpoint has no training state; it was not written by nextray train`);
+  return { state: saved, hasLast };
+}
+
+/** The model, its optimiser, the class weights, the image cache and the training loader. */
+async function setUpRun(config: TrainConfig, paths: RunPaths, opts: TrainOptions, log: RunLog, engine: EngineInfo, prep: Prepared): Promise<RunContext> {
   const model = await createRunModel(config, log);
   if (model.frozenPrefixLayers() > 0) log.line(`frozen prefix: ${model.frozenPrefixLayers()} of ${model.layerCount()} layers run outside the gradient tape`);
   const params = namedTrainables(model);
@@ -318,164 +382,184 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
     workers: config.workers,
     onBadImage: (b) => log.line(`bad image skipped: ${b.path}: ${b.problem}`),
   });
-  let valBad: BadImage[] = [];
-  try {
-    if (hasLast) {
-      const ckpt = loadCheckpoint(paths.last);
-      model.loadStateDict(ckpt.tensors, { strict: true, layout: 'torch', source: paths.last });
-      if (!ckpt.optimizer) throw new TrainError(`${paths.last}: checkpoint has no optimizer state; cannot resume exactly`);
-      adam.loadState(ckpt.optimizer, state.step, state.lr, paths.last);
-      writeMetricsFile(paths.metrics, state.history);
-      log.line(`resumed after epoch ${state.epochsDone} (step ${state.step}, lr ${state.lr})`);
-    } else {
-      writeMetricsFile(paths.metrics, []);
-      const pc = model.parameterCount();
-      log.line(
-        `model ${config.arch}: ${pc.total} parameters, ${pc.trainable} trainable (${config.frozenLayers} of ${model.layerCount()} layers frozen); ` +
-          `${prep.train.length} training and ${prep.val.length} validation images at ${config.inputSize}px`,
-      );
-      if (config.loss === 'mura-weighted') log.line(`mura-weighted class weights: ${JSON.stringify(classWeights)}`);
-    }
-    if (config.loss === 'region-weighted' && config.regionWeights !== 'validation') state.regionWeights = { ...config.regionWeights };
+  return { config, paths, opts, log, engine, prep, model, params, adam, classWeights, cache, loader };
+}
 
-    const size = config.inputSize;
-    for (let epoch = state.epochsDone; epoch < config.epochs; epoch++) {
-      reseedDropout(model, config.seed, epoch, config.dropout);
-      const progress = createProgress({ label: `epoch ${epoch + 1}/${config.epochs}`, total: loader.batchesPerEpoch, quiet: !!opts.quiet, fields: ['loss', 'ips'] });
-      const started = Date.now();
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
-      const lrThisEpoch = adam.lr;
-      try {
-        for await (const batch of loader.epoch(epoch)) {
-          const w = batchWeights(config.loss, batch.records, classWeights, state.regionWeights);
-          let batchLoss = 0;
-          let batchCorrect = 0;
-          tf.tidy(() => {
-            const x = tf.tensor4d(batch.x, [batch.n, size, size, 3]);
-            // The frozen prefix needs no gradients: computed here, outside the tape, only its output stays alive
-            // (under variableGrads every activation of ResNet-152's 148 frozen layers was kept for backward:
-            // 10.8 GB at batch 16, 320 px). forwardTrainable(features) is the same computation as forward(x).
-            const features = model.forwardFrozen(x);
-            x.dispose();
-            const y = tf.tensor1d(batch.y);
-            const wt = w ? tf.tensor1d(w) : undefined;
-            let logits: tf.Tensor | null = null;
-            let dataLoss: tf.Scalar | null = null;
-            // leanVariableGrads: tf.variableGrads' results, freeing activations and their gradients as backward goes.
-            const { value, grads } = leanVariableGrads(() => {
-              const z = model.forwardTrainable(features, true);
-              logits = tf.keep(tf.reshape(z, [-1]));
-              dataLoss = tf.keep(weightedBceMean(z, y, wt));
-              return tf.add(dataLoss, l2Penalty(model.regularizedWeights(), config.l2)) as tf.Scalar;
-            }, params.map((p) => p.variable));
-            adam.apply(grads);
-            batchLoss = (dataLoss as unknown as tf.Scalar).dataSync()[0]!;
-            const z = (logits as unknown as tf.Tensor).dataSync();
-            for (let i = 0; i < batch.n; i++) if ((z[i]! > 0 ? 1 : 0) === batch.y[i]) batchCorrect++;
-            // tf.keep'd inside the gradient scope, so tidy would not free them.
-            (logits as unknown as tf.Tensor).dispose();
-            (dataLoss as unknown as tf.Scalar).dispose();
-          });
-          if (!Number.isFinite(batchLoss)) throw new TrainError(`epoch ${epoch + 1}: the training loss became ${batchLoss} (try a lower --lr)`);
-          lossSum += batchLoss * batch.n;
-          correct += batchCorrect;
-          seen += batch.n;
-          const secs = (Date.now() - started) / 1000;
-          progress.tick(1, { loss: (lossSum / seen).toFixed(4), ips: (seen / Math.max(secs, 1e-3)).toFixed(1) });
-        }
-      } finally {
-        progress.stop();
-      }
-      if (!seen) throw new TrainError(`epoch ${epoch + 1}: no training image could be loaded`);
-      const trainSeconds = (Date.now() - started) / 1000;
-      const val = await validate(model, prep, config, cache);
-      valBad = val.bad;
-      const seconds = (Date.now() - started) / 1000;
-
-      const m: EpochMetrics = {
-        epoch: epoch + 1,
-        train_loss: lossSum / seen,
-        train_accuracy: correct / seen,
-        val_loss: val.loss,
-        val_accuracy: val.accuracy,
-        val_recall: val.recall,
-        val_auc: val.auc,
-        lr: lrThisEpoch,
-        seconds,
-        images_per_second: seen / Math.max(trainSeconds, 1e-3),
-        train_images: seen,
-        val_images: val.images,
-        bad_images: loader.badImageCount + val.bad.length,
-        best: false,
-      };
-
-      // Best checkpoint by the selection metric (higher is better; loss is negated).
-      const v = selectValue(config.selectBy, m);
-      const improved = v !== null && (state.bestValue === null || v > state.bestValue);
-      if (improved) {
-        state.bestValue = v;
-        state.bestEpoch = epoch + 1;
-        state.epochsWithoutImprovement = 0;
-        m.best = true;
-      } else state.epochsWithoutImprovement++;
-
-      // Keras ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience): lr / 10 after `patience` epochs without a lower loss.
-      if (state.plateauBestLoss === null || val.loss < state.plateauBestLoss) {
-        state.plateauBestLoss = val.loss;
-        state.plateauWait = 0;
-      } else if (config.plateauPatience > 0 && ++state.plateauWait >= config.plateauPatience) {
-        // Rounded to 15 significant digits, so logs and metrics.jsonl say 0.0003, not 0.00030000000000000003.
-        adam.lr = Number((adam.lr / 10).toPrecision(15));
-        state.plateauWait = 0;
-        log.line(`validation loss has not improved for ${config.plateauPatience} epoch(s): learning rate -> ${adam.lr}`);
-      }
-      if (config.loss === 'region-weighted' && config.regionWeights === 'validation') {
-        state.regionWeights = regionWeightsFromValidation(val.lossByRegion, prep.train);
-      }
-
-      state.epochsDone = epoch + 1;
-      state.step = adam.step;
-      state.lr = adam.lr;
-      state.history = [...state.history, m];
-      const stopEarly = config.earlyStopPatience > 0 && state.epochsWithoutImprovement >= config.earlyStopPatience && epoch + 1 < config.epochs;
-      state.done = stopEarly || epoch + 1 >= config.epochs;
-      state.stoppedEarly = stopEarly;
-
-      // Best first, then last (the commit point): a kill in between replays this epoch identically.
-      const tensors = model.exportStateDict('torch');
-      if (improved) saveCheckpoint(paths.best, { tensors, metadata: { ...checkpointInfo(config, prep, state, engine), extra: { epoch: epoch + 1, metrics: m } } });
-      saveCheckpoint(paths.last, { tensors, metadata: { ...checkpointInfo(config, prep, state, engine), extra: { epoch: epoch + 1, metrics: m } } }, { optimizer: adam.stateDict() });
-      writeMetricsFile(paths.metrics, state.history);
-      log.line(
-        `epoch ${m.epoch}/${config.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${m.train_accuracy.toFixed(3)} | ` +
-          `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} | ` +
-          `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.best ? ' | best' : ''}`,
-      );
-      opts.onEpoch?.(m);
-      if (stopEarly) {
-        log.line(`early stop: validation ${config.selectBy} has not improved for ${config.earlyStopPatience} epoch(s)`);
-        break;
-      }
-    }
-    const bad = [...loader.badImages, ...valBad];
-    writeJson(paths.summary, {
-      epochs: state.epochsDone,
-      stopped_early: state.stoppedEarly,
-      best_epoch: state.bestEpoch,
-      select_by: config.selectBy,
-      best: state.bestEpoch ? state.history[state.bestEpoch - 1] : null,
-      last: state.history[state.history.length - 1] ?? null,
-      bad_images: bad.length,
-      bad_image_list: bad.slice(0, 100),
-      engine: engine.description,
-    });
-    log.line(`done: ${state.epochsDone} epoch(s); best ${config.selectBy} at epoch ${state.bestEpoch ?? '-'}; ${bad.length} bad image(s)`);
-    return { runDir: paths.dir, state, engine, badImages: bad, alreadyDone: false };
-  } finally {
-    await loader.close();
-    adam.dispose();
-    model.dispose();
+/** Resuming: weights and Adam state from the last checkpoint, bit for bit. Starting: an empty metrics file. */
+function restoreOrStart(ctx: RunContext, state: TrainState, hasLast: boolean): void {
+  const { config, paths, log, model, adam, prep } = ctx;
+  if (hasLast) {
+    const ckpt = loadCheckpoint(paths.last);
+    model.loadStateDict(ckpt.tensors, { strict: true, layout: 'torch', source: paths.last });
+    if (!ckpt.optimizer) throw new TrainError(`${paths.last}: checkpoint has no optimizer state; cannot resume exactly`);
+    adam.loadState(ckpt.optimizer, state.step, state.lr, paths.last);
+    writeMetricsFile(paths.metrics, state.history);
+    log.line(`resumed after epoch ${state.epochsDone} (step ${state.step}, lr ${state.lr})`);
+  } else {
+    writeMetricsFile(paths.metrics, []);
+    const pc = model.parameterCount();
+    log.line(
+      `model ${config.arch}: ${pc.total} parameters, ${pc.trainable} trainable (${config.frozenLayers} of ${model.layerCount()} layers frozen); ` +
+        `${prep.train.length} training and ${prep.val.length} validation images at ${config.inputSize}px`,
+    );
+    if (config.loss === 'mura-weighted') log.line(`mura-weighted class weights: ${JSON.stringify(ctx.classWeights)}`);
   }
+}
+
+/** One pass over the training images (with a progress bar); throws when the loss stops being finite. */
+async function trainEpoch(ctx: RunContext, state: TrainState, epoch: number): Promise<EpochTraining> {
+  const { config, model, adam, loader } = ctx;
+  reseedDropout(model, config.seed, epoch, config.dropout);
+  const progress = createProgress({ label: `epoch ${epoch + 1}/${config.epochs}`, total: loader.batchesPerEpoch, quiet: !!ctx.opts.quiet, fields: ['loss', 'ips'] });
+  const started = Date.now();
+  let lossSum = 0;
+  let correct = 0;
+  let seen = 0;
+  const lrThisEpoch = adam.lr;
+  try {
+    for await (const batch of loader.epoch(epoch)) {
+      const w = batchWeights(config.loss, batch.records, ctx.classWeights, state.regionWeights);
+      const { loss: batchLoss, correct: batchCorrect } = trainStep(ctx, batch, w);
+      if (!Number.isFinite(batchLoss)) throw new TrainError(`epoch ${epoch + 1}: the training loss became ${batchLoss} (try a lower --lr)`);
+      lossSum += batchLoss * batch.n;
+      correct += batchCorrect;
+      seen += batch.n;
+      const secs = (Date.now() - started) / 1000;
+      progress.tick(1, { loss: (lossSum / seen).toFixed(4), ips: (seen / Math.max(secs, 1e-3)).toFixed(1) });
+    }
+  } finally {
+    progress.stop();
+  }
+  if (!seen) throw new TrainError(`epoch ${epoch + 1}: no training image could be loaded`);
+  return { lossSum, correct, seen, started, trainSeconds: (Date.now() - started) / 1000, lrThisEpoch };
+}
+
+/** One optimiser step on a batch: its mean data loss and how many it classified right (before the step). */
+function trainStep(ctx: RunContext, batch: Batch, w: Float32Array | number[] | undefined | null): { loss: number; correct: number } {
+  const { config, model, params, adam } = ctx;
+  const size = config.inputSize;
+  let batchLoss = 0;
+  let batchCorrect = 0;
+  tf.tidy(() => {
+    const x = tf.tensor4d(batch.x, [batch.n, size, size, 3]);
+    // The frozen prefix needs no gradients: computed here, outside the tape, only its output stays alive
+    // (under variableGrads every activation of ResNet-152's 148 frozen layers was kept for backward:
+    // 10.8 GB at batch 16, 320 px). forwardTrainable(features) is the same computation as forward(x).
+    const features = model.forwardFrozen(x);
+    x.dispose();
+    const y = tf.tensor1d(batch.y);
+    const wt = w ? tf.tensor1d(w) : undefined;
+    let logits: tf.Tensor | null = null;
+    let dataLoss: tf.Scalar | null = null;
+    // leanVariableGrads: tf.variableGrads' results, freeing activations and their gradients as backward goes.
+    const { grads } = leanVariableGrads(() => {
+      const z = model.forwardTrainable(features, true);
+      logits = tf.keep(tf.reshape(z, [-1]));
+      dataLoss = tf.keep(weightedBceMean(z, y, wt));
+      return tf.add(dataLoss, l2Penalty(model.regularizedWeights(), config.l2)) as tf.Scalar;
+    }, params.map((p) => p.variable));
+    adam.apply(grads);
+    batchLoss = (dataLoss as unknown as tf.Scalar).dataSync()[0]!;
+    const z = (logits as unknown as tf.Tensor).dataSync();
+    for (let i = 0; i < batch.n; i++) if ((z[i]! > 0 ? 1 : 0) === batch.y[i]) batchCorrect++;
+    // tf.keep'd inside the gradient scope, so tidy would not free them.
+    (logits as unknown as tf.Tensor).dispose();
+    (dataLoss as unknown as tf.Scalar).dispose();
+  });
+  return { loss: batchLoss, correct: batchCorrect };
+}
+
+function epochMetrics(ctx: RunContext, epoch: number, t: EpochTraining, val: Validation & { bad: BadImage[] }): EpochMetrics {
+  const seconds = (Date.now() - t.started) / 1000;
+  return {
+    epoch: epoch + 1,
+    train_loss: t.lossSum / t.seen,
+    train_accuracy: t.correct / t.seen,
+    val_loss: val.loss,
+    val_accuracy: val.accuracy,
+    val_recall: val.recall,
+    val_auc: val.auc,
+    lr: t.lrThisEpoch,
+    seconds,
+    images_per_second: t.seen / Math.max(t.trainSeconds, 1e-3),
+    train_images: t.seen,
+    val_images: val.images,
+    bad_images: ctx.loader.badImageCount + val.bad.length,
+    best: false,
+  };
+}
+
+/**
+ * After validation: the best epoch by the selection metric (marks m.best), the plateau learning-rate schedule,
+ * validation-derived region weights. Returns whether this epoch is the new best.
+ */
+function updateAfterEpoch(ctx: RunContext, state: TrainState, m: EpochMetrics, val: Validation): boolean {
+  const { config, adam, log, prep } = ctx;
+  // Best checkpoint by the selection metric (higher is better; loss is negated).
+  const v = selectValue(config.selectBy, m);
+  const improved = v !== null && (state.bestValue === null || v > state.bestValue);
+  if (improved) {
+    state.bestValue = v;
+    state.bestEpoch = m.epoch;
+    state.epochsWithoutImprovement = 0;
+    m.best = true;
+  } else state.epochsWithoutImprovement++;
+
+  // Keras ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience): lr / 10 after `patience` epochs without a lower loss.
+  if (state.plateauBestLoss === null || val.loss < state.plateauBestLoss) {
+    state.plateauBestLoss = val.loss;
+    state.plateauWait = 0;
+  } else if (config.plateauPatience > 0 && ++state.plateauWait >= config.plateauPatience) {
+    // Rounded to 15 significant digits, so logs and metrics.jsonl say 0.0003, not 0.00030000000000000003.
+    adam.lr = Number((adam.lr / 10).toPrecision(15));
+    state.plateauWait = 0;
+    log.line(`validation loss has not improved for ${config.plateauPatience} epoch(s): learning rate -> ${adam.lr}`);
+  }
+  if (config.loss === 'region-weighted' && config.regionWeights === 'validation') {
+    state.regionWeights = regionWeightsFromValidation(val.lossByRegion, prep.train);
+  }
+  return improved;
+}
+
+/**
+ * The epoch's commit: state, best then last checkpoint (the commit point: a kill in between replays this epoch
+ * identically), metrics file, log line, onEpoch. Returns whether training stops early here.
+ */
+function commitEpoch(ctx: RunContext, state: TrainState, epoch: number, m: EpochMetrics, improved: boolean): boolean {
+  const { config, paths, log, model, adam, prep, engine } = ctx;
+  state.epochsDone = epoch + 1;
+  state.step = adam.step;
+  state.lr = adam.lr;
+  state.history = [...state.history, m];
+  const stopEarly = config.earlyStopPatience > 0 && state.epochsWithoutImprovement >= config.earlyStopPatience && epoch + 1 < config.epochs;
+  state.done = stopEarly || epoch + 1 >= config.epochs;
+  state.stoppedEarly = stopEarly;
+
+  const tensors = model.exportStateDict('torch');
+  if (improved) saveCheckpoint(paths.best, { tensors, metadata: { ...checkpointInfo(config, prep, state, engine), extra: { epoch: epoch + 1, metrics: m } } });
+  saveCheckpoint(paths.last, { tensors, metadata: { ...checkpointInfo(config, prep, state, engine), extra: { epoch: epoch + 1, metrics: m } } }, { optimizer: adam.stateDict() });
+  writeMetricsFile(paths.metrics, state.history);
+  log.line(
+    `epoch ${m.epoch}/${config.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${m.train_accuracy.toFixed(3)} | ` +
+      `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} | ` +
+      `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.best ? ' | best' : ''}`,
+  );
+  ctx.opts.onEpoch?.(m);
+  return stopEarly;
+}
+
+function writeRunSummary(ctx: RunContext, state: TrainState, bad: BadImage[]): void {
+  const { config, paths, log, engine } = ctx;
+  writeJson(paths.summary, {
+    epochs: state.epochsDone,
+    stopped_early: state.stoppedEarly,
+    best_epoch: state.bestEpoch,
+    select_by: config.selectBy,
+    best: state.bestEpoch ? state.history[state.bestEpoch - 1] : null,
+    last: state.history[state.history.length - 1] ?? null,
+    bad_images: bad.length,
+    bad_image_list: bad.slice(0, 100),
+    engine: engine.description,
+  });
+  log.line(`done: ${state.epochsDone} epoch(s); best ${config.selectBy} at epoch ${state.bestEpoch ?? '-'}; ${bad.length} bad image(s)`);
 }

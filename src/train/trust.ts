@@ -16,40 +16,18 @@ import type { Preprocessing } from '../data/preprocess.js';
 import type { ImageRecord } from '../data/types.js';
 import { initEngine } from '../engine/index.js';
 import { applyTemperature, calibration, fitTemperature } from '../evaluate/calibration.js';
-import { thresholdForSensitivity, type ThresholdChoice } from '../evaluate/threshold.js';
-import { loadGate, mahalanobisScores, storeGate, type OodGate, type StoredOodGate } from '../inference/core/ood.js';
+import { thresholdForSensitivity } from '../evaluate/threshold.js';
+import { mahalanobisScores, storeGate, type OodGate } from '../inference/core/ood.js';
 import { finalFeatures, layerStatistics, oodLayers } from '../models/cam.js';
 import type { Model, NetworkModel } from '../models/index.js';
-import type { OnnxExportOptions } from '../models/onnx/export.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMetadata } from '../models/weights/index.js';
 import { Rng } from '../util/rng.js';
 import { fitOodGate } from './ood.js';
 import { loadTrainedModel } from './predict.js';
 import { runPaths } from './run-dir.js';
 
-/** What `extra.trust` holds in a checkpoint's model.json. */
-export interface TrustInfo {
-  temperature?: { value: number; fittedOn: 'validation'; images: number; nllBefore: number; nllAfter: number; eceBefore: number; eceAfter: number };
-  ood?: StoredOodGate & { fittedOn: 'train' };
-  operatingPoint?: ThresholdChoice & { level: 'study'; fittedOn: 'validation' };
-}
-
-/** The trust information of a checkpoint (empty when none was fitted). */
-export function trustOf(meta: Pick<CheckpointMetadata, 'extra'>): TrustInfo {
-  const t = (meta.extra as { trust?: TrustInfo } | undefined)?.trust;
-  return t ?? {};
-}
-
-/** Export options that carry a checkpoint's trust information into the ONNX file (cam output always on). */
-export function trustExportOptions(meta: Pick<CheckpointMetadata, 'extra' | 'decisionThreshold'>): Pick<OnnxExportOptions, 'cam' | 'temperature' | 'ood' | 'decisionThreshold'> {
-  const t = trustOf(meta);
-  return {
-    cam: true,
-    decisionThreshold: meta.decisionThreshold,
-    ...(t.temperature ? { temperature: t.temperature.value } : {}),
-    ...(t.ood ? { ood: loadGate(t.ood, 'checkpoint extra.trust.ood') } : {}),
-  };
-}
+export { trustOf, trustExportOptions, type TrustInfo } from '../inference/core/trust.js';
+import type { TrustInfo } from '../inference/core/trust.js';
 
 /** The OOD gate's feature statistics of `layers` [n, dim] and the logits [n] of NHWC images, in inference mode. */
 export function pooledFeaturesAndLogits(model: Model | NetworkModel, x: Float32Array, n: number, size: number, layers: readonly string[]): { features: Float32Array; logits: Float32Array; dim: number } {

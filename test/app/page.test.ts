@@ -9,13 +9,15 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import sharp from 'sharp';
+import { camOnImage } from '../../src/inference/core/cam.js';
+import { overlayHeatmap } from '../../src/inference/core/colormap.js';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, defaultAppDir } from '../../src/serve/server.js';
 import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
 import { preprocessImage } from '../../src/data/images.js';
 import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
 import { tempDir } from '../helpers/paths.js';
+import { MURA_AGREEMENT_CLAUSE_7 } from '../../src/evaluate/report.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';
 import { chromiumMissing, launch, offlinePage } from './browser.js';
 
@@ -26,11 +28,12 @@ let predictor: Predictor;
 let server: FastifyInstance;
 let origin: string;
 let browser: Browser;
+let modelPath: string;
 const nodeProb = new Map<string, number>();
 
 before(async () => {
   if (skip) return;
-  const modelPath = await writeTinyModel(tmp.dir, {
+  modelPath = await writeTinyModel(tmp.dir, {
     threshold: 0.5,
     fitOod: true,
     extraMetadata: { dataset: 'MURA-v1.1', validation_metrics: JSON.stringify({ auc: 0.8123, kappa: 0.5 }) },
@@ -69,14 +72,17 @@ const near = (a: number, b: number, what: string): void => assert.ok(Math.abs(a 
 test('offline, cross-origin isolated, wasm threads; model card and MURA notice from the ONNX metadata', { skip: skip ?? false }, async () => {
   const { page, blocked, consoleErrors } = await readyPage();
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
-  assert.match(await page.textContent('[data-testid=status]') ?? '', /Ready: resnet-slim on wasm, 2 threads/);
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  const threads = Math.max(1, Math.min(4, cores));
+  assert.match((await page.textContent('[data-testid=status]')) ?? '', new RegExp(`Ready: resnet-slim on wasm, ${threads} thread${threads > 1 ? 's' : ''},`));
   const card = (await page.textContent('[data-testid=model-card]')) ?? '';
   assert.match(card, /Architectureresnet-slim/);
   assert.match(card, /Input size64 × 64 px/);
   assert.match(card, /Decision threshold0\.5/);
   assert.match(card, /auc 0\.8123/);
   assert.equal(await page.isVisible('[data-testid=research-notice]'), true);
-  assert.match((await page.textContent('[data-testid=research-notice]')) ?? '', /MURA/);
+  const notice = (await page.textContent('[data-testid=research-notice]')) ?? '';
+  assert.ok(notice.includes(MURA_AGREEMENT_CLAUSE_7), 'the notice quotes clause 7 as the report does');
   assert.deepEqual(blocked, [], 'the page asked for nothing outside its server');
   assert.deepEqual(consoleErrors, []);
   await page.context().close();
@@ -121,36 +127,43 @@ test('dropped files are read like picked ones; a bad file is named and the other
   await page.context().close();
 });
 
-test('the heatmap is drawn over the picture like the server draws it; the opacity slider fades it out', { skip: skip ?? false }, async () => {
+test('the heatmap is onnxruntime-node\'s CAM over the picture, letterbox undone; the opacity slider fades it out', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   await page.$eval('[data-testid=opacity]', (e) => ((e as HTMLInputElement).value = '50'));
   await pick(page, [images.png1]);
   assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'true');
-  const pixels = (): Promise<number[]> =>
-    page.$eval('[data-testid=heatmap]', (c) => {
+  const pixels = (id: string): Promise<{ w: number; h: number; px: number[] }> =>
+    page.$eval(`[data-testid=${id}]`, (c) => {
       const cv = c as HTMLCanvasElement;
-      return [...cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data];
+      return { w: cv.width, h: cv.height, px: [...cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data] };
     });
-  const onPage = await pixels();
-  const fromServer = await predictor.predict(readFileSync(images.png1));
-  const { data, info } = await sharp(Buffer.from(fromServer.heatmap!, 'base64')).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
-  assert.equal(onPage.length, info.width * info.height * 4);
+  const heat = await pixels('heatmap');
+  const picture = await pixels('image');
+  // view1.png is 90 x 120: shown 360 x 480.
+  assert.deepEqual([heat.w, heat.h], [360, 480]);
+  // Expected: the CAM from onnxruntime-node at the canvas size, viridis at 0.5 over the page's own grey picture.
+  const clf = await OnnxClassifier.create(modelPath, { threads: 1 });
+  const r = await clf.run(await preprocessImage(images.png1, clf.info.preprocessing), 1);
+  const map = camOnImage(r.cam!, r.camSize![0], r.camSize![1], heat.w, heat.h, clf.info.preprocessing);
+  await clf.release();
+  const grey = Float32Array.from({ length: heat.w * heat.h }, (_, i) => picture.px[4 * i]! / 255);
+  const want = overlayHeatmap(grey, map, heat.w, heat.h, { alpha: 0.5 });
   let off = 0;
   let coloured = 0;
-  for (let i = 0; i < onPage.length; i += 4) {
-    if (Math.max(...[0, 1, 2].map((k) => Math.abs(onPage[i + k]! - data[i + k]!))) > 2) off++;
-    if (onPage[i]! !== onPage[i + 2]!) coloured++;
+  for (let i = 0; i < heat.px.length; i += 4) {
+    if (Math.max(...[0, 1, 2].map((k) => Math.abs(heat.px[i + k]! - want[i + k]!))) > 2) off++;
+    if (heat.px[i]! !== heat.px[i + 2]!) coloured++;
   }
-  assert.ok(coloured > onPage.length / 8, 'the canvas carries colour, not only the grey picture');
-  assert.ok(off <= onPage.length / 4 / 100, `${off} pixels differ by more than 2 levels from the server's heatmap`);
-  await page.fill('[data-testid=opacity]', '0');
+  assert.ok(coloured > heat.px.length / 8, 'the canvas carries colour, not only the grey picture');
+  assert.ok(off <= heat.px.length / 4 / 100, `${off} pixels differ by more than 2 levels from onnxruntime-node's CAM overlay`);
+  await page.$eval('[data-testid=opacity]', (e) => ((e as HTMLInputElement).value = '0'));
   await page.dispatchEvent('[data-testid=opacity]', 'input');
-  const faded = await pixels();
-  for (let i = 0; i < faded.length; i += 4) assert.ok(faded[i] === faded[i + 1] && faded[i] === faded[i + 2], 'opacity 0 leaves the grey picture');
+  const faded = await pixels('heatmap');
+  for (let i = 0; i < faded.px.length; i += 4) assert.ok(faded.px[i] === faded.px[i + 1] && faded.px[i] === faded.px[i + 2], 'opacity 0 leaves the grey picture');
   await page.context().close();
 });
 
-test('a colour photograph gets the OOD warning; radiograph-like views do not', { skip: skip ?? false }, async () => {
+test('a colour photograph gets the OOD warning and no say in the study; radiograph-like views pass', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   assert.match((await page.textContent('[data-testid=model-card]')) ?? '', /OOD gatemahalanobis, threshold/);
   await pick(page, [images.png1]);
@@ -161,16 +174,38 @@ test('a colour photograph gets the OOD warning; radiograph-like views do not', {
   const warning = (await page.textContent('[data-testid=ood-warning]')) ?? '';
   assert.match(warning, /photo\.jpg: out of distribution \(score \d+\.\d > \d+\.\d\)/);
   assert.doesNotMatch(warning, /view1\.png/);
+  near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'the study leaves the photograph out');
+  await pick(page, [images.photo]);
+  assert.equal(await page.textContent('[data-testid=decision]'), 'no decision');
   const server = await predictor.predict(readFileSync(images.photo));
   assert.equal(server.ood?.flagged, true, 'the server says the same of the photograph');
   await page.context().close();
 });
 
-test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability', { skip: skip ?? false }, async () => {
+test('an uncompressed DICOM is read in the page (MONOCHROME1 inverted) and gives the PNG probability; JPEG Lossless is named', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   await pick(page, [images.dicomMono1]);
   near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'view1-mono1.dcm');
-  await pick(page, [images.dicomJ2k]);
-  assert.match((await page.textContent('[data-testid=error]')) ?? '', /j2k\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*not supported/);
+  await pick(page, [images.dicomLossless]);
+  assert.match((await page.textContent('[data-testid=error]')) ?? '', /lossless\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*not supported/);
   await page.context().close();
+});
+
+test('behind a token the page loads the model with the token from its address, and says why it cannot without', { skip: skip ?? false }, async () => {
+  const guarded = await buildServer({ predictor, modelPath, token: 's3cret', log: () => {} });
+  const url = await guarded.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const { page } = await offlinePage(browser, url);
+    await page.goto(url + '/');
+    await page.waitForSelector('body[data-state=error]', { timeout: 60_000 });
+    assert.match((await page.textContent('[data-testid=status]')) ?? '', /model\.onnx: HTTP 401 \(open the page as …\/#token=<token>\)/);
+    await page.goto(url + '/#token=s3cret');
+    await page.reload();
+    await page.waitForSelector('body[data-state=ready]', { timeout: 60_000 });
+    await pick(page, [images.png1]);
+    near(Number(await page.getAttribute('[data-testid=probability]', 'data-value')), nodeProb.get(images.png1)!, 'with token');
+    await page.context().close();
+  } finally {
+    await guarded.close();
+  }
 });

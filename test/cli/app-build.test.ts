@@ -54,7 +54,7 @@ test('app build writes page + wasm + model; refuses a non-empty folder without -
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout) as { out: string; files: number; arch: string };
   assert.equal(j.arch, 'resnet-slim');
-  for (const f of ['index.html', '_headers', 'ort/ort-wasm-simd-threaded.jsep.wasm', 'ort/ort-wasm-simd-threaded.jsep.mjs']) assert.ok(existsSync(join(out, f)), f);
+  for (const f of ['index.html', '_headers', 'ort/ort-wasm-simd-threaded.wasm', 'ort/ort-wasm-simd-threaded.mjs', 'ort/ort-wasm-simd-threaded.asyncify.wasm']) assert.ok(existsSync(join(out, f)), f);
   assert.deepEqual(readFileSync(join(out, 'model.onnx')), readFileSync(modelPath));
   assert.doesNotMatch(readFileSync(join(out, 'index.html'), 'utf8'), /https?:\/\//, 'the page names no outside address');
   const again = nextray('app', 'build', '--model', modelPath, '--out', out);

@@ -5,9 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../helpers/paths.js';
 import sharp from 'sharp';
 import { applyWindow, DicomError, isDicom, readDicom } from '../../src/data/dicom.js';
-import { sharpJpegFrameDecoder } from '../../src/inference/node/decode.js';
+import { openJpegFrameDecoder, sharpJpegFrameDecoder } from '../../src/inference/node/decode.js';
 import { encapsulate, TS, writeDicom, type DicomElement } from '../helpers/dicom-writer.js';
 
 function close(got: ArrayLike<number>, want: readonly number[], tol = 1e-6, what = ''): void {
@@ -96,6 +99,21 @@ test('JPEG baseline (encapsulated) decodes through the host decoder; the pixels 
   close(img.grey, [...direct].map((v) => v / 255), 1e-6);
   // Without a decoder for it, the file is refused with its transfer syntax named.
   await assert.rejects(readDicom(bytes, { source: 'scan.dcm' }), /scan\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.50 \(JPEG Baseline/);
+});
+
+test('JPEG 2000 lossless (encapsulated) through OpenJPEG: a codestream written by Pillow decodes to its exact 12-bit values', async () => {
+  // test/fixtures/dicom/x12.j2k: Pillow 9.4 (OpenJPEG) wrote a 16 x 8 'I;16' image of these values, reversible
+  // (lossless) wavelet, raw codestream: Image.new('I;16', (16, 8)).putdata(v).save('x12.j2k', irreversible=False, no_jp2=True).
+  const values: number[] = [];
+  for (let y = 0; y < 8; y++) for (let x = 0; x < 16; x++) values.push((x * 37 + y * 301 + ((x * y * 13) % 97)) % 4096);
+  const j2k = new Uint8Array(readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', 'x12.j2k')));
+  const bytes = writeDicom({ rows: 8, columns: 16, bitsAllocated: 16, bitsStored: 12, transferSyntax: TS.jpeg2000, pixelBytes: encapsulate([j2k]) });
+  const img = await readDicom(bytes, { source: 'j2k.dcm', decoders: [openJpegFrameDecoder] });
+  assert.deepEqual(img.voi, { kind: 'range', min: 0, max: 4095 });
+  close(img.grey, values.map((v) => v / 4095), 1e-6);
+  // The same picture uncompressed reads identically.
+  const plain = await readDicom(writeDicom({ rows: 8, columns: 16, bitsAllocated: 16, bitsStored: 12, pixels: values }));
+  assert.deepEqual([...img.grey], [...plain.grey]);
 });
 
 test('bad files: not DICOM, truncated, unsupported transfer syntax, no pixel data — each named with the reason', async () => {

@@ -22,6 +22,7 @@ export const TS = {
   deflatedLE: '1.2.840.10008.1.2.1.99',
   explicitBE: '1.2.840.10008.1.2.2',
   jpegBaseline: '1.2.840.10008.1.2.4.50',
+  jpegLossless: '1.2.840.10008.1.2.4.70',
   jpeg2000: '1.2.840.10008.1.2.4.90',
 } as const;
 
@@ -179,7 +180,7 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
     }
     pixelBytes = o.toBytes();
   }
-  const encapsulated = ts === TS.jpegBaseline || ts === TS.jpeg2000;
+  const encapsulated = ts === TS.jpegBaseline || ts === TS.jpeg2000 || ts === TS.jpegLossless;
   const pixelEl: DicomElement = { group: 0x7fe0, element: 0x0010, vr: spec.bitsAllocated === 8 || encapsulated ? 'OB' : 'OW', value: pixelBytes };
   let body: Uint8Array;
   if (encapsulated) {

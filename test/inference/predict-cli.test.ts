@@ -84,7 +84,8 @@ before(async () => {
   writeFileSync(d('notimage.png'), 'this is a text file, not a PNG\n');
   const png = readFileSync(d('x.png'));
   writeFileSync(d('truncated.png'), png.subarray(0, Math.floor(png.length * 0.6)));
-  writeFileSync(d('j2k.dcm'), writeDicom({ rows: 8, columns: 8, bitsAllocated: 16, transferSyntax: TS.jpeg2000, pixelBytes: encapsulate([new Uint8Array(40)]) }));
+  writeFileSync(d('lossless.dcm'), writeDicom({ rows: 8, columns: 8, bitsAllocated: 16, transferSyntax: TS.jpegLossless, pixelBytes: encapsulate([new Uint8Array(40)]) }));
+  writeFileSync(d('badj2k.dcm'), writeDicom({ rows: 8, columns: 8, bitsAllocated: 16, transferSyntax: TS.jpeg2000, pixelBytes: encapsulate([new Uint8Array(40)]) }));
 });
 after(() => {
   modelA?.dispose();
@@ -162,16 +163,17 @@ test('ensemble probabilities are the mean of the two models run alone (TF.js on 
 });
 
 test('bad inputs are named on stderr with the reason, the rest are predicted, exit 1', () => {
-  const r = runCli(['predict', '--model', d('a.onnx'), d('x.png'), d('missing.png'), d('notimage.png'), d('truncated.png'), d('j2k.dcm'), d('empty'), '--workers', '0']);
+  const r = runCli(['predict', '--model', d('a.onnx'), d('x.png'), d('missing.png'), d('notimage.png'), d('truncated.png'), d('lossless.dcm'), d('badj2k.dcm'), d('empty'), '--workers', '0']);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /missing\.png: file not found/);
   assert.match(r.stderr, /notimage\.png: not an image/);
   assert.match(r.stderr, /truncated\.png: truncated or corrupt image/);
-  assert.match(r.stderr, /j2k\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*is not supported/);
+  assert.match(r.stderr, /lossless\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*is not supported/);
+  assert.match(r.stderr, /badj2k\.dcm: the 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000 .*\) frame cannot be decoded/);
   assert.match(r.stderr, /empty: folder holds no PNG, JPEG or DICOM files/);
   const rows = parseCsv(r.stdout);
   assert.deepEqual(rows.map((x) => x.image), [d('x.png')]);
-  assert.match(r.stderr, /5 input\(s\) unreadable/);
+  assert.match(r.stderr, /6 input\(s\) unreadable/);
 });
 
 test('usage errors and unusable models exit 2', () => {

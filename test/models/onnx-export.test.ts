@@ -6,7 +6,7 @@
  * folded and kept, NHWC and NCHW inputs; the binary (MURA) head against the TF.js model's own forward and sigmoid;
  * dynamic batch and size; metadata; clear errors for bad inputs and foreign files; no TF.js tensor leaks.
  */
-import { test, before } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import { concatChunks, encodeModel, readModelInfo } from '../../src/models/onnx/
 import { OnnxClassifier, OnnxModelError, saveOnnx } from '../../src/models/onnx/runtime.js';
 import { readModelSkeleton } from '../../src/models/onnx/skeleton.js';
 import { Rng } from '../../src/util/rng.js';
-import { tempDir } from '../helpers/paths.js';
+import { SHARED_FIXTURES_SKIP, tempDir } from '../helpers/paths.js';
 import {
   BASIC_NARROW,
   BOTTLENECK_MINI,
@@ -98,8 +98,8 @@ async function torchvisionParity(fx: TorchvisionFixture, opts: Omit<OnnxExportOp
 /** Convolutions and BatchNorms of a BasicBlock ResNet fixture: resnet18 20/20, basic_narrow (layers [2, 1, 1, 1]) 14/14. */
 const resnetConvs = (fx: TorchvisionFixture): number => (fx === RESNET18 ? 20 : 14);
 
-for (const fx of [BASIC_NARROW, RESNET18]) {
-  test(`${fx.name} (BasicBlock, ${fx.size}), BN folded, NHWC input: ONNX Runtime matches torchvision logits`, { skip: fx.skip }, async () => {
+function basicTests(fx: TorchvisionFixture): void {
+  test(`${fx.name} (BasicBlock, ${fx.size}), BN folded, NHWC input: ONNX Runtime matches torchvision logits`, async () => {
     const ex = await torchvisionParity(fx, {});
     const info = readModelInfo(ex.toBytes());
     assert.deepEqual(info.inputs, [{ name: 'input', elemType: 1, shape: ['batch', 64, 64, 3] }]);
@@ -112,7 +112,7 @@ for (const fx of [BASIC_NARROW, RESNET18]) {
     assert.equal(info.initializerCount, resnetConvs(fx) * 2 + 2);
   });
 
-  test(`${fx.name} (${fx.size}) with BatchNormalization kept, NCHW input: matches torchvision logits`, { skip: fx.skip }, async () => {
+  test(`${fx.name} (${fx.size}) with BatchNormalization kept, NCHW input: matches torchvision logits`, async () => {
     const ex = await torchvisionParity(fx, { foldBatchNorm: false, inputLayout: 'nchw' });
     assert.equal(readModelInfo(ex.toBytes()).metadata.batchnorm, 'kept');
     // conv weights, BNs x 4 tensors, fc weight + bias.
@@ -120,14 +120,14 @@ for (const fx of [BASIC_NARROW, RESNET18]) {
   });
 }
 
-for (const fx of [BOTTLENECK_NARROW, BOTTLENECK_MINI]) {
-  test(`${fx.name}: ResNet(Bottleneck, [1, 1, 1, 1]) with downsample branches (${fx.size}): matches torchvision logits`, { skip: fx.skip }, async () => {
+function bottleneckTests(fx: TorchvisionFixture): void {
+  test(`${fx.name}: ResNet(Bottleneck, [1, 1, 1, 1]) with downsample branches (${fx.size}): matches torchvision logits`, async () => {
     await torchvisionParity(fx, { inputLayout: 'nchw' });
   });
 }
 
-for (const [fx, layers, transitions] of [[DENSENET_NARROW, 8, 3], [DENSENET121, 58, 3]] as const) {
-  test(`${fx.name} (${fx.size}; Concat, AveragePool, pre-activation BatchNormalization nodes): matches torchvision logits`, { skip: fx.skip }, async () => {
+function densenetTests(fx: TorchvisionFixture, layers: number, transitions: number): void {
+  test(`${fx.name} (${fx.size}; Concat, AveragePool, pre-activation BatchNormalization nodes): matches torchvision logits`, async () => {
     const ex = await torchvisionParity(fx, {});
     // Folded: conv0+norm0 and each layer's conv1+norm2; kept: each layer's norm1, the transition norms, norm5.
     const convs = 1 + layers * 2 + transitions;
@@ -135,6 +135,15 @@ for (const [fx, layers, transitions] of [[DENSENET_NARROW, 8, 3], [DENSENET121, 
     assert.equal(ex.initializerCount, convs + (1 + layers) + keptBns * 4 + 2);
   });
 }
+
+basicTests(BASIC_NARROW);
+bottleneckTests(BOTTLENECK_NARROW);
+densenetTests(DENSENET_NARROW, 8, 3);
+describe('large torchvision fixtures (../shared/fixtures/torchvision)', { skip: SHARED_FIXTURES_SKIP }, () => {
+  basicTests(RESNET18);
+  bottleneckTests(BOTTLENECK_MINI);
+  densenetTests(DENSENET121, 58, 3);
+});
 
 test('binary MURA head: logits and probability match the TF.js forward / predictProba; dynamic batch; metadata', async () => {
   // Backbone from the fixture (real BatchNorm statistics), seeded random binary head.

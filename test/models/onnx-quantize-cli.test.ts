@@ -59,7 +59,7 @@ test('export --precision fp16 and int8: smaller files, metadata, verified, loada
   assert.equal(s8.precision, 'int8');
   assert.deepEqual(s8.calibration, { data, images: 6, requested: 6, bad_images: 0, method: 'percentile-99.9', seed: 0 });
   assert.deepEqual(s8.float_layers, ['conv1']);
-  assert.equal(s8.quantized_layers, 20, 'ResNet-18: 20 convolutions (3 downsample) + fc, minus conv1 kept in float');
+  assert.equal(s8.quantized_layers, 21, 'ResNet-18: 20 convolutions (3 downsample) + fc + the CAM output\'s 1x1 conv, minus conv1 kept in float');
   assert.equal(s8.verify.input, 'calibration images');
   assert.equal(s8.verify.ok, true);
 

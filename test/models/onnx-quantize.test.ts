@@ -250,3 +250,35 @@ test('tiny ResNet: fp16 and int8 exports load in ONNX Runtime, stay close to fp3
   assert.throws(() => quantizeGraphInt8(ex.graph, new Map()), /no calibrated range/);
   tmp.cleanup();
 });
+
+test('planInt8: pools and adds are integer only on the way to an integer op; a statistics branch stays float', () => {
+  const f = (n: number) => new Float32Array(n).fill(0.1);
+  const graph: OnnxGraph = {
+    name: 'branches',
+    inputs: [{ name: 'x', elemType: 'float32', shape: [1, 2, 4, 4] }],
+    outputs: [
+      { name: 'logits', elemType: 'float32', shape: [1, 1] },
+      { name: 'stat', elemType: 'float32', shape: [1, 2, 1, 1] },
+    ],
+    initializers: [
+      { name: 'c.weight', dims: [2, 2, 1, 1], data: f(4) },
+      { name: 'c.bias', dims: [2], data: f(2) },
+      { name: 'fc.weight', dims: [2, 1], data: f(2) },
+      { name: 'fc.bias', dims: [1], data: f(1) },
+    ],
+    nodes: [
+      { opType: 'Conv', inputs: ['x', 'c.weight', 'c.bias'], outputs: ['h'], name: 'c' },
+      { opType: 'Relu', inputs: ['h'], outputs: ['r'], name: 'relu' },
+      { opType: 'GlobalAveragePool', inputs: ['r'], outputs: ['pooled'], name: 'gap' },
+      { opType: 'Flatten', inputs: ['pooled'], outputs: ['flat'], name: 'flatten' },
+      { opType: 'Gemm', inputs: ['flat', 'fc.weight', 'fc.bias'], outputs: ['logits'], name: 'fc' },
+      { opType: 'GlobalAveragePool', inputs: ['r'], outputs: ['mean'], name: 'stat.mean' },
+      { opType: 'Mul', inputs: ['mean', 'mean'], outputs: ['stat'], name: 'stat.sq' },
+    ],
+  };
+  const plan = planInt8(graph);
+  assert.deepEqual([...plan.quantizedNodes].sort(), [0, 2, 4], 'conv, the classifier pool and the classifier');
+  assert.deepEqual(plan.calibrate, ['x', 'r', 'pooled']);
+  assert.equal(plan.sharedWith.get('flat'), 'pooled');
+  assert.ok(!plan.quantized.has('mean'), 'the statistics pool stays float');
+});

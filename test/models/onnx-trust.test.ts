@@ -46,9 +46,11 @@ test('ONNX cam / temperature / ood_score outputs equal PyTorch, TF.js and the fo
   try {
     assert.equal(clf.info.temperature, 2);
     assert.equal(clf.info.ood?.threshold, 3.5);
-    const r = await clf.run(x, 2);
-    assert.deepEqual(r.camSize, [4, 4]);
-    for (let i = 0; i < wantCam.length; i++) assert.ok(Math.abs(r.cam![i]! - wantCam[i]!) < 1e-4, `cam[${i}] ${r.cam![i]} vs PyTorch ${wantCam[i]}`);
+    const r = await clf.run(x, 2, { outputs: ['cam', 'ood_score'] });
+    const cam = r.extra.cam!.data;
+    const oodScores = r.extra.ood_score!.data;
+    assert.deepEqual(r.extra.cam!.dims, [2, 4, 4]);
+    for (let i = 0; i < wantCam.length; i++) assert.ok(Math.abs(cam[i]! - wantCam[i]!) < 1e-4, `cam[${i}] ${cam[i]} vs PyTorch ${wantCam[i]}`);
     for (let i = 0; i < 2; i++) {
       assert.ok(Math.abs(r.logits[i]! - wantLogits[i]! / 2) < 1e-5, `logit ${r.logits[i]} vs ${wantLogits[i]! / 2}`);
       assert.ok(Math.abs(r.probabilities[i]! - 1 / (1 + Math.exp(-wantLogits[i]! / 2))) < 1e-6);
@@ -57,7 +59,7 @@ test('ONNX cam / temperature / ood_score outputs equal PyTorch, TF.js and the fo
     const xt = tf.tensor4d(x, input.shape as [number, number, number, number]);
     const tcam = classActivationMap(m, xt);
     const tv = tcam.maps.dataSync();
-    for (let i = 0; i < tv.length; i++) assert.ok(Math.abs(tv[i]! - r.cam![i]!) < 1e-4);
+    for (let i = 0; i < tv.length; i++) assert.ok(Math.abs(tv[i]! - cam[i]!) < 1e-4);
     // Mahalanobis by hand over the final map's channel means and (population) standard deviations.
     const f = finalFeatures(m, xt);
     const fv = f.dataSync();
@@ -81,7 +83,7 @@ test('ONNX cam / temperature / ood_score outputs equal PyTorch, TF.js and the fo
       const feat = [...st, ...sds];
       let s = 0;
       for (let i = 0; i < dim; i++) for (let j = 0; j < dim; j++) s += (feat[i]! - mean[i]!) * prec[i * dim + j]! * (feat[j]! - mean[j]!);
-      assert.ok(Math.abs(r.oodScores![img]! - s) < 1e-4 * Math.max(1, s), `ood ${r.oodScores![img]} vs ${s}`);
+      assert.ok(Math.abs(oodScores[img]! - s) < 1e-4 * Math.max(1, s), `ood ${oodScores[img]} vs ${s}`);
     }
     // An early-layer gate: ONNX's in-graph statistics equal TF.js's layerStatistics.
     const layers = ['conv1', 'layer2.0'];
@@ -93,12 +95,12 @@ test('ONNX cam / temperature / ood_score outputs equal PyTorch, TF.js and the fo
     const eye = new Float32Array(d2 * d2);
     for (let i = 0; i < d2; i++) eye[i * d2 + i] = 1;
     const clf2 = await OnnxClassifier.create(exportOnnx(m, { inputSize: 64, ood: { ...ood, layers, mean: new Float32Array(d2), precision: eye } }).toBytes(), { threads: 1 });
-    const r2 = await clf2.run(x, 2);
+    const r2 = await clf2.run(x, 2, { outputs: ['ood_score'] });
     await clf2.release();
     for (let img = 0; img < 2; img++) {
       let s = 0;
       for (let i = 0; i < d2; i++) s += fvals[img * d2 + i]! ** 2;
-      assert.ok(Math.abs(r2.oodScores![img]! - s) < 1e-4 * Math.max(1, s), `early-layer ood ${r2.oodScores![img]} vs TF.js ${s}`);
+      assert.ok(Math.abs(r2.extra.ood_score!.data[img]! - s) < 1e-4 * Math.max(1, s), `early-layer ood ${r2.extra.ood_score!.data[img]} vs TF.js ${s}`);
     }
   } finally {
     await clf.release();
@@ -108,8 +110,8 @@ test('ONNX cam / temperature / ood_score outputs equal PyTorch, TF.js and the fo
   const m2 = createCustomModel('tiny', (h) => new SlimResNet([4, 8, 8, 8], [1, 1, 1, 1], h, false), { head: 'binary', dropout: 0 });
   const plain = await OnnxClassifier.create(exportOnnx(m2, { inputSize: 64 }).toBytes(), { threads: 1 });
   const r2 = await plain.run(x, 2);
-  assert.equal(r2.cam, undefined);
-  assert.equal(r2.oodScores, undefined);
+  assert.deepEqual(Object.keys(r2.extra), []);
+  await assert.rejects(plain.run(x, 2, { outputs: ['cam'] }));
   assert.equal(plain.info.temperature, 1);
   await plain.release();
   m2.dispose();

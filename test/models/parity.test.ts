@@ -6,12 +6,13 @@
  * reproduce them to 1e-4 relative error (max |ours - torch| / max |torch|), from .safetensors and from a torch.save
  * .pth. Also: no tensors leak.
  */
-import { test, before } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, tf } from '../../src/engine/index.js';
 import type { NetworkModel } from '../../src/models/index.js';
 import { readNpyFile, readStateDict } from '../../src/models/weights/files.js';
-import { ALL_FIXTURES, fixturePath, type TorchvisionFixture } from '../helpers/torchvision.js';
+import { SHARED_FIXTURES_SKIP } from '../helpers/paths.js';
+import { LARGE_FIXTURE_SET, SMALL_FIXTURE_SET, fixturePath, type TorchvisionFixture } from '../helpers/torchvision.js';
 
 before(async () => {
   await initEngine();
@@ -53,10 +54,15 @@ async function checkParity(fx: TorchvisionFixture, weightsFile: string, model: P
   model.dispose();
 }
 
-for (const fx of ALL_FIXTURES) {
-  for (const w of fx.weights) {
-    test(`${fx.name} (${fx.size}) from ${w} matches torchvision logits`, { skip: fx.skip }, async () => {
-      await checkParity(fx, w, fx.build());
-    });
+function parityTests(set: readonly TorchvisionFixture[]): void {
+  for (const fx of set) {
+    for (const w of fx.weights) {
+      test(`${fx.name} (${fx.size}) from ${w} matches torchvision logits`, async () => {
+        await checkParity(fx, w, fx.build());
+      });
+    }
   }
 }
+
+parityTests(SMALL_FIXTURE_SET);
+describe('large torchvision fixtures (../shared/fixtures/torchvision)', { skip: SHARED_FIXTURES_SKIP }, () => parityTests(LARGE_FIXTURE_SET));

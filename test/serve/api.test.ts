@@ -112,7 +112,7 @@ test('every bad input gets a 4xx and a JSON error that says what is wrong', asyn
     ['text', post('hello, this is not an image at all', { 'content-type': 'text/plain' }), 415, /not an image/],
     ['GIF', post(gif), 415, /unsupported format.*GIF/],
     ['damaged DICOM', post(dicom), 422, /damaged or truncated DICOM/],
-    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomJ2k)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000.*not supported/],
+    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomLossless)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*not supported/],
     ['body over the limit', post(Buffer.alloc(65 * 1024, 1)), 413, /too large.*65536/],
     ['image over the pixel limit', post(await greyPng(200, 200, 1)), 413, /too large/],
     ['unknown route', s.inject('/v1/nothing'), 404, /not found/],
@@ -256,13 +256,16 @@ test('with an OOD gate in the model, a colour photograph is flagged and a radiog
     const post = async (f: string) =>
       (await s.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(f), headers: { 'content-type': 'application/octet-stream' } })).json() as {
         ood: { flagged: boolean; score: number; threshold: number; warning?: string } | null;
+        decision: string | null;
       };
     const photo = await post(images.photo);
     assert.equal(photo.ood?.flagged, true);
+    assert.equal(photo.decision, null, 'no decision for an image the gate rejects');
     assert.ok(photo.ood!.score > photo.ood!.threshold);
     assert.match(photo.ood!.warning ?? '', /out of distribution/);
     const xray = await post(images.png1);
     assert.equal(xray.ood?.flagged, false);
+    assert.match(String(xray.decision), /^(abnormal|normal)$/);
     assert.ok(xray.ood!.score <= xray.ood!.threshold);
     const plain = await (await server()).inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(images.photo), headers: { 'content-type': 'image/jpeg' } });
     assert.equal((plain.json() as { ood: unknown }).ood, null, 'a model without a gate says nothing about OOD');
@@ -282,4 +285,33 @@ test('DICOM uploads go through the display pipeline: MONOCHROME2 and inverted MO
     assert.equal(b.format, 'dicom');
     assert.ok(Math.abs(b.probability - png.probability) <= 1e-6, `${f}: ${b.probability} vs PNG ${png.probability}`);
   }
+});
+
+test('closing (what SIGTERM does) lets the running request finish and refuses new ones; a request that waits too long gets 503', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow: Predictor = {
+    model: predictor.model,
+    predict: async (file, o) => {
+      await gate;
+      return predictor.predict(file, o);
+    },
+    release: async () => {},
+  };
+  const s = await buildServer({ predictor: slow, modelPath, appDir, log: () => {}, concurrency: 1, maxQueue: 4, requestTimeoutMs: 300 });
+  const url = await s.listen({ host: '127.0.0.1', port: 0 });
+  const send = () => fetch(`${url}/v1/predict`, { method: 'POST', body: readFileSync(images.png1), headers: { 'content-type': 'image/png' } });
+  const running = send();
+  await new Promise((r) => setTimeout(r, 50));
+  const waiting = await send();
+  assert.equal(waiting.status, 503, 'waited 300 ms for the model without starting');
+  assert.match(((await waiting.json()) as { error: string }).error, /waited 300 ms/);
+  const closed = s.close();
+  await new Promise((r) => setTimeout(r, 50));
+  await assert.rejects(send(), 'no new connections once closing');
+  release();
+  const r = await running;
+  assert.equal(r.status, 200, 'the running request finished');
+  assert.equal(typeof ((await r.json()) as { probability: number }).probability, 'number');
+  await closed;
 });

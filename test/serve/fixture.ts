@@ -15,7 +15,7 @@ import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
 import type { OodStats } from '../../src/models/onnx/extras.js';
-import { encapsulate, TS, writeDicom } from '../helpers/dicom-writer.js';
+import { encapsulate, writeDicom } from '../helpers/dicom-writer.js';
 
 export const SIZE = 64;
 
@@ -107,7 +107,7 @@ export async function colourPhoto(width: number, height: number): Promise<Buffer
 }
 
 /** Writes a set of good and bad inputs into `dir`; returns their paths. */
-export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' | 'jpeg' | 'photo' | 'dicom' | 'dicomMono1' | 'dicomJ2k', string>> {
+export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' | 'jpeg' | 'photo' | 'dicom' | 'dicomMono1' | 'dicomLossless', string>> {
   const files = {
     png1: join(dir, 'view1.png'),
     png2: join(dir, 'view2.png'),
@@ -117,15 +117,15 @@ export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' |
     dicom: join(dir, 'view1.dcm'),
     /** The same picture stored inverted as MONOCHROME1: displays (and predicts) the same. */
     dicomMono1: join(dir, 'view1-mono1.dcm'),
-    /** A JPEG 2000 DICOM: a transfer syntax the reader refuses. */
-    dicomJ2k: join(dir, 'j2k.dcm'),
+    /** A JPEG Lossless DICOM: a transfer syntax no decoder here reads. */
+    dicomLossless: join(dir, 'lossless.dcm'),
   };
   const px = greyPixels(90, 120, 0);
   writeFileSync(files.dicom, writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', pixels: px, studyUid: '1.2.3.4' }));
   writeFileSync(files.dicomMono1, writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME1', pixels: Array.from(px, (v) => 255 - v) }));
   writeFileSync(
-    files.dicomJ2k,
-    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: TS.jpeg2000, pixelBytes: encapsulate([new Uint8Array([0xff, 0x4f, 0xff, 0x51, 0, 0])]) }),
+    files.dicomLossless,
+    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: '1.2.840.10008.1.2.4.70', pixelBytes: encapsulate([new Uint8Array([0xff, 0xd8, 0xff, 0xc3, 0, 0])]) }),
   );
   writeFileSync(files.png1, await greyPng(90, 120, 0));
   writeFileSync(files.png2, await greyPng(120, 80, 2));

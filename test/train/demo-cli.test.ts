@@ -1,7 +1,11 @@
 /**
- * `nextray demo` end to end at toy scale (90 studies of 64 px, 1 epoch at 32 px): synthetic data, patient-disjoint
- * split, training, test-split evaluation and the report files; then a second call reuses the data and the
- * finished run. The real demo's numbers (AUC, minutes) are measured by running `npm run demo`, not asserted here.
+ * `nextray demo` end to end at small scale (160 studies of 64 px, 3 epochs at 64 px): synthetic data,
+ * patient-disjoint split, training, test-split evaluation and the report files; then a second call reuses the data
+ * and the finished run. The model must have learned: the test study-level AUC must reach 0.75 (--min-auc 0.75 makes
+ * the CLI itself exit 1 below it); this configuration reached 1.0 on the native engine and 1.0 on the pure-JS cpu
+ * engine (15 test studies, seed 0; `nextray demo --studies 160 --image-size 64 --input-size 64 --epochs 3
+ * --engine native|cpu`: 109 s at load 17.6 / 1368 s niced at load ~17 on 2 shared cores), and a constant or
+ * label-blind predictor scores 0.5. The full demo's numbers (AUC, minutes) are measured by `npm run demo`.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +17,8 @@ import { runCli } from '../helpers/cli.js';
 const tmp = tempDir('nextray-demo-');
 after(() => tmp.cleanup());
 
-const args = ['demo', '--out', tmp.dir, '--studies', '90', '--image-size', '64', '--input-size', '32', '--epochs', '1', '--min-auc', '0', '--bootstrap', '10', '--json'];
+const MIN_AUC = 0.75;
+const args = ['demo', '--out', tmp.dir, '--studies', '160', '--image-size', '64', '--input-size', '64', '--epochs', '3', '--min-auc', String(MIN_AUC), '--bootstrap', '10', '--json'];
 
 test('demo: data -> train -> held-out test evaluation -> report, and a rerun reuses both', () => {
   const r = runCli(args);
@@ -24,7 +29,7 @@ test('demo: data -> train -> held-out test evaluation -> report, and a rerun reu
     assert.ok(existsSync(join(tmp.dir, f)), f);
   }
   assert.ok(j.test.studies > 0 && j.test.images >= j.test.studies);
-  assert.ok(j.study.auc === null || (j.study.auc >= 0 && j.study.auc <= 1));
+  assert.ok(j.study.auc !== null && j.study.auc >= MIN_AUC && j.study.auc <= 1, `test study AUC ${j.study.auc} < ${MIN_AUC}`);
   assert.equal(j.bad_images, 0);
   // Only test-split studies were evaluated: each is in split.json's test subset.
   const split = JSON.parse(readFileSync(join(tmp.dir, 'run', 'split.json'), 'utf8')) as { subsets: { test: { studies: string[] } } };

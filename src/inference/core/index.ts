@@ -65,3 +65,8 @@ export {
   type VoiApplied,
   type VoiFunction,
 } from '../../data/dicom.js';
+// Trust layer (issue 13): CAM post-processing, colour map, OOD gate, and the glue into ImagePrediction.
+export { argmax2d, camAtInput, camOnImage, normaliseMap, resizeMap } from './cam.js';
+export { colourAt, overlayHeatmap, VIRIDIS, type OverlayOptions } from './colormap.js';
+export { base64ToFloats, floatsToBase64, isOutOfDistribution, loadGate, mahalanobisScores, oodWarning, storeGate, type OodGate, type StoredOodGate } from './ood.js';
+export { applyTrust, trustExportOptions, trustOf, trustOutputs, type TrustInfo } from './trust.js';

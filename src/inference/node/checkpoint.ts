@@ -12,6 +12,7 @@ import type { Preprocessing } from '../../data/preprocess.js';
 import { initEngine } from '../../engine/index.js';
 import { createModel, isArch, type Model } from '../../models/index.js';
 import { exportOnnx } from '../../models/onnx/export.js';
+import { trustExportOptions } from '../core/trust.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
@@ -167,7 +168,8 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
       } catch (err) {
         throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
       }
-      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, decisionThreshold: meta.decisionThreshold });
+      // With the checkpoint's trust information: CAM output, temperature, OOD gate (src/inference/core/trust.ts).
+      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta) });
       const bytes = exported.toBytes();
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
       // The session holds its own copy of the weights: free TF.js's.

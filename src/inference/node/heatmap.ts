@@ -8,6 +8,10 @@
 import sharp from 'sharp';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { decodeGrey } from '../../data/images.js';
+import { isDicom, readDicom } from '../../data/dicom.js';
+import { sharpJpegFrameDecoder } from './decode.js';
 import type { Preprocessing } from '../../data/preprocess.js';
 import { camAtInput, camOnImage } from '../core/cam.js';
 import { VIRIDIS, overlayHeatmap, type OverlayOptions } from '../core/colormap.js';
@@ -30,19 +34,20 @@ export interface HeatmapInput {
 
 /** An SVG colour bar (viridis, low at the bottom) with labels, sized for an image of the given size. */
 function legendSvg(width: number, height: number, caption: string | undefined): { svg: Buffer; left: number; top: number } {
-  const barH = Math.max(40, Math.round(height * 0.35));
-  const barW = Math.max(8, Math.round(Math.min(width, height) * 0.035));
-  const font = Math.max(9, Math.round(Math.min(width, height) * 0.03));
-  const pad = Math.round(font * 0.6);
-  const boxW = Math.min(width, barW + pad * 3 + font * 4);
-  const boxH = Math.min(height, barH + pad * 2 + font * 2 + (caption ? font + pad : 0));
+  const font = Math.max(7, Math.round(Math.min(width, height) * 0.045));
+  const barH = Math.max(24, Math.round(height * 0.25));
+  const barW = Math.max(5, Math.round(font * 0.8));
+  const pad = Math.max(2, Math.round(font * 0.4));
+  const textW = (t: string): number => Math.ceil(t.length * font * 0.62);
+  const boxW = Math.min(width, Math.max(pad * 3 + barW + textW('max'), pad * 2 + textW('CAM'), caption ? pad * 2 + textW(caption) : 0));
+  const boxH = Math.min(height, barH + pad * 2 + font * 1.2 + (caption ? font * 1.3 : 0));
   const stops: string[] = [];
   for (let i = 0; i <= 10; i++) {
     const k = Math.min(255, Math.round(i * 25.5));
     stops.push(`<stop offset="${i / 10}" stop-color="rgb(${VIRIDIS[3 * k]},${VIRIDIS[3 * k + 1]},${VIRIDIS[3 * k + 2]})"/>`);
   }
   const x0 = pad;
-  const y0 = pad + font;
+  const y0 = pad + font * 1.1;
   const svg =
     `<svg xmlns="http://www.w3.org/2000/svg" width="${boxW}" height="${boxH}">` +
     `<defs><linearGradient id="g" x1="0" y1="1" x2="0" y2="0">${stops.join('')}</linearGradient></defs>` +
@@ -51,7 +56,7 @@ function legendSvg(width: number, height: number, caption: string | undefined): 
     `<rect x="${x0}" y="${y0}" width="${barW}" height="${barH}" fill="url(#g)" stroke="white" stroke-width="1"/>` +
     `<text x="${x0 + barW + pad}" y="${y0 + font * 0.8}" font-family="sans-serif" font-size="${font}" fill="white">max</text>` +
     `<text x="${x0 + barW + pad}" y="${y0 + barH}" font-family="sans-serif" font-size="${font}" fill="white">0</text>` +
-    (caption ? `<text x="${x0}" y="${y0 + barH + pad + font}" font-family="sans-serif" font-size="${font}" fill="white">${caption.replace(/[<>&"]/g, '')}</text>` : '') +
+    (caption ? `<text x="${x0}" y="${y0 + barH + font * 1.1}" font-family="sans-serif" font-size="${font}" fill="white">${caption.replace(/[<>&"]/g, '')}</text>` : '') +
     `</svg>`;
   return { svg: Buffer.from(svg), left: Math.max(0, width - boxW), top: 0 };
 }
@@ -77,4 +82,23 @@ export async function writeHeatmap(dir: string, stem: string, input: HeatmapInpu
   const size = input.preprocessing.size;
   writeNpyFile(npy, [size, size], camAtInput(input.cam, input.camH, input.camW, size), 'F32');
   return { png, npy };
+}
+
+/** The original grey pixels of an image file (PNG/JPEG via sharp, DICOM via the C.11 pipeline), for the overlay. */
+export async function decodeOriginalGrey(file: string): Promise<{ grey: Float32Array; width: number; height: number }> {
+  const bytes = new Uint8Array(await readFile(file));
+  if (isDicom(bytes.subarray(0, 132))) {
+    const d = await readDicom(bytes, { source: file, decoders: [sharpJpegFrameDecoder] });
+    return { grey: d.grey, width: d.width, height: d.height };
+  }
+  const g = await decodeGrey(file);
+  return { grey: g.data, width: g.width, height: g.height };
+}
+
+/** File stems for heatmaps: the base name without extension, or the whole path flattened where base names repeat. */
+export function heatmapStems(files: readonly string[]): Map<string, string> {
+  const base = (f: string): string => f.replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '');
+  const count = new Map<string, number>();
+  for (const f of files) count.set(base(f), (count.get(base(f)) ?? 0) + 1);
+  return new Map(files.map((f) => [f, count.get(base(f))! > 1 ? f.replace(/^\.?[\\/]+/, '').replace(/\.[^.\\/]*$/, '').replace(/[^A-Za-z0-9._-]+/g, '_') : base(f)]));
 }

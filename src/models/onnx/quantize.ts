@@ -296,10 +296,26 @@ export function planInt8(graph: OnnxGraph, opts: Int8Options = {}): Int8Plan {
     outName.set(p, n.outputs[0]!);
   });
   // Readers after folding (a folded Relu's readers read the producer's new output, which has the same name).
+  // Conv/Gemm (int8 weights) are always integer. The other ops (Add, pools, Concat) are integer only when what they
+  // compute flows into an integer op (through a folded Relu or a Flatten): a branch that leaves the integer path
+  // (the OOD gate's mean/variance statistics, where 8-bit means would cancel catastrophically in E[x^2] - E[x]^2)
+  // stays float. Nodes are in topological order, so one pass from the end settles it.
   const quantizedNodes = new Set<number>();
-  graph.nodes.forEach((n, i) => {
-    if (!foldedRelu.has(i) && isQuantNode(n)) quantizedNodes.add(i);
-  });
+  const readersOf = (t: string): number[] => consumers.get(t) ?? [];
+  const feedsQuantized = (t: string, depth = 0): boolean =>
+    depth < 8 &&
+    readersOf(t).some((r) => {
+      const m = graph.nodes[r]!;
+      if (quantizedNodes.has(r)) return true;
+      if (foldedRelu.has(r) || m.opType === 'Flatten') return m.outputs.some((o) => feedsQuantized(o, depth + 1));
+      return false;
+    });
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i]!;
+    if (foldedRelu.has(i) || !isQuantNode(n)) continue;
+    if (n.opType === 'Conv' || n.opType === 'Gemm') quantizedNodes.add(i);
+    else if (n.outputs.some((o) => feedsQuantized(o))) quantizedNodes.add(i);
+  }
 
   const quantized = new Set<string>();
   const sharedWith = new Map<string, string>();

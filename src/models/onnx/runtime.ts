@@ -10,8 +10,8 @@
  *   const { probabilities } = await clf.run(nhwcBatch, n);   // Float32Array [n] for the binary head
  *   await clf.release();
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { writeFileAtomic } from '../../util/atomic.js';
 import { currentVersions } from '../weights/checkpoint.js';
 import type { Model } from '../registry.js';
 import type { NetworkModel } from '../head.js';
@@ -20,27 +20,9 @@ import { exportOnnx, type OnnxExport, type OnnxExportOptions } from './export.js
 
 export { OnnxClassifier, type OnnxClassifierOptions } from './node-session.js';
 
-/** Write an export to `path` atomically (temporary file in the same folder, fsync, rename), chunk by chunk. */
+/** Write an export to `path` atomically (util/atomic.ts: temporary file, fsync, rename), chunk by chunk. */
 export function saveOnnx(path: string, exported: OnnxExport): void {
-  const target = resolve(path);
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    const fd = openSync(tmp, 'w');
-    try {
-      for (const c of exported.chunks) {
-        let off = 0;
-        while (off < c.byteLength) off += writeSync(fd, c, off, c.byteLength - off);
-      }
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, target);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomic(resolve(path), exported.chunks);
 }
 
 /** exportOnnx + saveOnnx, recording the running nextray version. */

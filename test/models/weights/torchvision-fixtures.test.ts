@@ -9,7 +9,8 @@ import { describe, it } from 'node:test';
 import { readStateDict, readSafetensorsFile } from '../../../src/models/weights/files.js';
 import { compareStateDicts } from '../../../src/models/weights/state-dict.js';
 import { numel } from '../../../src/models/weights/types.js';
-import { ALL_FIXTURES, BASIC_NARROW, RESNET18, fixturePath } from '../../helpers/torchvision.js';
+import { SHARED_FIXTURES_SKIP } from '../../helpers/paths.js';
+import { BASIC_NARROW, LARGE_FIXTURE_SET, RESNET18, SMALL_FIXTURE_SET, fixturePath, type TorchvisionFixture } from '../../helpers/torchvision.js';
 
 describe('torchvision fixtures', () => {
   it('basic_narrow.pth and basic_narrow.safetensors hold identical tensors (keys, dtypes, shapes, bytes)', async () => {
@@ -25,21 +26,28 @@ describe('torchvision fixtures', () => {
     assert.deepEqual(pth.get('fc.weight')!.shape, [10, 64]);
   });
 
-  it('resnet18.pth and resnet18.safetensors hold identical tensors (keys, dtypes, shapes, bytes)', { skip: RESNET18.skip }, async () => {
-    const pth = await readStateDict(fixturePath(RESNET18, 'resnet18.pth'));
-    const st = await readStateDict(fixturePath(RESNET18, 'resnet18.safetensors'));
-    assert.equal(pth.size, 122); // 62 weights/biases + 20 BN layers x 3 buffers
-    assert.deepEqual(compareStateDicts(pth, st), []);
-    assert.deepEqual([...pth.keys()].sort(), [...st.keys()].sort());
-    const nbt = pth.get('layer4.1.bn2.num_batches_tracked')!;
-    assert.equal(nbt.dtype, 'I64');
-    assert.deepEqual(nbt.shape, []);
-    assert.deepEqual(pth.get('conv1.weight')!.shape, [64, 3, 7, 7]);
-    assert.deepEqual(pth.get('fc.weight')!.shape, [1000, 512]);
-  });
+  paramCountTests(SMALL_FIXTURE_SET);
 
-  for (const fx of ALL_FIXTURES) {
-    it(`${fx.name}.safetensors (${fx.size}) parses; trainable parameters add up to NAME.json's count`, { skip: fx.skip }, async () => {
+  describe('large torchvision fixtures (../shared/fixtures/torchvision)', { skip: SHARED_FIXTURES_SKIP }, () => {
+    it('resnet18.pth and resnet18.safetensors hold identical tensors (keys, dtypes, shapes, bytes)', async () => {
+      const pth = await readStateDict(fixturePath(RESNET18, 'resnet18.pth'));
+      const st = await readStateDict(fixturePath(RESNET18, 'resnet18.safetensors'));
+      assert.equal(pth.size, 122); // 62 weights/biases + 20 BN layers x 3 buffers
+      assert.deepEqual(compareStateDicts(pth, st), []);
+      assert.deepEqual([...pth.keys()].sort(), [...st.keys()].sort());
+      const nbt = pth.get('layer4.1.bn2.num_batches_tracked')!;
+      assert.equal(nbt.dtype, 'I64');
+      assert.deepEqual(nbt.shape, []);
+      assert.deepEqual(pth.get('conv1.weight')!.shape, [64, 3, 7, 7]);
+      assert.deepEqual(pth.get('fc.weight')!.shape, [1000, 512]);
+    });
+    paramCountTests(LARGE_FIXTURE_SET);
+  });
+});
+
+function paramCountTests(set: readonly TorchvisionFixture[]): void {
+  for (const fx of set) {
+    it(`${fx.name}.safetensors (${fx.size}) parses; trainable parameters add up to NAME.json's count`, async () => {
       const { tensors } = await readSafetensorsFile(fixturePath(fx, `${fx.name}.safetensors`));
       const meta = JSON.parse(readFileSync(fixturePath(fx, `${fx.name}.json`), 'utf8')) as { params: number };
       let params = 0;
@@ -51,4 +59,4 @@ describe('torchvision fixtures', () => {
       assert.equal(params, meta.params);
     });
   }
-});
+}

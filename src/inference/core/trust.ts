@@ -1,0 +1,82 @@
+/**
+ * The trust layer of prediction (browser-safe): turns a model's optional `cam` and `ood_score` graph outputs into
+ * each ImagePrediction's `heatmap` (normalised CAM at the model's input resolution) and `ood` / `oodScore` (the
+ * gate stored in the model's metadata `ood`), and reads a checkpoint's trust information (model.json
+ * `extra.trust`, written by src/train/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
+ * the ensemble for and `applyTrust` from predictBatch's onBatch.
+ */
+import type { OnnxExportOptions } from '../../models/onnx/export.js';
+import { ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
+import { camAtInput } from './cam.js';
+import type { Ensemble } from './ensemble.js';
+import { isOutOfDistribution, loadGate, type StoredOodGate } from './ood.js';
+import type { ImagePrediction } from './predict.js';
+
+/** What `extra.trust` holds in a checkpoint's model.json (src/train/trust.ts writes it). */
+export interface TrustInfo {
+  temperature?: { value: number; fittedOn: 'validation'; images: number; nllBefore: number; nllAfter: number; eceBefore: number; eceAfter: number };
+  ood?: StoredOodGate & { fittedOn: 'train' };
+  operatingPoint?: { threshold: number; targetSensitivity: number; validationSensitivity: number; validationSpecificity: number | null; validationCases: number; validationPositives: number; level: 'study'; fittedOn: 'validation' };
+}
+
+/** The trust information of a checkpoint's metadata (empty when none was fitted). */
+export function trustOf(meta: { extra?: Record<string, unknown> }): TrustInfo {
+  return ((meta.extra as { trust?: TrustInfo } | undefined)?.trust ?? {}) as TrustInfo;
+}
+
+/** Export options that carry a checkpoint's trust information into the ONNX file (the CAM output always). */
+export function trustExportOptions(meta: { extra?: Record<string, unknown>; decisionThreshold: number }): Pick<OnnxExportOptions, 'cam' | 'temperature' | 'ood' | 'decisionThreshold'> {
+  const t = trustOf(meta);
+  return {
+    cam: true,
+    decisionThreshold: meta.decisionThreshold,
+    ...(t.temperature ? { temperature: t.temperature.value } : {}),
+    ...(t.ood ? { ood: loadGate(t.ood, 'checkpoint extra.trust.ood') } : {}),
+  };
+}
+
+/** The gate threshold a model's ONNX metadata states, or null. */
+function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
+  if (!metadata.ood) return null;
+  try {
+    const t = (JSON.parse(metadata.ood) as { threshold?: unknown }).threshold;
+    return typeof t === 'number' ? t : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Which trust outputs every member of the ensemble has (only those can be asked for). */
+export function trustOutputs(ensemble: Ensemble, want: { heatmaps: boolean; ood: boolean }): string[] {
+  const all = (name: string): boolean => ensemble.models.every((m) => m.card.outputs.includes(name));
+  return [...(want.heatmaps && all(ONNX_CAM) ? [ONNX_CAM] : []), ...(want.ood && all(ONNX_OOD_SCORE) ? [ONNX_OOD_SCORE] : [])];
+}
+
+/**
+ * Fills heatmap / ood / oodScore from the raw ensemble outputs. Heatmap: the first member's CAM (ensemble members
+ * of different architectures have maps on different grids). OOD: `ood` is true when any member's gate flags the
+ * image; `oodScore` is the first member's score.
+ */
+export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<Ensemble['run']>>, ensemble: Ensemble): void {
+  const first = raw.extra[0];
+  const cam = first?.[ONNX_CAM];
+  if (cam) {
+    const [, h, w] = cam.dims as [number, number, number];
+    const size = ensemble.models[0]!.card.preprocessing.size;
+    results.forEach((r, k) => {
+      const map = cam.data.subarray(k * h * w, (k + 1) * h * w);
+      r.heatmap = { width: size, height: size, data: camAtInput(map, h, w, size), method: 'cam' };
+    });
+  }
+  if (raw.extra.every((e) => e[ONNX_OOD_SCORE])) {
+    results.forEach((r, k) => {
+      let flagged = false;
+      raw.extra.forEach((e, i) => {
+        const t = oodThreshold(ensemble.models[i]!.card.metadata);
+        if (t !== null && isOutOfDistribution(e[ONNX_OOD_SCORE]!.data[k]!, t)) flagged = true;
+      });
+      r.ood = flagged;
+      r.oodScore = raw.extra[0]![ONNX_OOD_SCORE]!.data[k]!;
+    });
+  }
+}
