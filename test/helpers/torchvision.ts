@@ -79,3 +79,21 @@ export const DENSENET121 = large('densenet121', ['densenet121.safetensors'], () 
 export const SMALL_FIXTURE_SET = [BASIC_NARROW, BOTTLENECK_NARROW, DENSENET_NARROW];
 export const LARGE_FIXTURE_SET = [RESNET18, BOTTLENECK_MINI, DENSENET121];
 export const ALL_FIXTURES = [...SMALL_FIXTURE_SET, ...LARGE_FIXTURE_SET];
+
+/**
+ * A seeded ResNet-18 written to `path` as .safetensors, and its logits (TF.js, inference mode) on the small
+ * fixtures' basic_narrow input: the reference the CLI tests compare `forward` / `export` against.
+ */
+export async function writeSeededResnet18(path: string, seed: number): Promise<Float32Array> {
+  const { tf } = await import('../../src/engine/index.js');
+  const { readNpyFile, writeSafetensorsFile } = await import('../../src/models/weights/files.js');
+  const m = createModel('resnet18', { seed });
+  writeSafetensorsFile(path, m.exportStateDict());
+  const x = await readNpyFile(join(SMALL_FIXTURES, 'basic_narrow.input.npy'));
+  const logits = tf.tidy(() => {
+    const nchw = tf.tensor4d(x.data as Float32Array, x.shape as [number, number, number, number]);
+    return m.forward(tf.transpose(nchw, [0, 2, 3, 1]), false).dataSync() as Float32Array;
+  });
+  m.dispose();
+  return logits;
+}

@@ -10,12 +10,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { createModel, type NetworkModel } from '../../src/models/index.js';
-import { readNpyFile, readStateDict, writeSafetensorsFile } from '../../src/models/weights/files.js';
+import { readNpyFile, readStateDict } from '../../src/models/weights/files.js';
 import { saveCheckpoint } from '../../src/models/weights/checkpoint.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
 import { Rng } from '../../src/util/rng.js';
 import { runCli } from '../helpers/cli.js';
+import { writeSeededResnet18 } from '../helpers/torchvision.js';
 import { SHARED_FIXTURES_SKIP, SMALL_FIXTURES, TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
 
 const tmp = tempDir('nextray-export-cli-');
@@ -27,14 +28,7 @@ let r18Logits: Float32Array;
 
 before(async () => {
   await initEngine();
-  const m = createModel('resnet18', { seed: 6 });
-  writeSafetensorsFile(R18, m.exportStateDict());
-  const x = await readNpyFile(INPUT);
-  r18Logits = tf.tidy(() => {
-    const nchw = tf.tensor4d(x.data as Float32Array, x.shape as [number, number, number, number]);
-    return m.forward(tf.transpose(nchw, [0, 2, 3, 1]), false).dataSync() as Float32Array;
-  });
-  m.dispose();
+  r18Logits = await writeSeededResnet18(R18, 6);
 });
 after(() => tmp.cleanup());
 

@@ -8,10 +8,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { initEngine, tf } from '../../src/engine/index.js';
-import { createModel } from '../../src/models/index.js';
-import { readNpyFile, writeSafetensorsFile } from '../../src/models/weights/files.js';
+import { initEngine } from '../../src/engine/index.js';
+import { readNpyFile } from '../../src/models/weights/files.js';
 import { runCli } from '../helpers/cli.js';
+import { writeSeededResnet18 } from '../helpers/torchvision.js';
 import { SHARED_FIXTURES_SKIP, SMALL_FIXTURES, TORCHVISION_FIXTURES, tempDir } from '../helpers/paths.js';
 
 const tmp = tempDir('nextray-forward-engine-');
@@ -23,14 +23,7 @@ let r18Logits: Float32Array;
 
 before(async () => {
   await initEngine('cpu');
-  const m = createModel('resnet18', { seed: 5 });
-  writeSafetensorsFile(R18, m.exportStateDict());
-  const x = await readNpyFile(INPUT);
-  r18Logits = tf.tidy(() => {
-    const nchw = tf.tensor4d(x.data as Float32Array, x.shape as [number, number, number, number]);
-    return m.forward(tf.transpose(nchw, [0, 2, 3, 1]), false).dataSync() as Float32Array;
-  });
-  m.dispose();
+  r18Logits = await writeSeededResnet18(R18, 5);
 });
 
 async function runEngines(weights: string, input: string, want: Float32Array): Promise<void> {
