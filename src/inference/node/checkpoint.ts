@@ -13,6 +13,9 @@ import { initEngine } from '../../engine/index.js';
 import { createModel, isArch, type Model } from '../../models/index.js';
 import { exportOnnx } from '../../models/onnx/export.js';
 import { trustExportOptions } from '../core/trust.js';
+import { mahalanobisScores, type OodGate } from '../core/ood.js';
+import { camChain, classActivationMap, layerStatistics } from '../../models/cam.js';
+import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
@@ -116,26 +119,64 @@ export function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
 }
 
-/** A trained TF.js model as an InferenceModel (the fallback when ONNX Runtime cannot run it). Owns the model. */
+/** What the TF.js fallback applies of a checkpoint's trust information (the ONNX export puts the same in the graph). */
+export interface TfjsTrust {
+  /** The logit is divided by it (temperature scaling; 1 or absent: none). */
+  temperature?: number;
+  /** The OOD gate: output `ood_score` = Mahalanobis score of the gate layers' statistics. */
+  gate?: OodGate;
+  /** Output `cam` (the class activation map; needs a network camChain knows). */
+  cam?: boolean;
+}
+
+/**
+ * A trained TF.js model as an InferenceModel (the fallback when ONNX Runtime cannot run it). Owns the model.
+ * Gives what the in-memory ONNX export gives: logits divided by the checkpoint's temperature, and the extra outputs
+ * `cam` [n, h, w] (classActivationMap, = the graph's ReLU(1x1 Conv) map) and `ood_score` [n, 1] (the gate's
+ * Mahalanobis score on layerStatistics, = the graph's score).
+ */
 export class TfjsInferenceModel implements InferenceModel {
   private released = false;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly temperature: number;
 
   constructor(
     private readonly model: Model,
     readonly card: ModelCard,
-  ) {}
+    private readonly trust: TfjsTrust = {},
+  ) {
+    const t = trust.temperature ?? 1;
+    if (!(t > 0 && Number.isFinite(t))) throw new RangeError(`temperature must be a positive number, got ${t}`);
+    this.temperature = t;
+  }
 
   async run(x: Float32Array, n: number, opts: { outputs?: string[] } = {}): Promise<ModelRunResult> {
     if (this.released) throw new InferenceError(`${this.card.source}: model was released`);
-    if (opts.outputs?.length) throw new InferenceError(`${this.card.source}: extra outputs (${opts.outputs.join(', ')}) need ONNX Runtime; TF.js gives the probability only`);
+    const want = [...new Set(opts.outputs ?? [])];
+    const unknown = want.filter((o) => !this.card.outputs.includes(o) || o === 'logits' || o === 'probability');
+    if (unknown.length) throw new InferenceError(`${this.card.source}: the model has no extra output(s) ${unknown.join(', ')}; it has ${this.card.outputs.join(', ')}`);
     const size = this.card.preprocessing.size;
     if (x.length !== n * size * size * 3) throw new InferenceError(`${this.card.source}: input has ${x.length} values, expected ${n * size * size * 3}`);
     const job = this.queue.then(() => {
       const t0 = performance.now();
-      const logits = tf.tidy(() => this.model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
+      const extra: ModelRunResult['extra'] = {};
+      let logits = new Float32Array(0);
+      tf.tidy(() => {
+        const input = tf.tensor4d(x, [n, size, size, 3]);
+        const z = this.model.forward(input, false).dataSync() as Float32Array;
+        logits = Float32Array.from(z, (v) => v / this.temperature);
+        if (want.includes(ONNX_CAM)) {
+          const { maps } = classActivationMap(this.model, input);
+          extra[ONNX_CAM] = { dims: [...maps.shape], data: Float32Array.from(maps.dataSync() as Float32Array) };
+        }
+        if (want.includes(ONNX_OOD_SCORE)) {
+          const gate = this.trust.gate!;
+          const f = layerStatistics(this.model, input, gate.layers).dataSync() as Float32Array;
+          extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(f, n, gate)) };
+        }
+      });
       const probabilities = Float32Array.from(logits, sigmoid);
-      return { probabilities, logits: Float32Array.from(logits), extra: {}, seconds: (performance.now() - t0) / 1000 };
+      return { probabilities, logits, extra, seconds: (performance.now() - t0) / 1000 };
     });
     this.queue = job.catch(() => undefined);
     return job;
@@ -147,6 +188,36 @@ export class TfjsInferenceModel implements InferenceModel {
     await this.queue;
     this.model.dispose();
   }
+}
+
+/**
+ * The trust information of a checkpoint as the TF.js fallback applies it, with the card fields that advertise it
+ * like an ONNX export's card (outputs `cam` / `ood_score`, metadata `temperature` / `ood` with the gate threshold).
+ */
+export function tfjsTrustOf(model: Model, meta: CheckpointMetadata, where: string): { trust: TfjsTrust; outputs: string[]; metadata: Record<string, string> } {
+  let opts: ReturnType<typeof trustExportOptions>;
+  try {
+    opts = trustExportOptions(meta);
+  } catch (err) {
+    throw new InferenceError(`${where}: unusable trust information in model.json: ${(err as Error).message}`);
+  }
+  let cam = false;
+  try {
+    camChain(model);
+    cam = true;
+  } catch {
+    // A network CAM does not know: no `cam` output (as the export would fail for it).
+  }
+  const temperature = opts.temperature ?? 1;
+  const trust: TfjsTrust = { cam, ...(temperature !== 1 ? { temperature } : {}), ...(opts.ood ? { gate: opts.ood } : {}) };
+  return {
+    trust,
+    outputs: ['logits', 'probability', ...(cam ? [ONNX_CAM] : []), ...(opts.ood ? [ONNX_OOD_SCORE] : [])],
+    metadata: {
+      ...(temperature !== 1 ? { temperature: String(temperature) } : {}),
+      ...(opts.ood ? { ood: JSON.stringify(oodMetadata(opts.ood)) } : {}),
+    },
+  };
 }
 
 /** A checkpoint folder or run directory as an InferenceModel (see OpenModelOptions; openModel calls this). */
@@ -193,6 +264,13 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
       log(`nextray: ${name}: running in TF.js instead of ONNX Runtime (${(err as Error).message})`);
     }
   }
+  let trust: ReturnType<typeof tfjsTrustOf>;
+  try {
+    trust = tfjsTrustOf(loaded.model, meta, spec);
+  } catch (err) {
+    loaded.model.dispose();
+    throw err;
+  }
   const card: ModelCard = {
     name,
     source: spec,
@@ -202,10 +280,10 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     preprocessing: loaded.preprocessing,
     threshold: meta.decisionThreshold,
     engine: `TF.js: ${tfEngine.description}`,
-    outputs: ['logits'],
-    metadata: {},
+    outputs: trust.outputs,
+    metadata: trust.metadata,
   };
-  return new TfjsInferenceModel(loaded.model, card);
+  return new TfjsInferenceModel(loaded.model, card, trust.trust);
 }
 
 /** What ran a forward pass, and how long it took. */
