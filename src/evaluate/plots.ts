@@ -29,35 +29,33 @@ function num(v: number): string {
   return (Math.round(v * 100) / 100).toString();
 }
 
-/** ROC curve(s) as a standalone SVG document. */
-export function rocCurveSvg(series: readonly RocSeries[], title: string, subtitle?: string): string {
-  const W = 560;
-  const H = 560;
-  const m = { left: 72, right: 24, top: subtitle ? 70 : 52, bottom: 64 };
+/**
+ * The frame both unit-square plots (ROC, reliability) start from: white background, title, optional subtitle, and a
+ * 0-1 grid with ticks every 0.2 on both axes. Returns the SVG parts so far and the data-to-pixel maps.
+ */
+function unitSquarePlot(W: number, H: number, bottom: number, title: string, subtitle?: string) {
+  const m = { left: 72, right: 24, top: subtitle ? 70 : 52, bottom };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const x = (v: number): number => m.left + v * pw;
   const y = (v: number): number => m.top + (1 - v) * ph;
   const parts: string[] = [];
   parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  parts.push(
-    `<text x="${W / 2}" y="30" text-anchor="middle" font-size="18" font-weight="600" fill="${INK}">${escapeHtml(title)}</text>`,
-  );
-  if (subtitle) {
-    parts.push(`<text x="${W / 2}" y="52" text-anchor="middle" font-size="13" fill="${MUTED}">${escapeHtml(subtitle)}</text>`);
-  }
-  // Grid and ticks.
+  parts.push(`<text x="${W / 2}" y="30" text-anchor="middle" font-size="18" font-weight="600" fill="${INK}">${escapeHtml(title)}</text>`);
+  if (subtitle) parts.push(`<text x="${W / 2}" y="52" text-anchor="middle" font-size="13" fill="${MUTED}">${escapeHtml(subtitle)}</text>`);
   for (let i = 0; i <= 5; i++) {
     const v = i / 5;
     parts.push(`<line x1="${num(x(v))}" y1="${m.top}" x2="${num(x(v))}" y2="${m.top + ph}" stroke="${GRID}" stroke-width="1"/>`);
     parts.push(`<line x1="${m.left}" y1="${num(y(v))}" x2="${m.left + pw}" y2="${num(y(v))}" stroke="${GRID}" stroke-width="1"/>`);
-    parts.push(
-      `<text x="${num(x(v))}" y="${m.top + ph + 20}" text-anchor="middle" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`,
-    );
-    parts.push(
-      `<text x="${m.left - 10}" y="${num(y(v) + 4)}" text-anchor="end" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`,
-    );
+    parts.push(`<text x="${num(x(v))}" y="${m.top + ph + 20}" text-anchor="middle" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`);
+    parts.push(`<text x="${m.left - 10}" y="${num(y(v) + 4)}" text-anchor="end" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`);
   }
+  return { W, H, m, pw, ph, x, y, parts };
+}
+
+/** ROC curve(s) as a standalone SVG document. */
+export function rocCurveSvg(series: readonly RocSeries[], title: string, subtitle?: string): string {
+  const { W, H, m, pw, ph, x, y, parts } = unitSquarePlot(560, 560, 64, title, subtitle);
   parts.push(
     `<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="${INK}" stroke-width="1.2"/>`,
   );
@@ -199,24 +197,7 @@ export interface ReliabilityPoint {
  * mean predicted probability (dots), the diagonal of perfect calibration, and bin counts as a strip underneath.
  */
 export function reliabilitySvg(bins: readonly ReliabilityPoint[], title: string, subtitle?: string): string {
-  const W = 560;
-  const H = 600;
-  const m = { left: 72, right: 24, top: subtitle ? 70 : 52, bottom: 104 };
-  const pw = W - m.left - m.right;
-  const ph = H - m.top - m.bottom;
-  const x = (v: number): number => m.left + v * pw;
-  const y = (v: number): number => m.top + (1 - v) * ph;
-  const p: string[] = [];
-  p.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  p.push(`<text x="${W / 2}" y="30" text-anchor="middle" font-size="18" font-weight="600" fill="${INK}">${escapeHtml(title)}</text>`);
-  if (subtitle) p.push(`<text x="${W / 2}" y="52" text-anchor="middle" font-size="13" fill="${MUTED}">${escapeHtml(subtitle)}</text>`);
-  for (let i = 0; i <= 5; i++) {
-    const v = i / 5;
-    p.push(`<line x1="${num(x(v))}" y1="${m.top}" x2="${num(x(v))}" y2="${m.top + ph}" stroke="${GRID}" stroke-width="1"/>`);
-    p.push(`<line x1="${m.left}" y1="${num(y(v))}" x2="${m.left + pw}" y2="${num(y(v))}" stroke="${GRID}" stroke-width="1"/>`);
-    p.push(`<text x="${num(x(v))}" y="${m.top + ph + 20}" text-anchor="middle" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`);
-    p.push(`<text x="${m.left - 10}" y="${num(y(v) + 4)}" text-anchor="end" font-size="12" fill="${MUTED}">${v.toFixed(1)}</text>`);
-  }
+  const { W, H, m, pw, ph, x, y, parts: p } = unitSquarePlot(560, 600, 104, title, subtitle);
   p.push(`<line x1="${x(0)}" y1="${y(0)}" x2="${x(1)}" y2="${y(1)}" stroke="${MUTED}" stroke-dasharray="5 4" stroke-width="1.5"/>`);
   const maxCount = Math.max(1, ...bins.map((b) => b.count));
   for (const b of bins) {
