@@ -57,6 +57,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("threads", omp_get_max_threads());
   o.Set("elementwiseThreads", elementwiseThreads());
   o.Set("cachedPrimitives", static_cast<double>(cachedPrimitiveCount()));
+  o.Set("bf16", bf16Available());
+  o.Set("precision", bf16On() ? "bf16" : "fp32");
   return o;
 }
 
@@ -72,12 +74,21 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), omp_get_max_threads());
 }
 
+// setPrecision('fp32' | 'bf16') -> the precision in effect ('fp32' where the CPU has no bf16 kernels).
+Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string p = info[0].As<Napi::String>().Utf8Value();
+  if (p != "fp32" && p != "bf16") throw Napi::Error::New(env, "precision must be 'fp32' or 'bf16', got '" + p + "'");
+  return Napi::String::New(env, setBf16(p == "bf16") ? "bf16" : "fp32");
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("setElementwiseThreads", Napi::Function::New(env, SetElementwiseThreads));
+  exports.Set("setPrecision", Napi::Function::New(env, SetPrecision));
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
   exports.Set("conv2dForwardBn", Napi::Function::New(env, Conv2dForwardBn));
   exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));

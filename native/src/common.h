@@ -56,6 +56,12 @@ Napi::Value guard(Napi::Env env, F&& f) {
 
 size_t cachedPrimitiveCount();
 
+// bf16 convolutions (conv.cc): whether oneDNN has bf16 kernels on this CPU (its effective ISA, so
+// ONEDNN_MAX_CPU_ISA counts), and the switch, which stays off where they are missing.
+bool bf16Available();
+bool setBf16(bool on);
+bool bf16On();
+
 // Threads for the memory-bound kernels (elementwise, reductions, pooling). One by default: they are limited
 // by memory bandwidth and page faults on freshly allocated outputs, and a second thread mostly adds
 // wake-up and barrier waits (badly so on a shared machine); oneDNN convolutions and sgemm use all threads.

@@ -15,6 +15,26 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
+// Mixed precision (setPrecision('bf16')): convolutions read bfloat16 copies of their inputs (activations, filters,
+// gradients) and write float32 (outputs, input gradients, filter gradients), so everything on the JS side -- the
+// master weights, batch-norm statistics, Adam's moments -- stays float32. Only where oneDNN has bf16 kernels
+// (avx512_core_bf16 or AMX; see bf16Available), else the setting stays fp32.
+bool g_bf16 = false;
+
+bool bf16Available() {
+  // cpu_isa values are bit sets: avx512_core_bf16 (0xe7) is contained in every ISA that has its instructions
+  // (AMX: 0x3e7); the effective ISA honours ONEDNN_MAX_CPU_ISA, so a capped run reports no bf16.
+  const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const unsigned bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  return (isa & bf16) == bf16;
+}
+
+bool setBf16(bool on) {
+  g_bf16 = on && bf16Available();
+  return g_bf16;
+}
+bool bf16On() { return g_bf16; }
+
 namespace {
 
 // Geometry of one convolution as TF.js's computeConv2DInfo resolved it.
@@ -28,9 +48,9 @@ struct ConvGeom {
     }
     return k;
   }
-  memory::desc src(tag t = tag::nhwc) const { return {{n, ci, h, w}, dt::f32, t}; }
-  memory::desc dst(tag t = tag::nhwc) const { return {{n, co, oh, ow}, dt::f32, t}; }
-  memory::desc wei(tag t = tag::hwio) const { return {{co, ci, kh, kw}, dt::f32, t}; }
+  memory::desc src(tag t = tag::nhwc, dt d = dt::f32) const { return {{n, ci, h, w}, d, t}; }
+  memory::desc dst(tag t = tag::nhwc, dt d = dt::f32) const { return {{n, co, oh, ow}, d, t}; }
+  memory::desc wei(tag t = tag::hwio, dt d = dt::f32) const { return {{co, ci, kh, kw}, d, t}; }
   memory::dims strides() const { return {sh, sw}; }
   memory::dims dil() const { return {dh - 1, dw - 1}; }  // oneDNN counts dilation from 0
   memory::dims padL() const { return {pt, pl}; }
@@ -72,11 +92,15 @@ bool isRef(const PD& pd) {
 // fallback where oneDNN has no kernel for the binary post-op).
 enum class Residual { none, binary, sum };
 
+// half: bf16 source and filter (float32 destination and bias).
 dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk,
-                                                    bool anyLayout = false, Residual res = Residual::none) {
+                                                    bool anyLayout = false, Residual res = Residual::none,
+                                                    bool half = false) {
+  const dt in = half ? dt::bf16 : dt::f32;
   memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
-  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_direct, anyLayout ? g.src(smallInput(g) ? tag::nchw : tag::any) : g.src(),
-                                    g.wei(tag::any), biasMd, anyLayout ? g.dst(tag::any) : g.dst(), g.strides(),
+  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_direct,
+                                    g.src(anyLayout ? (smallInput(g) ? tag::nchw : tag::any) : tag::nhwc, in),
+                                    g.wei(tag::any, in), biasMd, anyLayout ? g.dst(tag::any) : g.dst(), g.strides(),
                                     g.dil(), g.padL(), g.padR());
   dnnl::primitive_attr attr = userScratchpad();
   dnnl::post_ops po;
@@ -89,6 +113,7 @@ dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias
 
 struct FwdEntry {
   dnnl::convolution_forward::primitive_desc pd;
+  bool half;  // bf16 source and filter
   Residual residual;
   dnnl::convolution_forward prim;
   bool reorderWeights;
@@ -102,12 +127,16 @@ struct BwdDataEntry {
   dnnl::convolution_backward_data prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;
+  bool half = false;  // bf16 dy and filter: dy is converted before the primitive
+  dnnl::reorder dyReorder;
 };
 struct BwdWeightsEntry {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;  // from oneDNN's diff_weights layout back to HWIO
+  bool half = false;  // bf16 x and dy: both converted before the primitive
+  dnnl::reorder xReorder, dyReorder;
 };
 
 // Primitive creation costs milliseconds (JIT code generation); a ResNet has a few dozen distinct shapes,
@@ -116,42 +145,57 @@ std::unordered_map<std::string, FwdEntry> fwdCache;
 std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
 std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
 
-FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
-  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "");
-  auto it = fwdCache.find(key);
-  if (it != fwdCache.end()) return it->second;
+// The forward primitive for one shape: half = bf16 source and filter. Returns whether the residual joins as a
+// binary or a sum post-op in `res`.
+dnnl::convolution_forward::primitive_desc selectForward(const ConvGeom& g, bool bias, bool relu, bool residual,
+                                                        bool half, Residual& res) {
   const bool any = smallInput(g) && !residual;
   const auto pk = dnnl::prop_kind::forward_inference;
-  Residual res = Residual::none;
-  dnnl::convolution_forward::primitive_desc pd;
+  res = Residual::none;
   // NEXTRAY_SHORTCUT_POSTOP=sum forces the sum post-op (a diagnostic: measured slower here, it copies the shortcut).
   static const bool preferSum = [] {
     const char* v = std::getenv("NEXTRAY_SHORTCUT_POSTOP");
     return v && std::string(v) == "sum";
   }();
   if (residual && preferSum) {
-    pd = forwardPd(g, bias, relu, pk, false, Residual::sum);
     res = Residual::sum;
-  } else if (residual) {
+    return forwardPd(g, bias, relu, pk, false, Residual::sum, half);
+  }
+  if (residual) {
     try {
-      pd = forwardPd(g, bias, relu, pk, false, Residual::binary);
+      auto pd = forwardPd(g, bias, relu, pk, false, Residual::binary, half);
       res = Residual::binary;
+      return pd;
     } catch (const dnnl::error&) {
-      pd = forwardPd(g, bias, relu, pk, false, Residual::sum);
       res = Residual::sum;
+      return forwardPd(g, bias, relu, pk, false, Residual::sum, half);
     }
-  } else {
-    // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
-    pd = forwardPd(g, bias, relu, pk, any);
-    if (isRef(pd)) {
-      auto other = forwardPd(g, bias, relu, pk, !any);
-      if (!isRef(other)) pd = other;
-    }
+  }
+  // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
+  auto pd = forwardPd(g, bias, relu, pk, any, Residual::none, half);
+  if (isRef(pd)) {
+    auto other = forwardPd(g, bias, relu, pk, !any, Residual::none, half);
+    if (!isRef(other)) pd = other;
+  }
+  return pd;
+}
+
+FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
+  bool half = g_bf16;
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "") + (half ? "h" : "");
+  auto it = fwdCache.find(key);
+  if (it != fwdCache.end()) return it->second;
+  Residual res;
+  auto pd = selectForward(g, bias, relu, residual, half, res);
+  // No bf16 kernel for this shape (only oneDNN's reference one): float32 for it.
+  if (half && isRef(pd)) {
+    half = false;
+    pd = selectForward(g, bias, relu, residual, false, res);
   }
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
-  FwdEntry e{pd, res, dnnl::convolution_forward(pd), re, r};
+  FwdEntry e{pd, half, res, dnnl::convolution_forward(pd), re, r};
   if (pd.src_desc() != g.src()) {
     e.reorderSrc = true;
     e.srcReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
@@ -163,33 +207,76 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   return fwdCache.emplace(key, std::move(e)).first->second;
 }
 
+// dx (float32) from dy and the filter; with half, dy and the filter in bf16.
+dnnl::convolution_backward_data::primitive_desc bwdDataPd(const ConvGeom& g, bool half) {
+  const dt in = half ? dt::bf16 : dt::f32;
+  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training, false, Residual::none, half);
+  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any, in),
+                                          g.dst(tag::nhwc, in), g.strides(), g.dil(), g.padL(), g.padR());
+  return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), hint);
+}
+
 BwdDataEntry& getBwdData(const ConvGeom& g) {
-  std::string key = g.key();
+  bool half = g_bf16;
+  std::string key = g.key() + (half ? "h" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
-  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
-                                          g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  auto pd = bwdDataPd(g, half);
+  if (half && isRef(pd)) {
+    half = false;
+    pd = bwdDataPd(g, false);
+  }
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
-  return bwdDataCache.emplace(key, BwdDataEntry{pd, dnnl::convolution_backward_data(pd), re, r}).first->second;
+  BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), re, r};
+  if (half) {
+    e.half = true;
+    e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+  }
+  return bwdDataCache.emplace(key, std::move(e)).first->second;
+}
+
+// dw (float32) from x and dy; with half, x and dy in bf16.
+dnnl::convolution_backward_weights::primitive_desc bwdWeightsPd(const ConvGeom& g, bool half) {
+  const dt in = half ? dt::bf16 : dt::f32;
+  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training, false, Residual::none, half);
+  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(tag::nhwc, in),
+                                             g.wei(tag::any), g.dst(tag::nhwc, in), g.strides(), g.dil(), g.padL(),
+                                             g.padR());
+  return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), hint);
+}
+
+// oneDNN 2.6's bf16 backward-weights kernel (jit_bf16:avx512_core_bf16) is 2-3x SLOWER than float32 for strided
+// spatial filters (ResNet-18's 3x3/2 convolutions at 320 px, batch 8: 136 vs 60 ms, 129 vs 40, 131 vs 45; with
+// oneDNN's own layouts for the bf16 copies as well), while stride 1, 1x1 filters and the 7x7/2 stem gain; those
+// strided filters keep float32 gradients.
+bool bf16BackwardWeights(const ConvGeom& g) {
+  const bool strided = g.sh > 1 || g.sw > 1;
+  const bool spatial = g.kh > 1 || g.kw > 1;
+  return !(strided && spatial && !smallInput(g));
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
-  std::string key = g.key();
+  bool half = g_bf16 && bf16BackwardWeights(g);
+  std::string key = g.key() + (half ? "h" : "");
   auto it = bwdWeightsCache.find(key);
   if (it != bwdWeightsCache.end()) return it->second;
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
-  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
-                                             g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  auto pd = bwdWeightsPd(g, half);
+  if (half && isRef(pd)) {
+    half = false;
+    pd = bwdWeightsPd(g, false);
+  }
   bool re = pd.diff_weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
-  return bwdWeightsCache.emplace(key, BwdWeightsEntry{pd, dnnl::convolution_backward_weights(pd), re, r})
-      .first->second;
+  BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
+  if (half) {
+    e.half = true;
+    e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
+    e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+  }
+  return bwdWeightsCache.emplace(key, std::move(e)).first->second;
 }
 
 void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, const char* what) {
@@ -200,6 +287,8 @@ void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, c
 
 // Reusable aligned buffers for reordered filters and scratchpads, so steady-state calls allocate nothing.
 Buffer weightBuf, scratchBuf, srcBuf, dstBuf, foldBuf;
+// bf16 copies of x and dy for the backward primitives.
+Buffer halfXBuf, halfDyBuf;
 
 // A filter already reordered into oneDNN's blocked layout, owned by a JS object that the backend keeps per
 // filter array (a WeakMap keyed by the Float32Array, whose contents TF.js never changes), so repeated
@@ -356,8 +445,14 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
       wMem = memory(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
       e.weightReorder.execute(s, userW, wMem);
     }
+    memory dyMem(g.dst(), engine(), dy.Data());
+    if (e.half) {
+      memory h(e.pd.diff_dst_desc(), engine(), halfDyBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, h);
+      dyMem = h;
+    }
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_WEIGHTS, wMem},
                        {DNNL_ARG_DIFF_SRC, memory(g.src(), engine(), dx.Data())},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
@@ -383,9 +478,19 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
     memory dwMem = userDw;
     if (e.reorderWeights)
       dwMem = memory(e.pd.diff_weights_desc(), engine(), weightBuf.get(e.pd.diff_weights_desc().get_size()));
+    memory xMem(g.src(), engine(), x.Data());
+    memory dyMem(g.dst(), engine(), dy.Data());
+    if (e.half) {
+      memory hx(e.pd.src_desc(), engine(), halfXBuf.get(e.pd.src_desc().get_size()));
+      memory hdy(e.pd.diff_dst_desc(), engine(), halfDyBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.xReorder.execute(s, xMem, hx);
+      e.dyReorder.execute(s, dyMem, hdy);
+      xMem = hx;
+      dyMem = hdy;
+    }
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    e.prim.execute(s, {{DNNL_ARG_SRC, memory(g.src(), engine(), x.Data())},
-                       {DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+    e.prim.execute(s, {{DNNL_ARG_SRC, xMem},
+                       {DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_DIFF_WEIGHTS, dwMem},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
     if (e.reorderWeights) e.weightReorder.execute(s, dwMem, userDw);
@@ -401,14 +506,25 @@ Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
   return guard(env, [&]() -> Napi::Value {
     int kind = info[0].As<Napi::Number>().Int32Value();
     ConvGeom g = readGeom(info[1]);
+    // With bf16 on, " bf16" after the name says the primitive really reads bf16 (a shape without a bf16 kernel
+    // runs float32 and says nothing).
+    const char* half = " bf16";
     if (kind == 3) {
       FwdEntry& e = getFwd(g, true, true, true);
-      return Napi::String::New(env, std::string(e.pd.impl_info_str()) +
+      return Napi::String::New(env, std::string(e.pd.impl_info_str()) + (e.half ? half : "") +
                                         (e.residual == Residual::binary ? " (binary post-op)" : " (sum post-op)"));
     }
-    const char* name = kind == 0 ? getFwd(g, false, false).pd.impl_info_str()
-                       : kind == 1 ? getBwdData(g).pd.impl_info_str()
-                                   : getBwdWeights(g).pd.impl_info_str();
+    std::string name;
+    if (kind == 0) {
+      FwdEntry& e = getFwd(g, false, false);
+      name = std::string(e.pd.impl_info_str()) + (e.half ? half : "");
+    } else if (kind == 1) {
+      BwdDataEntry& e = getBwdData(g);
+      name = std::string(e.pd.impl_info_str()) + (e.half ? half : "");
+    } else {
+      BwdWeightsEntry& e = getBwdWeights(g);
+      name = std::string(e.pd.impl_info_str()) + (e.half ? half : "");
+    }
     return Napi::String::New(env, name);
   });
 }

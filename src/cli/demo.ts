@@ -21,6 +21,7 @@ interface DemoFlags {
   arch?: string;
   seed: number;
   engine: EngineName;
+  precision?: 'fp32' | 'bf16';
   bootstrap: number;
   minAuc: number;
   quiet?: boolean;
@@ -44,6 +45,7 @@ export function registerDemo(program: Command): void {
     .option('--arch <name>', `architecture (default ${DEMO_DEFAULTS.train.arch})`)
     .option('--seed <n>', 'seed of the dataset, split, training and bootstrap', parseIntOption('--seed', 0, 2 ** 32 - 1), DEMO_DEFAULTS.seed)
     .addOption(new Option('--engine <name>', 'compute engine').choices(['auto', 'cpu', 'native', 'tfjs-node']).default('auto'))
+    .addOption(new Option('--precision <p>', 'convolutions in training steps: bf16 on CPUs with avx512_core_bf16/AMX, else float32 (default fp32)').choices(['fp32', 'bf16']))
     .option('--bootstrap <B>', 'bootstrap replicates for the confidence intervals', parseIntOption('--bootstrap', 0, 100000), DEMO_DEFAULTS.bootstrap)
     .option('--min-auc <auc>', `exit with code 1 when the test study-level AUC is below this (default: off; the demo's target of ${DEMO_TARGET_AUC} is reported either way)`, parseFloatOption('--min-auc', 0, 1), 0)
     .option('-q, --quiet', 'print only the result lines')
@@ -56,6 +58,7 @@ export function registerDemo(program: Command): void {
       if (opts.inputSize !== undefined) trainOverrides.inputSize = opts.inputSize;
       if (opts.epochs !== undefined) trainOverrides.epochs = opts.epochs;
       if (opts.arch !== undefined) trainOverrides.arch = opts.arch;
+      if (opts.precision !== undefined) trainOverrides.precision = opts.precision;
       const r = await runDemo({
         outDir: opts.out,
         studies: opts.studies,
@@ -77,6 +80,7 @@ export function registerDemo(program: Command): void {
         run: r.runDir,
         data: r.dataDir,
         engine: r.train.engine.description,
+        precision: r.train.state.history[r.train.state.history.length - 1]?.precision ?? 'fp32',
         test: { images: image.count, studies: study.count },
         study: { auc: s.auc, auc_ci: study.intervals.ci.auc, sensitivity: s.sensitivity, specificity: s.specificity, accuracy: s.accuracy, kappa: s.kappa },
         image: { auc: im.auc, accuracy: im.accuracy },

@@ -48,6 +48,7 @@ const FLAG_TO_FIELD: Record<string, keyof TrainConfig> = {
   selectBy: 'selectBy',
   seed: 'seed',
   engine: 'engine',
+  precision: 'precision',
   workers: 'workers',
   cacheMb: 'cacheMb',
   maxTrainImages: 'maxTrainImages',
@@ -84,6 +85,7 @@ export function addConfigOptions(cmd: Command): Command {
     .addOption(new Option('--select-by <metric>', `validation metric for the best checkpoint (default ${d.selectBy})`).choices([...SELECT_METRICS]))
     .option('--seed <n>', `seed for init, split, order, augmentation, dropout (default ${d.seed})`, parseIntOption('--seed', 0, 2 ** 32 - 1))
     .addOption(new Option('--engine <name>', `compute engine (default ${d.engine})`).choices(['auto', 'cpu', 'native', 'tfjs-node']))
+    .addOption(new Option('--precision <p>', `convolutions in training steps: bf16 on CPUs with avx512_core_bf16/AMX (weights and Adam stay float32), else float32 (default ${d.precision})`).choices(['fp32', 'bf16']))
     .option('--workers <n>', `image-decoding threads (default ${d.workers})`, parseIntOption('--workers', 0, 64))
     .option('--cache-mb <n>', `memory for decoded images kept across epochs, MiB; 0 = decode every epoch (default ${d.cacheMb})`, parseIntOption('--cache-mb', 0))
     .option('--max-train-images <n>', 'use a seeded random subset of at most n training images (0 = all)', parseIntOption('--max-train-images', 0))

@@ -13,17 +13,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { createRequire } from 'node:module';
 import { registerGradients } from './gradients.js';
-import { loadNativeAddon } from './native-addon.js';
+import { loadNativeAddon, type NativeAddon } from './native-addon.js';
 import { NATIVE_BACKEND, nativeKernelNames, registerNativeBackend } from './native-backend.js';
 import { fusedKernelsJs, registerFusedKernels } from './fused-kernels.js';
-import { envEngineOptions, parseEngineName, type EngineName, type EngineOptions } from './options.js';
+import { envEngineOptions, parseEngineName, type EngineName, type EngineOptions, type Precision } from './options.js';
 import { enableKernelProfile } from './profile.js';
 
 // The fused training ops' JS kernels serve the pure-JS backend whoever selects it (tests, 'cpu', fallback).
 registerFusedKernels('cpu', fusedKernelsJs);
 
-export type { EngineName, EngineOptions } from './options.js';
-export { engineOptionsFromEnv, DEFAULT_ENGINE_OPTIONS } from './options.js';
+export type { EngineName, EngineOptions, Precision } from './options.js';
+export { engineOptionsFromEnv, DEFAULT_ENGINE_OPTIONS, PRECISIONS } from './options.js';
 
 export interface EngineInfo {
   /** The TF.js backend name in use: 'cpu', 'nextray-native' or 'tensorflow'. */
@@ -35,11 +35,56 @@ export interface EngineInfo {
   /** Why the native engine is not in use, when it is not. */
   fallbackReason?: string;
   /** Native addon details when it is in use. */
-  native?: { onednn: string; isa: string; threads: number; addonPath: string; kernels: string[] };
+  native?: { onednn: string; isa: string; threads: number; addonPath: string; kernels: string[]; bf16: boolean };
 }
 
 let current: EngineInfo | null = null;
 let warned = false;
+let nativeAddon: NativeAddon | null = null;
+let precisionInEffect: Precision = 'fp32';
+let bf16Noted = false;
+
+/** Why the engine in use cannot compute in bf16, or null when it can (native engine on a CPU with bf16 kernels). */
+export function bf16Unavailable(): string | null {
+  if (!current || current.engine !== 'native' || !nativeAddon) return `bf16 needs the native engine (in use: ${current?.engine ?? 'none'})`;
+  if (typeof nativeAddon.setPrecision !== 'function') return 'the native addon predates bf16 (rebuild it: npm run build:native)';
+  if (!nativeAddon.info().bf16) return 'this CPU lacks bf16 (avx512_core_bf16/AMX)';
+  return null;
+}
+
+/**
+ * Sets the native convolutions' precision (see options.ts Precision) and returns the one in effect. bf16 where it
+ * cannot run gives float32 and, once per process, one stderr line saying why ("...; <doing> in float32").
+ */
+export function setPrecision(p: Precision, doing = 'running'): Precision {
+  if (p === 'bf16') {
+    const why = bf16Unavailable();
+    if (why) {
+      if (!bf16Noted) process.stderr.write(`nextray: ${why}; ${doing} in float32\n`);
+      bf16Noted = true;
+      p = 'fp32';
+    }
+  }
+  if (nativeAddon?.setPrecision) p = nativeAddon.setPrecision(p);
+  precisionInEffect = p;
+  return p;
+}
+
+/** The native convolutions' precision now ('fp32' on the other engines). */
+export function precision(): Precision {
+  return precisionInEffect;
+}
+
+/** fn() with the convolutions in precision p (what setPrecision gives), then the previous precision again. */
+export async function withPrecision<T>(p: Precision, fn: (inEffect: Precision) => Promise<T>, doing?: string): Promise<T> {
+  const before = precisionInEffect;
+  const inEffect = p === before ? p : setPrecision(p, doing);
+  try {
+    return await fn(inEffect);
+  } finally {
+    if (precisionInEffect !== before) setPrecision(before);
+  }
+}
 
 async function tryTfjsNode(): Promise<boolean> {
   try {
@@ -79,18 +124,26 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
   const opts: EngineOptions = { ...envEngineOptions(), ...defined };
   const wanted: EngineName = opts.engine;
   if (opts.profile) enableKernelProfile(true);
-  if (current && (wanted === 'auto' || wanted === current.engine)) return current;
+  if (current && (wanted === 'auto' || wanted === current.engine)) {
+    if (defined.precision) setPrecision(defined.precision);
+    return current;
+  }
   // tfjs-core alone registers no gradients; every engine needs them for training.
   await registerGradients();
 
   if (wanted === 'tfjs-node' || wanted === 'auto') {
     if (await tryTfjsNode()) {
       current = { backend: 'tensorflow', engine: 'tfjs-node', description: 'tfjs-node (native libtensorflow)' };
+      setPrecision(opts.precision);
       return current;
     }
     if (wanted === 'tfjs-node') throw new Error("engine 'tfjs-node' requested but @tensorflow/tfjs-node is not installed or failed to load");
   }
-  if (wanted === 'cpu') return (current = await useCpu());
+  if (wanted === 'cpu') {
+    current = await useCpu();
+    setPrecision(opts.precision);
+    return current;
+  }
 
   const load = loadNativeAddon(opts.addonPath);
   if (!load.ok) {
@@ -99,7 +152,9 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
       process.stderr.write(`nextray: using the slow pure-JS TF.js backend: ${load.reason}\n`);
       warned = true;
     }
-    return (current = await useCpu(load.reason));
+    current = await useCpu(load.reason);
+    setPrecision(opts.precision);
+    return current;
   }
   // threads: oneDNN's (default: all cores, via OpenMP); elementwiseThreads: the memory-bound kernels' (default 1,
   // see native/src/common.h).
@@ -113,8 +168,10 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
     backend: NATIVE_BACKEND,
     engine: 'native',
     description: `native (oneDNN ${i.onednn}, ${i.isa}, ${i.threads} threads) over the TF.js cpu backend`,
-    native: { onednn: i.onednn, isa: i.isa, threads: i.threads, addonPath: load.path, kernels: nativeKernelNames(load.addon) },
+    native: { onednn: i.onednn, isa: i.isa, threads: i.threads, addonPath: load.path, kernels: nativeKernelNames(load.addon), bf16: i.bf16 === true },
   };
+  nativeAddon = load.addon;
+  setPrecision(opts.precision);
   return current;
 }
 

@@ -11,7 +11,10 @@ import { envEngineOptions } from './options.js';
 
 /** The C++ functions (native/src/*.cc). Outputs are written into caller-allocated Float32Arrays. */
 export interface NativeAddon {
-  info(): { onednn: string; isa: string; threads: number; elementwiseThreads: number; cachedPrimitives: number };
+  /** bf16: oneDNN has bf16 convolutions on this CPU (ISA cap included); precision: the one in effect. */
+  info(): { onednn: string; isa: string; threads: number; elementwiseThreads: number; cachedPrimitives: number; bf16?: boolean; precision?: 'fp32' | 'bf16' };
+  /** The convolutions' precision; returns the one in effect ('fp32' where the CPU has no bf16). Older builds lack it. */
+  setPrecision?(p: 'fp32' | 'bf16'): 'fp32' | 'bf16';
   /** OpenMP threads for oneDNN (convolutions, sgemm); returns the count in effect. */
   setThreads(n: number): number;
   /** Threads for the memory-bound kernels (default 1); returns the count in effect. */
@@ -23,7 +26,7 @@ export interface NativeAddon {
   conv2dForwardBn(x: Float32Array, filter: Float32Array, scale: Float32Array, shift: Float32Array, residual: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache: object | null): void;
   conv2dBackwardData(dy: Float32Array, filter: Float32Array, dx: Float32Array, geom: Int32Array): void;
   conv2dBackwardFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geom: Int32Array): void;
-  /** kind 0 forward, 1 backward data, 2 backward weights, 3 forward + bias + shortcut + ReLU: oneDNN's implementation name for that shape. */
+  /** kind 0 forward, 1 backward data, 2 backward weights, 3 forward + bias + shortcut + ReLU: oneDNN's implementation name for that shape (+ " bf16" where that primitive reads bf16). */
   convImpl(kind: 0 | 1 | 2 | 3, geom: Int32Array): string;
   /** geom: [n,h,w,c, oh,ow, kh,kw, sh,sw, padTop,padLeft] */
   pool2d(x: Float32Array, out: Float32Array, geom: Int32Array, isMax: boolean): void;

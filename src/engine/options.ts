@@ -11,10 +11,25 @@
  *   NEXTRAY_POOL_MB              output-array recycling budget, MiB  (default 512; 0 = off)
  *   NEXTRAY_WEIGHT_CACHE=0       no oneDNN-layout filter copies      (default on)
  *   NEXTRAY_WEIGHT_CACHE_PIXELS  output pixels per call up to which filter copies are kept (default 4096)
+ *   NEXTRAY_PRECISION            fp32 | bf16: the native convolutions' inputs (default fp32; bf16 where the CPU has it)
  */
 export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
 
 export const ENGINES: readonly EngineName[] = ['auto', 'cpu', 'native', 'tfjs-node'];
+
+/**
+ * What the native engine's convolutions compute in: 'bf16' converts their inputs (activations, filters, gradients)
+ * to bfloat16 and accumulates and writes float32, so tensors, master weights, batch-norm statistics and Adam stay
+ * float32 (native/src/conv.cc). Only on CPUs with avx512_core_bf16 or AMX; elsewhere float32.
+ */
+export type Precision = 'fp32' | 'bf16';
+
+export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16'];
+
+export function parsePrecision(name: string, source: string): Precision {
+  if ((PRECISIONS as readonly string[]).includes(name)) return name as Precision;
+  throw new Error(`${source}: unknown precision '${name}'; use one of ${PRECISIONS.join(', ')}`);
+}
 
 export interface EngineOptions {
   engine: EngineName;
@@ -28,6 +43,8 @@ export interface EngineOptions {
   poolMb: number;
   weightCache: boolean;
   weightCachePixels: number;
+  /** The native convolutions' precision from the start (training asks for its own, see setPrecision). */
+  precision: Precision;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
@@ -39,6 +56,7 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
   poolMb: 512,
   weightCache: true,
   weightCachePixels: 4096,
+  precision: 'fp32',
 };
 
 export function parseEngineName(name: string, source: string): EngineName {
@@ -73,6 +91,7 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Engi
     poolMb: count(env, 'NEXTRAY_POOL_MB', DEFAULT_ENGINE_OPTIONS.poolMb),
     weightCache: flag(env, 'NEXTRAY_WEIGHT_CACHE', DEFAULT_ENGINE_OPTIONS.weightCache),
     weightCachePixels: count(env, 'NEXTRAY_WEIGHT_CACHE_PIXELS', DEFAULT_ENGINE_OPTIONS.weightCachePixels),
+    precision: env.NEXTRAY_PRECISION ? parsePrecision(env.NEXTRAY_PRECISION, 'NEXTRAY_PRECISION') : DEFAULT_ENGINE_OPTIONS.precision,
   };
 }
 

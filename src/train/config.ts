@@ -9,7 +9,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { isRegion, type Region } from '../data/types.js';
-import type { EngineName } from '../engine/index.js';
+import type { EngineName, Precision } from '../engine/index.js';
+import { PRECISIONS } from '../engine/options.js';
 import { LOSS_KINDS, type LossKind, type RegionWeights } from './losses.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
@@ -56,6 +57,12 @@ export interface TrainConfig {
   selectBy: SelectMetric;
   seed: number;
   engine: EngineName;
+  /**
+   * The training steps' convolutions: 'bf16' (native engine on a CPU with avx512_core_bf16 or AMX) reads bfloat16
+   * copies of activations, filters and gradients; weights, batch-norm statistics and Adam stay float32, and
+   * validation, evaluation and export run in float32. Elsewhere bf16 trains in float32 (one line on stderr).
+   */
+  precision: Precision;
   /** Image-decoding worker threads (0 = decode on the training thread). */
   workers: number;
   /** Memory for decoded images kept across epochs (training and validation), in MiB; 0 = decode every epoch. */
@@ -90,6 +97,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<TrainConfig, 'data'>> = Object.freeze
   selectBy: 'recall',
   seed: 0,
   engine: 'auto',
+  precision: 'fp32',
   workers: 2,
   cacheMb: 1024,
   maxTrainImages: 0,
@@ -123,6 +131,7 @@ export const CONFIG_FLAGS: Readonly<Record<keyof TrainConfig, string>> = Object.
   selectBy: '--select-by',
   seed: '--seed',
   engine: '--engine',
+  precision: '--precision',
   workers: '--workers',
   cacheMb: '--cache-mb',
   maxTrainImages: '--max-train-images',
@@ -214,6 +223,7 @@ const CHECKS: Record<keyof TrainConfig, Check> = {
   selectBy: oneOf(SELECT_METRICS),
   seed: num(0, 2 ** 32 - 1, true),
   engine: oneOf(ENGINES),
+  precision: oneOf(PRECISIONS),
   workers: num(0, 64, true),
   cacheMb: num(0, 1e7, true),
   maxTrainImages: num(0, 1e9, true),

@@ -152,7 +152,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       dataKind: 'synthetic',
       source: preds.checkpoint,
       split: 'test (patient-disjoint part of MURA valid)',
-      config: { ...config, 'best epoch': trained.state.bestEpoch, 'engine': trained.engine.description },
+      config: { ...config, 'best epoch': trained.state.bestEpoch, 'engine': trained.engine.description, 'training precision': trained.state.history[trained.state.history.length - 1]?.precision ?? 'fp32' },
       dataset: { folder: dataDir, studies: opts.studies, 'image size': opts.imageSize, seed: opts.seed },
       calibration,
       sections,

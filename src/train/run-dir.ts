@@ -62,6 +62,8 @@ export interface EpochMetrics {
   bad_images: number;
   /** Whether this epoch became the best checkpoint. */
   best: boolean;
+  /** What the training steps' convolutions computed in ('bf16' only where asked for and the CPU has it). */
+  precision?: 'fp32' | 'bf16';
 }
 
 export function writeMetricsFile(path: string, history: readonly EpochMetrics[]): void {

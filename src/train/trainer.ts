@@ -17,7 +17,7 @@ import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
 import { REGIONS, type ImageRecord, type Region } from '../data/types.js';
-import { initEngine, leanVariableGrads, type EngineInfo } from '../engine/index.js';
+import { initEngine, leanVariableGrads, withPrecision, type EngineInfo, type Precision } from '../engine/index.js';
 import { prepareScores, rocAuc } from '../evaluate/metrics.js';
 import { Dropout, type Model, type NetworkModel } from '../models/index.js';
 import { loadCheckpoint, readStateDict, saveCheckpoint, type CheckpointInfo } from '../models/weights/index.js';
@@ -304,6 +304,8 @@ interface EpochTraining {
   started: number;
   trainSeconds: number;
   lrThisEpoch: number;
+  /** What the training steps' convolutions computed in. */
+  precision: Precision;
 }
 
 /**
@@ -416,22 +418,26 @@ async function trainEpoch(ctx: RunContext, state: TrainState, epoch: number): Pr
   let correct = 0;
   let seen = 0;
   const lrThisEpoch = adam.lr;
-  try {
-    for await (const batch of loader.epoch(epoch)) {
-      const w = batchWeights(config.loss, batch.records, ctx.classWeights, state.regionWeights);
-      const { loss: batchLoss, correct: batchCorrect } = trainStep(ctx, batch, w);
-      if (!Number.isFinite(batchLoss)) throw new TrainError(`epoch ${epoch + 1}: the training loss became ${batchLoss} (try a lower --lr)`);
-      lossSum += batchLoss * batch.n;
-      correct += batchCorrect;
-      seen += batch.n;
-      const secs = (Date.now() - started) / 1000;
-      progress.tick(1, { loss: (lossSum / seen).toFixed(4), ips: (seen / Math.max(secs, 1e-3)).toFixed(1) });
+  // Only the training steps in config.precision (bf16 where the CPU has it); validation stays float32.
+  const precision = await withPrecision(config.precision, async (inEffect) => {
+    try {
+      for await (const batch of loader.epoch(epoch)) {
+        const w = batchWeights(config.loss, batch.records, ctx.classWeights, state.regionWeights);
+        const { loss: batchLoss, correct: batchCorrect } = trainStep(ctx, batch, w);
+        if (!Number.isFinite(batchLoss)) throw new TrainError(`epoch ${epoch + 1}: the training loss became ${batchLoss} (try a lower --lr)`);
+        lossSum += batchLoss * batch.n;
+        correct += batchCorrect;
+        seen += batch.n;
+        const secs = (Date.now() - started) / 1000;
+        progress.tick(1, { loss: (lossSum / seen).toFixed(4), ips: (seen / Math.max(secs, 1e-3)).toFixed(1) });
+      }
+    } finally {
+      progress.stop();
     }
-  } finally {
-    progress.stop();
-  }
+    return inEffect;
+  }, 'training');
   if (!seen) throw new TrainError(`epoch ${epoch + 1}: no training image could be loaded`);
-  return { lossSum, correct, seen, started, trainSeconds: (Date.now() - started) / 1000, lrThisEpoch };
+  return { lossSum, correct, seen, started, trainSeconds: (Date.now() - started) / 1000, lrThisEpoch, precision };
 }
 
 /** One optimiser step on a batch: its mean data loss and how many it classified right (before the step). */
@@ -486,6 +492,7 @@ function epochMetrics(ctx: RunContext, epoch: number, t: EpochTraining, val: Val
     val_images: val.images,
     bad_images: ctx.loader.badImageCount + val.bad.length,
     best: false,
+    precision: t.precision,
   };
 }
 
@@ -542,7 +549,7 @@ function commitEpoch(ctx: RunContext, state: TrainState, epoch: number, m: Epoch
   log.line(
     `epoch ${m.epoch}/${config.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${m.train_accuracy.toFixed(3)} | ` +
       `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} | ` +
-      `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.best ? ' | best' : ''}`,
+      `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.precision === 'bf16' ? ' (bf16)' : ''}${m.best ? ' | best' : ''}`,
   );
   ctx.opts.onEpoch?.(m);
   return stopEarly;
@@ -560,6 +567,7 @@ function writeRunSummary(ctx: RunContext, state: TrainState, bad: BadImage[]): v
     bad_images: bad.length,
     bad_image_list: bad.slice(0, 100),
     engine: engine.description,
+    precision: state.history[state.history.length - 1]?.precision ?? 'fp32',
   });
   log.line(`done: ${state.epochsDone} epoch(s); best ${config.selectBy} at epoch ${state.bestEpoch ?? '-'}; ${bad.length} bad image(s)`);
 }
