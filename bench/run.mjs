@@ -8,6 +8,8 @@
 // `ours` (TF.js) and `torch`.
 // --isa avx2 (or sse41, avx, avx512_core, ...) runs our side under oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA), so an
 // AVX-512 machine measures what an AVX2-only CPU gets; PyTorch and ONNX Runtime run uncapped (the JSON says so).
+// train18bf16 (not in the default set): train18 with bf16 convolutions (ours --precision bf16, PyTorch autocast bf16);
+// run it after train18 (--only train18,train18bf16) for the bf16/fp32 ratios of the same run.
 // Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f,predict] [--no-torch]
 //        [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
 // Needs `npm run build` (it runs dist/).
@@ -47,6 +49,8 @@ const WORKLOADS = {
   infer8: { kind: 'infer', arch: 'resnet152', batch: 8, freeze: 0, gflop: 8 * GFLOP_PER_IMAGE.resnet152 },
   train18: { kind: 'train', arch: 'resnet18', batch: 8, freeze: 0, gflop: 3 * 8 * GFLOP_PER_IMAGE.resnet18 },
   train152f: { kind: 'train', arch: 'resnet152', batch: 16, freeze: 148, gflop: 16 * GFLOP_PER_IMAGE.resnet152 },
+  // train18 in mixed precision: ours with --precision bf16, PyTorch under torch.cpu.amp.autocast(bfloat16).
+  train18bf16: { kind: 'train', arch: 'resnet18', batch: 8, freeze: 0, gflop: 3 * 8 * GFLOP_PER_IMAGE.resnet18, precision: 'bf16' },
 };
 
 function lastJson(stdout) {
@@ -148,6 +152,7 @@ for (const name of only.filter((n) => n !== 'predict' && n !== 'quant')) {
   }
   const common = ['--arch', w.arch, '--batch', String(w.batch), '--size', '320', '--runs', runs, '--warmup', warmup];
   if (w.freeze) common.push('--freeze', String(w.freeze));
+  if (w.precision) common.push('--precision', w.precision);
   process.stderr.write(`bench: ${name} (ours) ...\n`);
   const ours = run(process.execPath, ['bench/workload.mjs', w.kind, ...common, '--engine', engine, ...(argv.includes('--no-profile') ? [] : ['--profile'])], oursEnv);
   let torch = null;
@@ -158,7 +163,8 @@ for (const name of only.filter((n) => n !== 'predict' && n !== 'quant')) {
   const entry = { ours, torch: torch ?? torchNote };
   if (ours.median) {
     entry.oursGflops = Math.round((w.gflop / ours.median) * 10) / 10;
-    if (peak) entry.oursFractionOfGemmPeak = Math.round((entry.oursGflops / peak) * 1000) / 1000;
+    // (the peak is float32 sgemm's: no fraction for bf16 workloads)
+    if (peak && !w.precision) entry.oursFractionOfGemmPeak = Math.round((entry.oursGflops / peak) * 1000) / 1000;
   }
   if (ours.median && torch?.median) {
     entry.ratioTimeOursOverTorch = Math.round((ours.median / torch.median) * 100) / 100;
@@ -185,6 +191,12 @@ for (const name of only.filter((n) => n !== 'predict' && n !== 'quant')) {
       const r = Math.round((ours.median / entry.onnx.median) * 100) / 100;
       entry.targets.oursOverOnnx = { max: 1.25, value: r, met: r <= 1.25 };
     }
+  }
+  // bf16 beside its float32 workload of the same run: ours bf16 / ours fp32 and / PyTorch fp32.
+  const fp32 = w.precision && report.workloads[name.replace(w.precision, '')];
+  if (fp32 && ours.median) {
+    if (fp32.ours?.median) entry.ratioTimeOverOursFp32 = Math.round((ours.median / fp32.ours.median) * 100) / 100;
+    if (fp32.torch?.median) entry.ratioTimeOursOverTorchFp32 = Math.round((ours.median / fp32.torch.median) * 100) / 100;
   }
   report.workloads[name] = entry;
   // Progress on stderr, so a long run that is cut short still leaves its finished workloads behind.

@@ -7,8 +7,11 @@ logits. The head is the seed's dropout(0.5) -> Linear(2048, 1). "Frozen 148" fre
 src/models/head.ts does for ResNet-152: everything except the last bottleneck's three convs (+ their
 batchnorms) and the head; frozen batchnorms run in eval mode.
 
+--precision bf16 (training): the forward and loss under torch.cpu.amp.autocast(dtype=torch.bfloat16), PyTorch's
+mixed precision on the CPU (bf16 convolutions and matrix products through oneDNN, float32 weights and Adam).
+
 Usage: /usr/bin/python3 bench/torch_reference.py <infer|train> --arch resnet152 --batch 8 --size 320
-       [--freeze 148] [--warmup 1] [--runs 3] [--threads 2]
+       [--freeze 148] [--warmup 1] [--runs 3] [--threads 2] [--precision fp32|bf16]
 Prints one JSON line: {workload, seconds, median, maxRssMB, ...}.
 """
 import argparse
@@ -50,6 +53,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -86,7 +90,8 @@ def main() -> None:
                 for m in trainable:
                     m.train()
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            with torch.cpu.amp.autocast(enabled=a.precision == "bf16", dtype=torch.bfloat16):
+                loss = loss_fn(model(x).float(), y)
             loss.backward()
             opt.step()
 
@@ -106,6 +111,7 @@ def main() -> None:
         "seconds": seconds,
         "median": med,
         "threads": torch.get_num_threads(),
+        "precision": a.precision,
         "torch": torch.__version__,
         "maxRssMB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // One benchmark workload in its own process (so its peak RSS is its own), run by bench/run.mjs.
 // Usage: node bench/workload.mjs <gemm|infer|train> [--arch resnet152] [--batch 8] [--size 320] [--freeze 148]
-//        [--warmup 1] [--runs 3] [--engine native|cpu] [--profile]
+//        [--warmup 1] [--runs 3] [--engine native|cpu] [--profile] [--precision fp32|bf16]
 // Prints one JSON line: { workload, seconds: [...], median, maxRssMB, profile? }.
 import { performance } from 'node:perf_hooks';
 import { existsSync } from 'node:fs';
@@ -29,9 +29,12 @@ const freeze = Number(opt('freeze', '0'));
 const warmup = Number(opt('warmup', '1'));
 const runs = Number(opt('runs', '3'));
 const engineName = opt('engine', 'native');
+// bf16: the native convolutions on bf16 copies of their inputs (float32 where the CPU lacks bf16; the JSON says which).
+const precisionWanted = opt('precision', 'fp32');
 
-const { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile, leanVariableGrads } = await import(engineJs);
+const { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile, leanVariableGrads, setPrecision } = await import(engineJs);
 const info = await initEngine(engineName);
+const precision = setPrecision(precisionWanted, 'benchmarking');
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -117,6 +120,7 @@ if (kind === 'gemm') {
   }
 }
 result.engine = info.description;
+result.precision = precision;
 result.maxRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
 result.numTensors = tf.memory().numTensors;
 console.log(JSON.stringify(result));
