@@ -246,12 +246,17 @@ describe('nextray train --precision bf16', { skip }, () => {
     assert.equal((JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')) as { precision: string }).precision, 'bf16', 'the config keeps what was asked for');
   });
 
-  it('on this CPU with bf16: trains in bf16 and records it', { skip: bf16Skip }, () => {
+  it('on this CPU with bf16: trains in bf16 (oneDNN runs bf16 JIT kernels, never a reference one) and records it', { skip: bf16Skip }, () => {
     const run = join(tmp.dir, 'bf16');
-    const r = runCli([...base, '--out', run]);
+    const r = runCli([...base, '--out', run], { env: { ONEDNN_VERBOSE: '1' } });
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /lacks bf16/);
-    const m = JSON.parse(r.stdout.trim().split('\n')[0]!) as { precision: string; train_loss: number };
+    // onednn_verbose,exec,cpu,convolution,<implementation>,<propagation>,<memory descriptors>,...
+    const convs = r.stdout.split('\n').filter((l) => l.startsWith('onednn_verbose,exec,cpu,convolution,')).map((l) => l.split(','));
+    const bf16Convs = convs.filter((f) => /(src|wei|dst)_bf16/.test(f[6] ?? ''));
+    assert.ok(bf16Convs.length > 0 && bf16Convs.some((f) => f[5] === 'backward_data') && bf16Convs.some((f) => f[5] === 'backward_weights'), `bf16 convolutions: ${bf16Convs.length} of ${convs.length}`);
+    for (const f of convs) assert.ok(!f[4]!.startsWith('ref'), `reference kernel: ${f.join(',')}`);
+    const m = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('{'))!) as { precision: string; train_loss: number };
     assert.equal(m.precision, 'bf16');
     assert.ok(Number.isFinite(m.train_loss));
     assert.equal((JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8')) as { precision: string }).precision, 'bf16');
