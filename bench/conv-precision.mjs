@@ -4,7 +4,8 @@
 // (native/src/conv.cc), bf16 including its float32 -> bf16 conversions, with the oneDNN implementation that ran
 // (" bf16" after the name: it read bf16). This is the measurement behind which primitives --precision bf16 runs in
 // bf16 (strided 3x3 backward weights stay float32). Needs the native addon (npm run build:native) and `npm run build`.
-// Usage: node bench/conv-precision.mjs [--reps 5] [--batch 8] [--size 320]
+// --net slim: the demo's resnet-slim instead (default there: 128 px, batch 32).
+// Usage: node bench/conv-precision.mjs [--net resnet18|slim] [--reps 5] [--batch 8] [--size 320]
 import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
 
@@ -13,9 +14,14 @@ const opt = (name, dflt) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? Number(argv[i + 1]) : dflt;
 };
+const net = argv.includes('--net') ? argv[argv.indexOf('--net') + 1] : 'resnet18';
+if (net !== 'resnet18' && net !== 'slim') {
+  console.error(`bench: --net ${net}: use resnet18 or slim`);
+  process.exit(2);
+}
 const reps = opt('reps', 5);
-const N = opt('batch', 8);
-const S = opt('size', 320);
+const N = opt('batch', net === 'slim' ? 32 : 8);
+const S = opt('size', net === 'slim' ? 128 : 320);
 const { loadNativeAddon } = await import(new URL('../dist/src/engine/native-addon.js', import.meta.url).href);
 const load = loadNativeAddon();
 if (!load.ok) {
@@ -29,7 +35,11 @@ if (!a.info().bf16) {
 }
 // [input side, in channels, out channels, kernel, stride, how many in ResNet-18]
 const s = (f) => Math.round(S * f);
-const SHAPES = [
+const SHAPES = net === 'slim' ? [
+  [S, 3, 16, 3, 2, 1], [s(1 / 4), 16, 16, 3, 1, 2], [s(1 / 4), 16, 32, 3, 2, 1], [s(1 / 4), 16, 32, 1, 2, 1], [s(1 / 8), 32, 32, 3, 1, 1],
+  [s(1 / 8), 32, 64, 3, 2, 1], [s(1 / 8), 32, 64, 1, 2, 1], [s(1 / 16), 64, 64, 3, 1, 1], [s(1 / 16), 64, 128, 3, 2, 1],
+  [s(1 / 16), 64, 128, 1, 2, 1], [s(1 / 32), 128, 128, 3, 1, 1],
+] : [
   [S, 3, 64, 7, 2, 1], [s(1 / 4), 64, 64, 3, 1, 4], [s(1 / 4), 64, 128, 3, 2, 1], [s(1 / 4), 64, 128, 1, 2, 1], [s(1 / 8), 128, 128, 3, 1, 3],
   [s(1 / 8), 128, 256, 3, 2, 1], [s(1 / 8), 128, 256, 1, 2, 1], [s(1 / 16), 256, 256, 3, 1, 3], [s(1 / 16), 256, 512, 3, 2, 1],
   [s(1 / 16), 256, 512, 1, 2, 1], [s(1 / 32), 512, 512, 3, 1, 3],
@@ -68,7 +78,7 @@ for (const [h, ci, co, k, st, count] of SHAPES) {
 a.setPrecision('fp32');
 const r2 = (v) => Math.round(v);
 console.log(JSON.stringify({
-  batch: N, size: S, reps, loadAverageAtStart: loadStart, loadAverageAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
+  net, batch: N, size: S, reps, loadAverageAtStart: loadStart, loadAverageAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
   totalMs: Object.fromEntries(Object.entries(total).map(([k, v]) => [k, Object.fromEntries(KINDS.map((n, i) => [n, r2(v[i])]))])),
   rows,
 }, null, 2));

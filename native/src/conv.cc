@@ -186,9 +186,16 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   auto it = fwdCache.find(key);
   if (it != fwdCache.end()) return it->second;
   Residual res;
-  auto pd = selectForward(g, bias, relu, residual, half, res);
+  dnnl::convolution_forward::primitive_desc pd;
+  if (half) {
+    try {
+      pd = selectForward(g, bias, relu, residual, true, res);
+    } catch (const dnnl::error&) {
+      half = false;  // no bf16 implementation at all
+    }
+  }
   // No bf16 kernel for this shape (only oneDNN's reference one): float32 for it.
-  if (half && isRef(pd)) {
+  if (!half || isRef(pd)) {
     half = false;
     pd = selectForward(g, bias, relu, residual, false, res);
   }
@@ -221,8 +228,15 @@ BwdDataEntry& getBwdData(const ConvGeom& g) {
   std::string key = g.key() + (half ? "h" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
-  auto pd = bwdDataPd(g, half);
-  if (half && isRef(pd)) {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  if (half) {
+    try {
+      pd = bwdDataPd(g, true);
+    } catch (const dnnl::error&) {
+      half = false;
+    }
+  }
+  if (!half || isRef(pd)) {
     half = false;
     pd = bwdDataPd(g, false);
   }
@@ -247,14 +261,18 @@ dnnl::convolution_backward_weights::primitive_desc bwdWeightsPd(const ConvGeom& 
   return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), hint);
 }
 
-// oneDNN 2.6's bf16 backward-weights kernel (jit_bf16:avx512_core_bf16) is 2-3x SLOWER than float32 for strided
-// spatial filters (ResNet-18's 3x3/2 convolutions at 320 px, batch 8: 136 vs 60 ms, 129 vs 40, 131 vs 45; with
-// oneDNN's own layouts for the bf16 copies as well), while stride 1, 1x1 filters and the 7x7/2 stem gain; those
-// strided filters keep float32 gradients.
+// oneDNN 2.6's bf16 backward-weights kernel (jit_bf16:avx512_core_bf16) gains only on large outputs with many
+// channels; measured alone per shape (bench/conv-precision.mjs and single-shape probes, 2 threads, load average
+// 4-6 on 2 shared cores) it was 2-3x SLOWER than float32 for strided 3x3 filters (ResNet-18 at 320 px, batch 8:
+// 136 vs 60 ms, 129 vs 40, 131 vs 45), and erratically slower -- up to 88-300 ms against 0.3-1.3 ms -- for small
+// outputs (8x8 and 4x4, 64-128 channels) and few channels (the demo's resnet-slim: 16-32 channels), while
+// 16x16 and larger outputs with 64+ output channels gained 1.3-2x (ResNet-18's stride-1 3x3 convolutions, its
+// 1x1 shortcuts at 40x40 and 20x20, the 7x7/2 stem). Everything else keeps float32 filter gradients.
 bool bf16BackwardWeights(const ConvGeom& g) {
   const bool strided = g.sh > 1 || g.sw > 1;
   const bool spatial = g.kh > 1 || g.kw > 1;
-  return !(strided && spatial && !smallInput(g));
+  if (strided && spatial && !smallInput(g)) return false;
+  return g.oh * g.ow >= 256 && g.co >= 64;
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
@@ -262,8 +280,15 @@ BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
   std::string key = g.key() + (half ? "h" : "");
   auto it = bwdWeightsCache.find(key);
   if (it != bwdWeightsCache.end()) return it->second;
-  auto pd = bwdWeightsPd(g, half);
-  if (half && isRef(pd)) {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  if (half) {
+    try {
+      pd = bwdWeightsPd(g, true);
+    } catch (const dnnl::error&) {
+      half = false;
+    }
+  }
+  if (!half || isRef(pd)) {
     half = false;
     pd = bwdWeightsPd(g, false);
   }
