@@ -20,6 +20,7 @@ interface ServeFlags {
   maxQueue: number;
   threads?: number;
   json?: boolean;
+  onnxCache: boolean;
 }
 
 export function registerServe(program: Command): void {
@@ -37,6 +38,7 @@ export function registerServe(program: Command): void {
     .option('--max-queue <n>', 'requests that may wait for the model (503 beyond)', parseIntOption('--max-queue', 0, 10_000), 32)
     .option('--threads <n>', 'ONNX Runtime threads per inference (default: all cores)', parseIntOption('--threads', 1, 256))
     .option('--json', 'print the address as one JSON line once listening')
+    .option('--no-onnx-cache', "don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx)")
     .addHelpText(
       'after',
       `
@@ -52,7 +54,7 @@ Example:
         throw new CliError(`refusing to listen on ${flags.host} without --token: anyone on the network could use it (use 127.0.0.1, or give --token)`);
       }
       // A model that cannot be opened is an InferenceError (a NextrayError): the CLI's one error mapper reports it.
-      const predictor = await openPredictor(flags.model, flags.threads ? { threads: flags.threads } : {});
+      const predictor = await openPredictor(flags.model, { ...(flags.threads ? { threads: flags.threads } : {}), onnxCache: flags.onnxCache });
       const app = await buildServer({
         predictor,
         modelPath: flags.model,

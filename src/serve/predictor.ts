@@ -117,11 +117,11 @@ async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): P
 }
 
 /** Opens an exported .onnx model for serving (the page downloads the same file). */
-export async function openPredictor(modelPath: string, opts: { threads?: number } = {}): Promise<Predictor> {
+export async function openPredictor(modelPath: string, opts: { threads?: number; onnxCache?: boolean } = {}): Promise<Predictor> {
   if (!/\.onnx$/i.test(modelPath)) {
     throw new InferenceError(`${modelPath}: serve needs an .onnx file (the page runs the same file); export it first: nextray export --checkpoint DIR --out model.onnx`);
   }
-  const model = await openModel(modelPath, { engine: 'onnx', maxBatch: 1, ...(opts.threads ? { threads: opts.threads } : {}) });
+  const model = await openModel(modelPath, { engine: 'onnx', maxBatch: 1, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.onnxCache ? { onnxCache: true } : {}) });
   const ensemble = new Ensemble([model]);
   const card = model.card;
   const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => card.outputs.includes(o));
