@@ -5,8 +5,9 @@
  *   - create:   InferenceSession.create(path) at graphOptimizationLevel disabled / basic / extended / all;
  *   - save:     the same at extended / all with optimizedModelFilePath (writes the optimised graph; timed with it);
  *   - reload:   the saved extended / all graph opened again with optimisation disabled and basic;
- * then, per configuration, inference per image at batch 1 and 8 (median) and the largest difference of the batch-8
- * logits from the level-'all' session (the product's default before this measurement).
+ * creation round after round over the configurations (so that a changing load hits all alike); then, per
+ * configuration unless --no-infer, inference per image at batch 1 and 8 (median) and the largest difference of the
+ * batch-8 logits from the level-'all' session (the product's default).
  *
  *   node bench/onnx-session.mjs --onnx model.onnx [--runs 5] [--reps1 3] [--reps8 2] [--threads 2] [--configs a,b]
  *   node bench/onnx-session.mjs --onnx model.onnx --interleave ROUNDS
@@ -18,7 +19,7 @@
  * Session options as src/models/onnx/node-session.ts sets them (sequential, inter-op 1, no spinning). Prints JSON.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,7 @@ const { values: a } = parseArgs({
     configs: { type: 'string' },
     child: { type: 'string' },
     interleave: { type: 'string' },
+    'no-infer': { type: 'boolean', default: false },
   },
 });
 
@@ -61,8 +63,12 @@ if (a.child) {
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     ...(c.save ? { optimizedModelFilePath: c.save } : {}),
   };
+  if (c.save?.endsWith('.ort')) opts.extra.session.save_model_format = 'ORT';
+  if (c.bytes) Object.assign(opts.extra.session, { use_ort_model_bytes_directly: '1', use_ort_model_bytes_for_initializers: '1' });
   const t1 = performance.now();
-  const session = await ort.InferenceSession.create(c.path, opts);
+  // c.bytes: the ORT-format file read into memory and used in place (the buffer must outlive the session).
+  const keep = c.bytes ? readFileSync(c.path) : null;
+  const session = await ort.InferenceSession.create(keep ?? c.path, opts);
   const createSeconds = (performance.now() - t1) / 1000;
   const out = { import_s: importSeconds, create_s: createSeconds };
   if (c.infer) {
@@ -98,6 +104,9 @@ if (a.child) {
     Object.assign(out, { batch1_s_per_image: median(b1), batch8_s_per_image: median(b8), logits });
   }
   await session.release();
+  // Read after release: keeps the in-place bytes alive as long as the session (a collected buffer crashes it).
+  out.keep_bytes = keep ? keep.byteLength : 0;
+  out.peak_rss_mb = Math.round(process.resourceUsage().maxRSS / 1024);
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
 }
@@ -114,7 +123,7 @@ const info = readModelInfo(readModelSkeleton(a.onnx));
 const size = Number(info.metadata.input_size);
 const threads = Number(a.threads);
 const tmp = mkdtempSync(join(tmpdir(), 'nextray-onnx-session-'));
-const saved = { extended: join(tmp, 'opt-extended.onnx'), all: join(tmp, 'opt-all.onnx') };
+const saved = { extended: join(tmp, 'opt-extended.onnx'), all: join(tmp, 'opt-all.onnx'), allOrt: join(tmp, 'opt-all.ort') };
 const log = (s) => process.stderr.write(`bench onnx-session: ${s}\n`);
 
 function child(cfg) {
@@ -134,20 +143,27 @@ const configs = [
   { id: 'reload-extended-basic', path: saved.extended, level: 'basic' },
   { id: 'reload-all-disabled', path: saved.all, level: 'disabled' },
   { id: 'reload-all-basic', path: saved.all, level: 'basic' },
-].filter((c) => !a.configs || a.configs.split(',').includes(c.id) || c.id.startsWith('save-'));
+  { id: 'save-all-ort', path: a.onnx, level: 'all', save: saved.allOrt },
+  // The ORT-format graph read into memory and used in place (use_ort_model_bytes_directly / _for_initializers).
+  { id: 'reload-all-ort-bytes', path: saved.allOrt, level: 'disabled', bytes: true },
+].filter((c) => !a.configs || a.configs.split(',').includes(c.id));
 
 if (a.interleave) {
   const rounds = Number(a.interleave);
   const ort = await import('onnxruntime-node');
+  const keep = [];
   try {
     child({ path: a.onnx, level: 'extended', save: saved.extended });
     child({ path: a.onnx, level: 'all', save: saved.all });
+    child({ path: a.onnx, level: 'all', save: saved.allOrt });
     const list = configs.filter((c) => !c.save);
     const sessions = [];
     for (const c of list) {
-      sessions.push(await ort.InferenceSession.create(c.path, {
+      const bytes = c.bytes ? readFileSync(c.path) : null;
+      if (bytes) keep.push(bytes);
+      sessions.push(await ort.InferenceSession.create(bytes ?? c.path, {
         executionProviders: ['cpu'], graphOptimizationLevel: c.level, executionMode: 'sequential', intraOpNumThreads: threads, interOpNumThreads: 1,
-        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' }, ...(bytes ? { use_ort_model_bytes_directly: '1', use_ort_model_bytes_for_initializers: '1' } : {}) } },
       }));
     }
     const per = size * size * 3;
@@ -197,6 +213,8 @@ if (a.interleave) {
       };
     }
     for (const sess of sessions) await sess.release();
+    // Only now may the in-place bytes go (a buffer collected under its live session crashes the process).
+    keep.length = 0;
     const require = createRequire(import.meta.url);
     process.stdout.write(JSON.stringify({
       onnx: a.onnx, arch: info.metadata.arch, input_size: size, threads, rounds, mode: 'interleaved steady state',
@@ -213,38 +231,52 @@ if (a.interleave) {
 const runs = Number(a.runs);
 const results = {};
 let ref = null;
+let loadRange = null;
 try {
-  // Warm the page cache once (not counted).
+  // Warm the page cache once (not counted); write the saved graphs the reload configurations open.
   child({ path: a.onnx, level: 'disabled' });
+  child({ path: a.onnx, level: 'extended', save: saved.extended });
+  child({ path: a.onnx, level: 'all', save: saved.all });
+  child({ path: a.onnx, level: 'all', save: saved.allOrt });
+  // Creation: round after round over all configurations (a fresh process each), so load changes hit all alike.
+  const create = Object.fromEntries(configs.map((c) => [c.id, []]));
+  const rss = Object.fromEntries(configs.map((c) => [c.id, []]));
+  const imports = Object.fromEntries(configs.map((c) => [c.id, []]));
+  const loads = [];
+  for (let i = 0; i < runs; i++) {
+    for (const c of configs) {
+      const { id, ...cfg } = c;
+      const r = child(cfg);
+      create[id].push(r.create_s);
+      imports[id].push(r.import_s);
+      rss[id].push(r.peak_rss_mb);
+    }
+    loads.push(loadavg()[0]);
+    log(`creation round ${i + 1}/${runs} (load ${loadavg()[0].toFixed(2)})`);
+  }
   for (const c of configs) {
     const { id, ...cfg } = c;
-    const create = [];
-    const imports = [];
-    for (let i = 0; i < runs; i++) {
-      const r = child(cfg);
-      create.push(r.create_s);
-      imports.push(r.import_s);
-    }
-    const inf = child({ ...cfg, infer: true });
-    if (id === 'create-all') ref = inf.logits;
+    const inf = a['no-infer'] ? null : child({ ...cfg, infer: true });
+    if (id === 'create-all' && inf) ref = inf.logits;
     results[id] = {
       level: cfg.level,
-      file: cfg.path === a.onnx ? 'original' : cfg.path.endsWith('opt-extended.onnx') ? 'saved at extended' : 'saved at all',
-      create_s_median: r3(median(create)),
-      create_s: create.map(r3),
-      ort_import_s_median: r3(median(imports)),
-      batch1_ms_per_image: r3(inf.batch1_s_per_image * 1000),
-      batch8_ms_per_image: r3(inf.batch8_s_per_image * 1000),
-      logits: inf.logits,
-      load_1m: Number(loadavg()[0].toFixed(2)),
+      file: cfg.path === a.onnx ? 'original' : cfg.path.endsWith('opt-extended.onnx') ? 'saved at extended' : cfg.path.endsWith('.ort') ? 'saved at all, ORT format, used in place' : 'saved at all',
+      ...(cfg.save ? { writes: 'the optimised graph (timed with it)' } : {}),
+      create_s_median: r3(median(create[id])),
+      create_s: create[id].map(r3),
+      ort_import_s_median: r3(median(imports[id])),
+      peak_rss_mb_median: median(rss[id]),
+      ...(inf ? { batch1_ms_per_image: r3(inf.batch1_s_per_image * 1000), batch8_ms_per_image: r3(inf.batch8_s_per_image * 1000), logits: inf.logits } : {}),
     };
-    log(`${id}: create ${r3(median(create))} s, b1 ${r3(inf.batch1_s_per_image * 1000)} ms/img, b8 ${r3(inf.batch8_s_per_image * 1000)} ms/img (load ${loadavg()[0].toFixed(2)})`);
+    log(`${id}: create ${r3(median(create[id]))} s${inf ? `, b1 ${r3(inf.batch1_s_per_image * 1000)} ms/img, b8 ${r3(inf.batch8_s_per_image * 1000)} ms/img` : ''}`);
   }
+  loadRange = [Math.min(...loads), Math.max(...loads)];
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 const scale = ref ? Math.max(...ref.map(Math.abs)) : null;
 for (const r of Object.values(results)) {
+  if (!r.logits) continue;
   r.max_abs_diff_vs_all = ref ? Math.max(...r.logits.map((v, i) => Math.abs(v - ref[i]))) : null;
   r.max_rel_diff_vs_all = ref ? r.max_abs_diff_vs_all / scale : null;
   delete r.logits;
@@ -253,6 +285,6 @@ const require = createRequire(import.meta.url);
 process.stdout.write(JSON.stringify({
   onnx: a.onnx, arch: info.metadata.arch, input_size: size, threads, runs,
   onnxruntime_node: require('onnxruntime-node/package.json').version,
-  machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadavg_1m: Number(loadavg()[0].toFixed(2)) },
+  machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadavg_1m_during_creation: loadRange && loadRange.map((l) => Number(l.toFixed(2))) },
   results,
 }, null, 2) + '\n');

@@ -247,12 +247,12 @@ test("an .onnx model's optimised graph is kept beside it and used next time; --n
   }
   for (const p of probs) assert.ok(Math.abs(p - want) < 1e-4, `${p} vs ${want}`);
   // A corrupt cache: one line on stderr, the prediction unchanged, the cache rewritten.
-  const cacheFile = d('cached', 'c.onnx.ort-cache', readdirSync(d('cached', 'c.onnx.ort-cache')).find((f) => f.endsWith('.onnx'))!);
+  const cacheFile = d('cached', 'c.onnx.ort-cache', readdirSync(d('cached', 'c.onnx.ort-cache')).find((f) => f.endsWith('.ort'))!);
   writeFileSync(cacheFile, 'not a model');
   const r = runCli(['predict', '--model', d('cached', 'c.onnx'), d('x.png'), '--json']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr.split('\n').filter((l) => /onnx cache/.test(l)).length, 1, r.stderr);
-  assert.match(r.stderr, /c\.onnx\.ort-cache\/[0-9a-f]{16}\.onnx: size 11 bytes, its manifest says \d+ \(corrupt\); rebuilding it/);
+  assert.match(r.stderr, /c\.onnx\.ort-cache\/[0-9a-f]{16}\.ort: size 11 bytes, its manifest says \d+ \(corrupt\); rebuilding it/);
   assert.ok(Math.abs(JSON.parse(r.stdout).predictions[0].probability - want) < 1e-4);
   assert.notEqual(readFileSync(cacheFile, 'utf8').slice(0, 11), 'not a model');
 });

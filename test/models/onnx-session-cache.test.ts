@@ -7,7 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { createModel } from '../../src/models/index.js';
@@ -59,7 +61,7 @@ test('a cached session is written once, then loaded, with the uncached outputs; 
 
     const first = await runOnce(model, opts);
     assert.equal(first.cache.status, 'written');
-    const file = join(cacheDir, `${environmentKey('all')}.onnx`);
+    const file = join(cacheDir, `${environmentKey('all')}.ort`);
     assert.equal(first.cache.file, file);
     assert.equal(first.cache.sourceSha256, sha256(model));
     const manifest = JSON.parse(readFileSync(join(cacheDir, `${environmentKey('all')}.json`), 'utf8'));
@@ -68,7 +70,7 @@ test('a cached session is written once, then loaded, with the uncached outputs; 
     assert.equal(manifest.level, 'all');
     assert.equal(manifest.key, cacheKey(sha256(model), 'all'));
     // Only the cache file and its manifest: no temporary file left behind.
-    assert.deepEqual(readdirSync(cacheDir).sort(), [`${environmentKey('all')}.json`, `${environmentKey('all')}.onnx`]);
+    assert.deepEqual(readdirSync(cacheDir).sort(), [`${environmentKey('all')}.json`, `${environmentKey('all')}.ort`]);
 
     const second = await runOnce(model, opts);
     assert.equal(second.cache.status, 'hit');
@@ -79,6 +81,34 @@ test('a cached session is written once, then loaded, with the uncached outputs; 
     const fromBytes = await OnnxClassifier.create(new Uint8Array(readFileSync(model)), { threads: 1, optimizedCache: opts });
     assert.deepEqual(fromBytes.cache, { status: 'off', reason: 'model given as bytes' });
     await fromBytes.release();
+  } finally {
+    cleanup();
+  }
+});
+
+test('a cached graph used in place survives garbage collection: the session keeps its bytes alive', async () => {
+  const { dir, cleanup } = tempDir('nextray-ortcache-');
+  try {
+    const model = join(dir, 'm.onnx');
+    await writeModel(model, 6);
+    const opts = { dir: join(dir, 'c') };
+    const plain = await runOnce(model, undefined);
+    await runOnce(model, opts);
+    const clf = await OnnxClassifier.create(model, { threads: 1, optimizedCache: opts });
+    try {
+      assert.equal(clf.cache.status, 'hit');
+      // Collect garbage, then allocate buffers of the cache file's size full of NaN bytes: were the bytes not held,
+      // their memory would now hold these (wrong logits) or be unmapped (a crash).
+      setFlagsFromString('--expose-gc');
+      const gc = runInNewContext('gc') as () => void;
+      for (let i = 0; i < 3; i++) gc();
+      const size = statSync(clf.cache.file!).size;
+      const junk = Array.from({ length: 16 }, () => Buffer.alloc(size, 0xff));
+      close((await clf.run(x, 3)).logits, plain.logits);
+      assert.equal(junk.length, 16);
+    } finally {
+      await clf.release();
+    }
   } finally {
     cleanup();
   }
@@ -101,9 +131,9 @@ test('a corrupt cache (same size, other bytes; or cut short) is detected, said i
     const flipped = await runOnce(model, opts);
     assert.equal(flipped.cache.status, 'written');
     assert.equal(lines.length, 1);
-    assert.match(lines[0]!, /^onnx cache: .*\.onnx: content does not match its manifest's sha256 \(corrupt\); rebuilding it$/);
+    assert.match(lines[0]!, /^onnx cache: .*\.ort: content does not match its manifest's sha256 \(corrupt\); rebuilding it$/);
     close(flipped.logits, plain.logits);
-    assert.equal(sha256(file), JSON.parse(readFileSync(file.replace(/\.onnx$/, '.json'), 'utf8')).cache_sha256);
+    assert.equal(sha256(file), JSON.parse(readFileSync(file.replace(/\.ort$/, '.json'), 'utf8')).cache_sha256);
     assert.equal((await runOnce(model, opts)).cache.status, 'hit');
 
     writeFileSync(file, bytes.subarray(0, 100));
@@ -113,7 +143,7 @@ test('a corrupt cache (same size, other bytes; or cut short) is detected, said i
     assert.match(lines[1]!, /size 100 bytes, its manifest says \d+ \(corrupt\); rebuilding it$/);
     close(cut.logits, plain.logits);
 
-    writeFileSync(file.replace(/\.onnx$/, '.json'), '{ not json');
+    writeFileSync(file.replace(/\.ort$/, '.json'), '{ not json');
     const badManifest = await runOnce(model, opts);
     assert.equal(badManifest.cache.status, 'written');
     assert.match(lines[2]!, /manifest unreadable; rebuilding it$/);

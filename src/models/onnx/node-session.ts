@@ -72,6 +72,7 @@ export class OnnxClassifier extends OnnxClassifierCore {
       ...opts.sessionOptions,
     };
     let cache: OrtCacheReport = { status: 'off', reason: 'not asked for' };
+    let modelBytes: Uint8Array | undefined;
     const cacheOpts = opts.optimizedCache === true ? {} : opts.optimizedCache || undefined;
     const cacheable = modelPath !== undefined && sessionOptions.graphOptimizationLevel === 'all' && sessionOptions.optimizedModelFilePath === undefined;
     if (cacheOpts && !cacheable) cache = { status: 'off', reason: modelPath === undefined ? 'model given as bytes' : 'session options set the optimisation level or file' };
@@ -80,6 +81,7 @@ export class OnnxClassifier extends OnnxClassifierCore {
         ? async () => {
             const r = await createCachedSession(ort, modelPath!, sessionOptions, cacheOpts);
             cache = r.cache;
+            modelBytes = r.bytes;
             return r.session;
           }
         : undefined;
@@ -92,8 +94,12 @@ export class OnnxClassifier extends OnnxClassifierCore {
     });
     const clf = new OnnxClassifier(ort, session, info, name, maxBatch);
     clf.cache = cache;
+    clf.modelBytes = modelBytes;
     return clf;
   }
+
+  /** A cached graph ONNX Runtime uses in place (its weights are these bytes): must live as long as the session. */
+  private modelBytes: Uint8Array | undefined;
 
   /** What the optimised-model cache did for this session (status 'off' with a reason when not used). */
   cache: OrtCacheReport = { status: 'off', reason: 'not asked for' };

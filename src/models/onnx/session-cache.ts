@@ -1,22 +1,26 @@
 /**
  * An optimised-model cache for ONNX Runtime sessions (issue 10, item 5). Building a session at
  * graphOptimizationLevel 'all' rewrites the graph (NCHWc layout transform, fusions) every time: for ResNet-152 @320
- * on 2 cores that was about half of the session's creation time, and loading the graph ONNX Runtime saved
- * (optimizedModelFilePath) with optimisation disabled takes about half as long again — with the same steady-state
- * speed and the same outputs (bench/onnx-session.mjs; numbers in the README). The lower levels start faster but run
- * 1.6-2x slower (they lack the NCHWc layout), so the cache keeps level 'all'.
+ * on 2 cores, optimising took about half of the session's creation. The lower levels start faster but run 1.2-2x
+ * slower per image (no NCHWc layout), so the cache keeps level 'all': ONNX Runtime saves the optimised graph once in
+ * its own ORT format (optimizedModelFilePath, save_model_format ORT), and later starts read that file into memory and
+ * hand the bytes to ONNX Runtime, which uses them in place (use_ort_model_bytes_directly and
+ * use_ort_model_bytes_for_initializers: no parsing into protobuf objects, no copy of the weights; the caller must keep
+ * the bytes alive as long as the session). Same outputs and speed as the uncached session; numbers in the README,
+ * measured with bench/onnx-session.mjs.
  *
  * A level-'all' graph is hardware-specific (ONNX Runtime says so when it writes one: the NCHWc block size follows
  * the CPU's vector width), so a cache file is keyed by the ONNX Runtime version, the level and the CPU (platform,
  * architecture, model name and, on Linux, its feature flags). Where it lives:
- *   <model>.onnx.ort-cache/<key>.onnx + <key>.json   beside the model, else (folder not writable)
- *   $XDG_CACHE_HOME|~/.cache/nextray/onnx/<sha256 of the model's absolute path, 16 hex>/<key>.onnx + .json.
- * The .json manifest records the source model's sha256 and the cache file's sha256 and size; both are checked (the
- * hashing runs while ONNX Runtime loads the cached graph) before the session is used. A missing, stale (other
- * model), corrupt or unloadable cache is ignored and rewritten, with one line saying why. The cache file is written
- * under a temporary name, fsynced and renamed (as util/atomic.ts does); the manifest goes last, with writeJsonAtomic.
+ *   <model>.onnx.ort-cache/<key>.ort + <key>.json   beside the model, else (folder not writable)
+ *   $XDG_CACHE_HOME|~/.cache/nextray/onnx/<sha256 of the model's absolute path, 16 hex>/<key>.ort + .json.
+ * The .json manifest records the source model's sha256 and the cache file's sha256 and size; all are checked before
+ * ONNX Runtime sees the bytes. A missing, stale (other model), corrupt or unloadable cache is ignored and rewritten,
+ * with one line saying why. The cache file is written under a temporary name, fsynced and renamed (as util/atomic.ts
+ * does); the manifest goes last, with writeJsonAtomic.
  */
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { closeSync, createReadStream, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, homedir, platform } from 'node:os';
@@ -26,6 +30,9 @@ import { writeJsonAtomic } from '../../util/atomic.js';
 
 export const ORT_CACHE_FORMAT = 'nextray-ort-optimized-model';
 export const ORT_CACHE_FORMAT_VERSION = 1;
+
+/** Cached graphs ONNX Runtime uses in place, kept alive by (and as long as) their session objects. */
+const bytesInUse = new WeakMap<object, Uint8Array>();
 
 /** What the optimised-model cache did when a session was opened. */
 export interface OrtCacheReport {
@@ -69,6 +76,17 @@ function removeQuietly(path: string): void {
   }
 }
 
+/** SHA-256 of bytes in memory, on libuv's thread pool (WebCrypto), so the main thread may do other work meanwhile. */
+export async function sha256OfBytes(bytes: Uint8Array): Promise<string> {
+  return Buffer.from(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)).toString('hex');
+}
+
+/** `opts` with session config entries (SessionOptions.extra.session) added, keeping the caller's. */
+function withSessionConfig(opts: ortTypes.InferenceSession.SessionOptions, entries: Record<string, string>): ortTypes.InferenceSession.SessionOptions {
+  const extra = (opts.extra ?? {}) as Record<string, unknown>;
+  return { ...opts, extra: { ...extra, session: { ...((extra.session as Record<string, unknown> | undefined) ?? {}), ...entries } } };
+}
+
 /** SHA-256 of a file, streamed. */
 export async function sha256OfFile(path: string): Promise<string> {
   const h = createHash('sha256');
@@ -101,7 +119,7 @@ export function onnxRuntimeVersion(): string {
 
 /** The part of the cache key that does not depend on the model: runtime version, level, CPU. */
 export function environmentKey(level: string, ortVersion = onnxRuntimeVersion(), cpu = cpuKey()): string {
-  return createHash('sha256').update(JSON.stringify({ format: ORT_CACHE_FORMAT, v: ORT_CACHE_FORMAT_VERSION, ortVersion, level, cpu })).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify({ format: ORT_CACHE_FORMAT, v: ORT_CACHE_FORMAT_VERSION, file: 'ort', ortVersion, level, cpu })).digest('hex').slice(0, 16);
 }
 
 /**
@@ -151,7 +169,7 @@ export async function createCachedSession(
   modelPath: string,
   sessionOptions: ortTypes.InferenceSession.SessionOptions,
   opts: OrtCacheOptions = {},
-): Promise<{ session: ortTypes.InferenceSession; cache: OrtCacheReport }> {
+): Promise<{ session: ortTypes.InferenceSession; cache: OrtCacheReport; bytes?: Uint8Array }> {
   const log = opts.onLog ?? ((line: string) => void process.stderr.write(line + '\n'));
   const level = 'all';
   const envKey = environmentKey(level);
@@ -162,10 +180,12 @@ export async function createCachedSession(
   const dirs = cacheDirs(modelPath, opts);
   const loadOpts = { ...sessionOptions, graphOptimizationLevel: 'disabled' as const };
 
-  // 1. A cached graph, where one exists: load it while hashing the source and the cache file, then check both.
+  // 1. A cached graph, where one exists: read it, check its size and sha256 and the source model's sha256 against
+  //    the manifest (both hashes at once: the source streamed here, the cache digested on libuv's thread pool), and
+  //    only then hand the bytes to ONNX Runtime, which uses them in place.
   let problem: string | undefined;
   for (const dir of dirs) {
-    const file = join(dir, `${envKey}.onnx`);
+    const file = join(dir, `${envKey}.ort`);
     const manifest = readManifest(join(dir, `${envKey}.json`));
     if (manifest === 'missing') continue;
     if (typeof manifest === 'string') {
@@ -183,37 +203,40 @@ export async function createCachedSession(
       problem = `${file}: size ${size} bytes, its manifest says ${manifest.cache_size} (corrupt)`;
       break;
     }
-    const hashes = Promise.all([srcHash, sha256OfFile(file)]);
-    hashes.catch(() => undefined);
-    let session: ortTypes.InferenceSession | undefined;
+    let bytes: Buffer;
     try {
-      session = await ort.InferenceSession.create(file, loadOpts);
+      bytes = await readFile(file);
+    } catch (err) {
+      problem = `${file}: cannot read (${(err as Error).message})`;
+      break;
+    }
+    const [src, got] = await Promise.all([srcHash, sha256OfBytes(bytes)]);
+    if (src !== manifest.source_sha256) {
+      problem = `${file}: made from another version of the model (stale)`;
+      break;
+    }
+    if (got !== manifest.cache_sha256) {
+      problem = `${file}: content does not match its manifest's sha256 (corrupt)`;
+      break;
+    }
+    try {
+      const session = await ort.InferenceSession.create(bytes, withSessionConfig(loadOpts, { use_ort_model_bytes_directly: '1', use_ort_model_bytes_for_initializers: '1' }));
+      // The session's weights live in `bytes`: nothing else may hold them, and a garbage-collected buffer under a live
+      // session crashes the process (measured: a segfault on the next batch). Tie them to the session object.
+      bytesInUse.set(session, bytes);
+      return { session, cache: { status: 'hit', file, sourceSha256: src }, bytes };
     } catch (err) {
       problem = `${file}: ONNX Runtime cannot load it (${(err as Error).message.split('\n')[0]})`;
+      break;
     }
-    let src: string, got: string;
-    try {
-      [src, got] = await hashes;
-    } catch (err) {
-      await session?.release();
-      throw err;
-    }
-    if (session && src === manifest.source_sha256 && got === manifest.cache_sha256) {
-      return { session, cache: { status: 'hit', file, sourceSha256: src } };
-    }
-    await session?.release();
-    if (!problem) {
-      problem = src !== manifest.source_sha256 ? `${file}: made from another version of the model (stale)` : `${file}: content does not match its manifest's sha256 (corrupt)`;
-    }
-    break;
   }
   if (problem) log(`onnx cache: ${problem}; rebuilding it`);
 
   // 2. Build the session at level 'all', letting ONNX Runtime write its optimised graph under a temporary name in
   //    the first writable cache folder; then fsync, hash, rename, and write the manifest last.
   for (const dir of dirs) {
-    const file = join(dir, `${envKey}.onnx`);
-    const tmp = join(dir, `.${envKey}.${process.pid}.${Date.now()}.tmp.onnx`);
+    const file = join(dir, `${envKey}.ort`);
+    const tmp = join(dir, `.${envKey}.${process.pid}.${Date.now()}.tmp.ort`);
     try {
       mkdirSync(dir, { recursive: true });
       closeSync(openSync(tmp, 'wx'));
@@ -226,7 +249,12 @@ export async function createCachedSession(
     try {
       // logSeverityLevel 3: ONNX Runtime warns, on every save at level 'all', that the graph is hardware-specific —
       // the reason the key holds the CPU.
-      session = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: level, optimizedModelFilePath: tmp, logSeverityLevel: 3 });
+      session = await ort.InferenceSession.create(modelPath, {
+        ...withSessionConfig(sessionOptions, { save_model_format: 'ORT' }),
+        graphOptimizationLevel: level,
+        optimizedModelFilePath: tmp,
+        logSeverityLevel: 3,
+      });
     } catch (err) {
       removeQuietly(tmp);
       throw err;
