@@ -76,9 +76,15 @@ function removeQuietly(path: string): void {
   }
 }
 
-/** SHA-256 of bytes in memory, on libuv's thread pool (WebCrypto), so the main thread may do other work meanwhile. */
-export async function sha256OfBytes(bytes: Uint8Array): Promise<string> {
-  return Buffer.from(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)).toString('hex');
+/**
+ * Read a whole file into one buffer and hash it, checking its size. Measured on the loaded 2-core machine for a
+ * 232 MB file: readFile 0.23 s then hashing the buffer 0.18-0.21 s; reading in 8 MB chunks while hashing the previous
+ * one took 0.51 s, and WebCrypto's digest (thread pool) 0.34 s.
+ */
+export async function readFileHashed(path: string, size: number): Promise<{ bytes: Buffer; sha256: string }> {
+  const bytes = await readFile(path);
+  if (bytes.byteLength !== size) throw new Error(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`);
+  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
 /** `opts` with session config entries (SessionOptions.extra.session) added, keeping the caller's. */
@@ -181,8 +187,8 @@ export async function createCachedSession(
   const loadOpts = { ...sessionOptions, graphOptimizationLevel: 'disabled' as const };
 
   // 1. A cached graph, where one exists: read it, check its size and sha256 and the source model's sha256 against
-  //    the manifest (both hashes at once: the source streamed here, the cache digested on libuv's thread pool), and
-  //    only then hand the bytes to ONNX Runtime, which uses them in place.
+  //    the manifest (the cache hashed as it is read, the source hashed meanwhile), and only then hand the bytes to ONNX
+  //    Runtime, which uses them in place.
   let problem: string | undefined;
   for (const dir of dirs) {
     const file = join(dir, `${envKey}.ort`);
@@ -203,14 +209,15 @@ export async function createCachedSession(
       problem = `${file}: size ${size} bytes, its manifest says ${manifest.cache_size} (corrupt)`;
       break;
     }
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch (err) {
-      problem = `${file}: cannot read (${(err as Error).message})`;
+    // A cache that cannot be read is a cache problem; a source model that cannot be hashed is the caller's.
+    const read = readFileHashed(file, size).catch((err: Error) => err);
+    const src = await srcHash;
+    const r = await read;
+    if (r instanceof Error) {
+      problem = `${file}: cannot read (${r.message})`;
       break;
     }
-    const [src, got] = await Promise.all([srcHash, sha256OfBytes(bytes)]);
+    const { bytes, sha256: got } = r;
     if (src !== manifest.source_sha256) {
       problem = `${file}: made from another version of the model (stale)`;
       break;
