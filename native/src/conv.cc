@@ -67,6 +67,19 @@ bool isRef(const PD& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
+// Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3, AVX-512 only in 2.6) for 3x3 stride-1 convolutions with channel
+// counts in multiples of 16: it does the same convolution with ~2.25x fewer multiplications, in oneDNN's blocked
+// layout (nChw16c), so activations are reordered from and back to NHWC around it. Its float32 results differ from
+// the direct algorithm's by rounding (the transforms add a few ulps; see test/engine/native-kernels.test.ts).
+// Off with NEXTRAY_WINOGRAD=0 (src/engine/options.ts). Where oneDNN has no Winograd kernel (AVX2 and below) the
+// primitive creation fails and the direct algorithm is used.
+bool winogradOn = true;
+
+bool winogradFits(const ConvGeom& g) {
+  return winogradOn && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ci % 16 == 0 &&
+         g.co % 16 == 0;
+}
+
 // How a residual joins the convolution's output before the ReLU: not at all, as a binary-add post-op reading
 // the residual tensor (no copy), or as a sum post-op onto a destination pre-filled with the residual (the
 // fallback where oneDNN has no kernel for the binary post-op).
@@ -87,6 +100,20 @@ dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias
   return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
+// A Winograd forward primitive in oneDNN's own layouts (no post-ops other than bias and ReLU), or throws.
+dnnl::convolution_forward::primitive_desc winogradPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk) {
+  memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
+  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_winograd, g.src(tag::any), g.wei(tag::any), biasMd,
+                                    g.dst(tag::any), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::primitive_attr attr = userScratchpad();
+  if (relu) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(po);
+  }
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+}
+
 struct FwdEntry {
   dnnl::convolution_forward::primitive_desc pd;
   Residual residual;
@@ -102,12 +129,18 @@ struct BwdDataEntry {
   dnnl::convolution_backward_data prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;
+  // Winograd works in oneDNN's layouts: dy NHWC -> pd.diff_dst_desc() before, pd.diff_src_desc() -> NHWC after.
+  bool reorderDy = false, reorderDx = false;
+  dnnl::reorder dyReorder, dxReorder;
 };
 struct BwdWeightsEntry {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;  // from oneDNN's diff_weights layout back to HWIO
+  // Winograd: x and dy NHWC -> pd.src_desc() / pd.diff_dst_desc() before.
+  bool reorderX = false, reorderDy = false;
+  dnnl::reorder xReorder, dyReorder;
 };
 
 // Primitive creation costs milliseconds (JIT code generation); a ResNet has a few dozen distinct shapes,
@@ -117,7 +150,7 @@ std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
 std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
 
 FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
-  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "");
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "") + (winogradOn ? "w" : "");
   auto it = fwdCache.find(key);
   if (it != fwdCache.end()) return it->second;
   const bool any = smallInput(g) && !residual;
@@ -147,6 +180,16 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
       auto other = forwardPd(g, bias, relu, pk, !any);
       if (!isRef(other)) pd = other;
     }
+    if (winogradFits(g)) {
+      try {
+        auto w = winogradPd(g, bias, relu, pk);
+        // Its filter layout must be reachable from HWIO (this throws where it is not).
+        dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), w.weights_desc());
+        if (!isRef(w)) pd = w;
+      } catch (const dnnl::error&) {
+        // no Winograd kernel on this CPU: keep the direct one
+      }
+    }
   }
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
@@ -163,10 +206,42 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   return fwdCache.emplace(key, std::move(e)).first->second;
 }
 
+// The Winograd forward primitive for training that the backward primitives take as their hint, when this
+// convolution has one on this CPU.
+bool winogradHint(const ConvGeom& g, dnnl::convolution_forward::primitive_desc& hint) {
+  if (!winogradFits(g)) return false;
+  try {
+    hint = winogradPd(g, false, false, dnnl::prop_kind::forward_training);
+    return !isRef(hint);
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
 BwdDataEntry& getBwdData(const ConvGeom& g) {
-  std::string key = g.key();
+  std::string key = g.key() + (winogradOn ? "w" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
+  dnnl::convolution_forward::primitive_desc wino;
+  if (winogradHint(g, wino)) {
+    try {
+      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_winograd, g.src(tag::any), g.wei(tag::any),
+                                              g.dst(tag::any), g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), wino);
+      if (!isRef(pd)) {
+        BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), true,
+                       dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
+        e.reorderDy = pd.diff_dst_desc() != g.dst();
+        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+        e.reorderDx = pd.diff_src_desc() != g.src();
+        if (e.reorderDx) e.dxReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_src_desc(), engine(), g.src()));
+        e.reorderWeights = pd.weights_desc() != g.wei();
+        return bwdDataCache.emplace(key, std::move(e)).first->second;
+      }
+    } catch (const dnnl::error&) {
+      // fall through to the direct algorithm
+    }
+  }
   auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
                                           g.strides(), g.dil(), g.padL(), g.padR());
@@ -178,9 +253,31 @@ BwdDataEntry& getBwdData(const ConvGeom& g) {
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
-  std::string key = g.key();
+  std::string key = g.key() + (winogradOn ? "w" : "");
   auto it = bwdWeightsCache.find(key);
   if (it != bwdWeightsCache.end()) return it->second;
+  dnnl::convolution_forward::primitive_desc wino;
+  if (winogradHint(g, wino)) {
+    try {
+      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_winograd, g.src(tag::any),
+                                                 g.wei(tag::any), g.dst(tag::any), g.strides(), g.dil(), g.padL(),
+                                                 g.padR());
+      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), wino);
+      if (!isRef(pd)) {
+        const bool re = pd.diff_weights_desc() != g.wei();
+        dnnl::reorder r;
+        if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
+        BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
+        e.reorderX = pd.src_desc() != g.src();
+        if (e.reorderX) e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
+        e.reorderDy = pd.diff_dst_desc() != g.dst();
+        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+        return bwdWeightsCache.emplace(key, std::move(e)).first->second;
+      }
+    } catch (const dnnl::error&) {
+      // fall through to the direct algorithm
+    }
+  }
   auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
                                              g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
@@ -357,10 +454,20 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
       e.weightReorder.execute(s, userW, wMem);
     }
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+    memory dyMem(g.dst(), engine(), dy.Data());
+    memory dxUser(g.src(), engine(), dx.Data());
+    memory dxMem = dxUser;
+    if (e.reorderDy) {
+      memory blocked(e.pd.diff_dst_desc(), engine(), srcBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, blocked);
+      dyMem = blocked;
+    }
+    if (e.reorderDx) dxMem = memory(e.pd.diff_src_desc(), engine(), dstBuf.get(e.pd.diff_src_desc().get_size()));
+    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_WEIGHTS, wMem},
-                       {DNNL_ARG_DIFF_SRC, memory(g.src(), engine(), dx.Data())},
+                       {DNNL_ARG_DIFF_SRC, dxMem},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (e.reorderDx) e.dxReorder.execute(s, dxMem, dxUser);
     s.wait();
     return env.Undefined();
   });
@@ -384,8 +491,20 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
     if (e.reorderWeights)
       dwMem = memory(e.pd.diff_weights_desc(), engine(), weightBuf.get(e.pd.diff_weights_desc().get_size()));
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    e.prim.execute(s, {{DNNL_ARG_SRC, memory(g.src(), engine(), x.Data())},
-                       {DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+    memory xMem(g.src(), engine(), x.Data());
+    memory dyMem(g.dst(), engine(), dy.Data());
+    if (e.reorderX) {
+      memory blocked(e.pd.src_desc(), engine(), srcBuf.get(e.pd.src_desc().get_size()));
+      e.xReorder.execute(s, xMem, blocked);
+      xMem = blocked;
+    }
+    if (e.reorderDy) {
+      memory blocked(e.pd.diff_dst_desc(), engine(), dstBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, blocked);
+      dyMem = blocked;
+    }
+    e.prim.execute(s, {{DNNL_ARG_SRC, xMem},
+                       {DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_DIFF_WEIGHTS, dwMem},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
     if (e.reorderWeights) e.weightReorder.execute(s, dwMem, userDw);
@@ -411,6 +530,13 @@ Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
                                    : getBwdWeights(g).pd.impl_info_str();
     return Napi::String::New(env, name);
   });
+}
+
+// setWinograd(on: boolean) -> the setting in effect. Primitives already built keep their algorithm; new shapes
+// (and shapes first seen under the other setting) get the new one.
+Napi::Value SetWinograd(const Napi::CallbackInfo& info) {
+  winogradOn = info[0].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), winogradOn);
 }
 
 size_t cachedPrimitiveCount() { return fwdCache.size() + bwdDataCache.size() + bwdWeightsCache.size(); }

@@ -11,6 +11,8 @@
  *   NEXTRAY_POOL_MB              output-array recycling budget, MiB  (default 512; 0 = off)
  *   NEXTRAY_WEIGHT_CACHE=0       no oneDNN-layout filter copies      (default on)
  *   NEXTRAY_WEIGHT_CACHE_PIXELS  output pixels per call up to which filter copies are kept (default 4096)
+ *   NEXTRAY_WINOGRAD=0           direct convolutions only            (default on: Winograd for 3x3 stride-1
+ *                                convolutions where oneDNN has a kernel, AVX-512; see native/src/conv.cc)
  */
 export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
 
@@ -28,6 +30,8 @@ export interface EngineOptions {
   poolMb: number;
   weightCache: boolean;
   weightCachePixels: number;
+  /** oneDNN's Winograd algorithm for 3x3 stride-1 convolutions where the CPU has a kernel for it (AVX-512). */
+  winograd: boolean;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
@@ -39,6 +43,7 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
   poolMb: 512,
   weightCache: true,
   weightCachePixels: 4096,
+  winograd: true,
 };
 
 export function parseEngineName(name: string, source: string): EngineName {
@@ -73,6 +78,7 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Engi
     poolMb: count(env, 'NEXTRAY_POOL_MB', DEFAULT_ENGINE_OPTIONS.poolMb),
     weightCache: flag(env, 'NEXTRAY_WEIGHT_CACHE', DEFAULT_ENGINE_OPTIONS.weightCache),
     weightCachePixels: count(env, 'NEXTRAY_WEIGHT_CACHE_PIXELS', DEFAULT_ENGINE_OPTIONS.weightCachePixels),
+    winograd: flag(env, 'NEXTRAY_WINOGRAD', DEFAULT_ENGINE_OPTIONS.winograd),
   };
 }
 
