@@ -14,7 +14,7 @@ import { createModel, isArch, type Model } from '../../models/index.js';
 import { exportOnnx } from '../../models/onnx/export.js';
 import { trustExportOptions } from '../core/trust.js';
 import { mahalanobisScores, type OodGate } from '../core/ood.js';
-import { camChain, classActivationMap, layerStatistics } from '../../models/cam.js';
+import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
@@ -133,7 +133,8 @@ export interface TfjsTrust {
  * A trained TF.js model as an InferenceModel (the fallback when ONNX Runtime cannot run it). Owns the model.
  * Gives what the in-memory ONNX export gives: logits divided by the checkpoint's temperature, and the extra outputs
  * `cam` [n, h, w] (classActivationMap, = the graph's ReLU(1x1 Conv) map) and `ood_score` [n, 1] (the gate's
- * Mahalanobis score on layerStatistics, = the graph's score).
+ * Mahalanobis score on layerStatistics, = the graph's score). Asked for extras, it runs the network once for all of
+ * them (forwardWithExtras), as the ONNX graph does.
  */
 export class TfjsInferenceModel implements InferenceModel {
   private released = false;
@@ -163,17 +164,17 @@ export class TfjsInferenceModel implements InferenceModel {
       let logits = new Float32Array(0);
       tf.tidy(() => {
         const input = tf.tensor4d(x, [n, size, size, 3]);
-        const z = this.model.forward(input, false).dataSync() as Float32Array;
-        logits = Float32Array.from(z, (v) => v / this.temperature);
-        if (want.includes(ONNX_CAM)) {
-          const { maps } = classActivationMap(this.model, input);
-          extra[ONNX_CAM] = { dims: [...maps.shape], data: Float32Array.from(maps.dataSync() as Float32Array) };
+        const cam = want.includes(ONNX_CAM);
+        const gate = want.includes(ONNX_OOD_SCORE) ? this.trust.gate! : undefined;
+        if (!cam && !gate) {
+          logits = Float32Array.from(this.model.forward(input, false).dataSync() as Float32Array, (v) => v / this.temperature);
+          return;
         }
-        if (want.includes(ONNX_OOD_SCORE)) {
-          const gate = this.trust.gate!;
-          const f = layerStatistics(this.model, input, gate.layers).dataSync() as Float32Array;
-          extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(f, n, gate)) };
-        }
+        // One pass through the network gives the logit, the map and the gate's statistics (src/models/cam.ts).
+        const r = forwardWithExtras(this.model, input, { cam, ...(gate ? { statsLayers: gate.layers } : {}) });
+        logits = Float32Array.from(r.logits.dataSync() as Float32Array, (v) => v / this.temperature);
+        if (r.maps) extra[ONNX_CAM] = { dims: [...r.maps.shape], data: Float32Array.from(r.maps.dataSync() as Float32Array) };
+        if (gate) extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(r.statistics!.dataSync() as Float32Array, n, gate)) };
       });
       const probabilities = Float32Array.from(logits, sigmoid);
       return { probabilities, logits, extra, seconds: (performance.now() - t0) / 1000 };
