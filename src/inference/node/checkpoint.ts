@@ -4,7 +4,8 @@
  * (`tfjsRunner`, `TfjsInferenceModel`), and `openCheckpointModel`, what `openModel` uses for a folder. Loaded only
  * when a folder is given, so an .onnx file never loads TF.js.
  */
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -17,7 +18,7 @@ import { mahalanobisScores, type OodGate } from '../core/ood.js';
 import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
-import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
+import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
 
 export interface LoadedModel {
@@ -61,6 +62,19 @@ export function loadTrainedModel(path: string, which: 'best' | 'last' = 'best'):
     throw err;
   }
   return { model, metadata: meta, preprocessing: meta.preprocessing, checkpoint: dir };
+}
+
+/**
+ * The model identity of a checkpoint folder, what `model_sha256` and the card's `sha256` show whichever engine runs
+ * it: the SHA-256 of a sha256sum-style manifest of the files inference reads, model.json (architecture,
+ * preprocessing, threshold, temperature, OOD gate) and the weights file it names, i.e. what
+ *   (cd CKPT && sha256sum model.json model.safetensors | sha256sum)
+ * prints. The weights' hash is the one model.json records (loadCheckpoint has checked the bytes against it); the
+ * optimizer state is left out (it changes nothing at inference).
+ */
+export function checkpointSha256(dir: string, meta: CheckpointMetadata): string {
+  const json = createHash('sha256').update(readFileSync(join(dir, 'model.json'))).digest('hex');
+  return createHash('sha256').update(`${json}  model.json\n${meta.files.model.sha256}  ${meta.files.model.file}\n`).digest('hex');
 }
 
 /** Logits [n] for `n` preprocessed NHWC images (`x` holds n * size * size * 3 values). */
@@ -236,6 +250,13 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     throw new InferenceError(`${spec}: not a usable checkpoint folder or run directory: ${(err as Error).message.replace(/^.*?: /, '')}`);
   }
   const meta = loaded.metadata;
+  let sha256: string;
+  try {
+    sha256 = checkpointSha256(loaded.checkpoint, meta);
+  } catch (err) {
+    loaded.model.dispose();
+    throw new InferenceError(`${spec}: cannot read ${join(loaded.checkpoint, 'model.json')}: ${(err as Error).message}`);
+  }
   if (engine !== 'tfjs') {
     try {
       const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
@@ -249,7 +270,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
         const card = cardFromInfo(clf.info, clf.outputNames, {
           name,
           source: spec,
-          sha256: await sha256Hex(bytes),
+          sha256,
           engine: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'}), exported in memory from ${loaded.checkpoint}`,
         });
         return new OnnxInferenceModel(clf, card);
@@ -275,8 +296,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
   const card: ModelCard = {
     name,
     source: spec,
-    // Not an ONNX file here: the SHA-256 model.json records for the weights file that runs.
-    sha256: meta.files.model.sha256,
+    sha256,
     arch: meta.arch,
     preprocessing: loaded.preprocessing,
     threshold: meta.decisionThreshold,
