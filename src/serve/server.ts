@@ -22,8 +22,8 @@ import { BoundedQueue, QueueFullError, QueueTimeoutError } from './queue.js';
 
 export interface ServeOptions {
   predictor: Predictor;
-  /** Path of the .onnx file the page downloads (the one the predictor runs). */
-  modelPath: string;
+  /** Path of the .onnx file the page downloads; default: the one the predictor runs (predictor.onnx). */
+  modelPath?: string;
   /** Bearer token required on /v1/* and /model.onnx; none = open (loopback only, see isLoopback). */
   token?: string;
   /** Largest request body in bytes (default 32 MiB). */
@@ -146,8 +146,12 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     );
   }
 
+  const onnx = opts.modelPath !== undefined ? { path: opts.modelPath } : predictor.onnx;
   app.get('/model.onnx', async (_req, reply) =>
-    reply.header('content-type', 'application/octet-stream').header('cache-control', 'no-cache').send(createReadStream(opts.modelPath)),
+    reply
+      .header('content-type', 'application/octet-stream')
+      .header('cache-control', 'no-cache')
+      .send('bytes' in onnx ? Buffer.from(onnx.bytes.buffer, onnx.bytes.byteOffset, onnx.bytes.byteLength) : createReadStream(onnx.path)),
   );
   app.get('/v1/health', async () => ({ status: 'ok', model: predictor.model.name, queue: queue.stats }));
   app.get('/v1/model', async () => predictor.model);

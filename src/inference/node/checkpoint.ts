@@ -266,6 +266,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
       // The session holds its own copy of the weights: free TF.js's.
       loaded.model.dispose();
+      opts.onExport?.(bytes);
       try {
         const card = cardFromInfo(clf.info, clf.outputNames, {
           name,
