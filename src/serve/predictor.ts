@@ -21,18 +21,24 @@ import { heatmapPng } from '../inference/node/heatmap.js';
 import { openJpegFrameDecoder } from '../inference/node/decode.js';
 import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 /** Why an input was refused, in HTTP terms. */
 export type InputProblem = 'empty' | 'not-an-image' | 'unsupported' | 'too-large' | 'corrupt';
 
-/** A file the model cannot take; `kind` picks the HTTP status. */
-export class InputError extends Error {
+/** The HTTP status the server answers each kind of bad input with. */
+export const INPUT_STATUS: Readonly<Record<InputProblem, number>> = { empty: 400, 'not-an-image': 415, unsupported: 415, 'too-large': 413, corrupt: 422 };
+
+/** A file the model cannot take; `kind` picks the HTTP status (statusCode). */
+export class InputError extends NextrayError {
+  readonly statusCode: number;
   constructor(
     readonly kind: InputProblem,
     message: string,
   ) {
-    super(message);
+    super(message, { code: 'ERR_INPUT', exitStatus: EXIT_USAGE });
     this.name = 'InputError';
+    this.statusCode = INPUT_STATUS[kind];
   }
 }
 
