@@ -11,7 +11,8 @@
  * earlier trunk step (`layer3.0`, `features.denseblock3.denselayer24`, ...) through TF.js gradients; Grad-CAM++
  * follows Chattopadhyay et al. 2018 with the exp(score) closed form of pytorch-grad-cam / MONAI.
  *
- * Maps are [N, h, w] at the feature map's resolution (input / 32 for the zoo, input / 16 for resnet-slim);
+ * Maps are [N, h, w] at the feature map's resolution: input / 32 for the zoo and for resnet-slim alike (its stride-2
+ * stem, stride-2 max-pool and three stride-2 stages: 2x2 at 64 px, 4x4 at 128 px; tested);
  * src/inference/core/cam.ts upsamples them to the image and undoes the letterbox.
  */
 import * as tf from '@tensorflow/tfjs-core';
