@@ -177,6 +177,10 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
   it('max-pool gradient goes to the first maximum on ties, as in TF.js', async () => {
     const x = () => tf.tensor4d([1, 1, 1, 1, 2, 2, 0, 2, 2], [1, 3, 3, 1]);
     await assertSame('ties', () => tf.grad((t: tf.Tensor) => tf.sum(tf.maxPool(t as tf.Tensor4D, 2, 1, 'valid')))(x()), ['MaxPoolGrad']);
+    // A window of -Infinity only passes no gradient in TF.js (its first-maximum search starts at -Infinity); ties
+    // between -0 and +0 go to the first.
+    const inf = () => tf.tensor4d([-Infinity, -Infinity, 3, -Infinity, -Infinity, 3, -0, 0, 0], [1, 3, 3, 1]);
+    await assertSame('-inf window', () => tf.grad((t: tf.Tensor) => tf.sum(tf.maxPool(t as tf.Tensor4D, 2, 1, 'valid')))(inf()), ['MaxPoolGrad']);
   });
 
   it('elementwise ops with per-channel and scalar broadcasting', async () => {
