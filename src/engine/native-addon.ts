@@ -4,9 +4,9 @@
  * to run, so the engine can fall back to pure JS with a single clear line.
  */
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../util/package.js';
 import { envEngineOptions } from './options.js';
 
 /** The C++ functions (native/src/*.cc). Outputs are written into caller-allocated Float32Arrays. */
@@ -52,17 +52,6 @@ export interface NativeAddon {
 }
 
 export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'nextray') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json of nextray not found');
-    dir = up;
-  }
-}
 
 /**
  * Where `npm run build:native` (node-gyp in native/) puts the addon, unless the engine option addonPath

@@ -52,6 +52,8 @@ export interface OpenModelOptions {
   onLog?: (line: string) => void;
   /** Supplies ONNX Runtime (a seam for tests); default onnxruntime-node. */
   loadRuntime?: () => Promise<OnnxRuntimeFace>;
+  /** For a checkpoint run in ONNX Runtime: called with the bytes of its in-memory export (what the session runs). */
+  onExport?: (onnx: Uint8Array) => void;
 }
 
 /** Opens `spec` (an .onnx file, a checkpoint folder or a run directory) as an InferenceModel. */
