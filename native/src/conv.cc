@@ -67,6 +67,17 @@ bool isRef(const PD& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
+// Where the direct NHWC kernels are oneDNN's older JIT ("jit:avx2", "jit:sse41": CPUs without AVX-512, where
+// 2.6 has no brgconv) they are much slower than the same kernels on channel-blocked activations (nChw8c): for a
+// 3x3 64->64 convolution of 8 images at 80x80 under the AVX2 cap, single thread, best of 12, three runs, NHWC
+// against blocked: forward 47-62 ms against 33-44, backward data 44-52 against 39-43, backward weights 82-90 against
+// 41-53 (/tmp microbenchmark of the 2026-12-05 session, load 5). There the activations are reordered to oneDNN's
+// layout and back around the convolution; on AVX-512 (brgconv forward) NHWC stays.
+bool slowNhwc(const char* impl) {
+  const std::string name(impl);
+  return name.rfind("jit:", 0) == 0 && name.find("avx512") == std::string::npos;
+}
+
 // Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3, AVX-512 only in 2.6) for 3x3 stride-1 convolutions with channel
 // counts in multiples of 16: it does the same convolution with ~2.25x fewer multiplications, in oneDNN's blocked
 // layout (nChw16c), so activations are reordered from and back to NHWC around it. Its float32 results differ from
@@ -176,7 +187,7 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   } else {
     // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
     pd = forwardPd(g, bias, relu, pk, any);
-    if (isRef(pd)) {
+    if (isRef(pd) || (!any && slowNhwc(pd.impl_info_str()))) {
       auto other = forwardPd(g, bias, relu, pk, !any);
       if (!isRef(other)) pd = other;
     }
@@ -206,46 +217,67 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   return fwdCache.emplace(key, std::move(e)).first->second;
 }
 
-// The Winograd forward primitive for training that the backward primitives take as their hint, when this
-// convolution has one on this CPU.
-bool winogradHint(const ConvGeom& g, dnnl::convolution_forward::primitive_desc& hint) {
-  if (!winogradFits(g)) return false;
-  try {
-    hint = winogradPd(g, false, false, dnnl::prop_kind::forward_training);
-    return !isRef(hint);
-  } catch (const dnnl::error&) {
-    return false;
+// The forward primitive for training that the backward primitives take as their hint, and which algorithm and
+// layouts they use: Winograd where it fits and this CPU has it; direct on blocked activations where NHWC's kernels
+// are the slow ones; else direct NHWC (blocked = false).
+struct BwdPlan {
+  dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
+  bool blocked = false;
+  dnnl::convolution_forward::primitive_desc hint;
+};
+
+BwdPlan bwdPlan(const ConvGeom& g) {
+  BwdPlan p;
+  if (winogradFits(g)) {
+    try {
+      p.hint = winogradPd(g, false, false, dnnl::prop_kind::forward_training);
+      if (!isRef(p.hint)) {
+        p.alg = dnnl::algorithm::convolution_winograd;
+        p.blocked = true;
+        return p;
+      }
+    } catch (const dnnl::error&) {
+      // no Winograd kernel on this CPU
+    }
   }
+  p.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  if (!smallInput(g) && slowNhwc(p.hint.impl_info_str())) {
+    auto blocked = forwardPd(g, false, false, dnnl::prop_kind::forward_training, true);
+    if (!isRef(blocked)) {
+      p.hint = blocked;
+      p.blocked = true;
+    }
+  }
+  return p;
 }
 
 BwdDataEntry& getBwdData(const ConvGeom& g) {
   std::string key = g.key() + (winogradOn ? "w" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
-  dnnl::convolution_forward::primitive_desc wino;
-  if (winogradHint(g, wino)) {
+  BwdPlan plan = bwdPlan(g);
+  if (plan.blocked) {
     try {
-      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_winograd, g.src(tag::any), g.wei(tag::any),
-                                              g.dst(tag::any), g.strides(), g.dil(), g.padL(), g.padR());
-      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), wino);
+      dnnl::convolution_backward_data::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
+                                              g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
       if (!isRef(pd)) {
-        BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), true,
+        BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), pd.weights_desc() != g.wei(),
                        dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
         e.reorderDy = pd.diff_dst_desc() != g.dst();
         if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
         e.reorderDx = pd.diff_src_desc() != g.src();
         if (e.reorderDx) e.dxReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_src_desc(), engine(), g.src()));
-        e.reorderWeights = pd.weights_desc() != g.wei();
         return bwdDataCache.emplace(key, std::move(e)).first->second;
       }
     } catch (const dnnl::error&) {
-      // fall through to the direct algorithm
+      // fall through to direct NHWC
     }
+    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   }
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
                                           g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
@@ -256,13 +288,12 @@ BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
   std::string key = g.key() + (winogradOn ? "w" : "");
   auto it = bwdWeightsCache.find(key);
   if (it != bwdWeightsCache.end()) return it->second;
-  dnnl::convolution_forward::primitive_desc wino;
-  if (winogradHint(g, wino)) {
+  BwdPlan plan = bwdPlan(g);
+  if (plan.blocked) {
     try {
-      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_winograd, g.src(tag::any),
-                                                 g.wei(tag::any), g.dst(tag::any), g.strides(), g.dil(), g.padL(),
-                                                 g.padR());
-      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), wino);
+      dnnl::convolution_backward_weights::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
+                                                 g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
       if (!isRef(pd)) {
         const bool re = pd.diff_weights_desc() != g.wei();
         dnnl::reorder r;
@@ -275,13 +306,13 @@ BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
         return bwdWeightsCache.emplace(key, std::move(e)).first->second;
       }
     } catch (const dnnl::error&) {
-      // fall through to the direct algorithm
+      // fall through to direct NHWC
     }
+    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   }
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
                                              g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   bool re = pd.diff_weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
