@@ -193,7 +193,12 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
     }
     if (winogradFits(g)) {
       try {
-        auto w = winogradPd(g, bias, relu, pk);
+        // forward_training, also for inference: for forward_inference oneDNN picks kernels that take the filter
+        // pre-transformed ("wino" layout), and that transform (wino_reorder) cost 380-460 ms per ResNet-152
+        // batch-1 forward wherever the filter copy is not kept (above NEXTRAY_WEIGHT_CACHE_PIXELS), more than the
+        // convolutions; the training kernels transform inside. ResNet-152 batch 1, sum of oneDNN's own times
+        // (ONEDNN_VERBOSE), load 6: 551 ms this way, 906-1133 with forward_inference, 661-878 direct.
+        auto w = winogradPd(g, bias, relu, dnnl::prop_kind::forward_training);
         // Its filter layout must be reachable from HWIO (this throws where it is not).
         dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), w.weights_desc());
         if (!isRef(w)) pd = w;
