@@ -85,6 +85,7 @@ bool slowNhwc(const char* impl) {
 // Off with NEXTRAY_WINOGRAD=0 (src/engine/options.ts). Where oneDNN has no Winograd kernel (AVX2 and below) the
 // primitive creation fails and the direct algorithm is used.
 bool winogradOn = true;
+bool shortcutSum = false;
 
 bool winogradFits(const ConvGeom& g) {
   return winogradOn && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ci % 16 == 0 &&
@@ -161,19 +162,17 @@ std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
 std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
 
 FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
-  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "") + (winogradOn ? "w" : "");
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? (shortcutSum ? "S" : "s") : "") +
+                    (winogradOn ? "w" : "");
   auto it = fwdCache.find(key);
   if (it != fwdCache.end()) return it->second;
   const bool any = smallInput(g) && !residual;
   const auto pk = dnnl::prop_kind::forward_inference;
   Residual res = Residual::none;
   dnnl::convolution_forward::primitive_desc pd;
-  // NEXTRAY_SHORTCUT_POSTOP=sum forces the sum post-op (a diagnostic: measured slower here, it copies the shortcut).
-  static const bool preferSum = [] {
-    const char* v = std::getenv("NEXTRAY_SHORTCUT_POSTOP");
-    return v && std::string(v) == "sum";
-  }();
-  if (residual && preferSum) {
+  // NEXTRAY_SHORTCUT_POSTOP=sum (src/engine/options.ts, via setShortcutSum) forces the sum post-op (a diagnostic:
+  // measured slower here, it copies the shortcut).
+  if (residual && shortcutSum) {
     pd = forwardPd(g, bias, relu, pk, false, Residual::sum);
     res = Residual::sum;
   } else if (residual) {
@@ -573,6 +572,12 @@ Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
 Napi::Value SetWinograd(const Napi::CallbackInfo& info) {
   winogradOn = info[0].ToBoolean().Value();
   return Napi::Boolean::New(info.Env(), winogradOn);
+}
+
+// setShortcutSum(on: boolean) -> the setting in effect: residuals join through the sum post-op instead of binary add.
+Napi::Value SetShortcutSum(const Napi::CallbackInfo& info) {
+  shortcutSum = info[0].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), shortcutSum);
 }
 
 size_t cachedPrimitiveCount() { return fwdCache.size() + bwdDataCache.size() + bwdWeightsCache.size(); }

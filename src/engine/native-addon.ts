@@ -18,6 +18,8 @@ export interface NativeAddon {
   setElementwiseThreads(n: number): number;
   /** Winograd for 3x3 stride-1 convolutions where oneDNN has a kernel (default on); returns the setting in effect. */
   setWinograd(on: boolean): boolean;
+  /** Residuals join through oneDNN's sum post-op instead of binary add (a diagnostic); returns the setting. */
+  setShortcutSum(on: boolean): boolean;
   /** geom: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, padTop,padBottom,padLeft,padRight, dilH,dilW] */
   /** cache: an object owned per filter array in which the addon keeps the filter in oneDNN's layout. */
   conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache?: object): void;

@@ -127,6 +127,19 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
     }
   });
 
+  it('NEXTRAY_SHORTCUT_POSTOP=sum switches how a residual joins its convolution (binary-add post-op by default)', () => {
+    if (!load.ok) return;
+    const addon = load.addon;
+    const geom = Int32Array.from([1, 8, 8, 16, 8, 8, 32, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
+    try {
+      assert.match(addon.convImpl(3, geom), /\(binary post-op\)$/);
+      addon.setShortcutSum(true);
+      assert.match(addon.convImpl(3, geom), /\(sum post-op\)$/);
+    } finally {
+      addon.setShortcutSum(false);
+    }
+  });
+
   it('a filter reused across calls (kept in oneDNN layout after its second use) gives the same results', async () => {
     const x = rand([2, 12, 12, 16], 50), w1 = rand([3, 3, 16, 32], 51), w2 = rand([3, 3, 16, 32], 52);
     await tf.setBackend('cpu');
