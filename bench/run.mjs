@@ -7,9 +7,15 @@
 // measures batch 1 and batch 8 from the exported .onnx file; the numbers sit in each inference entry as `onnx` beside
 // `ours` (TF.js) and `torch`.
 // --isa avx2 (or sse41, avx, avx512_core, ...) runs our side under oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA), so an
-// AVX-512 machine measures what an AVX2-only CPU gets; PyTorch and ONNX Runtime run uncapped (the JSON says so).
-// Usage: npm run bench -- [--runs 3] [--warmup 1] [--only infer1,infer8,train18,train152f,predict] [--no-torch]
-//        [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
+// AVX-512 machine measures what an AVX2-only CPU gets. PyTorch gets the same cap: Debian's PyTorch runs its
+// convolutions through the same system oneDNN (which honours the variable) and its own ATen kernels are capped
+// with ATEN_CPU_CAPABILITY; a probe (a small convolution, forward and backward, under ONEDNN_VERBOSE=1) records in
+// the JSON which oneDNN kernels PyTorch actually ran under the cap. ONNX Runtime cannot be capped (MLAS picks its
+// kernels from CPUID, with no switch) and runs at the machine's own ISA: the JSON says so.
+// --rounds K (default 1) alternates ours and PyTorch K times per workload (each round a fresh process per side)
+// and takes the medians over all rounds, so a change in the machine's speed during the run hits both sides.
+// Usage: npm run bench -- [--runs 3] [--warmup 1] [--rounds 1] [--only infer1,infer8,train18,train152f,predict]
+//        [--no-torch] [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -33,8 +39,15 @@ if (isa !== null && !ISAS.includes(isa.toLowerCase())) {
   console.error(`bench: --isa ${isa}: use one of ${ISAS.join(', ')}`);
   process.exit(2);
 }
-// Our workloads only: oneDNN reads the cap when it first dispatches.
+// oneDNN reads the cap when it first dispatches. ATen's dispatch levels are default / avx2 / avx512.
 const oursEnv = isa ? { ONEDNN_MAX_CPU_ISA: isa.toUpperCase() } : {};
+const atenLevel = !isa || isa === 'all' ? null : isa.startsWith('avx512') ? 'avx512' : isa.startsWith('avx2') ? 'avx2' : 'default';
+const torchEnv = isa ? { ONEDNN_MAX_CPU_ISA: isa.toUpperCase(), ...(atenLevel ? { ATEN_CPU_CAPABILITY: atenLevel } : {}) } : {};
+const rounds = Number(opt('rounds', '1'));
+if (!Number.isInteger(rounds) || rounds < 1) {
+  console.error(`bench: --rounds ${opt('rounds')}: a whole number >= 1`);
+  process.exit(2);
+}
 const PYTHON = '/usr/bin/python3';
 
 // FLOPs (2 x multiply-adds) per image at 320x320: torchvision's GMACs at 224 (ResNet-18 1.81, ResNet-152
@@ -48,6 +61,23 @@ const WORKLOADS = {
   train18: { kind: 'train', arch: 'resnet18', batch: 8, freeze: 0, gflop: 3 * 8 * GFLOP_PER_IMAGE.resnet18 },
   train152f: { kind: 'train', arch: 'resnet152', batch: 16, freeze: 148, gflop: 16 * GFLOP_PER_IMAGE.resnet152 },
 };
+
+function medianOf(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** One side's rounds as one result: the first round's fields, every round's times, their median, the peak RSS. */
+function mergeRounds(results) {
+  if (results.length === 1) return results[0];
+  const failed = results.find((r) => r.error);
+  if (failed) return failed;
+  const seconds = results.flatMap((r) => r.seconds);
+  const median = medianOf(seconds);
+  const merged = { ...results[0], seconds, median, roundMedians: results.map((r) => r.median), maxRssMB: Math.max(...results.map((r) => r.maxRssMB)) };
+  if ('perImage' in results[0]) merged.perImage = median / results[0].batch;
+  return merged;
+}
 
 function lastJson(stdout) {
   const line = stdout.split('\n').filter((l) => l.startsWith('{')).pop();
@@ -85,6 +115,19 @@ const torchNote = haveTorch
     ? 'PyTorch skipped (--no-torch)'
     : `PyTorch skipped: ${PYTHON} cannot import torch/torchvision (apt-get install python3-torch python3-torchvision)`;
 
+// Which oneDNN convolution kernels PyTorch runs under the cap (implementation names from ONEDNN_VERBOSE).
+function torchConvKernels() {
+  const code = 'import torch\nx = torch.randn(2, 16, 32, 32, requires_grad=True)\nc = torch.nn.Conv2d(16, 16, 3, padding=1)\nc(x).sum().backward()';
+  const r = spawnSync(PYTHON, ['-c', code], { encoding: 'utf8', env: { ...process.env, ...torchEnv, ONEDNN_VERBOSE: '1' } });
+  if (r.status !== 0) return `probe failed (exit ${r.status})`;
+  const kernels = new Set();
+  for (const line of r.stdout.split('\n')) {
+    const f = line.split(',');
+    if (f[1] === 'exec' && f[3] === 'convolution') kernels.add(`${f[5]}: ${f[4]}`);
+  }
+  return [...kernels];
+}
+
 const report = {
   date: new Date().toISOString(),
   machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100) },
@@ -94,11 +137,17 @@ const report = {
     engine,
     size: 320,
     threads: 2,
+    rounds,
     isaCap: isa
-      ? { ours: `ONEDNN_MAX_CPU_ISA=${isa.toUpperCase()}`, torch: 'not capped: PyTorch and ONNX Runtime have no such switch for all their kernels (BLAS, MLAS) and run at the machine\'s own ISA' }
+      ? {
+          ours: `ONEDNN_MAX_CPU_ISA=${isa.toUpperCase()}`,
+          torch: Object.entries(torchEnv).map(([k, v]) => `${k}=${v}`).join(' '),
+          onnxRuntime: 'not capped: MLAS picks its kernels from CPUID and has no switch; it runs at the machine\'s own ISA',
+        }
       : 'none (the machine\'s own ISA)',
   },
   torch: torchNote,
+  ...(isa && haveTorch ? { torchConvKernelsUnderCap: torchConvKernels() } : {}),
   gemm: null,
   workloads: {},
 };
@@ -148,13 +197,21 @@ for (const name of only.filter((n) => n !== 'predict' && n !== 'quant')) {
   }
   const common = ['--arch', w.arch, '--batch', String(w.batch), '--size', '320', '--runs', runs, '--warmup', warmup];
   if (w.freeze) common.push('--freeze', String(w.freeze));
-  process.stderr.write(`bench: ${name} (ours) ...\n`);
-  const ours = run(process.execPath, ['bench/workload.mjs', w.kind, ...common, '--engine', engine, ...(argv.includes('--no-profile') ? [] : ['--profile'])], oursEnv);
-  let torch = null;
-  if (haveTorch) {
-    process.stderr.write(`bench: ${name} (PyTorch) ...\n`);
-    torch = run(PYTHON, ['bench/torch_reference.py', w.kind, ...common, '--threads', '2']);
+  const oursRounds = [];
+  const torchRounds = [];
+  for (let k = 0; k < rounds; k++) {
+    const tag = rounds > 1 ? ` round ${k + 1}/${rounds}` : '';
+    process.stderr.write(`bench: ${name} (ours${tag}) ...\n`);
+    // The kernel profile (an extra untimed run) in the first round only.
+    const profile = k === 0 && !argv.includes('--no-profile') ? ['--profile'] : [];
+    oursRounds.push(run(process.execPath, ['bench/workload.mjs', w.kind, ...common, '--engine', engine, ...profile], oursEnv));
+    if (haveTorch) {
+      process.stderr.write(`bench: ${name} (PyTorch${tag}) ...\n`);
+      torchRounds.push(run(PYTHON, ['bench/torch_reference.py', w.kind, ...common, '--threads', '2'], torchEnv));
+    }
   }
+  const ours = mergeRounds(oursRounds);
+  const torch = haveTorch ? mergeRounds(torchRounds) : null;
   const entry = { ours, torch: torch ?? torchNote };
   if (ours.median) {
     entry.oursGflops = Math.round((w.gflop / ours.median) * 10) / 10;

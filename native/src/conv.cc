@@ -67,6 +67,31 @@ bool isRef(const PD& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
+// Where the direct NHWC kernels are oneDNN's older JIT ("jit:avx2", "jit:sse41": CPUs without AVX-512, where
+// 2.6 has no brgconv) they are much slower than the same kernels on channel-blocked activations (nChw8c): for a
+// 3x3 64->64 convolution of 8 images at 80x80 under the AVX2 cap, single thread, best of 12, three runs, NHWC
+// against blocked: forward 47-62 ms against 33-44, backward data 44-52 against 39-43, backward weights 82-90 against
+// 41-53 (/tmp microbenchmark of the 2026-12-05 session, load 5). There the activations are reordered to oneDNN's
+// layout and back around the convolution; on AVX-512 (brgconv forward) NHWC stays.
+bool slowNhwc(const char* impl) {
+  const std::string name(impl);
+  return name.rfind("jit:", 0) == 0 && name.find("avx512") == std::string::npos;
+}
+
+// Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3, AVX-512 only in 2.6) for 3x3 stride-1 convolutions with channel
+// counts in multiples of 16: it does the same convolution with ~2.25x fewer multiplications, in oneDNN's blocked
+// layout (nChw16c), so activations are reordered from and back to NHWC around it. Its float32 results differ from
+// the direct algorithm's by rounding (the transforms add a few ulps; see test/engine/native-kernels.test.ts).
+// Off with NEXTRAY_WINOGRAD=0 (src/engine/options.ts). Where oneDNN has no Winograd kernel (AVX2 and below) the
+// primitive creation fails and the direct algorithm is used.
+bool winogradOn = true;
+bool shortcutSum = false;
+
+bool winogradFits(const ConvGeom& g) {
+  return winogradOn && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ci % 16 == 0 &&
+         g.co % 16 == 0;
+}
+
 // How a residual joins the convolution's output before the ReLU: not at all, as a binary-add post-op reading
 // the residual tensor (no copy), or as a sum post-op onto a destination pre-filled with the residual (the
 // fallback where oneDNN has no kernel for the binary post-op).
@@ -87,6 +112,20 @@ dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias
   return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
+// A Winograd forward primitive in oneDNN's own layouts (no post-ops other than bias and ReLU), or throws.
+dnnl::convolution_forward::primitive_desc winogradPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk) {
+  memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
+  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_winograd, g.src(tag::any), g.wei(tag::any), biasMd,
+                                    g.dst(tag::any), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::primitive_attr attr = userScratchpad();
+  if (relu) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(po);
+  }
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+}
+
 struct FwdEntry {
   dnnl::convolution_forward::primitive_desc pd;
   Residual residual;
@@ -102,12 +141,18 @@ struct BwdDataEntry {
   dnnl::convolution_backward_data prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;
+  // Winograd works in oneDNN's layouts: dy NHWC -> pd.diff_dst_desc() before, pd.diff_src_desc() -> NHWC after.
+  bool reorderDy = false, reorderDx = false;
+  dnnl::reorder dyReorder, dxReorder;
 };
 struct BwdWeightsEntry {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;  // from oneDNN's diff_weights layout back to HWIO
+  // Winograd: x and dy NHWC -> pd.src_desc() / pd.diff_dst_desc() before.
+  bool reorderX = false, reorderDy = false;
+  dnnl::reorder xReorder, dyReorder;
 };
 
 // Primitive creation costs milliseconds (JIT code generation); a ResNet has a few dozen distinct shapes,
@@ -117,19 +162,17 @@ std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
 std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
 
 FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
-  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "");
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? (shortcutSum ? "S" : "s") : "") +
+                    (winogradOn ? "w" : "");
   auto it = fwdCache.find(key);
   if (it != fwdCache.end()) return it->second;
   const bool any = smallInput(g) && !residual;
   const auto pk = dnnl::prop_kind::forward_inference;
   Residual res = Residual::none;
   dnnl::convolution_forward::primitive_desc pd;
-  // NEXTRAY_SHORTCUT_POSTOP=sum forces the sum post-op (a diagnostic: measured slower here, it copies the shortcut).
-  static const bool preferSum = [] {
-    const char* v = std::getenv("NEXTRAY_SHORTCUT_POSTOP");
-    return v && std::string(v) == "sum";
-  }();
-  if (residual && preferSum) {
+  // NEXTRAY_SHORTCUT_POSTOP=sum (src/engine/options.ts, via setShortcutSum) forces the sum post-op (a diagnostic:
+  // measured slower here, it copies the shortcut).
+  if (residual && shortcutSum) {
     pd = forwardPd(g, bias, relu, pk, false, Residual::sum);
     res = Residual::sum;
   } else if (residual) {
@@ -143,9 +186,24 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   } else {
     // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
     pd = forwardPd(g, bias, relu, pk, any);
-    if (isRef(pd)) {
+    if (isRef(pd) || (!any && slowNhwc(pd.impl_info_str()))) {
       auto other = forwardPd(g, bias, relu, pk, !any);
       if (!isRef(other)) pd = other;
+    }
+    if (winogradFits(g)) {
+      try {
+        // forward_training, also for inference: for forward_inference oneDNN picks kernels that take the filter
+        // pre-transformed ("wino" layout), and that transform (wino_reorder) cost 380-460 ms per ResNet-152
+        // batch-1 forward wherever the filter copy is not kept (above NEXTRAY_WEIGHT_CACHE_PIXELS), more than the
+        // convolutions; the training kernels transform inside. ResNet-152 batch 1, sum of oneDNN's own times
+        // (ONEDNN_VERBOSE), load 6: 551 ms this way, 906-1133 with forward_inference, 661-878 direct.
+        auto w = winogradPd(g, bias, relu, dnnl::prop_kind::forward_training);
+        // Its filter layout must be reachable from HWIO (this throws where it is not).
+        dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), w.weights_desc());
+        if (!isRef(w)) pd = w;
+      } catch (const dnnl::error&) {
+        // no Winograd kernel on this CPU: keep the direct one
+      }
     }
   }
   bool re = pd.weights_desc() != g.wei();
@@ -163,14 +221,67 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   return fwdCache.emplace(key, std::move(e)).first->second;
 }
 
+// The forward primitive for training that the backward primitives take as their hint, and which algorithm and
+// layouts they use: Winograd where it fits and this CPU has it; direct on blocked activations where NHWC's kernels
+// are the slow ones; else direct NHWC (blocked = false).
+struct BwdPlan {
+  dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
+  bool blocked = false;
+  dnnl::convolution_forward::primitive_desc hint;
+};
+
+BwdPlan bwdPlan(const ConvGeom& g) {
+  BwdPlan p;
+  if (winogradFits(g)) {
+    try {
+      p.hint = winogradPd(g, false, false, dnnl::prop_kind::forward_training);
+      if (!isRef(p.hint)) {
+        p.alg = dnnl::algorithm::convolution_winograd;
+        p.blocked = true;
+        return p;
+      }
+    } catch (const dnnl::error&) {
+      // no Winograd kernel on this CPU
+    }
+  }
+  p.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  if (!smallInput(g) && slowNhwc(p.hint.impl_info_str())) {
+    auto blocked = forwardPd(g, false, false, dnnl::prop_kind::forward_training, true);
+    if (!isRef(blocked)) {
+      p.hint = blocked;
+      p.blocked = true;
+    }
+  }
+  return p;
+}
+
 BwdDataEntry& getBwdData(const ConvGeom& g) {
-  std::string key = g.key();
+  std::string key = g.key() + (winogradOn ? "w" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  BwdPlan plan = bwdPlan(g);
+  if (plan.blocked) {
+    try {
+      dnnl::convolution_backward_data::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
+                                              g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+      if (!isRef(pd)) {
+        BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), pd.weights_desc() != g.wei(),
+                       dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
+        e.reorderDy = pd.diff_dst_desc() != g.dst();
+        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+        e.reorderDx = pd.diff_src_desc() != g.src();
+        if (e.reorderDx) e.dxReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_src_desc(), engine(), g.src()));
+        return bwdDataCache.emplace(key, std::move(e)).first->second;
+      }
+    } catch (const dnnl::error&) {
+      // fall through to direct NHWC
+    }
+    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  }
   dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
                                           g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
@@ -178,13 +289,34 @@ BwdDataEntry& getBwdData(const ConvGeom& g) {
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
-  std::string key = g.key();
+  std::string key = g.key() + (winogradOn ? "w" : "");
   auto it = bwdWeightsCache.find(key);
   if (it != bwdWeightsCache.end()) return it->second;
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  BwdPlan plan = bwdPlan(g);
+  if (plan.blocked) {
+    try {
+      dnnl::convolution_backward_weights::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
+                                                 g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+      if (!isRef(pd)) {
+        const bool re = pd.diff_weights_desc() != g.wei();
+        dnnl::reorder r;
+        if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
+        BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
+        e.reorderX = pd.src_desc() != g.src();
+        if (e.reorderX) e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
+        e.reorderDy = pd.diff_dst_desc() != g.dst();
+        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+        return bwdWeightsCache.emplace(key, std::move(e)).first->second;
+      }
+    } catch (const dnnl::error&) {
+      // fall through to direct NHWC
+    }
+    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  }
   dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
                                              g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), hint);
+  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   bool re = pd.diff_weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
@@ -357,10 +489,20 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
       e.weightReorder.execute(s, userW, wMem);
     }
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+    memory dyMem(g.dst(), engine(), dy.Data());
+    memory dxUser(g.src(), engine(), dx.Data());
+    memory dxMem = dxUser;
+    if (e.reorderDy) {
+      memory blocked(e.pd.diff_dst_desc(), engine(), srcBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, blocked);
+      dyMem = blocked;
+    }
+    if (e.reorderDx) dxMem = memory(e.pd.diff_src_desc(), engine(), dstBuf.get(e.pd.diff_src_desc().get_size()));
+    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_WEIGHTS, wMem},
-                       {DNNL_ARG_DIFF_SRC, memory(g.src(), engine(), dx.Data())},
+                       {DNNL_ARG_DIFF_SRC, dxMem},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (e.reorderDx) e.dxReorder.execute(s, dxMem, dxUser);
     s.wait();
     return env.Undefined();
   });
@@ -384,8 +526,20 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
     if (e.reorderWeights)
       dwMem = memory(e.pd.diff_weights_desc(), engine(), weightBuf.get(e.pd.diff_weights_desc().get_size()));
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
-    e.prim.execute(s, {{DNNL_ARG_SRC, memory(g.src(), engine(), x.Data())},
-                       {DNNL_ARG_DIFF_DST, memory(g.dst(), engine(), dy.Data())},
+    memory xMem(g.src(), engine(), x.Data());
+    memory dyMem(g.dst(), engine(), dy.Data());
+    if (e.reorderX) {
+      memory blocked(e.pd.src_desc(), engine(), srcBuf.get(e.pd.src_desc().get_size()));
+      e.xReorder.execute(s, xMem, blocked);
+      xMem = blocked;
+    }
+    if (e.reorderDy) {
+      memory blocked(e.pd.diff_dst_desc(), engine(), dstBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, blocked);
+      dyMem = blocked;
+    }
+    e.prim.execute(s, {{DNNL_ARG_SRC, xMem},
+                       {DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_DIFF_WEIGHTS, dwMem},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
     if (e.reorderWeights) e.weightReorder.execute(s, dwMem, userDw);
@@ -411,6 +565,19 @@ Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
                                    : getBwdWeights(g).pd.impl_info_str();
     return Napi::String::New(env, name);
   });
+}
+
+// setWinograd(on: boolean) -> the setting in effect. Primitives already built keep their algorithm; new shapes
+// (and shapes first seen under the other setting) get the new one.
+Napi::Value SetWinograd(const Napi::CallbackInfo& info) {
+  winogradOn = info[0].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), winogradOn);
+}
+
+// setShortcutSum(on: boolean) -> the setting in effect: residuals join through the sum post-op instead of binary add.
+Napi::Value SetShortcutSum(const Napi::CallbackInfo& info) {
+  shortcutSum = info[0].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), shortcutSum);
 }
 
 size_t cachedPrimitiveCount() { return fwdCache.size() + bwdDataCache.size() + bwdWeightsCache.size(); }

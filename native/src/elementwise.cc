@@ -288,7 +288,9 @@ Napi::Value AddRelu(const Napi::CallbackInfo& info) {
   });
 }
 
-// reluGrad(dy, y, out): dy where the ReLU output y is positive, else 0 (branch-free select).
+// reluGrad(dy, y, out): dy where the ReLU output y is positive, else 0 (branch-free select). dy is loaded
+// unconditionally: with `y > 0 ? dy[i] : 0` the compiler may not read dy[i] where y <= 0, so it kept a branch
+// per element, unpredictable on ReLU outputs (61 ms for 13M elements, against 6 ms for addRelu's pass).
 Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -302,7 +304,10 @@ Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
     const float* __restrict py = y.Data();
     float* __restrict po = o.Data();
 #pragma omp parallel for schedule(static) if (n >= kParallelMin && elementwiseThreads() > 1) num_threads(elementwiseThreads())
-    for (int64_t i = 0; i < n; ++i) po[i] = py[i] > 0.f ? pd[i] : 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      const float d = pd[i];
+      po[i] = py[i] > 0.f ? d : 0.f;
+    }
     return env.Undefined();
   });
 }

@@ -1,7 +1,7 @@
 /**
- * `nextray serve`: the web app and a REST API over one exported model, on 127.0.0.1 by default. Another host is
- * refused unless a token is given (then every API call needs `Authorization: Bearer <token>`). SIGTERM/SIGINT stop
- * accepting, let running requests finish, and exit 0.
+ * `nextray serve`: the web app and a REST API over one model (an .onnx file, a checkpoint folder or a run
+ * directory), on 127.0.0.1 by default. Another host is refused unless a token is given (then every API call needs
+ * `Authorization: Bearer <token>`). SIGTERM/SIGINT stop accepting, let running requests finish, and exit 0.
  */
 import type { Command } from 'commander';
 import { CliError, parseIntOption } from './common.js';
@@ -27,7 +27,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('serve the offline web app and a REST API (POST /v1/predict, GET /v1/health, GET /v1/model) for one model')
-    .requiredOption('--model <file>', 'exported model (.onnx from nextray export; the page runs the same file)')
+    .requiredOption('--model <path>', 'an .onnx file from nextray export, a checkpoint folder or a run directory (exported to ONNX in memory, as predict does); the page runs the same ONNX')
     .option('--port <n>', 'TCP port (0 = any free port)', parseIntOption('--port', 0, 65535), 8080)
     .option('--host <addr>', 'address to bind; anything but loopback needs --token', '127.0.0.1')
     .option('--token <secret>', 'require Authorization: Bearer <secret> on every API call (default: $NEXTRAY_TOKEN)')
@@ -44,6 +44,7 @@ export function registerServe(program: Command): void {
       `
 Example:
   nextray serve --model runs/demo/model.onnx
+  nextray serve --model runs/demo            # a run directory: its best checkpoint, exported in memory
   # open http://127.0.0.1:8080/ , or:
   curl -F file=@xray.png http://127.0.0.1:8080/v1/predict
   nextray serve --model model.onnx --host 0.0.0.0 --token "$(openssl rand -hex 16)"`,
@@ -57,7 +58,6 @@ Example:
       const predictor = await openPredictor(flags.model, { ...(flags.threads ? { threads: flags.threads } : {}), onnxCache: flags.onnxCache });
       const app = await buildServer({
         predictor,
-        modelPath: flags.model,
         ...(token ? { token } : {}),
         bodyLimit: flags.bodyLimit,
         maxPixels: flags.maxPixels,

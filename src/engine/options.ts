@@ -11,6 +11,10 @@
  *   NEXTRAY_POOL_MB              output-array recycling budget, MiB  (default 512; 0 = off)
  *   NEXTRAY_WEIGHT_CACHE=0       no oneDNN-layout filter copies      (default on)
  *   NEXTRAY_WEIGHT_CACHE_PIXELS  output pixels per call up to which filter copies are kept (default 4096)
+ *   NEXTRAY_WINOGRAD=0           direct convolutions only            (default on: Winograd for 3x3 stride-1
+ *                                convolutions where oneDNN has a kernel, AVX-512; see native/src/conv.cc)
+ *   NEXTRAY_SHORTCUT_POSTOP      binary | sum: how a residual joins a convolution (default binary; sum is a
+ *                                diagnostic, measured slower: it copies the shortcut first)
  */
 export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
 
@@ -28,6 +32,10 @@ export interface EngineOptions {
   poolMb: number;
   weightCache: boolean;
   weightCachePixels: number;
+  /** oneDNN's Winograd algorithm for 3x3 stride-1 convolutions where the CPU has a kernel for it (AVX-512). */
+  winograd: boolean;
+  /** How a residual joins its convolution in oneDNN: a binary-add post-op (default) or a sum post-op. */
+  shortcutPostOp: 'binary' | 'sum';
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
@@ -39,6 +47,8 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
   poolMb: 512,
   weightCache: true,
   weightCachePixels: 4096,
+  winograd: true,
+  shortcutPostOp: 'binary',
 };
 
 export function parseEngineName(name: string, source: string): EngineName {
@@ -62,6 +72,12 @@ function flag(env: NodeJS.ProcessEnv, name: string, dflt: boolean): boolean {
   throw new Error(`${name}='${v}' must be 0 or 1`);
 }
 
+function postOp(v: string | undefined): EngineOptions['shortcutPostOp'] {
+  if (v === undefined || v === '') return DEFAULT_ENGINE_OPTIONS.shortcutPostOp;
+  if (v === 'binary' || v === 'sum') return v;
+  throw new Error(`NEXTRAY_SHORTCUT_POSTOP='${v}' must be binary or sum`);
+}
+
 /** The settings the NEXTRAY_* variables of `env` ask for (defaults where unset); throws naming a bad variable. */
 export function engineOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EngineOptions {
   return {
@@ -73,6 +89,8 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Engi
     poolMb: count(env, 'NEXTRAY_POOL_MB', DEFAULT_ENGINE_OPTIONS.poolMb),
     weightCache: flag(env, 'NEXTRAY_WEIGHT_CACHE', DEFAULT_ENGINE_OPTIONS.weightCache),
     weightCachePixels: count(env, 'NEXTRAY_WEIGHT_CACHE_PIXELS', DEFAULT_ENGINE_OPTIONS.weightCachePixels),
+    winograd: flag(env, 'NEXTRAY_WINOGRAD', DEFAULT_ENGINE_OPTIONS.winograd),
+    shortcutPostOp: postOp(env.NEXTRAY_SHORTCUT_POSTOP),
   };
 }
 

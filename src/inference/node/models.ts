@@ -57,6 +57,8 @@ export interface OpenModelOptions {
    * (src/models/onnx/session-cache.ts). Default false; `nextray predict` / `serve` turn it on unless --no-onnx-cache.
    */
   onnxCache?: boolean;
+  /** For a checkpoint run in ONNX Runtime: called with the bytes of its in-memory export (what the session runs). */
+  onExport?: (onnx: Uint8Array) => void;
 }
 
 /** Opens `spec` (an .onnx file, a checkpoint folder or a run directory) as an InferenceModel. */
@@ -79,7 +81,7 @@ export async function openModel(spec: string, opts: OpenModelOptions = {}): Prom
     } catch (err) {
       throw new InferenceError(`${spec}: onnxruntime-node does not load (${(err as Error).message}); an .onnx file needs it — give the checkpoint folder instead to run in TF.js`);
     }
-    // Hash while ONNX Runtime builds the session.
+    // Hash while ONNX Runtime builds the session (the optimised-model cache waits for it: it checks the model's hash).
     const hash = sha256File(spec);
     hash.catch(() => undefined);
     let clf;
