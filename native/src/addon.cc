@@ -11,6 +11,8 @@ Napi::Value Conv2dForwardBn(const Napi::CallbackInfo& info);
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info);
 Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info);
 Napi::Value ConvImpl(const Napi::CallbackInfo& info);
+Napi::Value SetWinograd(const Napi::CallbackInfo& info);
+Napi::Value SetShortcutSum(const Napi::CallbackInfo& info);
 Napi::Value Pool2d(const Napi::CallbackInfo& info);
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info);
 Napi::Value AvgPoolGrad(const Napi::CallbackInfo& info);
@@ -89,6 +91,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("setElementwiseThreads", Napi::Function::New(env, SetElementwiseThreads));
   exports.Set("setPrecision", Napi::Function::New(env, SetPrecision));
+  exports.Set("setWinograd", Napi::Function::New(env, SetWinograd));
+  exports.Set("setShortcutSum", Napi::Function::New(env, SetShortcutSum));
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
   exports.Set("conv2dForwardBn", Napi::Function::New(env, Conv2dForwardBn));
   exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));

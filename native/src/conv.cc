@@ -18,7 +18,8 @@ using dt = memory::data_type;
 // Mixed precision (setPrecision('bf16')): convolutions read bfloat16 copies of their inputs (activations, filters,
 // gradients) and write float32 (outputs, input gradients, filter gradients), so everything on the JS side -- the
 // master weights, batch-norm statistics, Adam's moments -- stays float32. Only where oneDNN has bf16 kernels
-// (avx512_core_bf16 or AMX; see bf16Available), else the setting stays fp32.
+// (avx512_core_bf16 or AMX; see bf16Available), else the setting stays fp32. The conversions are reorders into
+// reused buffers (the same ones that move activations into oneDNN's layouts).
 bool g_bf16 = false;
 
 bool bf16Available() {
@@ -87,6 +88,31 @@ bool isRef(const PD& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
+// Where the direct NHWC kernels are oneDNN's older JIT ("jit:avx2", "jit:sse41": CPUs without AVX-512, where
+// 2.6 has no brgconv) they are much slower than the same kernels on channel-blocked activations (nChw8c): for a
+// 3x3 64->64 convolution of 8 images at 80x80 under the AVX2 cap, single thread, best of 12, three runs, NHWC
+// against blocked: forward 47-62 ms against 33-44, backward data 44-52 against 39-43, backward weights 82-90 against
+// 41-53 (/tmp microbenchmark of the 2026-12-05 session, load 5). There the activations are reordered to oneDNN's
+// layout and back around the convolution; on AVX-512 (brgconv forward) NHWC stays.
+bool slowNhwc(const char* impl) {
+  const std::string name(impl);
+  return name.rfind("jit:", 0) == 0 && name.find("avx512") == std::string::npos;
+}
+
+// Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3, AVX-512 only in 2.6) for 3x3 stride-1 convolutions with channel
+// counts in multiples of 16: it does the same convolution with ~2.25x fewer multiplications, in oneDNN's blocked
+// layout (nChw16c), so activations are reordered from and back to NHWC around it. Its float32 results differ from
+// the direct algorithm's by rounding (the transforms add a few ulps; see test/engine/native-kernels.test.ts).
+// Off with NEXTRAY_WINOGRAD=0 (src/engine/options.ts). Where oneDNN has no Winograd kernel (AVX2 and below) the
+// primitive creation fails and the direct algorithm is used.
+bool winogradOn = true;
+bool shortcutSum = false;
+
+bool winogradFits(const ConvGeom& g) {
+  return winogradOn && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ci % 16 == 0 &&
+         g.co % 16 == 0;
+}
+
 // How a residual joins the convolution's output before the ReLU: not at all, as a binary-add post-op reading
 // the residual tensor (no copy), or as a sum post-op onto a destination pre-filled with the residual (the
 // fallback where oneDNN has no kernel for the binary post-op).
@@ -111,9 +137,22 @@ dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeom& g, bool bias
   return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
+// A Winograd forward primitive in oneDNN's own layouts (no post-ops other than bias and ReLU), or throws.
+dnnl::convolution_forward::primitive_desc winogradPd(const ConvGeom& g, bool bias, bool relu, dnnl::prop_kind pk) {
+  memory::desc biasMd = bias ? memory::desc({g.co}, dt::f32, tag::x) : memory::desc();
+  dnnl::convolution_forward::desc d(pk, dnnl::algorithm::convolution_winograd, g.src(tag::any), g.wei(tag::any), biasMd,
+                                    g.dst(tag::any), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::primitive_attr attr = userScratchpad();
+  if (relu) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(po);
+  }
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+}
+
 struct FwdEntry {
   dnnl::convolution_forward::primitive_desc pd;
-  bool half;  // bf16 source and filter
   Residual residual;
   dnnl::convolution_forward prim;
   bool reorderWeights;
@@ -121,22 +160,29 @@ struct FwdEntry {
   // Activations in oneDNN's own layouts (smallInput, or where NHWC has only a reference kernel): NHWC -> pd.src_desc() before, pd.dst_desc() -> NHWC after.
   bool reorderSrc = false, reorderDst = false;
   dnnl::reorder srcReorder, dstReorder;
+  bool half = false;  // bf16 source and filter (the source reorder converts)
 };
 struct BwdDataEntry {
   dnnl::convolution_backward_data::primitive_desc pd;
   dnnl::convolution_backward_data prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;
-  bool half = false;  // bf16 dy and filter: dy is converted before the primitive
-  dnnl::reorder dyReorder;
+  // Winograd works in oneDNN's layouts: dy NHWC -> pd.diff_dst_desc() before, pd.diff_src_desc() -> NHWC after.
+  // bf16 (half): dy and the filter in bf16, converted by those reorders.
+  bool reorderDy = false, reorderDx = false;
+  dnnl::reorder dyReorder, dxReorder;
+  bool half = false;
 };
 struct BwdWeightsEntry {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights prim;
   bool reorderWeights;
   dnnl::reorder weightReorder;  // from oneDNN's diff_weights layout back to HWIO
-  bool half = false;  // bf16 x and dy: both converted before the primitive
+  // Winograd: x and dy NHWC -> pd.src_desc() / pd.diff_dst_desc() before.
+  // bf16 (half): x and dy in bf16, converted by those reorders.
+  bool reorderX = false, reorderDy = false;
   dnnl::reorder xReorder, dyReorder;
+  bool half = false;
 };
 
 // Primitive creation costs milliseconds (JIT code generation); a ResNet has a few dozen distinct shapes,
@@ -145,47 +191,60 @@ std::unordered_map<std::string, FwdEntry> fwdCache;
 std::unordered_map<std::string, BwdDataEntry> bwdDataCache;
 std::unordered_map<std::string, BwdWeightsEntry> bwdWeightsCache;
 
-// The forward primitive for one shape: half = bf16 source and filter. Returns whether the residual joins as a
-// binary or a sum post-op in `res`.
+// The forward primitive for one shape; half: bf16 source and filter (direct algorithm: oneDNN 2.6's Winograd is
+// float32 only). Sets how the residual joins in `res`.
 dnnl::convolution_forward::primitive_desc selectForward(const ConvGeom& g, bool bias, bool relu, bool residual,
                                                         bool half, Residual& res) {
   const bool any = smallInput(g) && !residual;
   const auto pk = dnnl::prop_kind::forward_inference;
   res = Residual::none;
-  // NEXTRAY_SHORTCUT_POSTOP=sum forces the sum post-op (a diagnostic: measured slower here, it copies the shortcut).
-  static const bool preferSum = [] {
-    const char* v = std::getenv("NEXTRAY_SHORTCUT_POSTOP");
-    return v && std::string(v) == "sum";
-  }();
-  if (residual && preferSum) {
+  dnnl::convolution_forward::primitive_desc pd;
+  // NEXTRAY_SHORTCUT_POSTOP=sum (src/engine/options.ts, via setShortcutSum) forces the sum post-op (a diagnostic:
+  // measured slower here, it copies the shortcut).
+  if (residual && shortcutSum) {
+    pd = forwardPd(g, bias, relu, pk, false, Residual::sum, half);
     res = Residual::sum;
-    return forwardPd(g, bias, relu, pk, false, Residual::sum, half);
-  }
-  if (residual) {
+  } else if (residual) {
     try {
-      auto pd = forwardPd(g, bias, relu, pk, false, Residual::binary, half);
+      pd = forwardPd(g, bias, relu, pk, false, Residual::binary, half);
       res = Residual::binary;
-      return pd;
     } catch (const dnnl::error&) {
+      pd = forwardPd(g, bias, relu, pk, false, Residual::sum, half);
       res = Residual::sum;
-      return forwardPd(g, bias, relu, pk, false, Residual::sum, half);
     }
-  }
-  // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
-  auto pd = forwardPd(g, bias, relu, pk, any, Residual::none, half);
-  if (isRef(pd)) {
-    auto other = forwardPd(g, bias, relu, pk, !any, Residual::none, half);
-    if (!isRef(other)) pd = other;
+  } else {
+    // The preferred layouts first; the other where the preferred has only a reference kernel on this CPU.
+    pd = forwardPd(g, bias, relu, pk, any, Residual::none, half);
+    if (isRef(pd) || (!any && slowNhwc(pd.impl_info_str()))) {
+      auto other = forwardPd(g, bias, relu, pk, !any, Residual::none, half);
+      if (!isRef(other)) pd = other;
+    }
+    if (!half && winogradFits(g)) {
+      try {
+        // forward_training, also for inference: for forward_inference oneDNN picks kernels that take the filter
+        // pre-transformed ("wino" layout), and that transform (wino_reorder) cost 380-460 ms per ResNet-152
+        // batch-1 forward wherever the filter copy is not kept (above NEXTRAY_WEIGHT_CACHE_PIXELS), more than the
+        // convolutions; the training kernels transform inside. ResNet-152 batch 1, sum of oneDNN's own times
+        // (ONEDNN_VERBOSE), load 6: 551 ms this way, 906-1133 with forward_inference, 661-878 direct.
+        auto w = winogradPd(g, bias, relu, dnnl::prop_kind::forward_training);
+        // Its filter layout must be reachable from HWIO (this throws where it is not).
+        dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), w.weights_desc());
+        if (!isRef(w)) pd = w;
+      } catch (const dnnl::error&) {
+        // no Winograd kernel on this CPU: keep the direct one
+      }
+    }
   }
   return pd;
 }
 
 FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
   bool half = g_bf16;
-  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? "s" : "") + (half ? "h" : "");
+  std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? (shortcutSum ? "S" : "s") : "") +
+                    (winogradOn ? "w" : "") + (half ? "h" : "");
   auto it = fwdCache.find(key);
   if (it != fwdCache.end()) return it->second;
-  Residual res;
+  Residual res = Residual::none;
   dnnl::convolution_forward::primitive_desc pd;
   if (half) {
     try {
@@ -202,7 +261,8 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
-  FwdEntry e{pd, half, res, dnnl::convolution_forward(pd), re, r};
+  FwdEntry e{pd, res, dnnl::convolution_forward(pd), re, r};
+  e.half = half;
   if (pd.src_desc() != g.src()) {
     e.reorderSrc = true;
     e.srcReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
@@ -214,51 +274,97 @@ FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false)
   return fwdCache.emplace(key, std::move(e)).first->second;
 }
 
-// dx (float32) from dy and the filter; with half, dy and the filter in bf16.
-dnnl::convolution_backward_data::primitive_desc bwdDataPd(const ConvGeom& g, bool half) {
-  const dt in = half ? dt::bf16 : dt::f32;
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training, false, Residual::none, half);
-  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any, in),
-                                          g.dst(tag::nhwc, in), g.strides(), g.dil(), g.padL(), g.padR());
-  return dnnl::convolution_backward_data::primitive_desc(d, userScratchpad(), engine(), hint);
+// The forward primitive for training that the backward primitives take as their hint, and which algorithm and
+// layouts they use: Winograd where it fits and this CPU has it; direct on blocked activations where NHWC's kernels
+// are the slow ones; else direct NHWC (blocked = false).
+struct BwdPlan {
+  dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
+  bool blocked = false;
+  dnnl::convolution_forward::primitive_desc hint;
+};
+
+BwdPlan bwdPlan(const ConvGeom& g, bool half = false) {
+  BwdPlan p;
+  if (half) {  // bf16: direct NHWC (AVX-512 only, where NHWC's kernels are the fast ones)
+    p.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training, false, Residual::none, true);
+    return p;
+  }
+  if (winogradFits(g)) {
+    try {
+      p.hint = winogradPd(g, false, false, dnnl::prop_kind::forward_training);
+      if (!isRef(p.hint)) {
+        p.alg = dnnl::algorithm::convolution_winograd;
+        p.blocked = true;
+        return p;
+      }
+    } catch (const dnnl::error&) {
+      // no Winograd kernel on this CPU
+    }
+  }
+  p.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  if (!smallInput(g) && slowNhwc(p.hint.impl_info_str())) {
+    auto blocked = forwardPd(g, false, false, dnnl::prop_kind::forward_training, true);
+    if (!isRef(blocked)) {
+      p.hint = blocked;
+      p.blocked = true;
+    }
+  }
+  return p;
+}
+
+// bf16 backward data: dy and the filter in bf16, dx float32 (NHWC), or throws.
+BwdDataEntry bf16BwdData(const ConvGeom& g) {
+  BwdPlan plan = bwdPlan(g, true);
+  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any, dt::bf16),
+                                          g.dst(tag::nhwc, dt::bf16), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+  if (isRef(pd)) throw dnnl::error(dnnl_unimplemented, "only a reference bf16 kernel");
+  BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), true,
+                 dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
+  e.half = true;
+  e.reorderDy = true;
+  e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+  return e;
 }
 
 BwdDataEntry& getBwdData(const ConvGeom& g) {
-  bool half = g_bf16;
-  std::string key = g.key() + (half ? "h" : "");
+  std::string key = g.key() + (winogradOn ? "w" : "") + (g_bf16 ? "h" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
-  dnnl::convolution_backward_data::primitive_desc pd;
-  if (half) {
+  if (g_bf16) {
     try {
-      pd = bwdDataPd(g, true);
+      return bwdDataCache.emplace(key, bf16BwdData(g)).first->second;
     } catch (const dnnl::error&) {
-      half = false;
+      // no bf16 kernel for this shape: float32
     }
   }
-  if (!half || isRef(pd)) {
-    half = false;
-    pd = bwdDataPd(g, false);
+  BwdPlan plan = bwdPlan(g);
+  if (plan.blocked) {
+    try {
+      dnnl::convolution_backward_data::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
+                                              g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+      if (!isRef(pd)) {
+        BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), pd.weights_desc() != g.wei(),
+                       dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
+        e.reorderDy = pd.diff_dst_desc() != g.dst();
+        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+        e.reorderDx = pd.diff_src_desc() != g.src();
+        if (e.reorderDx) e.dxReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_src_desc(), engine(), g.src()));
+        return bwdDataCache.emplace(key, std::move(e)).first->second;
+      }
+    } catch (const dnnl::error&) {
+      // fall through to direct NHWC
+    }
+    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   }
+  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
+                                          g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   bool re = pd.weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
-  BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), re, r};
-  if (half) {
-    e.half = true;
-    e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
-  }
-  return bwdDataCache.emplace(key, std::move(e)).first->second;
-}
-
-// dw (float32) from x and dy; with half, x and dy in bf16.
-dnnl::convolution_backward_weights::primitive_desc bwdWeightsPd(const ConvGeom& g, bool half) {
-  const dt in = half ? dt::bf16 : dt::f32;
-  auto hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training, false, Residual::none, half);
-  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(tag::nhwc, in),
-                                             g.wei(tag::any), g.dst(tag::nhwc, in), g.strides(), g.dil(), g.padL(),
-                                             g.padR());
-  return dnnl::convolution_backward_weights::primitive_desc(d, userScratchpad(), engine(), hint);
+  return bwdDataCache.emplace(key, BwdDataEntry{pd, dnnl::convolution_backward_data(pd), re, r}).first->second;
 }
 
 // oneDNN 2.6's bf16 backward-weights kernel (jit_bf16:avx512_core_bf16) gains only on large outputs with many
@@ -275,33 +381,67 @@ bool bf16BackwardWeights(const ConvGeom& g) {
   return g.oh * g.ow >= 256 && g.co >= 64;
 }
 
-BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
-  bool half = g_bf16 && bf16BackwardWeights(g);
-  std::string key = g.key() + (half ? "h" : "");
-  auto it = bwdWeightsCache.find(key);
-  if (it != bwdWeightsCache.end()) return it->second;
-  dnnl::convolution_backward_weights::primitive_desc pd;
-  if (half) {
-    try {
-      pd = bwdWeightsPd(g, true);
-    } catch (const dnnl::error&) {
-      half = false;
-    }
-  }
-  if (!half || isRef(pd)) {
-    half = false;
-    pd = bwdWeightsPd(g, false);
-  }
-  bool re = pd.diff_weights_desc() != g.wei();
+// bf16 backward weights: x and dy in bf16 (NHWC), dw float32, or throws.
+BwdWeightsEntry bf16BwdWeights(const ConvGeom& g) {
+  BwdPlan plan = bwdPlan(g, true);
+  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(tag::nhwc, dt::bf16),
+                                             g.wei(tag::any), g.dst(tag::nhwc, dt::bf16), g.strides(), g.dil(),
+                                             g.padL(), g.padR());
+  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+  if (isRef(pd)) throw dnnl::error(dnnl_unimplemented, "only a reference bf16 kernel");
+  const bool re = pd.diff_weights_desc() != g.wei();
   dnnl::reorder r;
   if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
   BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
+  e.half = true;
+  e.reorderX = e.reorderDy = true;
+  e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
+  e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+  return e;
+}
+
+BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
+  const bool half = g_bf16 && bf16BackwardWeights(g);
+  std::string key = g.key() + (winogradOn ? "w" : "") + (half ? "h" : "");
+  auto it = bwdWeightsCache.find(key);
+  if (it != bwdWeightsCache.end()) return it->second;
   if (half) {
-    e.half = true;
-    e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
-    e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+    try {
+      return bwdWeightsCache.emplace(key, bf16BwdWeights(g)).first->second;
+    } catch (const dnnl::error&) {
+      // no bf16 kernel for this shape: float32
+    }
   }
-  return bwdWeightsCache.emplace(key, std::move(e)).first->second;
+  BwdPlan plan = bwdPlan(g);
+  if (plan.blocked) {
+    try {
+      dnnl::convolution_backward_weights::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
+                                                 g.strides(), g.dil(), g.padL(), g.padR());
+      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+      if (!isRef(pd)) {
+        const bool re = pd.diff_weights_desc() != g.wei();
+        dnnl::reorder r;
+        if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
+        BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
+        e.reorderX = pd.src_desc() != g.src();
+        if (e.reorderX) e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
+        e.reorderDy = pd.diff_dst_desc() != g.dst();
+        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
+        return bwdWeightsCache.emplace(key, std::move(e)).first->second;
+      }
+    } catch (const dnnl::error&) {
+      // fall through to direct NHWC
+    }
+    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
+  }
+  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
+                                             g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
+  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+  bool re = pd.diff_weights_desc() != g.wei();
+  dnnl::reorder r;
+  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
+  return bwdWeightsCache.emplace(key, BwdWeightsEntry{pd, dnnl::convolution_backward_weights(pd), re, r})
+      .first->second;
 }
 
 void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, const char* what) {
@@ -312,8 +452,6 @@ void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, c
 
 // Reusable aligned buffers for reordered filters and scratchpads, so steady-state calls allocate nothing.
 Buffer weightBuf, scratchBuf, srcBuf, dstBuf, foldBuf;
-// bf16 copies of x and dy for the backward primitives.
-Buffer halfXBuf, halfDyBuf;
 
 // A filter already reordered into oneDNN's blocked layout, owned by a JS object that the backend keeps per
 // filter array (a WeakMap keyed by the Float32Array, whose contents TF.js never changes), so repeated
@@ -470,17 +608,21 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
       wMem = memory(e.pd.weights_desc(), engine(), weightBuf.get(e.pd.weights_desc().get_size()));
       e.weightReorder.execute(s, userW, wMem);
     }
-    memory dyMem(g.dst(), engine(), dy.Data());
-    if (e.half) {
-      memory h(e.pd.diff_dst_desc(), engine(), halfDyBuf.get(e.pd.diff_dst_desc().get_size()));
-      e.dyReorder.execute(s, dyMem, h);
-      dyMem = h;
-    }
     memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
+    memory dyMem(g.dst(), engine(), dy.Data());
+    memory dxUser(g.src(), engine(), dx.Data());
+    memory dxMem = dxUser;
+    if (e.reorderDy) {
+      memory blocked(e.pd.diff_dst_desc(), engine(), srcBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, blocked);
+      dyMem = blocked;
+    }
+    if (e.reorderDx) dxMem = memory(e.pd.diff_src_desc(), engine(), dstBuf.get(e.pd.diff_src_desc().get_size()));
     e.prim.execute(s, {{DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_WEIGHTS, wMem},
-                       {DNNL_ARG_DIFF_SRC, memory(g.src(), engine(), dx.Data())},
+                       {DNNL_ARG_DIFF_SRC, dxMem},
                        {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (e.reorderDx) e.dxReorder.execute(s, dxMem, dxUser);
     s.wait();
     return env.Undefined();
   });
@@ -503,17 +645,19 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
     memory dwMem = userDw;
     if (e.reorderWeights)
       dwMem = memory(e.pd.diff_weights_desc(), engine(), weightBuf.get(e.pd.diff_weights_desc().get_size()));
+    memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
     memory xMem(g.src(), engine(), x.Data());
     memory dyMem(g.dst(), engine(), dy.Data());
-    if (e.half) {
-      memory hx(e.pd.src_desc(), engine(), halfXBuf.get(e.pd.src_desc().get_size()));
-      memory hdy(e.pd.diff_dst_desc(), engine(), halfDyBuf.get(e.pd.diff_dst_desc().get_size()));
-      e.xReorder.execute(s, xMem, hx);
-      e.dyReorder.execute(s, dyMem, hdy);
-      xMem = hx;
-      dyMem = hdy;
+    if (e.reorderX) {
+      memory blocked(e.pd.src_desc(), engine(), srcBuf.get(e.pd.src_desc().get_size()));
+      e.xReorder.execute(s, xMem, blocked);
+      xMem = blocked;
     }
-    memory scratch(e.pd.scratchpad_desc(), engine(), scratchBuf.get(e.pd.scratchpad_desc().get_size()));
+    if (e.reorderDy) {
+      memory blocked(e.pd.diff_dst_desc(), engine(), dstBuf.get(e.pd.diff_dst_desc().get_size()));
+      e.dyReorder.execute(s, dyMem, blocked);
+      dyMem = blocked;
+    }
     e.prim.execute(s, {{DNNL_ARG_SRC, xMem},
                        {DNNL_ARG_DIFF_DST, dyMem},
                        {DNNL_ARG_DIFF_WEIGHTS, dwMem},
@@ -525,7 +669,8 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
 }
 
 // convImpl(kind: 0 fwd, 1 bwd data, 2 bwd weights, 3 fwd + bias + shortcut + relu, geom) -> the oneDNN
-// implementation name, for profiling (kind 3 adds how the shortcut joins: "binary" or "sum" post-op).
+// implementation name, for profiling (kind 3 adds how the shortcut joins: "binary" or "sum" post-op; " bf16" where
+// the primitive reads bf16).
 Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -552,6 +697,19 @@ Napi::Value ConvImpl(const Napi::CallbackInfo& info) {
     }
     return Napi::String::New(env, name);
   });
+}
+
+// setWinograd(on: boolean) -> the setting in effect. Primitives already built keep their algorithm; new shapes
+// (and shapes first seen under the other setting) get the new one.
+Napi::Value SetWinograd(const Napi::CallbackInfo& info) {
+  winogradOn = info[0].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), winogradOn);
+}
+
+// setShortcutSum(on: boolean) -> the setting in effect: residuals join through the sum post-op instead of binary add.
+Napi::Value SetShortcutSum(const Napi::CallbackInfo& info) {
+  shortcutSum = info[0].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), shortcutSum);
 }
 
 size_t cachedPrimitiveCount() { return fwdCache.size() + bwdDataCache.size() + bwdWeightsCache.size(); }

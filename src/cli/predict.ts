@@ -35,6 +35,7 @@ interface PredictFlags {
   engine: PredictEngine;
   quiet?: boolean;
   heatmaps?: string;
+  onnxCache: boolean;
 }
 
 function csvField(s: string): string {
@@ -87,7 +88,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
   const models: InferenceModel[] = [];
   let ensemble: Ensemble;
   try {
-    for (const m of flags.model) models.push(await openModel(m, { engine: flags.engine, threads, maxBatch: flags.batchSize }));
+    for (const m of flags.model) models.push(await openModel(m, { engine: flags.engine, threads, maxBatch: flags.batchSize, onnxCache: flags.onnxCache }));
     ensemble = new Ensemble(models, flags.threshold !== undefined ? { threshold: flags.threshold } : {});
   } catch (err) {
     for (const m of models) await m.release();
@@ -224,6 +225,7 @@ export function registerPredict(program: Command): void {
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
     .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
     .option('--quiet', 'no progress bar or warnings')
+    .option('--no-onnx-cache', "an .onnx model: don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx, and loaded next time)")
     .option('--heatmaps <dir>', 'write DIR/<stem>.png (class activation map over the image, original size, legend) and DIR/<stem>.cam.npy (float32, model input size, ReLU\'d, / max)')
     .addHelpText(
       'after',

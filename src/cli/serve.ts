@@ -1,7 +1,7 @@
 /**
- * `nextray serve`: the web app and a REST API over one exported model, on 127.0.0.1 by default. Another host is
- * refused unless a token is given (then every API call needs `Authorization: Bearer <token>`). SIGTERM/SIGINT stop
- * accepting, let running requests finish, and exit 0.
+ * `nextray serve`: the web app and a REST API over one model (an .onnx file, a checkpoint folder or a run
+ * directory), on 127.0.0.1 by default. Another host is refused unless a token is given (then every API call needs
+ * `Authorization: Bearer <token>`). SIGTERM/SIGINT stop accepting, let running requests finish, and exit 0.
  */
 import type { Command } from 'commander';
 import { CliError, parseIntOption } from './common.js';
@@ -20,13 +20,14 @@ interface ServeFlags {
   maxQueue: number;
   threads?: number;
   json?: boolean;
+  onnxCache: boolean;
 }
 
 export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('serve the offline web app and a REST API (POST /v1/predict, GET /v1/health, GET /v1/model) for one model')
-    .requiredOption('--model <file>', 'exported model (.onnx from nextray export; the page runs the same file)')
+    .requiredOption('--model <path>', 'an .onnx file from nextray export, a checkpoint folder or a run directory (exported to ONNX in memory, as predict does); the page runs the same ONNX')
     .option('--port <n>', 'TCP port (0 = any free port)', parseIntOption('--port', 0, 65535), 8080)
     .option('--host <addr>', 'address to bind; anything but loopback needs --token', '127.0.0.1')
     .option('--token <secret>', 'require Authorization: Bearer <secret> on every API call (default: $NEXTRAY_TOKEN)')
@@ -37,11 +38,13 @@ export function registerServe(program: Command): void {
     .option('--max-queue <n>', 'requests that may wait for the model (503 beyond)', parseIntOption('--max-queue', 0, 10_000), 32)
     .option('--threads <n>', 'ONNX Runtime threads per inference (default: all cores)', parseIntOption('--threads', 1, 256))
     .option('--json', 'print the address as one JSON line once listening')
+    .option('--no-onnx-cache', "don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx)")
     .addHelpText(
       'after',
       `
 Example:
   nextray serve --model runs/demo/model.onnx
+  nextray serve --model runs/demo            # a run directory: its best checkpoint, exported in memory
   # open http://127.0.0.1:8080/ , or:
   curl -F file=@xray.png http://127.0.0.1:8080/v1/predict
   nextray serve --model model.onnx --host 0.0.0.0 --token "$(openssl rand -hex 16)"`,
@@ -52,10 +55,9 @@ Example:
         throw new CliError(`refusing to listen on ${flags.host} without --token: anyone on the network could use it (use 127.0.0.1, or give --token)`);
       }
       // A model that cannot be opened is an InferenceError (a NextrayError): the CLI's one error mapper reports it.
-      const predictor = await openPredictor(flags.model, flags.threads ? { threads: flags.threads } : {});
+      const predictor = await openPredictor(flags.model, { ...(flags.threads ? { threads: flags.threads } : {}), onnxCache: flags.onnxCache });
       const app = await buildServer({
         predictor,
-        modelPath: flags.model,
         ...(token ? { token } : {}),
         bodyLimit: flags.bodyLimit,
         maxPixels: flags.maxPixels,

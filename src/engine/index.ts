@@ -160,6 +160,8 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
   // see native/src/common.h).
   if (opts.threads > 0) load.addon.setThreads(opts.threads);
   if (opts.elementwiseThreads > 0) load.addon.setElementwiseThreads(opts.elementwiseThreads);
+  load.addon.setWinograd(opts.winograd);
+  load.addon.setShortcutSum(opts.shortcutPostOp === 'sum');
   registerNativeBackend(load.addon, { poolMb: opts.poolMb, weightCache: opts.weightCache, weightCachePixels: opts.weightCachePixels });
   await tf.setBackend(NATIVE_BACKEND);
   await tf.ready();

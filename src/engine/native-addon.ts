@@ -4,9 +4,9 @@
  * to run, so the engine can fall back to pure JS with a single clear line.
  */
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../util/package.js';
 import { envEngineOptions } from './options.js';
 
 /** The C++ functions (native/src/*.cc). Outputs are written into caller-allocated Float32Arrays. */
@@ -19,6 +19,10 @@ export interface NativeAddon {
   setThreads(n: number): number;
   /** Threads for the memory-bound kernels (default 1); returns the count in effect. */
   setElementwiseThreads(n: number): number;
+  /** Winograd for 3x3 stride-1 convolutions where oneDNN has a kernel (default on); returns the setting in effect. */
+  setWinograd(on: boolean): boolean;
+  /** Residuals join through oneDNN's sum post-op instead of binary add (a diagnostic); returns the setting. */
+  setShortcutSum(on: boolean): boolean;
   /** geom: [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, padTop,padBottom,padLeft,padRight, dilH,dilW] */
   /** cache: an object owned per filter array in which the addon keeps the filter in oneDNN's layout. */
   conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, out: Float32Array, geom: Int32Array, relu: boolean, cache?: object): void;
@@ -53,17 +57,6 @@ export interface NativeAddon {
 }
 
 export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'nextray') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json of nextray not found');
-    dir = up;
-  }
-}
 
 /**
  * Where `npm run build:native` (node-gyp in native/) puts the addon, unless the engine option addonPath

@@ -12,6 +12,10 @@
  *   NEXTRAY_WEIGHT_CACHE=0       no oneDNN-layout filter copies      (default on)
  *   NEXTRAY_WEIGHT_CACHE_PIXELS  output pixels per call up to which filter copies are kept (default 4096)
  *   NEXTRAY_PRECISION            fp32 | bf16: the native convolutions' inputs (default fp32; bf16 where the CPU has it)
+ *   NEXTRAY_WINOGRAD=0           direct convolutions only            (default on: Winograd for 3x3 stride-1
+ *                                convolutions where oneDNN has a kernel, AVX-512; see native/src/conv.cc)
+ *   NEXTRAY_SHORTCUT_POSTOP      binary | sum: how a residual joins a convolution (default binary; sum is a
+ *                                diagnostic, measured slower: it copies the shortcut first)
  */
 export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
 
@@ -45,6 +49,10 @@ export interface EngineOptions {
   weightCachePixels: number;
   /** The native convolutions' precision from the start (training asks for its own, see setPrecision). */
   precision: Precision;
+  /** oneDNN's Winograd algorithm for 3x3 stride-1 convolutions where the CPU has a kernel for it (AVX-512). */
+  winograd: boolean;
+  /** How a residual joins its convolution in oneDNN: a binary-add post-op (default) or a sum post-op. */
+  shortcutPostOp: 'binary' | 'sum';
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
@@ -57,6 +65,8 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
   weightCache: true,
   weightCachePixels: 4096,
   precision: 'fp32',
+  winograd: true,
+  shortcutPostOp: 'binary',
 };
 
 export function parseEngineName(name: string, source: string): EngineName {
@@ -80,6 +90,12 @@ function flag(env: NodeJS.ProcessEnv, name: string, dflt: boolean): boolean {
   throw new Error(`${name}='${v}' must be 0 or 1`);
 }
 
+function postOp(v: string | undefined): EngineOptions['shortcutPostOp'] {
+  if (v === undefined || v === '') return DEFAULT_ENGINE_OPTIONS.shortcutPostOp;
+  if (v === 'binary' || v === 'sum') return v;
+  throw new Error(`NEXTRAY_SHORTCUT_POSTOP='${v}' must be binary or sum`);
+}
+
 /** The settings the NEXTRAY_* variables of `env` ask for (defaults where unset); throws naming a bad variable. */
 export function engineOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EngineOptions {
   return {
@@ -92,6 +108,8 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Engi
     weightCache: flag(env, 'NEXTRAY_WEIGHT_CACHE', DEFAULT_ENGINE_OPTIONS.weightCache),
     weightCachePixels: count(env, 'NEXTRAY_WEIGHT_CACHE_PIXELS', DEFAULT_ENGINE_OPTIONS.weightCachePixels),
     precision: env.NEXTRAY_PRECISION ? parsePrecision(env.NEXTRAY_PRECISION, 'NEXTRAY_PRECISION') : DEFAULT_ENGINE_OPTIONS.precision,
+    winograd: flag(env, 'NEXTRAY_WINOGRAD', DEFAULT_ENGINE_OPTIONS.winograd),
+    shortcutPostOp: postOp(env.NEXTRAY_SHORTCUT_POSTOP),
   };
 }
 

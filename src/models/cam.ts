@@ -11,7 +11,8 @@
  * earlier trunk step (`layer3.0`, `features.denseblock3.denselayer24`, ...) through TF.js gradients; Grad-CAM++
  * follows Chattopadhyay et al. 2018 with the exp(score) closed form of pytorch-grad-cam / MONAI.
  *
- * Maps are [N, h, w] at the feature map's resolution (input / 32 for the zoo, input / 16 for resnet-slim);
+ * Maps are [N, h, w] at the feature map's resolution: input / 32 for the zoo and for resnet-slim alike (its stride-2
+ * stem, stride-2 max-pool and three stride-2 stages: 2x2 at 64 px, 4x4 at 128 px; tested);
  * src/inference/core/cam.ts upsamples them to the image and undoes the letterbox.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -106,22 +107,73 @@ export function layerStatistics(model: Model | NetworkModel, x: tf.Tensor4D, lay
   const names = c.steps.map((s) => s.name);
   for (const l of layers) if (l !== FINAL_LAYER && !names.includes(l)) throw new Error(`unknown layer '${l}'; known: ${[...names, FINAL_LAYER].join(', ')}`);
   return tf.tidy(() => {
-    const parts: tf.Tensor2D[] = [];
-    const stats = (a: tf.Tensor4D): tf.Tensor2D => {
-      const m = tf.mean(a, [1, 2]) as tf.Tensor2D;
-      const m2 = tf.mean(tf.square(a), [1, 2]) as tf.Tensor2D;
-      const sd = tf.sqrt(tf.relu(tf.sub(m2, tf.square(m)))) as tf.Tensor2D;
-      return tf.concat([m, sd], 1);
-    };
     const byName = new Map<string, tf.Tensor2D>();
     let out = x;
     for (const s of c.steps) {
       out = s.forward(out, false);
-      if (layers.includes(s.name)) byName.set(s.name, stats(out));
+      if (layers.includes(s.name)) byName.set(s.name, featureStatistics(out));
     }
-    if (layers.includes(FINAL_LAYER)) byName.set(FINAL_LAYER, stats(c.finish(out)));
-    for (const l of layers) parts.push(byName.get(l)!);
-    return tf.concat(parts, 1);
+    if (layers.includes(FINAL_LAYER)) byName.set(FINAL_LAYER, featureStatistics(c.finish(out)));
+    return tf.concat(layers.map((l) => byName.get(l)!), 1);
+  });
+}
+
+/** [mean_c, std_c] over the spatial positions of each channel of a [N, h, w, C] map: [N, 2C]. */
+function featureStatistics(a: tf.Tensor4D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const m = tf.mean(a, [1, 2]) as tf.Tensor2D;
+    const m2 = tf.mean(tf.square(a), [1, 2]) as tf.Tensor2D;
+    const sd = tf.sqrt(tf.relu(tf.sub(m2, tf.square(m)))) as tf.Tensor2D;
+    return tf.concat([m, sd], 1);
+  });
+}
+
+/** sum_c w_{c,k} F_c(i, j) before the ReLU: [N, h, w]. */
+function rawCam(f: tf.Tensor4D, head: Linear, classIndex: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const w = tf.reshape(tf.slice(head.weight.v, [0, classIndex], [-1, 1]), [-1]) as tf.Tensor1D; // our Linear keeps [in, out]
+    return tf.sum(tf.mul(f, w), 3) as tf.Tensor3D;
+  });
+}
+
+export interface ForwardWithExtrasResult {
+  /** [N, K]: the network's forward (the same ops in the same order as model.forward(x, false)). */
+  logits: tf.Tensor2D;
+  /** [N, h, w]: classActivationMap's maps, when asked for. */
+  maps?: tf.Tensor3D;
+  /** [N, D]: layerStatistics(model, x, statsLayers), when asked for. */
+  statistics?: tf.Tensor2D;
+}
+
+/**
+ * The logits, the class activation map and the layer statistics of an NHWC batch from ONE pass through the network
+ * (inference mode), for callers that want several of them (the TF.js inference fallback): the trunk runs once, the
+ * statistics are taken as the named steps go by, and the head pools the same final feature map the CAM weights.
+ * Each output equals what model.forward / classActivationMap / layerStatistics give separately. The caller disposes
+ * the result.
+ */
+export function forwardWithExtras(model: Model | NetworkModel, x: tf.Tensor4D, opts: { cam?: boolean; classIndex?: number; statsLayers?: readonly string[] } = {}): ForwardWithExtrasResult {
+  const c = camChain(model);
+  const k = opts.classIndex ?? 0;
+  if (opts.cam) checkClass(c.head, k);
+  const layers = opts.statsLayers;
+  const names = c.steps.map((s) => s.name);
+  if (layers) for (const l of layers) if (l !== FINAL_LAYER && !names.includes(l)) throw new Error(`unknown layer '${l}'; known: ${[...names, FINAL_LAYER].join(', ')}`);
+  return tf.tidy(() => {
+    const byName = new Map<string, tf.Tensor2D>();
+    let out = x;
+    for (const s of c.steps) {
+      out = s.forward(out, false);
+      if (layers?.includes(s.name)) byName.set(s.name, featureStatistics(out));
+    }
+    const f = c.finish(out);
+    if (layers?.includes(FINAL_LAYER)) byName.set(FINAL_LAYER, featureStatistics(f));
+    const logits = c.head.forward(tf.mean(f, [1, 2]) as tf.Tensor2D); // BinaryHead: dropout off outside training
+    return {
+      logits,
+      ...(opts.cam ? { maps: relu(rawCam(f, c.head, k)) as tf.Tensor3D } : {}),
+      ...(layers ? { statistics: tf.concat(layers.map((l) => byName.get(l)!), 1) as tf.Tensor2D } : {}),
+    };
   });
 }
 
@@ -141,8 +193,7 @@ export function classActivationMap(model: Model | NetworkModel, x: tf.Tensor4D, 
   checkClass(c.head, classIndex);
   return tf.tidy(() => {
     const f = finalFeatures(model, x);
-    const w = tf.reshape(tf.slice(c.head.weight.v, [0, classIndex], [-1, 1]), [-1]) as tf.Tensor1D; // our Linear keeps [in, out]
-    const raw = tf.sum(tf.mul(f, w), 3) as tf.Tensor3D;
+    const raw = rawCam(f, c.head, classIndex);
     const bias = tf.slice(c.head.bias.v, [classIndex], [1]);
     const logits = tf.add(tf.mean(raw, [1, 2]), bias) as tf.Tensor1D;
     return { maps: relu(raw), logits };

@@ -9,7 +9,6 @@ import { DicomError, isDicom, readDicom } from '../data/dicom.js';
 import { greyWarnings, resizeGrey } from '../data/preprocess.js';
 import {
   Ensemble,
-  InferenceError,
   openModel,
   predictBatch,
   preprocessAll,
@@ -22,18 +21,24 @@ import { heatmapPng } from '../inference/node/heatmap.js';
 import { openJpegFrameDecoder } from '../inference/node/decode.js';
 import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 /** Why an input was refused, in HTTP terms. */
 export type InputProblem = 'empty' | 'not-an-image' | 'unsupported' | 'too-large' | 'corrupt';
 
-/** A file the model cannot take; `kind` picks the HTTP status. */
-export class InputError extends Error {
+/** The HTTP status the server answers each kind of bad input with. */
+export const INPUT_STATUS: Readonly<Record<InputProblem, number>> = { empty: 400, 'not-an-image': 415, unsupported: 415, 'too-large': 413, corrupt: 422 };
+
+/** A file the model cannot take; `kind` picks the HTTP status (statusCode). */
+export class InputError extends NextrayError {
+  readonly statusCode: number;
   constructor(
     readonly kind: InputProblem,
     message: string,
   ) {
-    super(message);
+    super(message, { code: 'ERR_INPUT', exitStatus: EXIT_USAGE });
     this.name = 'InputError';
+    this.statusCode = INPUT_STATUS[kind];
   }
 }
 
@@ -68,6 +73,8 @@ export type ModelDescription = Omit<ModelCard, 'source'> & { inputSize: number }
 
 export interface Predictor {
   readonly model: ModelDescription;
+  /** The ONNX model the page downloads (/model.onnx): the .onnx file given, or a checkpoint's in-memory export. */
+  readonly onnx: { path: string } | { bytes: Uint8Array };
   predict(file: Uint8Array, opts?: { maxPixels?: number }): Promise<Prediction>;
   release(): Promise<void>;
 }
@@ -116,12 +123,20 @@ async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): P
   }
 }
 
-/** Opens an exported .onnx model for serving (the page downloads the same file). */
-export async function openPredictor(modelPath: string, opts: { threads?: number } = {}): Promise<Predictor> {
-  if (!/\.onnx$/i.test(modelPath)) {
-    throw new InferenceError(`${modelPath}: serve needs an .onnx file (the page runs the same file); export it first: nextray export --checkpoint DIR --out model.onnx`);
-  }
-  const model = await openModel(modelPath, { engine: 'onnx', maxBatch: 1, ...(opts.threads ? { threads: opts.threads } : {}) });
+/**
+ * Opens a model for serving, as `nextray predict` opens it (openModel): an .onnx file from `nextray export`, or a
+ * checkpoint folder or run directory exported to ONNX in memory with its trust information; the page downloads the
+ * same ONNX bytes. Always ONNX Runtime (the page runs ONNX too).
+ */
+export async function openPredictor(modelPath: string, opts: { threads?: number; onnxCache?: boolean } = {}): Promise<Predictor> {
+  let exported: Uint8Array | undefined;
+  const model = await openModel(modelPath, {
+    engine: 'onnx',
+    maxBatch: 1,
+    ...(opts.threads ? { threads: opts.threads } : {}),
+    ...(opts.onnxCache ? { onnxCache: true } : {}),
+    onExport: (bytes) => void (exported = bytes),
+  });
   const ensemble = new Ensemble([model]);
   const card = model.card;
   const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => card.outputs.includes(o));
@@ -131,6 +146,7 @@ export async function openPredictor(modelPath: string, opts: { threads?: number 
   const description: ModelDescription = { ...rest, inputSize: card.preprocessing.size };
   return {
     model: description,
+    onnx: exported ? { bytes: exported } : { path: modelPath },
     async predict(file, popts = {}) {
       const img = await decodeUpload(file, popts.maxPixels);
       const inputs = preprocessAll(img.grey, img.width, img.height, ensemble.preprocessings, 'upload');

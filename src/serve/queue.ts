@@ -3,16 +3,22 @@
  * beyond that is refused at once (the server answers 503 with Retry-After) rather than piling up memory and
  * latency. A waiting job whose deadline passes before it starts is dropped too.
  */
-export class QueueFullError extends Error {
+import { NextrayError } from '../util/errors.js';
+
+/** The queue is full: the server answers 503 (statusCode) with Retry-After. */
+export class QueueFullError extends NextrayError {
+  readonly statusCode = 503;
   constructor(readonly waiting: number) {
-    super(`server busy: ${waiting} requests already waiting for the model; retry shortly`);
+    super(`server busy: ${waiting} requests already waiting for the model; retry shortly`, { code: 'ERR_SERVER_BUSY' });
     this.name = 'QueueFullError';
   }
 }
 
-export class QueueTimeoutError extends Error {
+/** A waiting job's deadline passed before it started: 503 (statusCode) with Retry-After. */
+export class QueueTimeoutError extends NextrayError {
+  readonly statusCode = 503;
   constructor(ms: number) {
-    super(`request waited ${ms} ms for the model without starting; the server is overloaded, retry shortly`);
+    super(`request waited ${ms} ms for the model without starting; the server is overloaded, retry shortly`, { code: 'ERR_QUEUE_TIMEOUT' });
     this.name = 'QueueTimeoutError';
   }
 }

@@ -17,13 +17,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError, type InputProblem, type Predictor } from './predictor.js';
+import { InputError, type Predictor } from './predictor.js';
+import { NextrayError } from '../util/errors.js';
 import { BoundedQueue, QueueFullError, QueueTimeoutError } from './queue.js';
 
 export interface ServeOptions {
   predictor: Predictor;
-  /** Path of the .onnx file the page downloads (the one the predictor runs). */
-  modelPath: string;
+  /** Path of the .onnx file the page downloads; default: the one the predictor runs (predictor.onnx). */
+  modelPath?: string;
   /** Bearer token required on /v1/* and /model.onnx; none = open (loopback only, see isLoopback). */
   token?: string;
   /** Largest request body in bytes (default 32 MiB). */
@@ -54,8 +55,6 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-const STATUS: Record<InputProblem, number> = { empty: 400, 'not-an-image': 415, unsupported: 415, 'too-large': 413, corrupt: 422 };
-
 const SECURITY_HEADERS: Record<string, string> = {
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-embedder-policy': 'require-corp',
@@ -68,12 +67,14 @@ const SECURITY_HEADERS: Record<string, string> = {
     "style-src 'self' 'unsafe-inline'; connect-src 'self' blob: data:; frame-ancestors 'none'",
 };
 
-class HttpError extends Error {
+/** A request the API refuses (bad multipart, missing token): answered with `statusCode` and the message. */
+export class HttpError extends NextrayError {
   constructor(
     readonly statusCode: number,
     message: string,
   ) {
-    super(message);
+    super(message, { code: 'ERR_HTTP' });
+    this.name = 'HttpError';
   }
 }
 
@@ -121,9 +122,9 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply: FastifyReply) => {
-    if (err instanceof InputError) return reply.code(STATUS[err.kind]).send({ error: err.message });
+    if (err instanceof InputError) return reply.code(err.statusCode).send({ error: err.message });
     if (err instanceof QueueFullError || err instanceof QueueTimeoutError) {
-      return reply.code(503).header('retry-after', '1').send({ error: err.message });
+      return reply.code(err.statusCode).header('retry-after', '1').send({ error: err.message });
     }
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     let message = err.message;
@@ -146,8 +147,12 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     );
   }
 
+  const onnx = opts.modelPath !== undefined ? { path: opts.modelPath } : predictor.onnx;
   app.get('/model.onnx', async (_req, reply) =>
-    reply.header('content-type', 'application/octet-stream').header('cache-control', 'no-cache').send(createReadStream(opts.modelPath)),
+    reply
+      .header('content-type', 'application/octet-stream')
+      .header('cache-control', 'no-cache')
+      .send('bytes' in onnx ? Buffer.from(onnx.bytes.buffer, onnx.bytes.byteOffset, onnx.bytes.byteLength) : createReadStream(onnx.path)),
   );
   app.get('/v1/health', async () => ({ status: 'ok', model: predictor.model.name, queue: queue.stats }));
   app.get('/v1/model', async () => predictor.model);

@@ -1,7 +1,7 @@
 /**
  * Where this package is installed and which version it is: found by walking up from this module to the
  * package.json named "nextray" (works from src/ under tsx and from dist/src/ after tsc, in a checkout or in
- * node_modules). Node-only. (src/engine/native-addon.ts has its own copy for now: that folder is another helper's.)
+ * node_modules). Node-only. The one package-root walk (src/engine/native-addon.ts finds the addon with it).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

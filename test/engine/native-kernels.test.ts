@@ -81,6 +81,9 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
     { x: [2, 10, 9, 5], w: [3, 3, 5, 6], s: 1, pad: [[0, 0], [1, 2], [2, 0], [0, 0]] },
     { x: [2, 21, 20, 3], w: [7, 7, 3, 16], s: 2, pad: 3 },
     { x: [2, 16, 16, 32], w: [1, 1, 32, 64], s: 2, pad: 'valid' },
+    // 3x3 stride 1 with channels in multiples of 16: oneDNN's Winograd on AVX-512 (see the Winograd test below).
+    { x: [2, 14, 13, 16], w: [3, 3, 16, 32], s: 1, pad: 'same' },
+    { x: [3, 11, 12, 64], w: [3, 3, 64, 48], s: 1, pad: 'valid' },
   ];
 
   for (const c of convCases) {
@@ -100,6 +103,42 @@ describe('native kernels match the pure-JS cpu backend', { skip }, () => {
       }, ['Conv2DBackpropInput', 'Conv2DBackpropFilter']);
     });
   }
+
+  it('3x3 stride-1 convolutions run oneDNN\'s Winograd where the CPU has it (AVX-512), direct with NEXTRAY_WINOGRAD=0', () => {
+    if (!load.ok) return;
+    const addon = load.addon;
+    // [n,h,w,ci, oh,ow,co, kh,kw, sh,sw, pt,pb,pl,pr, dh,dw]
+    const geom = Int32Array.from([2, 20, 20, 32, 20, 20, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1]);
+    const avx512 = addon.info().isa.startsWith('avx512');
+    const names = () => [0, 1, 2].map((k) => addon.convImpl(k as 0 | 1 | 2, geom));
+    try {
+      const on = names();
+      for (const n of on) assert.equal(n.includes('_wino'), avx512, `with Winograd on (${addon.info().isa}): ${on.join(', ')}`);
+      addon.setWinograd(false);
+      const off = names();
+      for (const n of off) assert.ok(!n.includes('_wino') && !n.startsWith('ref'), `with Winograd off: ${off.join(', ')}`);
+      // Not for a strided or 7x7 convolution, nor for channel counts oneDNN's Winograd cannot block.
+      addon.setWinograd(true);
+      const strided = Int32Array.from([2, 20, 20, 32, 10, 10, 64, 3, 3, 2, 2, 1, 0, 1, 0, 1, 1]);
+      const odd = Int32Array.from([2, 20, 20, 24, 20, 20, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1]);
+      for (const g of [strided, odd]) assert.ok(!addon.convImpl(0, g).includes('_wino'), `${g}: ${addon.convImpl(0, g)}`);
+    } finally {
+      addon.setWinograd(true);
+    }
+  });
+
+  it('NEXTRAY_SHORTCUT_POSTOP=sum switches how a residual joins its convolution (binary-add post-op by default)', () => {
+    if (!load.ok) return;
+    const addon = load.addon;
+    const geom = Int32Array.from([1, 8, 8, 16, 8, 8, 32, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
+    try {
+      assert.match(addon.convImpl(3, geom), /\(binary post-op\)$/);
+      addon.setShortcutSum(true);
+      assert.match(addon.convImpl(3, geom), /\(sum post-op\)$/);
+    } finally {
+      addon.setShortcutSum(false);
+    }
+  });
 
   it('a filter reused across calls (kept in oneDNN layout after its second use) gives the same results', async () => {
     const x = rand([2, 12, 12, 16], 50), w1 = rand([3, 3, 16, 32], 51), w2 = rand([3, 3, 16, 32], 52);

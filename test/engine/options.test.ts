@@ -13,7 +13,8 @@ import { DEFAULT_ENGINE_OPTIONS, engineOptionsFromEnv } from '../../src/engine/o
 describe('engine options from NEXTRAY_* variables', () => {
   it('gives the defaults for an empty environment', () => {
     assert.deepEqual(engineOptionsFromEnv({}), {
-      engine: 'auto', threads: 0, elementwiseThreads: 0, addonPath: undefined, profile: false, poolMb: 512, weightCache: true, weightCachePixels: 4096, precision: 'fp32',
+      engine: 'auto', threads: 0, elementwiseThreads: 0, addonPath: undefined, profile: false, poolMb: 512, weightCache: true, weightCachePixels: 4096,
+      winograd: true, shortcutPostOp: 'binary', precision: 'fp32',
     });
     assert.deepEqual(engineOptionsFromEnv({}), DEFAULT_ENGINE_OPTIONS);
   });
@@ -22,10 +23,11 @@ describe('engine options from NEXTRAY_* variables', () => {
     const o = engineOptionsFromEnv({
       NEXTRAY_ENGINE: 'cpu', NEXTRAY_THREADS: '3', NEXTRAY_ELEMENTWISE_THREADS: '2', NEXTRAY_NATIVE_ADDON: '/x/a.node',
       NEXTRAY_PROFILE: '1', NEXTRAY_POOL_MB: '0', NEXTRAY_WEIGHT_CACHE: '0', NEXTRAY_WEIGHT_CACHE_PIXELS: '100',
-      NEXTRAY_PRECISION: 'bf16',
+      NEXTRAY_WINOGRAD: '0', NEXTRAY_SHORTCUT_POSTOP: 'sum', NEXTRAY_PRECISION: 'bf16',
     });
     assert.deepEqual(o, {
-      engine: 'cpu', threads: 3, elementwiseThreads: 2, addonPath: '/x/a.node', profile: true, poolMb: 0, weightCache: false, weightCachePixels: 100, precision: 'bf16',
+      engine: 'cpu', threads: 3, elementwiseThreads: 2, addonPath: '/x/a.node', profile: true, poolMb: 0, weightCache: false, weightCachePixels: 100,
+      winograd: false, shortcutPostOp: 'sum', precision: 'bf16',
     });
   });
 
@@ -34,6 +36,7 @@ describe('engine options from NEXTRAY_* variables', () => {
     assert.throws(() => engineOptionsFromEnv({ NEXTRAY_THREADS: 'two' }), /NEXTRAY_THREADS='two' is not a whole number/);
     assert.throws(() => engineOptionsFromEnv({ NEXTRAY_POOL_MB: '-1' }), /NEXTRAY_POOL_MB='-1'/);
     assert.throws(() => engineOptionsFromEnv({ NEXTRAY_WEIGHT_CACHE: 'yes' }), /NEXTRAY_WEIGHT_CACHE='yes' must be 0 or 1/);
+    assert.throws(() => engineOptionsFromEnv({ NEXTRAY_SHORTCUT_POSTOP: 'add' }), /NEXTRAY_SHORTCUT_POSTOP='add' must be binary or sum/);
     assert.throws(() => engineOptionsFromEnv({ NEXTRAY_PRECISION: 'fp16' }), /NEXTRAY_PRECISION: unknown precision 'fp16'; use one of fp32, bf16/);
   });
 });

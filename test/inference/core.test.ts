@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makePreprocessing } from '../../src/data/preprocess.js';
+import { makePreprocessing, resizeToInput } from '../../src/data/preprocess.js';
+import { applyTrust } from '../../src/inference/core/trust.js';
+import { argmax2d, camAtInput, camOnImage, mapToGrid, normaliseMap, resizeMap } from '../../src/inference/core/cam.js';
 import {
   aggregateStudies,
   Ensemble,
@@ -134,4 +136,72 @@ test('the core reaches no Node-only module (what a browser bundle of it would im
   assert.ok(seen.size >= 8, `walked ${seen.size} modules`);
   assert.ok([...seen].some((f) => f.endsWith('data/dicom.js')), 'the DICOM reader is part of the core');
   assert.deepEqual([...bare].sort(), ['dicom-parser', 'fflate'], `bare imports of the core: ${[...bare].join(', ')}`);
+});
+
+/** A model with a fixed `cam` output (the same h x w map for every image) and probability 0.5. */
+function camModel(name: string, map: number[], h: number, w: number, pre = makePreprocessing({ size: 32 })): InferenceModel {
+  const card: ModelCard = { name, source: `${name}.onnx`, sha256: name, arch: 'fake', preprocessing: pre, threshold: 0.5, engine: 'fake', outputs: ['logits', 'probability', 'cam'], metadata: {} };
+  return {
+    card,
+    async run(_x, n) {
+      const data = new Float32Array(n * h * w);
+      for (let k = 0; k < n; k++) data.set(map, k * h * w);
+      return { probabilities: new Float32Array(n).fill(0.5), logits: new Float32Array(n), extra: { cam: { dims: [n, h, w], data } }, seconds: 0 };
+    },
+    async release() {},
+  };
+}
+
+test('ensemble heatmap: the mean of the members\' maps, each upsampled and divided by its maximum', async () => {
+  // Member a lights the left column, b the bottom-right cell (in other units: max 3). On a 4 x 4 grid, bilinear with
+  // half-pixel centres puts weights [0, 0.25, 0.75, 1] on the second cell along each axis (by hand), so
+  // a/max = 1 - wx and b/max = wy * wx; their mean has maximum 0.5, hence heatmap = (1 - wx) + wy * wx.
+  const a = camModel('a', [1, 0, 1, 0], 2, 2, makePreprocessing({ size: 4 }));
+  const b = camModel('b', [0, 0, 0, 3], 2, 2, makePreprocessing({ size: 4 }));
+  const wgt = [0, 0.25, 0.75, 1];
+  const want = Array.from({ length: 16 }, (_, i) => 1 - wgt[i % 4]! + wgt[Math.floor(i / 4)]! * wgt[i % 4]!);
+  for (const members of [[a, b], [b, a]]) {
+    const e = new Ensemble(members);
+    const res = await predictBatch(e, [prepared('x/1.png', e), prepared('x/2.png', e)], { outputs: ['cam'], onBatch: (r, raw) => applyTrust(r, raw, e) });
+    for (const r of res) {
+      assert.equal(r.heatmap!.method, 'cam-mean');
+      assert.deepEqual([r.heatmap!.width, r.heatmap!.height], [4, 4]);
+      assert.deepEqual(Array.from(r.heatmap!.data), want);
+    }
+  }
+  // One model: its own map (camAtInput).
+  const one = new Ensemble([b]);
+  const [r1] = await predictBatch(one, [prepared('x/1.png', one)], { outputs: ['cam'], onBatch: (r, raw) => applyTrust(r, raw, one) });
+  assert.deepEqual(Array.from(r1!.heatmap!.data), Array.from(camAtInput(Float32Array.of(0, 0, 0, 3), 2, 2, 4)));
+  assert.equal(r1!.heatmap!.method, 'cam');
+});
+
+test('ensemble heatmap: members with other input sizes and resize modes are brought onto the first member\'s grid', async () => {
+  // A 20 x 10 image with a bright block at its right end; each member's "map" is that image as its own input grid
+  // shows it (letterboxed 32 px, stretched 48 px). Averaged on the first member's grid, the block stays where it was.
+  const W = 20;
+  const H = 10;
+  const img = new Float32Array(W * H);
+  for (let y = 2; y < 6; y++) for (let x = 15; x < 19; x++) img[y * W + x] = 1;
+  const pa = makePreprocessing({ size: 32 });
+  const pb = makePreprocessing({ size: 48, resize: 'stretch' });
+  const a = camModel('a', Array.from(resizeToInput(img, W, H, pa)), 32, 32, pa);
+  const b = camModel('b', Array.from(resizeToInput(img, W, H, pb)), 48, 48, pb);
+  const e = new Ensemble([a, b]);
+  const [r] = await predictBatch(e, [prepared('x/1.png', e)], { outputs: ['cam'], onBatch: (rs, raw) => applyTrust(rs, raw, e) });
+  const back = camOnImage(r!.heatmap!.data, 32, 32, W, H, pa);
+  const [ax, ay] = argmax2d(back, W);
+  assert.ok(ax >= 15 && ax < 19 && ay >= 2 && ay < 6, `max at ${ax},${ay}`);
+  // The stretched member's map alone, brought onto the letterboxed grid, matches the letterboxed member's map
+  // (both show the same image): within the resampling error.
+  const mb = normaliseMap(mapToGrid(Float32Array.from(resizeToInput(img, W, H, pb)), 48, 48, W, H, pb, pa));
+  const ma = normaliseMap(resizeToInput(img, W, H, pa));
+  let worst = 0;
+  for (let i = 0; i < ma.length; i++) worst = Math.max(worst, Math.abs(ma[i]! - mb[i]!));
+  assert.ok(worst < 0.1, `worst difference ${worst}`);
+  // Without the geometry (treating b's map as if letterboxed like a's), the block would land elsewhere.
+  const naive = normaliseMap(resizeMap(Float32Array.from(resizeToInput(img, W, H, pb)), 48, 48, 32, 32));
+  let worstNaive = 0;
+  for (let i = 0; i < ma.length; i++) worstNaive = Math.max(worstNaive, Math.abs(ma[i]! - naive[i]!));
+  assert.ok(worstNaive > 0.9, `naive worst difference ${worstNaive}`);
 });

@@ -6,6 +6,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
 import { createModel, type Model } from '../../src/models/index.js';
@@ -75,4 +78,28 @@ test("'auto' falls back to TF.js with one line when ONNX Runtime does not load; 
   }
   await assert.rejects(openModel(join(tmp.dir, 'ckpt'), { engine: 'onnx', loadRuntime: missing }), (e: unknown) => e instanceof InferenceError && /ONNX Runtime unavailable/.test(e.message) && e.exitStatus === 2);
   await assert.rejects(openModel(join(tmp.dir, 'nothing-here')), /nothing-here: no such file or folder/);
+});
+
+test('model_sha256 of a checkpoint is the same in ONNX Runtime and in TF.js, for the folder and its run directory', async () => {
+  const ckpt = join(tmp.dir, 'ckpt');
+  // By hand: SHA-256 of the sha256sum manifest of model.json and model.safetensors (both hashed from their bytes here).
+  const hex = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+  const manifest = `${hex(readFileSync(join(ckpt, 'model.json')))}  model.json\n${hex(readFileSync(join(ckpt, 'model.safetensors')))}  model.safetensors\n`;
+  const want = hex(manifest);
+  // The documented shell line gives the same (where coreutils' sha256sum exists).
+  const sh = spawnSync('sh', ['-c', 'sha256sum model.json model.safetensors | sha256sum'], { cwd: ckpt, encoding: 'utf8' });
+  if (sh.status === 0) assert.equal(sh.stdout.split(' ')[0], want);
+  const run = join(tmp.dir, 'run');
+  mkdirSync(join(run, 'checkpoints'), { recursive: true });
+  cpSync(ckpt, join(run, 'checkpoints', 'best'), { recursive: true });
+  for (const spec of [ckpt, run]) {
+    for (const engine of ['onnx', 'tfjs'] as const) {
+      const m = await openModel(spec, { engine, threads: 1 });
+      try {
+        assert.equal(m.card.sha256, want, `${spec}, ${engine}`);
+      } finally {
+        await m.release();
+      }
+    }
+  }
 });

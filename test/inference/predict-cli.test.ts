@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
@@ -223,4 +223,36 @@ test('export --checkpoint takes a run directory of resnet-slim (the demo\'s arch
   const [fromFile, fromRun] = j.predictions[0]!.per_model;
   assert.ok(Math.abs(fromFile! - fromRun!) < 1e-6);
   assert.ok(Math.abs(fromFile! - probabilityTf(modelA, pngGrey(), W, H)) < 1e-4);
+});
+
+test("an .onnx model's optimised graph is kept beside it and used next time; --no-onnx-cache keeps none", () => {
+  // A copy of a.onnx in its own folder (the earlier tests' runs of a.onnx already wrote a.onnx.ort-cache/).
+  mkdirSync(d('cached'), { recursive: true });
+  cpSync(d('a.onnx'), d('cached', 'c.onnx'));
+  const want = probabilityTf(modelA, pngGrey(), W, H);
+  const off = runCli(['predict', '--model', d('cached', 'c.onnx'), d('x.png'), '--json', '--no-onnx-cache']);
+  assert.equal(off.code, 0, off.stderr);
+  assert.equal(existsSync(d('cached', 'c.onnx.ort-cache')), false);
+  const probs: number[] = [JSON.parse(off.stdout).predictions[0].probability];
+  for (let i = 0; i < 2; i++) {
+    const r = runCli(['predict', '--model', d('cached', 'c.onnx'), d('x.png'), '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /onnx cache/);
+    probs.push(JSON.parse(r.stdout).predictions[0].probability);
+    const files = readdirSync(d('cached', 'c.onnx.ort-cache')).sort();
+    assert.equal(files.length, 2, files.join(', '));
+    const manifest = JSON.parse(readFileSync(d('cached', 'c.onnx.ort-cache', files[0]!), 'utf8')) as { source_sha256: string; cache_sha256: string };
+    assert.equal(manifest.source_sha256, sha256(d('cached', 'c.onnx')));
+    assert.equal(manifest.cache_sha256, sha256(d('cached', 'c.onnx.ort-cache', files[1]!)));
+  }
+  for (const p of probs) assert.ok(Math.abs(p - want) < 1e-4, `${p} vs ${want}`);
+  // A corrupt cache: one line on stderr, the prediction unchanged, the cache rewritten.
+  const cacheFile = d('cached', 'c.onnx.ort-cache', readdirSync(d('cached', 'c.onnx.ort-cache')).find((f) => f.endsWith('.ort'))!);
+  writeFileSync(cacheFile, 'not a model');
+  const r = runCli(['predict', '--model', d('cached', 'c.onnx'), d('x.png'), '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.split('\n').filter((l) => /onnx cache/.test(l)).length, 1, r.stderr);
+  assert.match(r.stderr, /c\.onnx\.ort-cache\/[0-9a-f]{16}\.ort: size 11 bytes, its manifest says \d+ \(corrupt\); rebuilding it/);
+  assert.ok(Math.abs(JSON.parse(r.stdout).predictions[0].probability - want) < 1e-4);
+  assert.notEqual(readFileSync(cacheFile, 'utf8').slice(0, 11), 'not a model');
 });

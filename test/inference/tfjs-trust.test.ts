@@ -9,10 +9,14 @@ import { join } from 'node:path';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
 import { createModel } from '../../src/models/index.js';
-import { layerStatistics, oodLayers } from '../../src/models/cam.js';
+import { classActivationMap, layerStatistics, oodLayers } from '../../src/models/cam.js';
 import { saveCheckpoint } from '../../src/models/weights/index.js';
 import { openModel } from '../../src/inference/node/models.js';
-import { storeGate } from '../../src/inference/core/ood.js';
+import { loadTrainedModel, TfjsInferenceModel } from '../../src/inference/node/checkpoint.js';
+import type { OodGate } from '../../src/inference/core/ood.js';
+import type { SlimResNet } from '../../src/models/slim.js';
+import type { NetworkModel } from '../../src/models/head.js';
+import { mahalanobisScores, storeGate } from '../../src/inference/core/ood.js';
 import { fitOodGate } from '../../src/train/ood.js';
 import { trustOutputs } from '../../src/inference/core/trust.js';
 import { Rng } from '../../src/util/rng.js';
@@ -25,6 +29,7 @@ const T = 1.7;
 const PER = SIZE * SIZE * 3;
 let x: Float32Array;
 let threshold: number;
+let gate: OodGate;
 const N = 3;
 
 function grey(w: number, h: number, seed: number): Float32Array {
@@ -49,6 +54,7 @@ before(async () => {
   const feats = tf.tidy(() => layerStatistics(model, tf.tensor4d(fit, [nFit, SIZE, SIZE, 3]), layers).dataSync() as Float32Array);
   const g = fitOodGate(feats, nFit, feats.length / nFit, 0.99, layers);
   threshold = g.threshold;
+  gate = { method: 'mahalanobis', layers, mean: g.mean, precision: g.precision, threshold: g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
   saveCheckpoint(join(tmp.dir, 'ckpt'), {
     tensors: model.exportStateDict('torch'),
     metadata: {
@@ -123,4 +129,40 @@ test('TF.js fallback of a trust-fitted checkpoint: temperature, cam and ood_scor
     await m.release();
   }
   assert.equal(tf.memory().numTensors, baseline, 'no TF.js tensors left behind');
+});
+
+test('TF.js fallback: one pass through the network gives the logit, cam and ood_score (each as computed alone)', async () => {
+  const { model } = loadTrainedModel(join(tmp.dir, 'ckpt'));
+  // Count passes through the network: every route (model.forward, the CAM chain) goes through the first block.
+  const block = ((model as unknown as NetworkModel).network as SlimResNet).stages[0]!.blocks[0]!;
+  const blockForward = block.forward.bind(block);
+  let passes = 0;
+  block.forward = (t, training) => {
+    passes++;
+    return blockForward(t, training);
+  };
+  const input = tf.tensor4d(x, [N, SIZE, SIZE, 3]);
+  const alone = tf.tidy(() => ({
+    logits: model.forward(input, false).dataSync() as Float32Array,
+    cam: classActivationMap(model, input).maps.dataSync() as Float32Array,
+    stats: layerStatistics(model, input, gate.layers).dataSync() as Float32Array,
+  }));
+  input.dispose();
+  const card = { name: 'm', source: 'm', sha256: '', arch: 'resnet-slim', preprocessing: P, threshold: 0.5, engine: 'TF.js', outputs: ['logits', 'probability', 'cam', 'ood_score'], metadata: {} };
+  const m = new TfjsInferenceModel(model, card, { cam: true, gate, temperature: T });
+  const baseline = tf.memory().numTensors;
+  try {
+    for (const [outputs, what] of [[['cam', 'ood_score'], 'cam + ood_score'], [['cam'], 'cam'], [['ood_score'], 'ood_score'], [[], 'no extras']] as const) {
+      passes = 0;
+      const r = await m.run(x, N, { outputs: [...outputs] });
+      assert.equal(passes, 1, `${what}: ${passes} passes through the network`);
+      assert.deepEqual(Array.from(r.logits), Array.from(alone.logits, (v) => Math.fround(v / T)), `${what}: logits`);
+      if (outputs.includes('cam' as never)) assert.deepEqual(Array.from(r.extra.cam!.data), Array.from(alone.cam), `${what}: cam`);
+      if (outputs.includes('ood_score' as never)) assert.deepEqual(Array.from(r.extra.ood_score!.data), Array.from(mahalanobisScores(alone.stats, N, gate), Math.fround), `${what}: ood_score`);
+      assert.deepEqual(Object.keys(r.extra).sort(), [...outputs].sort());
+      assert.equal(tf.memory().numTensors, baseline, `${what}: tensors left behind`);
+    }
+  } finally {
+    await m.release();
+  }
 });

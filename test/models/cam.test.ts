@@ -107,3 +107,26 @@ test('every family builds a CAM chain whose CAM mean + bias is the logit', () =>
   }
   x.dispose();
 });
+
+test('resnet-slim maps are input / 32 (stem, max-pool and three stages at stride 2): 2x2 at 64 px, 3x3 at 96, 4x4 at 128', () => {
+  const m = createModel('resnet-slim', { head: 'binary', seed: 0, init: 'none' });
+  let before = -1;
+  for (const [size, cells] of [
+    [64, 2],
+    [64, 2],
+    [96, 3],
+    [128, 4],
+  ] as const) {
+    const r = tf.tidy(() => {
+      const { maps, logits } = classActivationMap(m, tf.zeros([1, size, size, 3]) as tf.Tensor4D);
+      logits.dispose();
+      return maps;
+    });
+    assert.deepEqual(r.shape, [1, cells, cells], `${size} px`);
+    r.dispose();
+    // After the first call: inference-mode batch-norm caches are built once per model.
+    if (before < 0) before = tf.memory().numTensors;
+  }
+  assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
+  m.dispose();
+});

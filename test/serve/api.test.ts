@@ -16,7 +16,10 @@ import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
 import { preprocessImage } from '../../src/data/images.js';
 import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { greyPng, writeImages, writeTinyModel } from './fixture.js';
+import { greyPng, writeImages, writeTinyCheckpoint, writeTinyModel } from './fixture.js';
+import { cpSync } from 'node:fs';
+import { InferenceError } from '../../src/inference/core/model.js';
+import { openModel } from '../../src/inference/node/models.js';
 
 const tmp = tempDir('nextray-serve-');
 let modelPath: string;
@@ -162,6 +165,7 @@ test('a full queue answers 503 with Retry-After instead of piling up', async () 
   let calls = 0;
   const slow: Predictor = {
     model: predictor.model,
+    onnx: predictor.onnx,
     predict: async (file, o) => {
       calls++;
       await gate;
@@ -292,6 +296,7 @@ test('closing (what SIGTERM does) lets the running request finish and refuses ne
   const gate = new Promise<void>((r) => (release = r));
   const slow: Predictor = {
     model: predictor.model,
+    onnx: predictor.onnx,
     predict: async (file, o) => {
       await gate;
       return predictor.predict(file, o);
@@ -314,4 +319,51 @@ test('closing (what SIGTERM does) lets the running request finish and refuses ne
   assert.equal(r.status, 200, 'the running request finished');
   assert.equal(typeof ((await r.json()) as { probability: number }).probability, 'number');
   await closed;
+});
+
+test('--model may be a checkpoint folder or run directory: exported in memory as predict does, the page gets that ONNX', async () => {
+  const ckpt = await writeTinyCheckpoint(tmp.dir, { threshold: 0.5 });
+  const run = join(tmp.dir, 'run-dir');
+  mkdirSync(join(run, 'checkpoints'), { recursive: true });
+  cpSync(ckpt, join(run, 'checkpoints', 'best'), { recursive: true });
+  const onnx = await server(); // the .onnx export of the same weights (writeTinyModel, same seed)
+  const want = ((await onnx.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(images.png2), headers: { 'content-type': 'image/png' } })).json() as { probability: number }).probability;
+  for (const spec of [ckpt, run]) {
+    const p = await openPredictor(spec, { threads: 1 });
+    try {
+      const s = await buildServer({ predictor: p, appDir, log: () => {} });
+      servers.push(s);
+      // The model card and identity are predict's for the same folder.
+      const m = await openModel(spec, { engine: 'onnx', threads: 1 });
+      const sha = m.card.sha256;
+      await m.release();
+      const card = (await s.inject('/v1/model')).json() as { sha256: string; arch: string; outputs: string[]; inputSize: number };
+      assert.equal(card.sha256, sha);
+      assert.deepEqual([card.arch, card.inputSize], ['resnet-slim', 64]);
+      assert.ok(card.outputs.includes('cam'), 'exported with the CAM output, as predict exports it');
+      const r = await s.inject({ method: 'POST', url: '/v1/predict', payload: readFileSync(images.png2), headers: { 'content-type': 'image/png' } });
+      assert.equal(r.statusCode, 200, r.body);
+      const body = r.json() as { probability: number; heatmap: string | null; model: { sha256: string } };
+      assert.ok(Math.abs(body.probability - want) <= 1e-6, `${spec}: ${body.probability} vs the .onnx export's ${want}`);
+      assert.equal(typeof body.heatmap, 'string');
+      assert.equal(body.model.sha256, sha);
+      // The page's model file: the in-memory export, which ONNX Runtime runs to the same probability.
+      const file = await s.inject('/model.onnx');
+      assert.equal(file.statusCode, 200);
+      const clf = await OnnxClassifier.create(new Uint8Array(file.rawPayload), { threads: 1 });
+      const pf = (await clf.run(await preprocessImage(images.png2, clf.info.preprocessing), 1)).probabilities[0]!;
+      await clf.release();
+      assert.ok(Math.abs(pf - body.probability) <= 1e-6, `/model.onnx gives ${pf}, the API ${body.probability}`);
+    } finally {
+      await p.release();
+    }
+  }
+  // Bad paths: predict's errors (openModel's), as InferenceErrors.
+  for (const bad of [join(tmp.dir, 'no-such-model'), join(tmp.dir, 'app')]) {
+    const fromPredict = await openModel(bad, { engine: 'onnx' }).then(
+      () => assert.fail(`${bad} opened`),
+      (e: Error) => e.message,
+    );
+    await assert.rejects(openPredictor(bad), (e: unknown) => e instanceof InferenceError && e.message === fromPredict);
+  }
 });

@@ -14,6 +14,7 @@ import { fitOodGate } from '../../src/train/ood.js';
 import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
+import { saveCheckpoint } from '../../src/models/weights/index.js';
 import type { OodStats } from '../../src/models/onnx/extras.js';
 import { encapsulate, writeDicom } from '../helpers/dicom-writer.js';
 
@@ -24,15 +25,7 @@ export async function writeTinyModel(
   dir: string,
   opts: { seed?: number; threshold?: number; cam?: boolean; ood?: OodStats; fitOod?: boolean; name?: string; extraMetadata?: Record<string, string> } = {},
 ): Promise<string> {
-  await initEngine();
-  const seed = opts.seed ?? 7;
-  const model = buildModel('resnet-slim', { dropout: 0, seed });
-  const rng = new Rng(seed);
-  for (const [name, v] of model.stateDict()) {
-    const n = v.size;
-    if (name.endsWith('running_var')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.uniform(0.5, 2)), v.shape));
-    else if (name.endsWith('running_mean')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.normal(0, 0.2)), v.shape));
-  }
+  const model = await tinyModel(opts.seed ?? 7);
   let ood = opts.ood;
   if (opts.fitOod) ood = await fitGate(model);
   const path = join(dir, opts.name ?? 'model.onnx');
@@ -43,6 +36,37 @@ export async function writeTinyModel(
     cam: opts.cam ?? true,
     ...(ood ? { ood } : {}),
     ...(opts.extraMetadata ? { extraMetadata: opts.extraMetadata } : {}),
+  });
+  model.dispose();
+  return path;
+}
+
+/** The tiny model writeTinyModel exports: resnet-slim, seeded, BatchNorm statistics spread out. */
+async function tinyModel(seed: number): Promise<ReturnType<typeof buildModel>> {
+  await initEngine();
+  const model = buildModel('resnet-slim', { dropout: 0, seed });
+  const rng = new Rng(seed);
+  for (const [name, v] of model.stateDict()) {
+    const n = v.size;
+    if (name.endsWith('running_var')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.uniform(0.5, 2)), v.shape));
+    else if (name.endsWith('running_mean')) v.assign(tf.tensor(Float32Array.from({ length: n }, () => rng.normal(0, 0.2)), v.shape));
+  }
+  return model;
+}
+
+/** The same model as writeTinyModel(dir, { seed, threshold }) as a checkpoint folder `dir/name`; returns its path. */
+export async function writeTinyCheckpoint(dir: string, opts: { seed?: number; threshold?: number; name?: string } = {}): Promise<string> {
+  const model = await tinyModel(opts.seed ?? 7);
+  const path = join(dir, opts.name ?? 'ckpt');
+  saveCheckpoint(path, {
+    tensors: model.exportStateDict('torch'),
+    metadata: {
+      arch: 'resnet-slim',
+      inputShape: [SIZE, SIZE, 3],
+      preprocessing: makePreprocessing({ size: SIZE }),
+      head: { kind: 'dropout-dense-sigmoid', dropout: 0, units: 1 },
+      decisionThreshold: opts.threshold ?? 0.5,
+    },
   });
   model.dispose();
   return path;

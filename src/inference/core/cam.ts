@@ -49,6 +49,38 @@ export function resizeMap(map: Float32Array, h: number, w: number, outH: number,
   return out;
 }
 
+/**
+ * A map over one model's input grid (`from`: size, letterbox or stretch) resampled onto another model's input grid
+ * (`to`) for the same width x height image: each `to` grid pixel is traced back to the image and on into the `from`
+ * grid, where the map is sampled bilinearly (pixel centres, edges clamped). Not normalised. With the same geometry
+ * (size and resize) this is resizeMap(map, h, w, to.size, to.size).
+ */
+export function mapToGrid(
+  map: Float32Array,
+  h: number,
+  w: number,
+  width: number,
+  height: number,
+  from: Pick<Preprocessing, 'size' | 'resize'>,
+  to: Pick<Preprocessing, 'size' | 'resize'>,
+): Float32Array {
+  if (map.length !== h * w) throw new RangeError(`mapToGrid: ${map.length} values for ${h} x ${w}`);
+  if (from.size === to.size && from.resize === to.resize) return resizeMap(map, h, w, to.size, to.size);
+  const pf = placement(width, height, from);
+  const pt = placement(width, height, to);
+  const size = to.size;
+  const out = new Float32Array(size * size);
+  for (let y = 0; y < size; y++) {
+    const gy = pf.y + ((y + 0.5 - pt.y) / pt.height) * pf.height;
+    const v = (gy * h) / from.size - 0.5;
+    for (let x = 0; x < size; x++) {
+      const gx = pf.x + ((x + 0.5 - pt.x) / pt.width) * pf.width;
+      out[y * size + x] = sample(map, h, w, (gx * w) / from.size - 0.5, v);
+    }
+  }
+  return out;
+}
+
 /** The map at the model's input resolution (size x size), ReLU'd and divided by its maximum: what `.cam.npy` holds. */
 export function camAtInput(map: Float32Array, h: number, w: number, size: number): Float32Array {
   return normaliseMap(resizeMap(map, h, w, size, size));

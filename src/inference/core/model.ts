@@ -20,7 +20,11 @@ export interface ModelCard {
   name: string;
   /** Where it came from, as the user gave it (path, URL). */
   source: string;
-  /** SHA-256 (hex) of the ONNX bytes that run; for a checkpoint, of its in-memory export. */
+  /**
+   * The model's identity, the same whichever engine runs it: SHA-256 (hex) of the .onnx file's bytes; for a
+   * checkpoint folder or run directory, of the sha256sum manifest of its model.json and weights file
+   * (checkpointSha256 in src/inference/node/checkpoint.ts).
+   */
   sha256: string;
   arch: string;
   /** How decoded grey images become this model's input (stored with the model). */

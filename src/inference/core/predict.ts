@@ -59,7 +59,7 @@ export interface Heatmap {
   height: number;
   /** Row-major, width * height values in [0, 1]. */
   data: Float32Array;
-  /** How it was made, e.g. 'cam'. */
+  /** How it was made: 'cam' (one model), 'cam-mean' (an ensemble: the mean of its members' maps, see applyTrust). */
   method: string;
 }
 
@@ -85,7 +85,7 @@ export interface ImagePrediction {
   height: number;
   format: string;
   warnings: string[];
-  /** Optional, filled by the trust layer when asked: class activation heatmap. */
+  /** Optional, filled by the trust layer when asked: class activation heatmap (an ensemble's: the members' mean). */
   heatmap?: Heatmap;
   /** Optional, filled by the trust layer: whether the image looks out of distribution, and the score behind it. */
   ood?: boolean;

@@ -7,7 +7,7 @@
  */
 import type { OnnxExportOptions } from '../../models/onnx/export.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
-import { camAtInput } from './cam.js';
+import { mapToGrid, normaliseMap } from './cam.js';
 import type { Ensemble } from './ensemble.js';
 import { isOutOfDistribution, loadGate, type StoredOodGate } from './ood.js';
 import type { ImagePrediction } from './predict.js';
@@ -53,19 +53,27 @@ export function trustOutputs(ensemble: Ensemble, want: { heatmaps: boolean; ood:
 }
 
 /**
- * Fills heatmap / ood / oodScore from the raw ensemble outputs. Heatmap: the first member's CAM (ensemble members
- * of different architectures have maps on different grids). OOD: `ood` is true when any member's gate flags the
- * image; `oodScore` is the first member's score.
+ * Fills heatmap / ood / oodScore from the raw ensemble outputs. Heatmap: the mean of the members' CAMs, each
+ * brought onto the first member's input grid (mapToGrid: members may differ in input size and letterbox/stretch)
+ * and divided by its own maximum (members' maps are in their own logit units), the mean divided by its maximum
+ * again; for one model that is its map at its input resolution (camAtInput). OOD: `ood` is true when any member's
+ * gate flags the image; `oodScore` is the first member's score.
  */
 export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<Ensemble['run']>>, ensemble: Ensemble): void {
-  const first = raw.extra[0];
-  const cam = first?.[ONNX_CAM];
-  if (cam) {
-    const [, h, w] = cam.dims as [number, number, number];
-    const size = ensemble.models[0]!.card.preprocessing.size;
+  const cams = raw.extra.map((e) => e[ONNX_CAM]);
+  if (cams.length && cams.every((c) => c !== undefined)) {
+    const to = ensemble.models[0]!.card.preprocessing;
+    const size = to.size;
     results.forEach((r, k) => {
-      const map = cam.data.subarray(k * h * w, (k + 1) * h * w);
-      r.heatmap = { width: size, height: size, data: camAtInput(map, h, w, size), method: 'cam' };
+      const sum = new Float32Array(size * size);
+      cams.forEach((cam, i) => {
+        const [, h, w] = cam!.dims as [number, number, number];
+        const map = cam!.data.subarray(k * h * w, (k + 1) * h * w);
+        const m = normaliseMap(mapToGrid(map, h, w, r.width, r.height, ensemble.models[i]!.card.preprocessing, to));
+        for (let j = 0; j < m.length; j++) sum[j]! += m[j]!;
+      });
+      for (let j = 0; j < sum.length; j++) sum[j]! /= cams.length;
+      r.heatmap = { width: size, height: size, data: normaliseMap(sum), method: cams.length > 1 ? 'cam-mean' : 'cam' };
     });
   }
   if (raw.extra.every((e) => e[ONNX_OOD_SCORE])) {

@@ -4,7 +4,8 @@
  * (`tfjsRunner`, `TfjsInferenceModel`), and `openCheckpointModel`, what `openModel` uses for a folder. Loaded only
  * when a folder is given, so an .onnx file never loads TF.js.
  */
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -14,10 +15,10 @@ import { createModel, isArch, type Model } from '../../models/index.js';
 import { exportOnnx } from '../../models/onnx/export.js';
 import { trustExportOptions } from '../core/trust.js';
 import { mahalanobisScores, type OodGate } from '../core/ood.js';
-import { camChain, classActivationMap, layerStatistics } from '../../models/cam.js';
+import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
-import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, sha256Hex, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
+import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
 
 export interface LoadedModel {
@@ -61,6 +62,19 @@ export function loadTrainedModel(path: string, which: 'best' | 'last' = 'best'):
     throw err;
   }
   return { model, metadata: meta, preprocessing: meta.preprocessing, checkpoint: dir };
+}
+
+/**
+ * The model identity of a checkpoint folder, what `model_sha256` and the card's `sha256` show whichever engine runs
+ * it: the SHA-256 of a sha256sum-style manifest of the files inference reads, model.json (architecture,
+ * preprocessing, threshold, temperature, OOD gate) and the weights file it names, i.e. what
+ *   (cd CKPT && sha256sum model.json model.safetensors | sha256sum)
+ * prints. The weights' hash is the one model.json records (loadCheckpoint has checked the bytes against it); the
+ * optimizer state is left out (it changes nothing at inference).
+ */
+export function checkpointSha256(dir: string, meta: CheckpointMetadata): string {
+  const json = createHash('sha256').update(readFileSync(join(dir, 'model.json'))).digest('hex');
+  return createHash('sha256').update(`${json}  model.json\n${meta.files.model.sha256}  ${meta.files.model.file}\n`).digest('hex');
 }
 
 /** Logits [n] for `n` preprocessed NHWC images (`x` holds n * size * size * 3 values). */
@@ -133,7 +147,8 @@ export interface TfjsTrust {
  * A trained TF.js model as an InferenceModel (the fallback when ONNX Runtime cannot run it). Owns the model.
  * Gives what the in-memory ONNX export gives: logits divided by the checkpoint's temperature, and the extra outputs
  * `cam` [n, h, w] (classActivationMap, = the graph's ReLU(1x1 Conv) map) and `ood_score` [n, 1] (the gate's
- * Mahalanobis score on layerStatistics, = the graph's score).
+ * Mahalanobis score on layerStatistics, = the graph's score). Asked for extras, it runs the network once for all of
+ * them (forwardWithExtras), as the ONNX graph does.
  */
 export class TfjsInferenceModel implements InferenceModel {
   private released = false;
@@ -163,17 +178,17 @@ export class TfjsInferenceModel implements InferenceModel {
       let logits = new Float32Array(0);
       tf.tidy(() => {
         const input = tf.tensor4d(x, [n, size, size, 3]);
-        const z = this.model.forward(input, false).dataSync() as Float32Array;
-        logits = Float32Array.from(z, (v) => v / this.temperature);
-        if (want.includes(ONNX_CAM)) {
-          const { maps } = classActivationMap(this.model, input);
-          extra[ONNX_CAM] = { dims: [...maps.shape], data: Float32Array.from(maps.dataSync() as Float32Array) };
+        const cam = want.includes(ONNX_CAM);
+        const gate = want.includes(ONNX_OOD_SCORE) ? this.trust.gate! : undefined;
+        if (!cam && !gate) {
+          logits = Float32Array.from(this.model.forward(input, false).dataSync() as Float32Array, (v) => v / this.temperature);
+          return;
         }
-        if (want.includes(ONNX_OOD_SCORE)) {
-          const gate = this.trust.gate!;
-          const f = layerStatistics(this.model, input, gate.layers).dataSync() as Float32Array;
-          extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(f, n, gate)) };
-        }
+        // One pass through the network gives the logit, the map and the gate's statistics (src/models/cam.ts).
+        const r = forwardWithExtras(this.model, input, { cam, ...(gate ? { statsLayers: gate.layers } : {}) });
+        logits = Float32Array.from(r.logits.dataSync() as Float32Array, (v) => v / this.temperature);
+        if (r.maps) extra[ONNX_CAM] = { dims: [...r.maps.shape], data: Float32Array.from(r.maps.dataSync() as Float32Array) };
+        if (gate) extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(r.statistics!.dataSync() as Float32Array, n, gate)) };
       });
       const probabilities = Float32Array.from(logits, sigmoid);
       return { probabilities, logits, extra, seconds: (performance.now() - t0) / 1000 };
@@ -235,6 +250,13 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     throw new InferenceError(`${spec}: not a usable checkpoint folder or run directory: ${(err as Error).message.replace(/^.*?: /, '')}`);
   }
   const meta = loaded.metadata;
+  let sha256: string;
+  try {
+    sha256 = checkpointSha256(loaded.checkpoint, meta);
+  } catch (err) {
+    loaded.model.dispose();
+    throw new InferenceError(`${spec}: cannot read ${join(loaded.checkpoint, 'model.json')}: ${(err as Error).message}`);
+  }
   if (engine !== 'tfjs') {
     try {
       const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
@@ -244,11 +266,12 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
       // The session holds its own copy of the weights: free TF.js's.
       loaded.model.dispose();
+      opts.onExport?.(bytes);
       try {
         const card = cardFromInfo(clf.info, clf.outputNames, {
           name,
           source: spec,
-          sha256: await sha256Hex(bytes),
+          sha256,
           engine: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'}), exported in memory from ${loaded.checkpoint}`,
         });
         return new OnnxInferenceModel(clf, card);
@@ -274,8 +297,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
   const card: ModelCard = {
     name,
     source: spec,
-    // Not an ONNX file here: the SHA-256 model.json records for the weights file that runs.
-    sha256: meta.files.model.sha256,
+    sha256,
     arch: meta.arch,
     preprocessing: loaded.preprocessing,
     threshold: meta.decisionThreshold,

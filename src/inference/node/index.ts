@@ -6,6 +6,7 @@
 export * from '../core/index.js';
 export { loadOnnxRuntime, openModel, sha256File, PREDICT_ENGINES, type OnnxRuntimeFace, type OpenModelOptions, type PredictEngine } from './models.js';
 export {
+  checkpointSha256,
   loadTrainedModel,
   onnxRunner,
   openCheckpointModel,

@@ -52,6 +52,13 @@ export interface OpenModelOptions {
   onLog?: (line: string) => void;
   /** Supplies ONNX Runtime (a seam for tests); default onnxruntime-node. */
   loadRuntime?: () => Promise<OnnxRuntimeFace>;
+  /**
+   * An .onnx file: keep ONNX Runtime's optimised graph beside it (else in the user cache) and load that next time
+   * (src/models/onnx/session-cache.ts). Default false; `nextray predict` / `serve` turn it on unless --no-onnx-cache.
+   */
+  onnxCache?: boolean;
+  /** For a checkpoint run in ONNX Runtime: called with the bytes of its in-memory export (what the session runs). */
+  onExport?: (onnx: Uint8Array) => void;
 }
 
 /** Opens `spec` (an .onnx file, a checkpoint folder or a run directory) as an InferenceModel. */
@@ -74,12 +81,17 @@ export async function openModel(spec: string, opts: OpenModelOptions = {}): Prom
     } catch (err) {
       throw new InferenceError(`${spec}: onnxruntime-node does not load (${(err as Error).message}); an .onnx file needs it — give the checkpoint folder instead to run in TF.js`);
     }
-    // Hash while ONNX Runtime builds the session.
+    // Hash while ONNX Runtime builds the session (the optimised-model cache waits for it: it checks the model's hash).
     const hash = sha256File(spec);
     hash.catch(() => undefined);
     let clf;
     try {
-      clf = await rt.OnnxClassifier.create(spec, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
+      clf = await rt.OnnxClassifier.create(spec, {
+        threads,
+        ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}),
+        // The cache checks the model's sha256 against its manifest: the same hash as the card's, computed once.
+        ...(opts.onnxCache ? { optimizedCache: { sourceSha256: hash, ...(opts.onLog ? { onLog: opts.onLog } : {}) } } : {}),
+      });
     } catch (err) {
       if (err instanceof OnnxModelError) throw new InferenceError(err.message);
       throw err;

@@ -89,6 +89,8 @@ export interface OnnxClassifierCoreOptions {
    * and graph signature, see skeleton.ts): the weights then never pass through JavaScript.
    */
   modelPath?: string;
+  /** Makes the session instead of `ort.InferenceSession.create` (node-session.ts: the optimised-model cache). */
+  createSession?: () => Promise<InferenceSession>;
 }
 
 /** Thrown for files that are not usable exported models and for bad `run` inputs; the message says what to fix. */
@@ -349,7 +351,9 @@ export async function openSession(
   const info = parseClassifierInfo(bytes, source);
   let session: InferenceSession;
   try {
-    session = opts.modelPath !== undefined
+    session = opts.createSession
+      ? await opts.createSession()
+      : opts.modelPath !== undefined
       ? await ort.InferenceSession.create(opts.modelPath, opts.sessionOptions)
       : await ort.InferenceSession.create(bytes, opts.sessionOptions);
   } catch (err) {

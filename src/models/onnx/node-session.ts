@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { OnnxClassifierCore, OnnxModelError, openSession, type OnnxClassifierCoreOptions } from './classifier.js';
 import { ProtoDecodeError } from './proto.js';
 import { readModelSkeleton } from './skeleton.js';
+import { createCachedSession, type OrtCacheOptions, type OrtCacheReport } from './session-cache.js';
 
 export interface OnnxClassifierOptions extends Omit<OnnxClassifierCoreOptions, 'source'> {
   /**
@@ -23,6 +24,13 @@ export interface OnnxClassifierOptions extends Omit<OnnxClassifierCoreOptions, '
    * went from 1.04 s/image (spinning) to 0.64 s/image (not). Set true on a dedicated machine.
    */
   spinning?: boolean;
+  /**
+   * Keep ONNX Runtime's optimised graph in a cache and load it next time (session-cache.ts): `true` or options
+   * (folder, log, the model's sha256 when the caller has it). File paths only, and only at the default level 'all'
+   * (sessionOptions setting graphOptimizationLevel or optimizedModelFilePath turn it off). Default off here; the
+   * CLI turns it on (`--no-onnx-cache` turns it off).
+   */
+  optimizedCache?: boolean | OrtCacheOptions;
 }
 
 /** An exported model in onnxruntime-node (CPU). */
@@ -63,8 +71,37 @@ export class OnnxClassifier extends OnnxClassifierCore {
       extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
       ...opts.sessionOptions,
     };
-    const { session, info, maxBatch } = await openSession(ort, bytes, { ...opts, source: name, sessionOptions, ...(modelPath !== undefined ? { modelPath } : {}) });
-    return new OnnxClassifier(ort, session, info, name, maxBatch);
+    let cache: OrtCacheReport = { status: 'off', reason: 'not asked for' };
+    let modelBytes: Uint8Array | undefined;
+    const cacheOpts = opts.optimizedCache === true ? {} : opts.optimizedCache || undefined;
+    const cacheable = modelPath !== undefined && sessionOptions.graphOptimizationLevel === 'all' && sessionOptions.optimizedModelFilePath === undefined;
+    if (cacheOpts && !cacheable) cache = { status: 'off', reason: modelPath === undefined ? 'model given as bytes' : 'session options set the optimisation level or file' };
+    const createSession =
+      cacheOpts && cacheable
+        ? async () => {
+            const r = await createCachedSession(ort, modelPath!, sessionOptions, cacheOpts);
+            cache = r.cache;
+            modelBytes = r.bytes;
+            return r.session;
+          }
+        : undefined;
+    const { session, info, maxBatch } = await openSession(ort, bytes, {
+      ...opts,
+      source: name,
+      sessionOptions,
+      ...(modelPath !== undefined ? { modelPath } : {}),
+      ...(createSession ? { createSession } : {}),
+    });
+    const clf = new OnnxClassifier(ort, session, info, name, maxBatch);
+    clf.cache = cache;
+    clf.modelBytes = modelBytes;
+    return clf;
   }
+
+  /** A cached graph ONNX Runtime uses in place (its weights are these bytes): must live as long as the session. */
+  private modelBytes: Uint8Array | undefined;
+
+  /** What the optimised-model cache did for this session (status 'off' with a reason when not used). */
+  cache: OrtCacheReport = { status: 'off', reason: 'not asked for' };
 }
 
