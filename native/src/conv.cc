@@ -238,8 +238,15 @@ dnnl::convolution_forward::primitive_desc selectForward(const ConvGeom& g, bool 
   return pd;
 }
 
+// Where float32 Winograd applies (3x3 stride 1, channels in multiples of 16, AVX-512: every bf16 CPU) it stays:
+// ResNet-18's stride-1 3x3 convolutions at 320 px, batch 8 took as long in bf16 (direct) as in float32 Winograd or
+// longer (forward 17.9 vs 18.1 ms at 80x80, 17.2 vs 14.6 at 40x40, 16.3 vs 13.9 at 20x20; bench/conv-precision.mjs,
+// load 3.5), while bf16 halved the strided, 1x1 and stem convolutions. Convolutions joined by a residual run direct
+// (no Winograd), so bf16 there.
+bool bf16OverWinograd(const ConvGeom& g, bool residual) { return residual || !winogradFits(g); }
+
 FwdEntry& getFwd(const ConvGeom& g, bool bias, bool relu, bool residual = false) {
-  bool half = g_bf16;
+  bool half = g_bf16 && bf16OverWinograd(g, residual);
   std::string key = g.key() + (bias ? "b" : "") + (relu ? "r" : "") + (residual ? (shortcutSum ? "S" : "s") : "") +
                     (winogradOn ? "w" : "") + (half ? "h" : "");
   auto it = fwdCache.find(key);
@@ -328,10 +335,11 @@ BwdDataEntry bf16BwdData(const ConvGeom& g) {
 }
 
 BwdDataEntry& getBwdData(const ConvGeom& g) {
-  std::string key = g.key() + (winogradOn ? "w" : "") + (g_bf16 ? "h" : "");
+  const bool half = g_bf16 && bf16OverWinograd(g, false);
+  std::string key = g.key() + (winogradOn ? "w" : "") + (half ? "h" : "");
   auto it = bwdDataCache.find(key);
   if (it != bwdDataCache.end()) return it->second;
-  if (g_bf16) {
+  if (half) {
     try {
       return bwdDataCache.emplace(key, bf16BwdData(g)).first->second;
     } catch (const dnnl::error&) {
@@ -401,7 +409,7 @@ BwdWeightsEntry bf16BwdWeights(const ConvGeom& g) {
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
-  const bool half = g_bf16 && bf16BackwardWeights(g);
+  const bool half = g_bf16 && bf16OverWinograd(g, false) && bf16BackwardWeights(g);
   std::string key = g.key() + (winogradOn ? "w" : "") + (half ? "h" : "");
   auto it = bwdWeightsCache.find(key);
   if (it != bwdWeightsCache.end()) return it->second;
