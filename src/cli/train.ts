@@ -145,7 +145,8 @@ export function registerTrain(program: Command): void {
     'after',
     `\nExamples:\n  nextray train --data ./synth --arch resnet-slim --input-size 64 --frozen 0 --lr 1e-3 --l2 0 --epochs 5 --out runs/slim\n` +
       `  nextray train --config my.json --out runs/r152        # the seed's recipe with overrides from my.json\n` +
-      `  nextray train --resume runs/r152                      # after a crash or kill\n\n` +
+      `  nextray train --resume runs/r152                      # after a crash or kill\n` +
+      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n\n` +
       `Config fields and their flags: ${Object.entries(CONFIG_FLAGS).map(([k, f]) => `${k} (${f})`).join(', ')}.\n`,
   );
   cmd.action(async (opts: TrainFlags) => {
