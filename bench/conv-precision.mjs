@@ -3,7 +3,8 @@
 // train18): forward, backward data and backward weights of every distinct conv, each timed alone through the addon
 // (native/src/conv.cc), bf16 including its float32 -> bf16 conversions, with the oneDNN implementation that ran
 // (" bf16" after the name: it read bf16). This is the measurement behind which primitives --precision bf16 runs in
-// bf16 (strided 3x3 backward weights stay float32). Needs the native addon (npm run build:native) and `npm run build`.
+// bf16 (native/src/conv.cc: float32 Winograd where it applies; bf16 filter gradients only for large outputs with
+// many channels and never for strided 3x3 filters). Needs the native addon (npm run build:native) and `npm run build`.
 // --net slim: the demo's resnet-slim instead (default there: 128 px, batch 32).
 // Usage: node bench/conv-precision.mjs [--net resnet18|slim] [--reps 5] [--batch 8] [--size 320]
 import { performance } from 'node:perf_hooks';
