@@ -319,6 +319,39 @@ BwdPlan bwdPlan(const ConvGeom& g, bool half = false) {
   return p;
 }
 
+// A cache entry for a backward-data primitive: every operand whose layout or type differs from TF.js's (NHWC
+// float32 activations, HWIO float32 filter) gets its reorder, which also converts to bf16 where the primitive
+// reads bf16.
+BwdDataEntry bwdDataEntry(const dnnl::convolution_backward_data::primitive_desc& pd, const ConvGeom& g, bool half) {
+  auto to = [&](const memory::desc& from, const memory::desc& into) {
+    return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), into));
+  };
+  BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), pd.weights_desc() != g.wei(), dnnl::reorder()};
+  if (e.reorderWeights) e.weightReorder = to(g.wei(), pd.weights_desc());
+  e.reorderDy = pd.diff_dst_desc() != g.dst();
+  if (e.reorderDy) e.dyReorder = to(g.dst(), pd.diff_dst_desc());
+  e.reorderDx = pd.diff_src_desc() != g.src();
+  if (e.reorderDx) e.dxReorder = to(pd.diff_src_desc(), g.src());
+  e.half = half;
+  return e;
+}
+
+// The same for a backward-weights primitive (its filter reorder runs the other way: oneDNN's layout -> HWIO).
+BwdWeightsEntry bwdWeightsEntry(const dnnl::convolution_backward_weights::primitive_desc& pd, const ConvGeom& g,
+                                bool half) {
+  auto to = [&](const memory::desc& from, const memory::desc& into) {
+    return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), into));
+  };
+  BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), pd.diff_weights_desc() != g.wei(), dnnl::reorder()};
+  if (e.reorderWeights) e.weightReorder = to(pd.diff_weights_desc(), g.wei());
+  e.reorderX = pd.src_desc() != g.src();
+  if (e.reorderX) e.xReorder = to(g.src(), pd.src_desc());
+  e.reorderDy = pd.diff_dst_desc() != g.dst();
+  if (e.reorderDy) e.dyReorder = to(g.dst(), pd.diff_dst_desc());
+  e.half = half;
+  return e;
+}
+
 // bf16 backward data: dy and the filter in bf16, dx float32 (NHWC), or throws.
 BwdDataEntry bf16BwdData(const ConvGeom& g) {
   BwdPlan plan = bwdPlan(g, true);
@@ -326,12 +359,7 @@ BwdDataEntry bf16BwdData(const ConvGeom& g) {
                                           g.dst(tag::nhwc, dt::bf16), g.strides(), g.dil(), g.padL(), g.padR());
   dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   if (isRef(pd)) throw dnnl::error(dnnl_unimplemented, "only a reference bf16 kernel");
-  BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), true,
-                 dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
-  e.half = true;
-  e.reorderDy = true;
-  e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
-  return e;
+  return bwdDataEntry(pd, g, true);
 }
 
 BwdDataEntry& getBwdData(const ConvGeom& g) {
@@ -352,15 +380,7 @@ BwdDataEntry& getBwdData(const ConvGeom& g) {
       dnnl::convolution_backward_data::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
                                               g.strides(), g.dil(), g.padL(), g.padR());
       dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-      if (!isRef(pd)) {
-        BwdDataEntry e{pd, dnnl::convolution_backward_data(pd), pd.weights_desc() != g.wei(),
-                       dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()))};
-        e.reorderDy = pd.diff_dst_desc() != g.dst();
-        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
-        e.reorderDx = pd.diff_src_desc() != g.src();
-        if (e.reorderDx) e.dxReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_src_desc(), engine(), g.src()));
-        return bwdDataCache.emplace(key, std::move(e)).first->second;
-      }
+      if (!isRef(pd)) return bwdDataCache.emplace(key, bwdDataEntry(pd, g, false)).first->second;
     } catch (const dnnl::error&) {
       // fall through to direct NHWC
     }
@@ -369,10 +389,7 @@ BwdDataEntry& getBwdData(const ConvGeom& g) {
   dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
                                           g.strides(), g.dil(), g.padL(), g.padR());
   dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-  bool re = pd.weights_desc() != g.wei();
-  dnnl::reorder r;
-  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.wei(), engine(), pd.weights_desc()));
-  return bwdDataCache.emplace(key, BwdDataEntry{pd, dnnl::convolution_backward_data(pd), re, r}).first->second;
+  return bwdDataCache.emplace(key, bwdDataEntry(pd, g, false)).first->second;
 }
 
 // oneDNN 2.6's bf16 backward-weights kernel (jit_bf16:avx512_core_bf16) gains only on large outputs with many
@@ -397,15 +414,7 @@ BwdWeightsEntry bf16BwdWeights(const ConvGeom& g) {
                                              g.padL(), g.padR());
   dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
   if (isRef(pd)) throw dnnl::error(dnnl_unimplemented, "only a reference bf16 kernel");
-  const bool re = pd.diff_weights_desc() != g.wei();
-  dnnl::reorder r;
-  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
-  BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
-  e.half = true;
-  e.reorderX = e.reorderDy = true;
-  e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
-  e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
-  return e;
+  return bwdWeightsEntry(pd, g, true);
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
@@ -426,17 +435,7 @@ BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
       dnnl::convolution_backward_weights::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
                                                  g.strides(), g.dil(), g.padL(), g.padR());
       dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-      if (!isRef(pd)) {
-        const bool re = pd.diff_weights_desc() != g.wei();
-        dnnl::reorder r;
-        if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
-        BwdWeightsEntry e{pd, dnnl::convolution_backward_weights(pd), re, r};
-        e.reorderX = pd.src_desc() != g.src();
-        if (e.reorderX) e.xReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.src(), engine(), pd.src_desc()));
-        e.reorderDy = pd.diff_dst_desc() != g.dst();
-        if (e.reorderDy) e.dyReorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), g.dst(), engine(), pd.diff_dst_desc()));
-        return bwdWeightsCache.emplace(key, std::move(e)).first->second;
-      }
+      if (!isRef(pd)) return bwdWeightsCache.emplace(key, bwdWeightsEntry(pd, g, false)).first->second;
     } catch (const dnnl::error&) {
       // fall through to direct NHWC
     }
@@ -445,11 +444,7 @@ BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
   dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
                                              g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
   dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-  bool re = pd.diff_weights_desc() != g.wei();
-  dnnl::reorder r;
-  if (re) r = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), pd.diff_weights_desc(), engine(), g.wei()));
-  return bwdWeightsCache.emplace(key, BwdWeightsEntry{pd, dnnl::convolution_backward_weights(pd), re, r})
-      .first->second;
+  return bwdWeightsCache.emplace(key, bwdWeightsEntry(pd, g, false)).first->second;
 }
 
 void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, const char* what) {
