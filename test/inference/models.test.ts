@@ -80,6 +80,25 @@ test("'auto' falls back to TF.js with one line when ONNX Runtime does not load; 
   await assert.rejects(openModel(join(tmp.dir, 'nothing-here')), /nothing-here: no such file or folder/);
 });
 
+test("a failure after the ONNX session exists: 'auto' falls back to a working TF.js model, 'onnx' frees the model once", async () => {
+  const before = tf.memory().numTensors;
+  const failing = (): void => {
+    throw new Error('export hook failed (test)');
+  };
+  const lines: string[] = [];
+  const m = await openModel(join(tmp.dir, 'ckpt'), { engine: 'auto', threads: 1, onExport: failing, onLog: (l) => lines.push(l) });
+  try {
+    assert.match(m.card.engine, /^TF\.js/);
+    assert.match(lines.join('\n'), /running in TF\.js instead of ONNX Runtime \(export hook failed \(test\)\)/);
+    const r = await m.run(x, 2);
+    for (let i = 0; i < 2; i++) assert.ok(Math.abs(r.probabilities[i]! - want[i]!) < 1e-5, `${r.probabilities[i]} vs ${want[i]}`);
+  } finally {
+    await m.release();
+  }
+  await assert.rejects(openModel(join(tmp.dir, 'ckpt'), { engine: 'onnx', threads: 1, onExport: failing }), /ONNX Runtime unavailable: export hook failed \(test\)/);
+  assert.equal(tf.memory().numTensors, before, 'no TF.js tensors left behind');
+});
+
 test('model_sha256 of a checkpoint is the same in ONNX Runtime and in TF.js, for the folder and its run directory', async () => {
   const ckpt = join(tmp.dir, 'ckpt');
   // By hand: SHA-256 of the sha256sum manifest of model.json and model.safetensors (both hashed from their bytes here).

@@ -264,21 +264,24 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
       const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta) });
       const bytes = exported.toBytes();
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
-      // The session holds its own copy of the weights: free TF.js's.
-      loaded.model.dispose();
-      opts.onExport?.(bytes);
+      let onnxModel: OnnxInferenceModel;
       try {
+        opts.onExport?.(bytes);
         const card = cardFromInfo(clf.info, clf.outputNames, {
           name,
           source: spec,
           sha256,
           engine: `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'}), exported in memory from ${loaded.checkpoint}`,
         });
-        return new OnnxInferenceModel(clf, card);
+        onnxModel = new OnnxInferenceModel(clf, card);
       } catch (err) {
         await clf.release();
         throw err;
       }
+      // The session holds its own copy of the weights: free TF.js's, only now that nothing can fail any more (the
+      // fallback below runs the TF.js model).
+      loaded.model.dispose();
+      return onnxModel;
     } catch (err) {
       if (engine === 'onnx') {
         loaded.model.dispose();
