@@ -47,9 +47,23 @@ function prob(p: number): string {
   return String(Number(p.toPrecision(7)));
 }
 
+/**
+ * One column name per ensemble member, `probability_<name>`; members of the same name (two run directories both
+ * called `run`) get `_2`, `_3`, ... in ensemble order, so every column is named once.
+ */
+export function memberColumns(members: readonly string[]): string[] {
+  const taken = new Set<string>();
+  return members.map((m) => {
+    let col = `probability_${m}`;
+    for (let k = 2; taken.has(col); k++) col = `probability_${m}_${k}`;
+    taken.add(col);
+    return col;
+  });
+}
+
 /** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
 export function imagesCsv(images: readonly ImagePrediction[], members: readonly string[]): string {
-  const perModel = members.length > 1 ? members.map((m) => `probability_${m}`) : [];
+  const perModel = members.length > 1 ? memberColumns(members) : [];
   // The OOD gate's columns appear when the model has a gate; a flagged image gets 'out-of-distribution' as decision.
   const gated = images.some((im) => im.ood !== undefined);
   const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : [])].join(',')];

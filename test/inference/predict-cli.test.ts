@@ -162,6 +162,26 @@ test('ensemble probabilities are the mean of the two models run alone (TF.js on 
   }
 });
 
+test('two ensemble members of the same name get distinct columns (probability_run, probability_run_2)', async () => {
+  for (const sub of ['one', 'two']) {
+    mkdirSync(d(sub), { recursive: true });
+    cpSync(d(sub === 'one' ? 'a.onnx' : 'b.onnx'), d(`${sub}/run.onnx`));
+  }
+  const r = runCli(['predict', '--model', d('one/run.onnx'), '--model', d('two/run.onnx'), d('x.png'), '--out', d('dup.csv'), '--workers', '0']);
+  assert.equal(r.code, 0, r.stderr);
+  const text = readFileSync(d('dup.csv'), 'utf8');
+  const header = text.split('\n')[0]!.split(',');
+  assert.deepEqual(header.filter((h) => h.startsWith('probability_')), ['probability_run', 'probability_run_2']);
+  const [row] = parseCsv(text);
+  // Each column holds its own member's probability, in ensemble order: model a's, then model b's.
+  const { data, info } = await sharp(d('x.png')).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+  const grey = Float32Array.from(data, (v) => v / 255);
+  const pa = probabilityTf(modelA, grey, info.width, info.height);
+  const pb = probabilityTf(modelB, grey, info.width, info.height);
+  assert.ok(Math.abs(Number(row!.probability_run) - pa) < 1e-4, `${row!.probability_run} vs ${pa}`);
+  assert.ok(Math.abs(Number(row!.probability_run_2) - pb) < 1e-4, `${row!.probability_run_2} vs ${pb}`);
+});
+
 test('bad inputs are named on stderr with the reason, the rest are predicted, exit 1', () => {
   const r = runCli(['predict', '--model', d('a.onnx'), d('x.png'), d('missing.png'), d('notimage.png'), d('truncated.png'), d('lossless.dcm'), d('badj2k.dcm'), d('empty'), '--workers', '0']);
   assert.equal(r.code, 1, r.stderr);
