@@ -102,7 +102,9 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
   const models: InferenceModel[] = [];
   let ensemble: Ensemble;
   try {
-    for (const m of flags.model) models.push(await openModel(m, { engine: flags.engine, threads, maxBatch: flags.batchSize, onnxCache: flags.onnxCache }));
+    // --quiet: no notes either (a rebuilt cache, the TF.js fallback); errors still reach stderr.
+    const quietLog = flags.quiet ? { onLog: (): void => {} } : {};
+    for (const m of flags.model) models.push(await openModel(m, { engine: flags.engine, threads, maxBatch: flags.batchSize, onnxCache: flags.onnxCache, ...quietLog }));
     ensemble = new Ensemble(models, flags.threshold !== undefined ? { threshold: flags.threshold } : {});
   } catch (err) {
     for (const m of models) await m.release();
@@ -238,7 +240,7 @@ export function registerPredict(program: Command): void {
     .option('--workers <n>', 'decoding threads (default: min(2, cores); 0 = main thread)', parseIntOption('--workers', 0, 64))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
     .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
-    .option('--quiet', 'no progress bar or warnings')
+    .option('--quiet', 'no progress bar, warnings or notes (a rebuilt ONNX cache, the TF.js fallback)')
     .option('--no-onnx-cache', "an .onnx model: don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx, and loaded next time)")
     .option('--heatmaps <dir>', 'write DIR/<stem>.png (class activation map over the image, original size, legend) and DIR/<stem>.cam.npy (float32, model input size, ReLU\'d, / max)')
     .addHelpText(

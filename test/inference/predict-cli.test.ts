@@ -275,4 +275,10 @@ test("an .onnx model's optimised graph is kept beside it and used next time; --n
   assert.match(r.stderr, /c\.onnx\.ort-cache\/[0-9a-f]{16}\.ort: size 11 bytes, its manifest says \d+ \(corrupt\); rebuilding it/);
   assert.ok(Math.abs(JSON.parse(r.stdout).predictions[0].probability - want) < 1e-4);
   assert.notEqual(readFileSync(cacheFile, 'utf8').slice(0, 11), 'not a model');
+  // --quiet: the same repair, without the note.
+  writeFileSync(cacheFile, 'not a model');
+  const q = runCli(['predict', '--model', d('cached', 'c.onnx'), d('x.png'), '--json', '--quiet']);
+  assert.equal(q.code, 0, q.stderr);
+  assert.doesNotMatch(q.stderr, /onnx cache/);
+  assert.notEqual(readFileSync(cacheFile, 'utf8').slice(0, 11), 'not a model');
 });
