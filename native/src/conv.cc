@@ -362,14 +362,17 @@ BwdDataEntry bf16BwdData(const ConvGeom& g) {
   return bwdDataEntry(pd, g, true);
 }
 
-BwdDataEntry& getBwdData(const ConvGeom& g) {
-  const bool half = g_bf16 && bf16OverWinograd(g, false);
+// A backward primitive for one shape (Prim: convolution_backward_data or _weights, whose descriptors take the same
+// arguments), built once and cached: bf16 where `half` and a bf16 kernel exists; else Winograd or direct on
+// oneDNN's blocked layouts where bwdPlan chose them; else direct NHWC.
+template <typename Prim, typename Entry, typename Bf16, typename Make>
+Entry& getBackward(std::unordered_map<std::string, Entry>& cache, const ConvGeom& g, bool half, Bf16 bf16, Make make) {
   std::string key = g.key() + (winogradOn ? "w" : "") + (half ? "h" : "");
-  auto it = bwdDataCache.find(key);
-  if (it != bwdDataCache.end()) return it->second;
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
   if (half) {
     try {
-      return bwdDataCache.emplace(key, bf16BwdData(g)).first->second;
+      return cache.emplace(key, bf16(g)).first->second;
     } catch (const dnnl::error&) {
       // no bf16 kernel for this shape: float32
     }
@@ -377,19 +380,24 @@ BwdDataEntry& getBwdData(const ConvGeom& g) {
   BwdPlan plan = bwdPlan(g);
   if (plan.blocked) {
     try {
-      dnnl::convolution_backward_data::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
-                                              g.strides(), g.dil(), g.padL(), g.padR());
-      dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-      if (!isRef(pd)) return bwdDataCache.emplace(key, bwdDataEntry(pd, g, false)).first->second;
+      typename Prim::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any), g.strides(), g.dil(),
+                            g.padL(), g.padR());
+      typename Prim::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+      if (!isRef(pd)) return cache.emplace(key, make(pd, g, false)).first->second;
     } catch (const dnnl::error&) {
       // fall through to direct NHWC
     }
     plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
   }
-  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(),
-                                          g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_data::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-  return bwdDataCache.emplace(key, bwdDataEntry(pd, g, false)).first->second;
+  typename Prim::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any), g.dst(), g.strides(), g.dil(),
+                        g.padL(), g.padR());
+  typename Prim::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
+  return cache.emplace(key, make(pd, g, false)).first->second;
+}
+
+BwdDataEntry& getBwdData(const ConvGeom& g) {
+  return getBackward<dnnl::convolution_backward_data>(bwdDataCache, g, g_bf16 && bf16OverWinograd(g, false),
+                                                      bf16BwdData, bwdDataEntry);
 }
 
 // oneDNN 2.6's bf16 backward-weights kernel (jit_bf16:avx512_core_bf16) gains only on large outputs with many
@@ -418,33 +426,9 @@ BwdWeightsEntry bf16BwdWeights(const ConvGeom& g) {
 }
 
 BwdWeightsEntry& getBwdWeights(const ConvGeom& g) {
-  const bool half = g_bf16 && bf16OverWinograd(g, false) && bf16BackwardWeights(g);
-  std::string key = g.key() + (winogradOn ? "w" : "") + (half ? "h" : "");
-  auto it = bwdWeightsCache.find(key);
-  if (it != bwdWeightsCache.end()) return it->second;
-  if (half) {
-    try {
-      return bwdWeightsCache.emplace(key, bf16BwdWeights(g)).first->second;
-    } catch (const dnnl::error&) {
-      // no bf16 kernel for this shape: float32
-    }
-  }
-  BwdPlan plan = bwdPlan(g);
-  if (plan.blocked) {
-    try {
-      dnnl::convolution_backward_weights::desc d(plan.alg, g.src(tag::any), g.wei(tag::any), g.dst(tag::any),
-                                                 g.strides(), g.dil(), g.padL(), g.padR());
-      dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-      if (!isRef(pd)) return bwdWeightsCache.emplace(key, bwdWeightsEntry(pd, g, false)).first->second;
-    } catch (const dnnl::error&) {
-      // fall through to direct NHWC
-    }
-    plan.hint = forwardPd(g, false, false, dnnl::prop_kind::forward_training);
-  }
-  dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src(), g.wei(tag::any),
-                                             g.dst(), g.strides(), g.dil(), g.padL(), g.padR());
-  dnnl::convolution_backward_weights::primitive_desc pd(d, userScratchpad(), engine(), plan.hint);
-  return bwdWeightsCache.emplace(key, bwdWeightsEntry(pd, g, false)).first->second;
+  return getBackward<dnnl::convolution_backward_weights>(
+      bwdWeightsCache, g, g_bf16 && bf16OverWinograd(g, false) && bf16BackwardWeights(g), bf16BwdWeights,
+      bwdWeightsEntry);
 }
 
 void checkLen(const Napi::Env& env, const Napi::Float32Array& a, int64_t want, const char* what) {
