@@ -130,20 +130,19 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
   }
   // tfjs-core alone registers no gradients; every engine needs them for training.
   await registerGradients();
+  current = await startEngine(opts);
+  setPrecision(opts.precision);
+  return current;
+}
 
+/** Starts the engine opts.engine asks for (see initEngine) and describes it. */
+async function startEngine(opts: EngineOptions): Promise<EngineInfo> {
+  const wanted = opts.engine;
   if (wanted === 'tfjs-node' || wanted === 'auto') {
-    if (await tryTfjsNode()) {
-      current = { backend: 'tensorflow', engine: 'tfjs-node', description: 'tfjs-node (native libtensorflow)' };
-      setPrecision(opts.precision);
-      return current;
-    }
+    if (await tryTfjsNode()) return { backend: 'tensorflow', engine: 'tfjs-node', description: 'tfjs-node (native libtensorflow)' };
     if (wanted === 'tfjs-node') throw new Error("engine 'tfjs-node' requested but @tensorflow/tfjs-node is not installed or failed to load");
   }
-  if (wanted === 'cpu') {
-    current = await useCpu();
-    setPrecision(opts.precision);
-    return current;
-  }
+  if (wanted === 'cpu') return useCpu();
 
   const load = loadNativeAddon(opts.addonPath);
   if (!load.ok) {
@@ -152,9 +151,7 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
       process.stderr.write(`nextray: using the slow pure-JS TF.js backend: ${load.reason}\n`);
       warned = true;
     }
-    current = await useCpu(load.reason);
-    setPrecision(opts.precision);
-    return current;
+    return useCpu(load.reason);
   }
   // threads: oneDNN's (default: all cores, via OpenMP); elementwiseThreads: the memory-bound kernels' (default 1,
   // see native/src/common.h).
@@ -166,15 +163,13 @@ export async function initEngine(arg?: EngineName | Partial<EngineOptions>): Pro
   await tf.setBackend(NATIVE_BACKEND);
   await tf.ready();
   const i = load.addon.info();
-  current = {
+  nativeAddon = load.addon;
+  return {
     backend: NATIVE_BACKEND,
     engine: 'native',
     description: `native (oneDNN ${i.onednn}, ${i.isa}, ${i.threads} threads) over the TF.js cpu backend`,
     native: { onednn: i.onednn, isa: i.isa, threads: i.threads, addonPath: load.path, kernels: nativeKernelNames(load.addon), bf16: i.bf16 === true },
   };
-  nativeAddon = load.addon;
-  setPrecision(opts.precision);
-  return current;
 }
 
 /** What initEngine chose (null before it ran); the CLI prints `description`. */
