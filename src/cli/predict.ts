@@ -112,7 +112,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
   }
   const setupSeconds = (performance.now() - t0) / 1000;
   try {
-    const { files, problems } = expandInputs(inputs);
+    const { files, problems, openPaths } = expandInputs(inputs);
     for (const p of problems) process.stderr.write(`nextray: ${p.input}: ${p.problem}\n`);
     if (!files.length) throw new CliError(`no image files to predict in ${inputs.join(', ')}`);
     const progress = createProgress({ label: 'predict', total: files.length, quiet: !!flags.quiet || !!flags.json });
@@ -129,6 +129,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
       res = await predictFiles(ensemble, files, {
         batchSize: flags.batchSize,
         ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
+        openPaths,
         onProgress: (done) => {
           progress.tick(done - last);
           last = done;
@@ -141,7 +142,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
             if (r.ood && !flags.quiet) process.stderr.write(`nextray: warning: ${r.image}: ${oodWarning(r.oodScore ?? NaN, ensemble.models[0]!.card.metadata.ood ? (JSON.parse(ensemble.models[0]!.card.metadata.ood) as { threshold: number }).threshold : NaN)}\n`);
             if (!flags.heatmaps || !r.heatmap) continue;
             try {
-              const img = await decodeOriginalGrey(r.image);
+              const img = await decodeOriginalGrey(r.image, openPaths.get(r.image) ?? r.image);
               const pre = ensemble.models[0]!.card.preprocessing;
               await writeHeatmap(flags.heatmaps, stems.get(r.image) ?? r.image, {
                 ...img,
