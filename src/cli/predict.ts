@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { FileWriteError } from '../util/errors.js';
 // Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
 import { Ensemble } from '../inference/core/ensemble.js';
 import type { InferenceModel } from '../inference/core/model.js';
@@ -171,6 +172,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
       try {
         writeFileAtomic(path, text);
       } catch (err) {
+        if (err instanceof FileWriteError) throw err; // names the file and the reason; exit 1 when the disk is full
         throw new CliError(`${what} ${path}: cannot write: ${(err as Error).message}`);
       }
     };

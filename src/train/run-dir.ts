@@ -14,6 +14,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { FileWriteError } from '../util/errors.js';
 
 export interface RunPaths {
   dir: string;
@@ -92,7 +93,11 @@ export class RunLog {
     mkdirSync(resolve(path, '..'), { recursive: true });
   }
   line(msg: string): void {
-    appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    try {
+      appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    } catch (err) {
+      throw new FileWriteError(this.path, err);
+    }
     this.echo?.(msg);
   }
 }
