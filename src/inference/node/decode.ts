@@ -8,7 +8,7 @@
 import { readFile, open, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import sharp from 'sharp';
-import { decodeGrey, ImageError, MAX_IMAGE_PIXELS } from '../../data/images.js';
+import { decodeGrey, ImageError, MAX_IMAGE_PIXELS, whereDamaged } from '../../data/images.js';
 import { greyWarnings, type Preprocessing } from '../../data/preprocess.js';
 import { DicomError, isDicom, readDicom, type DicomFrameDecoder } from '../../data/dicom.js';
 import { preprocessAll } from '../core/predict.js';
@@ -43,7 +43,14 @@ export const sharpJpegFrameDecoder: DicomFrameDecoder = {
   transferSyntaxes: ['1.2.840.10008.1.2.4.50'],
   async decode(frame, info) {
     const img = sharp(frame, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS });
-    const { data, info: out } = await (info.samplesPerPixel === 1 ? img.toColourspace('b-w') : img).raw().toBuffer({ resolveWithObject: true });
+    let decoded;
+    try {
+      decoded = await (info.samplesPerPixel === 1 ? img.toColourspace('b-w') : img).raw().toBuffer({ resolveWithObject: true });
+    } catch {
+      // Not libvips' words: they are not stable when decodes fail at the same time (see whereDamaged).
+      throw new Error(whereDamaged(frame));
+    }
+    const { data, info: out } = decoded;
     if (out.width !== info.columns || out.height !== info.rows) {
       throw new Error(`the JPEG frame is ${out.width} x ${out.height}, the DICOM header says ${info.columns} x ${info.rows}`);
     }
