@@ -14,7 +14,7 @@ export interface RawResponse {
 }
 
 /** Splits the first HTTP response in `data`; undefined until its headers and (Content-Length) body are all there. */
-export function parseResponse(data: Buffer): { status: number; headers: Record<string, string>; body: Buffer } | undefined {
+export function parseResponse(data: Buffer, noBody = false): { status: number; headers: Record<string, string>; body: Buffer } | undefined {
   const end = data.indexOf('\r\n\r\n');
   if (end < 0) return undefined;
   const lines = data.subarray(0, end).toString('latin1').split('\r\n');
@@ -26,7 +26,9 @@ export function parseResponse(data: Buffer): { status: number; headers: Record<s
     if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
   }
   let body = data.subarray(end + 4);
-  if (headers['content-length'] !== undefined) {
+  // An answer to HEAD has a Content-Length but no body.
+  if (noBody) body = Buffer.alloc(0);
+  else if (headers['content-length'] !== undefined) {
     const n = Number(headers['content-length']);
     if (body.length < n) return undefined;
     body = body.subarray(0, n);
@@ -59,6 +61,7 @@ export function rawRequest(
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port });
+    const head = (typeof request === 'string' ? request : request.toString('latin1', 0, 5)).startsWith('HEAD ');
     const chunks: Buffer[] = [];
     let done = false;
     let closedByServer = false;
@@ -67,7 +70,7 @@ export function rawRequest(
       if (done) return;
       done = true;
       clearTimeout(timer);
-      const parsed = chunks.length ? parseResponse(Buffer.concat(chunks)) : undefined;
+      const parsed = chunks.length ? parseResponse(Buffer.concat(chunks), head) : undefined;
       socket.destroy();
       if (parsed) resolve({ ...parsed, closedByServer });
       else reject(err ?? new Error(`connection closed without a complete response (${Buffer.concat(chunks).length} bytes)`));
@@ -75,7 +78,7 @@ export function rawRequest(
     socket.on('data', (d: Buffer) => {
       chunks.push(d);
       // Resolve at once unless the caller waits to see the connection close.
-      if (parseResponse(Buffer.concat(chunks)) && !opts.then) finish();
+      if (parseResponse(Buffer.concat(chunks), head) && !opts.then) finish();
     });
     socket.on('end', () => {
       closedByServer = true;
