@@ -5,6 +5,9 @@
  * reproduces it (`npm run fuzz -- --target T --seed S --index I`).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CaseRequest, CaseResult } from './child.js';
 import { TARGETS, type Target } from './cases.js';
@@ -41,10 +44,12 @@ const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
 
 class Worker {
   private child: ChildProcess | undefined;
+  /** Workers keep their files here; removed by stop(), also what a killed worker left. */
+  private readonly tmp = mkdtempSync(join(tmpdir(), 'nextray-fuzz-'));
   private pending: ((r: CaseResult | { died: string }) => void) | undefined;
 
   private async start(): Promise<ChildProcess> {
-    const child = fork(CHILD, ['--fuzz-child'], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    const child = fork(CHILD, ['--fuzz-child'], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, NEXTRAY_FUZZ_TMP: this.tmp } });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     await new Promise<void>((res, rej) => {
@@ -83,9 +88,17 @@ class Worker {
     });
   }
 
-  stop(): void {
-    this.child?.kill('SIGKILL');
+  async stop(): Promise<void> {
+    const child = this.child;
     this.child = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      // Ask it to exit (it removes its files), then make sure.
+      const gone = new Promise<void>((res) => child.once('exit', () => res()));
+      child.disconnect();
+      await Promise.race([gone, new Promise((res) => setTimeout(res, 5000))]);
+      child.kill('SIGKILL');
+    }
+    rmSync(this.tmp, { recursive: true, force: true });
   }
 }
 
@@ -97,7 +110,7 @@ export async function runCases(reqs: readonly CaseRequest[], caseTimeoutMs = 20_
     for (const r of reqs) out.push(await worker.run(r, caseTimeoutMs));
     return out;
   } finally {
-    worker.stop();
+    await worker.stop();
   }
 }
 
@@ -125,7 +138,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       }
     }
   } finally {
-    worker.stop();
+    await worker.stop();
   }
   return { seed: opts.seed, counts, totals, cases, failures, seconds: (performance.now() - t0) / 1000 };
 }

@@ -7,7 +7,7 @@
  * (any other exception, a 5xx, a stack trace in the server log, no answer at all), 'bypass' (a protected route
  * answered without the token). Hangs are the parent's to see (no reply within the case time limit).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { decodeGrey, ImageError } from '../../src/data/images.js';
@@ -48,7 +48,13 @@ const predictor: Predictor = {
 };
 
 let bases: Promise<Bases> | undefined;
-const tmp = tempDir('nextray-fuzz-');
+// Inside the campaign's own temporary folder when there is one: the campaign removes it even after a killed worker.
+const tmp = (() => {
+  const parent = process.env.NEXTRAY_FUZZ_TMP;
+  if (!parent) return tempDir('nextray-fuzz-');
+  const dir = mkdtempSync(join(parent, 'worker-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+})();
 process.on('exit', () => tmp.cleanup());
 
 interface Data {
@@ -197,6 +203,7 @@ export async function runCase(req: CaseRequest): Promise<CaseResult> {
 
 // The worker loop, when started by the campaign (fork with this flag).
 if (process.argv.includes('--fuzz-child') && process.send) {
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (req: CaseRequest) => {
     void runCase(req).then((r) => process.send!(r));
   });
