@@ -126,6 +126,16 @@ function finish(result: TrainResult, json: boolean, quiet: boolean): void {
   }
 }
 
+/** Whether the run's best checkpoint holds a fitted OOD gate / temperature (model.json extra.trust). */
+function hasTrust(runDir: string): boolean {
+  try {
+    const meta = JSON.parse(readFileSync(join(runDir, 'checkpoints', 'best', 'model.json'), 'utf8')) as { extra?: { trust?: unknown } };
+    return meta.extra?.trust !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
@@ -180,8 +190,9 @@ export function registerTrain(program: Command): void {
       throw err;
     }
     finish(result, json, quiet);
-    // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts).
-    if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts). Also on
+    // --resume of a finished run whose fit never completed (killed during it): resume ends where a whole run ends.
+    if (opts.trust !== false && result.state.bestEpoch && (!result.alreadyDone || !hasTrust(result.runDir))) {
       const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
       try {
         await fitTrust(result.runDir, {
