@@ -75,10 +75,14 @@ export interface Killed {
 }
 
 /**
- * Runs `nextray ARGS` (the compiled CLI) and sends SIGKILL when `at` says: after `afterMs`, or as soon as its stderr
- * or stdout matches `when` (then after `delayMs` more). Resolves when the process is gone.
+ * Runs `nextray ARGS` (the compiled CLI) and sends SIGKILL when `at` says: after `afterMs`, as soon as its stderr
+ * or stdout matches `when`, or as soon as `poll()` is true (then after `delayMs` more). Resolves when it is gone.
  */
-export function killNine(args: string[], at: { afterMs?: number; when?: RegExp; delayMs?: number }, opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Killed> {
+export function killNine(
+  args: string[],
+  at: { afterMs?: number; when?: RegExp; delayMs?: number; /** Polled every 2 ms: kill once it is true (e.g. a temporary file appeared). */ poll?: () => boolean },
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Killed> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'nextray.js'), ...args], { cwd: opts.cwd ?? REPO_ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -109,7 +113,18 @@ export function killNine(args: string[], at: { afterMs?: number; when?: RegExp; 
       check();
     });
     if (at.afterMs !== undefined) setTimeout(kill, at.afterMs);
-    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr, killed }));
+    const poller = at.poll
+      ? setInterval(() => {
+          if (!matched && at.poll!()) {
+            matched = true;
+            armed();
+          }
+        }, 2)
+      : undefined;
+    child.on('exit', (code, signal) => {
+      if (poller) clearInterval(poller);
+      resolve({ code, signal, stdout, stderr, killed });
+    });
   });
 }
 
