@@ -211,10 +211,14 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     const timer = setTimeout(() => {
       if (raw.complete !== false) return;
       const socket = raw.socket as Socket | null;
+      // Half-close after the answer, and let the client close its side: destroying a socket while the client still
+      // sends makes the kernel reset the connection, and a client that has not yet read the 408 then loses it. A
+      // client that keeps sending anyway is dropped after a grace period.
       const close = (): void => {
         if (!socket || socket.destroyed) return;
         socket.end();
-        setTimeout(() => socket.destroy(), 2000).unref();
+        socket.once('end', () => socket.destroy());
+        setTimeout(() => socket.destroy(), 10_000).unref();
       };
       if (reply.sent) return close();
       reply.raw.once('finish', close);
