@@ -86,13 +86,26 @@ const SECURITY_HEADERS: Record<string, string> = {
     "style-src 'self' 'unsafe-inline'; connect-src 'self' blob: data:; frame-ancestors 'none'",
 };
 
-/** True when an Origin header names the host the request was sent to (scheme aside: this server speaks HTTP). */
-function sameOrigin(origin: string, host: string | undefined): boolean {
+/**
+ * Whether a request that changes something comes from another site's page (which browsers let post to any
+ * server). Browsers say so in Sec-Fetch-Site; older ones only send Origin, compared with the Host the request was
+ * sent to (or X-Forwarded-Host, set by a reverse proxy that rewrites Host; a page cannot add that header to a
+ * cross-origin request without a CORS preflight, which this server never approves). Programs send neither.
+ */
+function crossSite(headers: FastifyRequest['headers']): string | undefined {
+  const site = headers['sec-fetch-site'];
+  if (site === 'cross-site' || site === 'same-site') return `Sec-Fetch-Site ${site}`;
+  if (site === 'same-origin' || site === 'none') return undefined;
+  const origin = headers.origin;
+  if (origin === undefined) return undefined;
+  let host: string;
   try {
-    return host !== undefined && new URL(origin).host === host.toLowerCase();
+    host = new URL(origin).host;
   } catch {
-    return false;
+    return `Origin ${origin}`;
   }
+  const forwarded = String(headers['x-forwarded-host'] ?? '').split(',')[0]!.trim().toLowerCase();
+  return host === (headers.host ?? '').toLowerCase() || (forwarded !== '' && host === forwarded) ? undefined : `Origin ${origin}`;
 }
 
 /** A request the API refuses (bad multipart, missing token): answered with `statusCode` and the message. */
@@ -177,8 +190,8 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       // Another site's page may post to this server (browsers allow simple cross-origin POSTs): refuse what it sends.
-      const origin = req.headers.origin;
-      if (origin !== undefined && !sameOrigin(origin, req.headers.host)) throw new HttpError(403, `cross-origin request refused (Origin ${origin})`);
+      const foreign = crossSite(req.headers);
+      if (foreign !== undefined) throw new HttpError(403, `cross-origin request refused (${foreign})`);
     }
     if (token === undefined) return;
     if (path === LOGIN_PATH || path === LOGIN_SCRIPT_PATH) return;

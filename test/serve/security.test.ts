@@ -181,6 +181,13 @@ test('a browser logs in once (form or #token) and then everything works with its
   assert.equal(post.status, 403);
   const same = await rawRequest(port, httpRequest('POST', '/v1/predict', port, { cookie: session, origin: `http://127.0.0.1:${port}`, 'content-type': 'image/png' }, 'x'));
   assert.equal(same.status, 200, 'the page itself may post');
+  const fetchMeta = await rawRequest(port, httpRequest('POST', '/v1/predict', port, { cookie: session, 'sec-fetch-site': 'cross-site', 'content-type': 'image/png' }, 'x'));
+  assert.equal(fetchMeta.status, 403, 'Sec-Fetch-Site: cross-site');
+  // Behind a reverse proxy that rewrites Host: the page's origin is the public name, which the proxy forwards.
+  const proxied = await rawRequest(port, httpRequest('POST', '/auth/login', port, { ...form, origin: 'https://xray.example', 'x-forwarded-host': 'xray.example' }, `token=${TOKEN}`));
+  assert.equal(proxied.status, 204, 'same origin through a proxy');
+  const modern = await rawRequest(port, httpRequest('POST', '/auth/login', port, { ...form, origin: 'https://xray.example', 'sec-fetch-site': 'same-origin' }, `token=${TOKEN}`));
+  assert.equal(modern.status, 204, 'Sec-Fetch-Site: same-origin');
 });
 
 test('without a token only loopback Host names are served (no DNS rebinding)', async () => {
