@@ -151,11 +151,12 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
   const app = Fastify({
     logger: false,
     bodyLimit,
-    // Node's own limits are the backstop behind the request timer below: headers must arrive within the timeout,
-    // and a request still unfinished a second after it is cut by Node (checked every second, not every 30 s).
-    requestTimeout: timeoutMs + 1000,
+    // Node's own limits: headers must arrive within the timeout (checked every second, not every 30 s); a body is
+    // the request timer's (below), and Node's request timeout is only a backstop behind it, after the timer's 408
+    // and its grace period for the client to close (Node would reset the connection and log the request twice).
+    requestTimeout: timeoutMs + 15_000,
     connectionTimeout: timeoutMs + 5_000,
-    http: { headersTimeout: timeoutMs, requestTimeout: timeoutMs + 1000, connectionsCheckingInterval: Math.min(1000, timeoutMs) },
+    http: { headersTimeout: timeoutMs, requestTimeout: timeoutMs + 15_000, connectionsCheckingInterval: Math.min(1000, timeoutMs) },
     return503OnClosing: true,
     rewriteUrl(req) {
       const n = normalizeRequestTarget(req.url ?? '');
