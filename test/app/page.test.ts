@@ -15,7 +15,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildServer, defaultAppDir } from '../../src/serve/server.js';
 import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
 import { preprocessImage } from '../../src/data/images.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { tempDir } from '../helpers/paths.js';
 import { MURA_AGREEMENT_CLAUSE_7 } from '../../src/evaluate/report.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';

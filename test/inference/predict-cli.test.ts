@@ -17,7 +17,7 @@ import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
 import { createModel, type Model } from '../../src/models/index.js';
 import { exportOnnx } from '../../src/models/onnx/export.js';
-import { saveOnnx } from '../../src/models/onnx/runtime.js';
+import { saveOnnx } from '../../src/models/onnx/files.js';
 import { saveCheckpoint } from '../../src/models/weights/index.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';

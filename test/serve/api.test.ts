@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { buildServer, type ServeOptions } from '../../src/serve/server.js';
 import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
 import { preprocessImage } from '../../src/data/images.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { greyPng, writeImages, writeTinyCheckpoint, writeTinyModel } from './fixture.js';
 import { cpSync } from 'node:fs';

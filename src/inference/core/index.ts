@@ -40,7 +40,7 @@ export {
   type PreparedImage,
 } from './predict.js';
 export { aggregateStudies, muraStudyOf, studyKeyOf, type StudyKey, type StudyMember, type StudyResult, type StudySource } from './study.js';
-export { parseClassifierInfo, OnnxModelError, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
+export { OnnxClassifierCore, type OnnxClassifierCoreOptions, type OnnxRunOptions, type OnnxRunResult, type OrtModule } from './onnx-session.js';
 export { DEFAULT_PREPROCESSING, greyWarnings, type Preprocessing } from '../../data/preprocess.js';
 export {
   applyLut,

@@ -6,8 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { ProtoDecodeError, ProtoWriter, readFields, readVarint, asInt64, varintSize } from '../../src/models/onnx/proto.js';
-import { concatChunks, encodeModel, readModelInfo, type OnnxGraph } from '../../src/models/onnx/graph.js';
+import { ProtoDecodeError, ProtoWriter, readFields, readVarint, asInt64, varintSize } from '../../../src/models/onnx/proto.js';
+import { concatChunks, encodeModel, readModelInfo, type OnnxGraph } from '../../../src/models/onnx/graph.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 

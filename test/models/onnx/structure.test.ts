@@ -7,12 +7,12 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initEngine, tf } from '../../src/engine/index.js';
-import { Conv2d, createCustomModel, type NetworkModel } from '../../src/models/index.js';
-import { exportOnnx } from '../../src/models/onnx/export.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
-import { SlimResNet } from '../../src/train/archs.js';
-import { Rng } from '../../src/util/rng.js';
+import { initEngine, tf } from '../../../src/engine/index.js';
+import { Conv2d, createCustomModel, type NetworkModel } from '../../../src/models/index.js';
+import { exportOnnx } from '../../../src/models/onnx/export.js';
+import { OnnxClassifier } from '../../../src/inference/node/onnx-session.js';
+import { SlimResNet } from '../../../src/models/slim.js';
+import { Rng } from '../../../src/util/rng.js';
 
 before(async () => {
   await initEngine();

@@ -10,15 +10,17 @@ import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { initEngine, tf } from '../../src/engine/index.js';
-import { buildResNet, createCustomModel, createModel, type NetworkModel } from '../../src/models/index.js';
-import { readNpyFile, readStateDict } from '../../src/models/weights/files.js';
-import { exportOnnx, type OnnxExportOptions } from '../../src/models/onnx/export.js';
-import { concatChunks, encodeModel, readModelInfo } from '../../src/models/onnx/graph.js';
-import { OnnxClassifier, OnnxModelError, saveOnnx } from '../../src/models/onnx/runtime.js';
-import { readModelSkeleton } from '../../src/models/onnx/skeleton.js';
-import { Rng } from '../../src/util/rng.js';
-import { SHARED_FIXTURES_SKIP, tempDir } from '../helpers/paths.js';
+import { initEngine, tf } from '../../../src/engine/index.js';
+import { buildResNet, createCustomModel, createModel, type NetworkModel } from '../../../src/models/index.js';
+import { readNpyFile, readStateDict } from '../../../src/models/weights/files.js';
+import { exportOnnx, type OnnxExportOptions } from '../../../src/models/onnx/export.js';
+import { concatChunks, encodeModel, readModelInfo } from '../../../src/models/onnx/graph.js';
+import { saveOnnx } from '../../../src/models/onnx/files.js';
+import { OnnxModelError } from '../../../src/models/onnx/info.js';
+import { OnnxClassifier } from '../../../src/inference/node/onnx-session.js';
+import { readModelSkeleton } from '../../../src/models/onnx/skeleton.js';
+import { Rng } from '../../../src/util/rng.js';
+import { SHARED_FIXTURES_SKIP, tempDir } from '../../helpers/paths.js';
 import {
   BASIC_NARROW,
   BOTTLENECK_MINI,
@@ -28,7 +30,7 @@ import {
   RESNET18,
   fixturePath,
   type TorchvisionFixture,
-} from '../helpers/torchvision.js';
+} from '../../helpers/torchvision.js';
 
 before(async () => {
   await initEngine();

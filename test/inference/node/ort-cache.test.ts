@@ -1,5 +1,5 @@
 /**
- * The optimised-model cache of ONNX Runtime sessions (src/models/onnx/session-cache.ts via OnnxClassifier.create's
+ * The optimised-model cache of ONNX Runtime sessions (src/inference/node/ort-cache.ts via OnnxClassifier.create's
  * `optimizedCache`): a cached session gives the uncached session's outputs; a corrupt or stale cache is detected,
  * said in one line and rewritten; the key follows the model; an unwritable model folder falls back to the user cache.
  * Tiny resnet-slim models at 64 px; every cache goes into a temporary folder.
@@ -11,12 +11,13 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
-import { initEngine, tf } from '../../src/engine/index.js';
-import { createModel } from '../../src/models/index.js';
-import { exportOnnx } from '../../src/models/onnx/export.js';
-import { OnnxClassifier, saveOnnx } from '../../src/models/onnx/runtime.js';
-import { cacheKey, environmentKey, type OrtCacheOptions } from '../../src/models/onnx/session-cache.js';
-import { tempDir } from '../helpers/paths.js';
+import { initEngine, tf } from '../../../src/engine/index.js';
+import { createModel } from '../../../src/models/index.js';
+import { exportOnnx } from '../../../src/models/onnx/export.js';
+import { saveOnnx } from '../../../src/models/onnx/files.js';
+import { OnnxClassifier } from '../../../src/inference/node/onnx-session.js';
+import { cacheKey, environmentKey, type OrtCacheOptions } from '../../../src/inference/node/ort-cache.js';
+import { tempDir } from '../../helpers/paths.js';
 
 const SIZE = 64;
 const x = Float32Array.from({ length: 3 * SIZE * SIZE * 3 }, (_, i) => Math.sin(i * 0.37) * 1.5);

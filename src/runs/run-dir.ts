@@ -10,10 +10,26 @@
  *   RUN/summary.json           written when the run ends (finished or stopped early)
  *
  * Every file except the log is written atomically; `checkpoints/last` is the commit point of an epoch.
+ * Training writes it (src/train), calibration rewrites the best checkpoint's model.json (src/calibrate), and
+ * inference and export read a checkpoint from it (`resolveCheckpointDir`): all through this module.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+
+/** A run directory that cannot be used (no checkpoint yet); the message names it. */
+export class RunDirError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_RUN_DIR', exitStatus: EXIT_USAGE, ...opts });
+    this.name = 'RunDirError';
+  }
+}
+
+/** The checkpoint folder `which` of run directory `dir` (as given: relative stays relative). */
+export function runCheckpoint(dir: string, which: 'best' | 'last'): string {
+  return join(dir, 'checkpoints', which);
+}
 
 export interface RunPaths {
   dir: string;
@@ -34,10 +50,27 @@ export function runPaths(dir: string): RunPaths {
     split: join(d, 'split.json'),
     metrics: join(d, 'metrics.jsonl'),
     log: join(d, 'train.log'),
-    last: join(d, 'checkpoints', 'last'),
-    best: join(d, 'checkpoints', 'best'),
+    last: runCheckpoint(d, 'last'),
+    best: runCheckpoint(d, 'best'),
     summary: join(d, 'summary.json'),
   };
+}
+
+/**
+ * The checkpoint folder a path means: itself when it holds a model.json, else a run directory's `which` checkpoint
+ * (default best), else its other one. A run without any checkpoint is an error; anything else is returned as it is
+ * (the checkpoint reader then names what is missing).
+ */
+export function resolveCheckpointDir(path: string, which: 'best' | 'last' = 'best'): string {
+  const dir = resolve(path);
+  if (existsSync(join(dir, 'model.json'))) return dir;
+  if (existsSync(join(dir, 'checkpoints'))) {
+    const [first, second] = which === 'best' ? [runCheckpoint(dir, 'best'), runCheckpoint(dir, 'last')] : [runCheckpoint(dir, 'last'), runCheckpoint(dir, 'best')];
+    if (existsSync(join(first, 'model.json'))) return first;
+    if (existsSync(join(second, 'model.json'))) return second;
+    throw new RunDirError(`${path}: the run has no checkpoint yet (no completed epoch)`);
+  }
+  return dir; // loadCheckpoint names what is missing
 }
 
 /** One line of metrics.jsonl. Validation metrics are image-level at threshold 0.5. */

@@ -7,15 +7,15 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { initEngine, tf } from '../../src/engine/index.js';
-import { createCustomModel } from '../../src/models/index.js';
-import { classActivationMap, finalFeatures, layerStatistics } from '../../src/models/cam.js';
-import { exportOnnx } from '../../src/models/onnx/export.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
-import { parseNpz } from '../../src/models/weights/npy.js';
-import { readStateDict } from '../../src/models/weights/files.js';
-import { SlimResNet } from '../../src/train/archs.js';
-import { REPO_ROOT } from '../helpers/paths.js';
+import { initEngine, tf } from '../../../src/engine/index.js';
+import { createCustomModel } from '../../../src/models/index.js';
+import { classActivationMap, finalFeatures, layerStatistics } from '../../../src/models/cam.js';
+import { exportOnnx } from '../../../src/models/onnx/export.js';
+import { OnnxClassifier } from '../../../src/inference/node/onnx-session.js';
+import { parseNpz } from '../../../src/models/weights/npy.js';
+import { readStateDict } from '../../../src/models/weights/files.js';
+import { SlimResNet } from '../../../src/models/slim.js';
+import { REPO_ROOT } from '../../helpers/paths.js';
 
 const FIX = join(REPO_ROOT, 'test', 'fixtures', 'cam');
 

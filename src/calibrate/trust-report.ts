@@ -1,7 +1,7 @@
 /**
  * The demo report's trust sections: a heatmap gallery of test images the model got right and wrong (class
  * activation maps over the radiographs, src/inference/node/heatmap.ts), and the OOD gate's figures on generated
- * non-radiographs vs the held-out test radiographs (src/train/ood-eval.ts).
+ * non-radiographs vs the held-out test radiographs (src/calibrate/ood-eval.ts).
  */
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,7 +16,7 @@ import { heatmapPng } from '../inference/node/heatmap.js';
 import { classActivationMap } from '../models/cam.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { evaluateOodGate, oodTable } from './ood-eval.js';
-import { loadTrainedModel } from './predict.js';
+import { loadTrainedModel } from '../inference/node/checkpoint.js';
 
 export interface TrustSection {
   title: string;

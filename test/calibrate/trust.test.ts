@@ -1,5 +1,5 @@
 /**
- * Fitting trust information on a run (src/train/trust.ts): the checkpoint gets extra.trust (temperature = the NLL
+ * Fitting trust information on a run (src/calibrate/trust.ts): the checkpoint gets extra.trust (temperature = the NLL
  * minimiser over the validation logits, OOD gate, operating point) and its decisionThreshold; the stored threshold
  * reaches the target study sensitivity on validation (recounted here from TF.js predictions); predictSplit applies
  * the temperature on both engines; the export carries temperature, gate and CAM, and ONNX's ood_score equals the
@@ -14,16 +14,18 @@ import { saveCheckpoint, loadCheckpoint } from '../../src/models/weights/index.j
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
 import { loadMuraDataset } from '../../src/data/mura.js';
 import { createSplit, writeSplit } from '../../src/data/splits.js';
-import { fitTrust, pooledFeaturesAndLogits, trustExportOptions, trustOf } from '../../src/train/trust.js';
-import { predictSplit, loadTrainedModel } from '../../src/train/predict.js';
-import { temperatureNll } from '../../src/evaluate/calibration.js';
+import { fitTrust, pooledFeaturesAndLogits } from '../../src/calibrate/trust.js';
+import { trustExportOptions, trustOf } from '../../src/inference/core/trust.js';
+import { predictSplit } from '../../src/inference/node/records.js';
+import { loadTrainedModel } from '../../src/inference/node/checkpoint.js';
+import { temperatureNll } from '../../src/calibrate/temperature.js';
 import { loadGate, mahalanobisScores } from '../../src/inference/core/ood.js';
 import { exportOnnx } from '../../src/models/onnx/export.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
-import { makeOodSet } from '../../src/train/ood-sets.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
+import { makeOodSet } from '../../src/calibrate/ood-sets.js';
 import { Rng } from '../../src/util/rng.js';
 import { tempDir } from '../helpers/paths.js';
-import { writeTinyDataset } from './fixture.js';
+import { writeTinyDataset } from '../train/fixture.js';
 import { runCli } from '../helpers/cli.js';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import sharp from 'sharp';

@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { initEngine } from '../../src/engine/index.js';
-import { buildModel } from '../../src/train/archs.js';
-import { exportOnnx } from '../../src/models/onnx/export.js';
-import { concatChunks, encodeModel, readModelInfo, type OnnxGraph, type OnnxModelMeta } from '../../src/models/onnx/graph.js';
+import { initEngine } from '../../../src/engine/index.js';
+import { buildModel } from '../../../src/train/archs.js';
+import { exportOnnx } from '../../../src/models/onnx/export.js';
+import { concatChunks, encodeModel, readModelInfo, type OnnxGraph, type OnnxModelMeta } from '../../../src/models/onnx/graph.js';
 import {
   activationParams,
   activationRanges,
@@ -27,9 +27,9 @@ import {
   quantileSorted,
   roundHalfEven,
   toFloat16Graph,
-} from '../../src/models/onnx/quantize.js';
-import { Rng } from '../../src/util/rng.js';
-import { tempDir } from '../helpers/paths.js';
+} from '../../../src/models/onnx/quantize.js';
+import { Rng } from '../../../src/util/rng.js';
+import { tempDir } from '../../helpers/paths.js';
 
 before(async () => {
   await initEngine('cpu');

@@ -2,8 +2,8 @@
  * Fitting what makes a trained model's outputs trustworthy, on a finished run (when training ends, or later with
  * `nextray calibrate`), and storing it with the model (checkpoint model.json `extra.trust`, and from there the ONNX
  * export):
- *   - the OOD gate (src/train/ood.ts) on the training images' pooled features, threshold at a training quantile;
- *   - temperature scaling (src/evaluate/calibration.ts) on the validation images' logits;
+ *   - the OOD gate (ood.ts) on the training images' pooled features, threshold at a training quantile;
+ *   - temperature scaling (temperature.ts) on the validation images' logits;
  *   - optionally an operating point: the study-level threshold reaching a target sensitivity on validation
  *     (on the calibrated probabilities), stored as the checkpoint's decisionThreshold.
  */
@@ -15,7 +15,8 @@ import { loadSplit, selectSubset } from '../data/splits.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import type { ImageRecord } from '../data/types.js';
 import { initEngine } from '../engine/index.js';
-import { applyTemperature, calibration, fitTemperature } from '../evaluate/calibration.js';
+import { calibration } from '../evaluate/calibration.js';
+import { applyTemperature, fitTemperature } from './temperature.js';
 import { thresholdForSensitivity } from '../evaluate/threshold.js';
 import { mahalanobisScores, storeGate, type OodGate } from '../inference/core/ood.js';
 import { finalFeatures, layerStatistics, oodLayers } from '../models/cam.js';
@@ -23,10 +24,9 @@ import type { Model, NetworkModel } from '../models/index.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMetadata } from '../models/weights/index.js';
 import { Rng } from '../util/rng.js';
 import { fitOodGate } from './ood.js';
-import { loadTrainedModel } from './predict.js';
-import { runPaths } from './run-dir.js';
+import { loadTrainedModel } from '../inference/node/checkpoint.js';
+import { runPaths } from '../runs/run-dir.js';
 
-export { trustOf, trustExportOptions, type TrustInfo } from '../inference/core/trust.js';
 import type { TrustInfo } from '../inference/core/trust.js';
 
 /** The OOD gate's feature statistics of `layers` [n, dim] and the logits [n] of NHWC images, in inference mode. */

@@ -4,11 +4,11 @@
  * test split, evaluate it at image and study level (src/evaluate) and write the HTML report.
  *
  * The configuration is sized for a 2-core CPU and a 10-minute budget: 3,000 studies (~8,000 images of 128 px),
- * a narrow ResNet (`resnet-slim`, see archs.ts) at 128 px — fractures and hairline findings are a few pixels wide:
+ * a narrow ResNet (`resnet-slim`, src/models/slim.ts) at 128 px — fractures and hairline findings are a few pixels wide:
  * a PyTorch copy of it reached 0.88 study AUC at 96 px against 0.94 at 128 px on 3,000 studies, and 0.77 at 64 px
  * on 1,500 — trained from scratch with Adam (lr 3e-3, lr / 10 after 2 flat epochs, no layer frozen: there are no
  * ImageNet weights offline). 1,500 studies at 128 px gave 0.85: the task needs the images more than the epochs
- * (see src/train/README.md). Each stage is resumable: re-running the demo on the same folder reuses the dataset and continues the
+ * (see README.md here). Each stage is resumable: re-running the demo on the same folder reuses the dataset and continues the
  * training run.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,16 +16,17 @@ import { join, resolve } from 'node:path';
 import { generateSyntheticMura, SYNTH_GENERATOR_VERSION } from '../data/synth/index.js';
 import { evaluatePredictions, resolvePredictions, writeEvaluationOutputs, type EvaluationResult } from '../evaluate/index.js';
 import type { EngineName } from '../engine/index.js';
-import { resolveConfig, type TrainConfig } from './config.js';
-import { predictSplit } from './predict.js';
-import { fitTrust, trustOf } from './trust.js';
-import { trustSections } from './trust-report.js';
+import { resolveConfig, type TrainConfig } from '../train/config.js';
+import { predictSplit } from '../inference/node/records.js';
+import { fitTrust } from '../calibrate/trust.js';
+import { trustOf } from '../inference/core/trust.js';
+import { trustSections } from '../calibrate/trust-report.js';
 import { uncalibrate } from '../evaluate/calibration.js';
 import { loadCheckpoint } from '../models/weights/index.js';
 import { loadSplit, selectSubset } from '../data/splits.js';
 import { loadMuraDataset } from '../data/mura.js';
-import { runPaths } from './run-dir.js';
-import { resume, train, type TrainResult } from './trainer.js';
+import { runPaths } from '../runs/run-dir.js';
+import { resume, train, type TrainResult } from '../train/trainer.js';
 
 export interface DemoOptions {
   outDir: string;

@@ -7,14 +7,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { initEngine, tf } from '../../src/engine/index.js';
-import { makePreprocessing } from '../../src/data/preprocess.js';
-import { saveCheckpoint } from '../../src/models/weights/index.js';
-import { buildModel } from '../../src/train/archs.js';
-import { predictSplit } from '../../src/train/predict.js';
-import { Rng } from '../../src/util/rng.js';
-import { tempDir } from '../helpers/paths.js';
-import { writeTinyDataset } from './fixture.js';
+import { initEngine, tf } from '../../../src/engine/index.js';
+import { makePreprocessing } from '../../../src/data/preprocess.js';
+import { saveCheckpoint } from '../../../src/models/weights/index.js';
+import { buildModel } from '../../../src/train/archs.js';
+import { predictSplit } from '../../../src/inference/node/records.js';
+import { Rng } from '../../../src/util/rng.js';
+import { tempDir } from '../../helpers/paths.js';
+import { writeTinyDataset } from '../../train/fixture.js';
 
 const tmp = tempDir('nextray-predict-onnx-');
 const data = join(tmp.dir, 'data');

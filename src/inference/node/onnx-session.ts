@@ -1,15 +1,20 @@
 /**
  * `OnnxClassifier`: an exported model in onnxruntime-node (CPU binaries shipped in the package; nothing is
  * downloaded), opened from a file path (ONNX Runtime reads the weights itself; JS reads only the skeleton) or bytes.
- * Kept apart from runtime.ts (which also writes exports and so loads the exporter and TF.js) so that running an
- * .onnx file starts without loading TF.js: `nextray predict`'s cold start.
+ * With ort-cache.ts (the optimised-graph cache) the Node half of the one ONNX Runtime seam: the only module that
+ * imports onnxruntime-node (src/inference/core/onnx-session.ts is the runtime-agnostic half the browser uses).
+ * It loads neither the exporter nor TF.js, so running an .onnx file starts fast: `nextray predict`'s cold start.
  */
 import * as ort from 'onnxruntime-node';
 import { availableParallelism } from 'node:os';
-import { OnnxClassifierCore, OnnxModelError, openSession, type OnnxClassifierCoreOptions } from './classifier.js';
-import { ProtoDecodeError } from './proto.js';
-import { readModelSkeleton } from './skeleton.js';
-import { createCachedSession, type OrtCacheOptions, type OrtCacheReport } from './session-cache.js';
+import { OnnxClassifierCore, openSession, type OnnxClassifierCoreOptions } from '../core/onnx-session.js';
+import { OnnxModelError } from '../../models/onnx/info.js';
+import { ProtoDecodeError } from '../../models/onnx/proto.js';
+import { readModelSkeleton } from '../../models/onnx/skeleton.js';
+import { createCachedSession, type OrtCacheOptions, type OrtCacheReport } from './ort-cache.js';
+
+/** The onnxruntime-node module itself, for callers that run graphs of their own (int8 calibration runs). */
+export { ort };
 
 export interface OnnxClassifierOptions extends Omit<OnnxClassifierCoreOptions, 'source'> {
   /**
@@ -25,7 +30,7 @@ export interface OnnxClassifierOptions extends Omit<OnnxClassifierCoreOptions, '
    */
   spinning?: boolean;
   /**
-   * Keep ONNX Runtime's optimised graph in a cache and load it next time (session-cache.ts): `true` or options
+   * Keep ONNX Runtime's optimised graph in a cache and load it next time (ort-cache.ts): `true` or options
    * (folder, log, the model's sha256 when the caller has it). File paths only, and only at the default level 'all'
    * (sessionOptions setting graphOptimizationLevel or optimizedModelFilePath turn it off). Default off here; the
    * CLI turns it on (`--no-onnx-cache` turns it off).

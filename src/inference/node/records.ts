@@ -1,90 +1,36 @@
 /**
- * Inference over image records: a model (live, or rebuilt from a checkpoint folder or a run directory) ->
- * per-image logits and probabilities -> `Prediction` rows ({image, label, probability}) that src/evaluate takes.
- * Used by the trainer's validation pass, by `nextray evaluate --model RUN`, and by the demo.
+ * Inference over a dataset's image records: a trained model (rebuilt from a checkpoint folder or a run directory)
+ * -> per-image logits and probabilities -> prediction rows ({image, label, probability}, the shape src/evaluate
+ * takes). Used by `nextray evaluate --model RUN`, by calibration's reports and by the demo.
  *
  * Prediction of a split (`predictSplit`) runs in ONNX Runtime by default: the checkpoint's model is exported to
  * ONNX in memory (src/models/onnx) and one onnxruntime-node session runs every batch — the fastest engine measured
  * for inference here. TF.js stays as the fallback ('auto' uses it, with one stderr line saying why, when
  * onnxruntime-node does not load or the architecture cannot be exported) and as an explicit choice ('tfjs').
- * The trainer's validation pass stays on TF.js: its weights change every epoch and an export per pass would
- * cost more than it saves on small validation sets.
+ * (The trainer's validation pass, src/train/validate.ts, stays on TF.js: its weights change every epoch and an
+ * export per pass would cost more than it saves on small validation sets.)
  */
 import { existsSync } from 'node:fs';
-import { BatchLoader, type BadImage, type ImageCache } from '../data/loader.js';
-import { initEngine } from '../engine/index.js';
-import { loadMuraDataset } from '../data/mura.js';
-import { loadSplit, selectSubset, type Subset } from '../data/splits.js';
-import type { Preprocessing } from '../data/preprocess.js';
-import type { ImageRecord } from '../data/types.js';
-import type { Prediction } from '../evaluate/predictions.js';
-import type { Model } from '../models/index.js';
-import type { CheckpointMetadata } from '../models/weights/index.js';
-import { loadOnnxRuntime, PREDICT_ENGINES, type OnnxRuntimeFace, type PredictEngine } from '../inference/node/models.js';
-import { loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, type BatchRunner, type LoadedModel } from '../inference/node/checkpoint.js';
-import { runPaths } from './run-dir.js';
+import type { BadImage } from '../../data/loader.js';
+import { inferRecordsWith, type InferenceResult } from '../../data/records.js';
+import { initEngine } from '../../engine/index.js';
+import { loadMuraDataset } from '../../data/mura.js';
+import { loadSplit, selectSubset, type Subset } from '../../data/splits.js';
+import type { Label } from '../../data/types.js';
+import type { CheckpointMetadata } from '../../models/weights/index.js';
+import { runPaths } from '../../runs/run-dir.js';
+import { PREDICT_ENGINES, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+import { loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, type BatchRunner } from './checkpoint.js';
 
-// Running a trained model lives in src/inference; re-exported for the trainer's callers.
-export { loadOnnxRuntime, loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, PREDICT_ENGINES, type BatchRunner, type LoadedModel, type OnnxRuntimeFace, type PredictEngine };
-
-export interface InferenceResult {
-  /** Records that produced an output, in the records' order (bad images left out). */
-  records: ImageRecord[];
-  /** One logit per kept record. */
-  logits: Float32Array;
-  badImages: BadImage[];
-}
-
-export interface InferenceOptions {
-  preprocessing: Preprocessing;
-  batchSize?: number;
-  workers?: number;
-  /** Decoded images kept across calls (the trainer's validation passes); see ImageCache. */
-  cache?: ImageCache;
-  /** Called after each batch with the number of images done. */
-  onProgress?: (done: number, total: number) => void;
-}
-
-/** Runs the model in inference mode (dropout off, batchnorm running statistics) over `records`. */
-export async function inferRecords(model: Model, records: readonly ImageRecord[], opts: InferenceOptions): Promise<InferenceResult> {
-  return inferRecordsWith(tfjsRunner(model, opts.preprocessing.size), records, opts);
-}
-
-/**
- * `inferRecords` over any engine: the same loader, batching and ordering, with `run` producing each batch's
- * logits (TF.js model, ONNX Runtime session, ...).
- */
-export async function inferRecordsWith(run: BatchRunner, records: readonly ImageRecord[], opts: InferenceOptions): Promise<InferenceResult> {
-  const loader = new BatchLoader(records, {
-    batchSize: opts.batchSize ?? 16,
-    shuffle: false,
-    augment: false,
-    preprocessing: opts.preprocessing,
-    workers: opts.workers ?? 2,
-    ...(opts.cache ? { cache: opts.cache } : {}),
-  });
-  const out: { index: number; logit: number }[] = [];
-  try {
-    let done = 0;
-    for await (const batch of loader.epoch(0)) {
-      const logits = await run(batch.x, batch.n);
-      batch.indices.forEach((index, k) => out.push({ index, logit: logits[k]! }));
-      done += batch.n;
-      opts.onProgress?.(done, records.length);
-    }
-  } finally {
-    await loader.close();
-  }
-  out.sort((a, b) => a.index - b.index);
-  return {
-    records: out.map((o) => records[o.index]!),
-    logits: Float32Array.from(out.map((o) => o.logit)),
-    badImages: loader.badImages,
-  };
+/** One image's prediction: its dataset path, label and P(abnormal) (what src/evaluate's `Prediction` holds). */
+export interface RecordPrediction {
+  image: string;
+  label: Label;
+  probability: number;
 }
 
 /** Prediction rows for src/evaluate from an inference result. */
-export function toPredictions(result: InferenceResult): Prediction[] {
+export function toPredictions(result: InferenceResult): RecordPrediction[] {
   return result.records.map((r, i) => ({ image: r.path, label: r.label, probability: sigmoid(result.logits[i]!) }));
 }
 
@@ -120,13 +66,13 @@ export interface PredictSplitOptions {
   onLog?: (line: string) => void;
   /** ONNX Runtime threads (default: all cores). */
   threads?: number;
-  /** Supplies ONNX Runtime (default: onnxruntime-node via src/models/onnx/runtime.ts); a seam for hosts and tests. */
+  /** Supplies ONNX Runtime (default: onnxruntime-node via src/inference/node/onnx-session.ts); a seam for hosts and tests. */
   loadOnnxRuntime?: () => Promise<OnnxRuntimeFace>;  /** An exported .onnx file of this checkpoint (any precision) to run instead of exporting it in memory. */
   onnxFile?: string;
 }
 
 export interface SplitPredictions {
-  predictions: Prediction[];
+  predictions: RecordPrediction[];
   /** The model's logit per prediction (same order), divided by the checkpoint's temperature when it has one. */
   logits: Float32Array;
   /** The temperature applied (checkpoint extra.trust.temperature; 1 when none). */
@@ -156,7 +102,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   const requested = opts.engine ?? 'auto';
   if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
-  // Temperature scaling fitted at training end (src/train/trust.ts) is applied to the logit by both engines.
+  // Temperature scaling fitted at training end (src/calibrate/trust.ts) is applied to the logit by both engines.
   const tr = (loaded.metadata.extra as { trust?: { temperature?: { value?: unknown } } } | undefined)?.trust?.temperature?.value;
   const temperature = typeof tr === 'number' && tr > 0 ? tr : 1;
   let onnx: Awaited<ReturnType<typeof onnxRunner>> | null = null;

@@ -1,12 +1,12 @@
 /**
- * OOD gate fitting (src/train/ood.ts) and scoring (src/inference/core/ood.ts). Golden values from NumPy, with
+ * OOD gate fitting (src/calibrate/ood.ts) and scoring (src/inference/core/ood.ts). Golden values from NumPy, with
  * sklearn.covariance.ledoit_wolf_shrinkage's formula written out (sklearn is not installed here):
  *   X = [[1,2,.5],[.3,-1,2],[2.2,.1,-.4],[-1,.7,1.1],[0,0,.3],[1.5,-.5,.9],[.4,1.8,-1.2]]
  *   shrinkage = 0.9889176786909821, shrunk covariance below; np.quantile([3,1,4,1.5,9,2.6,5], .99) = 8.76, .5 -> 3.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fitOodGate, invertSpd, ledoitWolf, quantile } from '../../src/train/ood.js';
+import { fitOodGate, invertSpd, ledoitWolf, quantile } from '../../src/calibrate/ood.js';
 import { base64ToFloats, floatsToBase64, isOutOfDistribution, loadGate, mahalanobisScores, storeGate } from '../../src/inference/core/ood.js';
 
 const X = [
