@@ -97,6 +97,37 @@ export function charlsFrameDecoder(load: () => Promise<CharLSModule>): DicomFram
   };
 }
 
+/**
+ * A colour JPEG's colour space as the DICOM header says it, written into the stream for libjpeg: an Adobe APP14
+ * marker with transform 0 (RGB, no conversion) for Photometric Interpretation RGB, 1 (YCbCr) for YBR_*, replacing
+ * any JFIF APP0 or Adobe APP14 marker before the frame header. Without it libjpeg guesses from the component IDs
+ * (1, 2, 3 or 0, 1, 2 read as YCbCr) and converts RGB samples that were never transformed — dcmtk and gdcm follow
+ * the header too (T.81 itself leaves the colour space to the application; PS3.5 8.2.1 puts it in the header).
+ */
+export function withColourSpaceMarker(frame: Uint8Array, rgb: boolean): Uint8Array {
+  const keep: Uint8Array[] = [frame.subarray(0, 2)];
+  let i = 2;
+  while (i + 4 <= frame.length && frame[i] === 0xff) {
+    const marker = frame[i + 1]!;
+    if (marker === 0xd8 || (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) || marker === 0xda) break;
+    const length = (frame[i + 2]! << 8) | frame[i + 3]!;
+    const id = String.fromCharCode(...frame.subarray(i + 4, i + 9));
+    const drop = (marker === 0xe0 && id.startsWith('JFIF')) || (marker === 0xee && id.startsWith('Adobe'));
+    if (!drop) keep.push(frame.subarray(i, i + 2 + length));
+    i += 2 + length;
+  }
+  // APP14, length 14: 'Adobe', version 100, flags0 0, flags1 0, transform.
+  const app14 = Uint8Array.from([0xff, 0xee, 0x00, 0x0e, 0x41, 0x64, 0x6f, 0x62, 0x65, 0x00, 0x64, 0x00, 0x00, 0x00, 0x00, rgb ? 0 : 1]);
+  const parts = [keep[0]!, app14, ...keep.slice(1), frame.subarray(i)];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 /** 8-bit JPEG baseline (libjpeg-turbo; YCbCr frames come back as RGB). */
 export function libjpegTurboFrameDecoder(load: () => Promise<LibJpegTurboModule>): DicomFrameDecoder {
   const module = once(load);
@@ -108,7 +139,8 @@ export function libjpegTurboFrameDecoder(load: () => Promise<LibJpegTurboModule>
       if (!h) throw new Error('the frame is not a JPEG codestream (no SOI and frame header)');
       if (h.precision !== 8) throw new Error(`${h.precision}-bit JPEG (${sofName(h.sof)}) needs the 12-bit decoder`);
       const m = await module();
-      return run(new m.JPEGDecoder(), frame, (d, out) => {
+      const stream = h.components === 3 ? withColourSpaceMarker(frame, info.photometric === 'RGB') : frame;
+      return run(new m.JPEGDecoder(), stream, (d, out) => {
         const fi = d.getFrameInfo();
         checkSize('JPEG', fi.width, fi.height, info);
         return { samples: out, samplesPerPixel: fi.componentCount };
