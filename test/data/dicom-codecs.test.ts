@@ -127,9 +127,6 @@ function encodingsFor(src: Source): Encoding[] {
     // gdcm writes colour as YBR_FULL_422 and its --raw keeps YCbCr; dcmdjpeg gives RGB, as our reader does.
     out.push({ name: 'gdcmconv --jpeg --lossy (baseline)', encode: gdcm(['--jpeg', '--lossy', '-q', '90']).encode, decode: (s, o) => void tool('dcmdjpeg', [s, o]), ts: TS.jpegBaseline, lossless: false });
   }
-  if (src.bits === 12 && !src.signed && src.spp === 1) {
-    out.push({ name: 'dcmcjpeg +ee (extended 12-bit, lossy)', ...dcmtk('dcmcjpeg', ['+ee'], 'dcmdjpeg'), ts: TS.jpegExtended, lossless: false });
-  }
   return out;
 }
 
@@ -206,6 +203,13 @@ for (const src of SOURCES) {
   });
 }
 
+test('12-bit JPEG extended (process 4) is refused with its reason, naming the file (no maintained 12-bit decoder yet)', { skip: toolsSkip(['dcmcjpeg']) }, async () => {
+  const src = picture('x12', 16, 16, 12, false, 1);
+  const out = join(tmp.dir, 'x12-ee.dcm');
+  tool('dcmcjpeg', ['+ee', writeSource(src), out]);
+  await assert.rejects(readDicom(new Uint8Array(readFileSync(out)), { source: 'x12.dcm', decoders: nodeFrameDecoders }), /x12\.dcm: the 1\.2\.840\.10008\.1\.2\.4\.51 \(JPEG Extended \(Process 2 & 4\)\) frame cannot be decoded: 12-bit JPEG/);
+});
+
 test('multi-frame (3 frames, RLE and JPEG-LS): each frame decodes to its own values; readDicom uses the first with a warning', { skip }, async () => {
   const src = picture('frames', 12, 10, 12, false, 1, 3);
   const path = writeSource(src);
@@ -277,6 +281,8 @@ test("pydicom's test files in every transfer syntax we read decode to the indepe
     if (!['MONOCHROME1', 'MONOCHROME2', 'RGB'].includes(px.photometric)) continue;
     const how = referenceTool(p.header.transferSyntax);
     if (!how) continue;
+    // 12-bit JPEG (JPEG-lossy.dcm, JPGExtended.dcm) has no decoder yet: refused, see the 12-bit test above.
+    if (p.header.transferSyntax === TS.jpegExtended && (px.bitsStored ?? 8) > 8) continue;
     let ref = file;
     if (how.length) {
       ref = join(tmp.dir, `pyd-${name}`);
@@ -305,7 +311,7 @@ test("pydicom's test files in every transfer syntax we read decode to the indepe
   }
   assert.deepEqual(problems, []);
   const syntaxes = new Set(checked.map((c) => c.split(' ')[1]));
-  for (const ts of [TS.rle, TS.jpegLsLossless, TS.jpeg2000Lossless, TS.jpeg2000, TS.jpegBaseline, TS.jpegExtended, TS.explicitLE, TS.explicitBE, TS.deflatedLE]) {
+  for (const ts of [TS.rle, TS.jpegLsLossless, TS.jpeg2000Lossless, TS.jpeg2000, TS.jpegBaseline, TS.explicitLE, TS.explicitBE, TS.deflatedLE]) {
     assert.ok(syntaxes.has(ts), `a pydicom file in ${ts} was checked (${checked.join(', ')})`);
   }
 });

@@ -137,7 +137,7 @@ export function libjpegTurboFrameDecoder(load: () => Promise<LibJpegTurboModule>
     async decode(frame, info) {
       const h = readJpegFrameHeader(frame);
       if (!h) throw new Error('the frame is not a JPEG codestream (no SOI and frame header)');
-      if (h.precision !== 8) throw new Error(`${h.precision}-bit JPEG (${sofName(h.sof)}) needs the 12-bit decoder`);
+      if (h.precision !== 8) throw new Error(`${h.precision}-bit JPEG (${sofName(h.sof)}) is not supported: libjpeg-turbo's wasm build decodes 8-bit samples only; convert the file first, e.g. 'dcmdjpeg in.dcm out.dcm'`);
       const m = await module();
       const stream = h.components === 3 ? withColourSpaceMarker(frame, info.photometric === 'RGB') : frame;
       return run(new m.JPEGDecoder(), stream, (d, out) => {
