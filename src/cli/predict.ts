@@ -61,12 +61,17 @@ export function memberColumns(members: readonly string[]): string[] {
   });
 }
 
+/** Columns a DICOM input adds: View Position (0018,5101), Laterality (0020,0060), Image Laterality (0020,0062), Body Part Examined, SOP Instance UID. */
+export const DICOM_COLUMNS = ['view_position', 'laterality', 'image_laterality', 'body_part', 'sop_instance_uid'];
+
 /** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
 export function imagesCsv(images: readonly ImagePrediction[], members: readonly string[]): string {
   const perModel = members.length > 1 ? memberColumns(members) : [];
   // The OOD gate's columns appear when the model has a gate; a flagged image gets 'out-of-distribution' as decision.
   const gated = images.some((im) => im.ood !== undefined);
-  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : [])].join(',')];
+  // DICOM inputs add what their headers say of the view (empty for PNG/JPEG rows).
+  const dicom = images.some((im) => im.dicom !== undefined);
+  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : []), ...(dicom ? DICOM_COLUMNS : [])].join(',')];
   for (const im of images) {
     lines.push(
       [
@@ -80,6 +85,7 @@ export function imagesCsv(images: readonly ImagePrediction[], members: readonly 
         im.modelSha256,
         ...(members.length > 1 ? im.perModel.map(prob) : []),
         ...(gated ? [im.ood ? 'true' : 'false', im.oodScore === undefined ? '' : prob(im.oodScore)] : []),
+        ...(dicom ? [im.dicom?.viewPosition, im.dicom?.laterality, im.dicom?.imageLaterality, im.dicom?.bodyPartExamined, im.dicom?.sopInstanceUid].map((v) => csvField(v ?? '')) : []),
       ].join(','),
     );
   }

@@ -180,7 +180,8 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
     }
     pixelBytes = o.toBytes();
   }
-  const encapsulated = ts === TS.jpegBaseline || ts === TS.jpeg2000 || ts === TS.jpegLossless;
+  // Every JPEG-family syntax (1.2.840.10008.1.2.4.x) and RLE (1.2.840.10008.1.2.5) is encapsulated (PS3.5 A.4).
+  const encapsulated = ts.startsWith('1.2.840.10008.1.2.4.') || ts === '1.2.840.10008.1.2.5';
   const pixelEl: DicomElement = { group: 0x7fe0, element: 0x0010, vr: spec.bitsAllocated === 8 || encapsulated ? 'OB' : 'OW', value: pixelBytes };
   let body: Uint8Array;
   if (encapsulated) {

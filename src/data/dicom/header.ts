@@ -116,3 +116,25 @@ export function headerOf(ds: DataSet, transferSyntax: string): DicomHeader {
   if (photometric !== undefined) p.photometric = photometric.trim();
   return h;
 }
+
+/** What a prediction keeps of a DICOM view's header (the CSV columns and the SR's references). */
+export interface DicomViewInfo {
+  studyInstanceUid?: string;
+  seriesInstanceUid?: string;
+  sopInstanceUid?: string;
+  sopClassUid?: string;
+  modality?: string;
+  bodyPartExamined?: string;
+  viewPosition?: string;
+  laterality?: string;
+  imageLaterality?: string;
+}
+
+export function viewInfoOf(h: DicomHeader): DicomViewInfo {
+  const out: DicomViewInfo = {};
+  for (const k of ['studyInstanceUid', 'seriesInstanceUid', 'sopInstanceUid', 'sopClassUid', 'modality', 'bodyPartExamined', 'viewPosition', 'laterality', 'imageLaterality'] as const) {
+    const v = h[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
