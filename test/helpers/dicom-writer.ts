@@ -168,8 +168,13 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
           { group: 0x0028, element: 0x1053, vr: 'DS' as const, value: String(spec.rescale.slope) },
         ]
       : []),
-    ...(spec.extra ?? []),
   ];
+  // Extra elements replace the defaults of the same tag (e.g. another SOP Instance UID).
+  const extra = spec.extra ?? [];
+  const overridden = (e: DicomElement) => extra.some((x) => x.group === e.group && x.element === e.element);
+  ds.splice(0, ds.length, ...ds.filter((e) => !overridden(e)), ...extra);
+  const sopInstance = extra.find((x) => x.group === 0x0008 && x.element === 0x0018)?.value;
+  const sopClass = extra.find((x) => x.group === 0x0008 && x.element === 0x0016)?.value;
   let pixelBytes = spec.pixelBytes;
   if (!pixelBytes) {
     const px = spec.pixels!;
@@ -200,8 +205,8 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
   if (ts === TS.deflatedLE) body = new Uint8Array(deflateRawSync(body));
   const metaElements: DicomElement[] = [
     { group: 0x0002, element: 0x0001, vr: 'OB', value: Uint8Array.from([0, 1]) },
-    { group: 0x0002, element: 0x0002, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.1.1' },
-    { group: 0x0002, element: 0x0003, vr: 'UI', value: '1.2.826.0.1.3680043.9.7.1.1' },
+    { group: 0x0002, element: 0x0002, vr: 'UI', value: typeof sopClass === 'string' ? sopClass : '1.2.840.10008.5.1.4.1.1.1.1' },
+    { group: 0x0002, element: 0x0003, vr: 'UI', value: typeof sopInstance === 'string' ? sopInstance : '1.2.826.0.1.3680043.9.7.1.1' },
     { group: 0x0002, element: 0x0010, vr: 'UI', value: ts },
   ];
   const meta = encodeElements(metaElements, true, true);
