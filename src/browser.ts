@@ -44,3 +44,6 @@ export { Rng, type Seed } from './util/rng.js';
  *   const model = await inference.createOnnxModel(ort, bytes, { source: 'model.onnx' });
  */
 export * as inference from './inference/core/index.js';
+
+/** Results as DICOM: the Comprehensive SR of a study's predictions, the small DICOM writer, result UIDs (bytes out). */
+export * as pacs from './pacs/index.js';
