@@ -45,5 +45,3 @@ export { Rng, type Seed } from './util/rng.js';
  */
 export * as inference from './inference/core/index.js';
 
-/** Results as DICOM: the Comprehensive SR of a study's predictions, the small DICOM writer, result UIDs (bytes out). */
-export * as pacs from './pacs/index.js';

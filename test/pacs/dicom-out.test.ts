@@ -13,7 +13,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { createModel, type Model } from '../../src/models/index.js';
 import { exportOnnx } from '../../src/models/onnx/export.js';
-import { saveOnnx } from '../../src/models/onnx/runtime.js';
+import { saveOnnx } from '../../src/models/onnx/files.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 import { writeDicom, type DicomElement } from '../helpers/dicom-writer.js';

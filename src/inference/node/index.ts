@@ -18,7 +18,6 @@ export {
 } from './checkpoint.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './inputs.js';
 export { decodeForPrediction, type DecodeReply, type DecodeRequest } from './decode.js';
-export { nodeFrameDecoders, NODE_CODEC_LOADERS } from '../../data/dicom/node-codecs.js';
 export { predictFiles, type BadFile, type PredictFilesOptions, type PredictFilesResult } from './predict.js';
 export { OnnxClassifier, type OnnxClassifierOptions } from './onnx-session.js';
 export { predictSplit, toPredictions, type PredictEngineInfo, type PredictSplitOptions, type RecordPrediction, type SplitPredictions } from './records.js';
