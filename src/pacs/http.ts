@@ -11,8 +11,8 @@ export type PacsAuth = { user: string; password: string } | { token: string } | 
 export class PacsError extends NextrayError {
   /** HTTP status, or 0 when the server could not be reached. */
   readonly status: number;
-  constructor(message: string, status: number, hint?: string) {
-    super(message, { code: 'ERR_PACS', exitStatus: 1, ...(hint ? { hint } : {}) });
+  constructor(message: string, status: number, hint?: string, exitStatus = 1) {
+    super(message, { code: 'ERR_PACS', exitStatus, ...(hint ? { hint } : {}) });
     this.name = 'PacsError';
     this.status = status;
   }
@@ -38,11 +38,11 @@ export function baseUrl(url: string, flag: string): string {
   try {
     u = new URL(url);
   } catch {
-    throw new PacsError(`${flag} ${url}: not a URL (give e.g. http://127.0.0.1:8042)`, 0);
+    throw new PacsError(`${flag} ${url}: not a URL (give e.g. http://127.0.0.1:8042)`, 0, undefined, 2);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new PacsError(`${flag} ${url}: only http:// and https:// are supported`, 0);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new PacsError(`${flag} ${url}: only http:// and https:// are supported`, 0, undefined, 2);
   if (u.username || u.password) {
-    throw new PacsError(`${flag}: the URL holds credentials, which any user can read in the process list`, 0, 'remove them from the URL and set NEXTRAY_PACS_USER / NEXTRAY_PACS_PASSWORD (or NEXTRAY_PACS_TOKEN), or give --credentials FILE (mode 0600)');
+    throw new PacsError(`${flag}: the URL holds credentials, which any user can read in the process list`, 0, 'remove them from the URL and set NEXTRAY_PACS_USER / NEXTRAY_PACS_PASSWORD (or NEXTRAY_PACS_TOKEN), or give --credentials FILE (mode 0600)', 2);
   }
   return u.href.endsWith('/') ? u.href : `${u.href}/`;
 }

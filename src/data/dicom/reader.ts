@@ -223,6 +223,15 @@ function maskSigned(raw: ArrayLike<number>, count: number, stride: number, offse
  * allocated; MONOCHROME1/2 with one sample, RGB or YBR_FULL(_422) with three) and the size limit. Throws
  * DicomError naming the file.
  */
+const JPEG_FAMILY: ReadonlySet<string> = new Set([TS.jpegBaseline, TS.jpegExtended, TS.jpegLossless, TS.jpegLosslessSV1, TS.jpegLsLossless, TS.jpegLsNearLossless]);
+
+/** Whether a JPEG codestream ends with EOI (0xFFD9), allowing trailing zero padding. */
+function endsWithEoi(b: Uint8Array): boolean {
+  let end = b.length;
+  while (end > 0 && b[end - 1] === 0) end--;
+  return end >= 2 && b[end - 2] === 0xff && b[end - 1] === 0xd9;
+}
+
 export async function decodeStoredFrame(p: ParsedDicom, opts: { frame?: number; decoders?: readonly DicomFrameDecoder[]; maxPixels?: number } = {}): Promise<StoredFrame> {
   const file = p.source;
   const fail = (problem: string): never => {
@@ -270,6 +279,11 @@ export async function decodeStoredFrame(p: ParsedDicom, opts: { frame?: number; 
       bytes = encapsulatedFrame(p, frame);
     } catch (err) {
       return fail(`damaged compressed pixel data (${syntaxName(ts)}): ${errorText(err)}`);
+    }
+    // A JPEG-family frame ends with the EOI marker (padding zeros may follow): without it the data was cut short, and
+    // the codecs would fill the rest of the image with whatever their state holds rather than fail.
+    if (JPEG_FAMILY.has(ts) && !endsWithEoi(bytes)) {
+      return fail(`damaged compressed pixel data (${syntaxName(ts)}): the frame ends without the JPEG end-of-image marker (FFD9), so it was cut short (a truncated instance)`);
     }
     let d;
     try {
