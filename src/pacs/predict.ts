@@ -9,7 +9,6 @@
 import { availableParallelism } from 'node:os';
 import { DicomError, readDicom, type DicomHeader } from '../data/dicom/index.js';
 import { nodeFrameDecoders } from '../data/dicom/node-codecs.js';
-import { MAX_IMAGE_PIXELS } from '../data/images.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { Ensemble } from '../inference/core/ensemble.js';
 import type { InferenceModel } from '../inference/core/model.js';
@@ -120,7 +119,7 @@ export async function openPredictor(models: readonly string[], opts: PredictorOp
       };
       for (const input of instances) {
         try {
-          const dcm = await readDicom(input.bytes, { source: input.name, decoders: nodeFrameDecoders, maxPixels: MAX_IMAGE_PIXELS });
+          const dcm = await readDicom(input.bytes, { source: input.name, decoders: nodeFrameDecoders });
           const inputs = preprocessAll(dcm.grey, dcm.width, dcm.height, ensemble.preprocessings, input.name);
           batch.push({
             input,
