@@ -144,26 +144,33 @@ export async function watchOrthanc(orthanc: Orthanc, sink: ResultSink, predictor
       await sleep(opts.pollSeconds * 1000, opts.signal);
       continue;
     }
+    let unsaved = false;
     for (const c of page.Changes) {
       if (opts.signal?.aborted) break;
-      if (c.ChangeType === 'StableStudy' && c.ResourceType === 'Study') {
-        opts.log(`change ${c.Seq}: StableStudy ${c.ID}`);
-        const o = await withRetries({ id: c.ID }, orthanc, sink, predictor, opts);
-        if ('failed' in o) {
-          summary.failed++;
-          state.failed.push({ study: c.ID, change: c.Seq, error: o.failed, at: new Date().toISOString() });
-          opts.log(`study ${c.ID}: given up: ${o.failed}; moving on (listed under "failed" in ${opts.stateFile})`);
-          if (opts.once) {
-            // --once leaves the position before the failed study, so the next run tries it again.
-            writeJsonAtomic(opts.stateFile, state);
-            return summary;
-          }
-        } else count(summary, o);
+      if (c.ChangeType !== 'StableStudy' || c.ResourceType !== 'Study') {
+        // Nothing to do for it; saved with the next study or at the end of the page (one write, not one per instance).
+        state.since = c.Seq;
+        unsaved = true;
+        continue;
       }
+      opts.log(`change ${c.Seq}: StableStudy ${c.ID}`);
+      const o = await withRetries({ id: c.ID }, orthanc, sink, predictor, opts);
+      if ('failed' in o) {
+        summary.failed++;
+        state.failed.push({ study: c.ID, change: c.Seq, error: o.failed, at: new Date().toISOString() });
+        opts.log(`study ${c.ID}: given up: ${o.failed}; moving on (listed under "failed" in ${opts.stateFile})`);
+        if (opts.once) {
+          // --once leaves the position before the failed study, so the next run tries it again.
+          writeJsonAtomic(opts.stateFile, state);
+          return summary;
+        }
+      } else count(summary, o);
       // The result (if any) is stored: only now is the change done.
       state.since = c.Seq;
       writeJsonAtomic(opts.stateFile, state);
+      unsaved = false;
     }
+    if (unsaved) writeJsonAtomic(opts.stateFile, state);
     if (page.Done) {
       if (opts.once) break;
       await sleep(opts.pollSeconds * 1000, opts.signal);
