@@ -192,6 +192,7 @@ const PROPOSE: Readonly<Record<string, string>> = {
   '1.2.840.10008.1.2.4.81': '-xu',
   '1.2.840.10008.1.2.4.90': '-xv',
   '1.2.840.10008.1.2.4.91': '-xw',
+  '1.2.840.10008.1.2.4.100': '-xm',
 };
 
 /** A file's Transfer Syntax UID, from its File Meta group (0002,0010). */

@@ -225,11 +225,14 @@ function maskSigned(raw: ArrayLike<number>, count: number, stride: number, offse
  */
 const JPEG_FAMILY: ReadonlySet<string> = new Set([TS.jpegBaseline, TS.jpegExtended, TS.jpegLossless, TS.jpegLosslessSV1, TS.jpegLsLossless, TS.jpegLsNearLossless]);
 
-/** Whether a JPEG codestream ends with EOI (0xFFD9), allowing trailing zero padding. */
+/**
+ * Whether a JPEG codestream ends with EOI (0xFFD9). Encoders pad an odd frame with 0x00 or 0xFF (pydicom's
+ * JPEG-lossy.dcm ends FF D9 FF), so the marker is looked for in the last 16 bytes: inside entropy-coded data 0xFF is
+ * followed only by 0x00 or a restart marker, so FF D9 there can only be the end.
+ */
 function endsWithEoi(b: Uint8Array): boolean {
-  let end = b.length;
-  while (end > 0 && b[end - 1] === 0) end--;
-  return end >= 2 && b[end - 2] === 0xff && b[end - 1] === 0xd9;
+  for (let i = b.length - 2; i >= Math.max(0, b.length - 16); i--) if (b[i] === 0xff && b[i + 1] === 0xd9) return true;
+  return false;
 }
 
 export async function decodeStoredFrame(p: ParsedDicom, opts: { frame?: number; decoders?: readonly DicomFrameDecoder[]; maxPixels?: number } = {}): Promise<StoredFrame> {
