@@ -101,6 +101,13 @@ test('watch --once: one SR per stable study and one heatmap image per view, vali
       assert.deepEqual(dciodvfyErrors(sc, 'sc.dcm'), []);
       const p = parseDicom(sc).dataSet;
       assert.deepEqual([p.string('x00080016'), p.string('x00280004'), p.uint16('x00280010'), p.uint16('x00280011')], ['1.2.840.10008.5.1.4.1.1.7', 'RGB', 48, 48]);
+      // The map is drawn in colour over the grey radiograph: some pixels are not grey (a blank or grey stub fails).
+      const px = p.elements.x7fe00010!;
+      const rgb = new Uint8Array(p.byteArray.buffer, p.byteArray.byteOffset + px.dataOffset, px.length);
+      let coloured = 0;
+      for (let i = 0; i + 2 < rgb.length; i += 3) if (rgb[i] !== rgb[i + 2]) coloured++;
+      assert.ok(coloured > rgb.length / 3 / 4, `${coloured} coloured pixels of ${rgb.length / 3}`);
+      assert.equal(p.elements.x00082112!.items![0]!.dataSet!.string('x00081155')?.startsWith('1.2.826.0.1.3680043.9.7.7.'), true, 'the source image is referenced');
     }
   }
   assert.equal(scs, 6);

@@ -283,9 +283,9 @@ export async function decodeStoredFrame(p: ParsedDicom, opts: { frame?: number; 
     } catch (err) {
       return fail(`damaged compressed pixel data (${syntaxName(ts)}): ${errorText(err)}`);
     }
-    // A JPEG-family frame ends with the EOI marker (padding zeros may follow): without it the data was cut short, and
-    // the codecs would fill the rest of the image with whatever their state holds rather than fail.
-    if (JPEG_FAMILY.has(ts) && !endsWithEoi(bytes)) {
+    // A JPEG-family frame (it starts with SOI; anything else the codec names) ends with the EOI marker: without it the
+    // data was cut short, and the codecs would fill the rest of the image from their state rather than fail.
+    if (JPEG_FAMILY.has(ts) && bytes[0] === 0xff && bytes[1] === 0xd8 && !endsWithEoi(bytes)) {
       return fail(`damaged compressed pixel data (${syntaxName(ts)}): the frame ends without the JPEG end-of-image marker (FFD9), so it was cut short (a truncated instance)`);
     }
     let d;
