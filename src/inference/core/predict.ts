@@ -8,6 +8,7 @@
  */
 import { normaliseToChannels, preprocessGrey, resizeToInput, type Preprocessing } from '../../data/preprocess.js';
 import type { Label, Region } from '../../data/types.js';
+import type { DicomIdentity } from '../../data/dicom-identity.js';
 import type { Ensemble } from './ensemble.js';
 import type { ModelRunOptions } from './model.js';
 import type { StudyKey, StudySource } from './study.js';
@@ -51,6 +52,8 @@ export interface PreparedImage {
   format: string;
   /** Things that decoded fine but look wrong (all one value, 12 bits in a 16-bit PNG ...). */
   warnings: string[];
+  /** What the DICOM header says about the view and its patient and study (DICOM files only). */
+  dicom?: DicomIdentity;
 }
 
 /** A heatmap over the model input grid (filled by the explanation code, when asked for). */
@@ -61,6 +64,11 @@ export interface Heatmap {
   data: Float32Array;
   /** How it was made: 'cam' (one model), 'cam-mean' (an ensemble: the mean of its members' maps, see applyTrust). */
   method: string;
+  /**
+   * One model only: its raw map as the graph gave it (h x w over the input grid, not normalised), for drawing it on
+   * the original image without resampling twice (camOnImage).
+   */
+  coarse?: { data: Float32Array; height: number; width: number };
 }
 
 /** The result for one image. */

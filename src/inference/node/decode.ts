@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { decodeGrey, ImageError, MAX_IMAGE_PIXELS } from '../../data/images.js';
 import { greyWarnings, type Preprocessing } from '../../data/preprocess.js';
 import { DicomError, isDicom, readDicom, type DicomFrameDecoder } from '../../data/dicom.js';
+import { readDicomIdentity, type DicomIdentity } from '../../data/dicom-identity.js';
 import { preprocessAll } from '../core/predict.js';
 
 export interface DecodeRequest {
@@ -32,6 +33,8 @@ export type DecodeReply =
       format: string;
       /** DICOM Study Instance UID (0020,000D), when the file has one. */
       studyUid?: string;
+      /** DICOM: the view's, patient's and study's identifiers in the header. */
+      dicom?: DicomIdentity;
       warnings: string[];
     }
   | { id: number; ok: false; problem: string };
@@ -116,8 +119,11 @@ export async function decodeForPrediction(req: DecodeRequest): Promise<DecodeRep
     if (st.isDirectory()) return { id, ok: false, problem: 'this is a folder, not an image file' };
     if (st.size === 0) return { id, ok: false, problem: 'empty file (0 bytes); it was probably not copied completely' };
     if (await looksLikeDicom(file)) {
-      const dcm = await readDicom(await readFile(file), { source: file, decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], maxPixels: req.maxPixels ?? MAX_IMAGE_PIXELS });
+      const bytes = await readFile(file);
+      const dcm = await readDicom(bytes, { source: file, decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], maxPixels: req.maxPixels ?? MAX_IMAGE_PIXELS });
       const inputs = preprocessAll(dcm.grey, dcm.width, dcm.height, req.preprocessings, file);
+      const dicom = readDicomIdentity(bytes);
+      if (dcm.studyInstanceUid) dicom.studyInstanceUid = dcm.studyInstanceUid;
       return {
         id,
         ok: true,
@@ -126,6 +132,7 @@ export async function decodeForPrediction(req: DecodeRequest): Promise<DecodeRep
         height: dcm.height,
         format: 'dicom',
         ...(dcm.studyInstanceUid ? { studyUid: dcm.studyInstanceUid } : {}),
+        dicom,
         warnings: [...dcm.warnings, ...greyWarnings(dcm.grey, 8)],
       };
     }
