@@ -53,6 +53,5 @@ export * as inference from './inference/core/index.js';
 export { load } from './inference/core/load.js';
 export type { LoadOptions, ModelSpec, NextrayModel, PredictionResult, PredictOptions, StudyPrediction, ViewInput, ViewPrediction } from './inference/core/load.js';
 
-/** DICOM: the reader and PS3.3 C.11 display pipeline, and the header's patient / study / view identifiers. */
-export * as dicom from './data/dicom.js';
-export * as dicomIdentity from './data/dicom-identity.js';
+/** DICOM: the reader, the PS3.3 C.11 display pipeline, the header gate and the browser-safe codecs. */
+export * as dicom from './data/dicom/index.js';

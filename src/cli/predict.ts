@@ -13,11 +13,14 @@ import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
 // Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
 import type { StudyPrediction, ViewPrediction } from '../inference/core/load.js';
+import type { ImagePrediction } from '../inference/core/predict.js';
 import { load, type NodeModel } from '../inference/node/load.js';
 import { expandInputs } from '../inference/node/inputs.js';
 import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
+import { writeStudyReports } from '../pacs/files.js';
+import { packageVersion } from '../util/package.js';
 
 interface PredictFlags {
   model: string[];
@@ -31,6 +34,7 @@ interface PredictFlags {
   engine: PredictEngine;
   quiet?: boolean;
   heatmaps?: string;
+  dicomOut?: string;
   onnxCache: boolean;
 }
 
@@ -62,12 +66,17 @@ function decisionOf(v: { decision: 'abnormal' | 'normal' | null }): string {
   return v.decision ?? 'out-of-distribution';
 }
 
+/** Columns a DICOM input adds: View Position (0018,5101), Laterality (0020,0060), Image Laterality (0020,0062), Body Part Examined, SOP Instance UID. */
+export const DICOM_COLUMNS = ['view_position', 'laterality', 'image_laterality', 'body_part', 'sop_instance_uid'];
+
 /** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
 export function imagesCsv(views: readonly ViewPrediction[], members: readonly string[], model: string, sha256: string): string {
   const perModel = members.length > 1 ? memberColumns(members) : [];
   // The OOD gate's columns appear when the model has a gate; a flagged image gets 'out-of-distribution' as decision.
   const gated = views.some((v) => v.ood !== null);
-  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : [])].join(',')];
+  // DICOM inputs add what their headers say of the view (empty for PNG/JPEG rows).
+  const dicom = views.some((v) => v.dicom !== undefined);
+  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : []), ...(dicom ? DICOM_COLUMNS : [])].join(',')];
   for (const v of views) {
     lines.push(
       [
@@ -81,6 +90,7 @@ export function imagesCsv(views: readonly ViewPrediction[], members: readonly st
         sha256,
         ...(members.length > 1 ? v.perModel.map(prob) : []),
         ...(gated ? [v.ood?.flagged ? 'true' : 'false', v.ood && Number.isFinite(v.ood.score) ? prob(v.ood.score) : ''] : []),
+        ...(dicom ? [v.dicom?.viewPosition, v.dicom?.laterality, v.dicom?.imageLaterality, v.dicom?.bodyPartExamined, v.dicom?.sopInstanceUid].map((x) => csvField(x ?? '')) : []),
       ].join(','),
     );
   }
@@ -189,6 +199,22 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     };
     if (flags.out) write(flags.out, csv, '--out');
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, model.name, model.sha256, model.hasOodGate), '--studies-out');
+    let reports: Awaited<ReturnType<typeof writeStudyReports>> | null = null;
+    if (flags.dicomOut) {
+      const operatingPoint = `threshold ${model.threshold} (${model.thresholdSource === 'option' ? 'given with --threshold' : 'stored with the model'}); abnormal when probability > threshold`;
+      try {
+        reports = await writeStudyReports(
+          flags.dicomOut,
+          res.views.map((v) => srView(v, model)),
+          res.unreadable.map((u) => ({ file: u.input, problem: u.problem })),
+          { name: model.name, sha256: model.sha256, operatingPoint },
+          packageVersion(),
+        );
+      } catch (err) {
+        throw new CliError(`--dicom-out ${flags.dicomOut}: cannot write the results SR: ${(err as Error).message}`);
+      }
+      if (!flags.quiet && !flags.json) for (const n of reports.notes) process.stderr.write(`nextray: note: ${n}\n`);
+    }
     const abnormal = res.views.filter((v) => v.decision === 'abnormal').length;
     const outOfDistribution = res.views.filter((v) => v.ood?.flagged).length;
     const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.unreadable.map((u) => ({ file: u.input, problem: u.problem }))];
@@ -207,6 +233,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         unreadable,
         ...(flags.out ? { out: flags.out } : {}),
         ...(flags.studiesOut ? { studies_out: flags.studiesOut } : {}),
+        ...(reports ? { dicom_out: reports.written, dicom_out_notes: reports.notes } : {}),
         setup_seconds: Number(setupSeconds.toFixed(3)),
         seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
         inference_seconds: Number(res.inferenceSeconds.toFixed(3)),
@@ -241,13 +268,42 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         `model ${model.name} sha256 ${model.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
         (unreadable.length ? `; ${unreadable.length} input(s) unreadable (named above)` : '');
       (flags.out ? process.stdout : process.stderr).write(
-        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') + summary + '\n',
+        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') +
+          (reports ? `wrote ${reports.written.length} DICOM SR(s) to ${flags.dicomOut}\n` : '') +
+          summary +
+          '\n',
       );
     }
     if (unreadable.length || heatmapFailures) process.exitCode = 1;
   } finally {
     await model.release();
   }
+}
+
+/**
+ * A view's result in the shape the SR writer (src/pacs/files.ts) reads: the decision as the threshold gives it,
+ * with the OOD gate's verdict beside it.
+ */
+function srView(v: ViewPrediction, model: NodeModel): ImagePrediction {
+  return {
+    image: v.view.name,
+    probability: v.probability,
+    decision: v.probability > v.threshold ? 'abnormal' : 'normal',
+    threshold: v.threshold,
+    perModel: v.perModel,
+    model: model.name,
+    modelSha256: model.sha256,
+    study: v.studyKey,
+    studySource: v.studySource,
+    ...(v.label !== undefined ? { label: v.label } : {}),
+    ...(v.region !== undefined ? { region: v.region } : {}),
+    width: v.width,
+    height: v.height,
+    format: v.format,
+    warnings: v.warnings,
+    ...(v.dicom ? { dicom: v.dicom } : {}),
+    ...(v.ood ? { ood: v.ood.flagged, oodScore: v.ood.score } : {}),
+  };
 }
 
 /** The DICOM view identifiers of a view (SOPInstanceUID, ViewPosition, Laterality, BodyPartExamined), when any. */
@@ -273,6 +329,7 @@ export function registerPredict(program: Command): void {
     .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
     .option('--quiet', 'no progress bar, warnings or notes (a rebuilt ONNX cache, the TF.js fallback)')
     .option('--no-onnx-cache', "an .onnx model: don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx, and loaded next time)")
+    .option('--dicom-out <dir>', 'write one DICOM Comprehensive SR per DICOM study (DIR/<SR UID>.dcm; same study and model: same UID, so a re-run replaces it); see docs/dicom.md')
     .option('--heatmaps <dir>', 'write DIR/<stem>.png (class activation map over the image, original size, legend) and DIR/<stem>.cam.npy (float32, model input size, ReLU\'d, / max)')
     .addHelpText(
       'after',
@@ -281,10 +338,13 @@ Examples:
   nextray predict --model model.onnx xray.png
   nextray predict --model runs/r152 --model runs/d169 scans/ --out preds.csv --studies-out studies.csv
   nextray predict --model model.onnx MURA-v1.1/valid --out valid.csv && nextray evaluate --predictions valid.csv
+  nextray predict --model model.onnx study-dicoms/ --dicom-out results/
 
 Output CSV columns: image (the path as given), label (1/0 from a MURA study folder, else empty), probability,
 decision (abnormal when probability > threshold), threshold, study, model, model_sha256 (per-member probabilities
-for ensembles). Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder.
+for ensembles); DICOM inputs add view_position, laterality, image_laterality, body_part, sop_instance_uid.
+Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder. DICOM inputs pass a header gate first
+(CR, DX, RG accepted; CT, MR, US, ... refused with the reason).
 Exit codes: 0 all predicted; 1 some inputs unreadable (named on stderr; the rest predicted); 2 usage error,
 unusable model, or no image files.`,
     )

@@ -115,7 +115,7 @@ test('every bad input gets a 4xx and a JSON error that says what is wrong', asyn
     ['text', post('hello, this is not an image at all', { 'content-type': 'text/plain' }), 415, /not an image/],
     ['GIF', post(gif), 415, /unsupported format.*GIF/],
     ['damaged DICOM', post(dicom), 422, /damaged or truncated DICOM/],
-    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomLossless)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*not supported/],
+    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomLossless)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.201 \(High-Throughput JPEG 2000.*not supported/],
     ['body over the limit', post(Buffer.alloc(65 * 1024, 1)), 413, /too large.*65536/],
     ['image over the pixel limit', post(await greyPng(200, 200, 1)), 413, /too large/],
     ['unknown route', s.inject('/v1/nothing'), 404, /not found/],

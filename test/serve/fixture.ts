@@ -149,7 +149,7 @@ export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' |
   writeFileSync(files.dicomMono1, writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME1', pixels: Array.from(px, (v) => 255 - v) }));
   writeFileSync(
     files.dicomLossless,
-    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: '1.2.840.10008.1.2.4.70', pixelBytes: encapsulate([new Uint8Array([0xff, 0xd8, 0xff, 0xc3, 0, 0])]) }),
+    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: '1.2.840.10008.1.2.4.201', pixelBytes: encapsulate([new Uint8Array([0xff, 0x4f, 0xff, 0x51, 0, 0])]) }),
   );
   writeFileSync(files.png1, await greyPng(90, 120, 0));
   writeFileSync(files.png2, await greyPng(120, 80, 2));

@@ -8,7 +8,7 @@
  *   ensemble.ts  Ensemble: mean of the members' probabilities, one input per distinct preprocessing
  *   predict.ts   preprocess(grey, w, h, p), preprocessAll, predictBatch -> ImagePrediction (heatmap/ood slots)
  *   study.ts     studyKeyOf (MURA study folder, else DICOM StudyInstanceUID, else folder), aggregateStudies
- *   (DICOM bytes are read with src/data/dicom.ts, also browser-safe)
+ *   (DICOM bytes are read with src/data/dicom/, also browser-safe; wasm codecs through injected loaders)
  *
  * Browser use:
  *   import * as ort from 'onnxruntime-web';
@@ -75,3 +75,4 @@ export {
   type ViewInput,
   type ViewPrediction,
 } from './load.js';
+export { dicomIdentityOf, type DicomIdentity, type DicomStudyIdentity } from './identity.js';

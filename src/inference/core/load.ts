@@ -20,8 +20,8 @@
  * also takes paths, folders, checkpoint folders and run directories).
  */
 import type { InferenceSession } from 'onnxruntime-common';
-import { isDicom, readDicom, type DicomFrameDecoder } from '../../data/dicom.js';
-import { readDicomIdentity, type DicomIdentity, type DicomStudyIdentity, type DicomViewIdentity } from '../../data/dicom-identity.js';
+import { isDicom, readDicom, type DicomFrameDecoder } from '../../data/dicom/index.js';
+import { dicomIdentityOf, type DicomIdentity, type DicomStudyIdentity } from './identity.js';
 import { greyWarnings } from '../../data/preprocess.js';
 import type { Label, Region } from '../../data/types.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
@@ -125,9 +125,17 @@ export interface OodVerdict {
 }
 
 /** Which view a result is about: its name, and from a DICOM header what identifies and describes it. */
-export interface ViewIdentity extends DicomViewIdentity {
+export interface ViewIdentity {
   /** The file name or path as given. */
   name: string;
+  /** SOP Instance UID (0008,0018). */
+  sopInstanceUid?: string;
+  /** View Position (0018,5101), e.g. 'AP', 'PA', 'LL'. */
+  viewPosition?: string;
+  /** Image Laterality (0020,0062), else the series' Laterality (0020,0060): 'L', 'R', 'U' or 'B'. */
+  laterality?: string;
+  /** Body Part Examined (0018,0015), e.g. 'HAND', 'WRIST'. */
+  bodyPartExamined?: string;
 }
 
 /** The prediction for one view. */
@@ -279,7 +287,9 @@ export function viewPrediction(im: ImagePrediction, ensemble: Ensemble, dicom?: 
   const ood = verdictOf(im, ensemble);
   const view: ViewIdentity = { name: im.image };
   if (dicom) {
-    for (const k of ['sopInstanceUid', 'viewPosition', 'laterality', 'bodyPartExamined'] as const) if (dicom[k]) view[k] = dicom[k];
+    for (const k of ['sopInstanceUid', 'viewPosition', 'bodyPartExamined'] as const) if (dicom[k]) view[k] = dicom[k];
+    const laterality = dicom.imageLaterality ?? dicom.laterality;
+    if (laterality) view.laterality = laterality;
   }
   return {
     view,
@@ -359,9 +369,7 @@ export async function decodeView(input: EncodedView, opts: Pick<LoadOptions, 'de
       ...(opts.dicomDecoders ? { decoders: [...opts.dicomDecoders] } : {}),
       ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}),
     });
-    const dicom = readDicomIdentity(input.bytes);
-    // The pixel reader's Study Instance UID is the one the study grouping has always used.
-    if (d.studyInstanceUid) dicom.studyInstanceUid = d.studyInstanceUid;
+    const dicom = dicomIdentityOf(d.header);
     return { name: input.name, grey: d.grey, width: d.width, height: d.height, format: 'dicom', warnings: [...d.warnings, ...greyWarnings(d.grey, 8)], dicom };
   }
   if (!opts.decodeImage) throw new ViewInputError(`${input.name}: not DICOM, and no PNG/JPEG decoder was given to load() (option decodeImage)`);

@@ -8,10 +8,10 @@
  */
 import { normaliseToChannels, preprocessGrey, resizeToInput, type Preprocessing } from '../../data/preprocess.js';
 import type { Label, Region } from '../../data/types.js';
-import type { DicomIdentity } from '../../data/dicom-identity.js';
 import type { Ensemble } from './ensemble.js';
 import type { ModelRunOptions } from './model.js';
 import type { StudyKey, StudySource } from './study.js';
+import type { DicomIdentity } from './identity.js';
 
 /**
  * Model input from a decoded grey image (row-major, values in [0, 1]): resize per `p` (letterbox or stretch,
@@ -93,6 +93,8 @@ export interface ImagePrediction {
   height: number;
   format: string;
   warnings: string[];
+  /** DICOM inputs: identifiers and view from the header (View Position, Laterality ... go into the CSV). */
+  dicom?: DicomIdentity;
   /** Optional, filled by the trust layer when asked: class activation heatmap (an ensemble's: the members' mean). */
   heatmap?: Heatmap;
   /** Optional, filled by the trust layer: whether the image looks out of distribution, and the score behind it. */
@@ -143,6 +145,7 @@ export async function predictBatch(ensemble: Ensemble, images: readonly Prepared
       height: im.height,
       format: im.format,
       warnings: im.warnings,
+      ...(im.dicom ? { dicom: im.dicom } : {}),
     };
   });
   if (opts.onBatch) await opts.onBatch(results, raw, images);

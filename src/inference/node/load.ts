@@ -8,10 +8,10 @@
  *   await model.release();
  *
  * Files are decoded on worker threads ahead of inference (predictFiles: a bounded window, so memory stays flat on
- * any folder); PNG/JPEG bytes by sharp, DICOM bytes by the core's reader with sharp (JPEG baseline) and OpenJPEG
- * (JPEG 2000) for compressed frames. Opening an .onnx file loads neither TF.js nor sharp in this thread.
+ * any folder); PNG/JPEG bytes by sharp, DICOM bytes by the core's reader with the Node codecs for compressed frames
+ * (src/data/dicom/node-codecs.ts). Opening an .onnx file loads neither TF.js nor sharp in this thread.
  */
-import type { DicomFrameDecoder } from '../../data/dicom.js';
+import { nodeFrameDecoders } from '../../data/dicom/node-codecs.js';
 import { greyWarnings } from '../../data/preprocess.js';
 import {
   groupStudies,
@@ -69,21 +69,6 @@ const sharpImageDecoder: ImageDecoder = async (bytes, name, opts): Promise<Decod
   }
 };
 
-/** Compressed DICOM frames: JPEG baseline by sharp, JPEG 2000 by OpenJPEG (./decode.ts), loaded on first use. */
-function lazyFrameDecoder(which: 'sharpJpegFrameDecoder' | 'openJpegFrameDecoder', transferSyntaxes: string[]): DicomFrameDecoder {
-  return {
-    transferSyntaxes,
-    async decode(frame, info) {
-      const mod = await import('./decode.js');
-      return mod[which].decode(frame, info);
-    },
-  };
-}
-const NODE_DICOM_DECODERS: DicomFrameDecoder[] = [
-  lazyFrameDecoder('sharpJpegFrameDecoder', ['1.2.840.10008.1.2.4.50']),
-  lazyFrameDecoder('openJpegFrameDecoder', ['1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.91']),
-];
-
 function isPathSpec(spec: NodeModelSpec): spec is string | readonly string[] {
   return typeof spec === 'string' || (Array.isArray(spec) && spec.every((s) => typeof s === 'string'));
 }
@@ -102,7 +87,7 @@ export async function load(spec: NodeModelSpec, opts: NodeLoadOptions = {}): Pro
   } else members.push(...((Array.isArray(spec) ? spec : [spec]) as (InferenceModel | OnnxModelSpec)[]));
   const core = await loadCore(members, {
     decodeImage: sharpImageDecoder,
-    dicomDecoders: NODE_DICOM_DECODERS,
+    dicomDecoders: nodeFrameDecoders,
     ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
     ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}),
     ...(opts.warmup ? { warmup: true } : {}),

@@ -121,8 +121,7 @@ test('DICOM views: identity from the header; one StudyInstanceUID but two Patien
       extra: [
         { group: 0x0010, element: 0x0020, vr: 'LO', value: patient },
         ...(extra.name ? [{ group: 0x0010, element: 0x0010, vr: 'PN' as const, value: extra.name }] : []),
-        // Study Date is a DA; written with the text VR the test writer has (the reader keys on the tag).
-        ...(extra.date ? [{ group: 0x0008, element: 0x0020, vr: 'CS' as const, value: extra.date }] : []),
+        ...(extra.date ? [{ group: 0x0008, element: 0x0020, vr: 'DA' as const, value: extra.date }] : []),
         ...(extra.acc ? [{ group: 0x0008, element: 0x0050, vr: 'SH' as const, value: extra.acc }] : []),
         ...(extra.view ? [{ group: 0x0018, element: 0x5101, vr: 'CS' as const, value: extra.view }] : []),
         ...(extra.side ? [{ group: 0x0020, element: 0x0062, vr: 'CS' as const, value: extra.side }] : []),
