@@ -11,7 +11,7 @@ import { CliError, parseFloatOption, parseIntOption } from './common.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { EXIT_FAILURE, FileWriteError, NextrayError } from '../util/errors.js';
 import { join } from 'node:path';
-import { fitTrust } from '../train/trust.js';
+import { fitTrust } from '../calibrate/trust.js';
 
 interface TrainFlags {
   config?: string;
@@ -190,7 +190,7 @@ export function registerTrain(program: Command): void {
       throw err;
     }
     finish(result, json, quiet);
-    // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts). Also on
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/calibrate/trust.ts). Also on
     // --resume of a finished run whose fit never completed (killed during it): resume ends where a whole run ends.
     if (opts.trust !== false && result.state.bestEpoch && (!result.alreadyDone || !hasTrust(result.runDir))) {
       const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };

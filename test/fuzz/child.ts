@@ -11,11 +11,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { decodeGrey, ImageError } from '../../src/data/images.js';
-import { DicomError, readDicom } from '../../src/data/dicom.js';
+import { DicomError, readDicom } from '../../src/data/dicom/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
 import { loadMuraDataset, muraCsvNames, type MuraDataset } from '../../src/data/mura.js';
 import { createSplit, loadSplit, writeSplit } from '../../src/data/splits.js';
-import { openJpegFrameDecoder, sharpJpegFrameDecoder } from '../../src/inference/node/decode.js';
+import { nodeFrameDecoders } from '../../src/data/dicom/node-codecs.js';
 import { buildServer } from '../../src/serve/server.js';
 import type { Predictor } from '../../src/serve/predictor.js';
 import { NextrayError } from '../../src/util/errors.js';
@@ -134,7 +134,7 @@ export async function runCase(req: CaseRequest): Promise<CaseResult> {
       bases ??= makeBases();
       const bytes = imageCase(target, seed, index, await bases);
       if (target === 'dicom') {
-        const img = await readDicom(bytes, { source: `case${index}.dcm`, decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], maxPixels: 4_000_000 });
+        const img = await readDicom(bytes, { source: `case${index}.dcm`, decoders: nodeFrameDecoders, maxPixels: 4_000_000 });
         preprocessGrey(img.grey, img.width, img.height, PRE);
       } else {
         const img = await decodeGrey(bytes, { maxPixels: 4_000_000 });

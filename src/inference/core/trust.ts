@@ -2,7 +2,7 @@
  * The trust layer of prediction (browser-safe): turns a model's optional `cam` and `ood_score` graph outputs into
  * each ImagePrediction's `heatmap` (normalised CAM at the model's input resolution) and `ood` / `oodScore` (the
  * gate stored in the model's metadata `ood`), and reads a checkpoint's trust information (model.json
- * `extra.trust`, written by src/train/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
+ * `extra.trust`, written by src/calibrate/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
  * the ensemble for and `applyTrust` from predictBatch's onBatch.
  */
 import type { OnnxExportOptions } from '../../models/onnx/export.js';
@@ -12,7 +12,7 @@ import type { Ensemble } from './ensemble.js';
 import { isOutOfDistribution, loadGate, type StoredOodGate } from './ood.js';
 import type { ImagePrediction } from './predict.js';
 
-/** What `extra.trust` holds in a checkpoint's model.json (src/train/trust.ts writes it). */
+/** What `extra.trust` holds in a checkpoint's model.json (src/calibrate/trust.ts writes it). */
 export interface TrustInfo {
   temperature?: { value: number; fittedOn: 'validation'; images: number; nllBefore: number; nllAfter: number; eceBefore: number; eceAfter: number };
   ood?: StoredOodGate & { fittedOn: 'train' };
@@ -35,8 +35,8 @@ export function trustExportOptions(meta: { extra?: Record<string, unknown>; deci
   };
 }
 
-/** The gate threshold a model's ONNX metadata states, or null. */
-function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
+/** The gate threshold a model's ONNX metadata (`ood`) states, or null when it has no gate. */
+export function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
   if (!metadata.ood) return null;
   try {
     const t = (JSON.parse(metadata.ood) as { threshold?: unknown }).threshold;
@@ -74,6 +74,10 @@ export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<E
       });
       for (let j = 0; j < sum.length; j++) sum[j]! /= cams.length;
       r.heatmap = { width: size, height: size, data: normaliseMap(sum), method: cams.length > 1 ? 'cam-mean' : 'cam' };
+      if (cams.length === 1) {
+        const [, h, w] = cams[0]!.dims as [number, number, number];
+        r.heatmap.coarse = { data: cams[0]!.data.slice(k * h * w, (k + 1) * h * w), height: h, width: w };
+      }
     });
   }
   if (raw.extra.every((e) => e[ONNX_OOD_SCORE])) {

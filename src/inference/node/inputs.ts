@@ -11,7 +11,7 @@
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
-import { isDicom } from '../../data/dicom.js';
+import { isDicom } from '../../data/dicom/index.js';
 import { argsAsBytes } from '../../util/argv.js';
 import { displayPath, walkFolder } from '../../util/walk.js';
 
@@ -60,8 +60,12 @@ export function pathToOpen(expanded: Pick<ExpandedInputs, 'openPaths'>, file: st
   return expanded.openPaths.get(file) ?? file;
 }
 
-/** Expands inputs (see the module comment); a file given explicitly is kept whatever its extension. */
-export function expandInputs(inputs: readonly string[]): ExpandedInputs {
+/**
+ * Expands inputs (see the module comment); a file given explicitly is kept whatever its extension. `known`: the
+ * bytes of inputs already shown as `\xHH` text (the openPaths of an earlier expansion), so a listed file expands to
+ * itself again.
+ */
+export function expandInputs(inputs: readonly string[], known?: ReadonlyMap<string, Uint8Array>): ExpandedInputs {
   const files: string[] = [];
   const problems: InputProblem[] = [];
   const openPaths = new Map<string, Buffer>();
@@ -71,8 +75,9 @@ export function expandInputs(inputs: readonly string[]): ExpandedInputs {
     if (!path.equals(Buffer.from(shown))) openPaths.set(shown, path);
   };
   inputs.forEach((arg, i) => {
-    const raw = bytes[i]!;
-    const input = raw.equals(Buffer.from(arg)) ? arg : displayPath(raw);
+    const knownBytes = known?.get(arg);
+    const raw = knownBytes ? Buffer.from(knownBytes) : bytes[i]!;
+    const input = knownBytes || raw.equals(Buffer.from(arg)) ? arg : displayPath(raw);
     let st;
     try {
       st = statSync(raw);
