@@ -6,7 +6,7 @@
  */
 import { deflateRawSync } from 'node:zlib';
 
-export type Vr = 'UI' | 'CS' | 'DS' | 'IS' | 'LO' | 'SH' | 'PN' | 'US' | 'SS' | 'UL' | 'OB' | 'OW' | 'SQ';
+export type Vr = 'UI' | 'CS' | 'DA' | 'DS' | 'IS' | 'LO' | 'SH' | 'PN' | 'US' | 'SS' | 'UL' | 'OB' | 'OW' | 'SQ';
 
 export interface DicomElement {
   group: number;
