@@ -139,28 +139,39 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const src = await loadModelBytes(spec.headers ?? {}, (done, total) => progress(`Downloading the model: ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB…`));
   const tFetched = performance.now();
   progress('Starting the runtime…');
-  const rt = await loadRuntime(spec.backend ?? 'auto', src.deployment.runtimes);
+  let rt = await loadRuntime(spec.backend ?? 'auto', src.deployment.runtimes);
   const source = src.deployment.file;
-  let provider = rt.providers[0]!;
-  let note = rt.note;
-  let model: OnnxInferenceModel;
+  const start = async (r: Runtime): Promise<{ model: OnnxInferenceModel; tSession: number }> => {
+    const m = await createSession(r, src.bytes, source, src.deployment.sha256, r.providers);
+    const tSession = performance.now();
+    // Warm-up: the first run compiles kernels; the user's first image should not pay for it.
+    progress('Warming up…');
+    const s = m.classifier.info.inputSize;
+    try {
+      await m.run(new Float32Array(s * s * 3), 1);
+    } catch (err) {
+      await m.release().catch(() => undefined);
+      throw err;
+    }
+    return { model: m, tSession };
+  };
+  let started: { model: OnnxInferenceModel; tSession: number };
   try {
-    model = await createSession(rt, src.bytes, source, src.deployment.sha256, rt.providers);
+    started = await start(rt);
   } catch (err) {
     if (rt.build !== 'webgpu') throw err;
-    // The WebGPU build also has the wasm CPU provider: fall back to it rather than fail.
-    note = `WebGPU could not run this model (${(err as Error).message.split('\n')[0]}); using wasm instead`;
-    provider = 'wasm';
-    model = await createSession(rt, src.bytes, source, src.deployment.sha256, ['wasm']);
+    // WebGPU failed (an unsupported operator, a driver problem): the plain wasm build runs every model.
+    const why = `WebGPU could not run this model (${(err as Error).message.split('\n')[0]}); using wasm instead`;
+    rt = await loadRuntime('wasm', src.deployment.runtimes, why);
+    started = await start(rt);
   }
+  const model = started.model;
+  const tSession = started.tSession;
+  const provider = rt.providers[0]!;
+  const note = rt.note;
   const ensemble = new Ensemble([model]);
   const info: OnnxClassifierInfo = model.classifier.info;
   const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => model.card.outputs.includes(o));
-  const tSession = performance.now();
-  // Warm-up: the first run compiles kernels; the user's first image should not pay for it.
-  progress('Warming up…');
-  const s = info.inputSize;
-  await model.run(new Float32Array(s * s * 3), 1);
   const tEnd = performance.now();
   const card = pageCard(info, { name: src.deployment.name ?? model.card.name, sha256: model.card.sha256, bytes: src.bytes.byteLength, threshold: ensemble.threshold });
   const temperature = info.temperature > 0 ? info.temperature : 1;

@@ -28,18 +28,29 @@ export interface Runtime {
   note: string | null;
 }
 
+type Adapter = { info?: { architecture?: string; vendor?: string }; isFallbackAdapter?: boolean; requestDevice(): Promise<{ destroy(): void }> };
+
 /** A WebGPU adapter the browser offers, and whether it is a software one. */
-async function gpuAdapter(): Promise<{ software: boolean } | null> {
-  type Adapter = { info?: { architecture?: string; vendor?: string }; isFallbackAdapter?: boolean };
+async function gpuAdapter(): Promise<{ adapter: Adapter; software: boolean } | null> {
   const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<Adapter | null> } }).gpu;
   if (!gpu) return null;
   try {
     const a = await gpu.requestAdapter();
     if (!a) return null;
     const arch = `${a.info?.architecture ?? ''} ${a.info?.vendor ?? ''}`.toLowerCase();
-    return { software: a.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|software/.test(arch) };
+    return { adapter: a, software: a.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|software/.test(arch) };
   } catch {
     return null;
+  }
+}
+
+/** Null when the adapter gives a device, else why not (a blocklisted driver, a lost device). */
+async function deviceProblem(a: Adapter): Promise<string | null> {
+  try {
+    (await a.requestDevice()).destroy();
+    return null;
+  } catch (err) {
+    return (err as Error).message || String(err);
   }
 }
 
@@ -55,15 +66,20 @@ export function ortFiles(build: 'wasm' | 'webgpu'): { mjs: string; wasm: string 
 }
 
 /** Picks and loads the build (see the module comment). */
-export async function loadRuntime(want: Backend, shipped: readonly string[]): Promise<Runtime> {
+export async function loadRuntime(want: Backend, shipped: readonly string[], why: string | null = null): Promise<Runtime> {
   let build: 'wasm' | 'webgpu' = 'wasm';
-  let note: string | null = null;
+  let note: string | null = why;
   if (want !== 'wasm') {
-    const adapter = await gpuAdapter();
+    const found = shipped.includes('webgpu') ? await gpuAdapter() : null;
     if (!shipped.includes('webgpu')) note = want === 'webgpu' ? 'WebGPU asked for, but this deployment ships only the wasm runtime' : null;
-    else if (!adapter) note = want === 'webgpu' ? 'WebGPU asked for, but this browser offers no WebGPU adapter' : null;
-    else if (adapter.software && want !== 'webgpu') note = 'the WebGPU adapter is a software one (slower than wasm)';
-    else build = 'webgpu';
+    else if (!found) note = want === 'webgpu' ? 'WebGPU asked for, but this browser offers no WebGPU adapter' : null;
+    else if (found.software && want !== 'webgpu') note = 'the WebGPU adapter is a software one (slower than wasm)';
+    else {
+      // A device is tried before onnxruntime-web is: a failure inside its WebGPU start-up can leave that build unusable.
+      const problem = await deviceProblem(found.adapter);
+      if (problem) note = `WebGPU has no device here (${problem}); using wasm instead`;
+      else build = 'webgpu';
+    }
   }
   const ort = (build === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as typeof OrtWeb;
   const f = ortFiles(build);
