@@ -19,7 +19,7 @@ import { buildSite, serveSite } from '../../src/cli/app.js';
 import { defaultAppDir } from '../../src/serve/server.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';
-import { CHROMIUM, CHROMIUM_ARGS, chromiumMissing, launch } from './browser.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumMissing, launch, offlinePage } from './browser.js';
 import { cliProbabilities, pick, studyCards } from './fixture.js';
 
 const skip = chromiumMissing() ?? (existsSync(join(defaultAppDir(), 'index.html')) ? null : 'dist/app not built (npm run build)');
@@ -156,13 +156,15 @@ test('on a static server without COOP/COEP the service worker makes the page cro
   const { url, server } = await plainServer(site);
   const browser = await launch();
   try {
-    const page = await (await browser.newContext()).newPage();
+    const { page, blocked, consoleErrors } = await offlinePage(browser, url);
     await page.goto(url + '/');
     // The first load is not isolated; the page reloads itself once the worker controls it.
     await page.waitForFunction(() => self.crossOriginIsolated && document.body.dataset.state === 'ready', null, { timeout: 120_000 });
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     assert.equal(await page.evaluate(() => (window as unknown as { nextray: { threads: number } }).nextray.threads), cores);
     near(await probabilityOf(page, images.png1), cliA.get(images.png1)!, 'static host');
+    assert.deepEqual(blocked, [], 'nothing asked of any other address');
+    assert.deepEqual(consoleErrors, []);
   } finally {
     await browser.close();
     server.close();
