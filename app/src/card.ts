@@ -9,6 +9,8 @@ import { ONNX_CAM } from '../../src/models/onnx/extras.js';
 
 export interface OperatingPoint {
   threshold: number;
+  /** How it was chosen: 'target-sensitivity' or 'max-kappa' (null when the file does not say). */
+  rule: string | null;
   /** The sensitivity the threshold was chosen to reach (e.g. 0.9). */
   targetSensitivity: number | null;
   /** Measured at that threshold on the validation data. */
@@ -62,6 +64,7 @@ export function readOperatingPoint(metadata: Readonly<Record<string, string>>, t
   };
   return {
     threshold: pick('threshold') ?? threshold,
+    rule: typeof j.rule === 'string' ? j.rule : null,
     targetSensitivity: pick('targetSensitivity', 'target_sensitivity'),
     sensitivity: pick('validationSensitivity', 'validation_sensitivity', 'sensitivity'),
     specificity: pick('validationSpecificity', 'validation_specificity', 'specificity'),
@@ -128,24 +131,39 @@ const pct = (x: number): string => `${Math.round(100 * x)}%`;
 export function operatingPointText(card: PageModelCard): string {
   const op = card.operatingPoint;
   if (!op) return 'the threshold stored with the model (the file records no validated operating point)';
-  const target = op.targetSensitivity ?? op.sensitivity;
+  const kappa = op.rule === 'max-kappa';
+  const target = kappa ? null : (op.targetSensitivity ?? op.sensitivity);
   const parts: string[] = [];
-  if (op.sensitivity !== null && target !== null && Math.abs(op.sensitivity - target) > 0.005) parts.push(`sensitivity ${pct(op.sensitivity)}`);
+  if (op.sensitivity !== null && (target === null || Math.abs(op.sensitivity - target) > 0.005)) parts.push(`sensitivity ${pct(op.sensitivity)}`);
   if (op.specificity !== null) parts.push(`specificity ${pct(op.specificity)}`);
   if (op.cases !== null) parts.push(`${op.cases} validation ${op.level === 'image' ? 'images' : 'studies'}`);
-  const head = target !== null ? `chosen for ${pct(target)} sensitivity on validation` : 'chosen on validation';
+  const head = kappa ? "chosen for the highest Cohen's kappa on validation" : target !== null ? `chosen for ${pct(target)} sensitivity on validation` : 'chosen on validation';
   return parts.length ? `${head} (${parts.join(', ')})` : head;
 }
 
-/** Two decimals, three when two would make a value look equal to the threshold it is compared with. */
+/** A threshold with two decimals, three when it has them (0.5036 -> '0.504', 0.5 -> '0.50'). */
+export function formatThreshold(t: number): string {
+  const s = t.toFixed(3);
+  return s.endsWith('0') ? t.toFixed(2) : s;
+}
+
+/**
+ * Two decimals, more when two would hide which side of the threshold the value is on (0.503 against a threshold of
+ * 0.50 shows as 0.503, never as '0.50 — above the threshold 0.50').
+ */
 export function formatProbability(p: number, threshold: number): string {
-  return p.toFixed(2) === threshold.toFixed(2) && p !== threshold ? p.toFixed(3) : p.toFixed(2);
+  const t = formatThreshold(threshold);
+  for (const d of [2, 3, 4]) {
+    const s = p.toFixed(d);
+    if (s !== t && Number(s) > Number(t) === p > threshold) return s;
+  }
+  return p.toFixed(5);
 }
 
 /** '0.83 — above the threshold 0.50, chosen for 90% sensitivity on validation (specificity 71%)'. */
 export function probabilityLine(p: number, card: PageModelCard): string {
   const t = card.threshold;
-  return `${formatProbability(p, t)} — ${p > t ? 'above' : 'at or below'} the threshold ${t.toFixed(2)}, ${operatingPointText(card)}`;
+  return `${formatProbability(p, t)} — ${p > t ? 'above' : 'at or below'} the threshold ${formatThreshold(t)}, ${operatingPointText(card)}`;
 }
 
 /** Whether the number shown is a calibrated probability, in words. */

@@ -116,7 +116,13 @@ export interface PageModel {
   card: PageModelCard;
   runtime: { build: 'wasm' | 'webgpu'; provider: string; threads: number; files: string[]; note: string | null };
   source: Omit<ModelSource, 'bytes'>;
+  /** Load phases in ms; warmupMs is the WebGPU first run (0 on wasm, where warmup() does it after the page is ready). */
   timings: { fetchMs: number; sessionMs: number; warmupMs: number; totalMs: number };
+  /**
+   * The first run, which compiles kernels, with a blank image: so the user's first image does not pay for it. Runs
+   * are queued, so a file picked meanwhile waits for it. Returns its ms (0 when it was part of loading).
+   */
+  warmup(): Promise<number>;
   predict(files: readonly File[], opts?: { heatmaps?: boolean }): Promise<Prediction>;
   release(): Promise<void>;
 }
@@ -141,17 +147,23 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   progress('Starting the runtime…');
   let rt = await loadRuntime(spec.backend ?? 'auto', src.deployment.runtimes);
   const source = src.deployment.file;
+  const warm = async (m: OnnxInferenceModel): Promise<void> => {
+    const s = m.classifier.info.inputSize;
+    await m.run(new Float32Array(s * s * 3), 1);
+  };
   const start = async (r: Runtime): Promise<{ model: OnnxInferenceModel; tSession: number }> => {
     const m = await createSession(r, src.bytes, source, src.deployment.sha256, r.providers);
     const tSession = performance.now();
-    // Warm-up: the first run compiles kernels; the user's first image should not pay for it.
-    progress('Warming up…');
-    const s = m.classifier.info.inputSize;
-    try {
-      await m.run(new Float32Array(s * s * 3), 1);
-    } catch (err) {
-      await m.release().catch(() => undefined);
-      throw err;
+    // On WebGPU the first run is part of starting (it compiles the shaders, and is where a GPU problem shows, so the
+    // wasm fallback can still take over). On wasm it runs after the page is ready (warmup()).
+    if (r.build === 'webgpu') {
+      progress('Warming up…');
+      try {
+        await warm(m);
+      } catch (err) {
+        await m.release().catch(() => undefined);
+        throw err;
+      }
     }
     return { model: m, tSession };
   };
@@ -236,8 +248,14 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   return {
     card,
     runtime: { build: rt.build, provider, threads: rt.threads, files: rt.files, note },
-    source: { deployment: src.deployment, from: src.from, online: src.online, replaced: src.replaced },
+    source: { deployment: src.deployment, from: src.from, online: src.online, refused: src.refused, replaced: src.replaced },
     timings: { fetchMs: tFetched - t0, sessionMs: tSession - tFetched, warmupMs: tEnd - tSession, totalMs: tEnd - t0 },
+    async warmup() {
+      if (rt.build === 'webgpu') return 0;
+      const t = performance.now();
+      await warm(model);
+      return performance.now() - t;
+    },
     async predict(files, opts = {}) {
       const views: ViewResult[] = [];
       const failed: Prediction['failed'] = [];

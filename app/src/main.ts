@@ -11,7 +11,7 @@
  *    in the diagnostics line.
  * Prediction itself is engine.ts; the canvas is viewer.ts; offline storage is store.ts / offline.ts / sw.ts.
  */
-import { calibrationText, formatProbability, operatingPointText, probabilityLine, type PageModelCard } from './card.js';
+import { calibrationText, formatProbability, formatThreshold, operatingPointText, probabilityLine, type PageModelCard } from './card.js';
 import { load, type PageModel, type Prediction, type StudyResult, type ViewResult } from './engine.js';
 import { askPersistence, keepFiles, megabytes, offlineState, registerWorker, reloadForIsolation } from './offline.js';
 import { backendFromHash } from './runtime.js';
@@ -73,7 +73,7 @@ function renderCard(card: PageModelCard): void {
   const rows: [string, string][] = [
     ['Model', `${card.name} (${card.arch})`],
     ['Input size', `${card.inputSize} × ${card.inputSize} px (${card.resize === 'pad' ? 'letterboxed' : 'stretched'})`],
-    ['Decision threshold', `${card.threshold.toFixed(2)}: ${operatingPointText(card)}`],
+    ['Decision threshold', `${formatThreshold(card.threshold)}: ${operatingPointText(card)}`],
     ['Probability', calibrationText(card)],
     [
       'OOD gate',
@@ -128,17 +128,17 @@ function studyLine(s: StudyResult, card: PageModelCard): HTMLElement {
     decision,
     ' — P(abnormal) ',
     prob,
-    ` (${s.counted.length === 1 ? 'one view' : `mean of ${s.counted.length} views`}) — ${s.probability > card.threshold ? 'above' : 'at or below'} the threshold ${card.threshold.toFixed(2)}, ${operatingPointText(card)}.`,
+    ` (${s.counted.length === 1 ? 'one view' : `mean of ${s.counted.length} views`}) — ${s.probability > card.threshold ? 'above' : 'at or below'} the threshold ${formatThreshold(card.threshold)}, ${operatingPointText(card)}.`,
   );
   return p;
 }
 
-function leftOutLine(s: StudyResult): HTMLElement | null {
+function leftOutLine(s: StudyResult, card: PageModelCard): HTMLElement | null {
   if (!s.leftOut.length || s.probability === null) return null;
   const names = s.leftOut.map((v) => `${v.name} (${v.rejection ? 'out of distribution' : 'left out'})`).join(', ');
   const w = s.withLeftOut!;
   const same = w.decision === s.decision;
-  const text = `Left out: ${names}. ${same ? `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would not change the decision` : `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would change the result to ${w.decision}`} (P ${w.probability.toFixed(2)}).`;
+  const text = `Left out: ${names}. ${same ? `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would not change the decision` : `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would change the result to ${w.decision}`} (P ${formatProbability(w.probability, card.threshold)}).`;
   return el('p', { className: 'left-out warning', textContent: text, dataset: { testid: 'left-out', differs: String(!same) } });
 }
 
@@ -204,7 +204,7 @@ function renderStudies(r: Prediction, card: PageModelCard): void {
       el('h2', { textContent: studyTitle(s) }),
       dl,
       studyLine(s, card),
-      ...[leftOutLine(s)].filter((x): x is HTMLElement => x !== null),
+      ...[leftOutLine(s, card)].filter((x): x is HTMLElement => x !== null),
       ...warnings,
       list,
     );
@@ -258,7 +258,7 @@ function showView(v: ViewResult): void {
     line.textContent = `${v.decision === 'abnormal' ? 'Abnormal' : 'Normal'} — P(abnormal) ${probabilityLine(v.probability, card)}.`;
     line.dataset.value = String(v.probability);
   } else if (research) {
-    line.textContent = `Research use — not a finding: this view was left out (${v.rejection?.reason ?? 'rejected'}). The model's output for it: P(abnormal) ${v.probability.toFixed(2)}.`;
+    line.textContent = `Research use — not a finding: this view was left out (${v.rejection?.reason ?? 'rejected'}). The model's output for it: P(abnormal) ${formatProbability(v.probability, card.threshold)}.`;
     line.dataset.value = String(v.probability);
   } else {
     line.textContent = `Left out: ${v.rejection?.reason ?? 'rejected'}. No probability and no heatmap are shown for it.`;
@@ -364,8 +364,10 @@ async function handleFiles(files: File[]): Promise<void> {
 }
 
 let diagBase = '';
+let diagExtra = '';
 function diagnostics(extra?: string): void {
-  $('diagnostics').textContent = `Diagnostics: ${diagBase}${extra ? `; ${extra}` : ''}.`;
+  if (extra !== undefined) diagExtra = extra;
+  $('diagnostics').textContent = `Diagnostics: ${diagBase}${diagExtra ? `; ${diagExtra}` : ''}.`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -560,11 +562,16 @@ async function start(): Promise<void> {
     u.hidden = false;
   }
   const backend = m.runtime.provider === 'webgpu' ? 'WebGPU' : `wasm, ${m.runtime.threads} thread${m.runtime.threads > 1 ? 's' : ''}`;
-  setStatus(`Ready: ${m.card.arch} on ${backend}${m.source.online ? '' : ' (offline: the stored model)'}${m.runtime.note ? ` — ${m.runtime.note}` : ''}.`);
+  const where = m.source.refused
+    ? ' (the stored model: the server asks for its token again, open the page as …/#token=<token> to check for a new one)'
+    : m.source.online
+      ? ''
+      : ' (offline: the stored model)';
+  setStatus(`Ready: ${m.card.arch} on ${backend}${where}${m.runtime.note ? ` — ${m.runtime.note}` : ''}.`);
   diagBase =
     `onnxruntime-web ${m.runtime.build} build, ${m.runtime.provider}, ${m.runtime.threads} thread${m.runtime.threads > 1 ? 's' : ''}` +
     `${self.crossOriginIsolated ? ', cross-origin isolated' : ', not cross-origin isolated (one thread)'}; model from ${m.source.from}` +
-    `; ready in ${(m.timings.totalMs / 1000).toFixed(2)} s (model ${(m.timings.fetchMs / 1000).toFixed(2)} s, session ${(m.timings.sessionMs / 1000).toFixed(2)} s, warm-up ${(m.timings.warmupMs / 1000).toFixed(2)} s)`;
+    `; ready in ${(m.timings.totalMs / 1000).toFixed(2)} s (model ${(m.timings.fetchMs / 1000).toFixed(2)} s, session ${(m.timings.sessionMs / 1000).toFixed(2)} s${m.timings.warmupMs > 0 ? `, first run ${(m.timings.warmupMs / 1000).toFixed(2)} s` : ''})`;
   diagnostics();
   Object.assign((window as unknown as { nextray: Record<string, unknown> }).nextray, {
     readyMs: m.timings.totalMs,
@@ -574,14 +581,22 @@ async function start(): Promise<void> {
     card: m.card,
     source: m.source,
   });
-  $<HTMLInputElement>('file').removeAttribute('aria-busy');
   state('ready');
+  // The first run compiles kernels; done now, after the page is usable (a file picked meanwhile waits for it).
+  const warmed = m.warmup().then(
+    (ms) => {
+      if (ms > 0) diagBase += `; first run (warm-up) ${(ms / 1000).toFixed(2)} s`;
+      diagnostics();
+    },
+    () => undefined,
+  );
   if (pending.length) {
     const files = pending;
     pending = [];
     $('queued').hidden = true;
     await handleFiles(files);
   }
+  await warmed;
   await goOffline(m, registration).catch((err: unknown) => {
     $('offline').textContent = `Not available offline: ${(err as Error).message}`;
   });

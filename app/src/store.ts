@@ -31,6 +31,8 @@ export interface ModelSource {
   from: 'network' | 'cache';
   /** Whether the description could be fetched (false: offline, the stored model is used). */
   online: boolean;
+  /** The server refused the description for want of its token; the stored model is used. */
+  refused: boolean;
   /** The SHA-256 of the model this browser ran before, when it was another one. */
   replaced: string | null;
 }
@@ -56,7 +58,7 @@ function storage(): Storage | null {
   }
 }
 
-async function describe(headers: Record<string, string>): Promise<{ d: Deployment; online: boolean }> {
+async function describe(headers: Record<string, string>): Promise<{ d: Deployment; online: boolean; refused?: boolean }> {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), DESCRIPTION_TIMEOUT_MS);
   let res: Response | null = null;
@@ -67,24 +69,25 @@ async function describe(headers: Record<string, string>): Promise<{ d: Deploymen
   } finally {
     clearTimeout(timer);
   }
-  if (res && res.status === 401) {
-    throw new ModelLoadError('model.json: HTTP 401: this server needs its token (open the page as …/#token=<token>)');
-  }
+  const refused = res !== null && res.status === 401;
   if (res && res.ok) {
     const j = (await res.json()) as unknown;
     if (!validDeployment(j)) throw new ModelLoadError('model.json: not a model description ({ file, sha256, bytes, runtimes })');
     storage()?.setItem(LAST_DEPLOYMENT, JSON.stringify(j));
     return { d: j, online: true };
   }
+  // Offline, or the server wants its token again (a browser restart ends the login session): the model stored on
+  // an earlier visit still runs; a new one can only come with the token.
   const saved = storage()?.getItem(LAST_DEPLOYMENT);
   if (saved) {
     try {
       const j = JSON.parse(saved) as unknown;
-      if (validDeployment(j)) return { d: j, online: false };
+      if (validDeployment(j)) return { d: j, online: false, refused };
     } catch {
       /* fall through */
     }
   }
+  if (refused) throw new ModelLoadError('model.json: HTTP 401: this server needs its token (open the page as …/#token=<token>)');
   throw new ModelLoadError(
     res ? `model.json: HTTP ${res.status} from the server` : 'no network and no stored model: open this page once while it can reach its server, then it works offline',
   );
@@ -124,7 +127,7 @@ async function download(d: Deployment, headers: Record<string, string>, onProgre
 
 /** The model bytes for this visit (see the module comment). */
 export async function loadModelBytes(headers: Record<string, string>, onProgress?: (done: number, total: number) => void): Promise<ModelSource> {
-  const { d, online } = await describe(headers);
+  const { d, online, refused = false } = await describe(headers);
   const cache = 'caches' in self ? await caches.open(MODEL_CACHE) : null;
   const key = new Request(new URL(`model/${d.sha256}`, location.href).href);
   const previous = storage()?.getItem(LAST_SHA) ?? null;
@@ -151,7 +154,7 @@ export async function loadModelBytes(headers: Record<string, string>, onProgress
     }
   }
   storage()?.setItem(LAST_SHA, d.sha256);
-  return { bytes, deployment: d, from, online, replaced: previous && previous !== d.sha256 ? previous : null };
+  return { bytes, deployment: d, from, online, refused, replaced: previous && previous !== d.sha256 ? previous : null };
 }
 
 /** Whether the model with this SHA-256 is stored in this browser. */

@@ -32,8 +32,16 @@ self.addEventListener('install', (event) => {
   event.waitUntil(
     (async () => {
       const cache = await caches.open(SHELL);
-      // cache: 'reload' so a stale HTTP cache entry never ends up in a new version's precache.
-      await cache.addAll(PRECACHE.map((u) => new Request(u, { cache: 'reload' })));
+      // cache: 'reload' so a stale HTTP cache entry never ends up in a new version's precache. Stored with the
+      // isolation headers already on, so what the cache answers later is the stored response itself (the browser
+      // keeps compiled code beside a stored response, not beside a copy).
+      await Promise.all(
+        PRECACHE.map(async (u) => {
+          const res = await fetch(new Request(u, { cache: 'reload' }));
+          if (!res.ok) throw new Error(`${u}: HTTP ${res.status}`);
+          await cache.put(u, isolated(res));
+        }),
+      );
       await self.skipWaiting();
     })(),
   );
@@ -65,9 +73,9 @@ async function fromCacheOrNetwork(req: Request, cacheName: string, store: boolea
   const cache = await caches.open(cacheName);
   const hit = await cache.match(req, { ignoreSearch: true });
   if (hit) return isolated(hit);
-  const res = await fetch(req);
-  if (store && res.ok && res.type === 'basic') await cache.put(req, res.clone()).catch(() => undefined);
-  return isolated(res);
+  const res = isolated(await fetch(req));
+  if (store && res.ok) await cache.put(req, res.clone()).catch(() => undefined);
+  return res;
 }
 
 self.addEventListener('fetch', (event) => {
@@ -111,7 +119,10 @@ self.addEventListener('message', (event) => {
         for (const u of data.urls!) {
           const url = new URL(u, scope);
           if (url.origin !== scope.origin || !url.href.startsWith(at('ort/'))) continue;
-          if (!(await cache.match(url.href))) await cache.add(url.href);
+          if (await cache.match(url.href)) continue;
+          const res = await fetch(url.href);
+          if (!res.ok) throw new Error(`${url.href}: HTTP ${res.status}`);
+          await cache.put(url.href, isolated(res));
         }
         port?.postMessage({ ok: true });
       } catch {

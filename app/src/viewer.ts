@@ -37,7 +37,7 @@ export const PRESETS: Preset[] = [
  * Map values below this fraction of the view's strongest region are not tinted: the picture stays as it is
  * wherever the model found little, which keeps bone readable under the map.
  */
-export const HEATMAP_FLOOR = 0.25;
+export const HEATMAP_FLOOR = 0.4;
 /** Default heatmap opacity (%): bone edges stay visible through the strongest colour. */
 export const DEFAULT_OPACITY = 35;
 

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
@@ -58,6 +59,16 @@ export async function writeFlatHeatmapModel(dir: string, name = 'flat.onnx'): Pr
   const path = join(dir, name);
   exportOnnxFile(model, path, { inputSize: SIZE, preprocessing: makePreprocessing({ size: SIZE }), decisionThreshold: 0.5, cam: true });
   model.dispose();
+  return path;
+}
+
+/** A generated grey non-radiograph: a 96 x 96 checkerboard of 8-pixel squares (grey, so only the gate can reject it). */
+export async function writeCheckerboard(dir: string): Promise<string> {
+  const w = 96;
+  const px = Buffer.alloc(w * w);
+  for (let y = 0; y < w; y++) for (let x = 0; x < w; x++) px[y * w + x] = ((x >> 3) + (y >> 3)) % 2 ? 230 : 20;
+  const path = join(dir, 'checkerboard.png');
+  await sharp(px, { raw: { width: w, height: w, channels: 1 } }).png().toFile(path);
   return path;
 }
 

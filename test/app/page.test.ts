@@ -22,7 +22,7 @@ import { tempDir } from '../helpers/paths.js';
 import { MURA_AGREEMENT_CLAUSE_7 } from '../../src/evaluate/report.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';
 import { chromiumMissing, launch, offlinePage } from './browser.js';
-import { canvasPixels, cliProbabilities, hasColour, pick, studyCards, writeFlatHeatmapModel, writePatientView, type Patient } from './fixture.js';
+import { canvasPixels, cliProbabilities, hasColour, pick, studyCards, writeCheckerboard, writeFlatHeatmapModel, writePatientView, type Patient } from './fixture.js';
 
 const skip = chromiumMissing() ?? (existsSync(join(defaultAppDir(), 'index.html')) ? null : 'dist/app not built (npm run build)');
 const tmp = tempDir('nextray-app-');
@@ -38,6 +38,7 @@ const OPERATING_POINT = { threshold: 0.5, targetSensitivity: 0.9, validationSens
 const ALICE: Patient = { id: 'PAT-0001', name: 'DOE^ALICE', studyUid: '1.2.826.0.1.3680043.9.7.100', studyDate: '20240131', bodyPart: 'HAND', viewPosition: 'PA' };
 const BOB: Patient = { id: 'PAT-0002', name: 'ROE^BOB', studyUid: '1.2.826.0.1.3680043.9.7.200', studyDate: '20240205', bodyPart: 'ELBOW', viewPosition: 'AP' };
 let dicoms: Record<'alice1' | 'alice2' | 'bob1' | 'mislabelled', string>;
+let checker: string;
 
 before(async () => {
   if (skip) return;
@@ -54,7 +55,8 @@ before(async () => {
     // Alice's Study Instance UID under another Patient ID: must not be merged into her study.
     mislabelled: writePatientView(tmp.dir, 'carol.dcm', { ...ALICE, id: 'PAT-0003', name: 'POE^CAROL' }, 3),
   };
-  cli = cliProbabilities(modelPath, [images.png1, images.png2, images.jpeg, images.photo, ...Object.values(dicoms)]);
+  checker = await writeCheckerboard(tmp.dir);
+  cli = cliProbabilities(modelPath, [images.png1, images.png2, images.jpeg, images.photo, checker, ...Object.values(dicoms)]);
   predictor = await openPredictor(modelPath, { threads: 1 });
   server = await buildServer({ predictor, modelPath, log: () => {} });
   origin = await server.listen({ host: '127.0.0.1', port: 0 });
@@ -114,7 +116,8 @@ test('PNG and JPEG views give the CLI probability; the study is their mean, show
   const mean = study.reduce((a, f) => a + cli.get(f)!, 0) / 3;
   near(card!.probability!, mean, 'study');
   assert.equal(card!.decision, mean > 0.5 ? 'Abnormal' : 'Normal');
-  const shown = mean.toFixed(2) === '0.50' ? mean.toFixed(3) : mean.toFixed(2);
+  // Two decimals, three when two would put it on the wrong side of (or on) the threshold 0.50.
+  const shown = [2, 3, 4].map((d) => mean.toFixed(d)).find((x) => x !== '0.50' && Number(x) > 0.5 === mean > 0.5)!;
   assert.ok(card!.line.includes(`P(abnormal) ${shown} (mean of 3 views) — ${mean > 0.5 ? 'above' : 'at or below'} the threshold 0.50, chosen for 90% sensitivity on validation`), card!.line);
   assert.doesNotMatch(await page.textContent('[data-testid=results]') ?? '', /\d\.\d{4}|ms\b/, 'no 4-decimal numbers or timings in the result');
   assert.doesNotMatch(await page.textContent('[data-testid=view-line]') ?? '', /\d\.\d{4}|ms\b/);
@@ -143,39 +146,46 @@ test('dropped files are read like picked ones; a bad file is named and the other
   await page.context().close();
 });
 
-test('a rejected view (a generated colour picture among radiographs): no probability, no heatmap, named by the study line; all rejected: no decision', { skip: skip ?? false }, async () => {
+test('rejected views (a generated grey checkerboard and a colour picture among radiographs): no probability, no heatmap, named by the study line; all rejected: no decision', { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
-  // The photograph first, and with the highest score: neither may make it the view on display.
-  await pick(page, [images.photo, images.png1, images.png2]);
+  // The rejected views first: neither may become the view on display.
+  await pick(page, [checker, images.photo, images.png1, images.png2]);
   const [s] = await studyCards(page);
-  near(s!.probability!, (cli.get(images.png1)! + cli.get(images.png2)!) / 2, 'the study counts the two radiographs only');
-  assert.match(s!.line, /mean of 2 views/);
-  assert.match(s!.leftOut ?? '', /^Left out: photo\.jpg \(out of distribution\)\./);
-  // Whether counting it would change the decision, said against the CLI's numbers.
-  const all = (cli.get(images.photo)! + cli.get(images.png1)! + cli.get(images.png2)!) / 3;
   const counted = (cli.get(images.png1)! + cli.get(images.png2)!) / 2;
+  near(s!.probability!, counted, 'the study counts the two radiographs only');
+  assert.match(s!.line, /mean of 2 views/);
+  assert.match(s!.leftOut ?? '', /^Left out: checkerboard\.png \(out of distribution\), photo\.jpg \(out of distribution\)\./);
+  // Whether counting them would change the decision, said against the CLI's numbers.
+  const all = (cli.get(checker)! + cli.get(images.photo)! + cli.get(images.png1)! + cli.get(images.png2)!) / 4;
   assert.equal(await page.getAttribute('[data-testid=left-out]', 'data-differs'), String(all > 0.5 !== counted > 0.5));
   // The view on display by default is one that counts, with its heatmap.
   assert.equal(await page.getAttribute('[data-testid=view-line]', 'data-counts'), 'true');
   assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'true');
   assert.equal(hasColour((await canvasPixels(page, 'heatmap')).px), true);
-  // The photograph's thumbnail says "left out", and showing it draws no heatmap and no probability.
-  const thumb = page.locator('[data-testid=view][data-counts=false]');
+  // The grey checkerboard: the model has a map for it, but a rejected view shows neither it nor a probability.
+  const thumb = page.locator('[data-testid=view][data-index="0"]');
+  assert.equal(await thumb.getAttribute('data-counts'), 'false');
   assert.match((await thumb.textContent()) ?? '', /left out/);
   await thumb.click();
   assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'false');
-  const heat = await canvasPixels(page, 'heatmap');
-  assert.ok(heat.px.every((v, i) => i % 4 !== 3 || v === 0), 'the heatmap layer is empty');
+  assert.ok((await canvasPixels(page, 'heatmap')).px.every((v, i) => i % 4 !== 3 || v === 0), 'the heatmap layer is empty');
+  assert.match((await page.textContent('[data-testid=heatmap-note]')) ?? '', /left out by the out-of-distribution gate/);
   const line = (await page.textContent('[data-testid=view-line]')) ?? '';
   assert.match(line, /^Left out: out of distribution/);
   assert.doesNotMatch(line, /P\(abnormal\)|0\.\d\d/);
   assert.equal(await page.getAttribute('[data-testid=view-line]', 'data-value'), null);
-  assert.match((await page.textContent('[data-testid=view-warnings]')) ?? '', /colour picture/);
-  // Research use: the numbers behind an explicit button, labelled as not a finding.
+  // Research use: the numbers (and here the map) behind an explicit button, labelled as not a finding.
   await page.click('[data-testid=show-anyway]');
   assert.match((await page.textContent('[data-testid=view-line]')) ?? '', /^Research use — not a finding/);
+  near(Number(await page.getAttribute('[data-testid=view-line]', 'data-value')), cli.get(checker)!, 'research-use number');
+  assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'true');
+  // The colour picture: no heatmap even for research use.
+  await page.click('[data-testid=view][data-index="1"]');
+  assert.match((await page.textContent('[data-testid=view-warnings]')) ?? '', /colour picture/);
+  await page.click('[data-testid=show-anyway]');
   near(Number(await page.getAttribute('[data-testid=view-line]', 'data-value')), cli.get(images.photo)!, 'research-use number');
   assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'false', 'a colour picture never gets a heatmap');
+  assert.match((await page.textContent('[data-testid=heatmap-note]')) ?? '', /No heatmap for a colour picture/);
   // Every view rejected: no decision, said plainly.
   await pick(page, [images.photo]);
   const [only] = await studyCards(page);
@@ -221,7 +231,7 @@ test('DICOM in the page: MONOCHROME1 gives the PNG probability; JPEG Lossless is
   await page.context().close();
 });
 
-test("the heatmap layer is onnxruntime-node's CAM (viridis above a quarter of its peak, letterbox undone); H and the button toggle it; the slider sets its opacity", { skip: skip ?? false }, async () => {
+test("the heatmap layer is onnxruntime-node's CAM (viridis from 40% of its peak up, letterbox undone); H and the button toggle it; the slider sets its opacity", { skip: skip ?? false }, async () => {
   const { page } = await readyPage();
   await pick(page, [images.png1]);
   assert.equal(await page.getAttribute('[data-testid=heatmap]', 'data-drawn'), 'true');
@@ -236,11 +246,11 @@ test("the heatmap layer is onnxruntime-node's CAM (viridis above a quarter of it
   let tinted = 0;
   for (let i = 0; i < map.length; i++) {
     const o = 4 * i;
-    if (map[i]! >= 0.25 + 0.02) {
+    if (map[i]! >= 0.4 + 0.02) {
       const want = colourAt(map[i]!);
       if (heat.px[o + 3] !== 255 || Math.max(...[0, 1, 2].map((k) => Math.abs(heat.px[o + k]! - want[k]!))) > 2) off++;
       tinted++;
-    } else if (map[i]! < 0.25 - 0.02 && heat.px[o + 3] !== 0) off++;
+    } else if (map[i]! < 0.4 - 0.02 && heat.px[o + 3] !== 0) off++;
   }
   assert.ok(tinted > map.length / 10, 'a visible part of the picture is tinted');
   assert.ok(off <= map.length / 100, `${off} of ${map.length} pixels differ from onnxruntime-node's CAM layer`);
