@@ -108,7 +108,9 @@ async function modelFile(name) {
         const data = join(work, 'calibration');
         if (!existsSync(join(data, 'MURA-v1.1'))) run(['synth', '--out', data, '--studies', '40', '--size', '256', '--seed', '3'], 'synthetic calibration data');
         const { applyPrecision } = await import(dist('src/models/onnx/precision.js'));
-        const r = await applyPrecision(fp32R152, { precision: 'int8', calibrationData: data, calibrationImages: 16, calibrationBatch: 1 });
+        const { datasetCalibrationImages } = await import(dist('src/data/calibration-sample.js'));
+        const { ort } = await import(dist('src/inference/node/onnx-session.js'));
+        const r = await applyPrecision(fp32R152, { precision: 'int8', calibration: datasetCalibrationImages(data), runtime: ort, calibrationImages: 16, calibrationBatch: 1 });
         writeFileSync(out, r.exported.toBytes());
       }
     }
@@ -119,7 +121,7 @@ async function modelFile(name) {
 
 /** onnxruntime-node: preprocessing + one run per image, every output the page asks for, `threads` threads. */
 async function nodePerImage(file, image, threads) {
-  const { OnnxClassifier } = await import(dist('src/models/onnx/runtime.js'));
+  const { OnnxClassifier } = await import(dist('src/inference/node/onnx-session.js'));
   const { decodeGrey } = await import(dist('src/data/images.js'));
   const { preprocessGrey } = await import(dist('src/data/preprocess.js'));
   const clf = await OnnxClassifier.create(file, { threads });

@@ -4,7 +4,7 @@
  * calibrated, whether an out-of-distribution gate stands in front of the decision, what the model was trained on.
  * Built from the exported file's metadata (ONNX metadata_props); nothing here is invented when the file is silent.
  */
-import type { OnnxClassifierInfo } from '../../src/inference/core/index.js';
+import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
 import { ONNX_CAM } from '../../src/models/onnx/extras.js';
 
 export interface OperatingPoint {

@@ -20,10 +20,10 @@ import {
   preprocessAll,
   studyKeyOf,
   type EnsembleRunResult,
-  type OnnxClassifierInfo,
   type OnnxInferenceModel,
   type OrtModule,
 } from '../../src/inference/core/index.js';
+import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../src/models/onnx/extras.js';
 import { pageCard, type PageModelCard } from './card.js';
 import { BrowserImageError, decodeFile } from './decode.js';

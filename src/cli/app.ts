@@ -16,7 +16,7 @@ import { CliError, parseIntOption, printJson } from './common.js';
 import { defaultAppDir, SECURITY_HEADERS } from '../serve/server.js';
 import { describeModel, ORT_BUILDS, runtimesIn } from '../serve/model-description.js';
 import { readModelSkeleton } from '../models/onnx/skeleton.js';
-import { parseClassifierInfo } from '../models/onnx/classifier.js';
+import { parseClassifierInfo } from '../models/onnx/info.js';
 import { ProtoDecodeError } from '../models/onnx/proto.js';
 
 interface AppBuildFlags {

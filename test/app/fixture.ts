@@ -10,7 +10,7 @@ import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
-import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
+import { exportOnnxFile } from '../../src/models/onnx/files.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
 import { writeDicom, type DicomElement } from '../helpers/dicom-writer.js';
