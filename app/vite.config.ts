@@ -100,10 +100,12 @@ export default defineConfig({
   base: './',
   logLevel: 'warn',
   resolve: {
-    alias: {
-      'onnxruntime-web/wasm': join(ortDist, 'ort.wasm.min.mjs'),
-      'onnxruntime-web/webgpu': join(ortDist, 'ort.webgpu.min.mjs'),
-    },
+    alias: [
+      { find: 'onnxruntime-web/wasm', replacement: join(ortDist, 'ort.wasm.min.mjs') },
+      { find: 'onnxruntime-web/webgpu', replacement: join(ortDist, 'ort.webgpu.min.mjs') },
+      // The DICOM codecs' Emscripten glue requires fs/path on its Node branch only (app/src/node-stub.ts).
+      { find: /^(fs|path)$/, replacement: join(here, 'src', 'node-stub.ts') },
+    ],
   },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   build: {

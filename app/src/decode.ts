@@ -5,6 +5,7 @@
  */
 import { samplesToGrey } from '../../src/data/preprocess.js';
 import { DicomError, readDicom } from '../../src/data/dicom/index.js';
+import { pageDecoders } from './codecs.js';
 import { dicomIdentity, type ViewIdentity } from './identity.js';
 
 export interface DecodedImage {
@@ -71,14 +72,14 @@ export async function decodeRaster(file: Blob, name: string, format: 'png' | 'jp
 }
 
 /**
- * DICOM through the library's reader (the PS3.3 C.11 display pipeline, the same code as Node). Uncompressed
- * transfer syntaxes only in the page: compressed ones need a frame decoder, which only the Node host supplies.
+ * DICOM through the library's reader (the PS3.3 C.11 display pipeline, the same code as Node), with the page's frame
+ * decoders for compressed transfer syntaxes (codecs.ts: RLE, JPEG lossless, JPEG-LS, JPEG baseline, JPEG 2000).
  */
 export async function decodeDicom(file: File): Promise<DecodedImage> {
   const bytes = new Uint8Array(await file.arrayBuffer());
   let d;
   try {
-    d = await readDicom(bytes, { source: file.name, maxPixels: MAX_PIXELS });
+    d = await readDicom(bytes, { source: file.name, maxPixels: MAX_PIXELS, decoders: pageDecoders() });
   } catch (err) {
     if (err instanceof DicomError) throw new BrowserImageError(err.message);
     throw err;

@@ -249,7 +249,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     card,
     runtime: { build: rt.build, provider, threads: rt.threads, files: rt.files, note },
     source: { deployment: src.deployment, from: src.from, online: src.online, refused: src.refused, replaced: src.replaced },
-    timings: { fetchMs: tFetched - t0, sessionMs: tSession - tFetched, warmupMs: tEnd - tSession, totalMs: tEnd - t0 },
+    timings: { fetchMs: tFetched - t0, sessionMs: tSession - tFetched, warmupMs: rt.build === 'webgpu' ? tEnd - tSession : 0, totalMs: tEnd - t0 },
     async warmup() {
       if (rt.build === 'webgpu') return 0;
       const t = performance.now();

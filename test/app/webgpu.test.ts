@@ -48,7 +48,7 @@ async function open(hash: string, init?: string): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
   if (init) await page.addInitScript(init);
   await page.goto(`${origin}/${hash}`);
-  await page.waitForSelector('body[data-state=ready]', { timeout: 120_000 });
+  await page.waitForSelector('body[data-state=ready]', { timeout: 300_000 });
   return page;
 }
 
