@@ -13,7 +13,7 @@ import type { Command } from 'commander';
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CliError, parseIntOption, printJson } from './common.js';
-import { defaultAppDir, SECURITY_HEADERS } from '../serve/server.js';
+import { defaultAppDir, isLoopback, SECURITY_HEADERS } from '../serve/server.js';
 import { describeModel, ORT_BUILDS, runtimesIn } from '../serve/model-description.js';
 import { readModelSkeleton } from '../models/onnx/skeleton.js';
 import { parseClassifierInfo } from '../models/onnx/info.js';
@@ -124,8 +124,12 @@ export async function serveSite(dir: string, port: number): Promise<{ url: strin
   const { default: Fastify } = await import('fastify');
   const { default: fastifyStatic } = await import('@fastify/static');
   const app = Fastify({ logger: false });
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', async (req, reply) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) reply.header(k, v);
+    // Only this computer's own names: a web page elsewhere that points a DNS name at 127.0.0.1 (DNS rebinding)
+    // gets nothing from it, not even the model file.
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (!isLoopback(host)) return reply.code(421).send({ error: `this server answers only to 127.0.0.1 or localhost, not ${JSON.stringify(host)}` });
   });
   // The description and the model must never come from an HTTP cache: the page checks them to notice a new model.
   await app.register(fastifyStatic, {

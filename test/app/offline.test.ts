@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
@@ -188,7 +188,7 @@ test('opened from file:// the page says how to serve the folder', { skip: skip ?
   }
 });
 
-test('nextray app serve DIR serves the folder on 127.0.0.1 with COOP/COEP, stops on SIGTERM; a folder without a page is refused', { skip: skip ?? false }, async () => {
+test('nextray app serve DIR serves the folder on 127.0.0.1 with COOP/COEP, to loopback Host names only, stops on SIGTERM; a folder without a page is refused', { skip: skip ?? false }, async () => {
   const site = join(tmp.dir, 'site-serve');
   await buildSite(modelA, site);
   const bin = join(REPO_ROOT, 'bin', 'nextray.js');
@@ -203,6 +203,17 @@ test('nextray app serve DIR serves the folder on 127.0.0.1 with COOP/COEP, stops
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('cross-origin-opener-policy'), 'same-origin');
   assert.equal(res.headers.get('cross-origin-embedder-policy'), 'require-corp');
+  // Another Host name (a rebinding page's) gets nothing.
+  const port = new URL(url).port;
+  const rebound = await new Promise<number>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/model.onnx', headers: { host: `attacker.example:${port}` } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(rebound, 421);
   const wasm = await fetch(url + '/ort/ort-wasm-simd-threaded.wasm');
   assert.equal(wasm.headers.get('content-type'), 'application/wasm');
   await wasm.arrayBuffer();
