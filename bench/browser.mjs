@@ -19,7 +19,8 @@
  *      (preprocessing + inference, median after the first), window.nextray.last;
  *   3. visits `--visits` more times in the same profile: navigation to a ready page (median), the warm start.
  * onnxruntime-node does the same per-image work (the image decoded once; preprocessing + one run with every output
- * the page asks for), with the page's thread count, median of `--images` after one.
+ * the graph has), with the page's thread count, taking turns with the page image by image (same load for both),
+ * median of `--images` after one.
  * Prints one JSON document (stdout) and a Markdown table (stderr). Numbers depend on the machine and its load: the
  * load average is printed beside them.
  */
@@ -120,25 +121,25 @@ async function modelFile(name) {
 }
 
 /** onnxruntime-node: preprocessing + one run per image, every output the page asks for, `threads` threads. */
-async function nodePerImage(file, image, threads) {
+async function nodeRunner(file, image, threads) {
   const { OnnxClassifier } = await import(dist('src/inference/node/onnx-session.js'));
   const { decodeGrey } = await import(dist('src/data/images.js'));
   const { preprocessGrey } = await import(dist('src/data/preprocess.js'));
   const clf = await OnnxClassifier.create(file, { threads });
   const decoded = await decodeGrey(image);
-  const times = [];
-  let probability;
-  for (let i = 0; i <= nImages; i++) {
-    const t = performance.now();
-    const x = preprocessGrey(decoded.data, decoded.width, decoded.height, clf.info.preprocessing);
-    probability = (await clf.run(x, 1)).probabilities[0];
-    if (i > 0) times.push(performance.now() - t);
-  }
-  await clf.release();
-  return { ms: r1(median(times)), probability, threads };
+  return {
+    threads,
+    async once() {
+      const t = performance.now();
+      const x = preprocessGrey(decoded.data, decoded.width, decoded.height, clf.info.preprocessing);
+      const probability = (await clf.run(x, 1)).probabilities[0];
+      return { ms: performance.now() - t, probability };
+    },
+    release: () => clf.release(),
+  };
 }
 
-async function browser(url, image) {
+async function browser(url, image, file) {
   const { chromium } = await import('playwright-core');
   const profile = mkdtempSync(join(tmpdir(), 'nextray-bench-profile-'));
   const ctx = await chromium.launchPersistentContext(profile, {
@@ -154,16 +155,26 @@ async function browser(url, image) {
     const coldMs = performance.now() - t0;
     const first = await page.evaluate(() => ({ phases: window.nextray.phases, threads: window.nextray.threads, backend: window.nextray.backend, cores: navigator.hardwareConcurrency, isolated: self.crossOriginIsolated }));
     await page.waitForSelector('[data-testid=offline][data-ready=true]', { timeout: 900_000 });
+    // The page and onnxruntime-node take turns, image by image, so both see the same machine load.
+    const node = await nodeRunner(file, image, a.threads ? Number(a.threads) : first.threads);
     const times = [];
+    const nodeTimes = [];
     let probability;
+    let nodeProbability;
     for (let i = 0; i <= nImages; i++) {
       await page.evaluate(() => (document.body.dataset.state = 'picking'));
       await page.setInputFiles('input[type=file]', [image]);
       await page.waitForSelector('body[data-state=done]', { timeout: 900_000 });
       const last = await page.evaluate(() => window.nextray.last.views[0]);
       probability = last.probability;
-      if (i > 0) times.push(last.ms);
+      const n = await node.once();
+      nodeProbability = n.probability;
+      if (i > 0) {
+        times.push(last.ms);
+        nodeTimes.push(n.ms);
+      }
     }
+    await node.release();
     const warm = [];
     const warmInside = [];
     const warmPhases = [];
@@ -189,6 +200,7 @@ async function browser(url, image) {
       warm_phases_ms: warmPhases,
       per_image_ms: r1(median(times)),
       probability,
+      node: { ms: r1(median(nodeTimes)), probability: nodeProbability, threads: node.threads },
     };
   } finally {
     await ctx.close();
@@ -208,13 +220,12 @@ try {
     const entry = { model: name, label, onnx_mb: +(statSync(file).size / 1e6).toFixed(1), load_before: load() };
     try {
       log(`${label}: Chromium (load ${entry.load_before[0]}) ...`);
-      entry.browser = await browser(server.url, image);
+      const { node, ...page } = await browser(server.url, image, file);
+      entry.browser = page;
+      entry.node = node;
     } finally {
       await server.close();
     }
-    const threads = a.threads ? Number(a.threads) : entry.browser.threads;
-    log(`${label}: onnxruntime-node, ${threads} threads ...`);
-    entry.node = await nodePerImage(file, image, threads);
     entry.browser_over_node = +(entry.browser.per_image_ms / entry.node.ms).toFixed(2);
     entry.probability_diff = +Math.abs(entry.browser.probability - entry.node.probability).toExponential(2);
     entry.load_after = load();
