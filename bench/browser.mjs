@@ -161,12 +161,16 @@ async function browser(url, image, file) {
     const nodeTimes = [];
     let probability;
     let nodeProbability;
+    // A pause before each turn lets the other side's idle threads stop spinning (with 2 cores they would steal it).
+    const pause = () => new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i <= nImages; i++) {
+      await pause();
       await page.evaluate(() => (document.body.dataset.state = 'picking'));
       await page.setInputFiles('input[type=file]', [image]);
       await page.waitForSelector('body[data-state=done]', { timeout: 900_000 });
       const last = await page.evaluate(() => window.nextray.last.views[0]);
       probability = last.probability;
+      await pause();
       const n = await node.once();
       nodeProbability = n.probability;
       if (i > 0) {

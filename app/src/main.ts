@@ -179,7 +179,7 @@ function renderStudies(r: Prediction, card: PageModelCard): void {
       if (s.patientId) facts.push(['Patient ID', s.patientId]);
       facts.push(['Study date', s.studyDate ?? 'not in the files']);
       if (s.studyUid) facts.push(['Study UID', s.studyUid]);
-    } else facts.push(['Identity', 'PNG/JPEG files carry no patient or study identifiers: check that these views belong together']);
+    } else facts.push(['Identity', 'no patient or study identifiers in these files (PNG and JPEG never have them): check that these views belong together']);
     facts.push(['Body part', s.bodyParts.join(', ') || 'not stated']);
     facts.push(['View position', s.viewPositions.join(', ') || 'not stated']);
     const dl = el('dl', { className: 'facts' });
