@@ -13,7 +13,6 @@ import {
   Ensemble,
   aggregateStudies,
   createOnnxModel,
-  greyWarnings,
   isOutOfDistribution,
   oodWarning,
   predictBatch,
@@ -23,6 +22,7 @@ import {
   type OnnxInferenceModel,
   type OrtModule,
 } from '../../src/inference/core/index.js';
+import { greyWarnings } from '../../src/data/preprocess.js';
 import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../src/models/onnx/extras.js';
 import { pageCard, type PageModelCard } from './card.js';
