@@ -1,6 +1,7 @@
 /**
  * `nextray serve`'s HTTP face (fastify): the offline web app at `/`, the model file it runs at `/model.onnx`, and a
- * small REST API over one loaded model — POST /v1/predict, GET /v1/health, GET /v1/model.
+ * small REST API over one loaded model — POST /v1/predict, GET /v1/health, GET /v1/model — and /model.json, the
+ * model's SHA-256 and size, by which the page knows whether its offline copy is current.
  *
  * Every request target is normalised once, before routing and before the token check (url.ts), so both see the same
  * path whatever its encoding; what cannot be normalised gets 400. With a token, every route needs it — the API, the
@@ -39,6 +40,7 @@ import {
   sessionCookie,
   tokenFromLoginBody,
 } from './auth.js';
+import { describeModel } from './model-description.js';
 
 export interface ServeOptions {
   predictor: Predictor;
@@ -74,7 +76,7 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-const SECURITY_HEADERS: Record<string, string> = {
+export const SECURITY_HEADERS: Record<string, string> = {
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-embedder-policy': 'require-corp',
   'cross-origin-resource-policy': 'same-origin',
@@ -292,6 +294,10 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
       .header('content-type', 'application/octet-stream')
       .header('cache-control', 'no-cache')
       .send('bytes' in onnx ? Buffer.from(onnx.bytes.buffer, onnx.bytes.byteOffset, onnx.bytes.byteLength) : createReadStream(onnx.path)),
+  );
+  // What the page stores for offline use is checked against this on every online visit (app/src/store.ts).
+  app.get('/model.json', async (_req, reply) =>
+    reply.header('cache-control', 'no-store').send(await describeModel(onnx, appDir, predictor.model.name)),
   );
   app.get('/v1/health', async () => ({ status: 'ok', model: predictor.model.name, queue: queue.stats }));
   app.get('/v1/model', async () => predictor.model);
