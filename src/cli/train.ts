@@ -53,6 +53,8 @@ const FLAG_TO_FIELD: Record<string, keyof TrainConfig> = {
   cacheMb: 'cacheMb',
   maxTrainImages: 'maxTrainImages',
   maxValImages: 'maxValImages',
+  featureCache: 'featureCache',
+  featurePrecision: 'featurePrecision',
 };
 
 /** Adds every config flag to a command (shared with `nextray sweep`, which takes base values the same way). */
@@ -89,7 +91,14 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--workers <n>', `image-decoding threads (default ${d.workers})`, parseIntOption('--workers', 0, 64))
     .option('--cache-mb <n>', `memory for decoded images kept across epochs, MiB; 0 = decode every epoch (default ${d.cacheMb})`, parseIntOption('--cache-mb', 0))
     .option('--max-train-images <n>', 'use a seeded random subset of at most n training images (0 = all)', parseIntOption('--max-train-images', 0))
-    .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0));
+    .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0))
+    .option(
+      '--feature-cache <dir>',
+      'cache the frozen prefix\'s output in this folder and read it back in later epochs, runs and sweep configs (default: ' +
+        'nextray-features beside the dataset\'s MURA-v1.1 folder, else ~/.cache/nextray/features; see docs/feature-cache.md)',
+    )
+    .option('--no-feature-cache', 'never cache the frozen prefix\'s output (compute it in every step)')
+    .addOption(new Option('--feature-precision <p>', `how cached features are stored: fp16 (half the disk) or fp32 (exact) (default ${d.featurePrecision})`).choices(['fp16', 'fp32']));
 }
 
 /** The config fields given as flags (commander option values renamed to config fields). */
@@ -99,8 +108,8 @@ export function flagValues(opts: Record<string, unknown>, cmd: Command): Record<
     const v = opts[flag];
     if (v === undefined) continue;
     // commander gives --no-hflip's default (true) even when neither flag was used; only explicit values count.
-    if (flag === 'hflip' && cmd.getOptionValueSource('hflip') !== 'cli') continue;
-    out[field] = v;
+    if ((flag === 'hflip' || flag === 'featureCache') && cmd.getOptionValueSource(flag) !== 'cli') continue;
+    out[field] = flag === 'featureCache' && v === false ? 'off' : v;
   }
   return out;
 }
