@@ -27,8 +27,8 @@ import type { FeatureStore, Variant } from './store.js';
 /** Images per forward batch during extraction: the prefix batch (prefix.ts), so entries are an uncached step's bits. */
 export const EXTRACT_BATCH = PREFIX_BATCH;
 
-/** Free space kept on the cache's disk beyond what extraction needs. */
-const DISK_MARGIN_BYTES = 16 * 2 ** 20;
+/** Free space kept on the cache's disk beyond what extraction needs (the index, the log, other writers). */
+const DISK_MARGIN_BYTES = 2 ** 20;
 
 /** One image to extract: its record (for decoding), its content hash, the variants wanted. */
 export interface ExtractItem {
@@ -99,8 +99,8 @@ export function checkDiskSpace(store: FeatureStore, items: readonly ExtractItem[
   const images = items.length;
   if (need.missing && need.bytes + DISK_MARGIN_BYTES > free) {
     throw new FeatureCacheError(
-      `${store.dir}: the feature cache needs ${need.missing} more entries x ${formatBytes(store.recordBytes)} = ${formatBytes(need.bytes)}, ` +
-        `but only ${formatBytes(free)} is free on that disk`,
+      `${store.dir}: the feature cache needs ${need.missing} more entries x ${formatBytes(store.recordBytes)} = ${formatBytes(need.bytes)} ` +
+        `(plus ${formatBytes(DISK_MARGIN_BYTES)} to spare), but only ${formatBytes(free)} is free on that disk`,
       {
         code: 'ERR_FEATURE_CACHE_SPACE',
         hint:

@@ -64,6 +64,36 @@ export function checkFeatureCacheConfig(config: TrainConfig): void {
   if (dir && why) throw usageError(dir, why);
 }
 
+/**
+ * For a sweep's log: how its configurations group by frozen prefix (what the cache keys on, as far as the config
+ * decides it), e.g. '6 of 6 configurations share 1 frozen prefix: ...'; null when no configuration can cache.
+ */
+export function sharedPrefixes(configs: readonly TrainConfig[]): string | null {
+  const groups = new Map<string, number>();
+  for (const c of configs) {
+    if (c.featureCache === 'off' || configBlocker(c)) continue;
+    const k = JSON.stringify([
+      resolve(c.data),
+      c.arch,
+      c.weights ? resolve(c.weights) : `random init, seed ${c.seed}`,
+      c.frozenLayers,
+      c.inputSize,
+      c.resize,
+      c.engine,
+      c.precision,
+      c.featurePrecision,
+      c.featureCache,
+    ]);
+    groups.set(k, (groups.get(k) ?? 0) + 1);
+  }
+  const cached = [...groups.values()].reduce((a, b) => a + b, 0);
+  if (!cached) return null;
+  return (
+    `feature cache: ${cached} of ${configs.length} configuration(s) share ${groups.size} frozen prefix(es); ` +
+    `each prefix's features are extracted once, by its first run, and read by the others`
+  );
+}
+
 function usageError(dir: string, why: string): FeatureCacheUsageError {
   return new FeatureCacheUsageError(`--feature-cache ${dir}: the frozen prefix's output cannot be cached exactly: ${why}`, {
     hint: 'leave out --feature-cache (training then runs uncached with one line saying why) or change the configuration',

@@ -228,7 +228,13 @@ export class FeatureStore {
         this.slotHash.length = keep;
         if (partial > 0) this.report.dropped++;
       }
-      if (this.slots !== this.committed) this.commit();
+      if (this.slots !== this.committed) {
+        try {
+          this.commit();
+        } catch {
+          // A full disk: the next open checks these slots again.
+        }
+      }
     }
   }
 
@@ -432,6 +438,8 @@ export class FeatureStore {
     this.closed = true;
     try {
       if (this.writable && this.fd >= 0) this.commit();
+    } catch {
+      // A full disk: the records stay, and the next open checks the slots after the last commit.
     } finally {
       if (this.fd >= 0) closeSync(this.fd);
       this.fd = -1;
