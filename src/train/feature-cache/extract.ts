@@ -48,7 +48,7 @@ export interface ExtractOptions {
   onChunk?: (written: number) => void;
   /** Called once per image that cannot be decoded. */
   onBadImage?: (bad: BadImage, item: ExtractItem) => void;
-  /** Index commits at most this often (default 5 s); every chunk when 0. */
+  /** Index commits at most this often (default 30 s: each is an fdatasync); every chunk when 0. */
   commitEveryMs?: number;
 }
 
@@ -153,7 +153,7 @@ export async function extractFeatures(model: Model, store: FeatureStore, items: 
     },
   );
   let lastCommit = Date.now();
-  const commitEvery = opts.commitEveryMs ?? 5000;
+  const commitEvery = opts.commitEveryMs ?? 30000;
   let pending: { k: number; items: ExtractItem[]; x: Float32Array[] } | null = null;
   const flush = (c: { k: number; items: ExtractItem[]; x: Float32Array[] }) => {
     const n = c.items.length;

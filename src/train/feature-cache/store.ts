@@ -96,10 +96,10 @@ export class FeatureStore {
   private slots = 0;
   /** Slots covered by index.bin. */
   private committed = 0;
-  /** Per slot: variant (0/1) or DEAD, and the image hash (hex), in slot order: what index.bin holds. */
-  private slotVariant: Uint8Array = new Uint8Array(1024);
-  private slotHash: string[] = [];
-  /** image hash (hex) -> [slot of variant 0, slot of variant 1] (-1: none). */
+  /**
+   * The in-memory index, the only per-entry memory the store keeps: image hash (hex) -> [slot of variant 0, slot of
+   * variant 1] (-1: none). index.bin is written from it; a slot no entry points at (torn, corrupt, superseded) is dead.
+   */
   private readonly index = new Map<string, [number, number]>();
   private live = 0;
   private readonly record: Uint8Array;
@@ -203,7 +203,6 @@ export class FeatureStore {
     const size = fstatSync(this.fd).size;
     const whole = Math.max(0, Math.floor((size - DATA_HEADER_BYTES) / this.recordBytes));
     const trusted = this.readIndex(whole);
-    this.ensureCapacity(whole);
     let lastGood = trusted - 1;
     for (let slot = trusted; slot < whole; slot++) {
       const entry = this.readSlot(slot);
@@ -211,10 +210,7 @@ export class FeatureStore {
         this.setSlot(slot, entry.hash, entry.variant);
         lastGood = slot;
         this.report.recovered++;
-      } else {
-        this.setSlot(slot, '', DEAD);
-        this.report.dropped++;
-      }
+      } else this.report.dropped++;
     }
     this.slots = whole;
     const partial = size - DATA_HEADER_BYTES - whole * this.recordBytes;
@@ -223,9 +219,7 @@ export class FeatureStore {
       const keep = lastGood + 1;
       if (keep < whole || partial > 0) {
         ftruncateSync(this.fd, DATA_HEADER_BYTES + keep * this.recordBytes);
-        for (let s = keep; s < whole; s++) this.slotHash[s] = '';
         this.slots = keep;
-        this.slotHash.length = keep;
         if (partial > 0) this.report.dropped++;
       }
       if (this.slots !== this.committed) {
@@ -258,28 +252,16 @@ export class FeatureStore {
     if (digest !== buf.toString('hex', buf.length - 32)) return 0;
     // The index can only be ahead of the data if the data file was cut by something else: trust neither then.
     if (count > wholeSlots) return 0;
-    this.ensureCapacity(count);
     for (let s = 0; s < count; s++) {
       const o = headerBytes + s * 33;
       const variant = buf[o + 32]!;
-      this.setSlot(s, variant === DEAD ? '' : buf.toString('hex', o, o + 32), variant);
+      if (variant === 0 || variant === 1) this.setSlot(s, buf.toString('hex', o, o + 32), variant);
     }
     this.committed = count;
     return count;
   }
 
-  private ensureCapacity(n: number): void {
-    if (n <= this.slotVariant.length) return;
-    const next = new Uint8Array(Math.max(n, this.slotVariant.length * 2));
-    next.set(this.slotVariant);
-    this.slotVariant = next;
-  }
-
-  private setSlot(slot: number, hash: string, variant: number): void {
-    this.ensureCapacity(slot + 1);
-    this.slotVariant[slot] = variant;
-    this.slotHash[slot] = hash;
-    if (variant === DEAD) return;
+  private setSlot(slot: number, hash: string, variant: Variant): void {
     let e = this.index.get(hash);
     if (!e) {
       e = [-1, -1];
@@ -337,7 +319,6 @@ export class FeatureStore {
   private forget(hash: string, variant: Variant): void {
     const e = this.index.get(hash);
     if (!e || e[variant] < 0) return;
-    this.slotVariant[e[variant]] = DEAD;
     if (e[variant] < this.committed) this.dirty = true;
     e[variant] = -1;
     this.live--;
@@ -419,11 +400,15 @@ export class FeatureStore {
     buf.writeUInt32LE(this.recordBytes, 12);
     buf.writeUInt32LE(this.slots, 16);
     buf.write(this.id, 24, 'latin1');
-    for (let s = 0; s < this.slots; s++) {
-      const o = headerBytes + s * 33;
-      const variant = this.slotVariant[s]!;
-      if (variant !== DEAD) buf.write(this.slotHash[s]!, o, 'hex');
-      buf[o + 32] = variant;
+    for (let s = 0; s < this.slots; s++) buf[headerBytes + s * 33 + 32] = DEAD;
+    for (const [hash, slots] of this.index) {
+      for (const variant of [0, 1] as const) {
+        const s = slots[variant];
+        if (s < 0) continue;
+        const o = headerBytes + s * 33;
+        buf.write(hash, o, 'hex');
+        buf[o + 32] = variant;
+      }
     }
     const digest = Buffer.from(sha256Hex(buf.subarray(0, buf.length - 32)), 'hex');
     digest.copy(buf, buf.length - 32);
@@ -450,12 +435,9 @@ export class FeatureStore {
 
   /** Every entry's key, for tests and tools: [image hash, variant] in slot order (live entries only). */
   entries(): Array<[string, Variant]> {
-    const out: Array<[string, Variant]> = [];
-    for (let s = 0; s < this.slots; s++) {
-      const v = this.slotVariant[s]!;
-      if (v !== DEAD && this.slotOf(this.slotHash[s]!, v as Variant) === s) out.push([this.slotHash[s]!, v as Variant]);
-    }
-    return out;
+    const out: Array<[number, string, Variant]> = [];
+    for (const [hash, slots] of this.index) for (const v of [0, 1] as const) if (slots[v] >= 0) out.push([slots[v], hash, v]);
+    return out.sort((p, q) => p[0] - q[0]).map(([, h, v]) => [h, v]);
   }
 }
 
