@@ -9,7 +9,7 @@ import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fitTrust } from '../train/trust.js';
 
 interface TrainFlags {
@@ -109,7 +109,8 @@ export function flagValues(opts: Record<string, unknown>, cmd: Command): Record<
     if (v === undefined) continue;
     // commander gives --no-hflip's default (true) even when neither flag was used; only explicit values count.
     if ((flag === 'hflip' || flag === 'featureCache') && cmd.getOptionValueSource(flag) !== 'cli') continue;
-    out[field] = flag === 'featureCache' && v === false ? 'off' : v;
+    // A cache folder is stored absolute in config.json, so `--resume` from another folder finds the same cache.
+    out[field] = flag === 'featureCache' ? (v === false ? 'off' : v === 'auto' || v === 'off' ? v : resolve(String(v))) : v;
   }
   return out;
 }
@@ -155,7 +156,8 @@ export function registerTrain(program: Command): void {
     `\nExamples:\n  nextray train --data ./synth --arch resnet-slim --input-size 64 --frozen 0 --lr 1e-3 --l2 0 --epochs 5 --out runs/slim\n` +
       `  nextray train --config my.json --out runs/r152        # the seed's recipe with overrides from my.json\n` +
       `  nextray train --resume runs/r152                      # after a crash or kill\n` +
-      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n\n` +
+      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n` +
+      `  nextray train --config my.json --feature-cache /scratch/features --out runs/r152b  # frozen-prefix outputs cached there\n\n` +
       `Config fields and their flags: ${Object.entries(CONFIG_FLAGS).map(([k, f]) => `${k} (${f})`).join(', ')}.\n`,
   );
   cmd.action(async (opts: TrainFlags) => {

@@ -293,7 +293,14 @@ export class FeatureCacheSession {
         return computed;
       }
       try {
-        const opts = { preprocessing: this.c.preprocessing, workers: config.workers, quiet, log, onBadImage: (bad: BadImage) => log(`bad image skipped: ${bad.path}: ${bad.problem}`) };
+        // A training image that does not decode is bad for the whole run, as the loader keeps it (logged once).
+        const trainIndex = new Map(this.c.train.map((r, i) => [r.absPath, i]));
+        const onBadImage = (bad: BadImage) => {
+          const i = trainIndex.get(bad.absPath);
+          if (i === undefined) log(`bad image skipped: ${bad.path}: ${bad.problem}`);
+          else this.markBad(i, bad.problem);
+        };
+        const opts = { preprocessing: this.c.preprocessing, workers: config.workers, quiet, log, onBadImage };
         await withPrecision(config.precision, async () => {
           this.extraction.push(await extractFeatures(this.model, ts, trainItems, { ...opts, label: 'feature cache (training images)' }));
         }, 'extracting features');
