@@ -44,3 +44,4 @@ export { Rng, type Seed } from './util/rng.js';
  *   const model = await inference.createOnnxModel(ort, bytes, { source: 'model.onnx' });
  */
 export * as inference from './inference/core/index.js';
+

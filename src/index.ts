@@ -1,5 +1,6 @@
 /**
- * neXt-Ray's library API, one namespace per stage (data flows one way: data -> models -> train / evaluate):
+ * neXt-Ray's library API, one namespace per stage (data flows one way: data -> models -> train -> calibrate ->
+ * evaluate; inference runs what they made; docs/ARCHITECTURE.md):
  *
  *   import { data, models, engine, train, evaluate } from 'nextray';
  *   await engine.initEngine();
@@ -13,7 +14,13 @@ export * as data from './data/index.js';
 export * as models from './models/index.js';
 export * as engine from './engine/index.js';
 export * as train from './train/index.js';
+/** The run directory's layout (config, split, metrics, checkpoints), in one place. */
+export * as runs from './runs/index.js';
+/** Fitting on held-out data after training: OOD gate, temperature, operating point (stored in the checkpoint). */
+export * as calibrate from './calibrate/index.js';
 export * as evaluate from './evaluate/index.js';
+/** Pipelines over the stages (the demo). */
+export * as workflows from './workflows/index.js';
 /** Running trained models on files: openModel (.onnx / checkpoint / run dir), predictFiles, ensembles, studies, DICOM. */
 export * as inference from './inference/node/index.js';
 /** Weight files by path (safetensors, .pth, .npy, checkpoint folders); `models.weights` has the pure parsers. */

@@ -19,11 +19,14 @@ import { readStateDict } from '../models/weights/files.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
 import type { StateDict } from '../models/weights/types.js';
 import { DEFAULT_PREPROCESSING, makePreprocessing, type Preprocessing } from '../data/preprocess.js';
-import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
-import { OnnxModelError } from '../models/onnx/classifier.js';
+import { exportOnnxFile } from '../models/onnx/files.js';
+import { OnnxClassifier, ort } from '../inference/node/onnx-session.js';
+import { OnnxModelError } from '../models/onnx/info.js';
 import { Rng } from '../util/rng.js';
-import { trustExportOptions } from '../train/trust.js';
+import { trustExportOptions } from '../inference/core/trust.js';
 import { exportOnnxFileWithPrecision, type PrecisionReport } from '../models/onnx/precision.js';
+import { datasetCalibrationImages } from '../data/calibration-sample.js';
+import { runCheckpoint } from '../runs/run-dir.js';
 import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type Precision } from '../models/onnx/quantize.js';
 import { createProgress } from '../util/progress.js';
 
@@ -67,8 +70,9 @@ async function loadModel(flags: ExportFlags): Promise<Loaded> {
   let arch: string | undefined = flags.arch;
   if (flags.checkpoint) {
     source = flags.checkpoint;
-    if (!existsSync(join(source, 'model.json')) && existsSync(join(source, 'checkpoints', 'best', 'model.json'))) {
-      source = join(source, 'checkpoints', 'best'); // a training run directory: its best checkpoint
+    const best = runCheckpoint(source, 'best');
+    if (!existsSync(join(source, 'model.json')) && existsSync(join(best, 'model.json'))) {
+      source = best; // a training run directory: its best checkpoint
     }
     const ckpt = loadCheckpoint(source, { skipOptimizer: true });
     sd = ckpt.tensors;
@@ -175,7 +179,7 @@ async function run(flags: ExportFlags): Promise<void> {
       foldBatchNorm: flags.foldBn,
       preprocessing,
       decisionThreshold: threshold,
-      // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
+      // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/calibrate/trust.ts).
       ...(head === 'binary' ? { cam: true } : {}),
       ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
       extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
@@ -270,7 +274,17 @@ async function exportWithPrecision(model: Model, flags: ExportFlags, exportOpts:
   try {
     return await exportOnnxFileWithPrecision(model, flags.out, exportOpts, {
       precision: flags.precision,
-      ...(flags.calibration ? { calibrationData: flags.calibration } : {}),
+      ...(flags.calibration
+        ? {
+            calibration: datasetCalibrationImages(flags.calibration, {
+              onBadImage: (m) => {
+                bad++;
+                if (bad <= 10) process.stderr.write(`nextray export: calibration: skipped ${m}\n`);
+              },
+            }),
+            runtime: ort,
+          }
+        : {}),
       ...(flags.calibrationImages !== undefined ? { calibrationImages: flags.calibrationImages } : {}),
       ...(method ? { calibrationMethod: method } : {}),
       ...(floatLayers ? { floatLayers } : {}),
@@ -278,10 +292,6 @@ async function exportWithPrecision(model: Model, flags: ExportFlags, exportOpts:
       onProgress: (done) => {
         progress?.tick(done - last);
         last = done;
-      },
-      onBadImage: (m) => {
-        bad++;
-        if (bad <= 10) process.stderr.write(`nextray export: calibration: skipped ${m}\n`);
       },
     });
   } catch (err) {
@@ -330,7 +340,7 @@ The file: input 'input' float32 [batch, H, W, 3] (NHWC, normalised per the 'prep
 dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = sigmoid(logits) [batch, 1].
 metadata_props: format, arch, input_size, input_layout, preprocessing (JSON), head (JSON), decision_threshold,
 nextray_version; with --precision also precision and quantization (JSON: method, calibration images, float layers).
-int8 files are QDQ: ONNX Runtime runs them with integer kernels (QLinearConv) on x86 and wasm. Run it with OnnxClassifier (src/models/onnx/runtime.ts) or any ONNX Runtime.
+int8 files are QDQ: ONNX Runtime runs them with integer kernels (QLinearConv) on x86 and wasm. Run it with OnnxClassifier (src/inference/node/onnx-session.ts) or any ONNX Runtime.
 Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad arguments or unusable weights.`,
     )
     // Usage errors exit 2 like every other "could not run" case (commander's default is 1, our "verify failed").

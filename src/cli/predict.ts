@@ -22,6 +22,8 @@ import { predictFiles } from '../inference/node/predict.js';
 import { applyTrust, trustOutputs } from '../inference/core/trust.js';
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
+import { writeStudyReports } from '../pacs/files.js';
+import { packageVersion } from '../util/package.js';
 
 interface PredictFlags {
   model: string[];
@@ -35,6 +37,7 @@ interface PredictFlags {
   engine: PredictEngine;
   quiet?: boolean;
   heatmaps?: string;
+  dicomOut?: string;
   onnxCache: boolean;
 }
 
@@ -61,12 +64,17 @@ export function memberColumns(members: readonly string[]): string[] {
   });
 }
 
+/** Columns a DICOM input adds: View Position (0018,5101), Laterality (0020,0060), Image Laterality (0020,0062), Body Part Examined, SOP Instance UID. */
+export const DICOM_COLUMNS = ['view_position', 'laterality', 'image_laterality', 'body_part', 'sop_instance_uid'];
+
 /** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
 export function imagesCsv(images: readonly ImagePrediction[], members: readonly string[]): string {
   const perModel = members.length > 1 ? memberColumns(members) : [];
   // The OOD gate's columns appear when the model has a gate; a flagged image gets 'out-of-distribution' as decision.
   const gated = images.some((im) => im.ood !== undefined);
-  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : [])].join(',')];
+  // DICOM inputs add what their headers say of the view (empty for PNG/JPEG rows).
+  const dicom = images.some((im) => im.dicom !== undefined);
+  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : []), ...(dicom ? DICOM_COLUMNS : [])].join(',')];
   for (const im of images) {
     lines.push(
       [
@@ -80,6 +88,7 @@ export function imagesCsv(images: readonly ImagePrediction[], members: readonly 
         im.modelSha256,
         ...(members.length > 1 ? im.perModel.map(prob) : []),
         ...(gated ? [im.ood ? 'true' : 'false', im.oodScore === undefined ? '' : prob(im.oodScore)] : []),
+        ...(dicom ? [im.dicom?.viewPosition, im.dicom?.laterality, im.dicom?.imageLaterality, im.dicom?.bodyPartExamined, im.dicom?.sopInstanceUid].map((v) => csvField(v ?? '')) : []),
       ].join(','),
     );
   }
@@ -175,6 +184,16 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     };
     if (flags.out) write(flags.out, csv, '--out');
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, ensemble.name, ensemble.sha256), '--studies-out');
+    let reports: Awaited<ReturnType<typeof writeStudyReports>> | null = null;
+    if (flags.dicomOut) {
+      const operatingPoint = `threshold ${ensemble.threshold} (${ensemble.thresholdGiven ? 'given with --threshold' : 'stored with the model'}); abnormal when probability > threshold`;
+      try {
+        reports = await writeStudyReports(flags.dicomOut, res.images, res.bad, { name: ensemble.name, sha256: ensemble.sha256, operatingPoint }, packageVersion());
+      } catch (err) {
+        throw new CliError(`--dicom-out ${flags.dicomOut}: cannot write the results SR: ${(err as Error).message}`);
+      }
+      if (!flags.quiet && !flags.json) for (const n of reports.notes) process.stderr.write(`nextray: note: ${n}\n`);
+    }
     const abnormal = res.images.filter((i) => i.decision === 'abnormal' && !i.ood).length;
     const outOfDistribution = res.images.filter((i) => i.ood).length;
     const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.bad];
@@ -193,6 +212,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         unreadable,
         ...(flags.out ? { out: flags.out } : {}),
         ...(flags.studiesOut ? { studies_out: flags.studiesOut } : {}),
+        ...(reports ? { dicom_out: reports.written, dicom_out_notes: reports.notes } : {}),
         setup_seconds: Number(setupSeconds.toFixed(3)),
         seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
         inference_seconds: Number(res.inferenceSeconds.toFixed(3)),
@@ -217,7 +237,10 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         `model ${ensemble.name} sha256 ${ensemble.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
         (unreadable.length ? `; ${unreadable.length} input(s) unreadable (named above)` : '');
       (flags.out ? process.stdout : process.stderr).write(
-        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') + summary + '\n',
+        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') +
+          (reports ? `wrote ${reports.written.length} DICOM SR(s) to ${flags.dicomOut}\n` : '') +
+          summary +
+          '\n',
       );
     }
     if (unreadable.length || heatmapFailures) process.exitCode = 1;
@@ -242,6 +265,7 @@ export function registerPredict(program: Command): void {
     .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
     .option('--quiet', 'no progress bar, warnings or notes (a rebuilt ONNX cache, the TF.js fallback)')
     .option('--no-onnx-cache', "an .onnx model: don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx, and loaded next time)")
+    .option('--dicom-out <dir>', 'write one DICOM Comprehensive SR per DICOM study (DIR/<SR UID>.dcm; same study and model: same UID, so a re-run replaces it); see docs/dicom.md')
     .option('--heatmaps <dir>', 'write DIR/<stem>.png (class activation map over the image, original size, legend) and DIR/<stem>.cam.npy (float32, model input size, ReLU\'d, / max)')
     .addHelpText(
       'after',
@@ -250,10 +274,13 @@ Examples:
   nextray predict --model model.onnx xray.png
   nextray predict --model runs/r152 --model runs/d169 scans/ --out preds.csv --studies-out studies.csv
   nextray predict --model model.onnx MURA-v1.1/valid --out valid.csv && nextray evaluate --predictions valid.csv
+  nextray predict --model model.onnx study-dicoms/ --dicom-out results/
 
 Output CSV columns: image (the path as given), label (1/0 from a MURA study folder, else empty), probability,
 decision (abnormal when probability > threshold), threshold, study, model, model_sha256 (per-member probabilities
-for ensembles). Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder.
+for ensembles); DICOM inputs add view_position, laterality, image_laterality, body_part, sop_instance_uid.
+Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder. DICOM inputs pass a header gate first
+(CR, DX, RG accepted; CT, MR, US, ... refused with the reason).
 Exit codes: 0 all predicted; 1 some inputs unreadable (named on stderr; the rest predicted); 2 usage error,
 unusable model, or no image files.`,
     )

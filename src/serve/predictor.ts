@@ -5,20 +5,19 @@
  * of paths and sorts a failure into the kind of bad input it was, so the server can answer with the right status.
  */
 import { decodeGrey, ImageError } from '../data/images.js';
-import { DicomError, isDicom, readDicom } from '../data/dicom.js';
+import { DicomError, isDicom, readDicom } from '../data/dicom/index.js';
 import { greyWarnings, resizeGrey } from '../data/preprocess.js';
 import {
   Ensemble,
   openModel,
   predictBatch,
   preprocessAll,
-  sharpJpegFrameDecoder,
   studyKeyOf,
   type EnsembleRunResult,
   type ModelCard,
 } from '../inference/node/index.js';
 import { heatmapPng } from '../inference/node/heatmap.js';
-import { openJpegFrameDecoder } from '../inference/node/decode.js';
+import { nodeFrameDecoders } from '../data/dicom/node-codecs.js';
 import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
@@ -104,7 +103,7 @@ interface Decoded {
 async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): Promise<Decoded> {
   try {
     if (isDicom(bytes.subarray(0, 132))) {
-      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
+      const d = await readDicom(bytes, { source: 'upload', decoders: nodeFrameDecoders, ...(maxPixels !== undefined ? { maxPixels } : {}) });
       return {
         grey: d.grey,
         width: d.width,

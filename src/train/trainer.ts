@@ -28,11 +28,12 @@ import { Adam } from './adam.js';
 import { buildModel } from './archs.js';
 import { resolveConfig, type SelectMetric, type TrainConfig } from './config.js';
 import { batchWeights, bceScalar, l2Penalty, muraClassWeights, regionWeightsFromValidation, weightedBceMean, type RegionClassWeights, type RegionWeights } from './losses.js';
-import { inferRecords, inferRecordsWith } from './predict.js';
+import { inferRecords } from './validate.js';
+import { inferRecordsWith } from '../data/records.js';
 import { checkFeatureCacheConfig, setUpFeatureCache, type FeatureMode } from './feature-cache/session.js';
 import { roundToFp16 } from './feature-cache/fp16.js';
 import { forwardFrozenFixed } from './feature-cache/prefix.js';
-import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from './run-dir.js';
+import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from '../runs/run-dir.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** What checkpoints/last carries besides tensors (in model.json's `training.state`). */

@@ -7,7 +7,7 @@
  *   ensemble.ts  Ensemble: mean of the members' probabilities, one input per distinct preprocessing
  *   predict.ts   preprocess(grey, w, h, p), preprocessAll, predictBatch -> ImagePrediction (heatmap/ood slots)
  *   study.ts     studyKeyOf (MURA study folder, else DICOM StudyInstanceUID, else folder), aggregateStudies
- *   dicom        the DICOM reader and PS3.3 C.11 display pipeline (src/data/dicom.ts, also browser-safe)
+ *   dicom        the DICOM reader and PS3.3 C.11 display pipeline (src/data/dicom/, also browser-safe; wasm codecs through injected loaders)
  *
  * Browser use:
  *   import * as ort from 'onnxruntime-web';
@@ -40,31 +40,46 @@ export {
   type PreparedImage,
 } from './predict.js';
 export { aggregateStudies, muraStudyOf, studyKeyOf, type StudyKey, type StudyMember, type StudyResult, type StudySource } from './study.js';
-export { parseClassifierInfo, OnnxModelError, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
+export { OnnxClassifierCore, type OnnxClassifierCoreOptions, type OnnxRunOptions, type OnnxRunResult, type OrtModule } from './onnx-session.js';
 export { DEFAULT_PREPROCESSING, greyWarnings, type Preprocessing } from '../../data/preprocess.js';
 export {
+  applyGate,
   applyLut,
   applyRange,
   applyWindow,
   COMPRESSED_TRANSFER_SYNTAXES,
+  createFrameDecoders,
+  decodeStoredFrame,
   DicomError,
+  DicomRefusedError,
   displayGrey,
+  gateHeader,
   invertInPlace,
   isDicom,
+  loadEmscriptenCodec,
+  parseDicom,
+  RADIOGRAPH_MODALITIES,
   readDicom,
+  readDicomHeader,
   rescale,
   storedValues,
   UNCOMPRESSED_TRANSFER_SYNTAXES,
+  UPPER_EXTREMITY_BODY_PARTS,
+  type CodecModuleLoaders,
   type DicomFrameDecoder,
   type DicomFrameInfo,
+  type DicomHeader,
   type DicomImage,
   type DisplayParams,
+  type GateVerdict,
   type Lut,
+  type ParsedDicom,
   type ReadDicomOptions,
+  type StoredFrame,
   type StoredLayout,
   type VoiApplied,
   type VoiFunction,
-} from '../../data/dicom.js';
+} from '../../data/dicom/index.js';
 // Trust layer (issue 13): CAM post-processing, colour map, OOD gate, and the glue into ImagePrediction.
 export { argmax2d, camAtInput, camOnImage, normaliseMap, resizeMap } from './cam.js';
 export { colourAt, overlayHeatmap, VIRIDIS, type OverlayOptions } from './colormap.js';

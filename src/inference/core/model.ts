@@ -11,7 +11,8 @@
  */
 import type { InferenceSession } from 'onnxruntime-common';
 import type { Preprocessing } from '../../data/preprocess.js';
-import { OnnxClassifierCore, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
+import type { OnnxClassifierInfo } from '../../models/onnx/info.js';
+import { OnnxClassifierCore, type OrtModule } from './onnx-session.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** What a prediction output says about the model that produced it. */

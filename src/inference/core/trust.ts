@@ -2,7 +2,7 @@
  * The trust layer of prediction (browser-safe): turns a model's optional `cam` and `ood_score` graph outputs into
  * each ImagePrediction's `heatmap` (normalised CAM at the model's input resolution) and `ood` / `oodScore` (the
  * gate stored in the model's metadata `ood`), and reads a checkpoint's trust information (model.json
- * `extra.trust`, written by src/train/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
+ * `extra.trust`, written by src/calibrate/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
  * the ensemble for and `applyTrust` from predictBatch's onBatch.
  */
 import type { OnnxExportOptions } from '../../models/onnx/export.js';
@@ -12,7 +12,7 @@ import type { Ensemble } from './ensemble.js';
 import { isOutOfDistribution, loadGate, type StoredOodGate } from './ood.js';
 import type { ImagePrediction } from './predict.js';
 
-/** What `extra.trust` holds in a checkpoint's model.json (src/train/trust.ts writes it). */
+/** What `extra.trust` holds in a checkpoint's model.json (src/calibrate/trust.ts writes it). */
 export interface TrustInfo {
   temperature?: { value: number; fittedOn: 'validation'; images: number; nllBefore: number; nllAfter: number; eceBefore: number; eceAfter: number };
   ood?: StoredOodGate & { fittedOn: 'train' };

@@ -20,6 +20,7 @@ import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+import { resolveCheckpointDir } from '../../runs/run-dir.js';
 
 export interface LoadedModel {
   model: Model;
@@ -27,21 +28,6 @@ export interface LoadedModel {
   preprocessing: Preprocessing;
   /** The checkpoint folder actually read. */
   checkpoint: string;
-}
-
-/** The checkpoint folder a path means: itself, or a run directory's best (else last) checkpoint. */
-export function resolveCheckpointDir(path: string, which: 'best' | 'last' = 'best'): string {
-  const dir = resolve(path);
-  if (existsSync(join(dir, 'model.json'))) return dir;
-  if (existsSync(join(dir, 'checkpoints'))) {
-    const best = join(dir, 'checkpoints', 'best');
-    const last = join(dir, 'checkpoints', 'last');
-    const [first, second] = which === 'best' ? [best, last] : [last, best];
-    if (existsSync(join(first, 'model.json'))) return first;
-    if (existsSync(join(second, 'model.json'))) return second;
-    throw new InferenceError(`${path}: the run has no checkpoint yet (no completed epoch)`);
-  }
-  return dir; // loadCheckpoint names what is missing
 }
 
 /**

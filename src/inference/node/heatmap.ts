@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { decodeGrey } from '../../data/images.js';
-import { isDicom, readDicom } from '../../data/dicom.js';
-import { sharpJpegFrameDecoder } from './decode.js';
+import { isDicom, readDicom } from '../../data/dicom/index.js';
+import { nodeFrameDecoders } from '../../data/dicom/node-codecs.js';
 import type { Preprocessing } from '../../data/preprocess.js';
 import { camAtInput, camOnImage } from '../core/cam.js';
 import { VIRIDIS, overlayHeatmap, type OverlayOptions } from '../core/colormap.js';
@@ -88,7 +88,7 @@ export async function writeHeatmap(dir: string, stem: string, input: HeatmapInpu
 export async function decodeOriginalGrey(file: string): Promise<{ grey: Float32Array; width: number; height: number }> {
   const bytes = new Uint8Array(await readFile(file));
   if (isDicom(bytes.subarray(0, 132))) {
-    const d = await readDicom(bytes, { source: file, decoders: [sharpJpegFrameDecoder] });
+    const d = await readDicom(bytes, { source: file, decoders: nodeFrameDecoders, gate: false });
     return { grey: d.grey, width: d.width, height: d.height };
   }
   const g = await decodeGrey(file);

@@ -10,7 +10,6 @@ export {
   loadTrainedModel,
   onnxRunner,
   openCheckpointModel,
-  resolveCheckpointDir,
   sigmoid,
   tfjsRunner,
   TfjsInferenceModel,
@@ -18,5 +17,7 @@ export {
   type LoadedModel,
 } from './checkpoint.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './inputs.js';
-export { decodeForPrediction, sharpJpegFrameDecoder, type DecodeReply, type DecodeRequest } from './decode.js';
+export { decodeForPrediction, type DecodeReply, type DecodeRequest } from './decode.js';
 export { predictFiles, type BadFile, type PredictFilesOptions, type PredictFilesResult } from './predict.js';
+export { OnnxClassifier, type OnnxClassifierOptions } from './onnx-session.js';
+export { predictSplit, toPredictions, type PredictEngineInfo, type PredictSplitOptions, type RecordPrediction, type SplitPredictions } from './records.js';
