@@ -280,9 +280,14 @@ async function validate(model: Model, prep: Prepared, config: TrainConfig, cache
 function frozenFeatures(fm: FeatureMode, model: Model, x: tf.Tensor4D): tf.Tensor4D {
   const f = fm.kind === 'computed' || (fm.kind === 'off' && fm.fixedPrefix) ? forwardFrozenFixed(model, x) : model.forwardFrozen(x);
   x.dispose();
-  if (fm.kind !== 'computed' || fm.storage !== 'fp16') return f;
+  if (fm.kind !== 'computed' || fm.storage !== 'fp16' || fm.fp16Exceeded) return f;
   const values = f.dataSync().slice() as Float32Array;
-  roundToFp16(values);
+  if (roundToFp16(values)) {
+    // Features beyond float16's range would become infinite: this run keeps them in float32 from here on.
+    fm.fp16Exceeded = true;
+    fm.log('feature cache: the frozen prefix\'s output exceeds the float16 range; features stay float32 from here on (--feature-precision fp32 avoids the switch)');
+    return f;
+  }
   const shape = f.shape;
   f.dispose();
   return tf.tensor4d(values, shape);

@@ -12,6 +12,9 @@
  * - fp16: a run whose cache folder is unusable (so every feature is computed, then rounded) equals a cached run
  *   byte for byte: the run never depends on what the cache held.
  * - a changed prefix weight is a miss: everything is extracted again (fails on a key without the weight hash).
+ * - fp16 features beyond 65504 (the stem's conv scaled 1e5): a named folder refuses (exit 2, hint fp32), the default
+ *   cache steps aside, a run without a folder keeps float32; both of these train on finite features. Fails on an
+ *   extraction that rounds to fp16 before the store checks the range (infinities stored, nothing rejected).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,11 +29,13 @@ import { initEngine } from '../../src/engine/index.js';
 import { createModel } from '../../src/models/index.js';
 import { readStateDict, writeSafetensorsFile } from '../../src/models/weights/files.js';
 import { FeatureStore } from '../../src/train/feature-cache/store.js';
+import { FeatureCacheUsageError } from '../../src/train/feature-cache/errors.js';
 
 const tmp = tempDir('nextray-fcache-train-');
 const data = join(tmp.dir, 'data');
 const weights = join(tmp.dir, 'slim.safetensors');
 const weights2 = join(tmp.dir, 'slim-changed.safetensors');
+const weightsHuge = join(tmp.dir, 'slim-huge.safetensors');
 const cache = join(tmp.dir, 'cache');
 
 before(async () => {
@@ -45,6 +50,9 @@ before(async () => {
   changed[5] = changed[5]! * (1 + 1e-6) + 1e-9;
   sd.set('conv1.weight', { ...w, data: changed } as typeof w);
   writeSafetensorsFile(weights2, sd);
+  // The stem's conv 100,000 times larger: the prefix's outputs leave float16's range (max 65504).
+  sd.set('conv1.weight', { ...w, data: (w.data as Float32Array).map((v) => v * 1e5) } as typeof w);
+  writeSafetensorsFile(weightsHuge, sd);
   m.dispose();
 });
 after(() => tmp.cleanup());
@@ -181,4 +189,40 @@ test('a weight changed inside the frozen prefix is a miss: every entry is extrac
   const sd1 = await readStateDict(join(tmp.dir, 'fp32', 'checkpoints', 'last', 'model.safetensors'));
   const sd2 = await readStateDict(join(changed, 'checkpoints', 'last', 'model.safetensors'));
   assert.notDeepEqual(sd2.get('fc.weight')!.data, sd1.get('fc.weight')!.data);
+});
+
+test('features beyond the float16 range: a named folder is a usage error naming fp32; the default cache steps aside', async () => {
+  await assert.rejects(
+    () => run('huge-explicit', { featureCache: join(tmp.dir, 'cache-huge'), featurePrecision: 'fp16', weights: weightsHuge }),
+    (err: unknown) => err instanceof FeatureCacheUsageError && err.exitStatus === 2 && /exceed the float16 range/.test(err.message) && /--feature-precision fp32/.test(err.hint ?? ''),
+  );
+  const before = process.env.NEXTRAY_FEATURE_CACHE;
+  process.env.NEXTRAY_FEATURE_CACHE = join(tmp.dir, 'cache-huge-auto');
+  let dir: string;
+  try {
+    dir = await run('huge-auto', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge });
+  } finally {
+    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
+    else process.env.NEXTRAY_FEATURE_CACHE = before;
+  }
+  assert.match(log(dir), /feature cache: off: .*exceed the float16 range .*training runs uncached/);
+  const m = metrics(dir);
+  assert.equal(m.length, 2);
+  assert.equal(m[1]!.features_cached, undefined);
+  assert.ok(Number.isFinite(m[1]!.train_loss as number), 'trained on finite features');
+
+  // No usable folder at all: the features are computed in each step, and the run keeps them in float32.
+  const notADir = join(tmp.dir, 'not-a-folder-huge');
+  writeFileSync(notADir, 'x');
+  process.env.NEXTRAY_FEATURE_CACHE = notADir;
+  let computed: string;
+  try {
+    computed = await run('huge-computed', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge });
+  } finally {
+    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
+    else process.env.NEXTRAY_FEATURE_CACHE = before;
+  }
+  assert.match(log(computed), /exceeds the float16 range; features stay float32 from here on/);
+  // The same bits as the run whose cache stepped aside (float32 features at the fixed prefix batch).
+  assert.deepEqual(metrics(computed).map(comparable), m.map(comparable));
 });

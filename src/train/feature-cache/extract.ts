@@ -20,7 +20,6 @@ import type { ImageRecord } from '../../data/types.js';
 import type { Model } from '../../models/index.js';
 import { createProgress } from '../../util/progress.js';
 import { FeatureCacheError } from './errors.js';
-import { roundToFp16 } from './fp16.js';
 import { forwardFrozenFixed, PREFIX_BATCH } from './prefix.js';
 import type { FeatureStore, Variant } from './store.js';
 
@@ -48,7 +47,12 @@ export interface ExtractOptions {
   onChunk?: (written: number) => void;
   /** Called once per image that cannot be decoded. */
   onBadImage?: (bad: BadImage, item: ExtractItem) => void;
-  /** Index commits at most this often (default 30 s: each is an fdatasync); every chunk when 0. */
+  /**
+   * Index commits at most this often (default 60 s; every chunk when 0). A commit is an fdatasync, which on a disk
+   * other processes write to can take seconds, so the interval also grows to ten times the last commit's duration
+   * (commits then cost at most ~10% of the job). Between commits a kill -9 loses nothing (the page cache has the
+   * records; the next open checks them); only a power cut can lose the records after the last commit.
+   */
   commitEveryMs?: number;
 }
 
@@ -153,7 +157,7 @@ export async function extractFeatures(model: Model, store: FeatureStore, items: 
     },
   );
   let lastCommit = Date.now();
-  const commitEvery = opts.commitEveryMs ?? 30000;
+  let commitEvery = opts.commitEveryMs ?? 60000;
   let pending: { k: number; items: ExtractItem[]; x: Float32Array[] } | null = null;
   const flush = (c: { k: number; items: ExtractItem[]; x: Float32Array[] }) => {
     const n = c.items.length;
@@ -174,16 +178,18 @@ export async function extractFeatures(model: Model, store: FeatureStore, items: 
       const each = store.values;
       for (let i = 0; i < n; i++) {
         if (!wanted[i]) continue;
-        const values = data.subarray(i * each, (i + 1) * each);
-        if (store.keySet.storage === 'fp16') roundToFp16(values);
-        store.append(c.items[i]!.hash, variant, values);
+        // Unrounded: append rounds to fp16 itself and counts what overflows. Rounding here first would hand it
+        // +/-Infinity, which encodes as Infinity without counting as an overflow.
+        store.append(c.items[i]!.hash, variant, data.subarray(i * each, (i + 1) * each));
         stats.written++;
         progress.tick(1, { ips: (stats.written / Math.max((Date.now() - started) / 1000, 1e-3)).toFixed(1) });
       }
     }
     if (Date.now() - lastCommit >= commitEvery) {
+      const t = Date.now();
       store.commit();
       lastCommit = Date.now();
+      if (commitEvery > 0) commitEvery = Math.max(commitEvery, 10 * (lastCommit - t));
     }
     opts.onChunk?.(stats.written);
   };

@@ -36,7 +36,7 @@ import { checkDiskSpace, extractFeatures, formatBytes, type ExtractItem, type Ex
 import { roundToFp16 } from './fp16.js';
 import { forwardFrozenFixed } from './prefix.js';
 import { configBlocker, hashImageFiles, makeKeySet, prefixBlocker, prefixOutputShape, prefixTensorHash, type StoragePrecision } from './key.js';
-import { FeatureStore, type Variant } from './store.js';
+import { FeatureStore, fp16RangeError, type Variant } from './store.js';
 
 /** Memory one image's index entry takes (a 64-hex-digit key, a two-slot array, the Map's slot: ~180 B measured), for the log. */
 const INDEX_BYTES_PER_IMAGE = 200;
@@ -121,7 +121,7 @@ export interface FeatureCacheContext {
  */
 export type FeatureMode =
   | { kind: 'off'; fixedPrefix: boolean }
-  | { kind: 'computed'; storage: StoragePrecision }
+  | { kind: 'computed'; storage: StoragePrecision; log: (line: string) => void; fp16Exceeded?: boolean }
   | { kind: 'cached'; session: FeatureCacheSession };
 
 /** One training batch as features: what BatchLoader's Batch carries, with the prefix's output instead of pixels. */
@@ -164,7 +164,7 @@ export async function setUpFeatureCache(c: FeatureCacheContext): Promise<Feature
     return { kind: 'off', fixedPrefix: false };
   }
   const storage = config.featurePrecision;
-  const computed: FeatureMode = { kind: 'computed', storage };
+  const computed: FeatureMode = { kind: 'computed', storage, log };
   const size = c.preprocessing.size;
   const shape = prefixOutputShape(model, size);
   const prefixHash = prefixTensorHash(model);
@@ -306,6 +306,13 @@ export class FeatureCacheSession {
         }, 'extracting features');
         this.extraction.push(await extractFeatures(this.model, this.valStore, valItems, { ...opts, label: 'feature cache (validation images)' }));
       } catch (err) {
+        if (err instanceof FeatureCacheError && err.code === 'ERR_FEATURE_CACHE_FP16_RANGE') {
+          // Not a disk problem: these features cannot be fp16 at all. Named folder: say what to do; default: step aside.
+          if (explicit) throw new FeatureCacheUsageError(`--feature-cache ${this.dir}: ${err.message.replace(/^[^:]*: /, '')}`, { hint: err.hint ?? '' });
+          log(`feature cache: off: ${err.message.replace(/^[^:]*: /, '')} (--feature-precision fp32 caches them); training runs uncached`);
+          this.close();
+          return { kind: 'off', fixedPrefix: true };
+        }
         if (explicit || !(err instanceof FeatureCacheError)) throw err;
         // The default cache is optional: keep what was written, compute the rest in each step.
         this.writeFailed = true;
@@ -478,7 +485,10 @@ export class FeatureCacheSession {
       const f = tf.tidy(() => forwardFrozenFixed(this.model, tf.tensor4d(xs, [misses.length, size, size, 3])).dataSync() as Float32Array);
       misses.forEach(({ s, k }, j) => {
         const values = f.slice(j * v, (j + 1) * v);
-        if (this.storage === 'fp16') roundToFp16(values);
+        if (this.storage === 'fp16') {
+          const overflow = roundToFp16(values);
+          if (overflow) throw fp16RangeError(this.dir, overflow);
+        }
         data.set(values, k * v);
         this.appendQuietly(store, hashes[s.index]!, s.variant, values);
       });

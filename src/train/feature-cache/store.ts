@@ -328,7 +328,8 @@ export class FeatureStore {
   /**
    * Appends the entry (image, variant). `values` are float32 features, already rounded to the storage precision
    * by the caller when it also uses them (fp16 storage rounds them the same way again, exactly). Throws
-   * FeatureCacheError when the disk is full (after cutting the file back to whole records and committing).
+   * FeatureCacheError when the disk is full (after cutting the file back to whole records and committing), and
+   * (code ERR_FEATURE_CACHE_FP16_RANGE, nothing written) when fp16 storage cannot hold a value.
    */
   append(hash: string, variant: Variant, values: Float32Array): void {
     if (!this.writable) throw new FeatureCacheError(`${this.dir}: the feature cache is read-only here (${this.report.readOnlyReason ?? 'not writable'})`);
@@ -344,12 +345,10 @@ export class FeatureStore {
     v.setUint32(40, slot, true);
     const p = r.byteOffset + RECORD_HEADER_BYTES;
     if (this.keySet.storage === 'fp16') {
-      const overflow = encodeFp16(values, new Uint16Array(r.buffer, p, this.values));
-      if (overflow) {
-        throw new FeatureCacheError(
-          `${this.dir}: ${overflow} feature value(s) exceed the fp16 range (|x| > ${FP16_MAX}); use --feature-precision fp32`,
-        );
-      }
+      // An infinite input is counted too: it is what a caller's own fp16 rounding made of an out-of-range value,
+      // and an infinite feature is never worth storing.
+      const overflow = encodeFp16(values, new Uint16Array(r.buffer, p, this.values)) + countInfinite(values);
+      if (overflow) throw fp16RangeError(this.dir, overflow);
     } else new Float32Array(r.buffer, p, this.values).set(values);
     const crcAt = RECORD_HEADER_BYTES + this.payloadBytes;
     v.setUint32(crcAt, crc32(r.subarray(0, crcAt)), true);
@@ -439,6 +438,20 @@ export class FeatureStore {
     for (const [hash, slots] of this.index) for (const v of [0, 1] as const) if (slots[v] >= 0) out.push([slots[v], hash, v]);
     return out.sort((p, q) => p[0] - q[0]).map(([, h, v]) => [h, v]);
   }
+}
+
+/** Features too large for float16 (an untrained network without batchnorm statistics, say): fp32 can store them. */
+export function fp16RangeError(where: string, count: number): FeatureCacheError {
+  return new FeatureCacheError(`${where}: ${count} value(s) of the frozen prefix's output exceed the float16 range (|x| > ${FP16_MAX})`, {
+    code: 'ERR_FEATURE_CACHE_FP16_RANGE',
+    hint: 'cache them as float32 with --feature-precision fp32',
+  });
+}
+
+function countInfinite(values: Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] === Infinity || values[i] === -Infinity) n++;
+  return n;
 }
 
 /** Takes the writer lock: true, or why not (another live process holds it). A dead holder's lock is taken over. */
