@@ -19,7 +19,8 @@
  *
  *   npm run build && node bench/feature-cache.mjs [--images 1000] [--epochs 3] [--precision fp16] [--engine native]
  *       [--arch resnet152] [--frozen 148] [--size 320] [--batch 16] [--val 32] [--data DIR] [--cache DIR]
- *       [--modes uncached,extract,inference,cached]
+ *       [--weights resnet152.safetensors] [--modes uncached,extract,inference,cached]
+ * Without --weights the network is the seeded random init with zero_init_residual (see the parent below).
  * Under an ISA cap: ONEDNN_MAX_CPU_ISA=AVX2 node bench/feature-cache.mjs ... (bench/run.mjs --isa avx2 sets it).
  */
 import { spawnSync } from 'node:child_process';
@@ -42,6 +43,7 @@ const { values: a } = parseArgs({
     val: { type: 'string', default: '32' },
     data: { type: 'string' },
     cache: { type: 'string' },
+    weights: { type: 'string' },
     modes: { type: 'string', default: 'uncached,extract,inference,cached' },
     child: { type: 'string' },
     run: { type: 'string' },
@@ -54,6 +56,7 @@ const mib = () => Math.round(process.resourceUsage().maxRSS / 1024);
 function trainConfig(extra) {
   return {
     data: a.data,
+    weights: a.weights,
     arch: a.arch,
     frozenLayers: Number(a.frozen),
     inputSize: Number(a.size),
@@ -147,6 +150,8 @@ if (a.child) {
     const max = Number(a.images);
     const records = all.length <= max ? all : new Rng(0).fork('train-subset').shuffle(all.map((_, i) => i)).slice(0, max).sort((p, q) => p - q).map((i) => all[i]);
     const model = createModel(a.arch, { head: 'binary', dropout: 0.5, seed: 0 });
+    const { readStateDict } = await import(new URL('models/weights/files.js', dist).href);
+    model.loadStateDict(await readStateDict(a.weights), { strict: true, layout: 'auto', ignoreClassifier: true, source: a.weights });
     model.freezeLayers(Number(a.frozen));
     const size = Number(a.size);
     const loader = new BatchLoader(records, { batchSize: Number(a.batch), shuffle: false, augment: false, preprocessing: makePreprocessing({ size }), workers: 2 });
@@ -193,6 +198,23 @@ try {
   const trainImages = (await loadMuraDataset(data)).images.filter((r) => r.split === 'train').length;
   if (trainImages < Number(a.images)) throw new Error(`${data} has ${trainImages} training images, fewer than --images ${a.images}; remove it (or give another --data) to generate more`);
   report.settings.data = data;
+  // Starting weights. Without --weights: the architecture's seeded random init with every residual block's last
+  // batchnorm scale at zero (torchvision's zero_init_residual=True). With untrained batchnorm statistics (mean 0,
+  // variance 1) and frozen batchnorms, a plain random ResNet-152 doubles its activations' variance in each of its 50
+  // residual sums, and its features leave the float16 range; the arithmetic, and so every timing, is the same.
+  const weights = a.weights ? resolve(a.weights) : join(work, `${a.arch}-zero-init-residual.safetensors`);
+  if (!a.weights) {
+    const { createModel } = await import(new URL('models/index.js', dist).href);
+    const { writeSafetensorsFile } = await import(new URL('models/weights/files.js', dist).href);
+    await (await import(new URL('engine/index.js', dist).href)).initEngine('cpu');
+    const m = createModel(a.arch, { head: 'binary', seed: 0 });
+    const sd = m.exportStateDict();
+    const last = [...sd.keys()].some((k) => /\.bn3\.weight$/.test(k)) ? /^layer\d+\.\d+\.bn3\.weight$/ : /^layer\d+\.\d+\.bn2\.weight$/;
+    for (const [k, t] of sd) if (last.test(k)) sd.set(k, { ...t, data: new Float32Array(t.data.length) });
+    writeSafetensorsFile(weights, sd);
+    m.dispose();
+  }
+  report.settings.weights = a.weights ? weights : 'seeded random init, zero_init_residual (see the script header)';
   report.settings.train_images_available = trainImages;
 
   const modes = a.modes.split(',');
@@ -201,7 +223,7 @@ try {
     process.stderr.write(`fcache bench: ${mode} ...\n`);
     const run = join(work, `run-${mode}`);
     rmSync(run, { recursive: true, force: true });
-    const args = [self, '--child', mode, '--run', run, '--data', data, '--cache', cache, ...['images', 'epochs', 'precision', 'engine', 'arch', 'frozen', 'size', 'batch', 'val'].flatMap((k) => [`--${k}`, a[k]])];
+    const args = [self, '--child', mode, '--run', run, '--data', data, '--cache', cache, '--weights', weights, ...['images', 'epochs', 'precision', 'engine', 'arch', 'frozen', 'size', 'batch', 'val'].flatMap((k) => [`--${k}`, a[k]])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 26, env: process.env });
     const line = (r.stdout || '').trim().split('\n').filter((l) => l.startsWith('{')).pop();
     if (r.status !== 0 || !line) return { error: `exit ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-4).join(' | ')}` };
