@@ -26,3 +26,11 @@ export * as inference from './inference/node/index.js';
 /** Weight files by path (safetensors, .pth, .npy, checkpoint folders); `models.weights` has the pure parsers. */
 export * as weights from './models/weights/index.js';
 export * as errors from './util/errors.js';
+
+/**
+ * The facade: `const model = await load('model.onnx' | 'runs/r1' | [a, b]); await model.predict(['scans/'], { heatmaps })`
+ * (src/inference/README.md).
+ */
+export { load } from './inference/node/load.js';
+export type { NodeLoadOptions, NodeModel, NodeModelSpec, NodePredictOptions } from './inference/node/load.js';
+export type { PredictionResult, StudyPrediction, ViewPrediction } from './inference/core/load.js';

@@ -27,6 +27,7 @@ import { trustExportOptions } from '../inference/core/trust.js';
 import { exportOnnxFileWithPrecision, type PrecisionReport } from '../models/onnx/precision.js';
 import { datasetCalibrationImages } from '../data/calibration-sample.js';
 import { runCheckpoint } from '../runs/run-dir.js';
+import { cardFromCheckpoint, type ModelCard } from '../models/card.js';
 import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type Precision } from '../models/onnx/quantize.js';
 import { createProgress } from '../util/progress.js';
 
@@ -183,6 +184,7 @@ async function run(flags: ExportFlags): Promise<void> {
       ...(head === 'binary' ? { cam: true } : {}),
       ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
       extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
+      ...(checkpoint && head === 'binary' ? { card: exportCard(checkpoint, loaded.source, threshold) } : {}),
     };
     try {
       if (flags.precision === 'fp32' && !flags.calibration) exported = exportOnnxFile(model, flags.out, exportOpts);
@@ -349,6 +351,23 @@ Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad
       throw err;
     })
     .action(async (flags: ExportFlags) => run(flags));
+}
+
+/**
+ * The model card an export of a checkpoint carries (metadata `model_card`, src/models/card.ts): the checkpoint's,
+ * with the data kind and validation metrics trainingFacts finds, and without the operating point when --threshold
+ * replaced the threshold it chose.
+ */
+function exportCard(meta: CheckpointMetadata, source: string, threshold: number): ModelCard {
+  const card = cardFromCheckpoint(meta, source.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? source);
+  const facts = trainingFacts(meta);
+  if (card.dataset && facts.dataset) card.dataset.kind = (JSON.parse(facts.dataset) as { kind: 'mura' | 'synthetic' }).kind;
+  if (facts.validation_metrics) {
+    const { epoch: _epoch, ...metrics } = JSON.parse(facts.validation_metrics) as Record<string, number>;
+    card.training = { ...card.training, validationMetrics: metrics };
+  }
+  if (card.operatingPoint && card.operatingPoint.threshold !== threshold) delete card.operatingPoint;
+  return card;
 }
 
 /**

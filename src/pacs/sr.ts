@@ -83,6 +83,7 @@ export const CODES = {
   studyResult: own('STUDY', 'Study result'),
   viewsCounted: own('VIEWS', 'Views counted'),
   viewLeftOut: own('LEFTOUT', 'View left out'),
+  inputsDigest: own('INPUTS', 'Inputs digest'),
 } as const satisfies Record<string, Code>;
 
 /** One source view and what the model made of it. */
@@ -108,6 +109,17 @@ export interface StudySrInput {
   views: readonly SrView[];
   /** Views of the study that were not predicted, with the reason (refused by the header gate, unreadable ...). */
   leftOut?: ReadonlyArray<{ name: string; reason: string }>;
+  /**
+   * Instances of the study that were looked at but not predicted (refused, unreadable), by SOP Class, SOP Instance and
+   * Series: listed in the Pertinent Other Evidence Sequence beside the predicted views of the Current Requested
+   * Procedure Evidence Sequence, so the report names every input it considered.
+   */
+  otherEvidence?: ReadonlyArray<{ sopClassUid: string; sopInstanceUid: string; seriesInstanceUid: string }>;
+  /**
+   * A digest of what the report was made from (a PACS worker: the study's input SOP Instance UIDs), stored as a TEXT
+   * item so that a later run can tell an up-to-date report from one the study has outgrown.
+   */
+  inputsDigest?: string;
   /** The study's probability (default: the mean of the views', as `predict --studies-out`), decision and threshold. */
   study?: { probability: number; decision: 'abnormal' | 'normal'; threshold: number };
   model: { name: string; sha256: string; operatingPoint: string };
@@ -158,8 +170,8 @@ const container = (rel: Relationship | null, concept: Code, children: DicomItem[
 const image = (rel: Relationship, v: Pick<SrView, 'sopClassUid' | 'sopInstanceUid'>): DicomItem =>
   item(rel, 'IMAGE', null, [el(0x0008, 0x1199, 'SQ', [[el(0x0008, 0x1150, 'UI', v.sopClassUid), el(0x0008, 0x1155, 'UI', v.sopInstanceUid)]])]);
 
-/** Attributes copied from the source when present; Type 2 ones written empty otherwise. */
-function copied(h: DicomHeader): DicomElement[] {
+/** Patient and General Study attributes copied from the source when present; Type 2 ones written empty otherwise. */
+export function copied(h: DicomHeader): DicomElement[] {
   const out: DicomElement[] = [];
   const put = (group: number, element: number, vr: DicomElement['vr'], v: string | undefined, type2: boolean): void => {
     if (v !== undefined) out.push(el(group, element, vr, v));
@@ -230,18 +242,23 @@ export async function studySrDataSet(input: StudySrInput): Promise<{ dataSet: Di
     text('CONTAINS', CODES.algorithmParameters, input.model.operatingPoint),
     container('CONTAINS', CODES.measurements, [...groups, studyGroup]),
     text('CONTAINS', CODES.comment, input.notice ?? RESEARCH_NOTICE),
+    ...(input.inputsDigest ? [text('CONTAINS', CODES.inputsDigest, input.inputsDigest)] : []),
   ];
 
-  // The evidence: the source images, by series.
-  const bySeries = new Map<string, SrView[]>();
-  for (const v of views) bySeries.set(v.seriesInstanceUid, [...(bySeries.get(v.seriesInstanceUid) ?? []), v]);
-  const evidence: DicomItem = [
-    el(0x0008, 0x1115, 'SQ', [...bySeries].map(([series, vs]) => [
-      el(0x0008, 0x1199, 'SQ', vs.map((v) => [el(0x0008, 0x1150, 'UI', v.sopClassUid), el(0x0008, 0x1155, 'UI', v.sopInstanceUid)])),
-      el(0x0020, 0x000e, 'UI', series),
-    ])),
-    el(0x0020, 0x000d, 'UI', studyUid),
-  ];
+  // The evidence: the source images, by series; the instances looked at but not predicted as other evidence.
+  const hierarchical = (refs: ReadonlyArray<Pick<SrView, 'sopClassUid' | 'sopInstanceUid' | 'seriesInstanceUid'>>): DicomItem => {
+    const bySeries = new Map<string, Array<(typeof refs)[number]>>();
+    for (const v of refs) bySeries.set(v.seriesInstanceUid, [...(bySeries.get(v.seriesInstanceUid) ?? []), v]);
+    return [
+      el(0x0008, 0x1115, 'SQ', [...bySeries].map(([series, vs]) => [
+        el(0x0008, 0x1199, 'SQ', vs.map((v) => [el(0x0008, 0x1150, 'UI', v.sopClassUid), el(0x0008, 0x1155, 'UI', v.sopInstanceUid)])),
+        el(0x0020, 0x000e, 'UI', series),
+      ])),
+      el(0x0020, 0x000d, 'UI', studyUid),
+    ];
+  };
+  const evidence = hierarchical(views);
+  const other = input.otherEvidence?.length ? hierarchical(input.otherEvidence) : null;
 
   const dataSet: DicomElement[] = [
     ...copied(h),
@@ -270,6 +287,7 @@ export async function studySrDataSet(input: StudySrInput): Promise<{ dataSet: Di
     el(0x0040, 0xa493, 'CS', 'UNVERIFIED'),
     el(0x0040, 0xa372, 'SQ', []),
     el(0x0040, 0xa375, 'SQ', [evidence]),
+    ...(other ? [el(0x0040, 0xa385, 'SQ', [other])] : []),
     // Coding schemes beyond the standard's
     el(0x0008, 0x0110, 'SQ', [[el(0x0008, 0x0102, 'SH', '99NEXTRAY'), el(0x0008, 0x0115, 'ST', 'neXt-Ray private codes'), el(0x0008, 0x0116, 'ST', 'neXt-Ray')]]),
     // SR Document Content: the root container

@@ -47,3 +47,12 @@ export async function resultUids(studyInstanceUid: string, modelSha256: string):
   const base = `nextray-result|${studyInstanceUid}|${modelSha256}`;
   return { seriesInstanceUid: await derivedUid(`${base}|series`), sopInstanceUid: await derivedUid(`${base}|sr`) };
 }
+
+/**
+ * The UIDs of a study's heatmap Secondary Capture images: one series per (study, model) beside the SR's, one image
+ * per source view (a function of the view's SOP Instance UID too), derived like resultUids so a re-run replaces.
+ */
+export async function heatmapUids(studyInstanceUid: string, modelSha256: string, sourceSopInstanceUid: string): Promise<ResultUids> {
+  const base = `nextray-result|${studyInstanceUid}|${modelSha256}`;
+  return { seriesInstanceUid: await derivedUid(`${base}|sc-series`), sopInstanceUid: await derivedUid(`${base}|sc|${sourceSopInstanceUid}`) };
+}

@@ -1,6 +1,7 @@
 /**
  * `nextray serve`'s HTTP face (fastify): the offline web app at `/`, the model file it runs at `/model.onnx`, and a
- * small REST API over one loaded model — POST /v1/predict, GET /v1/health, GET /v1/model.
+ * small REST API over one loaded model — POST /v1/predict, GET /v1/health, GET /v1/model — and /model.json, the
+ * model's SHA-256 and size, by which the page knows whether its offline copy is current.
  *
  * Every input is bounded: body size (413), decoded pixels (413), a request timeout, and a bounded queue in front of
  * inference (503 + Retry-After when full). Every error is JSON `{"error": ...}`. With a token, every API call and the
@@ -20,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { InputError, type Predictor } from './predictor.js';
 import { NextrayError } from '../util/errors.js';
 import { BoundedQueue, QueueFullError, QueueTimeoutError } from './queue.js';
+import { describeModel } from './model-description.js';
 
 export interface ServeOptions {
   predictor: Predictor;
@@ -55,7 +57,7 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-const SECURITY_HEADERS: Record<string, string> = {
+export const SECURITY_HEADERS: Record<string, string> = {
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-embedder-policy': 'require-corp',
   'cross-origin-resource-policy': 'same-origin',
@@ -109,7 +111,7 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) reply.header(k, v);
     if (opts.token !== undefined) {
       const path = req.url.split('?')[0]!;
-      if ((path.startsWith('/v1/') || path === '/model.onnx') && !tokenMatches(req.headers.authorization, opts.token)) {
+      if ((path.startsWith('/v1/') || path === '/model.onnx' || path === '/model.json') && !tokenMatches(req.headers.authorization, opts.token)) {
         reply.header('www-authenticate', 'Bearer');
         throw new HttpError(401, 'missing or wrong token: send Authorization: Bearer <token>');
       }
@@ -153,6 +155,10 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
       .header('content-type', 'application/octet-stream')
       .header('cache-control', 'no-cache')
       .send('bytes' in onnx ? Buffer.from(onnx.bytes.buffer, onnx.bytes.byteOffset, onnx.bytes.byteLength) : createReadStream(onnx.path)),
+  );
+  // What the page stores for offline use is checked against this on every online visit (app/src/store.ts).
+  app.get('/model.json', async (_req, reply) =>
+    reply.header('cache-control', 'no-store').send(await describeModel(onnx, appDir, predictor.model.name)),
   );
   app.get('/v1/health', async () => ({ status: 'ok', model: predictor.model.name, queue: queue.stats }));
   app.get('/v1/model', async () => predictor.model);

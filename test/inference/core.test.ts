@@ -20,13 +20,13 @@ import {
   preprocessAll,
   studyKeyOf,
   type InferenceModel,
-  type ModelCard,
+  type LoadedCard,
   type PreparedImage,
 } from '../../src/inference/core/index.js';
 
 /** A model that answers fixed probabilities per image, and records the inputs it saw. */
 function fakeModel(name: string, probs: number[], size = 32, threshold = 0.5): InferenceModel & { seen: Float32Array[] } {
-  const card: ModelCard = {
+  const card: LoadedCard = {
     name,
     source: `${name}.onnx`,
     sha256: name.repeat(8).slice(0, 8),
@@ -140,7 +140,7 @@ test('the core reaches no Node-only module (what a browser bundle of it would im
 
 /** A model with a fixed `cam` output (the same h x w map for every image) and probability 0.5. */
 function camModel(name: string, map: number[], h: number, w: number, pre = makePreprocessing({ size: 32 })): InferenceModel {
-  const card: ModelCard = { name, source: `${name}.onnx`, sha256: name, arch: 'fake', preprocessing: pre, threshold: 0.5, engine: 'fake', outputs: ['logits', 'probability', 'cam'], metadata: {} };
+  const card: LoadedCard = { name, source: `${name}.onnx`, sha256: name, arch: 'fake', preprocessing: pre, threshold: 0.5, engine: 'fake', outputs: ['logits', 'probability', 'cam'], metadata: {} };
   return {
     card,
     async run(_x, n) {

@@ -94,16 +94,25 @@ export const UPPER_EXTREMITY_BODY_PARTS: readonly string[] = [
 
 export type GateVerdict = { accepted: true; warnings: string[] } | { accepted: false; reason: string; warnings: string[] };
 
+/**
+ * The modality rule alone (null: not refused by it), for callers that know a series' Modality before they have its
+ * files: a PACS worker skips a CT series without downloading it.
+ */
+export function modalityRefusal(modality: string | undefined): string | null {
+  const m = modality?.toUpperCase();
+  if (m === undefined || m === '' || RADIOGRAPH_MODALITIES[m] || m === 'OT') return null;
+  const name = OTHER_MODALITIES[m];
+  return `Modality ${m}${name ? ` (${name})` : ''} is not a radiograph: neXt-Ray reads CR, DX and RG images of the upper extremity; refused before inference`;
+}
+
 /** The gate's verdict on a header (rules in the module comment). */
 export function gateHeader(h: DicomHeader): GateVerdict {
   const warnings: string[] = [];
   const sop = h.sopClassUid ? `${h.sopClassUid}${RADIOGRAPH_SOP_CLASSES[h.sopClassUid] ? ` (${RADIOGRAPH_SOP_CLASSES[h.sopClassUid]})` : ''}` : 'not given';
   const refuse = (reason: string): GateVerdict => ({ accepted: false, reason, warnings });
   const m = h.modality;
-  if (m !== undefined && !RADIOGRAPH_MODALITIES[m] && m !== 'OT') {
-    const name = OTHER_MODALITIES[m];
-    return refuse(`Modality ${m}${name ? ` (${name})` : ''} is not a radiograph: neXt-Ray reads CR, DX and RG images of the upper extremity; refused before inference`);
-  }
+  const refusal = modalityRefusal(m);
+  if (refusal) return refuse(refusal);
   const p = h.pixel;
   if (!p.present) return refuse(`no Pixel Data (7FE0,0010): this DICOM object holds no image (SOP Class ${sop}); refused before inference`);
   const missing = [

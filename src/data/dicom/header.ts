@@ -44,6 +44,9 @@ export interface DicomHeader {
   /** Image Laterality (0020,0062): R, L, U (unpaired) or B (both). */
   imageLaterality?: string;
   instanceNumber?: string;
+  /** Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090): tell neXt-Ray's own results from inputs. */
+  manufacturer?: string;
+  manufacturerModelName?: string;
   patient: { name?: string; id?: string; issuerOfPatientId?: string; birthDate?: string; sex?: string };
   study: { date?: string; time?: string; id?: string; accessionNumber?: string; referringPhysicianName?: string; description?: string };
   series: { number?: string; description?: string };
@@ -93,6 +96,8 @@ export function headerOf(ds: DataSet, transferSyntax: string): DicomHeader {
   set('laterality', upper(str(ds, 'x00200060')));
   set('imageLaterality', upper(str(ds, 'x00200062')));
   set('instanceNumber', str(ds, 'x00200013'));
+  set('manufacturer', str(ds, 'x00080070'));
+  set('manufacturerModelName', str(ds, 'x00081090'));
   const fill = <T extends object>(o: T, pairs: Array<[keyof T, string]>): void => {
     for (const [k, tag] of pairs) {
       const v = str(ds, tag);

@@ -223,6 +223,18 @@ function maskSigned(raw: ArrayLike<number>, count: number, stride: number, offse
  * allocated; MONOCHROME1/2 with one sample, RGB or YBR_FULL(_422) with three) and the size limit. Throws
  * DicomError naming the file.
  */
+const JPEG_FAMILY: ReadonlySet<string> = new Set([TS.jpegBaseline, TS.jpegExtended, TS.jpegLossless, TS.jpegLosslessSV1, TS.jpegLsLossless, TS.jpegLsNearLossless]);
+
+/**
+ * Whether a JPEG codestream ends with EOI (0xFFD9). Encoders pad an odd frame with 0x00 or 0xFF (pydicom's
+ * JPEG-lossy.dcm ends FF D9 FF), so the marker is looked for in the last 16 bytes: inside entropy-coded data 0xFF is
+ * followed only by 0x00 or a restart marker, so FF D9 there can only be the end.
+ */
+function endsWithEoi(b: Uint8Array): boolean {
+  for (let i = b.length - 2; i >= Math.max(0, b.length - 16); i--) if (b[i] === 0xff && b[i + 1] === 0xd9) return true;
+  return false;
+}
+
 export async function decodeStoredFrame(p: ParsedDicom, opts: { frame?: number; decoders?: readonly DicomFrameDecoder[]; maxPixels?: number } = {}): Promise<StoredFrame> {
   const file = p.source;
   const fail = (problem: string): never => {
@@ -270,6 +282,11 @@ export async function decodeStoredFrame(p: ParsedDicom, opts: { frame?: number; 
       bytes = encapsulatedFrame(p, frame);
     } catch (err) {
       return fail(`damaged compressed pixel data (${syntaxName(ts)}): ${errorText(err)}`);
+    }
+    // A JPEG-family frame (it starts with SOI; anything else the codec names) ends with the EOI marker: without it the
+    // data was cut short, and the codecs would fill the rest of the image from their state rather than fail.
+    if (JPEG_FAMILY.has(ts) && bytes[0] === 0xff && bytes[1] === 0xd8 && !endsWithEoi(bytes)) {
+      return fail(`damaged compressed pixel data (${syntaxName(ts)}): the frame ends without the JPEG end-of-image marker (FFD9), so it was cut short (a truncated instance)`);
     }
     let d;
     try {

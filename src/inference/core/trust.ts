@@ -35,8 +35,8 @@ export function trustExportOptions(meta: { extra?: Record<string, unknown>; deci
   };
 }
 
-/** The gate threshold a model's ONNX metadata states, or null. */
-function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
+/** The gate threshold a model's ONNX metadata (`ood`) states, or null when it has no gate. */
+export function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
   if (!metadata.ood) return null;
   try {
     const t = (JSON.parse(metadata.ood) as { threshold?: unknown }).threshold;
@@ -74,6 +74,10 @@ export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<E
       });
       for (let j = 0; j < sum.length; j++) sum[j]! /= cams.length;
       r.heatmap = { width: size, height: size, data: normaliseMap(sum), method: cams.length > 1 ? 'cam-mean' : 'cam' };
+      if (cams.length === 1) {
+        const [, h, w] = cams[0]!.dims as [number, number, number];
+        r.heatmap.coarse = { data: cams[0]!.data.slice(k * h * w, (k + 1) * h * w), height: h, width: w };
+      }
     });
   }
   if (raw.extra.every((e) => e[ONNX_OOD_SCORE])) {

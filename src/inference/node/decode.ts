@@ -8,8 +8,9 @@
 import { readFile, open, stat } from 'node:fs/promises';
 import { decodeGrey, ImageError, MAX_IMAGE_PIXELS } from '../../data/images.js';
 import { greyWarnings, type Preprocessing } from '../../data/preprocess.js';
-import { DicomError, isDicom, readDicom, viewInfoOf, type DicomViewInfo } from '../../data/dicom/index.js';
+import { DicomError, isDicom, readDicom } from '../../data/dicom/index.js';
 import { nodeFrameDecoders } from '../../data/dicom/node-codecs.js';
+import { dicomIdentityOf, type DicomIdentity } from '../core/identity.js';
 import { preprocessAll } from '../core/predict.js';
 
 export interface DecodeRequest {
@@ -31,8 +32,8 @@ export type DecodeReply =
       format: string;
       /** DICOM Study Instance UID (0020,000D), when the file has one. */
       studyUid?: string;
-      /** A DICOM file's identifiers and view (View Position, Laterality ...). */
-      dicom?: DicomViewInfo;
+      /** DICOM: the view's, patient's and study's identifiers in the header. */
+      dicom?: DicomIdentity;
       warnings: string[];
     }
   | { id: number; ok: false; problem: string };
@@ -73,7 +74,7 @@ export async function decodeForPrediction(req: DecodeRequest): Promise<DecodeRep
         height: dcm.height,
         format: 'dicom',
         ...(dcm.studyInstanceUid ? { studyUid: dcm.studyInstanceUid } : {}),
-        dicom: viewInfoOf(dcm.header),
+        dicom: dicomIdentityOf(dcm.header),
         warnings: [...dcm.warnings, ...greyWarnings(dcm.grey, 8)],
       };
     }

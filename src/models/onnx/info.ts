@@ -10,6 +10,7 @@ import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
 import type { OodMetadata } from './extras.js';
+import { cardFromOnnxMetadata, ModelCardError, type ModelCard } from '../card.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
 /** What the exported file says about the model. */
@@ -34,6 +35,8 @@ export interface OnnxClassifierInfo {
   ood: OodMetadata | null;
   /** Header facts (IR, opsets, producer, graph inputs/outputs). */
   model: OnnxModelInfo;
+  /** The model card the metadata is a serialisation of (src/models/card.ts); named after the file. */
+  card: ModelCard;
 }
 
 /** Thrown for files that are not usable exported models and for bad `run` inputs; the message says what to fix. */
@@ -101,7 +104,15 @@ export function parseClassifierInfo(bytes: Uint8Array, source = '<bytes>'): Onnx
     }
     if (!ood || ood.method !== 'mahalanobis' || typeof ood.threshold !== 'number') bad('ood', "must be { method: 'mahalanobis', threshold, ... }");
   }
+  let card: ModelCard;
+  try {
+    card = cardFromOnnxMetadata(m, source.replace(/[\\/]+$/, '').split(/[\\/]/).pop()!.replace(/\.onnx$/i, '') || m.arch || 'model', source);
+  } catch (err) {
+    if (err instanceof ModelCardError) throw new OnnxModelError(err.message);
+    throw err;
+  }
   return {
+    card,
     temperature,
     ood,
     arch: m.arch ?? 'unknown',
