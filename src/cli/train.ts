@@ -157,7 +157,11 @@ export function registerTrain(program: Command): void {
       `  nextray train --config my.json --out runs/r152        # the seed's recipe with overrides from my.json\n` +
       `  nextray train --resume runs/r152                      # after a crash or kill\n` +
       `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n` +
-      `  nextray train --config my.json --feature-cache /scratch/features --out runs/r152b  # frozen-prefix outputs cached there\n\n` +
+      `  nextray train --config my.json --feature-cache /scratch/features --out runs/r152b  # frozen-prefix outputs cached there\n` +
+      `  nextray train --config my.json --feature-precision fp32 --out runs/r152c  # cached features exact (twice the disk)\n\n` +
+      `Exit codes: 0 trained; 1 images skipped as unusable, or fitting the OOD gate/temperature failed (the run is\n` +
+      `complete), or a feature-cache folder failed (disk full); 2 usage error or unusable input (config, dataset,\n` +
+      `a --feature-cache folder that cannot serve this run, e.g. features beyond the float16 range: use fp32).\n\n` +
       `Config fields and their flags: ${Object.entries(CONFIG_FLAGS).map(([k, f]) => `${k} (${f})`).join(', ')}.\n`,
   );
   cmd.action(async (opts: TrainFlags) => {
