@@ -312,3 +312,9 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 console.log(JSON.stringify(report, null, 2));
+// A bench whose runs failed must not look like a result to a script: exit 1 when any mode failed.
+const failed = Object.entries(report.results ?? {}).filter(([, r]) => r?.error);
+if (failed.length) {
+  process.stderr.write(`fcache bench: ${failed.length} mode(s) failed: ${failed.map(([m, r]) => `${m}: ${r.error}`).join('; ')}\n`);
+  process.exitCode = 1;
+}
