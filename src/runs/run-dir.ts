@@ -16,7 +16,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { EXIT_USAGE, FileWriteError, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** A run directory that cannot be used (no checkpoint yet); the message names it. */
 export class RunDirError extends NextrayError {
@@ -133,7 +133,11 @@ export class RunLog {
     mkdirSync(resolve(path, '..'), { recursive: true });
   }
   line(msg: string): void {
-    appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    try {
+      appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    } catch (err) {
+      throw new FileWriteError(this.path, err);
+    }
     this.echo?.(msg);
   }
 }

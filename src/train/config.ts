@@ -13,6 +13,7 @@ import type { EngineName, Precision } from '../engine/index.js';
 import { PRECISIONS } from '../engine/options.js';
 import { LOSS_KINDS, type LossKind, type RegionWeights } from './losses.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { ALL_ARCHS } from '../models/registry.js';
 
 export const SELECT_METRICS = ['recall', 'auc', 'accuracy', 'loss'] as const;
 export type SelectMetric = (typeof SELECT_METRICS)[number];
@@ -217,7 +218,8 @@ const CHECKS: Record<keyof TrainConfig, Check> = {
   data: str,
   split: strOrNull,
   valFraction: num(0, 1, false, true),
-  arch: str,
+  // Checked here, before a run folder exists: a typo must not leave a half-made run behind.
+  arch: oneOf(ALL_ARCHS),
   weights: strOrNull,
   inputSize: num(32, 4096, true),
   resize: oneOf(['pad', 'stretch']),

@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader, ImageCache, type BadImage, type Batch } from '../data/loader.js';
 import type { CachedInference, FeatureBatch } from './feature-cache/session.js';
-import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
+import { loadMuraDataset, resolveMuraRoot, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
 import { REGIONS, type ImageRecord, type Region } from '../data/types.js';
@@ -300,8 +300,20 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     throw new TrainError(`${paths.dir} already holds a run (config.json exists): continue it with --resume ${opts.runDir}, or choose another --out`);
   }
   checkFeatureCacheConfig(config);
+  await checkBeforeRun(config);
   writeJson(paths.config, config);
   return runTraining(config, paths, false, opts);
+}
+
+/**
+ * What can be checked before a run folder is made: the dataset folder, the starting weights and the split file
+ * exist. A mistake there must not leave a half-made run behind (which --out would then refuse as taken).
+ */
+async function checkBeforeRun(config: TrainConfig): Promise<void> {
+  await resolveMuraRoot(config.data);
+  for (const [what, path] of [['--weights', config.weights], ['--split', config.split]] as const) {
+    if (path !== null && !existsSync(path)) throw new TrainError(`${what} ${path}: no such file`);
+  }
 }
 
 /** Continues the run in `runDir` from its last completed epoch (or from the start if none completed). */
