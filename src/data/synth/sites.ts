@@ -68,11 +68,11 @@ export const SITE_PROFILES: Readonly<Record<SiteName, SiteProfile>> = Object.fre
   },
   portable: {
     name: 'portable',
-    summary: 'a low-dose portable unit: Poisson quantum noise (250 photons/pixel at full exposure), no grid (scatter fog: 65% contrast), focal-spot/motion blur (sigma 0.5% of the side)',
+    summary: 'a low-dose portable unit: Poisson quantum noise (500 photons/pixel at full exposure), no grid (scatter fog: 65% contrast), focal-spot/motion blur (sigma 0.5% of the side)',
     tone: { kind: 'fog', contrast: 0.65, level: 0.1 },
     resolution: 1,
     blurSigma: 0.005,
-    photons: 250,
+    photons: 500,
     collimation: null,
     burnedInText: 0,
   },
