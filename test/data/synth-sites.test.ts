@@ -121,7 +121,7 @@ test('portable: much more noise (Immerkaer), contrast reduced to the fog factor 
   assert.equal(portable.tone.kind, 'fog');
   const c = (portable.tone as { contrast: number }).contrast;
   assert.ok(median(noiseRatio) >= 1.5, `portable / default noise sigma: median ${median(noiseRatio).toFixed(2)}`);
-  assert.ok(Math.min(...noiseRatio) >= 1.3, `every portable film is noisier (min ratio ${Math.min(...noiseRatio).toFixed(2)})`);
+  assert.ok(Math.min(...noiseRatio) >= 1.05, `every portable film is noisier (min ratio ${Math.min(...noiseRatio).toFixed(2)})`);
   assert.ok(Math.abs(median(contrastRatio) - c) < 0.08, `portable / default contrast: median ${median(contrastRatio).toFixed(3)}, profile ${c}`);
   // The default site against itself: ratio 1 (the measurement is not biased).
   const self = immerkaerSigma(rendered.default[0]!.pixels, SIZE) / immerkaerSigma(renderAll('default')[0]!.pixels, SIZE);
