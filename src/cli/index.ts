@@ -18,6 +18,7 @@ import { registerPredict } from './predict.js';
 import { registerServe } from './serve.js';
 import { registerApp } from './app.js';
 import { registerCalibrate } from './calibrate.js';
+import { registerAdapt } from './adapt.js';
 
 
 export function buildProgram(): Command {
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerApp(program);
   registerCalibrate(program);
+  registerAdapt(program);
   return program;
 }
 

@@ -38,26 +38,37 @@ function binIndex(p: number, m: number): number {
   return k < 0 ? 0 : k >= m ? m - 1 : k;
 }
 
-/** ECE, MCE, Brier and the reliability bins of probabilities `p` for labels `y` (0/1). */
-export function calibration(p: ArrayLike<number>, y: ArrayLike<number>, bins = DEFAULT_ECE_BINS): CalibrationSummary {
-  const n = p.length;
-  if (y.length !== n) throw new RangeError(`calibration: ${n} probabilities, ${y.length} labels`);
+/**
+ * ECE, MCE, Brier and the reliability bins of probabilities `p` for labels `y` (0/1). Optional case weights
+ * (non-negative; a bootstrap replicate's draw counts): weight k counts a case k times, exactly as if it were
+ * duplicated; `n` is then the total weight.
+ */
+export function calibration(p: ArrayLike<number>, y: ArrayLike<number>, bins = DEFAULT_ECE_BINS, weights?: ArrayLike<number>): CalibrationSummary {
+  const len = p.length;
+  if (y.length !== len) throw new RangeError(`calibration: ${len} probabilities, ${y.length} labels`);
+  if (weights && weights.length !== len) throw new RangeError(`calibration: ${len} probabilities, ${weights.length} weights`);
   if (!Number.isInteger(bins) || bins < 1) throw new RangeError(`bins must be a positive integer, got ${bins}`);
-  if (n === 0) throw new RangeError('calibration: no cases');
+  let n = 0;
+  if (weights) for (let i = 0; i < len; i++) n += weights[i]!;
+  else n = len;
+  if (len === 0 || !(n > 0)) throw new RangeError('calibration: no cases');
   const cnt = new Float64Array(bins);
   const sumP = new Float64Array(bins);
   const sumY = new Float64Array(bins);
   let brier = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < len; i++) {
     const pi = p[i]!;
     const yi = y[i]!;
+    const w = weights ? weights[i]! : 1;
     if (!(pi >= 0 && pi <= 1)) throw new RangeError(`calibration: probability ${i} is ${pi}, not in [0, 1]`);
     if (yi !== 0 && yi !== 1) throw new RangeError(`calibration: label ${i} is ${yi}, not 0 or 1`);
+    if (!(w >= 0)) throw new RangeError(`calibration: weight ${i} is ${w}`);
+    if (w === 0) continue;
     const k = binIndex(pi, bins);
-    cnt[k]!++;
-    sumP[k]! += pi;
-    sumY[k]! += yi;
-    brier += (pi - yi) * (pi - yi);
+    cnt[k]! += w;
+    sumP[k]! += w * pi;
+    sumY[k]! += w * yi;
+    brier += w * (pi - yi) * (pi - yi);
   }
   let ece = 0;
   let mce = 0;
@@ -146,4 +157,83 @@ export function applyTemperature(logits: ArrayLike<number>, t: number): Float64A
   const out = new Float64Array(logits.length);
   for (let i = 0; i < logits.length; i++) out[i] = sigmoid(logits[i]! / t);
   return out;
+}
+
+/** Mean negative log-likelihood of labels under probabilities p (clipped to [1e-15, 1 - 1e-15], as sklearn's log_loss), optionally weighted. */
+export function logLoss(p: ArrayLike<number>, y: ArrayLike<number>, weights?: ArrayLike<number>): number {
+  let s = 0;
+  let n = 0;
+  for (let i = 0; i < p.length; i++) {
+    const w = weights ? weights[i]! : 1;
+    if (w === 0) continue;
+    const q = Math.min(1 - 1e-15, Math.max(1e-15, p[i]!));
+    s -= w * (y[i]! === 1 ? Math.log(q) : Math.log(1 - q));
+    n += w;
+  }
+  if (!(n > 0)) throw new RangeError('logLoss: no cases');
+  return s / n;
+}
+
+/**
+ * Study-level probabilities under temperature T: p_s = mean over the study's images of sigmoid(z_i / T) (MURA's
+ * study rule, the unit a clinic decides on). `study[i]` is image i's study index in [0, nStudies).
+ */
+export function studyProbabilities(logits: ArrayLike<number>, study: ArrayLike<number>, nStudies: number, t = 1): Float64Array {
+  const sum = new Float64Array(nStudies);
+  const cnt = new Float64Array(nStudies);
+  for (let i = 0; i < logits.length; i++) {
+    const s = study[i]!;
+    sum[s]! += sigmoid(logits[i]! / t);
+    cnt[s]!++;
+  }
+  for (let s = 0; s < nStudies; s++) {
+    if (cnt[s] === 0) throw new RangeError(`studyProbabilities: study ${s} has no image`);
+    sum[s]! /= cnt[s]!;
+  }
+  return sum;
+}
+
+export interface StudyTemperatureFit {
+  temperature: number;
+  /** Study-level NLL at T = 1 and at the fitted T. */
+  nllBefore: number;
+  nllAfter: number;
+  studies: number;
+  images: number;
+}
+
+/**
+ * Temperature scaling fitted at study level: the T in [0.05, 20] minimising the NLL of the study labels under the
+ * study probabilities p_s(T) = mean_i sigmoid(z_i / T) (golden-section search on log T, as fitTemperature). One
+ * number, applied to every image's logit like the image-level temperature, so exported models carry it unchanged;
+ * fitted where the decision is made.
+ */
+export function fitStudyTemperature(logits: ArrayLike<number>, study: ArrayLike<number>, studyLabels: ArrayLike<number>): StudyTemperatureFit {
+  const nStudies = studyLabels.length;
+  if (logits.length !== study.length || logits.length === 0 || nStudies === 0) throw new RangeError(`fitStudyTemperature: ${logits.length} logits, ${study.length} study indices, ${nStudies} studies`);
+  const f = (u: number): number => logLoss(studyProbabilities(logits, study, nStudies, Math.exp(u)), studyLabels);
+  let a = Math.log(0.05);
+  let b = Math.log(20);
+  const g = (Math.sqrt(5) - 1) / 2;
+  let c = b - g * (b - a);
+  let d = a + g * (b - a);
+  let fc = f(c);
+  let fd = f(d);
+  for (let it = 0; it < 100 && b - a > 1e-7; it++) {
+    if (fc < fd) {
+      b = d;
+      d = c;
+      fd = fc;
+      c = b - g * (b - a);
+      fc = f(c);
+    } else {
+      a = c;
+      c = d;
+      fc = fd;
+      d = a + g * (b - a);
+      fd = f(d);
+    }
+  }
+  const t = Math.exp((a + b) / 2);
+  return { temperature: t, nllBefore: f(0), nllAfter: f(Math.log(t)), studies: nStudies, images: logits.length };
 }

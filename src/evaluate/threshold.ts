@@ -66,3 +66,68 @@ export function thresholdForSensitivity(
     validationPositives: pos.length,
   };
 }
+
+export interface KappaChoice {
+  threshold: number;
+  /** Cohen's kappa of the validation cases at `threshold` (the maximum over thresholds). */
+  validationKappa: number;
+  validationSensitivity: number;
+  validationSpecificity: number;
+  validationCases: number;
+  validationPositives: number;
+}
+
+/**
+ * The threshold t maximising Cohen's kappa of "abnormal when probability > t" on the validation cases (the
+ * report's headline metric, at the unit it is computed on: pass study-level cases).
+ *
+ * Candidates are 0 (everything at or below it normal, i.e. nearly everything abnormal) and every observed
+ * probability (as in thresholdForSensitivity: the calls change only there, so each observed value represents the
+ * interval up to the next one). Among thresholds with the same kappa the lowest wins: it calls more studies
+ * abnormal, and a missed abnormality costs a clinic more than a second look at a normal one.
+ *
+ * Throws when the cases hold only one class (kappa is undefined at every threshold).
+ */
+export function thresholdForMaxKappa(cases: readonly { label: Label; probability: number }[]): KappaChoice {
+  const n = cases.length;
+  let pos = 0;
+  for (const c of cases) pos += c.label;
+  const neg = n - pos;
+  if (pos === 0 || neg === 0) throw new RangeError(`cannot choose a threshold by Cohen's kappa: the validation cases hold no ${pos === 0 ? 'abnormal' : 'normal'} case`);
+  // Sweep the distinct probabilities upwards: at t = v every case with probability <= v is called normal.
+  const sorted = [...cases].sort((a, b) => a.probability - b.probability);
+  const kappaAt = (tp: number, tn: number): number => {
+    const fp = neg - tn;
+    const fn = pos - tp;
+    const po = (tp + tn) / n;
+    const pe = ((tp + fp) * pos + (fn + tn) * neg) / (n * n);
+    return pe >= 1 ? -Infinity : (po - pe) / (1 - pe);
+  };
+  // Called abnormal / normal counts at the current threshold, starting at t = 0.
+  let tp = pos;
+  let tn = 0;
+  let i = 0;
+  const passValue = (v: number): void => {
+    while (i < n && sorted[i]!.probability <= v) {
+      if (sorted[i]!.label === 1) tp--;
+      else tn++;
+      i++;
+    }
+  };
+  passValue(0);
+  let best = { t: 0, k: kappaAt(tp, tn), tp, tn };
+  while (i < n) {
+    const v = sorted[i]!.probability;
+    passValue(v);
+    const k = kappaAt(tp, tn);
+    if (k > best.k) best = { t: v, k, tp, tn };
+  }
+  return {
+    threshold: best.t,
+    validationKappa: best.k,
+    validationSensitivity: best.tp / pos,
+    validationSpecificity: best.tn / neg,
+    validationCases: n,
+    validationPositives: pos,
+  };
+}
