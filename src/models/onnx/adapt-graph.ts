@@ -133,7 +133,8 @@ export function replaceHead(bytes: Uint8Array, h: HeadReplacement): Uint8Array[]
 
   // The deployed raw logit: the Div's numerator when the graph divides by a temperature, else `logits` itself.
   const logitsNode = producer.get(ONNX_LOGITS)!;
-  let raw = logitsNode.opType === 'Div' && logitsNode.inputs[1] === 'temperature' ? logitsNode.inputs[0]! : ONNX_LOGITS;
+  const dividesByTemperature = logitsNode.opType === 'Div' && /^(temperature|adapt\d+\.temperature)$/.test(logitsNode.inputs[1] ?? '');
+  let raw = dividesByTemperature ? logitsNode.inputs[0]! : ONNX_LOGITS;
   // The names the old head computed move aside (and die below); a fresh prefix for what is added.
   const moved = new Map<string, string>();
   let k = 1;
@@ -156,11 +157,16 @@ export function replaceHead(bytes: Uint8Array, h: HeadReplacement): Uint8Array[]
   added.push({ opType: 'Div', inputs: [`${pre}raw`, `${pre}temperature`], outputs: [ONNX_LOGITS], name: `${pre}logits` });
   added.push({ opType: 'Sigmoid', inputs: [ONNX_LOGITS], outputs: [ONNX_PROBABILITY], name: `${pre}probability` });
   if (outputs.includes(ONNX_CAM)) {
-    const conv = nodes.find((n) => n.opType === 'Conv' && n.inputs[1] === 'cam.weight');
+    // Back from the Squeeze through Relu (and an int8 file's Quantize/Dequantize pair) to the 1x1 Conv: its
+    // input is the feature map, its weight the current CAM weights (the export's, or a previous adaptation's).
     const squeeze = producer.get(ONNX_CAM);
-    if (!conv || !squeeze || squeeze.opType !== 'Squeeze') throw new RangeError('cannot find the CAM branch (Conv over cam.weight ... Squeeze) in the model');
+    let conv = squeeze?.opType === 'Squeeze' ? producer.get(squeeze.inputs[0]!) : undefined;
+    for (let hops = 0; conv && conv.opType !== 'Conv' && hops < 4; hops++) {
+      conv = ['Relu', 'QuantizeLinear', 'DequantizeLinear'].includes(conv.opType) ? producer.get(conv.inputs[0]!) : undefined;
+    }
+    if (!conv || conv.opType !== 'Conv' || !squeeze) throw new RangeError('cannot find the CAM branch (Conv ... Relu ... Squeeze) in the model');
     inits.push({ name: `${pre}cam_delta`, dims: [1, d, 1, 1], data: Float32Array.from(h.deltaWeight) });
-    added.push({ opType: 'Add', inputs: ['cam.weight', `${pre}cam_delta`], outputs: [`${pre}cam_weight`], name: `${pre}cam_weight` });
+    added.push({ opType: 'Add', inputs: [conv.inputs[1]!, `${pre}cam_delta`], outputs: [`${pre}cam_weight`], name: `${pre}cam_weight` });
     added.push({ opType: 'Conv', inputs: [conv.inputs[0]!, `${pre}cam_weight`], outputs: [`${pre}cam_conv`], name: `${pre}cam_conv`, attrs: { kernel_shape: [1, 1], strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1 } });
     added.push({ opType: 'Relu', inputs: [`${pre}cam_conv`], outputs: [`${pre}cam_relu`], name: `${pre}cam_relu` });
     added.push({ opType: 'Squeeze', inputs: [`${pre}cam_relu`, squeeze.inputs[1]!], outputs: [ONNX_CAM], name: `${pre}cam` });
