@@ -118,20 +118,20 @@ rest were used); 2 bad options, a model without the features output, or unusable
       } else {
         const h = result.heldOut;
         const iv = h.intervals;
-        const row = (name: string, key: keyof Omit<StudyMetrics, 'threshold'>) => `  ${name.padEnd(12)} ${cell(h.before[key], iv.before[key]).padEnd(24)} ${cell(h.after[key], iv.after[key])}`;
+        const row = (name: string, key: keyof Omit<StudyMetrics, 'threshold'>) => `  ${name.padEnd(14)} ${cell(h.before[key], iv.before[key]).padEnd(24)} ${cell(h.after[key], iv.after[key])}`;
         const lines = [
           `${r.images.used} images of ${record.data.studies} studies (${record.data.abnormal_studies} abnormal) from ${record.data.patients} patients; ` +
             `fitted on ${result.split.fit.studies} studies, held out ${h.studies} (${h.abnormal} abnormal)`,
           `head: L2 towards the deployed head, lambda ${result.candidate.lambda === Infinity ? 'infinity (logit shift only)' : result.candidate.lambda} (cross-fitted); study temperature ${result.candidate.temperature.toFixed(3)}; threshold ${result.candidate.threshold.toFixed(4)} (${record.method.threshold_rule})`,
           `held-out studies, deployed vs adapted (95% bootstrap intervals, B = ${h.replicates}):`,
-          `  ${''.padEnd(12)} ${'deployed'.padEnd(24)} adapted`,
+          `  ${''.padEnd(14)} ${'deployed'.padEnd(24)} adapted`,
           row('AUC', 'auc'),
           row('sensitivity', 'sensitivity'),
           row('specificity', 'specificity'),
           row("Cohen's kappa", 'kappa'),
           row('ECE', 'ece'),
           row('log loss', 'logLoss'),
-          `  ${'threshold'.padEnd(12)} ${h.before.threshold.toFixed(4).padEnd(24)} ${h.after.threshold.toFixed(4)}`,
+          `  ${'threshold'.padEnd(14)} ${h.before.threshold.toFixed(4).padEnd(24)} ${h.after.threshold.toFixed(4)}`,
           `${result.decision === 'adapted' ? 'ADAPTED' : 'KEPT THE DEPLOYED MODEL'}: ${result.decisionReason}` +
             (result.decision === 'adapted' ? (result.improvementClaimed ? ' (the improvement holds across the bootstrap interval)' : '; the interval of the difference includes 0: no improvement is claimed') : ''),
           ...(r.written.model ? [`wrote ${r.written.model}`] : []),

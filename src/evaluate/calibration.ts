@@ -237,3 +237,41 @@ export function fitStudyTemperature(logits: ArrayLike<number>, study: ArrayLike<
   const t = Math.exp((a + b) / 2);
   return { temperature: t, nllBefore: f(0), nllAfter: f(Math.log(t)), studies: nStudies, images: logits.length };
 }
+
+export interface TemperatureChoice {
+  /** The level whose fit is used, and its temperature. */
+  level: 'image' | 'study';
+  temperature: number;
+  image: TemperatureFit;
+  study: StudyTemperatureFit;
+  /** ECE at T = 1 and at the chosen T, per level. */
+  imageEce: { before: number; after: number };
+  studyEce: { before: number; after: number };
+  /** Validation study ECE under each candidate. */
+  studyEceWith: { image: number; study: number };
+}
+
+/**
+ * Temperature scaling where the decision is made: fits T on the image logits (Guo et al.) and on the study
+ * probabilities (fitStudyTemperature), and keeps the study-level T when it gives the lower validation study ECE
+ * (the unit a clinic decides on), else the image-level T. `study[i]` is image i's study index; `studyLabels[s]`
+ * the label of study s.
+ */
+export function chooseTemperature(logits: ArrayLike<number>, labels: ArrayLike<number>, study: ArrayLike<number>, studyLabels: ArrayLike<number>): TemperatureChoice {
+  const image = fitTemperature(logits, labels);
+  const st = fitStudyTemperature(logits, study, studyLabels);
+  const nStudies = studyLabels.length;
+  const studyEceAt = (t: number): number => calibration(studyProbabilities(logits, study, nStudies, t), studyLabels).ece;
+  const studyEceWith = { image: studyEceAt(image.temperature), study: studyEceAt(st.temperature) };
+  const level = studyEceWith.study < studyEceWith.image ? 'study' : 'image';
+  const t = level === 'study' ? st.temperature : image.temperature;
+  return {
+    level,
+    temperature: t,
+    image,
+    study: st,
+    imageEce: { before: calibration(applyTemperature(logits, 1), labels).ece, after: calibration(applyTemperature(logits, t), labels).ece },
+    studyEce: { before: studyEceAt(1), after: studyEceAt(t) },
+    studyEceWith,
+  };
+}

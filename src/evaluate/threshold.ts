@@ -131,3 +131,49 @@ export function thresholdForMaxKappa(cases: readonly { label: Label; probability
     validationPositives: pos,
   };
 }
+
+/** How a decision threshold is chosen on validation: maximum Cohen's kappa (the default), or a target sensitivity. */
+export type OperatingPointRule = { kind: 'max-kappa' } | { kind: 'target-sensitivity'; sensitivity: number };
+
+export interface OperatingPoint {
+  rule: 'max-kappa' | 'target-sensitivity';
+  threshold: number;
+  targetSensitivity?: number;
+  validationSensitivity: number;
+  validationSpecificity: number | null;
+  validationKappa: number | null;
+  validationCases: number;
+  validationPositives: number;
+}
+
+/** The operating point of `rule` on validation cases (pass study-level cases: the unit a clinic decides on). */
+export function chooseOperatingPoint(cases: readonly { label: Label; probability: number }[], rule: OperatingPointRule): OperatingPoint {
+  if (rule.kind === 'max-kappa') {
+    const c = thresholdForMaxKappa(cases);
+    return { rule: 'max-kappa', threshold: c.threshold, validationSensitivity: c.validationSensitivity, validationSpecificity: c.validationSpecificity, validationKappa: c.validationKappa, validationCases: c.validationCases, validationPositives: c.validationPositives };
+  }
+  const c = thresholdForSensitivity(cases, rule.sensitivity);
+  // Kappa at the chosen threshold, for the record (same confusion-matrix formula as thresholdForMaxKappa).
+  let tp = 0;
+  let fp = 0;
+  let tn = 0;
+  let fn = 0;
+  for (const k of cases) {
+    const called = k.probability > c.threshold;
+    if (k.label === 1) called ? tp++ : fn++;
+    else called ? fp++ : tn++;
+  }
+  const n = cases.length;
+  const po = (tp + tn) / n;
+  const pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n);
+  return {
+    rule: 'target-sensitivity',
+    threshold: c.threshold,
+    targetSensitivity: rule.sensitivity,
+    validationSensitivity: c.validationSensitivity,
+    validationSpecificity: c.validationSpecificity,
+    validationKappa: pe >= 1 ? null : (po - pe) / (1 - pe),
+    validationCases: c.validationCases,
+    validationPositives: c.validationPositives,
+  };
+}

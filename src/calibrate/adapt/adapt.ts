@@ -29,7 +29,7 @@
 import { calibration, fitStudyTemperature, logLoss, studyProbabilities, DEFAULT_ECE_BINS } from '../../evaluate/calibration.js';
 import { computeMetrics, prepareScores } from '../../evaluate/metrics.js';
 import { percentileSorted } from '../../evaluate/bootstrap.js';
-import { thresholdForMaxKappa, thresholdForSensitivity } from '../../evaluate/threshold.js';
+import { chooseOperatingPoint, type OperatingPointRule } from '../../evaluate/threshold.js';
 import { Rng, type Seed } from '../../util/rng.js';
 import { fitLogisticL2, logisticScores, standardizer, type LogisticFit } from './logistic.js';
 import { heldOutPatients, patientFolds, type StudyUnit } from './split.js';
@@ -60,7 +60,7 @@ export interface BaseModel {
   threshold: number;
 }
 
-export type ThresholdRule = { kind: 'max-kappa' } | { kind: 'target-sensitivity'; sensitivity: number };
+export type ThresholdRule = OperatingPointRule;
 
 export interface AdaptOptions {
   /** Share of patients held out for the before/after check (default 0.4). */
@@ -214,14 +214,8 @@ export function studyMetrics(p: ArrayLike<number>, y: ArrayLike<number>, thresho
 }
 
 function chooseThreshold(p: Float64Array, y: ArrayLike<number>, rule: ThresholdRule): { threshold: number; kappa: number | null; sensitivity: number | null; specificity: number | null } {
-  const cases = Array.from(p, (probability, i) => ({ label: y[i] as 0 | 1, probability }));
-  if (rule.kind === 'max-kappa') {
-    const c = thresholdForMaxKappa(cases);
-    return { threshold: c.threshold, kappa: c.validationKappa, sensitivity: c.validationSensitivity, specificity: c.validationSpecificity };
-  }
-  const c = thresholdForSensitivity(cases, rule.sensitivity);
-  const m = computeMetrics(prepareScores(y, p), c.threshold);
-  return { threshold: c.threshold, kappa: m.values.kappa, sensitivity: c.validationSensitivity, specificity: c.validationSpecificity };
+  const op = chooseOperatingPoint(Array.from(p, (probability, i) => ({ label: y[i] as 0 | 1, probability })), rule);
+  return { threshold: op.threshold, kappa: op.validationKappa, sensitivity: op.validationSensitivity, specificity: op.validationSpecificity };
 }
 
 /** Runs steps 1-7 of the module comment. */

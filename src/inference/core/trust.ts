@@ -14,9 +14,45 @@ import type { ImagePrediction } from './predict.js';
 
 /** What `extra.trust` holds in a checkpoint's model.json (src/train/trust.ts writes it). */
 export interface TrustInfo {
-  temperature?: { value: number; fittedOn: 'validation'; images: number; nllBefore: number; nllAfter: number; eceBefore: number; eceAfter: number };
-  ood?: StoredOodGate & { fittedOn: 'train' };
-  operatingPoint?: { threshold: number; targetSensitivity: number; validationSensitivity: number; validationSpecificity: number | null; validationCases: number; validationPositives: number; level: 'study'; fittedOn: 'validation' };
+  temperature?: {
+    value: number;
+    fittedOn: 'validation';
+    /** Fitted on image logits, or on study probabilities (mean of the views); absent in older checkpoints: image. */
+    level?: 'image' | 'study';
+    images: number;
+    studies?: number;
+    nllBefore: number;
+    nllAfter: number;
+    /** Image-level ECE at T = 1 and at the chosen T. */
+    eceBefore: number;
+    eceAfter: number;
+    /** Study-level ECE at T = 1 and at the chosen T. */
+    studyEceBefore?: number;
+    studyEceAfter?: number;
+    /** Both fits, for the record: the image-level and the study-level temperature. */
+    candidates?: { image: number; study: number };
+  };
+  ood?: StoredOodGate & {
+    /** Mean and covariance: the training images. */
+    fittedOn: 'train';
+    /** Where the threshold's quantile was taken (absent in older checkpoints: the training scores). */
+    thresholdFrom?: 'validation' | 'train';
+    /** Share of images flagged at the threshold, per split (test only when the split has one). */
+    flagRates?: { train: number; validation: number; test?: number };
+  };
+  operatingPoint?: {
+    /** How the threshold was chosen (absent in older checkpoints: target-sensitivity). */
+    rule?: 'max-kappa' | 'target-sensitivity';
+    threshold: number;
+    targetSensitivity?: number;
+    validationSensitivity: number;
+    validationSpecificity: number | null;
+    validationKappa?: number | null;
+    validationCases: number;
+    validationPositives: number;
+    level: 'study';
+    fittedOn: 'validation';
+  };
 }
 
 /** The trust information of a checkpoint's metadata (empty when none was fitted). */
