@@ -14,6 +14,9 @@ export * as models from './models/index.js';
 export * as engine from './engine/index.js';
 export * as train from './train/index.js';
 export * as evaluate from './evaluate/index.js';
+/** Site adaptation: the browser-safe fitting (src/calibrate/adapt/) and the Node host of `nextray adapt`. */
+export * as adaptation from './calibrate/adapt/index.js';
+export { runAdapt, readLocalStudies, computeModelOutputs, type RunAdaptOptions, type RunAdaptResult } from './calibrate/adapt-host.js';
 /** Running trained models on files: openModel (.onnx / checkpoint / run dir), predictFiles, ensembles, studies, DICOM. */
 export * as inference from './inference/node/index.js';
 /** Weight files by path (safetensors, .pth, .npy, checkpoint folders); `models.weights` has the pure parsers. */

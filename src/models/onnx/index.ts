@@ -10,6 +10,7 @@ export {
   ONNX_INPUT,
   ONNX_LOGITS,
   ONNX_PROBABILITY,
+  ONNX_FEATURES,
   type InputLayout,
   type OnnxExport,
   type OnnxExportMetadata,
@@ -25,6 +26,7 @@ export {
   type OnnxRunResult,
   type OrtModule,
 } from './classifier.js';
+export { replaceHead, setMetadata, type HeadReplacement } from './adapt-graph.js';
 export { readModelInfo, encodeModel, concatChunks, ONNX_IR_VERSION, ONNX_OPSET, type OnnxGraph, type OnnxModelInfo } from './graph.js';
 export {
   toFloat16Graph,
