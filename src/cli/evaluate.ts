@@ -74,7 +74,7 @@ function headlineText(result: EvaluationResult, opts: EvaluateCliOptions): strin
   const src = result.thresholdChoice
     ? `chosen on the validation predictions for study sensitivity >= ${result.thresholdChoice.targetSensitivity}`
     : (opts.thresholdSource ?? (opts.threshold === undefined ? 'the default' : 'given with --threshold'));
-  return `Headline: study-level Cohen's kappa at threshold ${result.threshold} (${src}).`;
+  return `Headline: study-level Cohen's kappa at threshold ${+result.threshold.toFixed(4)} (${src}).`;
 }
 
 const MAX_LISTED_PROBLEMS = 20;
@@ -116,7 +116,7 @@ function printTables(result: EvaluationResult, opts: EvaluateCliOptions, at05: E
   out.push('Calibration (ECE: 15 equal-width bins; Brier)', calibrationText(result), '');
   if (at05) {
     out.push(
-      `Study level at the headline threshold ${result.threshold} and at 0.5 (same studies, same bootstrap draws)`,
+      `Study level at the headline threshold ${+result.threshold.toFixed(4)} and at 0.5 (same studies, same bootstrap draws)`,
       thresholdComparisonText(thresholdComparison(result.study, at05.study), result.threshold, 0.5),
       '',
     );
@@ -226,7 +226,7 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
     ctx.sections = [
       ...(ctx.sections ?? []),
       {
-        title: `Study level at ${result.threshold} and at 0.5`,
+        title: `Study level at ${+result.threshold.toFixed(4)} and at 0.5`,
         html: `<p>${escapeHtml(intro)}</p>${thresholdComparisonHtml(rows, result.threshold, 0.5)}`,
         markdown: `${intro}\n\n${thresholdComparisonMarkdown(rows, result.threshold, 0.5)}`,
       },

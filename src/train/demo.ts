@@ -207,7 +207,7 @@ function fittedSection(t: TrustInfo, threshold: number, evaluation: EvaluationRe
   const rows = at05 ? thresholdComparison(evaluation.study, at05.study) : null;
   return {
     title: 'Fitted on held-out data: threshold, temperature, OOD gate',
-    html: lines.map((l) => `<p>${escapeHtml(l)}</p>`).join('') + (rows ? `<p>Study level at ${threshold} and at 0.5:</p>${thresholdComparisonHtml(rows, threshold, 0.5)}` : ''),
-    markdown: lines.join('\n\n') + (rows ? `\n\nStudy level at ${threshold} and at 0.5:\n\n${thresholdComparisonMarkdown(rows, threshold, 0.5)}` : ''),
+    html: lines.map((l) => `<p>${escapeHtml(l)}</p>`).join('') + (rows ? `<p>Study level at ${+threshold.toFixed(4)} and at 0.5:</p>${thresholdComparisonHtml(rows, threshold, 0.5)}` : ''),
+    markdown: lines.join('\n\n') + (rows ? `\n\nStudy level at ${+threshold.toFixed(4)} and at 0.5:\n\n${thresholdComparisonMarkdown(rows, threshold, 0.5)}` : ''),
   };
 }
