@@ -17,7 +17,7 @@
 // Features come from the exported model's `features` output through onnxruntime-node, as in `nextray adapt`.
 // Needs `npm run build`. Writes OUT_DIR/site-adaptation.json and .md, prints the Markdown table.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,8 +87,17 @@ async function siteData(site, index) {
   if (!existsSync(join(dir, 'synth.json'))) {
     await generateSyntheticMura({ outDir: dir, studies, seed: 1000 + index, size: imageSize, validFraction: 0.5, site, force: true });
   }
-  const local = await readLocalStudies(dir);
-  const o = await computeModelOutputs(model, local.images, { threads });
+  // The model's outputs over the site's images are cached beside the data (a re-run only refits).
+  const cache = join(out, `outputs-${site}.json`);
+  let o;
+  if (existsSync(cache)) {
+    const c = JSON.parse(readFileSync(cache, 'utf8'));
+    o = { ...c, features: Float32Array.from(c.features), logits: Float32Array.from(c.logits) };
+  } else {
+    const local = await readLocalStudies(dir);
+    o = await computeModelOutputs(model, local.images, { threads });
+    writeFileSync(cache, JSON.stringify({ ...o, features: Array.from(o.features), logits: Array.from(o.logits) }));
+  }
   const patients = [...new Set(o.kept.map((im) => im.patient))].sort();
   new Rng(`site-adaptation/${site}/test`).shuffle(patients);
   const studiesOf = new Map();
@@ -114,7 +123,17 @@ async function siteData(site, index) {
   return { o, test: pick((im) => test.has(im.patient)), pool: pick((im) => !test.has(im.patient)), studiesOf, poolPatients: patients.filter((p) => !test.has(p)) };
 }
 
+/** The adapted head's image probabilities on a site's test part. */
+function applyHead(h, d) {
+  return d.test.images.map((_, i) => {
+    let z = d.test.logits[i] + h.deltaBias;
+    for (let j = 0; j < d.o.dim; j++) z += d.test.features[i * d.o.dim + j] * h.deltaWeight[j];
+    return sigmoid(z / h.temperature);
+  });
+}
+
 const rows = [];
+const ceilings = {};
 const home = await siteData('default', 0);
 const base = { temperature: home.o.temperature, threshold: home.o.threshold };
 const baseProbs = (part) => Array.from(part.logits, (z) => sigmoid(z / base.temperature));
@@ -125,6 +144,12 @@ for (const [si, site] of sites.entries()) {
   const d = await siteData(site, si + 1);
   const before = studyEval(d.test.images, baseProbs(d.test), base.threshold);
   console.error(`${site} test: ${before.studies} studies, deployed AUC ${before.auc.toFixed(3)}, ECE ${before.ece.toFixed(3)}`);
+  // What a linear head on these features can reach at all: the candidate fitted on the whole pool (every pool study,
+  // cross-fitted penalty), judged on the test part whatever the held-out decision.
+  const all = adaptHead({ images: d.pool.images, features: d.pool.features, dim: d.o.dim, baseLogits: d.pool.logits }, base, { seed: 1, bootstrap: 0 });
+  const ceiling = studyEval(d.test.images, applyHead(all.candidate, d), all.candidate.threshold);
+  ceilings[site] = { pool_studies: all.split.fit.studies + all.split.heldOut.studies, fitted_on: all.split.fit.studies, ...ceiling };
+  console.error(`${site} ceiling (head fitted on ${all.split.fit.studies} pool studies): test AUC ${ceiling.auc.toFixed(3)}, ECE ${ceiling.ece.toFixed(3)}`);
   for (const seed of seeds) {
     const order = [...d.poolPatients];
     new Rng(`site-adaptation/${site}/pool/${seed}`).shuffle(order);
@@ -152,15 +177,7 @@ for (const [si, site] of sites.entries()) {
         continue;
       }
       let after = before;
-      if (r.adopted) {
-        const h = r.adopted;
-        const probs = d.test.images.map((_, i) => {
-          let z = d.test.logits[i] + h.deltaBias;
-          for (let j = 0; j < d.o.dim; j++) z += d.test.features[i * d.o.dim + j] * h.deltaWeight[j];
-          return sigmoid(z / h.temperature);
-        });
-        after = studyEval(d.test.images, probs, h.threshold);
-      }
+      if (r.adopted) after = studyEval(d.test.images, applyHead(r.adopted, d), r.adopted.threshold);
       const lost = homeEval.auc - before.auc;
       const row = {
         site,
@@ -184,6 +201,9 @@ for (const [si, site] of sites.entries()) {
 const f3 = (v) => (v === null || v === undefined ? '—' : v.toFixed(3));
 const table = [
   `Model: ${resolve(run)}; home (default site) test: ${homeEval.studies} studies, study AUC ${f3(homeEval.auc)}, study ECE ${f3(homeEval.ece)}, kappa ${f3(homeEval.kappa)} at ${f3(homeEval.threshold)}.`,
+  ...Object.entries(ceilings).map(
+    ([site, c]) => `Ceiling on ${site}: the head fitted on ${c.fitted_on} of the ${c.pool_studies} pool studies reaches test AUC ${f3(c.auc)} (ECE ${f3(c.ece)}): ${Math.round((100 * (c.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc)) / (homeEval.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc))}% of the AUC lost.`,
+  ),
   '',
   '| site | seed | local studies | decision | test AUC before → after | AUC lost recovered | test ECE before → after | kappa before → after | sens / spec after |',
   '|---|---|---|---|---|---|---|---|---|',
@@ -197,6 +217,7 @@ const result = {
   model,
   options: { sites, sizes, seeds, studies, testStudies, imageSize },
   home: homeEval,
+  ceilings,
   rows,
   seconds: (performance.now() - t0) / 1000,
   loadavg: loadavg(),
