@@ -16,7 +16,7 @@
  * batch 8, round after round), so that a load that changes during the run (a shared machine) hits every level alike;
  * per configuration the median per image and its ratio to level 'all'.
  *
- * Session options as src/models/onnx/node-session.ts sets them (sequential, inter-op 1, no spinning). Prints JSON.
+ * Session options as src/inference/node/onnx-session.ts sets them (sequential, inter-op 1, no spinning). Prints JSON.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -26,10 +26,12 @@ const dist = new URL('../dist/src/', import.meta.url);
 const { initEngine } = await import(new URL('engine/index.js', dist).href);
 const { createModel } = await import(new URL('models/index.js', dist).href);
 const { exportOnnx } = await import(new URL('models/onnx/export.js', dist).href);
-const { OnnxClassifier, saveOnnx } = await import(new URL('models/onnx/runtime.js', dist).href);
+const { saveOnnx } = await import(new URL('models/onnx/files.js', dist).href);
+const { OnnxClassifier, ort } = await import(new URL('inference/node/onnx-session.js', dist).href);
+const { datasetCalibrationImages } = await import(new URL('data/calibration-sample.js', dist).href);
 const { applyPrecision } = await import(new URL('models/onnx/precision.js', dist).href);
 const { parseCalibrationMethod } = await import(new URL('models/onnx/quantize.js', dist).href);
-const { loadTrainedModel } = await import(new URL('train/predict.js', dist).href);
+const { loadTrainedModel } = await import(new URL('inference/node/checkpoint.js', dist).href);
 const { Rng } = await import(new URL('util/rng.js', dist).href);
 
 const { values: a } = parseArgs({
@@ -148,7 +150,8 @@ function evaluate(run, file, split) {
 function precisionOpts(precision, extra = {}) {
   const o = { precision, threads };
   if (precision === 'int8') {
-    o.calibrationData = a.data;
+    o.calibration = datasetCalibrationImages(a.data);
+    o.runtime = ort;
     o.calibrationImages = Number(a['calibration-images']);
     if (a.method) o.calibrationMethod = parseCalibrationMethod(a.method);
     if (a['float-layers']) o.floatLayers = a['float-layers'].split(',');

@@ -64,7 +64,7 @@ async function modelFile(name) {
       log('exporting ResNet-152 @320 (random weights, binary head, cam output)');
       const { initEngine } = await import(new URL('src/engine/index.js', dist).href);
       const { createModel } = await import(new URL('src/models/index.js', dist).href);
-      const { exportOnnxFile } = await import(new URL('src/models/onnx/runtime.js', dist).href);
+      const { exportOnnxFile } = await import(new URL('src/models/onnx/files.js', dist).href);
       await initEngine('auto');
       const m = createModel('resnet152', { head: 'binary', seed: 0, init: 'random' });
       exportOnnxFile(m, out, { inputSize: 320, cam: true });
@@ -126,7 +126,7 @@ async function load(url, body, perClient) {
 }
 
 async function nodePerImage(file) {
-  const { OnnxClassifier } = await import(new URL('src/models/onnx/runtime.js', dist).href);
+  const { OnnxClassifier } = await import(new URL('src/inference/node/onnx-session.js', dist).href);
   const { preprocessImage } = await import(new URL('src/data/images.js', dist).href);
   const clf = await OnnxClassifier.create(file, { threads: 2 });
   const times = [];

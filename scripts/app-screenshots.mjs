@@ -16,7 +16,7 @@ const outDir = opt('out', 'docs');
 
 const { initEngine } = await import(new URL('src/engine/index.js', dist).href);
 const { loadTrainedModel } = await import(new URL('src/inference/node/checkpoint.js', dist).href);
-const { exportOnnxFile } = await import(new URL('src/models/onnx/runtime.js', dist).href);
+const { exportOnnxFile } = await import(new URL('src/models/onnx/files.js', dist).href);
 const { trainingFacts } = await import(new URL('src/cli/export.js', dist).href);
 const { openPredictor } = await import(new URL('src/serve/predictor.js', dist).href);
 const { buildServer } = await import(new URL('src/serve/server.js', dist).href);

@@ -5,15 +5,15 @@
 //   npm run build && node scripts/ood-layer-choice.mjs --model RUN --data DIR
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../dist/src/engine/index.js';
-import { loadTrainedModel } from '../dist/src/train/predict.js';
+import { loadTrainedModel } from '../dist/src/inference/node/checkpoint.js';
 import { layerStatistics } from '../dist/src/models/cam.js';
 import { loadMuraDataset } from '../dist/src/data/mura.js';
 import { loadSplit, selectSubset } from '../dist/src/data/splits.js';
 import { BatchLoader } from '../dist/src/data/loader.js';
 import { preprocessGrey } from '../dist/src/data/preprocess.js';
 import { decodeGrey } from '../dist/src/data/images.js';
-import { OOD_KINDS, makeOodSet, invert } from '../dist/src/train/ood-sets.js';
-import { fitOodGate } from '../dist/src/train/ood.js';
+import { OOD_KINDS, makeOodSet, invert } from '../dist/src/calibrate/ood-sets.js';
+import { fitOodGate } from '../dist/src/calibrate/ood.js';
 import { mahalanobisScores } from '../dist/src/inference/core/ood.js';
 import { prepareScores, rocAuc } from '../dist/src/evaluate/metrics.js';
 import { parseArgs } from 'node:util';

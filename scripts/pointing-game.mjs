@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../dist/src/engine/index.js';
-import { loadTrainedModel } from '../dist/src/train/predict.js';
+import { loadTrainedModel } from '../dist/src/inference/node/checkpoint.js';
 import { classActivationMap, gradCam } from '../dist/src/models/cam.js';
 import { loadMuraDataset } from '../dist/src/data/mura.js';
 import { loadSplit, selectSubset } from '../dist/src/data/splits.js';

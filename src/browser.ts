@@ -4,9 +4,13 @@
  * native addon is reachable from here (test/browser/entry.test.ts bundles this file for the browser and type-checks
  * it without Node's types to keep it so).
  *
- *   import { models, onnx, inference, preprocessing, metrics } from 'nextray/browser';
+ *   import { load } from 'nextray/browser';
+ *   import * as ort from 'onnxruntime-web';
+ *   const model = await load({ onnx: bytes, ort });                           // bytes: a .onnx from `nextray export`
+ *   const { views, studies } = await model.predict([{ name: 'wrist.dcm', bytes: dicomBytes }], { heatmaps: true });
+ *
+ *   import { models, onnx } from 'nextray/browser';
  *   const bytes = onnx.exportOnnx(model, { inputSize: 320 }).toBytes();        // a TF.js model -> .onnx bytes
- *   const clf = await onnx.OnnxClassifierCore.createWith(ort, bytes);         // ort = onnxruntime-web
  *
  * Models need a TF.js backend registered by the page (e.g. @tensorflow/tfjs-backend-cpu or -webgl).
  * The Node entry (src/index.ts) has all of this plus file I/O, datasets, training, reports and the native engine.
@@ -52,3 +56,10 @@ export { Rng, type Seed } from './util/rng.js';
  *   const model = await inference.createOnnxModel(ort, bytes, { source: 'model.onnx' });
  */
 export * as inference from './inference/core/index.js';
+
+/** The facade: `load(spec)` -> `model.predict(views, { heatmaps })` (src/inference/README.md). */
+export { load } from './inference/core/load.js';
+export type { LoadOptions, ModelSpec, NextrayModel, PredictionResult, PredictOptions, StudyPrediction, ViewInput, ViewPrediction } from './inference/core/load.js';
+
+/** DICOM: the reader, the PS3.3 C.11 display pipeline, the header gate and the browser-safe codecs. */
+export * as dicom from './data/dicom/index.js';

@@ -4,7 +4,7 @@
  * `samplesToGrey`). Colour management is turned off so the file's own sample values come through unchanged.
  */
 import { samplesToGrey } from '../../src/data/preprocess.js';
-import { DicomError, readDicom } from '../../src/data/dicom.js';
+import { DicomError, readDicom } from '../../src/data/dicom/index.js';
 
 export interface DecodedImage {
   data: Float32Array;

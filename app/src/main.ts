@@ -13,10 +13,10 @@ import {
   preprocessAll,
   studyKeyOf,
   type EnsembleRunResult,
-  type OnnxClassifierInfo,
   type OrtModule,
   type OnnxInferenceModel,
 } from '../../src/inference/core/index.js';
+import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
 import { greyWarnings } from '../../src/data/preprocess.js';
 import { camOnImage } from '../../src/inference/core/cam.js';
 import { overlayHeatmap } from '../../src/inference/core/colormap.js';

@@ -16,6 +16,8 @@ import { predictFiles, type BadFile } from '../inference/node/predict.js';
 import { ONNX_FEATURES, ONNX_LOGITS } from '../models/onnx/format.js';
 import { replaceHead, setMetadata } from '../models/onnx/adapt-graph.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { cardFromOnnxMetadata, cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../models/card.js';
+import { readModelInfo } from '../models/onnx/graph.js';
 import { adaptHead, ADAPT_DEFAULTS, type AdaptImage, type AdaptOptions, type AdaptResult, type ThresholdRule } from './adapt/adapt.js';
 import { AdaptError, adaptationRecord, makeHeadFile, serializeHeadFile, type AdaptationRecord, type BaseModelInfo } from './adapt/head-file.js';
 
@@ -189,6 +191,47 @@ export interface RunAdaptResult {
   seconds: { features: number; fit: number };
 }
 
+/**
+ * The `model_card` metadata of the adapted model: the base model's card with the adapted decision laid over it
+ * (operating point and temperature fitted on the site's studies, the adaptation section) and without the base's
+ * sha256 (the adapted file is other bytes). replaceHead writes `decision_threshold` and `temperature` themselves;
+ * the card has to say the same, since the facade, the server, the page and the PACS SR read the operating point
+ * from it.
+ */
+function adaptedCardMetadata(bytes: Uint8Array, path: string, result: AdaptResult, record: AdaptationRecord): string {
+  const adopted = result.adopted!;
+  const name = path.split(/[\\/]/).pop() ?? path;
+  const { sha256: _base, ...base } = cardFromOnnxMetadata(readModelInfo(bytes).metadata, name, path);
+  const rule = result.candidate.rule;
+  const oof = result.candidate.outOfFold;
+  const h = record.held_out;
+  const card: ModelCard = {
+    ...base,
+    decisionThreshold: adopted.threshold,
+    operatingPoint: {
+      rule: rule.kind,
+      threshold: adopted.threshold,
+      ...(rule.kind === 'sensitivity-target' ? { targetSensitivity: rule.sensitivity } : {}),
+      level: 'study',
+      fittedOn: 'site (cross-fitted)',
+      ...(oof.sensitivity !== null ? { sensitivity: oof.sensitivity } : {}),
+      specificity: oof.specificity,
+      kappa: oof.kappa,
+      cases: oof.studies,
+      positives: record.data.fit.abnormal_studies,
+    },
+    temperature: { value: adopted.temperature, level: 'study', fittedOn: 'site (cross-fitted)', images: record.data.fit.images, studies: record.data.fit.studies },
+    adaptation: {
+      baseSha256: record.base_sha256,
+      images: record.data.images,
+      studies: record.data.studies,
+      date: record.date,
+      metrics: Object.fromEntries(Object.entries(h.after).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]))),
+    },
+  };
+  return cardToOnnxMetadata(card)[ONNX_CARD_KEY]!;
+}
+
 /** The whole of `nextray adapt`: read, compute features, fit, write. */
 export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   const local = await readLocalStudies(o.data);
@@ -199,7 +242,7 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     ...(o.onBadFile ? { onBadFile: o.onBadFile } : {}),
   });
   if (!out.kept.length) throw new AdaptError(`--data ${o.data}: none of the ${local.images.length} images could be read`, { exitStatus: 1 });
-  const rule: ThresholdRule = o.targetSensitivity !== undefined ? { kind: 'target-sensitivity', sensitivity: o.targetSensitivity } : { kind: 'max-kappa' };
+  const rule: ThresholdRule = o.targetSensitivity !== undefined ? { kind: 'sensitivity-target', sensitivity: o.targetSensitivity } : { kind: 'max-kappa' };
   const t0 = performance.now();
   let result: AdaptResult;
   try {
@@ -226,7 +269,8 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   const written: RunAdaptResult['written'] = {};
   if (o.out) {
     const bytes = new Uint8Array(readFileSync(o.model));
-    const meta = { adaptation: JSON.stringify(record) };
+    const meta: Record<string, string> = { adaptation: JSON.stringify(record) };
+    if (result.adopted) meta[ONNX_CARD_KEY] = adaptedCardMetadata(bytes, o.model, result, record);
     const chunks = result.adopted
       ? replaceHead(bytes, { deltaWeight: result.adopted.deltaWeight, deltaBias: result.adopted.deltaBias, temperature: result.adopted.temperature, threshold: result.adopted.threshold, metadata: meta })
       : setMetadata(bytes, meta);

@@ -12,7 +12,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { CliError, printJson } from './common.js';
 import { defaultAppDir } from '../serve/server.js';
 import { readModelSkeleton } from '../models/onnx/skeleton.js';
-import { parseClassifierInfo } from '../models/onnx/classifier.js';
+import { parseClassifierInfo } from '../models/onnx/info.js';
 import { ProtoDecodeError } from '../models/onnx/proto.js';
 
 interface AppBuildFlags {

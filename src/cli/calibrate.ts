@@ -7,12 +7,12 @@
  */
 import type { Command } from 'commander';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
-import { fitTrust } from '../train/trust.js';
-import { evaluateOodGate, oodTable } from '../train/ood-eval.js';
-import { loadTrainedModel } from '../train/predict.js';
+import { fitTrust } from '../calibrate/trust.js';
+import { evaluateOodGate, oodTable } from '../calibrate/ood-eval.js';
+import { loadTrainedModel } from '../inference/node/checkpoint.js';
 import { loadMuraDataset } from '../data/mura.js';
 import { loadSplit, selectSubset } from '../data/splits.js';
-import { runPaths } from '../train/run-dir.js';
+import { runPaths } from '../runs/run-dir.js';
 import { writeJsonAtomic, writeFileAtomic } from '../util/atomic.js';
 
 interface Flags {

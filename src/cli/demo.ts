@@ -1,10 +1,10 @@
 /**
  * `nextray demo` (`npm run demo`): synthetic dataset -> training on the CPU -> evaluation of the held-out test
  * split at study level -> HTML report; prints where the report is and the headline numbers. A thin face over
- * src/train/demo.ts.
+ * src/workflows/demo.ts.
  */
 import { Command, Option } from 'commander';
-import { DEMO_DEFAULTS, runDemo } from '../train/demo.js';
+import { DEMO_DEFAULTS, runDemo } from '../workflows/demo.js';
 import type { TrainConfig } from '../train/config.js';
 import type { EngineName } from '../engine/index.js';
 import { parseFloatOption, parseIntOption } from './common.js';

@@ -8,7 +8,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
-import { predictSplit, PREDICT_ENGINES, type PredictEngine, type PredictEngineInfo } from '../train/predict.js';
+import { predictSplit, type PredictEngineInfo } from '../inference/node/records.js';
+import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
 import {
   DEFAULT_BOOTSTRAP_REPLICATES,
   DEFAULT_BOOTSTRAP_SEED,

@@ -19,11 +19,15 @@ import { readStateDict } from '../models/weights/files.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../models/weights/checkpoint.js';
 import type { StateDict } from '../models/weights/types.js';
 import { DEFAULT_PREPROCESSING, makePreprocessing, type Preprocessing } from '../data/preprocess.js';
-import { exportOnnxFile, OnnxClassifier } from '../models/onnx/runtime.js';
-import { OnnxModelError } from '../models/onnx/classifier.js';
+import { exportOnnxFile } from '../models/onnx/files.js';
+import { OnnxClassifier, ort } from '../inference/node/onnx-session.js';
+import { OnnxModelError } from '../models/onnx/info.js';
 import { Rng } from '../util/rng.js';
-import { trustExportOptions } from '../train/trust.js';
+import { trustExportOptions } from '../inference/core/trust.js';
 import { exportOnnxFileWithPrecision, type PrecisionReport } from '../models/onnx/precision.js';
+import { datasetCalibrationImages } from '../data/calibration-sample.js';
+import { runCheckpoint } from '../runs/run-dir.js';
+import { cardFromCheckpoint, type ModelCard } from '../models/card.js';
 import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type Precision } from '../models/onnx/quantize.js';
 import { createProgress } from '../util/progress.js';
 
@@ -68,8 +72,9 @@ async function loadModel(flags: ExportFlags): Promise<Loaded> {
   let arch: string | undefined = flags.arch;
   if (flags.checkpoint) {
     source = flags.checkpoint;
-    if (!existsSync(join(source, 'model.json')) && existsSync(join(source, 'checkpoints', 'best', 'model.json'))) {
-      source = join(source, 'checkpoints', 'best'); // a training run directory: its best checkpoint
+    const best = runCheckpoint(source, 'best');
+    if (!existsSync(join(source, 'model.json')) && existsSync(join(best, 'model.json'))) {
+      source = best; // a training run directory: its best checkpoint
     }
     const ckpt = loadCheckpoint(source, { skipOptimizer: true });
     sd = ckpt.tensors;
@@ -176,11 +181,12 @@ async function run(flags: ExportFlags): Promise<void> {
       foldBatchNorm: flags.foldBn,
       preprocessing,
       decisionThreshold: threshold,
-      // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/train/trust.ts).
+      // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/calibrate/trust.ts).
       ...(head === 'binary' ? { cam: true } : {}),
       ...(flags.features ? { features: true } : {}),
       ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
       extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
+      ...(checkpoint && head === 'binary' ? { card: exportCard(checkpoint, loaded.source, threshold) } : {}),
     };
     try {
       if (flags.precision === 'fp32' && !flags.calibration) exported = exportOnnxFile(model, flags.out, exportOpts);
@@ -272,7 +278,17 @@ async function exportWithPrecision(model: Model, flags: ExportFlags, exportOpts:
   try {
     return await exportOnnxFileWithPrecision(model, flags.out, exportOpts, {
       precision: flags.precision,
-      ...(flags.calibration ? { calibrationData: flags.calibration } : {}),
+      ...(flags.calibration
+        ? {
+            calibration: datasetCalibrationImages(flags.calibration, {
+              onBadImage: (m) => {
+                bad++;
+                if (bad <= 10) process.stderr.write(`nextray export: calibration: skipped ${m}\n`);
+              },
+            }),
+            runtime: ort,
+          }
+        : {}),
       ...(flags.calibrationImages !== undefined ? { calibrationImages: flags.calibrationImages } : {}),
       ...(method ? { calibrationMethod: method } : {}),
       ...(floatLayers ? { floatLayers } : {}),
@@ -280,10 +296,6 @@ async function exportWithPrecision(model: Model, flags: ExportFlags, exportOpts:
       onProgress: (done) => {
         progress?.tick(done - last);
         last = done;
-      },
-      onBadImage: (m) => {
-        bad++;
-        if (bad <= 10) process.stderr.write(`nextray export: calibration: skipped ${m}\n`);
       },
     });
   } catch (err) {
@@ -335,7 +347,7 @@ dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = 
 with --features also 'features' [batch, C] (metadata 'features': dim, pooling, head layer).
 metadata_props: format, arch, input_size, input_layout, preprocessing (JSON), head (JSON), decision_threshold,
 nextray_version; with --precision also precision and quantization (JSON: method, calibration images, float layers).
-int8 files are QDQ: ONNX Runtime runs them with integer kernels (QLinearConv) on x86 and wasm. Run it with OnnxClassifier (src/models/onnx/runtime.ts) or any ONNX Runtime.
+int8 files are QDQ: ONNX Runtime runs them with integer kernels (QLinearConv) on x86 and wasm. Run it with OnnxClassifier (src/inference/node/onnx-session.ts) or any ONNX Runtime.
 Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad arguments or unusable weights.`,
     )
     // Usage errors exit 2 like every other "could not run" case (commander's default is 1, our "verify failed").
@@ -344,6 +356,23 @@ Exit codes: 0 written (and verified with --verify); 1 verification failed; 2 bad
       throw err;
     })
     .action(async (flags: ExportFlags) => run(flags));
+}
+
+/**
+ * The model card an export of a checkpoint carries (metadata `model_card`, src/models/card.ts): the checkpoint's,
+ * with the data kind and validation metrics trainingFacts finds, and without the operating point when --threshold
+ * replaced the threshold it chose.
+ */
+function exportCard(meta: CheckpointMetadata, source: string, threshold: number): ModelCard {
+  const card = cardFromCheckpoint(meta, source.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? source);
+  const facts = trainingFacts(meta);
+  if (card.dataset && facts.dataset) card.dataset.kind = (JSON.parse(facts.dataset) as { kind: 'mura' | 'synthetic' }).kind;
+  if (facts.validation_metrics) {
+    const { epoch: _epoch, ...metrics } = JSON.parse(facts.validation_metrics) as Record<string, number>;
+    card.training = { ...card.training, validationMetrics: metrics };
+  }
+  if (card.operatingPoint && card.operatingPoint.threshold !== threshold) delete card.operatingPoint;
+  return card;
 }
 
 /**

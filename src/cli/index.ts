@@ -19,6 +19,7 @@ import { registerServe } from './serve.js';
 import { registerApp } from './app.js';
 import { registerCalibrate } from './calibrate.js';
 import { registerAdapt } from './adapt.js';
+import { registerPacs } from './pacs.js';
 
 
 export function buildProgram(): Command {
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerApp(program);
   registerCalibrate(program);
   registerAdapt(program);
+  registerPacs(program);
   return program;
 }
 

@@ -12,16 +12,16 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
 // Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
-import { Ensemble } from '../inference/core/ensemble.js';
-import type { InferenceModel } from '../inference/core/model.js';
+import type { StudyPrediction, ViewPrediction } from '../inference/core/load.js';
 import type { ImagePrediction } from '../inference/core/predict.js';
-import type { StudyResult } from '../inference/core/study.js';
+import { load, type NodeModel } from '../inference/node/load.js';
 import { expandInputs } from '../inference/node/inputs.js';
-import { openModel, PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
-import { predictFiles } from '../inference/node/predict.js';
-import { applyTrust, trustOutputs } from '../inference/core/trust.js';
+import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
+import { writeStudyReports } from '../pacs/files.js';
+import { packageVersion } from '../util/package.js';
+import { operatingPointText } from '../inference/core/trust.js';
 
 interface PredictFlags {
   model: string[];
@@ -35,6 +35,7 @@ interface PredictFlags {
   engine: PredictEngine;
   quiet?: boolean;
   heatmaps?: string;
+  dicomOut?: string;
   onnxCache: boolean;
 }
 
@@ -61,35 +62,65 @@ export function memberColumns(members: readonly string[]): string[] {
   });
 }
 
+/** A view's decision in outputs: an image the OOD gate rejects gets 'out-of-distribution' instead of one. */
+function decisionOf(v: { decision: 'abnormal' | 'normal' | null }): string {
+  return v.decision ?? 'out-of-distribution';
+}
+
+/** Columns a DICOM input adds: View Position (0018,5101), Laterality (0020,0060), Image Laterality (0020,0062), Body Part Examined, SOP Instance UID. */
+export const DICOM_COLUMNS = ['view_position', 'laterality', 'image_laterality', 'body_part', 'sop_instance_uid'];
+
 /** The image CSV: header includes image,label,probability (what `nextray evaluate --predictions` reads) and decision. */
-export function imagesCsv(images: readonly ImagePrediction[], members: readonly string[]): string {
+export function imagesCsv(views: readonly ViewPrediction[], members: readonly string[], model: string, sha256: string): string {
   const perModel = members.length > 1 ? memberColumns(members) : [];
   // The OOD gate's columns appear when the model has a gate; a flagged image gets 'out-of-distribution' as decision.
-  const gated = images.some((im) => im.ood !== undefined);
-  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : [])].join(',')];
-  for (const im of images) {
+  const gated = views.some((v) => v.ood !== null);
+  // DICOM inputs add what their headers say of the view (empty for PNG/JPEG rows).
+  const dicom = views.some((v) => v.dicom !== undefined);
+  const lines = [['image', 'label', 'probability', 'decision', 'threshold', 'study', 'model', 'model_sha256', ...perModel, ...(gated ? ['ood', 'ood_score'] : []), ...(dicom ? DICOM_COLUMNS : [])].join(',')];
+  for (const v of views) {
     lines.push(
       [
-        csvField(im.image),
-        im.label ?? '',
-        prob(im.probability),
-        im.ood ? 'out-of-distribution' : im.decision,
-        im.threshold,
-        csvField(im.study),
-        csvField(im.model),
-        im.modelSha256,
-        ...(members.length > 1 ? im.perModel.map(prob) : []),
-        ...(gated ? [im.ood ? 'true' : 'false', im.oodScore === undefined ? '' : prob(im.oodScore)] : []),
+        csvField(v.view.name),
+        v.label ?? '',
+        prob(v.probability),
+        decisionOf(v),
+        v.threshold,
+        csvField(v.studyKey),
+        csvField(model),
+        sha256,
+        ...(members.length > 1 ? v.perModel.map(prob) : []),
+        ...(gated ? [v.ood?.flagged ? 'true' : 'false', v.ood && Number.isFinite(v.ood.score) ? prob(v.ood.score) : ''] : []),
+        ...(dicom ? [v.dicom?.viewPosition, v.dicom?.laterality, v.dicom?.imageLaterality, v.dicom?.bodyPartExamined, v.dicom?.sopInstanceUid].map((x) => csvField(x ?? '')) : []),
       ].join(','),
     );
   }
   return lines.join('\n') + '\n';
 }
 
-export function studiesCsv(studies: readonly StudyResult[], model: string, sha256: string): string {
-  const lines = ['study,study_source,label,probability,decision,threshold,views,region,model,model_sha256'];
+/**
+ * The studies CSV. `probability` is the mean of the views the OOD gate accepted; with a gate, the column
+ * `views_out_of_distribution` counts the views left out, and a study whose views were all left out has no
+ * probability and 'out-of-distribution' as decision.
+ */
+export function studiesCsv(studies: readonly StudyPrediction[], model: string, sha256: string, gated = studies.some((s) => s.excluded.length > 0)): string {
+  const lines = ['study,study_source,label,probability,decision,threshold,views,region,model,model_sha256' + (gated ? ',views_out_of_distribution' : '')];
   for (const s of studies) {
-    lines.push([csvField(s.study), s.source, s.label ?? '', prob(s.probability), s.decision, s.threshold, s.views, s.region ?? '', csvField(model), sha256].join(','));
+    lines.push(
+      [
+        csvField(s.studyKey),
+        s.source,
+        s.label ?? '',
+        s.probability === null ? '' : prob(s.probability),
+        decisionOf(s),
+        s.threshold,
+        s.views.length,
+        s.region ?? '',
+        csvField(model),
+        sha256,
+        ...(gated ? [s.excluded.length] : []),
+      ].join(','),
+    );
   }
   return lines.join('\n') + '\n';
 }
@@ -99,62 +130,56 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
   if (!inputs.length) throw new CliError('give at least one INPUT: image files (PNG, JPEG, DICOM), folders or a MURA-layout dataset');
   const t0 = performance.now();
   const threads = flags.threads ?? availableParallelism();
-  const models: InferenceModel[] = [];
-  let ensemble: Ensemble;
-  try {
-    // --quiet: no notes either (a rebuilt cache, the TF.js fallback); errors still reach stderr.
-    const quietLog = flags.quiet ? { onLog: (): void => {} } : {};
-    for (const m of flags.model) models.push(await openModel(m, { engine: flags.engine, threads, maxBatch: flags.batchSize, onnxCache: flags.onnxCache, ...quietLog }));
-    ensemble = new Ensemble(models, flags.threshold !== undefined ? { threshold: flags.threshold } : {});
-  } catch (err) {
-    for (const m of models) await m.release();
-    throw err;
-  }
+  // --quiet: no notes either (a rebuilt cache, the TF.js fallback); errors still reach stderr.
+  const quietLog = flags.quiet ? { onLog: (): void => {} } : {};
+  const model: NodeModel = await load(flags.model, {
+    engine: flags.engine,
+    threads,
+    maxBatch: flags.batchSize,
+    onnxCache: flags.onnxCache,
+    ...quietLog,
+    ...(flags.threshold !== undefined ? { threshold: flags.threshold } : {}),
+  });
   const setupSeconds = (performance.now() - t0) / 1000;
   try {
     const { files, problems } = expandInputs(inputs);
     for (const p of problems) process.stderr.write(`nextray: ${p.input}: ${p.problem}\n`);
     if (!files.length) throw new CliError(`no image files to predict in ${inputs.join(', ')}`);
+    if (flags.heatmaps && !model.hasHeatmaps) {
+      throw new CliError(`--heatmaps: the model has no 'cam' output; re-export it with this version (nextray export --checkpoint RUN) or predict from the checkpoint folder`);
+    }
     const progress = createProgress({ label: 'predict', total: files.length, quiet: !!flags.quiet || !!flags.json });
     let last = 0;
     let res;
-    // Trust outputs: the gate's score always when the model has one, the CAM when --heatmaps is given.
-    const outputs = trustOutputs(ensemble, { heatmaps: !!flags.heatmaps, ood: true });
-    if (flags.heatmaps && !outputs.includes('cam')) {
-      throw new CliError(`--heatmaps: the model has no 'cam' output; re-export it with this version (nextray export --checkpoint RUN) or predict from the checkpoint folder`);
-    }
     const stems = heatmapStems(files);
+    const pre = model.cards[0]!.preprocessing;
     let heatmapFailures = 0;
     try {
-      res = await predictFiles(ensemble, files, {
+      res = await model.predict(files, {
         batchSize: flags.batchSize,
+        ...(flags.heatmaps ? { heatmaps: true } : {}),
         ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
         onProgress: (done) => {
           progress.tick(done - last);
           last = done;
         },
-        onBadFile: (b) => process.stderr.write(`nextray: ${b.file}: ${b.problem}\n`),
-        ...(outputs.length ? { outputs } : {}),
-        onBatch: async (results, raw) => {
-          applyTrust(results, raw, ensemble);
-          for (const r of results) {
-            if (r.ood && !flags.quiet) process.stderr.write(`nextray: warning: ${r.image}: ${oodWarning(r.oodScore ?? NaN, ensemble.models[0]!.card.metadata.ood ? (JSON.parse(ensemble.models[0]!.card.metadata.ood) as { threshold: number }).threshold : NaN)}\n`);
-            if (!flags.heatmaps || !r.heatmap) continue;
-            try {
-              const img = await decodeOriginalGrey(r.image);
-              const pre = ensemble.models[0]!.card.preprocessing;
-              await writeHeatmap(flags.heatmaps, stems.get(r.image) ?? r.image, {
-                ...img,
-                cam: r.heatmap.data,
-                camH: r.heatmap.height,
-                camW: r.heatmap.width,
-                preprocessing: pre,
-                caption: r.ood ? 'OOD' : `p ${r.probability.toFixed(2)}`,
-              });
-            } catch (err) {
-              heatmapFailures++;
-              process.stderr.write(`nextray: ${r.image}: heatmap not written: ${(err as Error).message}\n`);
-            }
+        onUnreadable: (u) => process.stderr.write(`nextray: ${u.input}: ${u.problem}\n`),
+        onView: async (v) => {
+          if (v.ood?.flagged && !flags.quiet) process.stderr.write(`nextray: warning: ${v.view.name}: ${oodWarning(v.ood.score, v.ood.threshold)}\n`);
+          if (!flags.heatmaps || !v.heatmap) return;
+          try {
+            const img = await decodeOriginalGrey(v.view.name);
+            await writeHeatmap(flags.heatmaps, stems.get(v.view.name) ?? v.view.name, {
+              ...img,
+              cam: v.heatmap.data,
+              camH: v.heatmap.height,
+              camW: v.heatmap.width,
+              preprocessing: pre,
+              caption: v.ood?.flagged ? 'OOD' : `p ${v.probability.toFixed(2)}`,
+            });
+          } catch (err) {
+            heatmapFailures++;
+            process.stderr.write(`nextray: ${v.view.name}: heatmap not written: ${(err as Error).message}\n`);
           }
         },
         onWarning: (f, w) => {
@@ -164,8 +189,8 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     } finally {
       progress.stop();
     }
-    const members = models.map((m) => m.card.name);
-    const csv = imagesCsv(res.images, members);
+    const members = model.cards.map((c) => c.name);
+    const csv = imagesCsv(res.views, members, model.name, model.sha256);
     const write = (path: string, text: string, what: string): void => {
       try {
         writeFileAtomic(path, text);
@@ -174,56 +199,119 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
       }
     };
     if (flags.out) write(flags.out, csv, '--out');
-    if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, ensemble.name, ensemble.sha256), '--studies-out');
-    const abnormal = res.images.filter((i) => i.decision === 'abnormal' && !i.ood).length;
-    const outOfDistribution = res.images.filter((i) => i.ood).length;
-    const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.bad];
+    if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, model.name, model.sha256, model.hasOodGate), '--studies-out');
+    let reports: Awaited<ReturnType<typeof writeStudyReports>> | null = null;
+    if (flags.dicomOut) {
+      const operatingPoint = operatingPointText(model.cards, model.threshold, model.thresholdSource === 'option');
+      try {
+        reports = await writeStudyReports(
+          flags.dicomOut,
+          res.views.map((v) => srView(v, model)),
+          res.unreadable.map((u) => ({ file: u.input, problem: u.problem })),
+          { name: model.name, sha256: model.sha256, operatingPoint },
+          packageVersion(),
+        );
+      } catch (err) {
+        throw new CliError(`--dicom-out ${flags.dicomOut}: cannot write the results SR: ${(err as Error).message}`);
+      }
+      if (!flags.quiet && !flags.json) for (const n of reports.notes) process.stderr.write(`nextray: note: ${n}\n`);
+    }
+    const abnormal = res.views.filter((v) => v.decision === 'abnormal').length;
+    const outOfDistribution = res.views.filter((v) => v.ood?.flagged).length;
+    const unreadable = [...problems.map((p) => ({ file: p.input, problem: p.problem })), ...res.unreadable.map((u) => ({ file: u.input, problem: u.problem }))];
     if (flags.json) {
       printJson({
-        model: ensemble.name,
-        model_sha256: ensemble.sha256,
-        models: models.map((m) => ({ name: m.card.name, source: m.card.source, sha256: m.card.sha256, arch: m.card.arch, input_size: m.card.preprocessing.size, stored_threshold: m.card.threshold, engine: m.card.engine })),
-        threshold: ensemble.threshold,
-        threshold_source: ensemble.thresholdGiven ? 'option' : 'model',
-        images: res.images.length,
+        model: model.name,
+        model_sha256: model.sha256,
+        models: model.cards.map((c) => ({ name: c.name, source: c.source, sha256: c.sha256, arch: c.arch, input_size: c.preprocessing.size, stored_threshold: c.threshold, engine: c.engine })),
+        threshold: model.threshold,
+        threshold_source: model.thresholdSource,
+        images: res.views.length,
         studies: res.studies.length,
         abnormal,
-        normal: res.images.length - abnormal - outOfDistribution,
+        normal: res.views.length - abnormal - outOfDistribution,
         out_of_distribution: outOfDistribution,
         unreadable,
         ...(flags.out ? { out: flags.out } : {}),
         ...(flags.studiesOut ? { studies_out: flags.studiesOut } : {}),
+        ...(reports ? { dicom_out: reports.written, dicom_out_notes: reports.notes } : {}),
         setup_seconds: Number(setupSeconds.toFixed(3)),
         seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
         inference_seconds: Number(res.inferenceSeconds.toFixed(3)),
-        predictions: res.images.map((i) => ({
-          image: i.image,
-          probability: i.probability,
-          decision: i.ood ? 'out-of-distribution' : i.decision,
-          ...(i.ood !== undefined ? { ood: i.ood, ood_score: i.oodScore } : {}),
-          study: i.study,
-          study_source: i.studySource,
-          ...(i.label !== undefined ? { label: i.label } : {}),
-          ...(models.length > 1 ? { per_model: i.perModel } : {}),
-          ...(i.warnings.length ? { warnings: i.warnings } : {}),
+        predictions: res.views.map((v) => ({
+          image: v.view.name,
+          probability: v.probability,
+          decision: decisionOf(v),
+          ...(v.ood !== null ? { ood: v.ood.flagged, ood_score: v.ood.score } : {}),
+          study: v.studyKey,
+          study_source: v.studySource,
+          ...(v.label !== undefined ? { label: v.label } : {}),
+          ...(members.length > 1 ? { per_model: v.perModel } : {}),
+          ...(v.warnings.length ? { warnings: v.warnings } : {}),
+          ...(viewDicom(v) ? { dicom: viewDicom(v) } : {}),
         })),
-        study_predictions: res.studies.map((s) => ({ study: s.study, source: s.source, probability: s.probability, decision: s.decision, views: s.views, ...(s.label !== undefined ? { label: s.label } : {}) })),
+        study_predictions: res.studies.map((s) => ({
+          study: s.studyKey,
+          source: s.source,
+          probability: s.probability,
+          decision: s.decision ?? 'out-of-distribution',
+          views: s.views.length,
+          ...(s.excluded.length ? { excluded: s.excluded } : {}),
+          ...(s.label !== undefined ? { label: s.label } : {}),
+          ...(s.patient !== 'unidentified study' ? { patient: s.patient } : {}),
+        })),
       });
     } else {
       if (!flags.out) process.stdout.write(csv);
       const summary =
-        `${res.images.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.images.length - abnormal - outOfDistribution} normal${outOfDistribution ? `, ${outOfDistribution} out of distribution (no decision)` : ''} ` +
-        `(threshold ${ensemble.threshold}${ensemble.thresholdGiven ? ', --threshold' : ', stored with the model'}); ` +
-        `model ${ensemble.name} sha256 ${ensemble.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
+        `${res.views.length} image(s), ${res.studies.length} stud${res.studies.length === 1 ? 'y' : 'ies'}: ${abnormal} abnormal, ${res.views.length - abnormal - outOfDistribution} normal${outOfDistribution ? `, ${outOfDistribution} out of distribution (no decision)` : ''} ` +
+        `(threshold ${model.threshold}${model.thresholdSource === 'option' ? ', --threshold' : ', stored with the model'}); ` +
+        `model ${model.name} sha256 ${model.sha256}; ${((performance.now() - t0) / 1000).toFixed(2)} s` +
         (unreadable.length ? `; ${unreadable.length} input(s) unreadable (named above)` : '');
       (flags.out ? process.stdout : process.stderr).write(
-        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') + summary + '\n',
+        (flags.out ? `wrote ${flags.out}${flags.studiesOut ? ` and ${flags.studiesOut}` : ''}\n` : '') +
+          (reports ? `wrote ${reports.written.length} DICOM SR(s) to ${flags.dicomOut}\n` : '') +
+          summary +
+          '\n',
       );
     }
     if (unreadable.length || heatmapFailures) process.exitCode = 1;
   } finally {
-    await ensemble.release();
+    await model.release();
   }
+}
+
+/**
+ * A view's result in the shape the SR writer (src/pacs/files.ts) reads: the decision as the threshold gives it,
+ * with the OOD gate's verdict beside it.
+ */
+function srView(v: ViewPrediction, model: NodeModel): ImagePrediction {
+  return {
+    image: v.view.name,
+    probability: v.probability,
+    decision: v.probability > v.threshold ? 'abnormal' : 'normal',
+    threshold: v.threshold,
+    perModel: v.perModel,
+    model: model.name,
+    modelSha256: model.sha256,
+    study: v.studyKey,
+    studySource: v.studySource,
+    ...(v.label !== undefined ? { label: v.label } : {}),
+    ...(v.region !== undefined ? { region: v.region } : {}),
+    width: v.width,
+    height: v.height,
+    format: v.format,
+    warnings: v.warnings,
+    ...(v.dicom ? { dicom: v.dicom } : {}),
+    ...(v.ood ? { ood: v.ood.flagged, oodScore: v.ood.score } : {}),
+  };
+}
+
+/** The DICOM view identifiers of a view (SOPInstanceUID, ViewPosition, Laterality, BodyPartExamined), when any. */
+function viewDicom(v: ViewPrediction): Record<string, string> | null {
+  const out: Record<string, string> = {};
+  for (const k of ['sopInstanceUid', 'viewPosition', 'laterality', 'bodyPartExamined'] as const) if (v.view[k]) out[k] = v.view[k]!;
+  return Object.keys(out).length ? out : null;
 }
 
 export function registerPredict(program: Command): void {
@@ -242,6 +330,7 @@ export function registerPredict(program: Command): void {
     .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
     .option('--quiet', 'no progress bar, warnings or notes (a rebuilt ONNX cache, the TF.js fallback)')
     .option('--no-onnx-cache', "an .onnx model: don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx, and loaded next time)")
+    .option('--dicom-out <dir>', 'write one DICOM Comprehensive SR per DICOM study (DIR/<SR UID>.dcm; same study and model: same UID, so a re-run replaces it); see docs/dicom.md')
     .option('--heatmaps <dir>', 'write DIR/<stem>.png (class activation map over the image, original size, legend) and DIR/<stem>.cam.npy (float32, model input size, ReLU\'d, / max)')
     .addHelpText(
       'after',
@@ -250,10 +339,13 @@ Examples:
   nextray predict --model model.onnx xray.png
   nextray predict --model runs/r152 --model runs/d169 scans/ --out preds.csv --studies-out studies.csv
   nextray predict --model model.onnx MURA-v1.1/valid --out valid.csv && nextray evaluate --predictions valid.csv
+  nextray predict --model model.onnx study-dicoms/ --dicom-out results/
 
 Output CSV columns: image (the path as given), label (1/0 from a MURA study folder, else empty), probability,
 decision (abnormal when probability > threshold), threshold, study, model, model_sha256 (per-member probabilities
-for ensembles). Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder.
+for ensembles); DICOM inputs add view_position, laterality, image_laterality, body_part, sop_instance_uid.
+Studies: MURA study folder, else DICOM StudyInstanceUID, else the folder. DICOM inputs pass a header gate first
+(CR, DX, RG accepted; CT, MR, US, ... refused with the reason).
 Exit codes: 0 all predicted; 1 some inputs unreadable (named on stderr; the rest predicted); 2 usage error,
 unusable model, or no image files.`,
     )

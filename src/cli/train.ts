@@ -10,7 +10,7 @@ import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fitTrust } from '../train/trust.js';
+import { fitTrust } from '../calibrate/trust.js';
 
 interface TrainFlags {
   config?: string;
@@ -169,7 +169,7 @@ export function registerTrain(program: Command): void {
       result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
     }
     finish(result, json, quiet);
-    // When training ends: OOD gate (train), temperature (validation), operating point (src/train/trust.ts).
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/calibrate/trust.ts).
     if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
       const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
       try {

@@ -10,5 +10,7 @@ export type { CheckImageResult, GreyImage } from './images.js';
 export * from './augment.js';
 export * from './loader.js';
 export * as synth from './synth/index.js';
-/** DICOM (PS3.3 C.11 display pipeline over dicom-parser; browser-safe). */
-export * as dicom from './dicom.js';
+/** DICOM: reader, PS3.3 C.11 display pipeline, header gate, codecs (browser-safe; the Node codec loaders in ./dicom/node-codecs.ts). */
+export * as dicom from './dicom/index.js';
+/** The Node host's DICOM codecs (wasm bytes read from the installed packages). */
+export { nodeFrameDecoders, NODE_CODEC_LOADERS } from './dicom/node-codecs.js';

@@ -1,7 +1,8 @@
 /**
- * Calibration: does a predicted 0.8 mean 80%? Expected calibration error over equal-width bins, the Brier score,
- * the reliability diagram's bins, and temperature scaling (Guo et al. 2017) fitted by minimising the negative
- * log-likelihood of labels under sigmoid(logit / T). Pure arithmetic (browser-safe).
+ * Calibration metrics: does a predicted 0.8 mean 80%? Expected calibration error over equal-width bins, the Brier
+ * score and the reliability diagram's bins; `uncalibrate` maps temperature-scaled probabilities back for the report's
+ * before / after table. Fitting the temperature is calibration's job (src/calibrate/temperature.ts). Pure arithmetic
+ * (browser-safe).
  *
  * ECE (Naeini et al. 2015; Guo et al. 2017): bins B_m = (m/M, (m+1)/M] of the predicted probability of the positive
  * class (the first bin also holds 0), ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)| with acc = fraction of positive
@@ -87,60 +88,9 @@ export function calibration(p: ArrayLike<number>, y: ArrayLike<number>, bins = D
   return { ece, mce, brier: brier / n, n, bins: out };
 }
 
-function sigmoid(z: number): number {
+/** The logistic function, stable for large |z|. */
+export function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
-}
-
-/** Mean negative log-likelihood of labels under sigmoid(z / T) (numerically stable softplus form). */
-export function temperatureNll(logits: ArrayLike<number>, y: ArrayLike<number>, t: number): number {
-  let s = 0;
-  for (let i = 0; i < logits.length; i++) {
-    const z = logits[i]! / t;
-    // -[y log s(z) + (1-y) log(1 - s(z))] = softplus(z) - y z
-    const sp = z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z));
-    s += sp - y[i]! * z;
-  }
-  return s / logits.length;
-}
-
-export interface TemperatureFit {
-  temperature: number;
-  nllBefore: number;
-  nllAfter: number;
-  n: number;
-}
-
-/**
- * The temperature T in [0.05, 20] minimising the NLL of sigmoid(logit / T): golden-section search on log T (the NLL
- * is unimodal in 1/T: convex in the scale of the logit).
- */
-export function fitTemperature(logits: ArrayLike<number>, y: ArrayLike<number>): TemperatureFit {
-  if (logits.length !== y.length || logits.length === 0) throw new RangeError(`fitTemperature: ${logits.length} logits, ${y.length} labels`);
-  const f = (u: number): number => temperatureNll(logits, y, Math.exp(u));
-  let a = Math.log(0.05);
-  let b = Math.log(20);
-  const g = (Math.sqrt(5) - 1) / 2;
-  let c = b - g * (b - a);
-  let d = a + g * (b - a);
-  let fc = f(c);
-  let fd = f(d);
-  for (let it = 0; it < 100 && b - a > 1e-9; it++) {
-    if (fc < fd) {
-      b = d;
-      d = c;
-      fd = fc;
-      c = b - g * (b - a);
-      fc = f(c);
-    } else {
-      a = c;
-      c = d;
-      fc = fd;
-      d = a + g * (b - a);
-      fd = f(d);
-    }
-  }
-  const t = Math.exp((a + b) / 2);
-  return { temperature: t, nllBefore: temperatureNll(logits, y, 1), nllAfter: temperatureNll(logits, y, t), n: logits.length };
 }
 
 /**
@@ -151,14 +101,6 @@ export function uncalibrate(p: number, t: number): number {
   const z = Math.log(p / (1 - p)) * t;
   return Number.isFinite(z) ? sigmoid(z) : p;
 }
-
-/** sigmoid(logit / T) for each logit. */
-export function applyTemperature(logits: ArrayLike<number>, t: number): Float64Array {
-  const out = new Float64Array(logits.length);
-  for (let i = 0; i < logits.length; i++) out[i] = sigmoid(logits[i]! / t);
-  return out;
-}
-
 /** Mean negative log-likelihood of labels under probabilities p (clipped to [1e-15, 1 - 1e-15], as sklearn's log_loss), optionally weighted. */
 export function logLoss(p: ArrayLike<number>, y: ArrayLike<number>, weights?: ArrayLike<number>): number {
   let s = 0;
@@ -193,33 +135,32 @@ export function studyProbabilities(logits: ArrayLike<number>, study: ArrayLike<n
   return sum;
 }
 
-export interface StudyTemperatureFit {
-  temperature: number;
-  /** Study-level NLL at T = 1 and at the fitted T. */
-  nllBefore: number;
-  nllAfter: number;
-  studies: number;
-  images: number;
+/** Mean negative log-likelihood of labels under sigmoid(z / T) (numerically stable softplus form). */
+export function logitNll(logits: ArrayLike<number>, y: ArrayLike<number>, t = 1): number {
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const z = logits[i]! / t;
+    // -[y log s(z) + (1-y) log(1 - s(z))] = softplus(z) - y z
+    const sp = z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z));
+    s += sp - y[i]! * z;
+  }
+  return s / logits.length;
 }
 
 /**
- * Temperature scaling fitted at study level: the T in [0.05, 20] minimising the NLL of the study labels under the
- * study probabilities p_s(T) = mean_i sigmoid(z_i / T) (golden-section search on log T, as fitTemperature). One
- * number, applied to every image's logit like the image-level temperature, so exported models carry it unchanged;
- * fitted where the decision is made.
+ * The T in [lo, hi] minimising f(log T): golden-section search on log T (the NLLs minimised here are unimodal in
+ * log T), stopped when the bracket is narrower than `tol` in log T. The search both temperature fits
+ * (src/calibrate/temperature.ts) and the trainer's temperature-scaled validation NLL use.
  */
-export function fitStudyTemperature(logits: ArrayLike<number>, study: ArrayLike<number>, studyLabels: ArrayLike<number>): StudyTemperatureFit {
-  const nStudies = studyLabels.length;
-  if (logits.length !== study.length || logits.length === 0 || nStudies === 0) throw new RangeError(`fitStudyTemperature: ${logits.length} logits, ${study.length} study indices, ${nStudies} studies`);
-  const f = (u: number): number => logLoss(studyProbabilities(logits, study, nStudies, Math.exp(u)), studyLabels);
-  let a = Math.log(0.05);
-  let b = Math.log(20);
+export function minimiseOverLogT(f: (logT: number) => number, tol = 1e-9, lo = 0.05, hi = 20): number {
+  let a = Math.log(lo);
+  let b = Math.log(hi);
   const g = (Math.sqrt(5) - 1) / 2;
   let c = b - g * (b - a);
   let d = a + g * (b - a);
   let fc = f(c);
   let fd = f(d);
-  for (let it = 0; it < 100 && b - a > 1e-7; it++) {
+  for (let it = 0; it < 100 && b - a > tol; it++) {
     if (fc < fd) {
       b = d;
       d = c;
@@ -234,44 +175,14 @@ export function fitStudyTemperature(logits: ArrayLike<number>, study: ArrayLike<
       fd = f(d);
     }
   }
-  const t = Math.exp((a + b) / 2);
-  return { temperature: t, nllBefore: f(0), nllAfter: f(Math.log(t)), studies: nStudies, images: logits.length };
-}
-
-export interface TemperatureChoice {
-  /** The level whose fit is used, and its temperature. */
-  level: 'image' | 'study';
-  temperature: number;
-  image: TemperatureFit;
-  study: StudyTemperatureFit;
-  /** ECE at T = 1 and at the chosen T, per level. */
-  imageEce: { before: number; after: number };
-  studyEce: { before: number; after: number };
-  /** Validation study ECE under each candidate. */
-  studyEceWith: { image: number; study: number };
+  return Math.exp((a + b) / 2);
 }
 
 /**
- * Temperature scaling where the decision is made: fits T on the image logits (Guo et al.) and on the study
- * probabilities (fitStudyTemperature), and keeps the study-level T when it gives the lower validation study ECE
- * (the unit a clinic decides on), else the image-level T. `study[i]` is image i's study index; `studyLabels[s]`
- * the label of study s.
+ * Validation NLL after temperature scaling: logitNll at the T in [0.05, 20] minimising it (the quantity a fitted
+ * temperature reaches; the trainer's `--select-by nll` metric).
  */
-export function chooseTemperature(logits: ArrayLike<number>, labels: ArrayLike<number>, study: ArrayLike<number>, studyLabels: ArrayLike<number>): TemperatureChoice {
-  const image = fitTemperature(logits, labels);
-  const st = fitStudyTemperature(logits, study, studyLabels);
-  const nStudies = studyLabels.length;
-  const studyEceAt = (t: number): number => calibration(studyProbabilities(logits, study, nStudies, t), studyLabels).ece;
-  const studyEceWith = { image: studyEceAt(image.temperature), study: studyEceAt(st.temperature) };
-  const level = studyEceWith.study < studyEceWith.image ? 'study' : 'image';
-  const t = level === 'study' ? st.temperature : image.temperature;
-  return {
-    level,
-    temperature: t,
-    image,
-    study: st,
-    imageEce: { before: calibration(applyTemperature(logits, 1), labels).ece, after: calibration(applyTemperature(logits, t), labels).ece },
-    studyEce: { before: studyEceAt(1), after: studyEceAt(t) },
-    studyEceWith,
-  };
+export function temperatureScaledNll(logits: ArrayLike<number>, y: ArrayLike<number>): number {
+  if (logits.length !== y.length || logits.length === 0) throw new RangeError(`temperatureScaledNll: ${logits.length} logits, ${y.length} labels`);
+  return logitNll(logits, y, minimiseOverLogT((u) => logitNll(logits, y, Math.exp(u))));
 }

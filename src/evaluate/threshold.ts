@@ -133,10 +133,10 @@ export function thresholdForMaxKappa(cases: readonly { label: Label; probability
 }
 
 /** How a decision threshold is chosen on validation: maximum Cohen's kappa (the default), or a target sensitivity. */
-export type OperatingPointRule = { kind: 'max-kappa' } | { kind: 'target-sensitivity'; sensitivity: number };
+export type OperatingPointRule = { kind: 'max-kappa' } | { kind: 'sensitivity-target'; sensitivity: number };
 
 export interface OperatingPoint {
-  rule: 'max-kappa' | 'target-sensitivity';
+  rule: 'max-kappa' | 'sensitivity-target';
   threshold: number;
   targetSensitivity?: number;
   validationSensitivity: number;
@@ -167,7 +167,7 @@ export function chooseOperatingPoint(cases: readonly { label: Label; probability
   const po = (tp + tn) / n;
   const pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n);
   return {
-    rule: 'target-sensitivity',
+    rule: 'sensitivity-target',
     threshold: c.threshold,
     targetSensitivity: rule.sensitivity,
     validationSensitivity: c.validationSensitivity,

@@ -45,3 +45,21 @@ export {
   runSteps,
 } from './nn.js';
 export * as weights from './weights/browser.js';
+/** The model card: one typed description of a trained model and its serialisations (model.json, ONNX metadata, JSON). */
+export {
+  cardFromCheckpoint,
+  cardFromJson,
+  cardFromOnnxMetadata,
+  cardToCheckpoint,
+  cardToJson,
+  cardToOnnxMetadata,
+  ModelCardError,
+  ONNX_CARD_KEY,
+  type AdaptationCard,
+  type DatasetCard,
+  type ModelCard,
+  type OodGateCard,
+  type OperatingPoint,
+  type TemperatureCard,
+  type TrainingSummary,
+} from './card.js';

@@ -1,26 +1,13 @@
 /**
  * What the server needs from the inference module: one loaded model that turns the bytes of an uploaded file into
- * a prediction. A thin adapter: decoding (sharp, the DICOM reader), preprocessing, the ONNX session, the decision
- * rule, heatmaps and the OOD gate are the library's (src/inference, src/data); this file only takes bytes instead
- * of paths and sorts a failure into the kind of bad input it was, so the server can answer with the right status.
+ * a prediction. A thin adapter over the library's facade (src/inference/node/load.ts: decoding, preprocessing, the
+ * ONNX session, the decision rule, heatmaps and the OOD gate); this file only sorts a failure into the kind of bad
+ * input it was, so the server can answer with the right status, and draws the heatmap the API returns.
  */
-import { decodeGrey, ImageError } from '../data/images.js';
-import { DicomError, isDicom, readDicom } from '../data/dicom.js';
-import { greyWarnings, resizeGrey } from '../data/preprocess.js';
-import {
-  Ensemble,
-  openModel,
-  predictBatch,
-  preprocessAll,
-  sharpJpegFrameDecoder,
-  studyKeyOf,
-  type EnsembleRunResult,
-  type ModelCard,
-} from '../inference/node/index.js';
+import { load, type NodeModel } from '../inference/node/load.js';
+import type { LoadedCard } from '../inference/core/model.js';
 import { heatmapPng } from '../inference/node/heatmap.js';
-import { openJpegFrameDecoder } from '../inference/node/decode.js';
-import { isOutOfDistribution, oodWarning } from '../inference/core/ood.js';
-import { ONNX_CAM, ONNX_OOD_SCORE } from '../models/onnx/extras.js';
+import { oodWarning } from '../inference/core/ood.js';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
 /** Why an input was refused, in HTTP terms. */
@@ -69,7 +56,7 @@ export interface Prediction {
 }
 
 /** What GET /v1/model says: the model card (the file's path left out) and its size. */
-export type ModelDescription = Omit<ModelCard, 'source'> & { inputSize: number };
+export type ModelDescription = Omit<LoadedCard, 'source'> & { inputSize: number };
 
 export interface Predictor {
   readonly model: ModelDescription;
@@ -91,38 +78,6 @@ export function classifyImageProblem(problem: string): InputProblem {
   return 'corrupt';
 }
 
-interface Decoded {
-  grey: Float32Array;
-  width: number;
-  height: number;
-  format: string;
-  studyUid?: string;
-  warnings: string[];
-}
-
-/** Bytes -> grey image, as the Node host decodes files (PNG/JPEG by sharp, DICOM by the PS3.3 C.11 reader). */
-async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): Promise<Decoded> {
-  try {
-    if (isDicom(bytes.subarray(0, 132))) {
-      const d = await readDicom(bytes, { source: 'upload', decoders: [sharpJpegFrameDecoder, openJpegFrameDecoder], ...(maxPixels !== undefined ? { maxPixels } : {}) });
-      return {
-        grey: d.grey,
-        width: d.width,
-        height: d.height,
-        format: 'dicom',
-        ...(d.studyInstanceUid ? { studyUid: d.studyInstanceUid } : {}),
-        warnings: [...d.warnings, ...greyWarnings(d.grey, 8)],
-      };
-    }
-    const img = await decodeGrey(bytes, maxPixels !== undefined ? { maxPixels } : {});
-    const format = bytes[0] === 0x89 ? 'png' : 'jpeg';
-    return { grey: img.data, width: img.width, height: img.height, format, warnings: greyWarnings(img.data, img.bitDepth) };
-  } catch (err) {
-    if (err instanceof ImageError || err instanceof DicomError) throw new InputError(classifyImageProblem(err.problem), err.problem);
-    throw err;
-  }
-}
-
 /**
  * Opens a model for serving, as `nextray predict` opens it (openModel): an .onnx file from `nextray export`, or a
  * checkpoint folder or run directory exported to ONNX in memory with its trust information; the page downloads the
@@ -130,65 +85,53 @@ async function decodeUpload(bytes: Uint8Array, maxPixels: number | undefined): P
  */
 export async function openPredictor(modelPath: string, opts: { threads?: number; onnxCache?: boolean } = {}): Promise<Predictor> {
   let exported: Uint8Array | undefined;
-  const model = await openModel(modelPath, {
+  const model: NodeModel = await load(modelPath, {
     engine: 'onnx',
     maxBatch: 1,
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(opts.onnxCache ? { onnxCache: true } : {}),
     onExport: (bytes) => void (exported = bytes),
   });
-  const ensemble = new Ensemble([model]);
-  const card = model.card;
-  const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => card.outputs.includes(o));
-  let oodThreshold: number | null = null;
-  if (card.outputs.includes(ONNX_OOD_SCORE) && card.metadata.ood) oodThreshold = (JSON.parse(card.metadata.ood) as { threshold: number }).threshold;
+  const card = model.cards[0]!;
   const { source: _source, ...rest } = card;
   const description: ModelDescription = { ...rest, inputSize: card.preprocessing.size };
   return {
     model: description,
     onnx: exported ? { bytes: exported } : { path: modelPath },
     async predict(file, popts = {}) {
-      const img = await decodeUpload(file, popts.maxPixels);
-      const inputs = preprocessAll(img.grey, img.width, img.height, ensemble.preprocessings, 'upload');
-      let raw: EnsembleRunResult | undefined;
-      const [p] = await predictBatch(
-        ensemble,
-        [{ image: 'upload', inputs, study: studyKeyOf('upload', img.studyUid), width: img.width, height: img.height, format: img.format, warnings: img.warnings }],
-        { outputs, onBatch: (_r, r) => void (raw = r) },
-      );
-      const extra = raw!.extra[0]!;
-      const score = extra[ONNX_OOD_SCORE]?.data[0];
-      let ood: OodVerdict | null = null;
-      if (oodThreshold !== null && score !== undefined) {
-        const flagged = isOutOfDistribution(score, oodThreshold);
-        ood = { flagged, score, threshold: oodThreshold, ...(flagged ? { warning: oodWarning(score, oodThreshold) } : {}) };
+      let img;
+      try {
+        img = await model.decode({ name: 'upload', bytes: file }, popts.maxPixels !== undefined ? { maxPixels: popts.maxPixels } : {});
+      } catch (err) {
+        const problem = (err as { problem?: unknown }).problem;
+        if (typeof problem === 'string') throw new InputError(classifyImageProblem(problem), problem);
+        throw err;
       }
+      const res = await model.predict([img], { ...(model.hasHeatmaps ? { heatmaps: true } : {}) });
+      const v = res.views[0]!;
       let heatmap: string | null = null;
-      const cam = extra[ONNX_CAM];
+      const cam = v.heatmap?.coarse;
       if (cam) {
-        const scale = Math.min(1, HEATMAP_MAX_SIDE / Math.max(img.width, img.height));
-        const w = Math.max(1, Math.round(img.width * scale));
-        const h = Math.max(1, Math.round(img.height * scale));
         const png = await heatmapPng(
-          { grey: resizeGrey(img.grey, img.width, img.height, w, h), width: w, height: h, cam: cam.data, camH: cam.dims[1]!, camW: cam.dims[2]!, preprocessing: card.preprocessing },
-          { alpha: 0.5, legend: false },
+          { grey: img.grey, width: img.width, height: img.height, cam: cam.data, camH: cam.height, camW: cam.width, preprocessing: card.preprocessing },
+          { alpha: 0.5, legend: false, maxSide: HEATMAP_MAX_SIDE },
         );
         heatmap = png.toString('base64');
       }
       return {
-        probability: p!.probability,
+        probability: v.probability,
         // The gate's verdict replaces the decision: the probability of an image the model does not know means little.
-        decision: ood?.flagged ? null : p!.decision,
-        threshold: p!.threshold,
-        ood,
+        decision: v.decision,
+        threshold: v.threshold,
+        ood: v.ood ? { ...v.ood, ...(v.ood.flagged ? { warning: oodWarning(v.ood.score, v.ood.threshold) } : {}) } : null,
         heatmap,
-        warnings: p!.warnings,
+        warnings: v.warnings,
         width: img.width,
         height: img.height,
         format: img.format,
-        seconds: raw!.seconds,
+        seconds: res.engineSeconds,
       };
     },
-    release: () => ensemble.release(),
+    release: () => model.release(),
   };
 }

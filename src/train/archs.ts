@@ -4,8 +4,6 @@
  */
 import { ALL_ARCHS, createModel, isArch, type Model } from '../models/index.js';
 
-export { SlimResNet } from '../models/slim.js';
-
 /** Every architecture name `nextray train` accepts. */
 export function trainableArchs(): string[] {
   return [...ALL_ARCHS];

@@ -1,10 +1,8 @@
-/** The training stage's public API: config, losses, Adam, trainer (with exact resume), prediction, sweeps, demo. */
+/** The training stage's public API: config, losses, Adam, the trainer (with exact resume) and its validation pass, sweeps. */
 export * from './config.js';
 export * from './losses.js';
 export * from './adam.js';
 export * from './archs.js';
 export * from './trainer.js';
-export * from './predict.js';
-export * from './run-dir.js';
+export * from './validate.js';
 export * from './sweep.js';
-export * from './demo.js';

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { ConfigError, experimentKey, resolveConfig, type TrainConfig } from './config.js';
 import { resume, train, type TrainResult } from './trainer.js';
-import { readMetricsFile, runPaths, writeJson, type EpochMetrics } from './run-dir.js';
+import { readMetricsFile, runPaths, writeJson, type EpochMetrics } from '../runs/run-dir.js';
 
 export interface Grid {
   /** Axes in file order: field -> values. */

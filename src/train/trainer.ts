@@ -19,7 +19,7 @@ import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } 
 import { REGIONS, type ImageRecord, type Label, type Region } from '../data/types.js';
 import { initEngine, leanVariableGrads, withPrecision, type EngineInfo, type Precision } from '../engine/index.js';
 import { prepareScores, rocAuc } from '../evaluate/metrics.js';
-import { fitTemperature, studyProbabilities } from '../evaluate/calibration.js';
+import { studyProbabilities, temperatureScaledNll } from '../evaluate/calibration.js';
 import { thresholdForMaxKappa } from '../evaluate/threshold.js';
 import { Dropout, type Model, type NetworkModel } from '../models/index.js';
 import { loadCheckpoint, readStateDict, saveCheckpoint, type CheckpointInfo } from '../models/weights/index.js';
@@ -29,8 +29,8 @@ import { Adam } from './adam.js';
 import { buildModel } from './archs.js';
 import { resolveConfig, type SelectMetric, type TrainConfig } from './config.js';
 import { batchWeights, bceScalar, l2Penalty, muraClassWeights, regionWeightsFromValidation, weightedBceMean, type RegionClassWeights, type RegionWeights } from './losses.js';
-import { inferRecords } from './predict.js';
-import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from './run-dir.js';
+import { inferRecords } from './validate.js';
+import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from '../runs/run-dir.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** What checkpoints/last carries besides tensors (in model.json's `training.state`). */
@@ -283,7 +283,7 @@ async function validate(model: Model, prep: Prepared, config: TrainConfig, cache
     auc: rocAuc(prepareScores(labels, res.logits)),
     kappa,
     threshold,
-    nllT: fitTemperature(res.logits, labels).nllAfter,
+    nllT: temperatureScaledNll(res.logits, labels),
     lossByRegion,
     images: n,
     bad: res.badImages,

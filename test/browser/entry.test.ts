@@ -2,13 +2,15 @@
  * The browser entry (src/browser.ts) stays browser-safe: bundled by esbuild for platform 'browser' it reaches no
  * `node:` module or Node builtin (other than ones a package's own "browser" field disables), no sharp, no
  * onnxruntime-node and not the native addon; and it type-checks without Node's types (`types: []`, DOM lib).
- * A stub check: a module importing node:fs, sharp or the addon is caught by both halves (see the last test).
+ * So does every other module that claims to be browser-safe (docs/ARCHITECTURE.md lists them), each bundled as its
+ * own entry. A stub check: a module importing node:fs, sharp or the addon is caught by both halves (see the last
+ * test).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import * as esbuild from 'esbuild';
 import ts from 'typescript';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -97,6 +99,30 @@ test('the browser entry bundles for platform browser without node:, builtins, sh
   }
 });
 
+/**
+ * The modules that claim to be browser-safe besides src/browser.ts (docs/ARCHITECTURE.md, "Browser-safe stays
+ * browser-safe"): every module of the inference core and the named entries.
+ */
+function browserSafeModules(): string[] {
+  const core = join(REPO_ROOT, 'src', 'inference', 'core');
+  const named = ['src/models/index.ts', 'src/models/onnx/index.ts', 'src/models/weights/browser.ts', 'src/evaluate/calibration.ts', 'src/calibrate/temperature.ts'];
+  return [
+    ...readdirSync(core).filter((f) => f.endsWith('.ts')).map((f) => join(core, f)),
+    ...named.map((f) => join(REPO_ROOT, f)),
+  ];
+}
+
+test('every module that claims to be browser-safe bundles for the browser on its own', async () => {
+  const entries = browserSafeModules();
+  assert.ok(entries.length >= 12, `${entries.length} browser-safe modules`);
+  for (const entry of entries) {
+    const { reached, errors } = await bundleProblems(entry);
+    const name = entry.replace(REPO_ROOT + '/', '');
+    assert.deepEqual(errors, [], `esbuild errors bundling ${name}`);
+    assert.deepEqual(reached, [], `forbidden imports reached from ${name}`);
+  }
+});
+
 test('the browser entry type-checks without Node types', () => {
   const { errors, nodeTypes } = typeErrors(ENTRY);
   assert.deepEqual(nodeTypes, [], '@types/node pulled in');
@@ -116,6 +142,11 @@ test('stub check: an entry that reaches node:fs, sharp and the addon fails both 
     const { reached } = await bundleProblems(bad);
     const why = new Set(reached.map((r) => r.why));
     assert.ok(why.has('a node: module') && why.has('sharp (native image library)') && why.has('the native addon'), JSON.stringify(reached));
+    // A browser-safe module that imports the Node host is caught the same way (what the per-module bundles check).
+    const host = join(tmp.dir, 'core-importing-host.ts');
+    writeFileSync(host, `export { openModel } from '${join(REPO_ROOT, 'src', 'inference', 'node', 'models.js')}';\n`);
+    const hostReached = (await bundleProblems(host)).reached;
+    assert.ok(hostReached.some((r) => r.why === 'a node: module'), JSON.stringify(hostReached));
     const { errors } = typeErrors(bad);
     assert.ok(errors.some((e) => /node:fs/.test(e)), errors.join('\n'));
   } finally {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { initEngine } from '../../src/engine/index.js';
 import { buildModel } from '../../src/train/archs.js';
-import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
+import { exportOnnxFile } from '../../src/models/onnx/files.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { generateSyntheticMura } from '../../src/data/synth/generate.js';
 import { readModelInfo } from '../../src/models/onnx/graph.js';

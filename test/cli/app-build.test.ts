@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
 import { preprocessImage } from '../../src/data/images.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { defaultAppDir } from '../../src/serve/server.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';

@@ -6,7 +6,7 @@
  */
 import { deflateRawSync } from 'node:zlib';
 
-export type Vr = 'UI' | 'CS' | 'DS' | 'IS' | 'LO' | 'SH' | 'PN' | 'US' | 'SS' | 'UL' | 'OB' | 'OW' | 'SQ';
+export type Vr = 'UI' | 'CS' | 'DS' | 'IS' | 'LO' | 'SH' | 'PN' | 'DA' | 'TM' | 'US' | 'SS' | 'UL' | 'OB' | 'OW' | 'SQ';
 
 export interface DicomElement {
   group: number;
@@ -168,8 +168,13 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
           { group: 0x0028, element: 0x1053, vr: 'DS' as const, value: String(spec.rescale.slope) },
         ]
       : []),
-    ...(spec.extra ?? []),
   ];
+  // Extra elements replace the defaults of the same tag (e.g. another SOP Instance UID).
+  const extra = spec.extra ?? [];
+  const overridden = (e: DicomElement) => extra.some((x) => x.group === e.group && x.element === e.element);
+  ds.splice(0, ds.length, ...ds.filter((e) => !overridden(e)), ...extra);
+  const sopInstance = extra.find((x) => x.group === 0x0008 && x.element === 0x0018)?.value;
+  const sopClass = extra.find((x) => x.group === 0x0008 && x.element === 0x0016)?.value;
   let pixelBytes = spec.pixelBytes;
   if (!pixelBytes) {
     const px = spec.pixels!;
@@ -180,7 +185,8 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
     }
     pixelBytes = o.toBytes();
   }
-  const encapsulated = ts === TS.jpegBaseline || ts === TS.jpeg2000 || ts === TS.jpegLossless;
+  // Every JPEG-family syntax (1.2.840.10008.1.2.4.x) and RLE (1.2.840.10008.1.2.5) is encapsulated (PS3.5 A.4).
+  const encapsulated = ts.startsWith('1.2.840.10008.1.2.4.') || ts === '1.2.840.10008.1.2.5';
   const pixelEl: DicomElement = { group: 0x7fe0, element: 0x0010, vr: spec.bitsAllocated === 8 || encapsulated ? 'OB' : 'OW', value: pixelBytes };
   let body: Uint8Array;
   if (encapsulated) {
@@ -199,8 +205,8 @@ export function writeDicom(spec: ImageSpec): Uint8Array {
   if (ts === TS.deflatedLE) body = new Uint8Array(deflateRawSync(body));
   const metaElements: DicomElement[] = [
     { group: 0x0002, element: 0x0001, vr: 'OB', value: Uint8Array.from([0, 1]) },
-    { group: 0x0002, element: 0x0002, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.1.1' },
-    { group: 0x0002, element: 0x0003, vr: 'UI', value: '1.2.826.0.1.3680043.9.7.1.1' },
+    { group: 0x0002, element: 0x0002, vr: 'UI', value: typeof sopClass === 'string' ? sopClass : '1.2.840.10008.5.1.4.1.1.1.1' },
+    { group: 0x0002, element: 0x0003, vr: 'UI', value: typeof sopInstance === 'string' ? sopInstance : '1.2.826.0.1.3680043.9.7.1.1' },
     { group: 0x0002, element: 0x0010, vr: 'UI', value: ts },
   ];
   const meta = encodeElements(metaElements, true, true);

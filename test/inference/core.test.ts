@@ -20,13 +20,13 @@ import {
   preprocessAll,
   studyKeyOf,
   type InferenceModel,
-  type ModelCard,
+  type LoadedCard,
   type PreparedImage,
 } from '../../src/inference/core/index.js';
 
 /** A model that answers fixed probabilities per image, and records the inputs it saw. */
 function fakeModel(name: string, probs: number[], size = 32, threshold = 0.5): InferenceModel & { seen: Float32Array[] } {
-  const card: ModelCard = {
+  const card: LoadedCard = {
     name,
     source: `${name}.onnx`,
     sha256: name.repeat(8).slice(0, 8),
@@ -134,13 +134,13 @@ test('the core reaches no Node-only module (what a browser bundle of it would im
     }
   }
   assert.ok(seen.size >= 8, `walked ${seen.size} modules`);
-  assert.ok([...seen].some((f) => f.endsWith('data/dicom.js')), 'the DICOM reader is part of the core');
-  assert.deepEqual([...bare].sort(), ['dicom-parser', 'fflate'], `bare imports of the core: ${[...bare].join(', ')}`);
+  assert.ok([...seen].some((f) => f.endsWith('data/dicom/reader.js')), 'the DICOM reader is part of the core');
+  assert.deepEqual([...bare].sort(), ['@cornerstonejs/jpeg-lossless-decoder-js', 'dicom-parser', 'fflate'], `bare imports of the core: ${[...bare].join(', ')}`);
 });
 
 /** A model with a fixed `cam` output (the same h x w map for every image) and probability 0.5. */
 function camModel(name: string, map: number[], h: number, w: number, pre = makePreprocessing({ size: 32 })): InferenceModel {
-  const card: ModelCard = { name, source: `${name}.onnx`, sha256: name, arch: 'fake', preprocessing: pre, threshold: 0.5, engine: 'fake', outputs: ['logits', 'probability', 'cam'], metadata: {} };
+  const card: LoadedCard = { name, source: `${name}.onnx`, sha256: name, arch: 'fake', preprocessing: pre, threshold: 0.5, engine: 'fake', outputs: ['logits', 'probability', 'cam'], metadata: {} };
   return {
     card,
     async run(_x, n) {

@@ -17,7 +17,7 @@ import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
 import { createModel, type Model } from '../../src/models/index.js';
 import { exportOnnx } from '../../src/models/onnx/export.js';
-import { saveOnnx } from '../../src/models/onnx/runtime.js';
+import { saveOnnx } from '../../src/models/onnx/files.js';
 import { saveCheckpoint } from '../../src/models/weights/index.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
@@ -188,7 +188,7 @@ test('bad inputs are named on stderr with the reason, the rest are predicted, ex
   assert.match(r.stderr, /missing\.png: file not found/);
   assert.match(r.stderr, /notimage\.png: not an image/);
   assert.match(r.stderr, /truncated\.png: truncated or corrupt image/);
-  assert.match(r.stderr, /lossless\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*is not supported/);
+  assert.match(r.stderr, /lossless\.dcm: the 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*\) frame cannot be decoded: the frame is not a JPEG codestream/);
   assert.match(r.stderr, /badj2k\.dcm: the 1\.2\.840\.10008\.1\.2\.4\.90 \(JPEG 2000 .*\) frame cannot be decoded/);
   assert.match(r.stderr, /empty: folder holds no PNG, JPEG or DICOM files/);
   const rows = parseCsv(r.stdout);

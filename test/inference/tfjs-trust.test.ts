@@ -17,7 +17,7 @@ import type { OodGate } from '../../src/inference/core/ood.js';
 import type { SlimResNet } from '../../src/models/slim.js';
 import type { NetworkModel } from '../../src/models/head.js';
 import { mahalanobisScores, storeGate } from '../../src/inference/core/ood.js';
-import { fitOodGate } from '../../src/train/ood.js';
+import { fitOodGate } from '../../src/calibrate/ood.js';
 import { trustOutputs } from '../../src/inference/core/trust.js';
 import { Rng } from '../../src/util/rng.js';
 import { tempDir } from '../helpers/paths.js';

@@ -13,7 +13,7 @@ import { createCustomModel, createModel, buildDenseNet } from '../../src/models/
 import { camLayers, classActivationMap, gradCam, oodLayers } from '../../src/models/cam.js';
 import { parseNpz } from '../../src/models/weights/npy.js';
 import { readStateDict } from '../../src/models/weights/files.js';
-import { SlimResNet } from '../../src/train/archs.js';
+import { SlimResNet } from '../../src/models/slim.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 const FIX = join(REPO_ROOT, 'test', 'fixtures', 'cam');

@@ -13,7 +13,7 @@ import { createModel, type NetworkModel } from '../../src/models/index.js';
 import { readNpyFile, readStateDict } from '../../src/models/weights/files.js';
 import { saveCheckpoint } from '../../src/models/weights/checkpoint.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { Rng } from '../../src/util/rng.js';
 import { runCli } from '../helpers/cli.js';
 import { writeSeededResnet18 } from '../helpers/torchvision.js';

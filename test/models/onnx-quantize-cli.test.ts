@@ -13,7 +13,7 @@ import { createModel } from '../../src/models/index.js';
 import { saveCheckpoint } from '../../src/models/weights/checkpoint.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { generateSyntheticMura } from '../../src/data/synth/generate.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { buildServer, type ServeOptions } from '../../src/serve/server.js';
 import { openPredictor, type Predictor } from '../../src/serve/predictor.js';
 import { preprocessImage } from '../../src/data/images.js';
-import { OnnxClassifier } from '../../src/models/onnx/runtime.js';
+import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { greyPng, writeImages, writeTinyCheckpoint, writeTinyModel } from './fixture.js';
 import { cpSync } from 'node:fs';
@@ -115,7 +115,7 @@ test('every bad input gets a 4xx and a JSON error that says what is wrong', asyn
     ['text', post('hello, this is not an image at all', { 'content-type': 'text/plain' }), 415, /not an image/],
     ['GIF', post(gif), 415, /unsupported format.*GIF/],
     ['damaged DICOM', post(dicom), 422, /damaged or truncated DICOM/],
-    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomLossless)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.70 \(JPEG Lossless.*not supported/],
+    ['DICOM in an unsupported transfer syntax', post(readFileSync(images.dicomLossless)), 415, /transfer syntax 1\.2\.840\.10008\.1\.2\.4\.201 \(High-Throughput JPEG 2000.*not supported/],
     ['body over the limit', post(Buffer.alloc(65 * 1024, 1)), 413, /too large.*65536/],
     ['image over the pixel limit', post(await greyPng(200, 200, 1)), 413, /too large/],
     ['unknown route', s.inject('/v1/nothing'), 404, /not found/],

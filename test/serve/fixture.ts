@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/engine/index.js';
 import { makePreprocessing, preprocessGrey } from '../../src/data/preprocess.js';
-import { pooledFeaturesAndLogits } from '../../src/train/trust.js';
+import { pooledFeaturesAndLogits } from '../../src/calibrate/trust.js';
 import { oodLayers } from '../../src/models/cam.js';
-import { fitOodGate } from '../../src/train/ood.js';
-import { exportOnnxFile } from '../../src/models/onnx/runtime.js';
+import { fitOodGate } from '../../src/calibrate/ood.js';
+import { exportOnnxFile } from '../../src/models/onnx/files.js';
 import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
 import { saveCheckpoint } from '../../src/models/weights/index.js';
@@ -149,7 +149,7 @@ export async function writeImages(dir: string): Promise<Record<'png1' | 'png2' |
   writeFileSync(files.dicomMono1, writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME1', pixels: Array.from(px, (v) => 255 - v) }));
   writeFileSync(
     files.dicomLossless,
-    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: '1.2.840.10008.1.2.4.70', pixelBytes: encapsulate([new Uint8Array([0xff, 0xd8, 0xff, 0xc3, 0, 0])]) }),
+    writeDicom({ rows: 120, columns: 90, bitsAllocated: 8, photometric: 'MONOCHROME2', transferSyntax: '1.2.840.10008.1.2.4.201', pixelBytes: encapsulate([new Uint8Array([0xff, 0x4f, 0xff, 0x51, 0, 0])]) }),
   );
   writeFileSync(files.png1, await greyPng(90, 120, 0));
   writeFileSync(files.png2, await greyPng(120, 80, 2));

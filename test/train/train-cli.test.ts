@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { writeTinyDataset } from './fixture.js';
-import { predictSplit } from '../../src/train/predict.js';
+import { predictSplit } from '../../src/inference/node/records.js';
 import { initEngine } from '../../src/engine/index.js';
 import { createModel } from '../../src/models/index.js';
 import { writeSafetensorsFile } from '../../src/models/weights/files.js';

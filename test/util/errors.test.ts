@@ -11,7 +11,7 @@ import { CliError, reportError } from '../../src/cli/common.js';
 import { PredictionsError } from '../../src/evaluate/predictions.js';
 import { ConfigError } from '../../src/train/config.js';
 import { TrainError } from '../../src/train/trainer.js';
-import { OnnxModelError } from '../../src/models/onnx/classifier.js';
+import { OnnxModelError } from '../../src/models/onnx/info.js';
 import { ProtoDecodeError } from '../../src/models/onnx/proto.js';
 import { StateDictMismatchError } from '../../src/models/import.js';
 import { PickleError } from '../../src/models/weights/pickle.js';

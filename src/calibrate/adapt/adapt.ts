@@ -26,7 +26,8 @@
  *
  * Nothing of the held-out part enters steps 2-5: its features, labels and logits are read only in step 6.
  */
-import { calibration, fitStudyTemperature, logLoss, studyProbabilities, DEFAULT_ECE_BINS } from '../../evaluate/calibration.js';
+import { calibration, logLoss, studyProbabilities, DEFAULT_ECE_BINS } from '../../evaluate/calibration.js';
+import { fitStudyTemperature } from '../temperature.js';
 import { computeMetrics, prepareScores } from '../../evaluate/metrics.js';
 import { percentileSorted } from '../../evaluate/bootstrap.js';
 import { chooseOperatingPoint, type OperatingPointRule } from '../../evaluate/threshold.js';

@@ -84,7 +84,7 @@ export interface AdaptedHeadFile {
 }
 
 export function ruleText(rule: ThresholdRule): string {
-  return rule.kind === 'max-kappa' ? 'max-kappa' : `target-sensitivity-${rule.sensitivity}`;
+  return rule.kind === 'max-kappa' ? 'max-kappa' : `sensitivity-target-${rule.sensitivity}`;
 }
 
 function metricsJson(m: HeldOutComparison['before']): JsonMetrics {

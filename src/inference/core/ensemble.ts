@@ -8,7 +8,7 @@
  * Browser-safe.
  */
 import type { Preprocessing } from '../../data/preprocess.js';
-import { InferenceError, type InferenceModel, type ModelCard, type ModelRunOptions } from './model.js';
+import { InferenceError, type InferenceModel, type LoadedCard, type ModelRunOptions } from './model.js';
 
 export interface EnsembleOptions {
   /** Decision threshold overriding the models' stored one(s). */
@@ -73,7 +73,7 @@ export class Ensemble {
     }
   }
 
-  get cards(): ModelCard[] {
+  get cards(): LoadedCard[] {
     return this.models.map((m) => m.card);
   }
 

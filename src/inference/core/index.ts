@@ -3,11 +3,12 @@
  * modules, sharp, onnxruntime-node or the native addon — so the web app (onnxruntime-web) and the Node host
  * (onnxruntime-node, src/inference/node) run the same code.
  *
- *   model.ts     InferenceModel / ModelCard (name, SHA-256, arch, preprocessing, threshold), createOnnxModel(ort, bytes)
+ *   load.ts      the facade: load(spec) -> model.predict(views, { heatmaps }) -> views and studies (README.md)
+ *   model.ts     InferenceModel / LoadedCard (name, SHA-256, arch, preprocessing, threshold), createOnnxModel(ort, bytes)
  *   ensemble.ts  Ensemble: mean of the members' probabilities, one input per distinct preprocessing
  *   predict.ts   preprocess(grey, w, h, p), preprocessAll, predictBatch -> ImagePrediction (heatmap/ood slots)
  *   study.ts     studyKeyOf (MURA study folder, else DICOM StudyInstanceUID, else folder), aggregateStudies
- *   dicom        the DICOM reader and PS3.3 C.11 display pipeline (src/data/dicom.ts, also browser-safe)
+ *   (DICOM bytes are read with src/data/dicom/, also browser-safe; wasm codecs through injected loaders)
  *
  * Browser use:
  *   import * as ort from 'onnxruntime-web';
@@ -24,7 +25,7 @@ export {
   modelNameFrom,
   sha256Hex,
   type InferenceModel,
-  type ModelCard,
+  type LoadedCard,
   type ModelRunOptions,
   type ModelRunResult,
   type OnnxModelOptions,
@@ -40,33 +41,38 @@ export {
   type PreparedImage,
 } from './predict.js';
 export { aggregateStudies, muraStudyOf, studyKeyOf, type StudyKey, type StudyMember, type StudyResult, type StudySource } from './study.js';
-export { parseClassifierInfo, OnnxModelError, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
-export { DEFAULT_PREPROCESSING, greyWarnings, type Preprocessing } from '../../data/preprocess.js';
-export {
-  applyLut,
-  applyRange,
-  applyWindow,
-  COMPRESSED_TRANSFER_SYNTAXES,
-  DicomError,
-  displayGrey,
-  invertInPlace,
-  isDicom,
-  readDicom,
-  rescale,
-  storedValues,
-  UNCOMPRESSED_TRANSFER_SYNTAXES,
-  type DicomFrameDecoder,
-  type DicomFrameInfo,
-  type DicomImage,
-  type DisplayParams,
-  type Lut,
-  type ReadDicomOptions,
-  type StoredLayout,
-  type VoiApplied,
-  type VoiFunction,
-} from '../../data/dicom.js';
-// Trust layer (issue 13): CAM post-processing, colour map, OOD gate, and the glue into ImagePrediction.
+export { OnnxClassifierCore, type OnnxClassifierCoreOptions, type OnnxRunOptions, type OnnxRunResult, type OrtModule } from './onnx-session.js';
+// Trust layer: CAM post-processing, colour map, OOD gate, and the glue into ImagePrediction.
 export { argmax2d, camAtInput, camOnImage, normaliseMap, resizeMap } from './cam.js';
 export { colourAt, overlayHeatmap, VIRIDIS, type OverlayOptions } from './colormap.js';
 export { base64ToFloats, floatsToBase64, isOutOfDistribution, loadGate, mahalanobisScores, oodWarning, storeGate, type OodGate, type StoredOodGate } from './ood.js';
-export { applyTrust, trustExportOptions, trustOf, trustOutputs, type TrustInfo } from './trust.js';
+export { applyTrust, oodThreshold, trustExportOptions, trustOf, trustOutputs, type TrustInfo } from './trust.js';
+export {
+  decodeView,
+  groupStudies,
+  load,
+  noHeatmaps,
+  problemOf,
+  viewPrediction,
+  ViewCollector,
+  ViewInputError,
+  type DecodedFile,
+  type DecodedImage,
+  type DecodedView,
+  type EncodedView,
+  type ExcludedView,
+  type ImageDecoder,
+  type LoadOptions,
+  type ModelSpec,
+  type NextrayModel,
+  type OnnxModelSpec,
+  type OodVerdict,
+  type PredictionResult,
+  type PredictOptions,
+  type StudyPrediction,
+  type UnreadableInput,
+  type ViewIdentity,
+  type ViewInput,
+  type ViewPrediction,
+} from './load.js';
+export { dicomIdentityOf, type DicomIdentity, type DicomStudyIdentity } from './identity.js';

@@ -4,18 +4,24 @@
  * the TF.js model itself when ONNX Runtime cannot be used (src/inference/node/tfjs.ts). Everything downstream —
  * batching, ensembles, studies, the CLI, the server, the web page — sees only `InferenceModel`.
  *
- * `ModelCard` is what the outputs say about the model: its name, the SHA-256 of the ONNX bytes that ran (so a
- * prediction can be traced to one exact file), its architecture, preprocessing and stored decision threshold.
+ * `LoadedCard` is what the outputs say about the model: its model card (src/models/card.ts: architecture,
+ * preprocessing, decision threshold and operating point, temperature, OOD gate, training, dataset, versions), the
+ * SHA-256 of the ONNX bytes that ran (so a prediction can be traced to one exact file), and what runs it.
  *
  * Browser-safe: no `node:` modules, sharp, onnxruntime-node or the native addon.
  */
 import type { InferenceSession } from 'onnxruntime-common';
 import type { Preprocessing } from '../../data/preprocess.js';
-import { OnnxClassifierCore, type OnnxClassifierInfo, type OrtModule } from '../../models/onnx/classifier.js';
+import type { OnnxClassifierInfo } from '../../models/onnx/info.js';
+import type { ModelCard } from '../../models/card.js';
+import { OnnxClassifierCore, type OrtModule } from './onnx-session.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
-/** What a prediction output says about the model that produced it. */
-export interface ModelCard {
+/**
+ * What a prediction output says about the model that produced it: the model card it carries (every card field is
+ * there for a model read from an export or a checkpoint; a stand-in may give only the ones below) and where it runs.
+ */
+export interface LoadedCard extends Partial<ModelCard> {
   /** Short name: the .onnx file's or checkpoint folder's base name (ensembles join them with '+'). */
   name: string;
   /** Where it came from, as the user gave it (path, URL). */
@@ -57,7 +63,7 @@ export interface ModelRunResult {
 
 /** A binary (normal/abnormal) classifier over preprocessed images. */
 export interface InferenceModel {
-  readonly card: ModelCard;
+  readonly card: LoadedCard;
   /**
    * Runs `n` images: `x` holds n * size * size * 3 floats, NHWC, made by `preprocess(grey, w, h, card.preprocessing)`.
    * Calls may overlap; implementations serialise them.
@@ -108,8 +114,9 @@ export function cardFromInfo(
   info: OnnxClassifierInfo,
   outputs: readonly string[],
   o: { name: string; source: string; sha256: string; engine: string },
-): ModelCard {
+): LoadedCard {
   return {
+    ...info.card,
     name: o.name,
     source: o.source,
     sha256: o.sha256,
@@ -126,7 +133,7 @@ export function cardFromInfo(
 export class OnnxInferenceModel implements InferenceModel {
   constructor(
     readonly classifier: OnnxClassifierCore,
-    readonly card: ModelCard,
+    readonly card: LoadedCard,
   ) {
     if (classifier.info.head.kind !== 'binary' || classifier.numOutputs !== 1) {
       throw new InferenceError(

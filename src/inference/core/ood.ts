@@ -5,7 +5,7 @@
  * standard deviation of a few early layers' outputs (by default the stem and the first two stages: chosen by
  * measurement, see the README — the final pooled features alone, which the head uses, flagged only ~20% of the
  * generated non-radiographs, the early-layer statistics ~99%). score = (f - mu)^T P (f - mu), mu and P (the inverse
- * of a Ledoit-Wolf-shrunk covariance) fitted on the training images when training ends (src/train/ood.ts),
+ * of a Ledoit-Wolf-shrunk covariance) fitted on the training images when training ends (src/calibrate/ood.ts),
  * threshold at a stated quantile of held-out (validation) images' scores — training images score lower than any
  * new image (the mean and covariance were fitted on them), so a quantile of their own scores flags far more
  * held-out radiographs than it says.

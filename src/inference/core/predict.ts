@@ -11,6 +11,7 @@ import type { Label, Region } from '../../data/types.js';
 import type { Ensemble } from './ensemble.js';
 import type { ModelRunOptions } from './model.js';
 import type { StudyKey, StudySource } from './study.js';
+import type { DicomIdentity } from './identity.js';
 
 /**
  * Model input from a decoded grey image (row-major, values in [0, 1]): resize per `p` (letterbox or stretch,
@@ -51,6 +52,8 @@ export interface PreparedImage {
   format: string;
   /** Things that decoded fine but look wrong (all one value, 12 bits in a 16-bit PNG ...). */
   warnings: string[];
+  /** What the DICOM header says about the view and its patient and study (DICOM files only). */
+  dicom?: DicomIdentity;
 }
 
 /** A heatmap over the model input grid (filled by the explanation code, when asked for). */
@@ -61,6 +64,11 @@ export interface Heatmap {
   data: Float32Array;
   /** How it was made: 'cam' (one model), 'cam-mean' (an ensemble: the mean of its members' maps, see applyTrust). */
   method: string;
+  /**
+   * One model only: its raw map as the graph gave it (h x w over the input grid, not normalised), for drawing it on
+   * the original image without resampling twice (camOnImage).
+   */
+  coarse?: { data: Float32Array; height: number; width: number };
 }
 
 /** The result for one image. */
@@ -85,6 +93,8 @@ export interface ImagePrediction {
   height: number;
   format: string;
   warnings: string[];
+  /** DICOM inputs: identifiers and view from the header (View Position, Laterality ... go into the CSV). */
+  dicom?: DicomIdentity;
   /** Optional, filled by the trust layer when asked: class activation heatmap (an ensemble's: the members' mean). */
   heatmap?: Heatmap;
   /** Optional, filled by the trust layer: whether the image looks out of distribution, and the score behind it. */
@@ -135,6 +145,7 @@ export async function predictBatch(ensemble: Ensemble, images: readonly Prepared
       height: im.height,
       format: im.format,
       warnings: im.warnings,
+      ...(im.dicom ? { dicom: im.dicom } : {}),
     };
   });
   if (opts.onBatch) await opts.onBatch(results, raw, images);

@@ -2,9 +2,10 @@
  * The trust layer of prediction (browser-safe): turns a model's optional `cam` and `ood_score` graph outputs into
  * each ImagePrediction's `heatmap` (normalised CAM at the model's input resolution) and `ood` / `oodScore` (the
  * gate stored in the model's metadata `ood`), and reads a checkpoint's trust information (model.json
- * `extra.trust`, written by src/train/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
+ * `extra.trust`, written by src/calibrate/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
  * the ensemble for and `applyTrust` from predictBatch's onBatch.
  */
+import type { OperatingPoint } from '../../models/card.js';
 import type { OnnxExportOptions } from '../../models/onnx/export.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { mapToGrid, normaliseMap } from './cam.js';
@@ -12,7 +13,7 @@ import type { Ensemble } from './ensemble.js';
 import { isOutOfDistribution, loadGate, type StoredOodGate } from './ood.js';
 import type { ImagePrediction } from './predict.js';
 
-/** What `extra.trust` holds in a checkpoint's model.json (src/train/trust.ts writes it). */
+/** What `extra.trust` holds in a checkpoint's model.json (src/calibrate/trust.ts writes it). */
 export interface TrustInfo {
   temperature?: {
     value: number;
@@ -41,8 +42,8 @@ export interface TrustInfo {
     flagRates?: { train: number; validation: number; test?: number };
   };
   operatingPoint?: {
-    /** How the threshold was chosen (absent in older checkpoints: target-sensitivity). */
-    rule?: 'max-kappa' | 'target-sensitivity';
+    /** How the threshold was chosen (absent in older checkpoints: sensitivity-target). */
+    rule?: 'max-kappa' | 'sensitivity-target';
     threshold: number;
     targetSensitivity?: number;
     validationSensitivity: number;
@@ -71,8 +72,8 @@ export function trustExportOptions(meta: { extra?: Record<string, unknown>; deci
   };
 }
 
-/** The gate threshold a model's ONNX metadata states, or null. */
-function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
+/** The gate threshold a model's ONNX metadata (`ood`) states, or null when it has no gate. */
+export function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
   if (!metadata.ood) return null;
   try {
     const t = (JSON.parse(metadata.ood) as { threshold?: unknown }).threshold;
@@ -110,6 +111,10 @@ export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<E
       });
       for (let j = 0; j < sum.length; j++) sum[j]! /= cams.length;
       r.heatmap = { width: size, height: size, data: normaliseMap(sum), method: cams.length > 1 ? 'cam-mean' : 'cam' };
+      if (cams.length === 1) {
+        const [, h, w] = cams[0]!.dims as [number, number, number];
+        r.heatmap.coarse = { data: cams[0]!.data.slice(k * h * w, (k + 1) * h * w), height: h, width: w };
+      }
     });
   }
   if (raw.extra.every((e) => e[ONNX_OOD_SCORE])) {
@@ -123,4 +128,33 @@ export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<E
       r.oodScore = raw.extra[0]![ONNX_OOD_SCORE]!.data[k]!;
     });
   }
+}
+
+/** How the stored operating point was chosen, in words (for the SR and the console); null when unknown. */
+export function operatingPointOrigin(op: OperatingPoint | undefined, threshold: number): string | null {
+  if (!op || Math.abs(op.threshold - threshold) > 1e-12) return null;
+  const rule =
+    op.rule === 'max-kappa'
+      ? `maximum ${op.level} kappa on ${op.fittedOn}`
+      : op.rule === 'sensitivity-target' && op.targetSensitivity !== undefined
+        ? `${op.level} sensitivity >= ${op.targetSensitivity} on ${op.fittedOn}`
+        : `${op.rule} on ${op.fittedOn}`;
+  const f = (v: number | null | undefined): string | null => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : null);
+  const facts = [
+    f(op.kappa) !== null ? `kappa ${f(op.kappa)}` : null,
+    f(op.sensitivity) !== null ? `sensitivity ${f(op.sensitivity)}` : null,
+    f(op.specificity) !== null ? `specificity ${f(op.specificity)}` : null,
+    op.cases !== undefined ? `${op.cases} ${op.level === 'study' ? 'studies' : 'images'}` : null,
+  ].filter((s): s is string => s !== null);
+  return facts.length ? `${rule}: ${facts.join(', ')}` : rule;
+}
+
+/**
+ * The operating point a prediction was made at, in words: the threshold and where it came from (given by the user,
+ * or stored with the model and, for one model with a fitted operating point, how it was chosen).
+ */
+export function operatingPointText(cards: readonly { operatingPoint?: OperatingPoint }[], threshold: number, given: boolean): string {
+  const origin = !given && cards.length === 1 ? operatingPointOrigin(cards[0]!.operatingPoint, threshold) : null;
+  const source = given ? 'given with --threshold' : origin ? `stored with the model: ${origin}` : 'stored with the model';
+  return `threshold ${threshold} (${source}); abnormal when probability > threshold`;
 }

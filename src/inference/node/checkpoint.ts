@@ -18,8 +18,10 @@ import { mahalanobisScores, type OodGate } from '../core/ood.js';
 import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
-import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type ModelCard, type ModelRunResult } from '../core/model.js';
+import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type LoadedCard, type ModelRunResult } from '../core/model.js';
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+import { resolveCheckpointDir } from '../../runs/run-dir.js';
+import { cardFromCheckpoint, type ModelCard } from '../../models/card.js';
 
 export interface LoadedModel {
   model: Model;
@@ -27,21 +29,6 @@ export interface LoadedModel {
   preprocessing: Preprocessing;
   /** The checkpoint folder actually read. */
   checkpoint: string;
-}
-
-/** The checkpoint folder a path means: itself, or a run directory's best (else last) checkpoint. */
-export function resolveCheckpointDir(path: string, which: 'best' | 'last' = 'best'): string {
-  const dir = resolve(path);
-  if (existsSync(join(dir, 'model.json'))) return dir;
-  if (existsSync(join(dir, 'checkpoints'))) {
-    const best = join(dir, 'checkpoints', 'best');
-    const last = join(dir, 'checkpoints', 'last');
-    const [first, second] = which === 'best' ? [best, last] : [last, best];
-    if (existsSync(join(first, 'model.json'))) return first;
-    if (existsSync(join(second, 'model.json'))) return second;
-    throw new InferenceError(`${path}: the run has no checkpoint yet (no completed epoch)`);
-  }
-  return dir; // loadCheckpoint names what is missing
 }
 
 /**
@@ -157,7 +144,7 @@ export class TfjsInferenceModel implements InferenceModel {
 
   constructor(
     private readonly model: Model,
-    readonly card: ModelCard,
+    readonly card: LoadedCard,
     private readonly trust: TfjsTrust = {},
   ) {
     const t = trust.temperature ?? 1;
@@ -257,11 +244,18 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     loaded.model.dispose();
     throw new InferenceError(`${spec}: cannot read ${join(loaded.checkpoint, 'model.json')}: ${(err as Error).message}`);
   }
+  let modelCard: ModelCard;
+  try {
+    modelCard = cardFromCheckpoint(meta, name, sha256);
+  } catch (err) {
+    loaded.model.dispose();
+    throw new InferenceError(`${spec}: ${(err as Error).message}`);
+  }
   if (engine !== 'tfjs') {
     try {
       const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
       // With the checkpoint's trust information: CAM output, temperature, OOD gate (src/inference/core/trust.ts).
-      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta) });
+      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta), card: modelCard });
       const bytes = exported.toBytes();
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
       let onnxModel: OnnxInferenceModel;
@@ -297,7 +291,8 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     loaded.model.dispose();
     throw err;
   }
-  const card: ModelCard = {
+  const card: LoadedCard = {
+    ...modelCard,
     name,
     source: spec,
     sha256,

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { decodeGrey } from '../../data/images.js';
-import { isDicom, readDicom } from '../../data/dicom.js';
-import { sharpJpegFrameDecoder } from './decode.js';
-import type { Preprocessing } from '../../data/preprocess.js';
+import { isDicom, readDicom } from '../../data/dicom/index.js';
+import { nodeFrameDecoders } from '../../data/dicom/node-codecs.js';
+import { resizeGrey, type Preprocessing } from '../../data/preprocess.js';
 import { camAtInput, camOnImage } from '../core/cam.js';
 import { VIRIDIS, overlayHeatmap, type OverlayOptions } from '../core/colormap.js';
 import { writeFileAtomic } from '../../util/atomic.js';
@@ -61,8 +61,18 @@ function legendSvg(width: number, height: number, caption: string | undefined): 
   return { svg: Buffer.from(svg), left: Math.max(0, width - boxW), top: 0 };
 }
 
-/** The overlay PNG (original size) as bytes. */
-export async function heatmapPng(input: HeatmapInput, opts: OverlayOptions & { legend?: boolean } = {}): Promise<Buffer> {
+/**
+ * The overlay PNG (original size; with `maxSide`, scaled down so its longest side is at most that, the grey image
+ * resized with the project's antialiased resize) as bytes.
+ */
+export async function heatmapPng(input: HeatmapInput, opts: OverlayOptions & { legend?: boolean; maxSide?: number } = {}): Promise<Buffer> {
+  if (opts.maxSide !== undefined) {
+    const scale = Math.min(1, opts.maxSide / Math.max(input.width, input.height));
+    const w = Math.max(1, Math.round(input.width * scale));
+    const h = Math.max(1, Math.round(input.height * scale));
+    const { maxSide: _maxSide, ...rest } = opts;
+    return heatmapPng({ ...input, grey: resizeGrey(input.grey, input.width, input.height, w, h), width: w, height: h }, rest);
+  }
   const map = camOnImage(input.cam, input.camH, input.camW, input.width, input.height, input.preprocessing);
   const rgba = overlayHeatmap(input.grey, map, input.width, input.height, opts);
   let img = sharp(Buffer.from(rgba.buffer, rgba.byteOffset, rgba.byteLength), { raw: { width: input.width, height: input.height, channels: 4 } });
@@ -88,7 +98,7 @@ export async function writeHeatmap(dir: string, stem: string, input: HeatmapInpu
 export async function decodeOriginalGrey(file: string): Promise<{ grey: Float32Array; width: number; height: number }> {
   const bytes = new Uint8Array(await readFile(file));
   if (isDicom(bytes.subarray(0, 132))) {
-    const d = await readDicom(bytes, { source: file, decoders: [sharpJpegFrameDecoder] });
+    const d = await readDicom(bytes, { source: file, decoders: nodeFrameDecoders, gate: false });
     return { grey: d.grey, width: d.width, height: d.height };
   }
   const g = await decodeGrey(file);

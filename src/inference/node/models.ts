@@ -8,25 +8,25 @@
  *
  * Folders go to ./checkpoint.ts, loaded only then: opening an .onnx file loads neither TF.js nor the model zoo
  * (the cold start of `nextray predict --model model.onnx`). checkpoint.ts also holds what `nextray evaluate --model`
- * and `nextray forward` share (`loadTrainedModel`, `onnxRunner`, `tfjsRunner`; src/train/predict.ts re-exports them).
+ * and `nextray forward` share (`loadTrainedModel`, `onnxRunner`, `tfjsRunner`; records.ts runs them over a dataset split).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { OnnxModelError } from '../../models/onnx/classifier.js';
+import { OnnxModelError } from '../../models/onnx/info.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel } from '../core/model.js';
 
 /** Which engine runs a model: ONNX Runtime, TF.js, or ONNX Runtime when it can (default). */
 export type PredictEngine = 'onnx' | 'tfjs' | 'auto';
 export const PREDICT_ENGINES: readonly PredictEngine[] = ['auto', 'onnx', 'tfjs'];
 
-/** The Node face of ONNX Runtime (src/models/onnx/node-session.ts) and its version. */
-export type OnnxRuntimeFace = Pick<typeof import('../../models/onnx/node-session.js'), 'OnnxClassifier'> & { version: string };
+/** The Node face of ONNX Runtime (src/inference/node/onnx-session.ts) and its version. */
+export type OnnxRuntimeFace = Pick<typeof import('./onnx-session.js'), 'OnnxClassifier'> & { version: string };
 
-/** Loads onnxruntime-node through src/models/onnx/node-session.ts; throws when its native binding does not load. */
+/** Loads onnxruntime-node through src/inference/node/onnx-session.ts; throws when its native binding does not load. */
 export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
-  const mod = await import('../../models/onnx/node-session.js');
+  const mod = await import('./onnx-session.js');
   const require = createRequire(import.meta.url);
   const version = (require('onnxruntime-node/package.json') as { version: string }).version;
   return { OnnxClassifier: mod.OnnxClassifier, version };
@@ -54,7 +54,7 @@ export interface OpenModelOptions {
   loadRuntime?: () => Promise<OnnxRuntimeFace>;
   /**
    * An .onnx file: keep ONNX Runtime's optimised graph beside it (else in the user cache) and load that next time
-   * (src/models/onnx/session-cache.ts). Default false; `nextray predict` / `serve` turn it on unless --no-onnx-cache.
+   * (src/inference/node/ort-cache.ts). Default false; `nextray predict` / `serve` turn it on unless --no-onnx-cache.
    */
   onnxCache?: boolean;
   /** For a checkpoint run in ONNX Runtime: called with the bytes of its in-memory export (what the session runs). */

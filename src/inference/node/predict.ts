@@ -90,6 +90,7 @@ export async function predictFiles(ensemble: Ensemble, files: readonly string[],
         height: r.height,
         format: r.format,
         warnings: r.warnings,
+        ...(r.dicom ? { dicom: r.dicom } : {}),
       });
       if (batch.length >= batchSize) await flush();
     }

@@ -33,6 +33,7 @@ import { BatchNorm2d, Conv2d, Linear, type Network, type Param } from '../nn.js'
 import { BasicBlock, Bottleneck, ResNet } from '../resnet.js';
 import { DenseNet } from '../densenet.js';
 import type { Model } from '../registry.js';
+import { cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../card.js';
 import {
   ONNX_EXPORT_FORMAT,
   ONNX_EXPORT_FORMAT_VERSION,
@@ -76,6 +77,12 @@ export interface OnnxExportOptions {
    * `features` describes it. Survives fp16 and int8 post-passes (in int8 it is the dequantized tensor the head reads).
    */
   features?: boolean;
+  /**
+   * The model card's sections beyond the model's shape (operating point, temperature's provenance, OOD summary,
+   * training, dataset, versions, adaptation; src/models/card.ts), stored as metadata `model_card`. The shape and
+   * decision fields always come from the export itself.
+   */
+  card?: Partial<ModelCard>;
 }
 
 export interface OnnxExport {
@@ -399,23 +406,39 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
   const headInfo = binary
     ? { kind: 'binary', outputs: 1, dropout: head instanceof BinaryHead ? head.dropoutRate : undefined }
     : { kind: 'imagenet', outputs: head.outFeatures };
+  // The model's description is its card's serialisation (src/models/card.ts); the graph's own keys are set here.
+  const { name: _name, arch: _arch, inputSize: _inputSize, preprocessing: _pre, head: _head, decisionThreshold: _dt, sha256: _sha, ...sections } = opts.card ?? {};
+  const card: ModelCard = {
+    name: arch,
+    arch,
+    inputSize: size,
+    preprocessing,
+    head: headInfo as ModelCard['head'],
+    decisionThreshold: binary ? threshold : null,
+    ...sections,
+    // The graph's temperature is the one that counts; the card only adds where it came from.
+    ...(temperature !== 1 ? { temperature: { level: 'image', fittedOn: 'unknown', ...sections.temperature, value: temperature } } : {}),
+  };
+  if (temperature === 1) delete card.temperature;
+  const cardMeta = cardToOnnxMetadata(card);
   const metadata: OnnxExportMetadata = {
     format: ONNX_EXPORT_FORMAT,
     format_version: String(ONNX_EXPORT_FORMAT_VERSION),
-    arch,
-    input_size: String(size),
+    arch: cardMeta.arch!,
+    input_size: cardMeta.input_size!,
     input_layout: layout === 'nhwc' ? 'NHWC' : 'NCHW',
     input_name: ONNX_INPUT,
     dynamic_size: opts.dynamicSize ? 'true' : 'false',
-    preprocessing: JSON.stringify(preprocessing),
-    head: JSON.stringify(headInfo),
-    decision_threshold: binary ? String(threshold) : '',
+    preprocessing: cardMeta.preprocessing!,
+    head: cardMeta.head!,
+    decision_threshold: cardMeta.decision_threshold!,
     outputs: outputs.map((o) => o.name).join(','),
     batchnorm: fold ? 'folded' : 'kept',
     nextray_version: version,
-    ...(temperature !== 1 ? { temperature: String(temperature) } : {}),
+    ...(cardMeta.temperature !== undefined ? { temperature: cardMeta.temperature } : {}),
     ...(opts.ood ? { ood: JSON.stringify(oodMetadata(opts.ood)) } : {}),
     ...(opts.features ? { features: JSON.stringify(featuresMetadata(head.inFeatures, headName)) } : {}),
+    ...(opts.card && cardMeta[ONNX_CARD_KEY] !== undefined ? { [ONNX_CARD_KEY]: cardMeta[ONNX_CARD_KEY] } : {}),
   };
   for (const [k, v] of Object.entries(opts.extraMetadata ?? {})) {
     if (k in metadata) throw new Error(`extraMetadata key '${k}' is reserved by the exporter`);

@@ -18,7 +18,7 @@ import type { OnnxInitializer, OnnxNode } from './graph.js';
 export const ONNX_CAM = 'cam';
 export const ONNX_OOD_SCORE = 'ood_score';
 
-/** An out-of-distribution detector as stored with a model (see src/train/trust.ts for the fitting). */
+/** An out-of-distribution detector as stored with a model (see src/calibrate/trust.ts for the fitting). */
 export interface OodStats {
   method: 'mahalanobis';
   /** Layers (trunk step names, 'features' = the final map) whose channel means and standard deviations form f. */

@@ -1,7 +1,7 @@
 /**
- * ONNX export and ONNX Runtime inference, browser-safe part: export (model -> .onnx bytes), the ONNX reader, and the
- * runtime-agnostic classifier (pass it onnxruntime-web's module). Node code imports './runtime.js' for
- * `OnnxClassifier.create(path, { threads })` over onnxruntime-node and for writing files.
+ * The ONNX format, browser-safe part: export (model -> .onnx bytes), the reader (header, graph, the exporter's
+ * metadata) and the fp16 / int8 passes over a graph. Node code imports './files.js' to write exports and
+ * './precision.js' for the int8 calibration host. Running a model is src/inference's job (the ONNX Runtime seam).
  */
 export {
   exportOnnx,
@@ -16,16 +16,7 @@ export {
   type OnnxExportMetadata,
   type OnnxExportOptions,
 } from './export.js';
-export {
-  OnnxClassifierCore,
-  OnnxModelError,
-  parseClassifierInfo,
-  type OnnxClassifierCoreOptions,
-  type OnnxClassifierInfo,
-  type OnnxRunOptions,
-  type OnnxRunResult,
-  type OrtModule,
-} from './classifier.js';
+export { OnnxModelError, parseClassifierInfo, type OnnxClassifierInfo } from './info.js';
 export { replaceHead, setMetadata, type HeadReplacement } from './adapt-graph.js';
 export { readModelInfo, encodeModel, concatChunks, ONNX_IR_VERSION, ONNX_OPSET, type OnnxGraph, type OnnxModelInfo } from './graph.js';
 export {

@@ -1,14 +1,12 @@
 /**
- * Node host of the precision passes (quantize.ts): turns a float32 export into an fp16 or int8 one, reading the
- * int8 calibration images from a dataset in the MURA layout (its `train` images, a seeded sample) and running the
- * float32 graph in onnxruntime-node. What `nextray export --precision` calls.
+ * Host of the precision passes (quantize.ts): turns a float32 export into an fp16 or int8 one. For int8 the caller
+ * injects the calibration images (`calibration`: e.g. a seeded sample of a dataset's training images,
+ * src/data/calibration-sample.ts) and the ONNX Runtime module that runs the float32 graph over them (`runtime`:
+ * onnxruntime-node through src/inference's seam), so this module loads neither a dataset nor a runtime itself.
+ * What `nextray export --precision` calls.
  */
-import * as ort from 'onnxruntime-node';
 import { availableParallelism } from 'node:os';
-import { loadMuraDataset } from '../../data/mura.js';
-import { preprocessImage } from '../../data/images.js';
 import type { Preprocessing } from '../../data/preprocess.js';
-import { Rng } from '../../util/rng.js';
 import type { Model } from '../registry.js';
 import type { NetworkModel } from '../head.js';
 import { currentVersions } from '../weights/checkpoint.js';
@@ -23,19 +21,32 @@ import {
   toFloat16Graph,
   type CalibrationBatch,
   type CalibrationMethod,
+  type CalibrationRuntime,
   type Precision,
 } from './quantize.js';
-import { saveOnnx } from './runtime.js';
+import { saveOnnx } from './files.js';
 
 /** Calibration defaults (chosen by measured AUC on the demo's validation split; see README "Smaller models"). */
 export const DEFAULT_CALIBRATION_IMAGES = 256;
 export const DEFAULT_CALIBRATION_METHOD: CalibrationMethod = { kind: 'percentile', percentile: 99.99 };
 export const DEFAULT_CALIBRATION_SEED = 0;
 
+/** Images that calibrate int8 activation ranges, as the caller supplies them. */
+export interface CalibrationImages {
+  /** What the images are (e.g. the dataset folder): recorded in the export's metadata and report. */
+  source: string;
+  /** A seeded sample of `images` images, preprocessed per `preprocessing`, in batches in the model's input layout. */
+  batches(preprocessing: Preprocessing, layout: 'nhwc' | 'nchw', opts: { images: number; seed: number; batch?: number }): AsyncIterable<CalibrationBatch>;
+  /** Images found unusable (skipped) so far; calibration goes on without them. */
+  readonly badImages: number;
+}
+
 export interface PrecisionOptions {
   precision: Precision;
-  /** int8: the dataset (MURA layout) whose training images calibrate the activation ranges. */
-  calibrationData?: string;
+  /** int8: the images whose activations set the ranges. */
+  calibration?: CalibrationImages;
+  /** int8: the ONNX Runtime module the calibration runs use (onnxruntime-node or -web). */
+  runtime?: CalibrationRuntime;
   calibrationImages?: number;
   calibrationMethod?: CalibrationMethod;
   calibrationSeed?: number;
@@ -46,8 +57,6 @@ export interface PrecisionOptions {
   /** ONNX Runtime threads for the calibration runs (default: all cores). */
   threads?: number;
   onProgress?: (done: number, total: number) => void;
-  /** Unusable calibration images (each named with its problem); calibration goes on without them. */
-  onBadImage?: (message: string) => void;
 }
 
 export interface PrecisionReport {
@@ -60,45 +69,6 @@ export interface PrecisionReport {
   quantizedTensors?: number;
   /** The first calibration images (NHWC, up to 2), for a verification run on real input. */
   sampleImages?: { x: Float32Array; n: number };
-}
-
-/** A seeded sample of the dataset's training images, preprocessed, in batches in the model's input layout. */
-export async function* calibrationBatches(
-  data: string,
-  preprocessing: Preprocessing,
-  layout: 'nhwc' | 'nchw',
-  opts: { images: number; seed: number; batch?: number; onBadImage?: (m: string) => void; stats: { bad: number; used: number } },
-): AsyncGenerator<CalibrationBatch> {
-  const ds = await loadMuraDataset(data);
-  const train = ds.images.filter((i) => i.split === 'train');
-  if (!train.length) throw new Error(`${data}: no training images to calibrate with`);
-  const order = new Rng(opts.seed).fork('calibration').shuffle([...train]);
-  const size = preprocessing.size;
-  const per = size * size * 3;
-  const batch = opts.batch ?? 8;
-  let buf = new Float32Array(batch * per);
-  let n = 0;
-  for (const rec of order) {
-    if (opts.stats.used >= opts.images) break;
-    let hwc: Float32Array;
-    try {
-      hwc = await preprocessImage(rec.absPath, preprocessing);
-    } catch (err) {
-      opts.stats.bad++;
-      opts.onBadImage?.(`${rec.absPath}: ${(err as Error).message}`);
-      continue;
-    }
-    if (layout === 'nhwc') buf.set(hwc, n * per);
-    else for (let p = 0; p < size * size; p++) for (let c = 0; c < 3; c++) buf[n * per + c * size * size + p] = hwc[p * 3 + c]!;
-    n++;
-    opts.stats.used++;
-    if (n === batch) {
-      yield { x: buf, n };
-      buf = new Float32Array(batch * per);
-      n = 0;
-    }
-  }
-  if (n > 0) yield { x: buf.subarray(0, n * per), n };
 }
 
 function reencode(exported: OnnxExport, graph: OnnxGraph, extra: Record<string, string>): OnnxExport {
@@ -131,7 +101,7 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
     return { exported: reencode(exported, exported.graph, { precision: 'fp32' }), report: { precision: 'fp32' } };
   }
   if (opts.precision === 'fp16') {
-    if (opts.calibrationData || opts.floatLayers?.length) throw new Error('calibration and float layers apply to int8 only');
+    if (opts.calibration || opts.floatLayers?.length) throw new Error('calibration and float layers apply to int8 only');
     const r = toFloat16Graph(exported.graph);
     const out = reencode(exported, r.graph, {
       precision: 'fp16',
@@ -140,7 +110,8 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
     return { exported: out, report: { precision: 'fp16', fp16Initializers: r.converted } };
   }
   if (opts.precision !== 'int8') throw new Error(`precision must be fp32, fp16 or int8, got '${String(opts.precision)}'`);
-  if (!opts.calibrationData) throw new Error('int8 needs calibration images: give a dataset folder (MURA layout) to calibrate on');
+  if (!opts.calibration) throw new Error('int8 needs calibration images: give a dataset folder (MURA layout) to calibrate on');
+  if (!opts.runtime) throw new Error('int8 needs an ONNX Runtime module to run the calibration images through');
   if (exported.metadata.batchnorm !== 'folded') throw new Error('int8 needs BatchNorm folded into the convolutions (export without --no-fold-bn)');
   const requested = opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES;
   if (!Number.isInteger(requested) || requested < 1) throw new Error(`calibration images must be a positive integer, got ${requested}`);
@@ -150,22 +121,16 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
   const preprocessing = JSON.parse(exported.metadata.preprocessing) as Preprocessing;
   const layout = exported.metadata.input_layout === 'NCHW' ? 'nchw' : 'nhwc';
   const size = preprocessing.size;
-  const counts = { bad: 0, used: 0 };
   let sample: { x: Float32Array; n: number } | undefined;
-  const batches = calibrationBatches(opts.calibrationData, preprocessing, layout, {
-    images: requested,
-    seed,
-    ...(opts.calibrationBatch ? { batch: opts.calibrationBatch } : {}),
-    ...(opts.onBadImage ? { onBadImage: opts.onBadImage } : {}),
-    stats: counts,
-  });
+  const calibrationImages = opts.calibration;
+  const batches = calibrationImages.batches(preprocessing, layout, { images: requested, seed, ...(opts.calibrationBatch ? { batch: opts.calibrationBatch } : {}) });
   async function* tap(): AsyncGenerator<CalibrationBatch> {
     for await (const b of batches) {
       if (!sample && layout === 'nhwc') sample = { x: Float32Array.from(b.x.subarray(0, Math.min(2, b.n) * size * size * 3)), n: Math.min(2, b.n) };
       yield b;
     }
   }
-  const { stats, images } = await collectActivationStats(ort, exported.graph, exported.modelMeta, plan.calibrate, tap(), {
+  const { stats, images } = await collectActivationStats(opts.runtime, exported.graph, exported.modelMeta, plan.calibrate, tap(), {
     inputDims: (n) => (layout === 'nhwc' ? [n, size, size, 3] : [n, 3, size, size]),
     sessionOptions: {
       executionProviders: ['cpu'],
@@ -176,7 +141,7 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
     onBatch: (done) => opts.onProgress?.(done, requested),
   });
   const q = quantizeGraphInt8(exported.graph, activationRanges(stats, method), { floatLayers: opts.floatLayers ?? [] });
-  const calibration = { data: opts.calibrationData, images, requested, bad_images: counts.bad, method: describeMethod(method), seed };
+  const calibration = { data: calibrationImages.source, images, requested, bad_images: calibrationImages.badImages, method: describeMethod(method), seed };
   const out = reencode(exported, q.graph, {
     precision: 'int8',
     quantization: JSON.stringify({

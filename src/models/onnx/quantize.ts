@@ -27,9 +27,17 @@
  * Calibration runs the float32 graph with every tensor to be quantized as an extra graph output, in any ONNX Runtime
  * (onnxruntime-node's or -web's module is passed in), so this module stays browser-safe (no node: imports).
  */
-import type { InferenceSession } from 'onnxruntime-node';
-import type { OrtModule } from './classifier.js';
+import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import { concatChunks, encodeModel, type OnnxGraph, type OnnxInitializer, type OnnxModelMeta, type OnnxNode, type OnnxValueInfo } from './graph.js';
+
+/**
+ * The parts of an ONNX Runtime module the calibration runs use (onnxruntime-node's and onnxruntime-web's modules
+ * both fit; the caller picks one through src/inference's ONNX Runtime seam and passes it in).
+ */
+export interface CalibrationRuntime {
+  InferenceSession: { create(model: Uint8Array | string, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
+  Tensor: typeof Tensor;
+}
 
 export type Precision = 'fp32' | 'fp16' | 'int8';
 export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8'];
@@ -403,7 +411,7 @@ export interface CalibrationBatch {
  * statistics. `inputDims(n)` gives the input tensor's dims for a batch of n.
  */
 export async function collectActivationStats(
-  ort: OrtModule,
+  ort: CalibrationRuntime,
   graph: OnnxGraph,
   meta: OnnxModelMeta,
   tensors: readonly string[],

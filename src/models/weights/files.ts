@@ -77,9 +77,6 @@ export async function readSafetensorsHeaderFile(path: string): Promise<Safetenso
   }
 }
 
-/** Moved to util/atomic.ts (the one copy of the write + fsync loop); re-exported for existing importers. */
-export { writeChunksSynced } from '../../util/atomic.js';
-
 /**
  * Write tensors as safetensors, atomically (temp file + fsync + rename), streaming each tensor's bytes from
  * its own memory so no second copy of the model is made.

@@ -1,0 +1,2 @@
+/** The run directory: its layout (the one place that knows it), metrics file, log and checkpoint resolution. */
+export * from './run-dir.js';
