@@ -21,6 +21,7 @@ import { greyWarnings } from '../../src/data/preprocess.js';
 import { camOnImage } from '../../src/inference/core/cam.js';
 import { overlayHeatmap } from '../../src/inference/core/colormap.js';
 import { isOutOfDistribution, oodWarning } from '../../src/inference/core/ood.js';
+import { operatingPointOrigin } from '../../src/inference/core/trust.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../src/models/onnx/extras.js';
 import { BrowserImageError, decodeDicom, decodeRaster, sniff, type DecodedImage } from './decode.js';
 import './style.css';
@@ -138,11 +139,11 @@ function renderCard(info: OnnxClassifierInfo, bytes: number, sha256: string): vo
   const rows: [string, string][] = [
     ['Architecture', info.arch],
     ['Input size', `${info.inputSize} × ${info.inputSize} px (${info.preprocessing.resize === 'pad' ? 'letterboxed' : 'stretched'})`],
-    ['Decision threshold', String(info.decisionThreshold)],
+    ['Decision threshold', ((o) => (o ? `${info.decisionThreshold} (${o})` : String(info.decisionThreshold)))(info.decisionThreshold === null ? null : operatingPointOrigin(info.card.operatingPoint, info.decisionThreshold))],
     ['File', `${(bytes / 1e6).toFixed(1)} MB, exported by nextray ${info.nextrayVersion}`],
     ['SHA-256', sha256.slice(0, 16) + '…'],
     ['Heatmap', info.model.outputs.some((o) => o.name === ONNX_CAM) ? 'class activation map' : 'none in this file'],
-    ['OOD gate', info.ood ? `${info.ood.method}, threshold ${+info.ood.threshold.toFixed(2)} (${info.ood.quantile} quantile of ${info.ood.images} training images)` : 'none in this file'],
+    ['OOD gate', info.ood ? `${info.ood.method}, threshold ${+info.ood.threshold.toFixed(2)} (${info.ood.quantile} quantile of the ${info.card.ood?.thresholdFittedOn === 'validation' ? 'validation' : 'training'} images' scores; statistics of ${info.ood.images} training images)` : 'none in this file'],
   ];
   const m = info.metadata;
   for (const key of Object.keys(m).sort()) {
