@@ -44,6 +44,8 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { uncalibrate } from '../evaluate/calibration.js';
 import { packageVersion } from '../util/package.js';
 import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
+import { cardFromCheckpoint } from '../models/card.js';
+import { operatingPointOrigin } from '../inference/core/trust.js';
 
 
 export interface EvaluateCliOptions {
@@ -358,8 +360,8 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
           engines[which] = p.engine;
           temperature = p.temperature;
           storedThreshold = p.metadata.decisionThreshold;
-          const op = (p.metadata.extra as { trust?: { operatingPoint?: { rule?: string; targetSensitivity?: number } } } | undefined)?.trust?.operatingPoint;
-          if (op) storedRule = op.rule === 'max-kappa' ? 'maximum study kappa on validation' : `study sensitivity >= ${op.targetSensitivity} on validation`;
+          // How the stored threshold was chosen, as the model card (one description of the model) says it.
+          storedRule = operatingPointOrigin(cardFromCheckpoint(p.metadata, raw.model as string).operatingPoint, storedThreshold) ?? undefined;
           return resolvePredictions(p.predictions, `${raw.model as string} (${which})`);
         };
         try {
