@@ -17,6 +17,7 @@ import { exportOnnxFile } from '../../src/models/onnx/files.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
 import { generateSyntheticMura } from '../../src/data/synth/generate.js';
 import { readModelInfo } from '../../src/models/onnx/graph.js';
+import { cardFromOnnxMetadata } from '../../src/models/card.js';
 import { parseHeadFile } from '../../src/calibrate/adapt/head-file.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
@@ -68,11 +69,21 @@ test('adapt --json --out --head-out: the record, the written model, and the head
   if (rec.decision === 'adapted') {
     assert.equal(Number(info.metadata.decision_threshold), rec.method.threshold);
     assert.equal(Number(info.metadata.temperature), rec.method.temperature);
+    // The card says the same: the facade, serve, the page and the SR read the operating point from it.
+    const card = cardFromOnnxMetadata(info.metadata, 'adapted');
+    assert.equal(card.decisionThreshold, rec.method.threshold);
+    assert.equal(card.operatingPoint?.threshold, rec.method.threshold);
+    assert.equal(card.operatingPoint?.rule, rec.method.threshold_rule);
+    assert.equal(card.temperature?.value, rec.method.temperature);
+    assert.equal(card.adaptation?.baseSha256, sha);
+    assert.equal(card.adaptation?.studies, rec.data.studies);
+    assert.equal(card.sha256, undefined, "the base model's sha256 is not the adapted file's");
     const h = parseHeadFile(readFileSync(head, 'utf8'), head);
     assert.equal(h.file.base_model.sha256, sha);
     assert.equal(h.file.head.threshold, rec.method.threshold);
   } else {
     assert.equal(info.metadata.decision_threshold, '0.45', 'the deployed model is kept as it was');
+    assert.equal(cardFromOnnxMetadata(info.metadata, 'kept').decisionThreshold, 0.45);
     assert.equal(info.metadata.temperature, '1.3');
     assert.ok(!existsSync(head), 'no head file when the deployed model is kept');
     // The same outputs as the deployed model.
