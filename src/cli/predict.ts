@@ -21,8 +21,8 @@ import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
 import { writeStudyReports } from '../pacs/files.js';
-import { operatingPointText } from '../pacs/predict.js';
 import { packageVersion } from '../util/package.js';
+import { operatingPointText } from '../inference/core/trust.js';
 
 interface PredictFlags {
   model: string[];
@@ -205,7 +205,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, model.name, model.sha256, model.hasOodGate), '--studies-out');
     let reports: Awaited<ReturnType<typeof writeStudyReports>> | null = null;
     if (flags.dicomOut) {
-      const operatingPoint = operatingPointText(model);
+      const operatingPoint = operatingPointText(model.cards, model.threshold, model.thresholdSource === 'option');
       try {
         reports = await writeStudyReports(
           flags.dicomOut,

@@ -159,8 +159,8 @@ export function registerTrain(program: Command): void {
     .option('--resume <run>', 'continue the run in this directory from its last completed epoch')
     .option('-q, --quiet', 'no progress bar or log on stderr')
     .option('--json', 'print one JSON line of metrics per epoch on stdout')
-    .option('--target-sensitivity <s>', 'when training ends, store the study-level threshold reaching this validation sensitivity', parseFloatOption('--target-sensitivity', 0, 1))
-    .option('--no-trust', 'skip fitting the OOD gate and temperature scaling when training ends (nextray calibrate does it later)');
+    .option('--target-sensitivity <s>', 'when training ends, store the study-level threshold reaching this validation sensitivity (default: the maximum-kappa threshold)', parseFloatOption('--target-sensitivity', 0, 1))
+    .option('--no-trust', 'skip fitting the decision threshold, temperature and OOD gate on validation when training ends (nextray calibrate does it later)');
   addConfigOptions(cmd);
   cmd.addHelpText(
     'after',

@@ -85,6 +85,14 @@ export interface EpochMetrics {
   val_accuracy: number;
   val_recall: number | null;
   val_auc: number | null;
+  /**
+   * Validation study-level Cohen's kappa at the threshold that maximises it (the operating point `calibrate` would
+   * choose on these probabilities), and that threshold; null when the validation studies hold one class.
+   */
+  val_kappa?: number | null;
+  val_threshold?: number | null;
+  /** Validation image NLL after temperature scaling fitted on the validation logits (calibration-aware loss). */
+  val_nll_t?: number;
   /** Learning rate used during this epoch. */
   lr: number;
   seconds: number;
