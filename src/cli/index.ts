@@ -16,6 +16,9 @@ function baseProgram(): Command {
     .description('neXt-Ray: abnormality detection in upper-extremity X-rays (MURA) — data, models, training, evaluation.')
     .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
+    // Set before the commands are added, so that they inherit it: commander throws instead of exiting, and
+    // reportError gives its usage errors exit status 2.
+    .exitOverride()
     .addHelpText(
       'after',
       [
@@ -65,7 +68,6 @@ export async function programFor(argv: readonly string[]): Promise<Command> {
 export async function main(argv: string[]): Promise<void> {
   try {
     const program = await programFor(argv);
-    program.exitOverride();
     await program.parseAsync(argv);
   } catch (err) {
     process.exitCode = reportError(err);
