@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Screenshots of the web app for the README: the demo model (exported with its CAM output and its training facts)
-// served by `nextray serve`'s server, one abnormal study of the demo's validation data picked in Chromium.
+// Screenshots of the web app for docs/app.md: the demo model (exported with its CAM output and its training facts)
+// served by `nextray serve`'s server, one abnormal study of the demo's validation data picked in Chromium, at a
+// desktop size (1280 wide) and at a phone's (375 x 667, the whole page).
 // Usage: node scripts/app-screenshots.mjs [--run /work/demo/run] [--study DIR] [--out docs]   (after npm run build)
 //        [--model FILE.onnx]  use an exported model instead of exporting the run's best checkpoint
-//        [--files a.png,b.jpg] [--name app-ood.png]  pick these files; write this screenshot
+//        [--files a.png,b.jpg] [--name app-desktop.png] [--phone app-phone.png]  pick these files; write these
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,15 +64,21 @@ try {
   const origin = await server.listen({ host: '127.0.0.1', port: 0 });
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
   try {
-    const page = await browser.newPage({ viewport: { width: 1180, height: 900 }, deviceScaleFactor: 1 });
-    await page.route('**/*', (r) => (r.request().url().startsWith(origin) ? r.continue() : r.abort()));
-    await page.goto(origin + '/');
-    await page.waitForSelector('body[data-state=ready]', { timeout: 120_000 });
-    await page.setInputFiles('input[type=file]', views);
-    await page.waitForSelector('body[data-state=done]', { timeout: 120_000 });
-    const file = join(outDir, opt('name', 'app-heatmap.png'));
-    await page.screenshot({ path: file, fullPage: true });
-    console.log(JSON.stringify({ screenshot: file, views, probability: await page.getAttribute('[data-testid=probability]', 'data-value'), status: await page.textContent('[data-testid=status]') }));
+    const shots = [];
+    for (const [viewport, name] of [[{ width: 1280, height: 900 }, opt('name', 'app-desktop.png')], [{ width: 375, height: 667 }, opt('phone', 'app-phone.png')]]) {
+      const page = await browser.newPage({ viewport, deviceScaleFactor: 1 });
+      await page.route('**/*', (r) => (r.request().url().startsWith(origin) ? r.continue() : r.abort()));
+      await page.goto(origin + '/');
+      await page.waitForSelector('body[data-state=ready]', { timeout: 300_000 });
+      await page.setInputFiles('input[type=file]', views);
+      await page.waitForSelector('body[data-state=done]', { timeout: 300_000 });
+      await page.waitForSelector('[data-testid=offline][data-ready]', { timeout: 300_000 }).catch(() => undefined);
+      const file = join(outDir, name);
+      await page.screenshot({ path: file, fullPage: true });
+      shots.push({ screenshot: file, width: await page.evaluate(() => document.documentElement.scrollWidth), study: await page.textContent('[data-testid=study-line]') });
+      await page.close();
+    }
+    console.log(JSON.stringify({ views, shots, status: 'ok' }, null, 2));
   } finally {
     await browser.close();
     await server.close();

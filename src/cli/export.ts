@@ -12,6 +12,7 @@ import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { FileWriteError } from '../util/errors.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
 import { ALL_ARCHS as ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
@@ -190,6 +191,7 @@ async function run(flags: ExportFlags): Promise<void> {
       if (flags.precision === 'fp32' && !flags.calibration) exported = exportOnnxFile(model, flags.out, exportOpts);
       else ({ exported, report: precisionReport } = await exportWithPrecision(model, flags, exportOpts));
     } catch (err) {
+      if (err instanceof FileWriteError) throw err;
       const e = err as NodeJS.ErrnoException;
       if (e.code) throw new CliError(`--out ${flags.out}: cannot write: ${e.message}`);
       throw err;

@@ -19,7 +19,7 @@ Examples:
   $ nextray models
   $ nextray models --json | jq '.[] | select(.arch == "resnet152")'
 
-"layers" is what --freeze counts: the stem conv, every main-path conv of the residual/dense blocks and the
+"layers" is what train --frozen counts: the stem conv, every main-path conv of the residual/dense blocks and the
 classifier, in forward order (ResNet-152: 152). Inputs are RGB scaled to [0, 1] then normalised with ImageNet's
 mean/std; any input size works (global average pooling).`,
     )

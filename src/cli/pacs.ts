@@ -54,7 +54,7 @@ function archive(flags: ArchiveFlags, needSink: boolean): { source: StudySource;
   for (const dir of flags.folder!) {
     if (!existsSync(dir)) throw new CliError(`--folder ${dir}: no such folder`, 2, 'give a folder of DICOM files');
   }
-  return { source: new FolderSource(flags.folder!), sink: flags.out ? new FolderSink(flags.out) : null, orthanc: null };
+  return { source: new FolderSource(flags.folder!, { onProblem: (path, problem) => log(`${path}: ${problem}`) }), sink: flags.out ? new FolderSink(flags.out) : null, orthanc: null };
 }
 
 /**

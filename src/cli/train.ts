@@ -8,8 +8,9 @@ import { CONFIG_FLAGS, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readC
 import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { EXIT_FAILURE, FileWriteError, NextrayError } from '../util/errors.js';
+import { join, resolve } from 'node:path';
 import { fitTrust } from '../calibrate/trust.js';
 
 interface TrainFlags {
@@ -53,6 +54,8 @@ const FLAG_TO_FIELD: Record<string, keyof TrainConfig> = {
   cacheMb: 'cacheMb',
   maxTrainImages: 'maxTrainImages',
   maxValImages: 'maxValImages',
+  featureCache: 'featureCache',
+  featurePrecision: 'featurePrecision',
 };
 
 /** Adds every config flag to a command (shared with `nextray sweep`, which takes base values the same way). */
@@ -89,7 +92,14 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--workers <n>', `image-decoding threads (default ${d.workers})`, parseIntOption('--workers', 0, 64))
     .option('--cache-mb <n>', `memory for decoded images kept across epochs, MiB; 0 = decode every epoch (default ${d.cacheMb})`, parseIntOption('--cache-mb', 0))
     .option('--max-train-images <n>', 'use a seeded random subset of at most n training images (0 = all)', parseIntOption('--max-train-images', 0))
-    .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0));
+    .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0))
+    .option(
+      '--feature-cache <dir>',
+      'cache the frozen prefix\'s output in this folder and read it back in later epochs, runs and sweep configs (default: ' +
+        'nextray-features beside the dataset\'s MURA-v1.1 folder, else ~/.cache/nextray/features; see docs/feature-cache.md)',
+    )
+    .option('--no-feature-cache', 'never cache the frozen prefix\'s output (compute it in every step)')
+    .addOption(new Option('--feature-precision <p>', `how cached features are stored: fp16 (half the disk) or fp32 (exact) (default ${d.featurePrecision})`).choices(['fp16', 'fp32']));
 }
 
 /** The config fields given as flags (commander option values renamed to config fields). */
@@ -99,8 +109,9 @@ export function flagValues(opts: Record<string, unknown>, cmd: Command): Record<
     const v = opts[flag];
     if (v === undefined) continue;
     // commander gives --no-hflip's default (true) even when neither flag was used; only explicit values count.
-    if (flag === 'hflip' && cmd.getOptionValueSource('hflip') !== 'cli') continue;
-    out[field] = v;
+    if ((flag === 'hflip' || flag === 'featureCache') && cmd.getOptionValueSource(flag) !== 'cli') continue;
+    // A cache folder is stored absolute in config.json, so `--resume` from another folder finds the same cache.
+    out[field] = flag === 'featureCache' ? (v === false ? 'off' : v === 'auto' || v === 'off' ? v : resolve(String(v))) : v;
   }
   return out;
 }
@@ -125,6 +136,16 @@ function finish(result: TrainResult, json: boolean, quiet: boolean): void {
   }
 }
 
+/** Whether the run's best checkpoint holds a fitted OOD gate / temperature (model.json extra.trust). */
+function hasTrust(runDir: string): boolean {
+  try {
+    const meta = JSON.parse(readFileSync(join(runDir, 'checkpoints', 'best', 'model.json'), 'utf8')) as { extra?: { trust?: unknown } };
+    return meta.extra?.trust !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
@@ -146,31 +167,47 @@ export function registerTrain(program: Command): void {
     `\nExamples:\n  nextray train --data ./synth --arch resnet-slim --input-size 64 --frozen 0 --lr 1e-3 --l2 0 --epochs 5 --out runs/slim\n` +
       `  nextray train --config my.json --out runs/r152        # the seed's recipe with overrides from my.json\n` +
       `  nextray train --resume runs/r152                      # after a crash or kill\n` +
-      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n\n` +
+      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n` +
+      `  nextray train --config my.json --feature-cache /scratch/features --out runs/r152b  # frozen-prefix outputs cached there\n` +
+      `  nextray train --config my.json --feature-precision fp32 --out runs/r152c  # cached features exact (twice the disk)\n\n` +
+      `Exit codes: 0 trained; 1 images skipped as unusable, or fitting the OOD gate/temperature failed (the run is\n` +
+      `complete), or a feature-cache folder failed (disk full); 2 usage error or unusable input (config, dataset,\n` +
+      `a --feature-cache folder that cannot serve this run, e.g. features beyond the float16 range: use fp32).\n\n` +
       `Config fields and their flags: ${Object.entries(CONFIG_FLAGS).map(([k, f]) => `${k} (${f})`).join(', ')}.\n`,
   );
   cmd.action(async (opts: TrainFlags) => {
     const json = !!opts.json;
     const quiet = !!opts.quiet || json;
     let result: TrainResult;
-    if (opts.resume) {
-      const given = Object.keys(flagValues(opts, cmd));
-      if (given.length || opts.config || opts.out) {
-        throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
+    try {
+      if (opts.resume) {
+        const given = Object.keys(flagValues(opts, cmd));
+        if (given.length || opts.config || opts.out) {
+          throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
+        }
+        result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+        if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
+      } else {
+        if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
+        const layers: { values: Record<string, unknown>; source: string }[] = [];
+        if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
+        layers.push({ values: flagValues(opts, cmd), source: 'command line' });
+        const config = resolveConfig(layers);
+        result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
       }
-      result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
-      if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
-    } else {
-      if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
-      const layers: { values: Record<string, unknown>; source: string }[] = [];
-      if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
-      layers.push({ values: flagValues(opts, cmd), source: 'command line' });
-      const config = resolveConfig(layers);
-      result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+    } catch (err) {
+      // A full disk mid-run: what was committed stands, and --resume continues from it (a plain rerun would refuse
+      // the run folder as taken).
+      const runDir = opts.resume ?? opts.out;
+      if (err instanceof FileWriteError && err.exitStatus === EXIT_FAILURE && runDir && existsSync(join(runDir, 'config.json'))) {
+        throw new NextrayError(err.message, { code: err.code, exitStatus: err.exitStatus, hint: `free some space, then continue with nextray train --resume ${runDir}`, cause: err });
+      }
+      throw err;
     }
     finish(result, json, quiet);
-    // When training ends: OOD gate (train), temperature (validation), operating point (src/calibrate/trust.ts).
-    if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/calibrate/trust.ts). Also on
+    // --resume of a finished run whose fit never completed (killed during it): resume ends where a whole run ends.
+    if (opts.trust !== false && result.state.bestEpoch && (!result.alreadyDone || !hasTrust(result.runDir))) {
       const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
       try {
         await fitTrust(result.runDir, {

@@ -142,7 +142,7 @@ function describe(report: LoadReport, network: Network, source: string): string 
   const cls = network.classifierName;
   const clsProblem = report.mismatched.some((m) => m.key.startsWith(`${cls}.`));
   const tail = clsProblem
-    ? ` The classifier differs: load ImageNet weights into a binary head with ignoreClassifier (CLI: --ignore-classifier).`
+    ? ` The classifier differs: load ImageNet weights into a binary head with ignoreClassifier (the CLI does: nextray train --weights loads the backbone only; nextray export --head binary adds an untrained head).`
     : '';
   return `${source}: state_dict does not match the model. ${lines.join('. ')}.${tail}`;
 }

@@ -16,7 +16,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { EXIT_USAGE, FileWriteError, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** A run directory that cannot be used (no checkpoint yet); the message names it. */
 export class RunDirError extends NextrayError {
@@ -97,6 +97,14 @@ export interface EpochMetrics {
   best: boolean;
   /** What the training steps' convolutions computed in ('bf16' only where asked for and the CPU has it). */
   precision?: 'fp32' | 'bf16';
+  /**
+   * With the frozen-feature cache in play (src/train/feature-cache/): training samples of this epoch whose frozen
+   * prefix output was read from the cache, and those computed in the step; the same for the validation pass.
+   */
+  features_cached?: number;
+  features_computed?: number;
+  val_features_cached?: number;
+  val_features_computed?: number;
 }
 
 export function writeMetricsFile(path: string, history: readonly EpochMetrics[]): void {
@@ -125,7 +133,11 @@ export class RunLog {
     mkdirSync(resolve(path, '..'), { recursive: true });
   }
   line(msg: string): void {
-    appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    try {
+      appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    } catch (err) {
+      throw new FileWriteError(this.path, err);
+    }
     this.echo?.(msg);
   }
 }

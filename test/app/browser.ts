@@ -33,8 +33,8 @@ export async function launch(): Promise<Browser> {
  * A page where every request outside `origin` is aborted and recorded, so a test proves the app needs nothing
  * from the network.
  */
-export async function offlinePage(browser: Browser, origin: string): Promise<{ page: Page; blocked: string[]; consoleErrors: string[] }> {
-  const context = await browser.newContext();
+export async function offlinePage(browser: Browser, origin: string, viewport?: { width: number; height: number }): Promise<{ page: Page; blocked: string[]; consoleErrors: string[] }> {
+  const context = await browser.newContext(viewport ? { viewport } : {});
   const page = await context.newPage();
   const blocked: string[] = [];
   const consoleErrors: string[] = [];

@@ -1,13 +1,14 @@
 /**
  * End to end through the real CLI on a tiny learnable MURA-layout dataset: train 2 epochs; kill a second run after
- * its first epoch and resume it -> bitwise the same final weights and optimiser state as the uninterrupted run;
+ * its first epoch and resume it -> bitwise the same final weights and optimiser state as the uninterrupted run; a
+ * third one killed at seeded random moments (three kills) and resumed -> the same, with no temporary litter;
  * evaluate the trained model's test-split predictions; a two-config sweep (and its resume); config errors.
  * Needs `npm run build` first (runCli runs dist/).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { runCli } from '../helpers/cli.js';
@@ -16,6 +17,9 @@ import { predictSplit } from '../../src/inference/node/records.js';
 import { initEngine } from '../../src/engine/index.js';
 import { createModel } from '../../src/models/index.js';
 import { writeSafetensorsFile } from '../../src/models/weights/files.js';
+import { loadCheckpoint } from '../../src/models/weights/index.js';
+import { Rng } from '../../src/util/rng.js';
+import { killNine, tempLitter } from '../helpers/faults.js';
 
 const tmp = tempDir('nextray-train-cli-');
 const data = join(tmp.dir, 'data');
@@ -80,6 +84,41 @@ test('kill after epoch 1 + --resume gives bitwise the weights and Adam state of 
   const again = runCli(['train', '--resume', runB]);
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /already finished/);
+});
+
+test('kill -9 at seeded random moments (three times), then --resume: the uninterrupted run bit for bit, no litter', async (t) => {
+  const runA = join(tmp.dir, 'runA');
+  const runC = join(tmp.dir, 'runC');
+  const rng = new Rng('train-kill-points');
+  const kills: string[] = [];
+  for (let k = 0; k < 3; k++) {
+    const fresh = !existsSync(join(runC, 'config.json'));
+    const args = fresh ? ['train', ...base, '--epochs', '2', '--out', runC, '--quiet'] : ['train', '--resume', runC, '--quiet'];
+    const afterMs = Math.round(rng.uniform(500, 15_000));
+    const r = await killNine(args, { afterMs });
+    kills.push(`${afterMs} ms: ${r.killed ? 'killed' : `ended by itself (${r.code})`}`);
+    // Whatever the moment: a checkpoint that is there is whole (loadCheckpoint checks every file's sha256).
+    for (const which of ['last', 'best']) {
+      const dir = join(runC, 'checkpoints', which);
+      if (existsSync(join(dir, 'model.json'))) assert.doesNotThrow(() => loadCheckpoint(dir), `${which} after a kill at ${afterMs} ms`);
+    }
+    if (existsSync(join(runC, 'config.json'))) JSON.parse(readFileSync(join(runC, 'config.json'), 'utf8'));
+  }
+  t.diagnostic(`kill points: ${kills.join('; ')}`);
+  const fresh = !existsSync(join(runC, 'config.json'));
+  const done = runCli(fresh ? ['train', ...base, '--epochs', '2', '--out', runC, '--quiet'] : ['train', '--resume', runC, '--quiet']);
+  assert.equal(done.code, 0, `${kills.join('; ')}\n${done.stderr}`);
+  for (const f of ['checkpoints/last/model.safetensors', 'checkpoints/last/optimizer.safetensors', 'checkpoints/best/model.safetensors']) {
+    assert.ok(Buffer.compare(readFileSync(join(runA, f)), readFileSync(join(runC, f))) === 0, `${f} differs (kills: ${kills.join('; ')})`);
+  }
+  const ma = lines(readFileSync(join(runA, 'metrics.jsonl'), 'utf8')).map((l) => withoutTiming(JSON.parse(l)));
+  const mc = lines(readFileSync(join(runC, 'metrics.jsonl'), 'utf8')).map((l) => withoutTiming(JSON.parse(l)));
+  assert.deepEqual(mc, ma);
+  // The OOD gate and temperature fitted when training ends: there too, even when a kill landed during that fit.
+  const trust = (run: string) => (JSON.parse(readFileSync(join(run, 'checkpoints', 'best', 'model.json'), 'utf8')) as { extra: { trust?: unknown } }).extra.trust;
+  assert.deepEqual(trust(runC), trust(runA));
+  assert.deepEqual(tempLitter(runC), [], 'no temporary file of a killed write is left');
+  assert.deepEqual(readdirSync(join(runC, 'checkpoints')).sort(), ['best', 'last'], 'no half-saved checkpoint folder is left');
 });
 
 test('the trained run predicts the held-out test split; evaluate reads those predictions', async () => {

@@ -1,0 +1,97 @@
+/**
+ * onnxruntime-web in the page: which build, which execution provider, how many threads.
+ *
+ * - Threads: every core the browser reports (navigator.hardwareConcurrency) when the page is cross-origin isolated
+ *   (SharedArrayBuffer; `nextray serve`, `nextray app serve`, the `_headers` of `app build` and the service worker all
+ *   give COOP/COEP). onnxruntime-web's own default is half the cores, at most 4; on the slow devices this page is for,
+ *   the other half is the difference between a usable and an unusable wait. Not isolated: one thread.
+ * - WebGPU: used when the deployment ships the WebGPU build (model.json `runtimes`) and the browser offers a hardware
+ *   adapter (a software adapter such as SwiftShader is slower than wasm, so it is only used when asked for with
+ *   `#backend=webgpu`). If the WebGPU session cannot be created, the same build runs the model on its wasm CPU provider,
+ *   and the status line says why. `#backend=wasm` forces the plain build.
+ * - Only one build is ever downloaded: the plain SIMD + threads build (14 MB) or the WebGPU build (27 MB).
+ */
+import type * as OrtWeb from 'onnxruntime-web';
+
+export type Backend = 'auto' | 'wasm' | 'webgpu';
+
+export interface Runtime {
+  ort: typeof OrtWeb;
+  /** The build loaded: 'wasm' (plain) or 'webgpu'. */
+  build: 'wasm' | 'webgpu';
+  /** The execution providers to ask for. */
+  providers: string[];
+  threads: number;
+  /** URLs of the build's files, for the offline cache. */
+  files: string[];
+  /** Why WebGPU is not used, when it was considered. */
+  note: string | null;
+}
+
+type Adapter = { info?: { architecture?: string; vendor?: string }; isFallbackAdapter?: boolean; requestDevice(): Promise<{ destroy(): void }> };
+
+/** A WebGPU adapter the browser offers, and whether it is a software one. */
+async function gpuAdapter(): Promise<{ adapter: Adapter; software: boolean } | null> {
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<Adapter | null> } }).gpu;
+  if (!gpu) return null;
+  try {
+    const a = await gpu.requestAdapter();
+    if (!a) return null;
+    const arch = `${a.info?.architecture ?? ''} ${a.info?.vendor ?? ''}`.toLowerCase();
+    return { adapter: a, software: a.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|software/.test(arch) };
+  } catch {
+    return null;
+  }
+}
+
+/** Null when the adapter gives a device, else why not (a blocklisted driver, a lost device). */
+async function deviceProblem(a: Adapter): Promise<string | null> {
+  try {
+    (await a.requestDevice()).destroy();
+    return null;
+  } catch (err) {
+    return (err as Error).message || String(err);
+  }
+}
+
+/** Threads for wasm: every core the browser reports when isolated, else one. */
+export function wasmThreads(): number {
+  return self.crossOriginIsolated ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
+}
+
+export function ortFiles(build: 'wasm' | 'webgpu'): { mjs: string; wasm: string } {
+  const base = new URL('ort/', document.baseURI).href;
+  const stem = build === 'webgpu' ? 'ort-wasm-simd-threaded.asyncify' : 'ort-wasm-simd-threaded';
+  return { mjs: `${base}${stem}.mjs`, wasm: `${base}${stem}.wasm` };
+}
+
+/** Picks and loads the build (see the module comment). */
+export async function loadRuntime(want: Backend, shipped: readonly string[], why: string | null = null): Promise<Runtime> {
+  let build: 'wasm' | 'webgpu' = 'wasm';
+  let note: string | null = why;
+  if (want !== 'wasm') {
+    const found = shipped.includes('webgpu') ? await gpuAdapter() : null;
+    if (!shipped.includes('webgpu')) note = want === 'webgpu' ? 'WebGPU asked for, but this deployment ships only the wasm runtime' : null;
+    else if (!found) note = want === 'webgpu' ? 'WebGPU asked for, but this browser offers no WebGPU adapter' : null;
+    else if (found.software && want !== 'webgpu') note = 'the WebGPU adapter is a software one (slower than wasm)';
+    else {
+      // A device is tried before onnxruntime-web is: a failure inside its WebGPU start-up can leave that build unusable.
+      const problem = await deviceProblem(found.adapter);
+      if (problem) note = `WebGPU has no device here (${problem}); using wasm instead`;
+      else build = 'webgpu';
+    }
+  }
+  const ort = (build === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as typeof OrtWeb;
+  const f = ortFiles(build);
+  ort.env.wasm.wasmPaths = f;
+  const threads = wasmThreads();
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false;
+  return { ort, build, providers: build === 'webgpu' ? ['webgpu'] : ['wasm'], threads, files: [f.mjs, f.wasm], note };
+}
+
+/** The backend asked for in the page's address (`#backend=wasm` or `#backend=webgpu`), else 'auto'. */
+export function backendFromHash(hash: string): Backend {
+  const m = /(?:^#|&)backend=(auto|wasm|webgpu)\b/.exec(hash);
+  return (m?.[1] as Backend | undefined) ?? 'auto';
+}

@@ -1,0 +1,133 @@
+/**
+ * The page's service worker (built into sw.js by app/vite.config.ts, with the list of the page's files and a version
+ * hash of their contents put in at build time). Hand-written rather than Workbox because the three things it must do
+ * are small and page-specific, and one of them Workbox does not do:
+ *
+ *  1. Precache the shell (index.html, the scripts and styles, the manifest and icons) at install, serve it cache-first,
+ *     and drop the previous version's cache at activation. The page's address answers with the cached index.html
+ *     when the network is gone.
+ *  2. Keep the one onnxruntime-web build this browser uses (ort/…): stored when the page first fetches it or asks for
+ *     it (message 'keep'), served cache-first afterwards; the cache name carries onnxruntime-web's version.
+ *  3. Add Cross-Origin-Opener-Policy / -Embedder-Policy to everything it serves, so the page is cross-origin isolated
+ *     (SharedArrayBuffer, hence wasm threads) from its cache and on static hosts that send no such headers.
+ *
+ * The model is not handled here: the page keeps it in Cache Storage under its SHA-256 (store.ts), because fetching
+ * it may need the page's credentials and the page must notice when it changed. model.json and the server's API go
+ * to the network untouched.
+ */
+export {};
+declare const self: ServiceWorkerGlobalScope;
+declare const __PRECACHE__: string[];
+declare const __VERSION__: string;
+declare const __RUNTIME_VERSION__: string;
+
+const SHELL = `nextray-shell-${__VERSION__}`;
+const RUNTIME = `nextray-runtime-${__RUNTIME_VERSION__}`;
+const scope = new URL(self.registration.scope);
+const at = (path: string): string => new URL(path, scope).href;
+const PRECACHE = __PRECACHE__.map(at);
+const INDEX = at('index.html');
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    (async () => {
+      const cache = await caches.open(SHELL);
+      // cache: 'reload' so a stale HTTP cache entry never ends up in a new version's precache. Stored with the
+      // isolation headers already on, so what the cache answers later is the stored response itself (the browser
+      // keeps compiled code beside a stored response, not beside a copy).
+      await Promise.all(
+        PRECACHE.map(async (u) => {
+          const res = await fetch(new Request(u, { cache: 'reload' }));
+          if (!res.ok) throw new Error(`${u}: HTTP ${res.status}`);
+          await cache.put(u, isolated(res));
+        }),
+      );
+      await self.skipWaiting();
+    })(),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      for (const name of await caches.keys()) {
+        if ((name.startsWith('nextray-shell-') && name !== SHELL) || (name.startsWith('nextray-runtime-') && name !== RUNTIME)) await caches.delete(name);
+      }
+      await self.clients.claim();
+    })(),
+  );
+});
+
+/** The response with COOP/COEP (and CORP for same-origin subresources) added when missing. */
+function isolated(res: Response): Response {
+  if (res.type === 'opaque' || res.type === 'opaqueredirect' || res.status === 0) return res;
+  if (res.headers.get('cross-origin-embedder-policy') && res.headers.get('cross-origin-opener-policy')) return res;
+  const headers = new Headers(res.headers);
+  headers.set('Cross-Origin-Embedder-Policy', 'require-corp');
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  if (!headers.has('Cross-Origin-Resource-Policy')) headers.set('Cross-Origin-Resource-Policy', 'same-origin');
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+async function fromCacheOrNetwork(req: Request, cacheName: string, store: boolean): Promise<Response> {
+  const cache = await caches.open(cacheName);
+  const hit = await cache.match(req, { ignoreSearch: true });
+  if (hit) return isolated(hit);
+  const res = isolated(await fetch(req));
+  if (store && res.ok) await cache.put(req, res.clone()).catch(() => undefined);
+  return res;
+}
+
+self.addEventListener('fetch', (event) => {
+  const req = event.request;
+  if (req.method !== 'GET') return;
+  const url = new URL(req.url);
+  if (url.origin !== scope.origin || !url.href.startsWith(scope.href)) return;
+  const path = url.href.slice(scope.href.length);
+  // The model, its description and the server's API: always the network (the page handles being offline).
+  if (path === 'model.json' || path === 'model.onnx' || path.startsWith('v1/') || path.startsWith('model/')) return;
+  if (req.mode === 'navigate' && (path === '' || path === 'index.html' || path.startsWith('?') || path.startsWith('#'))) {
+    event.respondWith(
+      (async () => {
+        const cache = await caches.open(SHELL);
+        const hit = (await cache.match(INDEX)) ?? null;
+        if (hit) return isolated(hit);
+        return isolated(await fetch(req));
+      })(),
+    );
+    return;
+  }
+  if (path.startsWith('ort/')) {
+    event.respondWith(fromCacheOrNetwork(req, RUNTIME, true));
+    return;
+  }
+  if (PRECACHE.includes(url.origin + url.pathname)) {
+    event.respondWith(fromCacheOrNetwork(req, SHELL, false));
+    return;
+  }
+  event.respondWith(fetch(req).then(isolated));
+});
+
+self.addEventListener('message', (event) => {
+  const data = event.data as { type?: string; urls?: string[] } | null;
+  const port = event.ports[0];
+  if (data?.type !== 'keep' || !Array.isArray(data.urls)) return;
+  event.waitUntil(
+    (async () => {
+      try {
+        const cache = await caches.open(RUNTIME);
+        for (const u of data.urls!) {
+          const url = new URL(u, scope);
+          if (url.origin !== scope.origin || !url.href.startsWith(at('ort/'))) continue;
+          if (await cache.match(url.href)) continue;
+          const res = await fetch(url.href);
+          if (!res.ok) throw new Error(`${url.href}: HTTP ${res.status}`);
+          await cache.put(url.href, isolated(res));
+        }
+        port?.postMessage({ ok: true });
+      } catch {
+        port?.postMessage({ ok: false });
+      }
+    })(),
+  );
+});
