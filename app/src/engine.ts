@@ -25,6 +25,8 @@ import {
 import { greyWarnings } from '../../src/data/preprocess.js';
 import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../src/models/onnx/extras.js';
+import { ONNX_FEATURES, ONNX_LOGITS } from '../../src/models/onnx/format.js';
+import { applyAdaptedHead, type LoadedHead } from '../../src/calibrate/adapt/head-file.js';
 import { pageCard, type PageModelCard } from './card.js';
 import { BrowserImageError, decodeFile } from './decode.js';
 import { studyGroupKey, type ViewIdentity } from './identity.js';
@@ -124,7 +126,22 @@ export interface PageModel {
    */
   warmup(): Promise<number>;
   predict(files: readonly File[], opts?: { heatmaps?: boolean }): Promise<Prediction>;
+  /** Site adaptation's hook (adapt.ts): the model's own outputs, and the adapted head that predictions then use. */
+  site: SiteHook;
   release(): Promise<void>;
+}
+
+export interface SiteHook {
+  /** Whether the file has the `features` output (exported with `nextray export --features`). */
+  hasFeatures: boolean;
+  /** The deployed model's temperature and threshold (the "before"). */
+  base: { temperature: number; threshold: number; sha256: string; arch: string };
+  /** One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it). */
+  outputs(file: File): Promise<{ features: Float32Array; logit: number }>;
+  /** The adapted head in use, null for the deployed one. */
+  head: LoadedHead | null;
+  /** Puts an adapted head in use (null: back to the deployed head); the card's threshold follows it. */
+  setHead(head: LoadedHead | null): void;
 }
 
 async function createSession(rt: Runtime, bytes: Uint8Array, source: string, sha256: string, providers: string[]): Promise<OnnxInferenceModel> {
@@ -187,13 +204,52 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const tEnd = performance.now();
   const card = pageCard(info, { name: src.deployment.name ?? model.card.name, sha256: model.card.sha256, bytes: src.bytes.byteLength, threshold: ensemble.threshold });
   const temperature = info.temperature > 0 ? info.temperature : 1;
+  const baseCard = { ...card, extra: [...card.extra] };
+  const currentThreshold = (): number => site.head?.file.head.threshold ?? ensemble.threshold;
+  const site: SiteHook = {
+    hasFeatures: model.card.outputs.includes(ONNX_FEATURES),
+    base: { temperature, threshold: ensemble.threshold, sha256: model.card.sha256, arch: info.arch },
+    head: null,
+    async outputs(file) {
+      const image = await decodeFile(file);
+      const inputs = preprocessAll(image.data, image.width, image.height, ensemble.preprocessings, file.name);
+      let raw: EnsembleRunResult | undefined;
+      await predictBatch(ensemble, [{ image: file.name, inputs, study: studyKeyOf(file.name), width: image.width, height: image.height, format: image.format, warnings: image.warnings }], {
+        outputs: [ONNX_FEATURES, ONNX_LOGITS],
+        onBatch: (_r, r) => void (raw = r),
+      });
+      const extra = raw!.extra[0]!;
+      return { features: extra[ONNX_FEATURES]!.data.slice(), logit: extra[ONNX_LOGITS]!.data[0]! };
+    },
+    setHead(head) {
+      site.head = head;
+      // The card the page shows follows the head in use: its threshold and how it was chosen.
+      Object.assign(card, baseCard, { extra: [...baseCard.extra] });
+      if (head) {
+        const a = head.file.adaptation;
+        card.threshold = head.file.head.threshold;
+        card.temperature = head.file.head.temperature;
+        card.operatingPoint = {
+          threshold: head.file.head.threshold,
+          rule: a.method.threshold_rule.startsWith('sensitivity-target') ? 'target-sensitivity' : 'max-kappa',
+          targetSensitivity: a.method.threshold_rule.startsWith('sensitivity-target') ? Number(a.method.threshold_rule.slice('sensitivity-target-'.length)) : null,
+          sensitivity: null,
+          specificity: null,
+          cases: a.data.fit.studies,
+          level: 'study',
+        };
+        card.extra.push(['Adapted head', `fitted on ${a.data.studies} local studies (${a.source}), ${a.date.slice(0, 10)}; temperature ${+head.file.head.temperature.toFixed(3)}`]);
+      }
+    },
+  };
 
   async function predictOne(file: File, index: number, heatmaps: boolean): Promise<ViewResult> {
     const image = await decodeFile(file);
     const t = performance.now();
     const inputs = preprocessAll(image.data, image.width, image.height, ensemble.preprocessings, file.name);
     let raw: EnsembleRunResult | undefined;
-    const want = outputs.filter((o) => heatmaps || o !== ONNX_CAM);
+    const head = site.head;
+    const want = [...outputs.filter((o) => heatmaps || o !== ONNX_CAM), ...(head ? [ONNX_FEATURES, ONNX_LOGITS] : [])];
     const [p] = await predictBatch(
       ensemble,
       [{ image: file.name, inputs, study: studyKeyOf(file.name, image.identity.studyUid), width: image.width, height: image.height, format: image.format, warnings: image.warnings }],
@@ -201,6 +257,10 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     );
     const ms = performance.now() - t;
     const extra = raw!.extra[0]!;
+    // With an adapted head, the probability is the head's logistic on the features (adapt.ts), as `nextray adapt`'s.
+    const adapted = head ? applyAdaptedHead(head, extra[ONNX_FEATURES]!.data, 1, extra[ONNX_LOGITS]!.data, temperature).probabilities[0]! : null;
+    const probability = adapted ?? p!.probability;
+    const threshold = currentThreshold();
     const score = extra[ONNX_OOD_SCORE]?.data[0];
     const gate = info.ood;
     let rejection: ViewResult['rejection'] = null;
@@ -232,9 +292,9 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
       grey: image.data,
       colour: image.colour,
       identity: image.identity,
-      probability: p!.probability,
-      threshold: ensemble.threshold,
-      decision: rejection ? null : p!.decision,
+      probability,
+      threshold,
+      decision: rejection ? null : probability > threshold ? 'abnormal' : 'normal',
       counts: rejection === null,
       rejection,
       oodScore: score ?? null,
@@ -266,8 +326,9 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
           failed.push({ name: f.name, reason: err instanceof BrowserImageError ? err.message : `${f.name}: ${(err as Error).message}` });
         }
       }
-      return { views, failed, studies: groupStudies(views, ensemble.threshold) };
+      return { views, failed, studies: groupStudies(views, currentThreshold()) };
     },
+    site,
     release: () => ensemble.release(),
   };
 }

@@ -12,6 +12,7 @@
  * Prediction itself is engine.ts; the canvas is viewer.ts; offline storage is store.ts / offline.ts / sw.ts.
  */
 import { calibrationText, formatProbability, formatThreshold, operatingPointText, probabilityLine, type PageModelCard } from './card.js';
+import { setupAdaptPanel } from './adapt-panel.js';
 import { load, type PageModel, type Prediction, type StudyResult, type ViewResult } from './engine.js';
 import { askPersistence, keepFiles, megabytes, offlineState, registerWorker, reloadForIsolation } from './offline.js';
 import { backendFromHash } from './runtime.js';
@@ -60,6 +61,8 @@ let model: PageModel | null = null;
 /** Files picked or dropped before the model was ready: read as soon as it is. */
 let pending: File[] = [];
 let result: Prediction | null = null;
+/** The files of the last result: read again when the head in use changes (site adaptation). */
+let lastFiles: File[] = [];
 let shown: ViewResult | null = null;
 /** Views whose numbers the user asked to see although the gate rejected them (research use). */
 const revealed = new Set<number>();
@@ -339,6 +342,7 @@ async function handleFiles(files: File[]): Promise<void> {
   const err = $('error');
   err.hidden = true;
   revealed.clear();
+  lastFiles = files;
   const t0 = performance.now();
   const r = await model.predict(files, { heatmaps: true });
   const ms = performance.now() - t0;
@@ -555,6 +559,12 @@ async function start(): Promise<void> {
     return;
   }
   model = m;
+  // Site adaptation: the head kept in this browser is in use before the first file is read.
+  const adapt = setupAdaptPanel(m, () => {
+    renderCard(m.card);
+    if (lastFiles.length) void handleFiles(lastFiles);
+  });
+  await adapt.restore();
   renderCard(m.card);
   if (m.source.replaced) {
     const u = $('update-notice');
