@@ -16,7 +16,8 @@
 // and takes the medians over all rounds, so a change in the machine's speed during the run hits both sides.
 // train18bf16 (not in the default set): train18 with bf16 convolutions (ours --precision bf16, PyTorch autocast bf16);
 // run it after train18 (--only train18,train18bf16) for the bf16/fp32 ratios of the same run.
-// Usage: npm run bench -- [--runs 3] [--warmup 1] [--rounds 1] [--only infer1,infer8,train18,train152f,predict]
+// fcache152 (not in the default set): the frozen-feature cache, bench/feature-cache.mjs (see its header).
+// Usage: npm run bench -- [--runs 3] [--warmup 1] [--rounds 1] [--only infer1,infer8,train18,train152f,predict,fcache152]
 //        [--no-torch] [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
@@ -89,8 +90,8 @@ function lastJson(stdout) {
 }
 
 /** Runs a script that prints one (pretty-printed) JSON document on stdout. */
-function runWholeJson(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+function runWholeJson(cmd, args, extraEnv = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...extraEnv } });
   try {
     if (r.status === 0) return JSON.parse(r.stdout);
   } catch {
@@ -193,7 +194,17 @@ if (only.includes('quant')) {
   report.quant = runWholeJson(process.execPath, opt('quant-run') ? [...q, '--run', opt('quant-run')] : q);
 }
 
-for (const name of only.filter((n) => n !== 'predict' && n !== 'quant')) {
+// The frozen-feature cache (bench/feature-cache.mjs): `--only fcache152 [--fc-images 1000] [--fc-epochs 3]
+// [--fc-data DIR]`: seconds per epoch uncached vs cached, extraction vs one inference pass, peak RSS of each, and the
+// projection for full MURA. Under --isa the cap applies to all of it. Not in the default set (tens of minutes).
+if (only.includes('fcache152')) {
+  process.stderr.write('bench: fcache152 (ResNet-152, 148 frozen, 320 px, batch 16; uncached, extraction, inference, cached) ...\n');
+  const fc = ['bench/feature-cache.mjs', '--images', opt('fc-images', '1000'), '--epochs', opt('fc-epochs', '3'), '--engine', engine];
+  if (opt('fc-data')) fc.push('--data', opt('fc-data'));
+  report.featureCache = runWholeJson(process.execPath, fc, oursEnv);
+}
+
+for (const name of only.filter((n) => n !== 'predict' && n !== 'quant' && n !== 'fcache152')) {
   const w = WORKLOADS[name];
   if (!w) {
     console.error(`bench: unknown workload '${name}' (${Object.keys(WORKLOADS).join(', ')})`);

@@ -20,6 +20,7 @@ import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
 import { writeStudyReports } from '../pacs/files.js';
+import { operatingPointText } from '../pacs/predict.js';
 import { packageVersion } from '../util/package.js';
 
 interface PredictFlags {
@@ -201,7 +202,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, model.name, model.sha256, model.hasOodGate), '--studies-out');
     let reports: Awaited<ReturnType<typeof writeStudyReports>> | null = null;
     if (flags.dicomOut) {
-      const operatingPoint = `threshold ${model.threshold} (${model.thresholdSource === 'option' ? 'given with --threshold' : 'stored with the model'}); abnormal when probability > threshold`;
+      const operatingPoint = operatingPointText(model);
       try {
         reports = await writeStudyReports(
           flags.dicomOut,

@@ -21,8 +21,12 @@ export function registerSweep(program: Command): void {
   addConfigOptions(cmd);
   cmd.addHelpText(
     'after',
-    `\nExample:\n  echo '{"l2": [0, 0.1], "dropout": [0.2, 0.5], "frozenLayers": 148}' > grid.json\n` +
-      `  nextray sweep --grid grid.json --data ./MURA --epochs 10 --out sweeps/table1\n\n` +
+    `\nExamples:\n  echo '{"l2": [0, 0.1], "dropout": [0.2, 0.5], "frozenLayers": 148}' > grid.json\n` +
+      `  nextray sweep --grid grid.json --data ./MURA --epochs 10 --out sweeps/table1\n` +
+      `  nextray sweep --grid grid.json --data ./MURA --feature-cache /scratch/features --out sweeps/t1  # prefix extracted once\n\n` +
+      'The feature cache is on by default: configs with the same frozen prefix share its entries (docs/feature-cache.md).\n' +
+      'Exit codes: 0 every run finished; 1 some run(s) failed (named in the table; the rest done); 2 usage error or\n' +
+      'unusable input (grid file, dataset).\n\n' +
       'Grid fields are config fields (as in a run\'s config.json: l2, dropout, frozenLayers, batchSize, hflip, arch, lr, ...);\n' +
       'flags give base values that the grid overrides.\n',
   );

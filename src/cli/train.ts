@@ -9,7 +9,7 @@ import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fitTrust } from '../calibrate/trust.js';
 
 interface TrainFlags {
@@ -53,6 +53,8 @@ const FLAG_TO_FIELD: Record<string, keyof TrainConfig> = {
   cacheMb: 'cacheMb',
   maxTrainImages: 'maxTrainImages',
   maxValImages: 'maxValImages',
+  featureCache: 'featureCache',
+  featurePrecision: 'featurePrecision',
 };
 
 /** Adds every config flag to a command (shared with `nextray sweep`, which takes base values the same way). */
@@ -89,7 +91,14 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--workers <n>', `image-decoding threads (default ${d.workers})`, parseIntOption('--workers', 0, 64))
     .option('--cache-mb <n>', `memory for decoded images kept across epochs, MiB; 0 = decode every epoch (default ${d.cacheMb})`, parseIntOption('--cache-mb', 0))
     .option('--max-train-images <n>', 'use a seeded random subset of at most n training images (0 = all)', parseIntOption('--max-train-images', 0))
-    .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0));
+    .option('--max-val-images <n>', 'use a seeded random subset of at most n validation images (0 = all)', parseIntOption('--max-val-images', 0))
+    .option(
+      '--feature-cache <dir>',
+      'cache the frozen prefix\'s output in this folder and read it back in later epochs, runs and sweep configs (default: ' +
+        'nextray-features beside the dataset\'s MURA-v1.1 folder, else ~/.cache/nextray/features; see docs/feature-cache.md)',
+    )
+    .option('--no-feature-cache', 'never cache the frozen prefix\'s output (compute it in every step)')
+    .addOption(new Option('--feature-precision <p>', `how cached features are stored: fp16 (half the disk) or fp32 (exact) (default ${d.featurePrecision})`).choices(['fp16', 'fp32']));
 }
 
 /** The config fields given as flags (commander option values renamed to config fields). */
@@ -99,8 +108,9 @@ export function flagValues(opts: Record<string, unknown>, cmd: Command): Record<
     const v = opts[flag];
     if (v === undefined) continue;
     // commander gives --no-hflip's default (true) even when neither flag was used; only explicit values count.
-    if (flag === 'hflip' && cmd.getOptionValueSource('hflip') !== 'cli') continue;
-    out[field] = v;
+    if ((flag === 'hflip' || flag === 'featureCache') && cmd.getOptionValueSource(flag) !== 'cli') continue;
+    // A cache folder is stored absolute in config.json, so `--resume` from another folder finds the same cache.
+    out[field] = flag === 'featureCache' ? (v === false ? 'off' : v === 'auto' || v === 'off' ? v : resolve(String(v))) : v;
   }
   return out;
 }
@@ -146,7 +156,12 @@ export function registerTrain(program: Command): void {
     `\nExamples:\n  nextray train --data ./synth --arch resnet-slim --input-size 64 --frozen 0 --lr 1e-3 --l2 0 --epochs 5 --out runs/slim\n` +
       `  nextray train --config my.json --out runs/r152        # the seed's recipe with overrides from my.json\n` +
       `  nextray train --resume runs/r152                      # after a crash or kill\n` +
-      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n\n` +
+      `  nextray train --config my.json --precision bf16 --out runs/bf16  # bf16 convolutions (avx512_core_bf16/AMX CPUs)\n` +
+      `  nextray train --config my.json --feature-cache /scratch/features --out runs/r152b  # frozen-prefix outputs cached there\n` +
+      `  nextray train --config my.json --feature-precision fp32 --out runs/r152c  # cached features exact (twice the disk)\n\n` +
+      `Exit codes: 0 trained; 1 images skipped as unusable, or fitting the OOD gate/temperature failed (the run is\n` +
+      `complete), or a feature-cache folder failed (disk full); 2 usage error or unusable input (config, dataset,\n` +
+      `a --feature-cache folder that cannot serve this run, e.g. features beyond the float16 range: use fp32).\n\n` +
       `Config fields and their flags: ${Object.entries(CONFIG_FLAGS).map(([k, f]) => `${k} (${f})`).join(', ')}.\n`,
   );
   cmd.action(async (opts: TrainFlags) => {

@@ -153,6 +153,14 @@ export class NetworkModel<A extends string = string> {
     return this.frozenSteps ? this.chain!.steps[this.frozenSteps - 1]!.unitsEnd : 0;
   }
 
+  /**
+   * The layer units forwardFrozen runs (the first frozenPrefixLayers() of them), with their modules and batchnorms:
+   * what a cache of the prefix's output must key on (their tensors) and check (nothing trainable, no dropout).
+   */
+  frozenPrefixUnits(): LayerUnit[] {
+    return this.units.slice(0, this.frozenPrefixLayers());
+  }
+
   /** Sigmoid of the single logit: P(abnormal) per image, [N]. Only for one-output heads (the binary head). */
   predictProba(x: tf.Tensor4D): tf.Tensor1D {
     if (this.numOutputs !== 1) {

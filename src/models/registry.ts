@@ -4,7 +4,7 @@
  * torchvision weight files it accepts). `createModel` is the one entry point the trainer, evaluator and CLI use.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { countParams, type HeadFactory, type Network } from './nn.js';
+import { countParams, type HeadFactory, type LayerUnit, type Network } from './nn.js';
 import { buildResNet, RESNET_CONFIGS, type ResNetConfig } from './resnet.js';
 import { buildDenseNet, DENSENET_CONFIGS, type DenseNetConfig } from './densenet.js';
 import { buildSlimResNet } from './slim.js';
@@ -70,6 +70,8 @@ export interface Model {
   forwardTrainable(features: tf.Tensor4D, training: boolean): tf.Tensor2D;
   /** Layers covered by forwardFrozen (<= frozenLayers()). */
   frozenPrefixLayers(): number;
+  /** The layer units forwardFrozen runs (their modules and batchnorms). */
+  frozenPrefixUnits(): LayerUnit[];
   /** sigmoid(logit) per image (binary head only). */
   predictProba(x: tf.Tensor4D): tf.Tensor1D;
   /** Freeze the first n layers (see head.ts for what a "layer" is). */

@@ -7,7 +7,7 @@
  * exporter handles it like any ResNet.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchNorm2d, Conv2d, Module, convBn, type HeadFactory, type HeadModule, type LayerUnit, type Network } from './nn.js';
+import { BatchNorm2d, Conv2d, Module, convBn, runSteps, type HeadFactory, type HeadModule, type LayerUnit, type Network, type TrunkChain, type TrunkStep } from './nn.js';
 import { BasicBlock, Downsample } from './resnet.js';
 
 class Stage extends Module {
@@ -24,6 +24,7 @@ export class SlimResNet extends Module implements Network {
   readonly bn1: BatchNorm2d;
   readonly stages: Stage[] = [];
   readonly head: HeadModule;
+  private chain: TrunkChain | null = null;
 
   constructor(
     widths: readonly number[],
@@ -49,12 +50,37 @@ export class SlimResNet extends Module implements Network {
   }
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
-    return tf.tidy(() => {
-      let out = convBn(this.conv1, this.bn1, x, training, true);
-      if (this.stemPool) out = tf.maxPool(out, 3, 2, 1, 'floor');
-      for (const s of this.stages) for (const b of s.blocks) out = b.forward(out, training);
-      return this.head.forward(tf.mean(out, [1, 2]) as tf.Tensor2D, training);
-    });
+    const chain = this.trunk();
+    return tf.tidy(() => chain.tail(runSteps(chain.steps, x, training), training));
+  }
+
+  /**
+   * The forward as a chain (TrunkChain in nn.ts), as ResNet's: the stem (conv1, bn1, relu, the optional max-pool:
+   * layer unit 0), one step per BasicBlock, then the mean over H and W and the head. forward() runs this very chain,
+   * so a frozen prefix can be split off (NetworkModel.forwardFrozen) and cached.
+   */
+  trunk(): TrunkChain {
+    if (this.chain) return this.chain;
+    const steps: TrunkStep[] = [
+      {
+        name: 'conv1',
+        unitsEnd: 1,
+        forward: (x, training) =>
+          tf.tidy(() => {
+            const out = convBn(this.conv1, this.bn1, x, training, true);
+            return this.stemPool ? tf.maxPool(out, 3, 2, 1, 'floor') : out;
+          }),
+      },
+    ];
+    let end = 1;
+    this.stages.forEach((stage, i) =>
+      stage.blocks.forEach((b, j) => {
+        end += b.units('').length;
+        steps.push({ name: `layer${i + 1}.${j}`, unitsEnd: end, forward: (x, training) => b.forward(x, training) });
+      }),
+    );
+    this.chain = { steps, tail: (x, training) => tf.tidy(() => this.head.forward(tf.mean(x, [1, 2]) as tf.Tensor2D, training)) };
+    return this.chain;
   }
 
   layerUnits(): LayerUnit[] {

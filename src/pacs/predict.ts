@@ -1,20 +1,15 @@
 /**
- * The PACS worker's one call into inference (Node): a model (or an ensemble) opened once, then a study's DICOM
- * instances, as bytes fetched from the archive, to per-view results — the probability, the decision and threshold,
- * the OOD gate's verdict, the heatmap when asked — and the instances that could not be read, with the reason.
- *
- * Everything the worker needs of inference goes through `openPredictor`/`Predictor.predict`, so moving to another
- * inference entry point changes this file only.
+ * The PACS worker's one call into inference: the facade (src/inference/node/load.ts) opened once on a model (or an
+ * ensemble), then a study's DICOM instances, as bytes fetched from the archive, to per-view results — the
+ * probability, the decision and threshold, the OOD gate's verdict, the heatmap when asked — and the instances that
+ * could not be read, with the reason. The CLI's predict, the server and the page go through the same facade, so a
+ * view gets the same numbers wherever it is predicted.
  */
-import { availableParallelism } from 'node:os';
-import { DicomError, readDicom, type DicomHeader } from '../data/dicom/index.js';
-import { nodeFrameDecoders } from '../data/dicom/node-codecs.js';
+import type { DicomHeader } from '../data/dicom/index.js';
 import type { Preprocessing } from '../data/preprocess.js';
-import { Ensemble } from '../inference/core/ensemble.js';
-import type { InferenceModel } from '../inference/core/model.js';
-import { predictBatch, preprocessAll, type Heatmap, type PreparedImage } from '../inference/core/predict.js';
-import { applyTrust, trustOutputs } from '../inference/core/trust.js';
-import { openModel, type PredictEngine } from '../inference/node/models.js';
+import type { Heatmap } from '../inference/core/predict.js';
+import { load, type NodeModel } from '../inference/node/load.js';
+import type { PredictEngine } from '../inference/node/models.js';
 import { NextrayError } from '../util/errors.js';
 
 /** One instance to predict: its name in logs and the SR (its SOP Instance UID), its file, its parsed header. */
@@ -28,6 +23,7 @@ export interface ViewResult {
   name: string;
   header: DicomHeader;
   probability: number;
+  /** The model's reading at the threshold (also for a view the gate rejected: the SR keeps it apart by `ood`). */
   decision: 'abnormal' | 'normal';
   threshold: number;
   ood?: boolean;
@@ -65,76 +61,68 @@ export class PredictorError extends NextrayError {
   }
 }
 
+/** Instances decoded and predicted together: a study's images are held decoded at most this many at a time. */
 const BATCH = 8;
+
+/** The operating point in words, for the SR and logs. */
+export function operatingPointText(model: Pick<NodeModel, 'threshold' | 'thresholdSource'>): string {
+  return `threshold ${model.threshold} (${model.thresholdSource === 'option' ? 'given with --threshold' : 'stored with the model'}); abnormal when probability > threshold`;
+}
 
 export async function openPredictor(models: readonly string[], opts: PredictorOptions = {}): Promise<Predictor> {
   if (!models.length) throw new PredictorError('give a model: --model M (an .onnx file from `nextray export`, a checkpoint folder or a run directory)');
-  const opened: InferenceModel[] = [];
-  let ensemble: Ensemble;
-  try {
-    for (const m of models) {
-      opened.push(await openModel(m, { engine: opts.engine ?? 'auto', threads: opts.threads ?? availableParallelism(), maxBatch: BATCH, onnxCache: true, ...(opts.onLog ? { onLog: opts.onLog } : {}) }));
-    }
-    ensemble = new Ensemble(opened, opts.threshold !== undefined ? { threshold: opts.threshold } : {});
-  } catch (err) {
-    for (const m of opened) await m.release();
-    throw err;
-  }
-  const withCam = trustOutputs(ensemble, { heatmaps: true, ood: true });
-  const withoutCam = trustOutputs(ensemble, { heatmaps: false, ood: true });
+  const model = await load([...models], {
+    engine: opts.engine ?? 'auto',
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    maxBatch: BATCH,
+    onnxCache: true,
+    ...(opts.onLog ? { onLog: opts.onLog } : {}),
+    ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
+  });
   return {
-    name: ensemble.name,
-    sha256: ensemble.sha256,
-    operatingPoint: `threshold ${ensemble.threshold} (${ensemble.thresholdGiven ? 'given with --threshold' : 'stored with the model'}); abnormal when probability > threshold`,
-    hasHeatmaps: withCam.length > withoutCam.length,
-    heatmapPreprocessing: ensemble.models[0]!.card.preprocessing,
+    name: model.name,
+    sha256: model.sha256,
+    operatingPoint: operatingPointText(model),
+    hasHeatmaps: model.hasHeatmaps,
+    heatmapPreprocessing: model.cards[0]!.preprocessing,
     async predict(instances, o = {}) {
-      const heatmaps = !!o.heatmaps && withCam.length > withoutCam.length;
-      const outputs = heatmaps ? withCam : withoutCam;
+      const heatmaps = !!o.heatmaps && model.hasHeatmaps;
       const views: ViewResult[] = [];
       const unreadable: Array<{ name: string; problem: string }> = [];
-      let batch: Array<{ prepared: PreparedImage; input: InstanceInput; image: { grey: Float32Array; width: number; height: number } }> = [];
-      const flush = async (): Promise<void> => {
-        if (!batch.length) return;
-        const b = batch;
-        batch = [];
-        const results = await predictBatch(ensemble, b.map((x) => x.prepared), {
-          ...(outputs.length ? { outputs } : {}),
-          onBatch: (rs, raw) => applyTrust(rs, raw, ensemble),
-        });
-        results.forEach((r, k) => {
-          const { input, image } = b[k]!;
-          views.push({
-            name: input.name,
-            header: input.header,
-            probability: r.probability,
-            decision: r.decision,
-            threshold: r.threshold,
-            ...(r.ood !== undefined ? { ood: r.ood } : {}),
-            ...(r.oodScore !== undefined ? { oodScore: r.oodScore } : {}),
-            ...(r.heatmap ? { heatmap: r.heatmap, image } : {}),
-            warnings: r.warnings,
-          });
-        });
-      };
-      for (const input of instances) {
-        try {
-          const dcm = await readDicom(input.bytes, { source: input.name, decoders: nodeFrameDecoders });
-          const inputs = preprocessAll(dcm.grey, dcm.width, dcm.height, ensemble.preprocessings, input.name);
-          batch.push({
-            input,
-            image: { grey: dcm.grey, width: dcm.width, height: dcm.height },
-            prepared: { image: input.name, inputs, study: { key: input.header.studyInstanceUid ?? '', source: 'dicom' }, width: dcm.width, height: dcm.height, format: 'dicom', warnings: dcm.warnings },
-          });
-        } catch (err) {
-          unreadable.push({ name: input.name, problem: err instanceof DicomError ? err.problem : (err as Error).message });
-          continue;
+      for (let i = 0; i < instances.length; i += BATCH) {
+        const chunk = instances.slice(i, i + BATCH);
+        const decoded = [];
+        for (const input of chunk) {
+          try {
+            decoded.push({ input, view: await model.decode({ name: input.name, bytes: input.bytes }) });
+          } catch (err) {
+            const problem = (err as { problem?: unknown }).problem;
+            unreadable.push({ name: input.name, problem: typeof problem === 'string' ? problem : (err as Error).message });
+          }
         }
-        if (batch.length >= BATCH) await flush();
+        if (!decoded.length) continue;
+        const byName = new Map(decoded.map((d) => [d.input.name, d]));
+        const res = await model.predict(
+          decoded.map((d) => d.view),
+          { batchSize: BATCH, ...(heatmaps ? { heatmaps: true } : {}) },
+        );
+        for (const u of res.unreadable) unreadable.push({ name: u.input, problem: u.problem });
+        for (const v of res.views) {
+          const d = byName.get(v.view.name)!;
+          views.push({
+            name: d.input.name,
+            header: d.input.header,
+            probability: v.probability,
+            decision: v.probability > v.threshold ? 'abnormal' : 'normal',
+            threshold: v.threshold,
+            ...(v.ood ? { ood: v.ood.flagged, oodScore: v.ood.score } : {}),
+            ...(v.heatmap ? { heatmap: v.heatmap, image: { grey: d.view.grey, width: d.view.width, height: d.view.height } } : {}),
+            warnings: v.warnings,
+          });
+        }
       }
-      await flush();
       return { views, unreadable };
     },
-    release: () => ensemble.release(),
+    release: () => model.release(),
   };
 }

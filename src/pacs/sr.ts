@@ -16,11 +16,12 @@
  *     CONTAINS CONTAINER Imaging Measurements (126010, DCM)
  *       CONTAINS CONTAINER Measurement Group (125007, DCM), one per view:
  *         Tracking Identifier (the file), Tracking Unique Identifier (its SOP Instance UID),
- *         NUM Probability of abnormality (99NEXTRAY), NUM Decision threshold, CODE Finding = Abnormal | Normal (SCT),
- *         CODE Out of distribution = Yes | No (SCT) and NUM its score when the model has a gate,
+ *         NUM Probability of abnormality (99NEXTRAY), NUM Decision threshold, CODE Finding = Abnormal | Normal (SCT)
+ *         unless the gate rejected the view, CODE Out of distribution = Yes | No (SCT) and NUM its score when the model has a gate,
  *         TEXT View position, CODE Laterality (SCT) when the header gives them; each INFERRED FROM the IMAGE
- *       CONTAINS CONTAINER Study result (99NEXTRAY): NUM probability (mean of the views), threshold, CODE finding,
- *         NUM views counted, TEXT per view left out (and why)
+ *       CONTAINS CONTAINER Study result (99NEXTRAY): NUM probability (mean of the views the gate accepted), threshold,
+ *         CODE finding (or TEXT No decision when every view was rejected), NUM views counted, TEXT per view left out
+ *         (rejected by the gate, refused by the header gate, unreadable) and why
  *     CONTAINS TEXT Comment (121106, DCM) = the research-use notice
  *
  * Codes that DICOM has are used (DCM, SCT, UCUM); the rest are private under the coding scheme 99NEXTRAY, declared in
@@ -46,6 +47,11 @@ export interface Code {
 const dcm = (value: string, meaning: string): Code => ({ value, scheme: 'DCM', meaning });
 const sct = (value: string, meaning: string): Code => ({ value, scheme: 'SCT', meaning });
 const own = (value: string, meaning: string): Code => ({ value, scheme: '99NEXTRAY', meaning });
+
+/** Why a view the OOD gate rejected is left out of its study's result. */
+export const OOD_REASON = 'rejected by the out-of-distribution gate (not like the radiographs the model was trained on); not counted in the study result';
+/** The study result when the gate rejected every view. */
+export const NO_DECISION = 'no decision: every view was rejected by the out-of-distribution gate; have the study read by a person';
 
 export const CODES = {
   report: dcm('126000', 'Imaging Measurement Report'),
@@ -83,6 +89,7 @@ export const CODES = {
   studyResult: own('STUDY', 'Study result'),
   viewsCounted: own('VIEWS', 'Views counted'),
   viewLeftOut: own('LEFTOUT', 'View left out'),
+  noDecision: own('NODECISION', 'No decision'),
   inputsDigest: own('INPUTS', 'Inputs digest'),
 } as const satisfies Record<string, Code>;
 
@@ -120,8 +127,11 @@ export interface StudySrInput {
    * item so that a later run can tell an up-to-date report from one the study has outgrown.
    */
   inputsDigest?: string;
-  /** The study's probability (default: the mean of the views', as `predict --studies-out`), decision and threshold. */
-  study?: { probability: number; decision: 'abnormal' | 'normal'; threshold: number };
+  /**
+   * The study's probability, decision and threshold (default: the mean of the views the OOD gate accepted, as
+   * `predict --studies-out`); null: no decision (every view rejected).
+   */
+  study?: { probability: number; decision: 'abnormal' | 'normal'; threshold: number } | null;
   model: { name: string; sha256: string; operatingPoint: string };
   /** neXt-Ray's version, for Software Versions. */
   softwareVersion: string;
@@ -205,8 +215,14 @@ export async function studySrDataSet(input: StudySrInput): Promise<{ dataSet: Di
   const { seriesInstanceUid, sopInstanceUid } = await resultUids(studyUid, input.model.sha256);
   const now = dicomDateTime(input.now ?? new Date());
   const views = input.views;
-  const mean = views.reduce((s, v) => s + v.probability, 0) / views.length;
-  const study = input.study ?? { probability: mean, decision: mean > views[0]!.threshold ? 'abnormal' : 'normal', threshold: views[0]!.threshold };
+  // The study's result counts the views the OOD gate accepted, as `predict`, the server and the page do; a study
+  // whose views were all rejected gets no probability and no finding, said in words.
+  const counted = views.filter((v) => !v.ood);
+  const rejected = views.filter((v) => v.ood);
+  const threshold = views[0]!.threshold;
+  const mean = counted.length ? counted.reduce((s, v) => s + v.probability, 0) / counted.length : null;
+  const study =
+    input.study !== undefined ? input.study : mean === null ? null : { probability: mean, decision: mean > threshold ? ('abnormal' as const) : ('normal' as const), threshold };
 
   const groups = views.map((v) => {
     const from = [image('INFERRED FROM', v)];
@@ -216,7 +232,8 @@ export async function studySrDataSet(input: StudySrInput): Promise<{ dataSet: Di
       uidref('CONTAINS', CODES.trackingUid, v.sopInstanceUid),
       num('CONTAINS', CODES.probability, v.probability, from),
       num('CONTAINS', CODES.threshold, v.threshold),
-      item('CONTAINS', 'CODE', CODES.finding, [codeSeq(0x0040, 0xa168, v.decision === 'abnormal' ? CODES.abnormal : CODES.normal), el(0x0040, 0xa730, 'SQ', from)]),
+      // A view the gate rejected carries its numbers for research but no finding: it is not a reading of a radiograph.
+      ...(v.ood ? [] : [item('CONTAINS', 'CODE', CODES.finding, [codeSeq(0x0040, 0xa168, v.decision === 'abnormal' ? CODES.abnormal : CODES.normal), el(0x0040, 0xa730, 'SQ', from)])]),
       ...(v.ood !== undefined ? [code('CONTAINS', CODES.ood, v.ood ? CODES.yes : CODES.no)] : []),
       ...(v.oodScore !== undefined && Number.isFinite(v.oodScore) ? [num('CONTAINS', CODES.oodScore, v.oodScore)] : []),
       ...(v.viewPosition ? [text('CONTAINS', CODES.viewPosition, v.viewPosition)] : []),
@@ -224,10 +241,15 @@ export async function studySrDataSet(input: StudySrInput): Promise<{ dataSet: Di
     ]);
   });
   const studyGroup = container('CONTAINS', CODES.studyResult, [
-    num('CONTAINS', CODES.probability, study.probability),
-    num('CONTAINS', CODES.threshold, study.threshold),
-    code('CONTAINS', CODES.finding, study.decision === 'abnormal' ? CODES.abnormal : CODES.normal),
-    num('CONTAINS', CODES.viewsCounted, views.length),
+    ...(study
+      ? [
+          num('CONTAINS', CODES.probability, study.probability),
+          num('CONTAINS', CODES.threshold, study.threshold),
+          code('CONTAINS', CODES.finding, study.decision === 'abnormal' ? CODES.abnormal : CODES.normal),
+        ]
+      : [num('CONTAINS', CODES.threshold, threshold), text('CONTAINS', CODES.noDecision, NO_DECISION)]),
+    num('CONTAINS', CODES.viewsCounted, counted.length),
+    ...rejected.map((v) => text('CONTAINS', CODES.viewLeftOut, `${v.name ?? v.sopInstanceUid}: ${OOD_REASON}`)),
     ...(input.leftOut ?? []).map((l) => text('CONTAINS', CODES.viewLeftOut, `${l.name}: ${l.reason}`)),
   ]);
   const content: DicomItem[] = [

@@ -179,9 +179,10 @@ export async function processStudy(ref: StudyRef, source: StudySource, sink: Res
     log(`no view to predict (${leftOut.length} left out); no SR`);
     return { study, status: 'no-views', views: 0, leftOut: leftOut.length, heatmaps: 0 };
   }
-  const mean = srViews.reduce((s, v) => s + v.probability, 0) / srViews.length;
+  const counted = srViews.filter((v) => !v.ood);
+  const mean = counted.length ? counted.reduce((s, v) => s + v.probability, 0) / counted.length : null;
   log(
-    `predicted ${srViews.length} view(s): ${srViews.map((v) => `${v.sopInstanceUid} p=${v.probability.toFixed(3)} ${v.ood ? 'out-of-distribution' : v.decision}`).join('; ')}; study p=${mean.toFixed(3)}`,
+    `predicted ${srViews.length} view(s): ${srViews.map((v) => `${v.sopInstanceUid} p=${v.probability.toFixed(3)} ${v.ood ? 'out-of-distribution' : v.decision}`).join('; ')}; ${mean === null ? 'no study decision (every view out of distribution)' : `study p=${mean.toFixed(3)} over ${counted.length} view(s)`}`,
   );
   await opts.step?.('predicted', study);
   const source0 = accepted.find((a) => a.header.sopInstanceUid === srViews[0]!.sopInstanceUid)!.header;

@@ -97,6 +97,14 @@ export interface EpochMetrics {
   best: boolean;
   /** What the training steps' convolutions computed in ('bf16' only where asked for and the CPU has it). */
   precision?: 'fp32' | 'bf16';
+  /**
+   * With the frozen-feature cache in play (src/train/feature-cache/): training samples of this epoch whose frozen
+   * prefix output was read from the cache, and those computed in the step; the same for the validation pass.
+   */
+  features_cached?: number;
+  features_computed?: number;
+  val_features_cached?: number;
+  val_features_computed?: number;
 }
 
 export function writeMetricsFile(path: string, history: readonly EpochMetrics[]): void {

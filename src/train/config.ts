@@ -70,6 +70,18 @@ export interface TrainConfig {
   /** Use at most this many training / validation images (a seeded, patient-agnostic random subset); 0 = all. */
   maxTrainImages: number;
   maxValImages: number;
+  /**
+   * The frozen-feature cache (src/train/feature-cache/): 'auto' (default) caches the frozen prefix's output in the
+   * default folder (`nextray-features` beside the dataset's MURA-v1.1 folder, else ~/.cache/nextray/features) where
+   * it can be cached exactly, and trains uncached with one line saying why where it cannot; a folder path does the
+   * same in that folder and makes a configuration that cannot be cached a usage error; 'off' never caches.
+   */
+  featureCache: string;
+  /**
+   * How cached prefix outputs are stored: 'fp16' (half the disk and reads; features rounded to float16, also when
+   * they are computed rather than read, so a run does not depend on what the cache held) or 'fp32' (exact).
+   */
+  featurePrecision: 'fp16' | 'fp32';
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<TrainConfig, 'data'>> = Object.freeze({
@@ -102,6 +114,8 @@ export const DEFAULT_CONFIG: Readonly<Omit<TrainConfig, 'data'>> = Object.freeze
   cacheMb: 1024,
   maxTrainImages: 0,
   maxValImages: 0,
+  featureCache: 'auto',
+  featurePrecision: 'fp16',
 });
 
 /** Field -> CLI flag (for messages and --help); every field has one. */
@@ -136,6 +150,8 @@ export const CONFIG_FLAGS: Readonly<Record<keyof TrainConfig, string>> = Object.
   cacheMb: '--cache-mb',
   maxTrainImages: '--max-train-images',
   maxValImages: '--max-val-images',
+  featureCache: '--feature-cache DIR / --no-feature-cache',
+  featurePrecision: '--feature-precision',
 });
 
 const ENGINES: readonly EngineName[] = ['auto', 'cpu', 'native', 'tfjs-node'];
@@ -228,6 +244,8 @@ const CHECKS: Record<keyof TrainConfig, Check> = {
   cacheMb: num(0, 1e7, true),
   maxTrainImages: num(0, 1e9, true),
   maxValImages: num(0, 1e9, true),
+  featureCache: (v) => (typeof v === 'string' && v.length > 0 ? null : "must be 'auto', 'off' or a folder path"),
+  featurePrecision: oneOf(['fp16', 'fp32']),
 };
 
 /** Reads a JSON config file: an object with a subset of TrainConfig's fields; unknown fields are an error. */
@@ -279,8 +297,9 @@ export function resolveConfig(
 
 /** The fields that make two runs different experiments (everything but where/how it runs). */
 export function experimentKey(c: TrainConfig): Record<string, unknown> {
-  const { engine: _e, workers: _w, cacheMb: _c, ...rest } = c;
-  return rest;
+  // Where the feature cache lives does not change a run; whether it is used does (fp16 features).
+  const { engine: _e, workers: _w, cacheMb: _c, featureCache, ...rest } = c;
+  return { ...rest, featureCache: featureCache === 'off' ? 'off' : 'on' };
 }
 
 /** The loss names, for CLI choices. */

@@ -1,4 +1,4 @@
-/** The training stage's public API: config, losses, Adam, the trainer (with exact resume) and its validation pass, sweeps. */
+/** The training stage's public API: config, losses, Adam, the trainer (with exact resume) and its validation pass, sweeps, the frozen-feature cache. */
 export * from './config.js';
 export * from './losses.js';
 export * from './adam.js';
@@ -6,3 +6,4 @@ export * from './archs.js';
 export * from './trainer.js';
 export * from './validate.js';
 export * from './sweep.js';
+export * as featureCache from './feature-cache/index.js';

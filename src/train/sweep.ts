@@ -7,6 +7,11 @@
  * Resumable: a finished sub-run is skipped, a half-done one resumes from its last checkpoint (trainer.ts), so
  * re-running the same command after a kill finishes the sweep with the results an uninterrupted sweep gives.
  * A failing sub-run is recorded and the sweep goes on with the others.
+ *
+ * Configurations that share a frozen prefix (architecture, starting weights, frozen layers, input size and resize,
+ * engine and precision: everything the feature cache keys on, src/train/feature-cache/key.ts) share one feature
+ * cache: the first of them extracts the prefix's output, the others read it (L2, dropout, learning rate, batch size
+ * and epochs do not touch the prefix). An interrupted extraction resumes with the sweep.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,6 +19,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { ConfigError, experimentKey, resolveConfig, type TrainConfig } from './config.js';
 import { resume, train, type TrainResult } from './trainer.js';
 import { readMetricsFile, runPaths, writeJson, type EpochMetrics } from '../runs/run-dir.js';
+import { checkFeatureCacheConfig, sharedPrefixes } from './feature-cache/session.js';
 
 export interface Grid {
   /** Axes in file order: field -> values. */
@@ -169,8 +175,12 @@ export async function runSweep(grid: Grid, gridSource: string, opts: SweepOption
       { values: p, source: gridSource },
     ]),
   );
+  // A configuration naming a cache folder it cannot use exactly is a usage error before anything runs.
+  configs.forEach(checkFeatureCacheConfig);
   const rows: SweepRow[] = [];
   const echo = opts.echo !== undefined ? opts.echo : opts.quiet ? null : (l: string) => process.stderr.write(l + '\n');
+  const shared = sharedPrefixes(configs);
+  if (shared) echo?.(`sweep: ${shared}`);
   for (let i = 0; i < configs.length; i++) {
     const config = configs[i]!;
     const name = `run-${String(i + 1).padStart(3, '0')}${Object.keys(points[i]!).length ? '_' + slug(points[i]!) : ''}`;

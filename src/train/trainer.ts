@@ -13,6 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader, ImageCache, type BadImage, type Batch } from '../data/loader.js';
+import type { CachedInference, FeatureBatch } from './feature-cache/session.js';
 import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
@@ -28,6 +29,10 @@ import { buildModel } from './archs.js';
 import { resolveConfig, type SelectMetric, type TrainConfig } from './config.js';
 import { batchWeights, bceScalar, l2Penalty, muraClassWeights, regionWeightsFromValidation, weightedBceMean, type RegionClassWeights, type RegionWeights } from './losses.js';
 import { inferRecords } from './validate.js';
+import { inferRecordsWith } from '../data/records.js';
+import { checkFeatureCacheConfig, setUpFeatureCache, type FeatureMode } from './feature-cache/session.js';
+import { roundToFp16 } from './feature-cache/fp16.js';
+import { forwardFrozenFixed } from './feature-cache/prefix.js';
 import { RunLog, runPaths, writeJson, writeMetricsFile, type EpochMetrics, type RunPaths } from '../runs/run-dir.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
@@ -206,6 +211,9 @@ function checkpointInfo(config: TrainConfig, prep: Prepared, state: TrainState, 
 }
 
 interface Validation {
+  /** Validation samples whose prefix output was read from the feature cache / computed (cache in play only). */
+  featuresCached?: number;
+  featuresComputed?: number;
   loss: number;
   accuracy: number;
   recall: number | null;
@@ -214,8 +222,15 @@ interface Validation {
   images: number;
 }
 
-async function validate(model: Model, prep: Prepared, config: TrainConfig, cache?: ImageCache): Promise<Validation & { bad: BadImage[] }> {
-  const res = await inferRecords(model, prep.val, { preprocessing: prep.preprocessing, batchSize: config.batchSize, workers: config.workers, ...(cache ? { cache } : {}) });
+async function validate(model: Model, prep: Prepared, config: TrainConfig, cache: ImageCache | undefined, fm: FeatureMode): Promise<Validation & { bad: BadImage[] }> {
+  const opts = { preprocessing: prep.preprocessing, batchSize: config.batchSize, workers: config.workers, ...(cache ? { cache } : {}) };
+  const size = prep.preprocessing.size;
+  const res =
+    fm.kind === 'cached'
+      ? await fm.session.validate(model)
+      : fm.kind === 'computed' || (fm.kind === 'off' && fm.fixedPrefix)
+        ? await inferRecordsWith(async (x, n) => tf.tidy(() => model.forwardTrainable(frozenFeatures(fm, model, tf.tensor4d(x, [n, size, size, 3])), false).dataSync() as Float32Array), prep.val, opts)
+        : await inferRecords(model, prep.val, opts);
   const n = res.records.length;
   if (!n) throw new TrainError('every validation image failed to load');
   let loss = 0;
@@ -253,7 +268,29 @@ async function validate(model: Model, prep: Prepared, config: TrainConfig, cache
     lossByRegion,
     images: n,
     bad: res.badImages,
+    ...(fm.kind === 'cached' ? { featuresCached: (res as CachedInference).cached, featuresComputed: (res as CachedInference).computed } : fm.kind === 'computed' ? { featuresCached: 0, featuresComputed: n } : {}),
   };
+}
+
+/**
+ * The frozen prefix's output for pixels `x` (disposed here), computed in this step: as it comes, or, when the
+ * feature cache is in play but no store is ('computed' mode), rounded to the storage precision as a cached run's
+ * features are, so the run's numbers do not depend on whether a cache folder was usable.
+ */
+function frozenFeatures(fm: FeatureMode, model: Model, x: tf.Tensor4D): tf.Tensor4D {
+  const f = fm.kind === 'computed' || (fm.kind === 'off' && fm.fixedPrefix) ? forwardFrozenFixed(model, x) : model.forwardFrozen(x);
+  x.dispose();
+  if (fm.kind !== 'computed' || fm.storage !== 'fp16' || fm.fp16Exceeded) return f;
+  const values = f.dataSync().slice() as Float32Array;
+  if (roundToFp16(values)) {
+    // Features beyond float16's range would become infinite: this run keeps them in float32 from here on.
+    fm.fp16Exceeded = true;
+    fm.log('feature cache: the frozen prefix\'s output exceeds the float16 range; features stay float32 from here on (--feature-precision fp32 avoids the switch)');
+    return f;
+  }
+  const shape = f.shape;
+  f.dispose();
+  return tf.tensor4d(values, shape);
 }
 
 /** Starts a new run in `runDir` (which must not hold a run already) with a resolved config. */
@@ -262,6 +299,7 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   if (existsSync(paths.config)) {
     throw new TrainError(`${paths.dir} already holds a run (config.json exists): continue it with --resume ${opts.runDir}, or choose another --out`);
   }
+  checkFeatureCacheConfig(config);
   writeJson(paths.config, config);
   return runTraining(config, paths, false, opts);
 }
@@ -294,6 +332,8 @@ interface RunContext {
   classWeights: RegionClassWeights;
   cache: ImageCache;
   loader: BatchLoader;
+  /** Where the frozen prefix's output comes from (src/train/feature-cache/session.ts). */
+  features: FeatureMode;
 }
 
 /** What one pass over the training images measured. */
@@ -306,6 +346,9 @@ interface EpochTraining {
   lrThisEpoch: number;
   /** What the training steps' convolutions computed in. */
   precision: Precision;
+  /** Samples whose frozen-prefix output was read from the feature cache / computed (null: no cache in play). */
+  featuresCached: number | null;
+  featuresComputed: number | null;
 }
 
 /**
@@ -330,11 +373,22 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
   let valBad: BadImage[] = [];
   try {
     restoreOrStart(ctx, state, hasLast);
+    ctx.features = await setUpFeatureCache({
+      config,
+      model: ctx.model,
+      train: prep.train,
+      val: prep.val,
+      preprocessing: prep.preprocessing,
+      datasetBase: prep.dataset.base,
+      engine,
+      log: (l) => log.line(l),
+      quiet: !!opts.quiet,
+    });
     if (config.loss === 'region-weighted' && config.regionWeights !== 'validation') state.regionWeights = { ...config.regionWeights };
 
     for (let epoch = state.epochsDone; epoch < config.epochs; epoch++) {
       const t = await trainEpoch(ctx, state, epoch);
-      const val = await validate(ctx.model, prep, config, ctx.cache);
+      const val = await validate(ctx.model, prep, config, ctx.cache, ctx.features);
       valBad = val.bad;
       const m = epochMetrics(ctx, epoch, t, val);
       const improved = updateAfterEpoch(ctx, state, m, val);
@@ -344,10 +398,11 @@ async function runTraining(config: TrainConfig, paths: RunPaths, resuming: boole
         break;
       }
     }
-    const bad = [...ctx.loader.badImages, ...valBad];
+    const bad = [...ctx.loader.badImages, ...trainBadFromCache(ctx), ...valBad];
     writeRunSummary(ctx, state, bad);
     return { runDir: paths.dir, state, engine, badImages: bad, alreadyDone: false };
   } finally {
+    if (ctx.features.kind === 'cached') ctx.features.session.close();
     await ctx.loader.close();
     ctx.adam.dispose();
     ctx.model.dispose();
@@ -384,7 +439,12 @@ async function setUpRun(config: TrainConfig, paths: RunPaths, opts: TrainOptions
     workers: config.workers,
     onBadImage: (b) => log.line(`bad image skipped: ${b.path}: ${b.problem}`),
   });
-  return { config, paths, opts, log, engine, prep, model, params, adam, classWeights, cache, loader };
+  return { config, paths, opts, log, engine, prep, model, params, adam, classWeights, cache, loader, features: { kind: 'off', fixedPrefix: false } };
+}
+
+/** Training images the feature cache found unusable (the loader keeps its own). */
+function trainBadFromCache(ctx: RunContext): BadImage[] {
+  return ctx.features.kind === 'cached' ? [...ctx.features.session.trainBad.values()] : [];
 }
 
 /** Resuming: weights and Adam state from the last checkpoint, bit for bit. Starting: an empty metrics file. */
@@ -418,11 +478,20 @@ async function trainEpoch(ctx: RunContext, state: TrainState, epoch: number): Pr
   let correct = 0;
   let seen = 0;
   const lrThisEpoch = adam.lr;
+  const fm = ctx.features;
+  let featuresCached = 0;
+  let featuresComputed = 0;
+  // Pixels from the loader, or the frozen prefix's output from the feature cache: the same batches either way.
+  const batches: AsyncIterable<Batch | FeatureBatch> = fm.kind === 'cached' ? fm.session.trainEpoch(epoch) : loader.epoch(epoch);
   // Only the training steps in config.precision (bf16 where the CPU has it); validation stays float32.
   const precision = await withPrecision(config.precision, async (inEffect) => {
     try {
-      for await (const batch of loader.epoch(epoch)) {
+      for await (const batch of batches) {
         const w = batchWeights(config.loss, batch.records, ctx.classWeights, state.regionWeights);
+        if ('features' in batch) {
+          featuresCached += batch.cached;
+          featuresComputed += batch.computed;
+        } else featuresComputed += batch.n;
         const { loss: batchLoss, correct: batchCorrect } = trainStep(ctx, batch, w);
         if (!Number.isFinite(batchLoss)) throw new TrainError(`epoch ${epoch + 1}: the training loss became ${batchLoss} (try a lower --lr)`);
         lossSum += batchLoss * batch.n;
@@ -433,26 +502,37 @@ async function trainEpoch(ctx: RunContext, state: TrainState, epoch: number): Pr
       }
     } finally {
       progress.stop();
+      if (fm.kind === 'cached') fm.session.commit();
     }
     return inEffect;
   }, 'training');
   if (!seen) throw new TrainError(`epoch ${epoch + 1}: no training image could be loaded`);
-  return { lossSum, correct, seen, started, trainSeconds: (Date.now() - started) / 1000, lrThisEpoch, precision };
+  const counted = fm.kind !== 'off';
+  return {
+    lossSum,
+    correct,
+    seen,
+    started,
+    trainSeconds: (Date.now() - started) / 1000,
+    lrThisEpoch,
+    precision,
+    featuresCached: counted ? featuresCached : null,
+    featuresComputed: counted ? featuresComputed : null,
+  };
 }
 
 /** One optimiser step on a batch: its mean data loss and how many it classified right (before the step). */
-function trainStep(ctx: RunContext, batch: Batch, w: Float32Array | number[] | undefined | null): { loss: number; correct: number } {
+function trainStep(ctx: RunContext, batch: Batch | FeatureBatch, w: Float32Array | number[] | undefined | null): { loss: number; correct: number } {
   const { config, model, params, adam } = ctx;
   const size = config.inputSize;
   let batchLoss = 0;
   let batchCorrect = 0;
   tf.tidy(() => {
-    const x = tf.tensor4d(batch.x, [batch.n, size, size, 3]);
     // The frozen prefix needs no gradients: computed here, outside the tape, only its output stays alive
     // (under variableGrads every activation of ResNet-152's 148 frozen layers was kept for backward:
     // 10.8 GB at batch 16, 320 px). forwardTrainable(features) is the same computation as forward(x).
-    const features = model.forwardFrozen(x);
-    x.dispose();
+    // With the feature cache the prefix's output arrives ready (read, or computed and rounded by the session).
+    const features = 'features' in batch ? tf.tensor4d(batch.features, [batch.n, ...batch.shape]) : frozenFeatures(ctx.features, model, tf.tensor4d(batch.x, [batch.n, size, size, 3]));
     const y = tf.tensor1d(batch.y);
     const wt = w ? tf.tensor1d(w) : undefined;
     let logits: tf.Tensor | null = null;
@@ -477,6 +557,10 @@ function trainStep(ctx: RunContext, batch: Batch, w: Float32Array | number[] | u
 
 function epochMetrics(ctx: RunContext, epoch: number, t: EpochTraining, val: Validation & { bad: BadImage[] }): EpochMetrics {
   const seconds = (Date.now() - t.started) / 1000;
+  const features =
+    t.featuresCached === null
+      ? {}
+      : { features_cached: t.featuresCached, features_computed: t.featuresComputed!, val_features_cached: val.featuresCached ?? 0, val_features_computed: val.featuresComputed ?? 0 };
   return {
     epoch: epoch + 1,
     train_loss: t.lossSum / t.seen,
@@ -490,9 +574,10 @@ function epochMetrics(ctx: RunContext, epoch: number, t: EpochTraining, val: Val
     images_per_second: t.seen / Math.max(t.trainSeconds, 1e-3),
     train_images: t.seen,
     val_images: val.images,
-    bad_images: ctx.loader.badImageCount + val.bad.length,
+    bad_images: ctx.loader.badImageCount + trainBadFromCache(ctx).length + val.bad.length,
     best: false,
     precision: t.precision,
+    ...features,
   };
 }
 
@@ -549,7 +634,8 @@ function commitEpoch(ctx: RunContext, state: TrainState, epoch: number, m: Epoch
   log.line(
     `epoch ${m.epoch}/${config.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${m.train_accuracy.toFixed(3)} | ` +
       `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} | ` +
-      `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.precision === 'bf16' ? ' (bf16)' : ''}${m.best ? ' | best' : ''}`,
+      `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.precision === 'bf16' ? ' (bf16)' : ''}` +
+      `${m.features_cached !== undefined ? ` | features: ${m.features_cached} cached, ${m.features_computed} computed` : ''}${m.best ? ' | best' : ''}`,
   );
   ctx.opts.onEpoch?.(m);
   return stopEarly;
@@ -568,6 +654,7 @@ function writeRunSummary(ctx: RunContext, state: TrainState, bad: BadImage[]): v
     bad_image_list: bad.slice(0, 100),
     engine: engine.description,
     precision: state.history[state.history.length - 1]?.precision ?? 'fp32',
+    feature_cache: ctx.features.kind === 'cached' ? ctx.features.session.summary() : ctx.features.kind,
   });
   log.line(`done: ${state.epochsDone} epoch(s); best ${config.selectBy} at epoch ${state.bestEpoch ?? '-'}; ${bad.length} bad image(s)`);
 }

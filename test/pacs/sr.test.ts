@@ -96,11 +96,14 @@ test("dcmtk's dsrdump renders the content tree: probabilities, findings, OOD ver
   assert.match(out, /<CONTAINER:\(126000,DCM,"Imaging Measurement Report"\)=SEPARATE>/);
   assert.match(out, /<contains NUM:\(PABN,99NEXTRAY,"Probability of abnormality"\)="0\.875" \(1,UCUM,"no units"\)>/);
   assert.match(out, /<contains CODE:\(121071,DCM,"Finding"\)=\(263654008,SCT,"Abnormal"\)>/);
-  assert.match(out, /<contains CODE:\(121071,DCM,"Finding"\)=\(17621005,SCT,"Normal"\)>/);
+  // The view the OOD gate rejected keeps its numbers but has no finding: the only "Normal" would be its own.
+  assert.doesNotMatch(out, /<contains CODE:\(121071,DCM,"Finding"\)=\(17621005,SCT,"Normal"\)>/);
   assert.match(out, /<contains CODE:\(OOD,99NEXTRAY,"Out of distribution"\)=\(373066001,SCT,"Yes"\)>/);
-  // The study's probability is the mean of its views': (0.875 + 0.125) / 2.
-  assert.match(out, /<contains NUM:\(PABN,99NEXTRAY,"Probability of abnormality"\)="0\.5" \(1,UCUM,"no units"\)>/);
-  assert.match(out, /<contains NUM:\(VIEWS,99NEXTRAY,"Views counted"\)="2"/);
+  assert.match(out, /<contains NUM:\(PABN,99NEXTRAY,"Probability of abnormality"\)="0\.125" \(1,UCUM,"no units"\)>/);
+  // The study's probability counts only the accepted view (0.875), not the mean with the rejected one (0.5).
+  assert.doesNotMatch(out, /"Probability of abnormality"\)="0\.5"/);
+  assert.match(out, /<contains NUM:\(VIEWS,99NEXTRAY,"Views counted"\)="1"/);
+  assert.match(out, /View left out"\)="wrist\/lat\.dcm: rejected by the out-of-distribution gate/);
   assert.match(out, /View left out"\)="wrist\/ct\.dcm: Modality CT is not a radiograph"/);
   assert.match(out, /Research use only/);
   assert.match(out, /sha256:c0ffee1111/);
@@ -143,9 +146,10 @@ test('pydicom reads the SR back: patient and study copied, new series, evidence 
   assert.deepEqual([got.modality, got.patient, got.patient_id, got.accession, got.study_date, got.ts], ['SR', 'Doe^Jane', 'PAT-7', 'ACC42', '20250304', '1.2.840.10008.1.2.1']);
   assert.deepEqual(got.evidence, [`${STUDY}.1.1`, `${STUDY}.2.1`]);
   const values = (name: string) => got.items.filter(([n]) => n === name).map(([, v]) => v);
-  assert.deepEqual(values('Probability of abnormality'), [0.875, 0.125, 0.5]);
+  assert.deepEqual(values('Probability of abnormality'), [0.875, 0.125, 0.875]);
   assert.deepEqual(values('Decision threshold'), [0.42, 0.42, 0.42]);
-  assert.deepEqual(values('Finding'), ['Abnormal', 'Normal', 'Abnormal']);
+  assert.deepEqual(values('Finding'), ['Abnormal', 'Abnormal']);
+  assert.deepEqual(values('Views counted'), [1]);
   assert.deepEqual(values('Out of distribution'), ['No', 'Yes']);
   assert.deepEqual(values('Out-of-distribution score'), [3.25, 99.5]);
   assert.deepEqual(values('Tracking Unique Identifier'), [`${STUDY}.1.1`, `${STUDY}.2.1`]);
@@ -182,4 +186,21 @@ test('a source without a Study Instance UID, or no views, is refused', async () 
   delete h.studyInstanceUid;
   await assert.rejects(buildStudySr(input({ source: h })), /no Study Instance UID/);
   await assert.rejects(buildStudySr(input({ views: [] })), /no predicted view/);
+});
+
+test('every view rejected by the OOD gate: the study result has no probability and no finding, and says why', { skip: toolsSkip(['pydicom', 'dciodvfy']) }, async () => {
+  const views = input().views.map((v) => ({ ...v, ood: true }));
+  const sr = await buildStudySr(input({ views }));
+  const file = join(tmp.dir, 'sr-all-ood.dcm');
+  writeFileSync(file, sr.bytes);
+  assert.deepEqual(dciodvfy(file).errors, []);
+  const script = join(tmp.dir, 'read-all-ood.py');
+  writeFileSync(script, READ_PY);
+  const got = JSON.parse(tool(pydicomPython()!, [script, file])) as { items: Array<[string, string | number]> };
+  const values = (name: string) => got.items.filter(([n]) => n === name).map(([, v]) => v);
+  assert.deepEqual(values('Probability of abnormality'), [0.875, 0.125], 'the views keep their numbers; the study has none');
+  assert.deepEqual(values('Finding'), []);
+  assert.deepEqual(values('Views counted'), [0]);
+  assert.match(String(values('No decision')[0]), /^no decision: every view was rejected by the out-of-distribution gate/);
+  assert.equal(values('View left out').length, 3, 'both rejected views and the refused CT');
 });
