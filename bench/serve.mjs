@@ -7,14 +7,21 @@
 //      to a ready page (model downloaded, session created, one warm-up run), then the per-image time the page
 //      measures (preprocessing + inference, median of K picks after one) against onnxruntime-node on the same
 //      machine (preprocessing + inference, 2 threads, median of K after one).
+//   3. Soak (`--soak`, alone): `nextray serve --token T --timeout 5000` under 32 clients x 50 good requests (Bearer
+//      token, keep-alive) while slow clients (1 byte per 100 ms bodies, cut at the timeout: 408) and bad requests
+//      (no token, encoded and absolute-form paths, malformed multipart, truncated images, garbage) run beside
+//      them. Reports transport errors (connections that ended without an answer: must be 0), every status seen,
+//      p50/p99 of the good requests, and the server's RSS (start, peak, end; sampled every 250 ms).
 // Usage: npm run bench:serve -- [--models demo,resnet152] [--clients 16] [--requests 200] [--r152-requests 200]
 //        [--browser-images 5] [--no-browser] [--no-load] [--demo-run /work/demo/run] [--image FILE] [--work DIR]
+//        npm run bench:serve -- --soak [--soak-clients 32] [--soak-requests 50] [--slow-clients 4] [--bad-clients 8]
 // Needs `npm run build`. Prints one JSON document (and a Markdown table on stderr).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect } from 'node:net';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = new URL('../dist/', import.meta.url);
@@ -45,8 +52,9 @@ function firstPng(dir) {
   }
   return null;
 }
-const image = opt('image', null) ?? firstPng(join(demoRun, '..', 'data', 'MURA-v1.1', 'valid'));
-if (!image) throw new Error('no test image: give --image FILE');
+const image = opt('image', null) ?? (existsSync(demoRun) ? firstPng(join(demoRun, '..', 'data', 'MURA-v1.1', 'valid')) : null);
+if (!image && !flag('soak')) throw new Error('no test image: give --image FILE');
+
 
 async function modelFile(name) {
   if (name === 'demo') {
@@ -75,8 +83,8 @@ async function modelFile(name) {
   throw new Error(`unknown model ${name}`);
 }
 
-function startServe(file) {
-  const child = spawn(process.execPath, [bin, 'serve', '--model', file, '--port', '0', '--json', '--threads', '2', '--timeout', '600000', '--max-queue', String(Math.max(32, clients * 2))], {
+function startServe(file, extra = ['--timeout', '600000', '--max-queue', String(Math.max(32, clients * 2))]) {
+  const child = spawn(process.execPath, [bin, 'serve', '--model', file, '--port', '0', '--json', '--threads', '2', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -174,6 +182,11 @@ async function browser(url) {
   }
 }
 
+if (flag('soak')) {
+  process.stdout.write(JSON.stringify(await soak(), null, 2) + '\n');
+  process.exit(0);
+}
+
 const results = [];
 const body = readFileSync(image);
 for (const name of models) {
@@ -209,4 +222,173 @@ log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   const sv = r.serve ?? {};
   log(`| ${r.label} | ${r.clients}x${r.per_client} | ${sv.errors ?? '-'} | ${sv.p50_ms ?? '-'} | ${sv.p99_ms ?? '-'} | ${sv.throughput_rps ?? '-'} | ${sv.peak_rss_mb ?? '-'} | ${r.browser ? (r.browser.ready_ms / 1000).toFixed(2) : '-'} | ${r.browser?.per_image_ms ?? '-'} | ${r.node?.ms ?? '-'} | ${r.browser_vs_node ?? '-'} |`);
+}
+
+/** One request over a plain socket (for what fetch will not send: odd targets, slow or broken bodies). */
+function rawRequest(port, bytes, { slow = false, timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let data = Buffer.alloc(0);
+    let done = false;
+    const finish = (outcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => finish({ transport: 'no answer (client gave up)' }), timeoutMs);
+    socket.on('data', (d) => {
+      data = Buffer.concat([data, d]);
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(data.toString('latin1', 0, 16));
+      const end = data.indexOf('\r\n\r\n');
+      if (m && end > 0) {
+        const len = /content-length: (\d+)/i.exec(data.toString('latin1', 0, end));
+        if (!len || data.length >= end + 4 + Number(len[1])) finish({ status: Number(m[1]) });
+      }
+    });
+    socket.on('error', (e) => finish({ transport: e.code ?? e.message }));
+    socket.on('close', () => finish({ transport: 'closed without an answer' }));
+    socket.on('connect', async () => {
+      if (!slow) return socket.write(bytes);
+      // Headers at once, then the body one byte per 100 ms until the server answers (408) or closes.
+      const head = bytes.indexOf('\r\n\r\n') + 4;
+      socket.write(bytes.subarray(0, head));
+      for (let i = head; i < bytes.length && !done && !socket.destroyed; i++) {
+        socket.write(bytes.subarray(i, i + 1));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    });
+  });
+}
+
+function request(method, target, port, headers, body) {
+  const b = body ?? Buffer.alloc(0);
+  const h = { host: `127.0.0.1:${port}`, connection: 'close', ...headers, ...(body ? { 'content-length': String(b.length) } : {}) };
+  return Buffer.concat([Buffer.from(`${method} ${target} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`, 'latin1'), b]);
+}
+
+/** A small model and picture for the soak when there is no demo run: resnet-slim at 128 px (random weights). */
+async function soakInputs() {
+  const sharp = (await import('sharp')).default;
+  const file = join(work, 'soak-slim-128.onnx');
+  if (!existsSync(file)) {
+    const { initEngine } = await import(new URL('src/engine/index.js', dist).href);
+    const { createModel } = await import(new URL('src/models/index.js', dist).href);
+    const { exportOnnxFile } = await import(new URL('src/models/onnx/files.js', dist).href);
+    await initEngine('cpu');
+    const m = createModel('resnet-slim', { head: 'binary', seed: 0, init: 'random' });
+    exportOnnxFile(m, file, { inputSize: 128, cam: true });
+    m.dispose();
+  }
+  const px = Buffer.alloc(320 * 256);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 13 + (i >> 8) * 7) % 256;
+  const png = image ? readFileSync(image) : await sharp(px, { raw: { width: 320, height: 256, channels: 1 } }).png().toBuffer();
+  return { file, png };
+}
+
+async function soak() {
+  const soakClients = Number(opt('soak-clients', '32'));
+  const perClient = Number(opt('soak-requests', '50'));
+  const slowClients = Number(opt('slow-clients', '4'));
+  const badClients = Number(opt('bad-clients', '8'));
+  const timeoutMs = 5000;
+  const token = 'soak-' + Math.random().toString(36).slice(2);
+  const { file, png } = await soakInputs();
+  const { child, url } = await startServe(file, ['--token', token, '--timeout', String(timeoutMs), '--max-queue', String(soakClients * 4), '--no-onnx-cache']);
+  const port = Number(new URL(url).port);
+  const rss = [];
+  const sampler = setInterval(() => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+    if (m) rss.push(Number(m[1]) / 1024);
+  }, 250);
+  log(`soak: ${soakClients} clients x ${perClient} requests, ${slowClients} slow and ${badClients} bad clients beside them (load ${loadavg()[0].toFixed(1)})`);
+  const good = { lat: [], statuses: {}, transport: 0 };
+  const bad = { statuses: {}, transport: 0, kinds: {} };
+  const slow = { statuses: {}, transport: 0, seconds: [], transports: {} };
+  let running = true;
+  const count = (o, k) => (o[k] = (o[k] ?? 0) + 1);
+  const cut = png.subarray(0, Math.floor(png.length / 2));
+  const mp = (boundary, bodyText) => Buffer.from(bodyText.replace(/B/g, boundary));
+  const badRequests = [
+    ['no token', () => request('POST', '/v1/predict', port, { 'content-type': 'image/png' }, png)],
+    ['encoded path, no token', () => request('POST', '/%76%31/predict', port, { 'content-type': 'image/png' }, png)],
+    ['absolute-form, no token', () => request('GET', `http://127.0.0.1:${port}/model.onnx`, port, {})],
+    ['dot segments, no token', () => request('GET', '/v1/../model%2eonnx', port, {})],
+    ['encoded slash', () => request('GET', '/v1%2fhealth', port, { authorization: `Bearer ${token}` })],
+    ['truncated multipart', () => request('POST', '/v1/predict', port, { authorization: `Bearer ${token}`, 'content-type': 'multipart/form-data; boundary=zz' }, mp('zz', '--B\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\nPNGDA'))],
+    ['multipart without boundary', () => request('POST', '/v1/predict', port, { authorization: `Bearer ${token}`, 'content-type': 'multipart/form-data' }, png)],
+    ['truncated PNG', () => request('POST', '/v1/predict', port, { authorization: `Bearer ${token}`, 'content-type': 'image/png' }, cut)],
+    ['garbage', () => request('POST', '/v1/predict', port, { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' }, Buffer.from('not an image at all'))],
+    ['empty body', () => request('POST', '/v1/predict', port, { authorization: `Bearer ${token}`, 'content-type': 'image/png' }, Buffer.alloc(0))],
+  ];
+  const t0 = performance.now();
+  const goodRuns = Array.from({ length: soakClients }, async () => {
+    for (let i = 0; i < perClient; i++) {
+      const s = performance.now();
+      try {
+        const r = await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png', authorization: `Bearer ${token}` } });
+        await r.arrayBuffer();
+        count(good.statuses, r.status);
+      } catch (e) {
+        good.transport++;
+        count(good.statuses, `transport: ${e.cause?.code ?? e.message}`);
+      }
+      good.lat.push(performance.now() - s);
+    }
+  });
+  const badRuns = Array.from({ length: badClients }, async (_, c) => {
+    for (let i = 0; running; i++) {
+      const [kind, make] = badRequests[(c + i) % badRequests.length];
+      const r = await rawRequest(port, make(), { timeoutMs: 30_000 });
+      count(bad.kinds, `${kind}: ${r.status ?? r.transport}`);
+      if (r.transport) {
+        bad.transport++;
+        count(bad.statuses, `transport: ${r.transport}`);
+      } else count(bad.statuses, r.status);
+    }
+  });
+  const slowRuns = Array.from({ length: slowClients }, async () => {
+    while (running) {
+      const s = performance.now();
+      const r = await rawRequest(port, request('POST', '/v1/predict', port, { authorization: `Bearer ${token}`, 'content-type': 'image/png', connection: 'keep-alive' }, png), { slow: true, timeoutMs: 60_000 });
+      slow.seconds.push((performance.now() - s) / 1000);
+      if (r.transport) {
+        slow.transport++;
+        count(slow.transports, r.transport);
+      } else count(slow.statuses, r.status);
+    }
+  });
+  await Promise.all(goodRuns);
+  running = false;
+  await Promise.all([...badRuns, ...slowRuns]);
+  const seconds = (performance.now() - t0) / 1000;
+  clearInterval(sampler);
+  const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+  good.lat.sort((a, b) => a - b);
+  const out = {
+    bench: 'serve-soak',
+    date: new Date().toISOString(),
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    model: file,
+    clients: soakClients,
+    per_client: perClient,
+    slow_clients: slowClients,
+    bad_clients: badClients,
+    timeout_ms: timeoutMs,
+    seconds: +seconds.toFixed(1),
+    transport_errors: good.transport + bad.transport + slow.transport,
+    good: { requests: good.lat.length, statuses: good.statuses, p50_ms: +pct(good.lat, 0.5).toFixed(1), p99_ms: +pct(good.lat, 0.99).toFixed(1), throughput_rps: +(good.lat.length / seconds).toFixed(2) },
+    bad: { requests: Object.values(bad.kinds).reduce((a, b) => a + b, 0), statuses: bad.statuses, by_kind: bad.kinds },
+    slow: { requests: slow.seconds.length, statuses: slow.statuses, transport: slow.transports, max_seconds: +Math.max(0, ...slow.seconds).toFixed(1) },
+    rss_mb: { start: Math.round(rss[0] ?? 0), peak: peak ? Math.round(Number(peak[1]) / 1024) : null, end: Math.round(rss[rss.length - 1] ?? 0), samples: rss.length },
+    loadavg_end: loadavg().map((x) => +x.toFixed(2)),
+  };
+  log(`soak: ${out.transport_errors} transport errors; good p50 ${out.good.p50_ms} ms, p99 ${out.good.p99_ms} ms; RSS ${out.rss_mb.start} -> peak ${out.rss_mb.peak} -> ${out.rss_mb.end} MB; slow clients cut after at most ${out.slow.max_seconds} s`);
+  if (out.transport_errors > 0) process.exitCode = 1;
+  return out;
 }

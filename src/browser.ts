@@ -34,8 +34,16 @@ export * as bootstrap from './evaluate/bootstrap.js';
 export * as threshold from './evaluate/threshold.js';
 export * as predictions from './evaluate/predictions.js';
 export * as evaluation from './evaluate/evaluate.js';
+export * as calibration from './evaluate/calibration.js';
 export * as tables from './evaluate/tables.js';
 export * as plots from './evaluate/plots.js';
+
+/**
+ * Site adaptation (the fitting of `nextray adapt`, for the page's "Adapt to this site"): refit the head on the
+ * model's `features` output of a clinic's labelled studies, temperature and threshold by cross-fitting, a
+ * patient-disjoint held-out check, the small head file (SHA-256-bound to its model) and applying it.
+ */
+export * as adaptation from './calibrate/adapt/index.js';
 
 /** Typed errors (NextrayError and its code / exit status / hint). */
 export * as errors from './util/errors.js';

@@ -19,6 +19,9 @@ export * as runs from './runs/index.js';
 /** Fitting on held-out data after training: OOD gate, temperature, operating point (stored in the checkpoint). */
 export * as calibrate from './calibrate/index.js';
 export * as evaluate from './evaluate/index.js';
+/** Site adaptation: the browser-safe fitting (src/calibrate/adapt/) and the Node host of `nextray adapt`. */
+export * as adaptation from './calibrate/adapt/index.js';
+export { runAdapt, readLocalStudies, computeModelOutputs, type RunAdaptOptions, type RunAdaptResult } from './calibrate/adapt-host.js';
 /** Pipelines over the stages (the demo). */
 export * as workflows from './workflows/index.js';
 /** Running trained models on files: openModel (.onnx / checkpoint / run dir), predictFiles, ensembles, studies, DICOM. */

@@ -27,6 +27,8 @@ export interface OodEvaluation {
   layers: string[];
   threshold: number;
   quantile: number;
+  /** Whose scores the threshold's quantile was taken of. */
+  thresholdFrom: 'validation' | 'train';
   sets: OodSetResult[];
   /** All non-radiograph sets together. */
   overall: { images: number; flagged: number; auroc: number | null };
@@ -88,6 +90,7 @@ export async function evaluateOodGate(model: Model, gate: OodGate, pre: Preproce
     layers: gate.layers,
     threshold: gate.threshold,
     quantile: gate.quantile,
+    thresholdFrom: gate.thresholdFrom ?? 'train',
     sets,
     overall: { images: allScores.length, flagged: flaggedShare(allScores), auroc: auroc(allScores) },
     heldOut: { images: radioScores.length, flagged: flaggedShare(radioScores) },
@@ -99,7 +102,7 @@ export function oodTable(e: OodEvaluation): string {
   const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   const rows = e.sets.map((s) => `| ${s.set} | ${s.images} | ${pct(s.flagged)} | ${s.auroc === null ? '—' : s.auroc.toFixed(3)} | ${s.medianScore.toFixed(1)} |`);
   return [
-    `OOD gate: Mahalanobis on channel mean/std of ${e.layers.join(', ')}, threshold ${e.threshold.toFixed(1)} (training-score quantile ${e.quantile})`,
+    `OOD gate: Mahalanobis on channel mean/std of ${e.layers.join(', ')}, threshold ${e.threshold.toFixed(1)} (${e.thresholdFrom === 'validation' ? 'validation' : 'training'}-score quantile ${e.quantile})`,
     '',
     '| set | images | flagged | AUROC vs held-out radiographs | median score |',
     '|---|---|---|---|---|',

@@ -1,9 +1,9 @@
 /**
- * `nextray calibrate`: fits, on an existing run, what training now fits when it ends — the OOD gate on the
- * training images' pooled features, temperature scaling on validation, and optionally the operating point for a
- * target sensitivity — and stores them in the run's best checkpoint (model.json `extra.trust`); exports and
- * predictions then carry them. `--ood-eval FILE` also measures the gate on generated non-radiographs vs the
- * held-out test radiographs.
+ * `nextray calibrate`: fits, on an existing run, what training now fits when it ends — the OOD gate (statistics of
+ * the training images, threshold from the validation images' scores), temperature scaling on validation (image or
+ * study level) and the study-level operating point (maximum Cohen's kappa, or a target sensitivity) — and stores
+ * them in the run's best checkpoint (model.json `extra.trust`); exports and predictions then carry them.
+ * `--ood-eval FILE` also measures the gate on generated non-radiographs vs the held-out test radiographs.
  */
 import type { Command } from 'commander';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
@@ -31,18 +31,27 @@ interface Flags {
 export function registerCalibrate(program: Command): void {
   program
     .command('calibrate')
-    .description('fit the OOD gate (train), temperature scaling (validation) and optionally an operating point, and store them in the run')
+    .description(
+      'Fit, on held-out data, what decisions rest on and store it in the run: the decision threshold (study level, maximum Cohen\'s kappa on validation, or --target-sensitivity), ' +
+        'the temperature (validation; image or study level, whichever gives the lower study ECE) and the OOD gate (mean/covariance of the training images, threshold at a quantile of the validation images\' scores).',
+    )
     .requiredOption('--model <run>', 'run directory or checkpoint folder')
     .requiredOption('--data <dir>', 'dataset folder (MURA layout) the run was trained on')
     .option('--split <file>', "split file (default: the run's split.json)")
     .option('--which <best|last>', 'checkpoint of the run', 'best')
-    .option('--target-sensitivity <s>', 'also store the study-level threshold reaching this validation sensitivity', parseFloatOption('--target-sensitivity', 0, 1))
-    .option('--ood-quantile <q>', 'training-score quantile of the OOD threshold', parseFloatOption('--ood-quantile', 0.5, 1), 0.99)
+    .option('--target-sensitivity <s>', 'choose the study-level threshold reaching this validation sensitivity (default: the maximum-kappa threshold)', parseFloatOption('--target-sensitivity', 0, 1))
+    .option('--ood-quantile <q>', 'quantile of the validation images\' OOD scores the threshold sits at (0.99: about 1% of held-out radiographs flagged)', parseFloatOption('--ood-quantile', 0.5, 1), 0.99)
     .option('--max-train-images <n>', 'fit the OOD gate on at most n training images (seeded sample)', parseIntOption('--max-train-images', 10))
     .option('--ood-eval <file.json>', 'measure the gate on generated non-radiographs vs held-out test radiographs; write JSON (+ .md)')
     .option('--ood-per-set <n>', 'images per generated set', parseIntOption('--ood-per-set', 5, 10000), 100)
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', '\nExample:\n  nextray calibrate --model runs/r1 --data ~/datasets --target-sensitivity 0.9 --ood-eval runs/r1/ood.json\n')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  nextray calibrate --model runs/r1 --data ~/datasets --ood-eval runs/r1/ood.json\n' +
+        '  nextray calibrate --model runs/r1 --data ~/datasets --target-sensitivity 0.9 --json\n' +
+        '\nThe OOD flag rates on train, validation and test are printed (and in --json). See docs/trust.md.\n' +
+        'Exit codes: 0 stored; 1 fitting failed; 2 bad options or an unusable run/dataset.\n',
+    )
     .action(async (flags: Flags) => {
       if (flags.which !== 'best' && flags.which !== 'last') throw new CliError(`--which must be best or last, got ${flags.which}`);
       const res = await fitTrust(flags.model, {
@@ -71,6 +80,13 @@ export function registerCalibrate(program: Command): void {
       }
       const out = { checkpoint: res.checkpoint, decisionThreshold: res.decisionThreshold, temperature: res.trust.temperature, operatingPoint: res.trust.operatingPoint ?? null, ood: { threshold: res.gate.threshold, quantile: res.gate.quantile, shrinkage: res.gate.shrinkage, dim: res.gate.mean.length, flagRate: res.oodFlagRate }, oodEvaluation: ood };
       if (flags.json) printJson(out);
-      else process.stdout.write(`stored in ${res.checkpoint}: temperature ${res.trust.temperature!.value.toFixed(3)}, OOD threshold ${res.gate.threshold.toFixed(1)}, decision threshold ${res.decisionThreshold}\n`);
+      else {
+        const r = res.oodFlagRate;
+        const pct = (v: number | undefined): string => (v === undefined ? '-' : `${(100 * v).toFixed(1)}%`);
+        process.stdout.write(
+          `stored in ${res.checkpoint}: decision threshold ${res.decisionThreshold} (${res.trust.operatingPoint?.rule ?? 'unchanged'}), temperature ${res.trust.temperature!.value.toFixed(3)} (${res.trust.temperature!.level} level), ` +
+            `OOD threshold ${res.gate.threshold.toFixed(1)} (validation q${res.gate.quantile}); OOD flags: train ${pct(r.train)}, validation ${pct(r.validation)}, test ${pct(r.test)}\n`,
+        );
+      }
     });
 }

@@ -1,6 +1,6 @@
 /** Shared pieces of the CLI faces: errors with exit codes, number parsing for options, JSON output. */
 import { CommanderError, InvalidArgumentError } from 'commander';
-import { EXIT_FAILURE, EXIT_USAGE, NextrayError } from '../util/errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, NextrayError, errnoWords } from '../util/errors.js';
 import type { Seed } from '../util/rng.js';
 
 /** A usage error or one the user can fix, raised by the CLI itself (exit status 2 unless given). */
@@ -14,7 +14,9 @@ export class CliError extends NextrayError {
 /**
  * The one place that turns an error into what the user sees and the exit status: commander's own errors keep their
  * status (help/version 0; its usage messages are already printed); a NextrayError prints `nextray: message` (and
- * `hint: ...`) with its exitStatus; anything else is a bug: the stack trace, exit status 1.
+ * `hint: ...`) with its exitStatus; a system error a user can act on (ENOSPC, EROFS, EACCES, EADDRINUSE... with
+ * the syscall that failed) prints its path and words, exit 1 when out of room, else 2; anything else is a bug: the
+ * stack trace, exit status 1.
  */
 export function reportError(err: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {
   if (err instanceof CommanderError) return err.exitCode;
@@ -22,6 +24,14 @@ export function reportError(err: unknown, write: (s: string) => void = (s) => pr
     write(`nextray: ${err.message}\n`);
     if (err.hint) write(`hint: ${err.hint}\n`);
     return err.exitStatus;
+  }
+  // A system error that reached here unnamed (a full disk or a read-only folder under some write no module wraps):
+  // still the user's to fix, so words and the path, not a stack trace.
+  const sys = err as NodeJS.ErrnoException | null;
+  const words = typeof sys?.syscall === 'string' ? errnoWords(sys.code) : undefined;
+  if (words !== undefined) {
+    write(`nextray: ${sys!.path ? `${sys!.path}: ` : ''}${words} (${sys!.code}, during ${sys!.syscall})\n`);
+    return sys!.code === 'ENOSPC' || sys!.code === 'EDQUOT' || sys!.code === 'EIO' ? EXIT_FAILURE : EXIT_USAGE;
   }
   write(`nextray: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return EXIT_FAILURE;

@@ -9,6 +9,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { CliError, parseFloatOption, parseIntOption, parseSeed, printJson } from './common.js';
+import { FileWriteError } from '../util/errors.js';
 import { countIssues, formatIssue, loadMuraDataset, type MuraDataset } from '../data/mura.js';
 import { formatSummaryTable, summarizeStudies } from '../data/summary.js';
 import { createSplit, splitFormatFor, writeSplit, type MuraSplitFile, type SplitFormat } from '../data/splits.js';
@@ -192,6 +193,7 @@ ${EXIT_CODES}`,
           try {
             writeSplit(opts.out, split, dataset, format);
           } catch (err) {
+            if (err instanceof FileWriteError) throw err;
             throw new CliError(`${opts.out}: cannot write the split: ${(err as Error).message}`, 2);
           }
           if (opts.json) {

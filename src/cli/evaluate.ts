@@ -27,6 +27,11 @@ import {
   table3Caveat,
   table3Text,
   thresholdForSensitivity,
+  thresholdComparison,
+  thresholdComparisonHtml,
+  thresholdComparisonMarkdown,
+  thresholdComparisonText,
+  escapeHtml,
   writeEvaluationOutputs,
   type DataKind,
   type EvaluationResult,
@@ -39,6 +44,8 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { uncalibrate } from '../evaluate/calibration.js';
 import { packageVersion } from '../util/package.js';
 import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
+import { cardFromCheckpoint } from '../models/card.js';
+import { operatingPointOrigin } from '../inference/core/trust.js';
 
 
 export interface EvaluateCliOptions {
@@ -61,6 +68,16 @@ export interface EvaluateCliOptions {
   extra?: Record<string, unknown>;
   /** The model's temperature (with --model): the report shows ECE / Brier before (T = 1) and after. */
   temperature?: number;
+  /** Where `threshold` came from, in words, for the headline line (e.g. the model's stored operating point). */
+  thresholdSource?: string;
+}
+
+/** The headline threshold in words. */
+function headlineText(result: EvaluationResult, opts: EvaluateCliOptions): string {
+  const src = result.thresholdChoice
+    ? `chosen on the validation predictions for study sensitivity >= ${result.thresholdChoice.targetSensitivity}`
+    : (opts.thresholdSource ?? (opts.threshold === undefined ? 'the default' : 'given with --threshold'));
+  return `Headline: study-level Cohen's kappa at threshold ${+result.threshold.toFixed(4)} (${src}).`;
 }
 
 const MAX_LISTED_PROBLEMS = 20;
@@ -87,9 +104,10 @@ function calibrationText(result: EvaluationResult): string {
   return rows.join('\n');
 }
 
-function printTables(result: EvaluationResult): void {
+function printTables(result: EvaluationResult, opts: EvaluateCliOptions, at05: EvaluationResult | null): void {
   const out: string[] = [];
   out.push(`Threshold: ${result.threshold}${result.thresholdChoice ? ` (chosen on validation for sensitivity >= ${result.thresholdChoice.targetSensitivity})` : ''}`);
+  out.push(headlineText(result, opts));
   out.push(
     `Intervals: ${Math.round((1 - result.bootstrap.alpha) * 100)}% percentile bootstrap over studies, B = ${result.bootstrap.replicates}, seed ${String(result.bootstrap.seed)}`,
     '',
@@ -99,6 +117,13 @@ function printTables(result: EvaluationResult): void {
   const ref = loadReferenceResults();
   out.push("Cohen's kappa beside the MURA paper (study level)", table3Text(table3(result.study, ref), ref), table3Caveat(ref), '');
   out.push('Calibration (ECE: 15 equal-width bins; Brier)', calibrationText(result), '');
+  if (at05) {
+    out.push(
+      `Study level at the headline threshold ${+result.threshold.toFixed(4)} and at 0.5 (same studies, same bootstrap draws)`,
+      thresholdComparisonText(thresholdComparison(result.study, at05.study), result.threshold, 0.5),
+      '',
+    );
+  }
   process.stdout.write(out.join('\n') + '\n');
 }
 
@@ -134,6 +159,11 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
     if (err instanceof PredictionsError) throw new CliError(`${input.source}: ${err.message}`, 1);
     throw err;
   }
+  // Beside a threshold other than 0.5, the same predictions at 0.5: what a reader of other reports compares with.
+  const at05 =
+    result.threshold !== DEFAULT_THRESHOLD
+      ? evaluatePredictions(input.predictions, { threshold: DEFAULT_THRESHOLD, replicates: opts.bootstrap, seed: opts.seed })
+      : null;
   const badRows = input.problems.length + (opts.validation?.problems.length ?? 0);
   const extra = {
     input: {
@@ -144,6 +174,22 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
         ? { validation_predictions: opts.validation.source, validation_rows: opts.validation.rows, validation_bad_rows: opts.validation.problems.length }
         : {}),
     },
+    headline: { metric: 'study kappa', threshold: result.threshold, source: headlineText(result, opts) },
+    ...(at05
+      ? {
+          at_threshold_0_5: Object.fromEntries(
+            (['study', 'image'] as const).map((level) => [
+              level,
+              Object.fromEntries(
+                [['overall', at05[level].overall] as const, ...Object.entries(at05[level].regions)].map(([g, m]) => [
+                  g,
+                  { kappa: m!.values.kappa, sensitivity: m!.values.sensitivity, specificity: m!.values.specificity, accuracy: m!.values.accuracy, kappa_ci: m!.intervals.ci.kappa },
+                ]),
+              ),
+            ]),
+          ),
+        }
+      : {}),
     ...opts.extra,
   };
   const ctx: ReportContext = {
@@ -177,6 +223,18 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
       ...Object.fromEntries(rows.map((r) => [r.level, { ece_before: r.eceBefore, ece_after: r.eceAfter, brier_before: r.brierBefore, brier_after: r.brierAfter }])),
     };
   }
+  if (at05) {
+    const rows = thresholdComparison(result.study, at05.study);
+    const intro = `${headlineText(result, opts)} The same studies at 0.5, for comparison with reports that decide there:`;
+    ctx.sections = [
+      ...(ctx.sections ?? []),
+      {
+        title: `Study level at ${+result.threshold.toFixed(4)} and at 0.5`,
+        html: `<p>${escapeHtml(intro)}</p>${thresholdComparisonHtml(rows, result.threshold, 0.5)}`,
+        markdown: `${intro}\n\n${thresholdComparisonMarkdown(rows, result.threshold, 0.5)}`,
+      },
+    ];
+  }
   if (opts.split) ctx.split = opts.split;
   if (opts.dataKind) ctx.dataKind = opts.dataKind;
   if (opts.title) ctx.title = opts.title;
@@ -188,7 +246,7 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
     process.stdout.write(JSON.stringify(evaluationJson(result, extra), null, 2) + '\n');
   } else {
     if (opts.json) writeJsonAtomic(opts.json, evaluationJson(result, extra));
-    if (!opts.quiet) printTables(result);
+    if (!opts.quiet) printTables(result, opts, at05);
   }
   if (badRows > 0) {
     process.stderr.write(`nextray: ${badRows} bad row(s) skipped; results use the ${input.predictions.length} valid rows\n`);
@@ -279,6 +337,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let badImages = 0;
       let temperature: number | undefined;
       let storedThreshold: number | undefined;
+      let storedRule: string | undefined;
       const engines: Record<string, PredictEngineInfo> = {};
       if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
       if (raw.onnx !== undefined && (!fromModel || raw.engine === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx engine)');
@@ -301,6 +360,8 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
           engines[which] = p.engine;
           temperature = p.temperature;
           storedThreshold = p.metadata.decisionThreshold;
+          // How the stored threshold was chosen, as the model card (one description of the model) says it.
+          storedRule = operatingPointOrigin(cardFromCheckpoint(p.metadata, raw.model as string).operatingPoint, storedThreshold) ?? undefined;
           return resolvePredictions(p.predictions, `${raw.model as string} (${which})`);
         };
         try {
@@ -320,8 +381,11 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       }
       const opts: EvaluateCliOptions = { bootstrap: raw.bootstrap as number, seed: raw.seed as Seed };
       if (raw.threshold !== undefined) opts.threshold = raw.threshold as number;
-      // A model's stored operating point (nextray train/calibrate --target-sensitivity) is the default threshold.
-      else if (storedThreshold !== undefined && raw.targetSensitivity === undefined) opts.threshold = storedThreshold;
+      // A model's stored operating point (chosen on validation by train/calibrate) is the default threshold.
+      else if (storedThreshold !== undefined && raw.targetSensitivity === undefined) {
+        opts.threshold = storedThreshold;
+        opts.thresholdSource = `the model's stored operating point${storedRule ? `, ${storedRule}` : ''}`;
+      }
       if (temperature !== undefined) opts.temperature = temperature;
       if (raw.targetSensitivity !== undefined) opts.targetSensitivity = raw.targetSensitivity as number;
       if (validation) opts.validation = validation;

@@ -12,6 +12,7 @@ import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { FileWriteError } from '../util/errors.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, tf, type EngineName } from '../engine/index.js';
 import { ALL_ARCHS as ARCHS, archInfo, buildSpec, createModel, isArch, type Arch, type Model } from '../models/registry.js';
@@ -51,6 +52,7 @@ interface ExportFlags {
   calibrationImages?: number;
   calibrationMethod?: string;
   floatLayers?: string;
+  features?: boolean;
 }
 
 interface Loaded {
@@ -182,6 +184,7 @@ async function run(flags: ExportFlags): Promise<void> {
       decisionThreshold: threshold,
       // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/calibrate/trust.ts).
       ...(head === 'binary' ? { cam: true } : {}),
+      ...(flags.features ? { features: true } : {}),
       ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
       extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
       ...(checkpoint && head === 'binary' ? { card: exportCard(checkpoint, loaded.source, threshold) } : {}),
@@ -190,6 +193,7 @@ async function run(flags: ExportFlags): Promise<void> {
       if (flags.precision === 'fp32' && !flags.calibration) exported = exportOnnxFile(model, flags.out, exportOpts);
       else ({ exported, report: precisionReport } = await exportWithPrecision(model, flags, exportOpts));
     } catch (err) {
+      if (err instanceof FileWriteError) throw err;
       const e = err as NodeJS.ErrnoException;
       if (e.code) throw new CliError(`--out ${flags.out}: cannot write: ${e.message}`);
       throw err;
@@ -320,6 +324,7 @@ export function registerExport(program: Command): void {
     .option('--dynamic-size', 'leave height and width symbolic (any image size; default fixed at --input-size)')
     .option('--no-fold-bn', 'keep BatchNormalization nodes instead of folding them into the convolutions')
     .option('--threshold <p>', 'decision threshold stored with a binary model (default: the checkpoint\'s, else 0.5)', parseFloatOption('--threshold', 0, 1))
+    .option('--features', "also output 'features' [batch, C]: the head's input (pooled per image), for `nextray adapt` and the page's site adaptation")
     .option('--verify', 'run the ONNX file and the TF.js model on a random batch; exit 1 unless they agree to 1e-4')
     .option('--threads <n>', 'ONNX Runtime threads for --verify', parseIntOption('--threads', 1, 256))
     .addOption(new Option('--engine <name>', 'TF.js engine that holds the weights (default: NEXTRAY_ENGINE or auto)').choices(['auto', 'cpu', 'native', 'tfjs-node']))
@@ -337,9 +342,11 @@ Examples:
   $ nextray export --arch resnet152 --weights resnet152-394f9c45.pth --out r152-imagenet.onnx --input-size 224 --json
   $ nextray export --checkpoint runs/r152 --out r152-int8.onnx --precision int8 --calibration ~/datasets --calibration-images 256
   $ nextray export --checkpoint runs/r152 --out r152-fp16.onnx --precision fp16
+  $ nextray export --checkpoint runs/r152 --out r152.onnx --features   # adaptable: nextray adapt --model r152.onnx
 
 The file: input 'input' float32 [batch, H, W, 3] (NHWC, normalised per the 'preprocessing' metadata; batch is
-dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = sigmoid(logits) [batch, 1].
+dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = sigmoid(logits) [batch, 1];
+with --features also 'features' [batch, C] (metadata 'features': dim, pooling, head layer).
 metadata_props: format, arch, input_size, input_layout, preprocessing (JSON), head (JSON), decision_threshold,
 nextray_version; with --precision also precision and quantization (JSON: method, calibration images, float layers).
 int8 files are QDQ: ONNX Runtime runs them with integer kernels (QLinearConv) on x86 and wasm. Run it with OnnxClassifier (src/inference/node/onnx-session.ts) or any ONNX Runtime.

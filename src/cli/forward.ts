@@ -19,7 +19,7 @@ import { forwardNchw } from '../inference/node/checkpoint.js';
 import { ALL_ARCHS as ARCHS, createModel, isArch } from '../models/registry.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
 import type { StateDict } from '../models/weights/types.js';
-import { rethrowWithPrefix } from '../util/errors.js';
+import { FileWriteError, rethrowWithPrefix } from '../util/errors.js';
 
 interface ForwardFlags {
   arch: string;
@@ -83,6 +83,7 @@ async function run(flags: ForwardFlags): Promise<void> {
     try {
       writeNpyFile(flags.output, [n, numClasses], out, 'F32');
     } catch (err) {
+      if (err instanceof FileWriteError) throw err;
       throw new CliError(`--output ${flags.output}: cannot write: ${(err as Error).message}`);
     }
     const summary = {

@@ -18,6 +18,7 @@ import { registerPredict } from './predict.js';
 import { registerServe } from './serve.js';
 import { registerApp } from './app.js';
 import { registerCalibrate } from './calibrate.js';
+import { registerAdapt } from './adapt.js';
 import { registerPacs } from './pacs.js';
 
 
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerApp(program);
   registerCalibrate(program);
+  registerAdapt(program);
   registerPacs(program);
   return program;
 }

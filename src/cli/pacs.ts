@@ -50,7 +50,7 @@ function archive(flags: ArchiveFlags, needSink: boolean): { source: StudySource;
     return { source: d, sink: flags.out ? new FolderSink(flags.out) : d, orthanc: null };
   }
   if (needSink && !flags.out) throw new CliError('--folder: give --out DIR for the results (a folder has no PACS to store them in)');
-  return { source: new FolderSource(flags.folder!), sink: flags.out ? new FolderSink(flags.out) : null, orthanc: null };
+  return { source: new FolderSource(flags.folder!, { onProblem: (path, problem) => log(`${path}: ${problem}`) }), sink: flags.out ? new FolderSink(flags.out) : null, orthanc: null };
 }
 
 /**

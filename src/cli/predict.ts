@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { FileWriteError } from '../util/errors.js';
 // Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
 import type { StudyPrediction, ViewPrediction } from '../inference/core/load.js';
 import type { ImagePrediction } from '../inference/core/predict.js';
@@ -20,8 +21,8 @@ import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
 import { writeStudyReports } from '../pacs/files.js';
-import { operatingPointText } from '../pacs/predict.js';
 import { packageVersion } from '../util/package.js';
+import { operatingPointText } from '../inference/core/trust.js';
 
 interface PredictFlags {
   model: string[];
@@ -142,7 +143,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
   });
   const setupSeconds = (performance.now() - t0) / 1000;
   try {
-    const { files, problems } = expandInputs(inputs);
+    const { files, problems, openPaths } = expandInputs(inputs);
     for (const p of problems) process.stderr.write(`nextray: ${p.input}: ${p.problem}\n`);
     if (!files.length) throw new CliError(`no image files to predict in ${inputs.join(', ')}`);
     if (flags.heatmaps && !model.hasHeatmaps) {
@@ -159,6 +160,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
         batchSize: flags.batchSize,
         ...(flags.heatmaps ? { heatmaps: true } : {}),
         ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
+        openPaths,
         onProgress: (done) => {
           progress.tick(done - last);
           last = done;
@@ -168,7 +170,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
           if (v.ood?.flagged && !flags.quiet) process.stderr.write(`nextray: warning: ${v.view.name}: ${oodWarning(v.ood.score, v.ood.threshold)}\n`);
           if (!flags.heatmaps || !v.heatmap) return;
           try {
-            const img = await decodeOriginalGrey(v.view.name);
+            const img = await decodeOriginalGrey(v.view.name, openPaths.get(v.view.name) ?? v.view.name);
             await writeHeatmap(flags.heatmaps, stems.get(v.view.name) ?? v.view.name, {
               ...img,
               cam: v.heatmap.data,
@@ -195,6 +197,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
       try {
         writeFileAtomic(path, text);
       } catch (err) {
+        if (err instanceof FileWriteError) throw err; // names the file and the reason; exit 1 when the disk is full
         throw new CliError(`${what} ${path}: cannot write: ${(err as Error).message}`);
       }
     };
@@ -202,7 +205,7 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
     if (flags.studiesOut) write(flags.studiesOut, studiesCsv(res.studies, model.name, model.sha256, model.hasOodGate), '--studies-out');
     let reports: Awaited<ReturnType<typeof writeStudyReports>> | null = null;
     if (flags.dicomOut) {
-      const operatingPoint = operatingPointText(model);
+      const operatingPoint = operatingPointText(model.cards, model.threshold, model.thresholdSource === 'option');
       try {
         reports = await writeStudyReports(
           flags.dicomOut,

@@ -1,7 +1,7 @@
 /** `nextray synth`: writes a synthetic dataset in the MURA-v1.1 layout (a thin face over src/data/synth). */
-import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { generateSyntheticMura, SYNTH_DEFAULTS } from '../data/synth/index.js';
+import { CommanderError, Option, type Command } from 'commander';
+import { generateSyntheticMura, SITE_NAMES, SITE_PROFILES, SYNTH_DEFAULTS } from '../data/synth/index.js';
 import { createProgress } from '../util/progress.js';
 import { CliError, parseFloatOption, parseIntOption, parseSeed, printJson } from './common.js';
 import type { Seed } from '../util/rng.js';
@@ -12,6 +12,7 @@ interface SynthCliOptions {
   seed: Seed;
   size: number;
   validFraction: number;
+  site: string;
   workers?: number;
   force?: boolean;
   json?: boolean;
@@ -36,15 +37,29 @@ export function registerSynth(program: Command): void {
       parseFloatOption('--valid-fraction', 0, 0.9),
       SYNTH_DEFAULTS.validFraction,
     )
+    .addOption(
+      new Option('--site <name>', 'the X-ray machine that takes the films (see "Sites" below); same seed = same studies on every site')
+        .choices([...SITE_NAMES])
+        .default('default'),
+    )
     .option('--workers <n>', 'worker threads (default: min(2, CPU cores); 0 = render on the main thread)', parseIntOption('--workers', 0, 64))
     .option('--force', 'replace an existing DIR/MURA-v1.1')
     .option('--json', 'print the summary as JSON on stdout (counts per split and region, as `nextray data summary --json`)')
     .option('--quiet', 'no progress bar')
     .addHelpText(
       'after',
-      '\nExample:\n  nextray synth --out data/synth --studies 400 --size 256 --seed 7\n' +
-        '  -> data/synth/MURA-v1.1/{train,valid}/XR_*/patientNNNNN/studyK_{positive,negative}/imageM.png (+ .findings.json)\n',
+      '\nSites (--site): the same studies as another machine would image them (docs/adaptation.md):\n' +
+        SITE_NAMES.map((n) => `  ${n.padEnd(10)} ${SITE_PROFILES[n].summary}\n`).join('') +
+        '\nExample:\n  nextray synth --out data/synth --studies 400 --size 256 --seed 7\n' +
+        '  -> data/synth/MURA-v1.1/{train,valid}/XR_*/patientNNNNN/studyK_{positive,negative}/imageM.png (+ .findings.json)\n' +
+        '  nextray synth --out data/portable --studies 400 --size 256 --seed 8 --site portable\n' +
+        '\nExit codes: 0 written; 1 some images failed (the rest written); 2 bad options or an existing folder without --force.\n',
     )
+    // Usage errors exit 2 like every other "could not run" case (commander's default is 1).
+    .exitOverride((err) => {
+      if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
+      throw err;
+    })
     .action(async (opts: SynthCliOptions) => {
       const seed = opts.seed;
       const progress = createProgress({ label: 'synth', total: 1, quiet: opts.quiet || opts.json, fields: ['ips'] });
@@ -57,6 +72,7 @@ export function registerSynth(program: Command): void {
           seed,
           size: opts.size,
           validFraction: opts.validFraction,
+          site: opts.site,
           ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
           force: opts.force ?? false,
           onProgress: (done, total) => {

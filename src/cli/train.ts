@@ -8,7 +8,8 @@ import { CONFIG_FLAGS, DEFAULT_CONFIG, LOSS_KINDS_FOR_CLI, SELECT_METRICS, readC
 import { resume, train, type TrainResult } from '../train/trainer.js';
 import { trainableArchs } from '../train/archs.js';
 import { CliError, parseFloatOption, parseIntOption } from './common.js';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { EXIT_FAILURE, FileWriteError, NextrayError } from '../util/errors.js';
 import { join, resolve } from 'node:path';
 import { fitTrust } from '../calibrate/trust.js';
 
@@ -135,6 +136,16 @@ function finish(result: TrainResult, json: boolean, quiet: boolean): void {
   }
 }
 
+/** Whether the run's best checkpoint holds a fitted OOD gate / temperature (model.json extra.trust). */
+function hasTrust(runDir: string): boolean {
+  try {
+    const meta = JSON.parse(readFileSync(join(runDir, 'checkpoints', 'best', 'model.json'), 'utf8')) as { extra?: { trust?: unknown } };
+    return meta.extra?.trust !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 export function registerTrain(program: Command): void {
   const cmd = program
     .command('train')
@@ -148,8 +159,8 @@ export function registerTrain(program: Command): void {
     .option('--resume <run>', 'continue the run in this directory from its last completed epoch')
     .option('-q, --quiet', 'no progress bar or log on stderr')
     .option('--json', 'print one JSON line of metrics per epoch on stdout')
-    .option('--target-sensitivity <s>', 'when training ends, store the study-level threshold reaching this validation sensitivity', parseFloatOption('--target-sensitivity', 0, 1))
-    .option('--no-trust', 'skip fitting the OOD gate and temperature scaling when training ends (nextray calibrate does it later)');
+    .option('--target-sensitivity <s>', 'when training ends, store the study-level threshold reaching this validation sensitivity (default: the maximum-kappa threshold)', parseFloatOption('--target-sensitivity', 0, 1))
+    .option('--no-trust', 'skip fitting the decision threshold, temperature and OOD gate on validation when training ends (nextray calibrate does it later)');
   addConfigOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -168,24 +179,35 @@ export function registerTrain(program: Command): void {
     const json = !!opts.json;
     const quiet = !!opts.quiet || json;
     let result: TrainResult;
-    if (opts.resume) {
-      const given = Object.keys(flagValues(opts, cmd));
-      if (given.length || opts.config || opts.out) {
-        throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
+    try {
+      if (opts.resume) {
+        const given = Object.keys(flagValues(opts, cmd));
+        if (given.length || opts.config || opts.out) {
+          throw new CliError(`--resume continues a run with its own config.json; do not combine it with --config, --out or config flags (${given.join(', ')})`);
+        }
+        result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+        if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
+      } else {
+        if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
+        const layers: { values: Record<string, unknown>; source: string }[] = [];
+        if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
+        layers.push({ values: flagValues(opts, cmd), source: 'command line' });
+        const config = resolveConfig(layers);
+        result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
       }
-      result = await resume(opts.resume, { quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
-      if (result.alreadyDone && !quiet) process.stdout.write(`run ${result.runDir} had already finished (${result.state.epochsDone} epochs)\n`);
-    } else {
-      if (!opts.out) throw new CliError('give --out DIR for the new run directory (or --resume RUN to continue one)');
-      const layers: { values: Record<string, unknown>; source: string }[] = [];
-      if (opts.config) layers.push({ values: readConfigFile(opts.config), source: opts.config });
-      layers.push({ values: flagValues(opts, cmd), source: 'command line' });
-      const config = resolveConfig(layers);
-      result = await train(config, { runDir: opts.out, quiet, ...(json ? { onEpoch: printEpochJson } : {}) });
+    } catch (err) {
+      // A full disk mid-run: what was committed stands, and --resume continues from it (a plain rerun would refuse
+      // the run folder as taken).
+      const runDir = opts.resume ?? opts.out;
+      if (err instanceof FileWriteError && err.exitStatus === EXIT_FAILURE && runDir && existsSync(join(runDir, 'config.json'))) {
+        throw new NextrayError(err.message, { code: err.code, exitStatus: err.exitStatus, hint: `free some space, then continue with nextray train --resume ${runDir}`, cause: err });
+      }
+      throw err;
     }
     finish(result, json, quiet);
-    // When training ends: OOD gate (train), temperature (validation), operating point (src/calibrate/trust.ts).
-    if (opts.trust !== false && !result.alreadyDone && result.state.bestEpoch) {
+    // When training ends: OOD gate (train), temperature (validation), operating point (src/calibrate/trust.ts). Also on
+    // --resume of a finished run whose fit never completed (killed during it): resume ends where a whole run ends.
+    if (opts.trust !== false && result.state.bestEpoch && (!result.alreadyDone || !hasTrust(result.runDir))) {
       const cfg = JSON.parse(readFileSync(join(result.runDir, 'config.json'), 'utf8')) as { data: string };
       try {
         await fitTrust(result.runDir, {

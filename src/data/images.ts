@@ -9,7 +9,7 @@
  *
  * This module knows nothing of models: it produces plain Float32Arrays; the trainer wraps them in tensors.
  */
-import { open, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { DEFAULT_PREPROCESSING, greyWarnings, preprocessGrey, samplesToGrey, type Preprocessing } from './preprocess.js';
 import sharp, { type Metadata, type OutputInfo, type Sharp, type Stats } from 'sharp';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
@@ -100,15 +100,62 @@ function sniffUnreadable(head: Uint8Array): string {
   return 'not an image: the file is neither PNG nor JPEG data';
 }
 
+let crcTable: Uint32Array | undefined;
+function crc32(bytes: Uint8Array, start: number, end: number): number {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = 0xffffffff;
+  for (let i = start; i < end; i++) c = crcTable[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * Where a PNG or JPEG whose header reads fine goes wrong, found from its bytes (chunk lengths and CRCs for PNG, the
+ * end-of-image marker for JPEG). The decoder's own words cannot be used: libvips keeps one error buffer for the
+ * whole process, so when two decodes fail at once (decode worker threads, libuv's pool) one may read the other's
+ * message, both messages, or none ("Unknown error"). This answer depends on the file alone.
+ */
+export function whereDamaged(bytes: Uint8Array): string {
+  const at = (i: number): number => ((bytes[i]! << 24) | (bytes[i + 1]! << 16) | (bytes[i + 2]! << 8) | bytes[i + 3]!) >>> 0;
+  if (PNG_SIGNATURE.every((b, i) => bytes[i] === b)) {
+    let off = 8;
+    while (off + 8 <= bytes.length) {
+      const len = at(off);
+      const type = String.fromCharCode(...bytes.subarray(off + 4, off + 8));
+      if (off + 12 + len > bytes.length) return `cut short: the file ends inside its ${type} chunk (${bytes.length} bytes, the chunk needs ${off + 12 + len})`;
+      if (crc32(bytes, off + 4, off + 8 + len) !== at(off + 8 + len)) return `the ${type} chunk at byte ${off} is damaged (checksum mismatch)`;
+      if (type === 'IEND') return 'the compressed pixel data is damaged';
+      off += 12 + len;
+    }
+    return `cut short: no IEND chunk after ${bytes.length} bytes`;
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) {
+    const n = bytes.length;
+    const hasEnd = n >= 2 && bytes[n - 2] === 0xff && bytes[n - 1] === 0xd9;
+    return hasEnd ? 'the compressed pixel data is damaged' : `cut short: no end-of-image marker after ${n} bytes`;
+  }
+  return 'the pixel data is damaged';
+}
+
 /**
  * Turns a pixel-decoding failure into what a user can act on. It is only called after the header was read
- * successfully, so whatever libvips says (its wording varies, and from worker threads it is sometimes just
- * "Unknown error"), the file's pixel data is cut short or damaged.
+ * successfully, so the file's pixel data is cut short or damaged; where, comes from the file (whereDamaged), never
+ * from libvips' message, which is not stable under concurrent decodes.
  */
-function explainDecodeError(err: unknown): string {
-  const msg = (err instanceof Error ? err.message : String(err)).trim();
-  if (/pixel limit/i.test(msg)) return `image too large to decode (decoder said: ${msg})`;
-  return `truncated or corrupt image: the header is readable but the pixel data ends early or is damaged (decoder said: ${msg})`;
+async function explainDecodeError(input: Input): Promise<string> {
+  let detail: string;
+  try {
+    detail = whereDamaged(typeof input === 'string' ? new Uint8Array(await readFile(input)) : input);
+  } catch {
+    detail = 'the pixel data is damaged';
+  }
+  return `truncated or corrupt image: the header is readable but the pixel data is not (${detail})`;
 }
 
 interface Header {
@@ -195,8 +242,8 @@ export async function checkImage(path: string, options: DecodeOptions = {}): Pro
   try {
     // stats() decodes the whole image in strips without keeping the pixels, so checking is cheap in memory.
     stats = await sharpFor(path, header, maxPixels).stats();
-  } catch (err) {
-    return { ok: false, problem: explainDecodeError(err) };
+  } catch {
+    return { ok: false, problem: await explainDecodeError(path) };
   }
   const warnings: string[] = [];
   const colour = stats.channels.slice(0, header.channels >= 3 ? 3 : 1);
@@ -233,8 +280,8 @@ export async function decodeGrey(input: Input, options: DecodeOptions = {}): Pro
     raw = await sharpFor(input, header, maxPixels)
       .raw({ depth: header.is16 ? 'ushort' : 'uchar' })
       .toBuffer({ resolveWithObject: true });
-  } catch (err) {
-    throw new ImageError(name, explainDecodeError(err));
+  } catch {
+    throw new ImageError(name, await explainDecodeError(input));
   }
   const { width, height, channels } = raw.info;
   const n = width * height;

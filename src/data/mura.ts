@@ -143,7 +143,8 @@ const IMAGE_FILE = /\.(png|jpe?g)$/i;
 /** What the walk found at a dataset-relative path (relative to `root`, forward slashes). */
 type DiskEntry =
   | { type: 'file' }
-  | { type: 'dir' }
+  /** `aliasOf`: a symlink to a folder that the walk lists under its own path (root-relative) instead. */
+  | { type: 'dir'; aliasOf?: string }
   | { type: 'escape'; target: string }
   | { type: 'unreadable'; reason: string };
 
@@ -155,17 +156,21 @@ function isInside(child: string, parent: string): boolean {
 /**
  * Lists every file and folder under root/train and root/valid. Symlinks are followed only while they stay inside
  * the dataset root; one that leaves it is recorded as an escape (so a listed image behind it is refused rather
- * than read). Breadth-first in batches so huge trees neither recurse deeply nor open thousands of folders at once.
+ * than read). A link to a folder inside a split is walked under its own path only, never through the link (an
+ * alias: `patient1/up -> ..` would otherwise list every image again, as unlisted, under `up/`); other link targets
+ * once each. Breadth-first in batches so huge trees neither recurse deeply nor open thousands of folders at once.
  */
 async function walkTree(root: string, realRoot: string, splits: readonly string[]): Promise<Map<string, DiskEntry>> {
   const entries = new Map<string, DiskEntry>();
   const visitedReal = new Set<string>([realRoot]);
+  const walkedSplits: { rel: string; real: string }[] = [];
   let level: string[] = [];
   for (const s of splits) {
     const st = await stat(join(root, s)).catch(() => null);
     if (st?.isDirectory()) {
       entries.set(s, { type: 'dir' });
       level.push(s);
+      walkedSplits.push({ rel: s, real: await realpath(join(root, s)) });
     }
   }
   const BATCH = 64;
@@ -194,7 +199,11 @@ async function walkTree(root: string, realRoot: string, splits: readonly string[
                 continue;
               }
               const tst = await stat(target).catch(() => null);
-              if (tst?.isDirectory()) {
+              const split = tst?.isDirectory() ? walkedSplits.find((w) => isInside(target, w.real)) : undefined;
+              if (split) {
+                const inside = relative(split.real, target).split(sep).filter(Boolean);
+                entries.set(rel, { type: 'dir', aliasOf: [split.rel, ...inside].join('/') });
+              } else if (tst?.isDirectory()) {
                 entries.set(rel, { type: 'dir' });
                 if (!visitedReal.has(target)) {
                   visitedReal.add(target);
@@ -217,6 +226,20 @@ async function walkTree(root: string, realRoot: string, splits: readonly string[
  * Why a path the walk did not reach is unreachable: the nearest folder above it is a symlink leaving the root or
  * a folder that could not be listed. Undefined when the nearest known folder is an ordinary one (plain missing).
  */
+/** The entry of `rel` when a folder above it is an alias (a link to a folder listed under its own path). */
+function throughAlias(disk: Map<string, DiskEntry>, rel: string, depth = 0): DiskEntry | undefined {
+  if (depth > 40) return undefined;
+  for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) {
+    const e = disk.get(rel.slice(0, i));
+    if (e?.type === 'dir' && e.aliasOf !== undefined) {
+      const real = e.aliasOf + rel.slice(i);
+      return disk.get(real) ?? throughAlias(disk, real, depth + 1);
+    }
+    if (e) return undefined;
+  }
+  return undefined;
+}
+
 function blockedAbove(disk: Map<string, DiskEntry>, rel: string): DiskEntry | undefined {
   for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) {
     const e = disk.get(rel.slice(0, i));
@@ -502,7 +525,7 @@ function parseImagePathsCsv(st: LoadState, split: MuraSplit): void {
     }
     if (!studiesListed.has(parts.study)) studiesListed.set(parts.study, { csv: icsv, line });
     const absPath = join(root, ...rel.split('/'));
-    const onDisk = disk.get(rel) ?? blockedAbove(disk, rel);
+    const onDisk = disk.get(rel) ?? throughAlias(disk, rel) ?? blockedAbove(disk, rel);
     if (!onDisk || onDisk.type === 'dir') {
       issues.push({
         path: absPath,

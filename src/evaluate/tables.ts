@@ -251,3 +251,46 @@ export function table3Caveat(reference: ReferenceResults): string {
     'Ours: study-level kappa with a study-bootstrap 95% interval.'
   );
 }
+
+// ---- one level at two thresholds (the stored operating point beside 0.5) ----
+
+const COMPARED = ['kappa', 'sensitivity', 'specificity', 'accuracy'] as const;
+
+export interface ThresholdComparisonRow {
+  label: string;
+  count: number;
+  /** Per metric: [at the first threshold, at the second]. */
+  cells: Record<(typeof COMPARED)[number], [TableCell, TableCell]>;
+}
+
+/** Table 2's threshold-dependent columns for the same cases at two thresholds (`a` headline, `b` the other). */
+export function thresholdComparison(a: LevelReport, b: LevelReport): ThresholdComparisonRow[] {
+  const gb = new Map(groups(b));
+  return groups(a).map(([group, m]) => {
+    const mb = gb.get(group)!;
+    const cells = {} as ThresholdComparisonRow['cells'];
+    for (const name of COMPARED) cells[name] = [cell(m, name), cell(mb, name)];
+    return { label: GROUP_LABELS[group], count: m.count, cells };
+  });
+}
+
+function comparisonHead(ta: number, tb: number): string[] {
+  return ['Region', 'n', ...COMPARED.flatMap((m) => [`${METRIC_LABELS[m]} @${fmt(ta, 3)}`, `@${fmt(tb, 3)}`])];
+}
+
+export function thresholdComparisonText(rows: ThresholdComparisonRow[], ta: number, tb: number): string {
+  const body = rows.map((r) => [r.label, String(r.count), ...COMPARED.flatMap((m) => [formatCell(r.cells[m][0], 3, '-'), formatCell(r.cells[m][1], 3, '-')])]);
+  return padTable([comparisonHead(ta, tb), ...body]);
+}
+
+export function thresholdComparisonMarkdown(rows: ThresholdComparisonRow[], ta: number, tb: number): string {
+  const head = comparisonHead(ta, tb);
+  const body = rows.map((r) => [r.label, String(r.count), ...COMPARED.flatMap((m) => [formatCell(r.cells[m][0]), formatCell(r.cells[m][1])])]);
+  return [head, head.map(() => '---'), ...body].map((r) => `| ${r.map(mdEscape).join(' | ')} |`).join('\n');
+}
+
+export function thresholdComparisonHtml(rows: ThresholdComparisonRow[], ta: number, tb: number): string {
+  const head = comparisonHead(ta, tb);
+  const body = rows.map((r) => [r.label, String(r.count), ...COMPARED.flatMap((m) => [formatCell(r.cells[m][0]), formatCell(r.cells[m][1])])]);
+  return `<table><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${body.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+}

@@ -66,3 +66,114 @@ export function thresholdForSensitivity(
     validationPositives: pos.length,
   };
 }
+
+export interface KappaChoice {
+  threshold: number;
+  /** Cohen's kappa of the validation cases at `threshold` (the maximum over thresholds). */
+  validationKappa: number;
+  validationSensitivity: number;
+  validationSpecificity: number;
+  validationCases: number;
+  validationPositives: number;
+}
+
+/**
+ * The threshold t maximising Cohen's kappa of "abnormal when probability > t" on the validation cases (the
+ * report's headline metric, at the unit it is computed on: pass study-level cases).
+ *
+ * Candidates are 0 (everything at or below it normal, i.e. nearly everything abnormal) and every observed
+ * probability (as in thresholdForSensitivity: the calls change only there, so each observed value represents the
+ * interval up to the next one). Among thresholds with the same kappa the lowest wins: it calls more studies
+ * abnormal, and a missed abnormality costs a clinic more than a second look at a normal one.
+ *
+ * Throws when the cases hold only one class (kappa is undefined at every threshold).
+ */
+export function thresholdForMaxKappa(cases: readonly { label: Label; probability: number }[]): KappaChoice {
+  const n = cases.length;
+  let pos = 0;
+  for (const c of cases) pos += c.label;
+  const neg = n - pos;
+  if (pos === 0 || neg === 0) throw new RangeError(`cannot choose a threshold by Cohen's kappa: the validation cases hold no ${pos === 0 ? 'abnormal' : 'normal'} case`);
+  // Sweep the distinct probabilities upwards: at t = v every case with probability <= v is called normal.
+  const sorted = [...cases].sort((a, b) => a.probability - b.probability);
+  const kappaAt = (tp: number, tn: number): number => {
+    const fp = neg - tn;
+    const fn = pos - tp;
+    const po = (tp + tn) / n;
+    const pe = ((tp + fp) * pos + (fn + tn) * neg) / (n * n);
+    return pe >= 1 ? -Infinity : (po - pe) / (1 - pe);
+  };
+  // Called abnormal / normal counts at the current threshold, starting at t = 0.
+  let tp = pos;
+  let tn = 0;
+  let i = 0;
+  const passValue = (v: number): void => {
+    while (i < n && sorted[i]!.probability <= v) {
+      if (sorted[i]!.label === 1) tp--;
+      else tn++;
+      i++;
+    }
+  };
+  passValue(0);
+  let best = { t: 0, k: kappaAt(tp, tn), tp, tn };
+  while (i < n) {
+    const v = sorted[i]!.probability;
+    passValue(v);
+    const k = kappaAt(tp, tn);
+    if (k > best.k) best = { t: v, k, tp, tn };
+  }
+  return {
+    threshold: best.t,
+    validationKappa: best.k,
+    validationSensitivity: best.tp / pos,
+    validationSpecificity: best.tn / neg,
+    validationCases: n,
+    validationPositives: pos,
+  };
+}
+
+/** How a decision threshold is chosen on validation: maximum Cohen's kappa (the default), or a target sensitivity. */
+export type OperatingPointRule = { kind: 'max-kappa' } | { kind: 'sensitivity-target'; sensitivity: number };
+
+export interface OperatingPoint {
+  rule: 'max-kappa' | 'sensitivity-target';
+  threshold: number;
+  targetSensitivity?: number;
+  validationSensitivity: number;
+  validationSpecificity: number | null;
+  validationKappa: number | null;
+  validationCases: number;
+  validationPositives: number;
+}
+
+/** The operating point of `rule` on validation cases (pass study-level cases: the unit a clinic decides on). */
+export function chooseOperatingPoint(cases: readonly { label: Label; probability: number }[], rule: OperatingPointRule): OperatingPoint {
+  if (rule.kind === 'max-kappa') {
+    const c = thresholdForMaxKappa(cases);
+    return { rule: 'max-kappa', threshold: c.threshold, validationSensitivity: c.validationSensitivity, validationSpecificity: c.validationSpecificity, validationKappa: c.validationKappa, validationCases: c.validationCases, validationPositives: c.validationPositives };
+  }
+  const c = thresholdForSensitivity(cases, rule.sensitivity);
+  // Kappa at the chosen threshold, for the record (same confusion-matrix formula as thresholdForMaxKappa).
+  let tp = 0;
+  let fp = 0;
+  let tn = 0;
+  let fn = 0;
+  for (const k of cases) {
+    const called = k.probability > c.threshold;
+    if (k.label === 1) called ? tp++ : fn++;
+    else called ? fp++ : tn++;
+  }
+  const n = cases.length;
+  const po = (tp + tn) / n;
+  const pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n);
+  return {
+    rule: 'sensitivity-target',
+    threshold: c.threshold,
+    targetSensitivity: rule.sensitivity,
+    validationSensitivity: c.validationSensitivity,
+    validationSpecificity: c.validationSpecificity,
+    validationKappa: pe >= 1 ? null : (po - pe) / (1 - pe),
+    validationCases: c.validationCases,
+    validationPositives: c.validationPositives,
+  };
+}

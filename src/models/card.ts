@@ -19,10 +19,11 @@ import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/erro
 /** How the decision threshold was chosen. */
 export interface OperatingPoint {
   /**
-   * 'sensitivity-target': the largest threshold reaching `targetSensitivity` on the fitting data (src/evaluate
-   * threshold rule); 'default': the untuned 0.5; other rules may be added by name.
+   * 'max-kappa': the threshold maximising Cohen's kappa on the fitting data (what training and `nextray calibrate`
+   * choose by default); 'sensitivity-target': the largest threshold reaching `targetSensitivity` on the fitting
+   * data (src/evaluate threshold rule); 'default': the untuned 0.5; other rules may be added by name.
    */
-  rule: 'sensitivity-target' | 'default' | (string & {});
+  rule: 'max-kappa' | 'sensitivity-target' | 'default' | (string & {});
   threshold: number;
   /** The sensitivity asked for (rule 'sensitivity-target'). */
   targetSensitivity?: number;
@@ -30,6 +31,8 @@ export interface OperatingPoint {
   sensitivity?: number;
   /** Null when that data held no normal case. */
   specificity?: number | null;
+  /** Cohen's kappa at the threshold on that data; null when it held one class only. */
+  kappa?: number | null;
   /** Cases and abnormal cases it was fitted on. */
   cases?: number;
   positives?: number;
@@ -46,10 +49,17 @@ export interface TemperatureCard {
   level: 'image' | 'study';
   fittedOn: string;
   images?: number;
+  studies?: number;
   nllBefore?: number;
   nllAfter?: number;
+  /** Image-level ECE at T = 1 and at the chosen T. */
   eceBefore?: number;
   eceAfter?: number;
+  /** Study-level ECE at T = 1 and at the chosen T. */
+  studyEceBefore?: number;
+  studyEceAfter?: number;
+  /** Both fits, for the record: the image-level and the study-level temperature. */
+  candidates?: { image: number; study: number };
 }
 
 /** A summary of the out-of-distribution gate (the statistics themselves live in the graph / model.json). */
@@ -64,6 +74,8 @@ export interface OodGateCard {
   images: number;
   layers?: string[];
   dim?: number;
+  /** Share of images flagged at the threshold, per split (test only when the split has one). */
+  flagRates?: { train: number; validation: number; test?: number };
 }
 
 /** What the training run was, in brief. */
@@ -320,14 +332,16 @@ export interface CheckpointCardFields {
 }
 
 interface StoredTrust {
-  temperature?: { value: number; fittedOn: string; level?: 'image' | 'study'; images?: number; nllBefore?: number; nllAfter?: number; eceBefore?: number; eceAfter?: number };
-  ood?: { method: 'mahalanobis'; threshold: number; quantile: number; images: number; layers?: string[]; dim?: number; fittedOn?: string; thresholdFittedOn?: string };
+  temperature?: { value: number; fittedOn: string; level?: 'image' | 'study'; images?: number; studies?: number; nllBefore?: number; nllAfter?: number; eceBefore?: number; eceAfter?: number; studyEceBefore?: number; studyEceAfter?: number; candidates?: { image: number; study: number } };
+  /** `thresholdFrom` is what src/calibrate/trust.ts writes (the split whose score quantile is the threshold). */
+  ood?: { method: 'mahalanobis'; threshold: number; quantile: number; images: number; layers?: string[]; dim?: number; fittedOn?: string; thresholdFittedOn?: string; thresholdFrom?: string; flagRates?: { train: number; validation: number; test?: number } };
   operatingPoint?: {
     threshold: number;
     rule?: string;
     targetSensitivity?: number;
     validationSensitivity?: number;
     validationSpecificity?: number | null;
+    validationKappa?: number | null;
     validationCases?: number;
     validationPositives?: number;
     level: 'image' | 'study';
@@ -349,6 +363,7 @@ export function cardFromCheckpoint(meta: CheckpointCardFields, name: string, sha
       ...(o.targetSensitivity !== undefined ? { targetSensitivity: o.targetSensitivity } : {}),
       ...(o.validationSensitivity !== undefined ? { sensitivity: o.validationSensitivity } : {}),
       ...(o.validationSpecificity !== undefined ? { specificity: o.validationSpecificity } : {}),
+      ...(o.validationKappa !== undefined ? { kappa: o.validationKappa } : {}),
       ...(o.validationCases !== undefined ? { cases: o.validationCases } : {}),
       ...(o.validationPositives !== undefined ? { positives: o.validationPositives } : {}),
       level: o.level,
@@ -366,10 +381,11 @@ export function cardFromCheckpoint(meta: CheckpointCardFields, name: string, sha
       threshold: g.threshold,
       quantile: g.quantile,
       fittedOn: g.fittedOn ?? 'train',
-      ...(g.thresholdFittedOn ? { thresholdFittedOn: g.thresholdFittedOn } : {}),
+      ...(g.thresholdFittedOn ?? g.thresholdFrom ? { thresholdFittedOn: (g.thresholdFittedOn ?? g.thresholdFrom)! } : {}),
       images: g.images,
       ...(g.layers ? { layers: [...g.layers] } : {}),
       ...(g.dim !== undefined ? { dim: g.dim } : {}),
+      ...(g.flagRates ? { flagRates: { ...g.flagRates } } : {}),
     };
   }
   const extraCard = (meta.extra as { card?: Partial<ModelCard> } | undefined)?.card;
@@ -426,6 +442,7 @@ export function cardToCheckpoint(card: ModelCard, base: Partial<CheckpointCardFi
       ...(o.targetSensitivity !== undefined ? { targetSensitivity: o.targetSensitivity } : {}),
       ...(o.sensitivity !== undefined ? { validationSensitivity: o.sensitivity } : {}),
       ...(o.specificity !== undefined ? { validationSpecificity: o.specificity } : {}),
+      ...(o.kappa !== undefined ? { validationKappa: o.kappa } : {}),
       ...(o.cases !== undefined ? { validationCases: o.cases } : {}),
       ...(o.positives !== undefined ? { validationPositives: o.positives } : {}),
       level: o.level,

@@ -8,8 +8,9 @@
 import type { DicomHeader } from '../data/dicom/index.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import type { Heatmap } from '../inference/core/predict.js';
-import { load, type NodeModel } from '../inference/node/load.js';
+import { load } from '../inference/node/load.js';
 import type { PredictEngine } from '../inference/node/models.js';
+import { operatingPointText } from '../inference/core/trust.js';
 import { NextrayError } from '../util/errors.js';
 
 /** One instance to predict: its name in logs and the SR (its SOP Instance UID), its file, its parsed header. */
@@ -64,11 +65,6 @@ export class PredictorError extends NextrayError {
 /** Instances decoded and predicted together: a study's images are held decoded at most this many at a time. */
 const BATCH = 8;
 
-/** The operating point in words, for the SR and logs. */
-export function operatingPointText(model: Pick<NodeModel, 'threshold' | 'thresholdSource'>): string {
-  return `threshold ${model.threshold} (${model.thresholdSource === 'option' ? 'given with --threshold' : 'stored with the model'}); abnormal when probability > threshold`;
-}
-
 export async function openPredictor(models: readonly string[], opts: PredictorOptions = {}): Promise<Predictor> {
   if (!models.length) throw new PredictorError('give a model: --model M (an .onnx file from `nextray export`, a checkpoint folder or a run directory)');
   const model = await load([...models], {
@@ -82,7 +78,7 @@ export async function openPredictor(models: readonly string[], opts: PredictorOp
   return {
     name: model.name,
     sha256: model.sha256,
-    operatingPoint: operatingPointText(model),
+    operatingPoint: operatingPointText(model.cards, model.threshold, model.thresholdSource === 'option'),
     hasHeatmaps: model.hasHeatmaps,
     heatmapPreprocessing: model.cards[0]!.preprocessing,
     async predict(instances, o = {}) {

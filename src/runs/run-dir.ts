@@ -16,7 +16,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { EXIT_USAGE, FileWriteError, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
 
 /** A run directory that cannot be used (no checkpoint yet); the message names it. */
 export class RunDirError extends NextrayError {
@@ -85,6 +85,14 @@ export interface EpochMetrics {
   val_accuracy: number;
   val_recall: number | null;
   val_auc: number | null;
+  /**
+   * Validation study-level Cohen's kappa at the threshold that maximises it (the operating point `calibrate` would
+   * choose on these probabilities), and that threshold; null when the validation studies hold one class.
+   */
+  val_kappa?: number | null;
+  val_threshold?: number | null;
+  /** Validation image NLL after temperature scaling fitted on the validation logits (calibration-aware loss). */
+  val_nll_t?: number;
   /** Learning rate used during this epoch. */
   lr: number;
   seconds: number;
@@ -133,7 +141,11 @@ export class RunLog {
     mkdirSync(resolve(path, '..'), { recursive: true });
   }
   line(msg: string): void {
-    appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    try {
+      appendFileSync(this.path, `${new Date().toISOString()} ${msg}\n`);
+    } catch (err) {
+      throw new FileWriteError(this.path, err);
+    }
     this.echo?.(msg);
   }
 }

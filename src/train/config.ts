@@ -13,8 +13,16 @@ import type { EngineName, Precision } from '../engine/index.js';
 import { PRECISIONS } from '../engine/options.js';
 import { LOSS_KINDS, type LossKind, type RegionWeights } from './losses.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { ALL_ARCHS } from '../models/registry.js';
 
-export const SELECT_METRICS = ['recall', 'auc', 'accuracy', 'loss'] as const;
+/**
+ * Validation metrics that can pick the best checkpoint (higher is better; losses are negated):
+ *   kappa    study-level Cohen's kappa at its maximum-kappa threshold — the decision the model will be used at
+ *            (the default: it is the report's headline metric, measured at the operating point `calibrate` stores);
+ *   nll      image NLL after temperature scaling on validation — probability quality without the scale of the logits;
+ *   auc, recall (at 0.5), accuracy (at 0.5), loss (BCE).
+ */
+export const SELECT_METRICS = ['kappa', 'nll', 'recall', 'auc', 'accuracy', 'loss'] as const;
 export type SelectMetric = (typeof SELECT_METRICS)[number];
 
 export interface TrainConfig {
@@ -53,7 +61,10 @@ export interface TrainConfig {
   plateauPatience: number;
   /** Stop after this many epochs without improving `selectBy` (0 = never). */
   earlyStopPatience: number;
-  /** Validation metric that picks the best checkpoint (the seed report chose by recall). */
+  /**
+   * Validation metric that picks the best checkpoint. Default 'kappa' (study-level kappa at the validation-chosen
+   * threshold): the seed report chose by recall at 0.5, which rewards an epoch that calls nearly everything abnormal.
+   */
   selectBy: SelectMetric;
   seed: number;
   engine: EngineName;
@@ -106,7 +117,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<TrainConfig, 'data'>> = Object.freeze
   regionWeights: 'validation',
   plateauPatience: 2,
   earlyStopPatience: 5,
-  selectBy: 'recall',
+  selectBy: 'kappa',
   seed: 0,
   engine: 'auto',
   precision: 'fp32',
@@ -217,7 +228,8 @@ const CHECKS: Record<keyof TrainConfig, Check> = {
   data: str,
   split: strOrNull,
   valFraction: num(0, 1, false, true),
-  arch: str,
+  // Checked here, before a run folder exists: a typo must not leave a half-made run behind.
+  arch: oneOf(ALL_ARCHS),
   weights: strOrNull,
   inputSize: num(32, 4096, true),
   resize: oneOf(['pad', 'stretch']),

@@ -14,12 +14,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader, ImageCache, type BadImage, type Batch } from '../data/loader.js';
 import type { CachedInference, FeatureBatch } from './feature-cache/session.js';
-import { loadMuraDataset, type MuraDataset } from '../data/mura.js';
+import { loadMuraDataset, resolveMuraRoot, type MuraDataset } from '../data/mura.js';
 import { makePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { createSplit, loadSplit, selectSubset, writeSplit, type MuraSplitFile } from '../data/splits.js';
-import { REGIONS, type ImageRecord, type Region } from '../data/types.js';
+import { REGIONS, type ImageRecord, type Label, type Region } from '../data/types.js';
 import { initEngine, leanVariableGrads, withPrecision, type EngineInfo, type Precision } from '../engine/index.js';
 import { prepareScores, rocAuc } from '../evaluate/metrics.js';
+import { studyProbabilities, temperatureScaledNll } from '../evaluate/calibration.js';
+import { thresholdForMaxKappa } from '../evaluate/threshold.js';
 import { Dropout, type Model, type NetworkModel } from '../models/index.js';
 import { loadCheckpoint, readStateDict, saveCheckpoint, type CheckpointInfo } from '../models/weights/index.js';
 import { createProgress } from '../util/progress.js';
@@ -139,6 +141,10 @@ function selectValue(metric: SelectMetric, m: EpochMetrics): number | null {
       return m.val_accuracy;
     case 'loss':
       return Number.isFinite(m.val_loss) ? -m.val_loss : null; // higher is better everywhere below
+    case 'kappa':
+      return m.val_kappa ?? null;
+    case 'nll':
+      return m.val_nll_t !== undefined && Number.isFinite(m.val_nll_t) ? -m.val_nll_t : null;
   }
 }
 
@@ -218,6 +224,9 @@ interface Validation {
   accuracy: number;
   recall: number | null;
   auc: number | null;
+  kappa: number | null;
+  threshold: number | null;
+  nllT: number;
   lossByRegion: Partial<Record<Region, number>>;
   images: number;
 }
@@ -260,11 +269,36 @@ async function validate(model: Model, prep: Prepared, config: TrainConfig, cache
     const g = regionSum.get(region);
     if (g) lossByRegion[region] = g.s / g.n;
   }
+  // The decision the model will be used at: study probability (mean of the views) at the maximum-kappa threshold.
+  const studyOf = new Map<string, number>();
+  const studyLabels: number[] = [];
+  const study = new Uint32Array(n);
+  res.records.forEach((r, i) => {
+    let s = studyOf.get(r.study);
+    if (s === undefined) {
+      s = studyLabels.push(r.label) - 1;
+      studyOf.set(r.study, s);
+    }
+    study[i] = s;
+  });
+  const sp = studyProbabilities(res.logits, study, studyLabels.length);
+  let kappa: number | null = null;
+  let threshold: number | null = null;
+  try {
+    const k = thresholdForMaxKappa(studyLabels.map((label, s) => ({ label: label as Label, probability: sp[s]! })));
+    kappa = k.validationKappa;
+    threshold = k.threshold;
+  } catch {
+    // one class only: kappa is undefined
+  }
   return {
     loss: loss / n,
     accuracy: correct / n,
     recall: pos ? tp / pos : null,
     auc: rocAuc(prepareScores(labels, res.logits)),
+    kappa,
+    threshold,
+    nllT: temperatureScaledNll(res.logits, labels),
     lossByRegion,
     images: n,
     bad: res.badImages,
@@ -300,8 +334,20 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     throw new TrainError(`${paths.dir} already holds a run (config.json exists): continue it with --resume ${opts.runDir}, or choose another --out`);
   }
   checkFeatureCacheConfig(config);
+  await checkBeforeRun(config);
   writeJson(paths.config, config);
   return runTraining(config, paths, false, opts);
+}
+
+/**
+ * What can be checked before a run folder is made: the dataset folder, the starting weights and the split file
+ * exist. A mistake there must not leave a half-made run behind (which --out would then refuse as taken).
+ */
+async function checkBeforeRun(config: TrainConfig): Promise<void> {
+  await resolveMuraRoot(config.data);
+  for (const [what, path] of [['--weights', config.weights], ['--split', config.split]] as const) {
+    if (path !== null && !existsSync(path)) throw new TrainError(`${what} ${path}: no such file`);
+  }
 }
 
 /** Continues the run in `runDir` from its last completed epoch (or from the start if none completed). */
@@ -569,6 +615,9 @@ function epochMetrics(ctx: RunContext, epoch: number, t: EpochTraining, val: Val
     val_accuracy: val.accuracy,
     val_recall: val.recall,
     val_auc: val.auc,
+    val_kappa: val.kappa,
+    val_threshold: val.threshold,
+    val_nll_t: val.nllT,
     lr: t.lrThisEpoch,
     seconds,
     images_per_second: t.seen / Math.max(t.trainSeconds, 1e-3),
@@ -633,7 +682,8 @@ function commitEpoch(ctx: RunContext, state: TrainState, epoch: number, m: Epoch
   writeMetricsFile(paths.metrics, state.history);
   log.line(
     `epoch ${m.epoch}/${config.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${m.train_accuracy.toFixed(3)} | ` +
-      `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} | ` +
+      `val loss ${m.val_loss.toFixed(4)} acc ${m.val_accuracy.toFixed(3)} recall ${m.val_recall?.toFixed(3) ?? '-'} AUC ${m.val_auc?.toFixed(3) ?? '-'} ` +
+      `study kappa ${m.val_kappa?.toFixed(3) ?? '-'} @${m.val_threshold?.toFixed(3) ?? '-'} | ` +
       `lr ${m.lr} | ${m.seconds.toFixed(1)} s, ${m.images_per_second.toFixed(1)} img/s${m.precision === 'bf16' ? ' (bf16)' : ''}` +
       `${m.features_cached !== undefined ? ` | features: ${m.features_cached} cached, ${m.features_computed} computed` : ''}${m.best ? ' | best' : ''}`,
   );

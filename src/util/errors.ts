@@ -50,3 +50,57 @@ export function rethrowWithPrefix(prefix: string): (err: unknown) => never {
     throw err;
   };
 }
+
+/** System error codes a user can act on (a full or read-only disk, permissions...), in words. */
+const ERRNO_WORDS: Readonly<Record<string, string>> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EIO: 'input/output error (a failing disk or network share)',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files on the system',
+  ENAMETOOLONG: 'file name too long',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EISDIR: 'is a folder',
+  EEXIST: 'already exists',
+  ENOENT: 'no such file or folder',
+  EFBIG: 'file too large for the file system',
+  EXDEV: 'crosses file systems',
+  EADDRINUSE: 'address already in use (another program listens on that port)',
+  EADDRNOTAVAIL: 'no such address on this machine',
+};
+
+/** Words for a system error code, or undefined when it is not one a user can act on. */
+export function errnoWords(code: string | undefined): string | undefined {
+  return code === undefined ? undefined : ERRNO_WORDS[code];
+}
+
+/** Codes that say the disk is out of room (the job may continue once space is freed): exit 1, not 2. */
+const OUT_OF_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO']);
+
+/**
+ * A file or folder that could not be written (full disk, read-only file system, no permission): names the path the
+ * user asked for (not a temporary name) and says what to do. Files written before are left as they were.
+ */
+export class FileWriteError extends NextrayError {
+  readonly path: string;
+  readonly errno: string | undefined;
+  constructor(path: string, cause: unknown) {
+    const code = (cause as { code?: string } | null)?.code;
+    const words = errnoWords(code) ?? (cause instanceof Error ? cause.message : String(cause));
+    const full = code !== undefined && OUT_OF_ROOM.has(code);
+    super(`cannot write ${path}: ${words}${code && errnoWords(code) ? ` (${code})` : ''}`, {
+      code: 'ERR_WRITE',
+      exitStatus: full ? EXIT_FAILURE : EXIT_USAGE,
+      hint: full
+        ? 'free some space (or write somewhere else) and run the command again; what was written before is intact'
+        : 'choose a folder you can write to',
+      cause,
+    });
+    this.name = 'FileWriteError';
+    this.path = path;
+    this.errno = code;
+  }
+}

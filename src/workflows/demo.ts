@@ -22,6 +22,8 @@ import { fitTrust } from '../calibrate/trust.js';
 import { trustOf } from '../inference/core/trust.js';
 import { trustSections } from '../calibrate/trust-report.js';
 import { uncalibrate } from '../evaluate/calibration.js';
+import { escapeHtml, thresholdComparison, thresholdComparisonHtml, thresholdComparisonMarkdown } from '../evaluate/tables.js';
+import type { TrustInfo } from '../inference/core/trust.js';
 import { loadCheckpoint } from '../models/weights/index.js';
 import { loadSplit, selectSubset } from '../data/splits.js';
 import { loadMuraDataset } from '../data/mura.js';
@@ -129,9 +131,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
   // 4. Evaluate at image and study level and write the report.
   log('4/4 evaluating (study probability = mean of its views) and writing the report');
-  const evaluation = evaluatePredictions(input.predictions, { threshold: 0.5, replicates: opts.bootstrap, seed: opts.seed });
+  // At the run's stored operating point (chosen on validation when training ended), with 0.5 beside it.
+  const threshold = preds.metadata.decisionThreshold;
+  const evaluation = evaluatePredictions(input.predictions, { threshold, replicates: opts.bootstrap, seed: opts.seed });
+  const at05 = threshold !== 0.5 ? evaluatePredictions(input.predictions, { threshold: 0.5, replicates: opts.bootstrap, seed: opts.seed }) : null;
   const t = preds.temperature;
-  const before = evaluatePredictions(input.predictions.map((p) => ({ ...p, probability: uncalibrate(p.probability, t) })), { threshold: 0.5, replicates: 0, seed: opts.seed });
+  const before = evaluatePredictions(input.predictions.map((p) => ({ ...p, probability: uncalibrate(p.probability, t) })), { threshold, replicates: 0, seed: opts.seed });
   const calibration = {
     temperature: t,
     rows: (['image', 'study'] as const).map((level) => ({
@@ -144,7 +149,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   };
   const ds = await loadMuraDataset(dataDir);
   const testRecords = selectSubset(ds, loadSplit(runPaths(runDir).split, ds), 'test').images;
-  const sections = await trustSections(runDir, dataDir, preds.predictions, testRecords, reportDir, 0.5);
+  const trustInfo = trustOf(preds.metadata);
+  const sections = [
+    fittedSection(trustInfo, threshold, evaluation, at05),
+    ...(await trustSections(runDir, dataDir, preds.predictions, testRecords, reportDir, threshold)),
+  ];
   const written = await writeEvaluationOutputs(
     evaluation,
     reportDir,
@@ -171,5 +180,35 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     seconds: { generate: (t1 - t0) / 1000, train: (t2 - t1) / 1000, evaluate: (t3 - t2) / 1000, total: (t3 - t0) / 1000 },
     testImages: preds.images,
     badImages: trained.badImages.length + preds.badImages.length,
+  };
+}
+
+/** The report section on what was fitted on held-out data: operating point, temperature, OOD flag rates; 0.5 beside. */
+function fittedSection(t: TrustInfo, threshold: number, evaluation: EvaluationResult, at05: EvaluationResult | null): { title: string; html: string; markdown: string } {
+  const pct = (v: number | undefined): string => (v === undefined ? '—' : `${(100 * v).toFixed(1)}%`);
+  const op = t.operatingPoint;
+  const lines: string[] = [];
+  lines.push(
+    op
+      ? `Decision threshold ${threshold.toFixed(4)}: chosen on the validation studies by ${op.rule === 'max-kappa' ? "maximum Cohen's kappa" : `study sensitivity >= ${op.targetSensitivity}`} (validation kappa ${op.validationKappa?.toFixed(3) ?? '—'}, sensitivity ${op.validationSensitivity.toFixed(3)}, specificity ${op.validationSpecificity?.toFixed(3) ?? '—'}); the headline kappa below is at this threshold.`
+      : `Decision threshold ${threshold}.`,
+  );
+  if (t.temperature) {
+    const tt = t.temperature;
+    lines.push(
+      `Temperature ${tt.value.toFixed(3)} (${tt.level ?? 'image'} level, fitted on validation${tt.candidates ? `; image-level fit ${tt.candidates.image.toFixed(3)}, study-level fit ${tt.candidates.study.toFixed(3)}` : ''}): validation ECE image ${tt.eceBefore.toFixed(3)} -> ${tt.eceAfter.toFixed(3)}` +
+        (tt.studyEceBefore !== undefined ? `, study ${tt.studyEceBefore.toFixed(3)} -> ${tt.studyEceAfter!.toFixed(3)}` : '') +
+        `; test ECE image ${evaluation.image.overall.calibration.ece.toFixed(3)}, study ${evaluation.study.overall.calibration.ece.toFixed(3)}.`,
+    );
+  }
+  if (t.ood?.flagRates) {
+    const r = t.ood.flagRates;
+    lines.push(`OOD gate: threshold ${t.ood.threshold.toFixed(1)} at the ${t.ood.quantile} quantile of the ${t.ood.thresholdFrom ?? 'training'} images' scores; radiographs flagged: train ${pct(r.train)}, validation ${pct(r.validation)}, test ${pct(r.test)}.`);
+  }
+  const rows = at05 ? thresholdComparison(evaluation.study, at05.study) : null;
+  return {
+    title: 'Fitted on held-out data: threshold, temperature, OOD gate',
+    html: lines.map((l) => `<p>${escapeHtml(l)}</p>`).join('') + (rows ? `<p>Study level at ${+threshold.toFixed(4)} and at 0.5:</p>${thresholdComparisonHtml(rows, threshold, 0.5)}` : ''),
+    markdown: lines.join('\n\n') + (rows ? `\n\nStudy level at ${+threshold.toFixed(4)} and at 0.5:\n\n${thresholdComparisonMarkdown(rows, threshold, 0.5)}` : ''),
   };
 }

@@ -401,17 +401,21 @@ test('phone layout (375 × 667): no horizontal scroll, the study and the viewer 
   await page.context().close();
 });
 
-test('behind a token the page loads the model with the token from its address, and says why it cannot without', { skip: skip ?? false }, async () => {
+test('behind a token the page asks for it (login page), and opens with it from its #token= address', { skip: skip ?? false }, async () => {
   const guarded = await buildServer({ predictor, modelPath, token: 's3cret', log: () => {} });
   const url = await guarded.listen({ host: '127.0.0.1', port: 0 });
   try {
     const { page } = await offlinePage(browser, url);
     await page.goto(url + '/');
-    await page.waitForSelector('body[data-state=error]', { timeout: 60_000 });
-    assert.match((await page.textContent('[data-testid=status]')) ?? '', /model\.json: HTTP 401: this server needs its token \(open the page as …\/#token=<token>\)/);
+    await page.waitForSelector('body[data-state=login]', { timeout: 60_000 });
+    await page.goto(url + '/#token=wrong');
+    await page.reload();
+    await page.waitForSelector('[data-testid=login-error]:not([hidden])', { timeout: 60_000 });
+    assert.match((await page.textContent('[data-testid=login-error]')) ?? '', /Wrong token/);
     await page.goto(url + '/#token=s3cret');
     await page.reload();
     await page.waitForSelector('body[data-state=ready]', { timeout: 60_000 });
+    assert.ok(!page.url().includes('s3cret'), `the token is gone from the address: ${page.url()}`);
     await pick(page, [images.png1]);
     near((await studyCards(page))[0]!.probability!, cli.get(images.png1)!, 'with token');
     await page.context().close();

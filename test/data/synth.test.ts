@@ -124,7 +124,7 @@ test('splits are patient-disjoint and the summary matches counts recomputed from
   const manifest = JSON.parse(readFileSync(join(dirA, 'synth.json'), 'utf8'));
   assert.equal(manifest.generator, 'nextray-synth');
   assert.match(manifest.version, /^\d+\.\d+\.\d+$/);
-  assert.deepEqual(manifest.options, { studies: STUDIES, seed: 5, size: SIZE, validFraction: 0.25 });
+  assert.deepEqual(manifest.options, { studies: STUDIES, seed: 5, size: SIZE, validFraction: 0.25, site: 'default' });
   assert.deepEqual(manifest.summary.splits, sumA.splits);
   assert.deepEqual(sumA.failed, []);
 });

@@ -169,3 +169,40 @@ test('usage and file errors: exit 2 with a message that says what to fix', () =>
   assert.equal(h.code, 0);
   assert.match(h.stdout, /Examples:\n\s+nextray evaluate --predictions/);
 });
+
+test('a threshold other than 0.5: the headline is named, and Table 2\'s threshold columns are shown at 0.5 beside it (values by hand)', () => {
+  // Studies (label, mean probability): (1, 0.8) (0, 0.4) (1, 0.3) (0, 0.55) (1, 0.65) (0, 0.1).
+  // At 0.25: TP 3, FP 2, TN 1, FN 0 -> sensitivity 1, specificity 1/3, po 4/6, pe (5*3 + 1*3)/36 = 1/2, kappa 1/3.
+  // At 0.5:  TP 2, FP 1, TN 2, FN 1 -> sensitivity 2/3, specificity 2/3, po 4/6, pe (3*3 + 3*3)/36 = 1/2, kappa 1/3.
+  const csv = join(tmp.dir, 'two-thresholds.csv');
+  writeFileSync(
+    csv,
+    [
+      'image,label,probability',
+      `${W}/patient1/study1_positive/image1.png,1,0.9`,
+      `${W}/patient1/study1_positive/image2.png,1,0.7`,
+      `${W}/patient2/study1_negative/image1.png,0,0.6`,
+      `${W}/patient2/study1_negative/image2.png,0,0.2`,
+      `${W}/patient3/study1_positive/image1.png,1,0.3`,
+      `${W}/patient4/study1_negative/image1.png,0,0.55`,
+      `${H}/patient5/study1_positive/image1.png,1,0.65`,
+      `${H}/patient6/study1_negative/image1.png,0,0.1`,
+    ].join('\n') + '\n',
+  );
+  const r = runCli(['evaluate', '--predictions', csv, '--threshold', '0.25', '--bootstrap', '0']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Headline: study-level Cohen's kappa at threshold 0\.25 \(given with --threshold\)/);
+  assert.match(r.stdout, /Study level at the headline threshold 0\.25 and at 0\.5/);
+  const overall = r.stdout.split('\n').filter((l) => /^Overall\s/.test(l)).pop()!;
+  // kappa @0.25, @0.5, sensitivity @0.25, @0.5, specificity @0.25, @0.5, accuracy @0.25, @0.5
+  assert.deepEqual(overall.trim().split(/\s+/).slice(2), ['0.333', '0.333', '1.000', '0.667', '0.333', '0.667', '0.667', '0.667']);
+  const j = JSON.parse(runCli(['evaluate', '--predictions', csv, '--threshold', '0.25', '--bootstrap', '0', '--json', '-']).stdout);
+  assert.equal(j.headline.threshold, 0.25);
+  assert.ok(Math.abs(j.at_threshold_0_5.study.overall.sensitivity - 2 / 3) < 1e-12);
+  assert.ok(Math.abs(j.at_threshold_0_5.study.overall.kappa - 1 / 3) < 1e-12);
+  assert.ok(Math.abs(j.study.overall.sensitivity - 1) < 1e-12);
+  // At 0.5 itself there is nothing to put beside it.
+  const same = runCli(['evaluate', '--predictions', csv, '--bootstrap', '0']);
+  assert.doesNotMatch(same.stdout, /and at 0\.5/);
+  assert.match(same.stdout, /Headline: study-level Cohen's kappa at threshold 0\.5 \(the default\)/);
+});

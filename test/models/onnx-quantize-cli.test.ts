@@ -52,7 +52,7 @@ test('export --precision fp16 and int8: smaller files, metadata, verified, loada
   const int8 = join(tmp.dir, 'm8.onnx');
   const r8 = runCli([
     'export', '--checkpoint', ckpt, '--out', int8, '--precision', 'int8', '--calibration', data, '--calibration-images', '6',
-    '--calibration-method', 'percentile-99.9', '--float-layers', 'conv1', '--verify', '--threads', '1', '--json',
+    '--calibration-method', 'percentile-99.9', '--float-layers', 'conv1', '--verify', '--threads', '1', '--json', '--features',
   ]);
   assert.equal(r8.code, 0, r8.stderr);
   const s8 = JSON.parse(r8.stdout);
@@ -62,6 +62,7 @@ test('export --precision fp16 and int8: smaller files, metadata, verified, loada
   assert.equal(s8.quantized_layers, 21, 'ResNet-18: 20 convolutions (3 downsample) + fc + the CAM output\'s 1x1 conv, minus conv1 kept in float');
   assert.equal(s8.verify.input, 'calibration images');
   assert.equal(s8.verify.ok, true);
+  assert.ok(s8.outputs.includes('features'), `--features: outputs ${s8.outputs}`);
 
   const size32 = statSync(fp32).size;
   assert.ok(statSync(fp16).size < 0.52 * size32, `fp16 ${statSync(fp16).size} vs fp32 ${size32}`);
@@ -79,6 +80,8 @@ test('export --precision fp16 and int8: smaller files, metadata, verified, loada
   }
   const clf = await OnnxClassifier.create(int8, { threads: 1 });
   const q = JSON.parse(clf.info.metadata.quantization!);
+  // ResNet-18's head reads 512 pooled features per image.
+  assert.deepEqual((await clf.run(new Float32Array(2 * 64 * 64 * 3), 2, { outputs: ['features'] })).extra.features!.dims, [2, 512]);
   await clf.release();
   assert.equal(q.format, 'QDQ');
   assert.equal(q.calibration.method, 'percentile-99.9');

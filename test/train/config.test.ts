@@ -16,7 +16,7 @@ test("defaults are the seed report's chosen model", () => {
   assert.equal(c.inputSize, 320);
   assert.deepEqual([c.beta1, c.beta2], [0.9, 0.999]);
   assert.equal(c.loss, 'bce');
-  assert.equal(c.selectBy, 'recall');
+  assert.equal(c.selectBy, 'kappa');
   assert.equal(DEFAULT_CONFIG.rotation, 0);
 });
 

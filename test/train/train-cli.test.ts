@@ -1,13 +1,14 @@
 /**
  * End to end through the real CLI on a tiny learnable MURA-layout dataset: train 2 epochs; kill a second run after
- * its first epoch and resume it -> bitwise the same final weights and optimiser state as the uninterrupted run;
+ * its first epoch and resume it -> bitwise the same final weights and optimiser state as the uninterrupted run; a
+ * third one killed at seeded random moments (three kills) and resumed -> the same, with no temporary litter;
  * evaluate the trained model's test-split predictions; a two-config sweep (and its resume); config errors.
  * Needs `npm run build` first (runCli runs dist/).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { runCli } from '../helpers/cli.js';
@@ -16,6 +17,9 @@ import { predictSplit } from '../../src/inference/node/records.js';
 import { initEngine } from '../../src/engine/index.js';
 import { createModel } from '../../src/models/index.js';
 import { writeSafetensorsFile } from '../../src/models/weights/files.js';
+import { loadCheckpoint } from '../../src/models/weights/index.js';
+import { Rng } from '../../src/util/rng.js';
+import { killNine, tempLitter } from '../helpers/faults.js';
 
 const tmp = tempDir('nextray-train-cli-');
 const data = join(tmp.dir, 'data');
@@ -55,6 +59,43 @@ test('train 2 epochs: run directory with config, split, metrics, best/last check
   assert.ok(split.subsets.test.patients.every((p) => !val.has(p)), 'validation and test share no patient');
 });
 
+test('every epoch records the validation study kappa at its maximum-kappa threshold (recounted here), and the run stores that operating point', async () => {
+  const run = join(tmp.dir, 'runA');
+  const epochs = lines(readFileSync(join(run, 'metrics.jsonl'), 'utf8')).map((l) => JSON.parse(l) as Record<string, number | null>);
+  for (const m of epochs) for (const k of ['val_kappa', 'val_threshold', 'val_nll_t']) assert.ok(k in m, k);
+  // The last checkpoint is epoch 2's weights, untouched by the end-of-training fit (that rewrites the best one).
+  await initEngine();
+  const p = await predictSplit(run, { data, subset: 'validation', which: 'last', engine: 'tfjs', workers: 0 });
+  const studies = new Map<string, { y: number; s: number; n: number }>();
+  for (const q of p.predictions) {
+    const k = q.image.replace(/image\d+\.png$/, '');
+    const e = studies.get(k) ?? { y: q.label, s: 0, n: 0 };
+    e.s += q.probability;
+    e.n++;
+    studies.set(k, e);
+  }
+  const cases = [...studies.values()].map((s) => ({ y: s.y, p: s.s / s.n }));
+  const kappaAt = (thr: number): number => {
+    let tp = 0, fp = 0, tn = 0, fn = 0;
+    for (const c of cases) {
+      const called = c.p > thr;
+      if (c.y === 1) called ? tp++ : fn++;
+      else called ? fp++ : tn++;
+    }
+    const n = cases.length;
+    const pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n);
+    return ((tp + tn) / n - pe) / (1 - pe);
+  };
+  const best = Math.max(...[0, ...cases.map((c) => c.p)].map(kappaAt));
+  const m2 = epochs[1]!;
+  assert.ok(Math.abs(m2.val_kappa! - best) < 1e-6, `epoch 2 val_kappa ${m2.val_kappa} vs recounted ${best}`);
+  assert.ok(Math.abs(kappaAt(m2.val_threshold!) - best) < 1e-6);
+  // When training ends the best checkpoint gets the operating point (max kappa on validation) as its threshold.
+  const meta = JSON.parse(readFileSync(join(run, 'checkpoints', 'best', 'model.json'), 'utf8')) as { decisionThreshold: number; extra: { trust?: { operatingPoint?: { rule: string; threshold: number } } } };
+  assert.equal(meta.extra.trust?.operatingPoint?.rule, 'max-kappa');
+  assert.equal(meta.decisionThreshold, meta.extra.trust!.operatingPoint!.threshold);
+});
+
 test('kill after epoch 1 + --resume gives bitwise the weights and Adam state of the uninterrupted run', async () => {
   const runA = join(tmp.dir, 'runA');
   const runB = join(tmp.dir, 'runB');
@@ -82,6 +123,41 @@ test('kill after epoch 1 + --resume gives bitwise the weights and Adam state of 
   assert.match(again.stdout, /already finished/);
 });
 
+test('kill -9 at seeded random moments (three times), then --resume: the uninterrupted run bit for bit, no litter', async (t) => {
+  const runA = join(tmp.dir, 'runA');
+  const runC = join(tmp.dir, 'runC');
+  const rng = new Rng('train-kill-points');
+  const kills: string[] = [];
+  for (let k = 0; k < 3; k++) {
+    const fresh = !existsSync(join(runC, 'config.json'));
+    const args = fresh ? ['train', ...base, '--epochs', '2', '--out', runC, '--quiet'] : ['train', '--resume', runC, '--quiet'];
+    const afterMs = Math.round(rng.uniform(500, 15_000));
+    const r = await killNine(args, { afterMs });
+    kills.push(`${afterMs} ms: ${r.killed ? 'killed' : `ended by itself (${r.code})`}`);
+    // Whatever the moment: a checkpoint that is there is whole (loadCheckpoint checks every file's sha256).
+    for (const which of ['last', 'best']) {
+      const dir = join(runC, 'checkpoints', which);
+      if (existsSync(join(dir, 'model.json'))) assert.doesNotThrow(() => loadCheckpoint(dir), `${which} after a kill at ${afterMs} ms`);
+    }
+    if (existsSync(join(runC, 'config.json'))) JSON.parse(readFileSync(join(runC, 'config.json'), 'utf8'));
+  }
+  t.diagnostic(`kill points: ${kills.join('; ')}`);
+  const fresh = !existsSync(join(runC, 'config.json'));
+  const done = runCli(fresh ? ['train', ...base, '--epochs', '2', '--out', runC, '--quiet'] : ['train', '--resume', runC, '--quiet']);
+  assert.equal(done.code, 0, `${kills.join('; ')}\n${done.stderr}`);
+  for (const f of ['checkpoints/last/model.safetensors', 'checkpoints/last/optimizer.safetensors', 'checkpoints/best/model.safetensors']) {
+    assert.ok(Buffer.compare(readFileSync(join(runA, f)), readFileSync(join(runC, f))) === 0, `${f} differs (kills: ${kills.join('; ')})`);
+  }
+  const ma = lines(readFileSync(join(runA, 'metrics.jsonl'), 'utf8')).map((l) => withoutTiming(JSON.parse(l)));
+  const mc = lines(readFileSync(join(runC, 'metrics.jsonl'), 'utf8')).map((l) => withoutTiming(JSON.parse(l)));
+  assert.deepEqual(mc, ma);
+  // The OOD gate and temperature fitted when training ends: there too, even when a kill landed during that fit.
+  const trust = (run: string) => (JSON.parse(readFileSync(join(run, 'checkpoints', 'best', 'model.json'), 'utf8')) as { extra: { trust?: unknown } }).extra.trust;
+  assert.deepEqual(trust(runC), trust(runA));
+  assert.deepEqual(tempLitter(runC), [], 'no temporary file of a killed write is left');
+  assert.deepEqual(readdirSync(join(runC, 'checkpoints')).sort(), ['best', 'last'], 'no half-saved checkpoint folder is left');
+});
+
 test('the trained run predicts the held-out test split; evaluate reads those predictions', async () => {
   await initEngine();
   const runA = join(tmp.dir, 'runA');
@@ -90,7 +166,10 @@ test('the trained run predicts the held-out test split; evaluate reads those pre
   assert.ok(p.predictions.every((x) => x.probability >= 0 && x.probability <= 1 && x.image.includes('/valid/')));
   const csv = join(tmp.dir, 'test-predictions.csv');
   writeFileSync(csv, 'image,label,probability\n' + p.predictions.map((x) => `${x.image},${x.label},${x.probability}`).join('\n') + '\n');
-  const r = runCli(['evaluate', '--predictions', csv, '--bootstrap', '20', '--json', '-']);
+  // `evaluate --model` decides at the run's stored operating point (chosen on validation when training ended): the
+  // CSV face is given the same threshold.
+  const stored = (JSON.parse(readFileSync(join(runA, 'checkpoints', 'best', 'model.json'), 'utf8')) as { decisionThreshold: number }).decisionThreshold;
+  const r = runCli(['evaluate', '--predictions', csv, '--threshold', String(stored), '--bootstrap', '20', '--json', '-']);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as { study: { overall: { count: number } }; image: unknown };
   assert.equal(j.study.overall.count, new Set(p.predictions.map((x) => x.image.replace(/[^/]+$/, ''))).size);

@@ -11,6 +11,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { startSiblingWorker } from '../../util/worker.js';
 import { MURA_SPLITS, REGIONS, type Region } from '../types.js';
 import { planDataset, MURA_ROOT, type PlannedStudy } from './plan.js';
+import { isSiteName, SITE_NAMES } from './sites.js';
 import { runImageJob, type ImageJob, type JobContext, type JobResult } from './job.js';
 import {
   FINDING_KINDS,
@@ -45,12 +46,14 @@ function checkOptions(opts: SynthOptions): Required<Omit<SynthOptions, 'onProgre
   const validFraction = opts.validFraction ?? SYNTH_DEFAULTS.validFraction;
   const seed = opts.seed ?? SYNTH_DEFAULTS.seed;
   const workers = opts.workers ?? Math.min(2, availableParallelism());
+  const site = opts.site ?? 'default';
+  if (!isSiteName(site)) throw new RangeError(`site must be one of ${SITE_NAMES.join(', ')}, got '${site}'`);
   if (!Number.isInteger(studies) || studies < 1 || studies > 90000) throw new RangeError(`studies must be an integer in [1, 90000], got ${studies}`);
   if (!Number.isInteger(size) || size < 32 || size > 2048) throw new RangeError(`size must be an integer in [32, 2048] px, got ${size}`);
   if (!(validFraction >= 0 && validFraction <= 0.9)) throw new RangeError(`validFraction must be in [0, 0.9], got ${validFraction}`);
   if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new RangeError(`workers must be an integer in [0, 64], got ${workers}`);
   if (!opts.outDir) throw new RangeError('outDir is required');
-  return { outDir: opts.outDir, studies, size, validFraction, seed, workers };
+  return { outDir: opts.outDir, studies, size, validFraction, seed, workers, site };
 }
 
 function emptyCounts(): RegionCounts {
@@ -153,7 +156,7 @@ export async function generateSyntheticMura(opts: SynthOptions & { force?: boole
   for (const s of plan) {
     s.images.forEach((path, view) => jobs.push({ path, study: s.key, region: s.region, label: s.label, view, views: s.images.length }));
   }
-  const ctx: JobContext = { seed: o.seed, size: o.size, outDir: o.outDir };
+  const ctx: JobContext = { seed: o.seed, size: o.size, outDir: o.outDir, site: o.site };
   const written = new Set<string>();
   const failed: { path: string; error: string }[] = [];
   const findings = Object.fromEntries(FINDING_KINDS.map((k) => [k, 0])) as Record<FindingKind, number>;
@@ -207,7 +210,7 @@ export async function generateSyntheticMura(opts: SynthOptions & { force?: boole
   const manifest: SynthManifest = {
     generator: 'nextray-synth',
     version: SYNTH_GENERATOR_VERSION,
-    options: { studies: o.studies, seed: o.seed, size: o.size, validFraction: o.validFraction },
+    options: { studies: o.studies, seed: o.seed, size: o.size, validFraction: o.validFraction, site: o.site },
     // Timing varies between runs; the manifest keeps only what the seed determines, so it is reproducible too.
     summary: { ...summary, seconds: 0, images_per_second: 0, root: MURA_ROOT },
   };

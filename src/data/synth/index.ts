@@ -7,6 +7,20 @@ export { planDataset, abnormalRate, MURA_ROOT, type PlannedStudy } from './plan.
 export { designStudy, renderImage, type StudyDesign, type RenderedImage } from './render.js';
 export { sidecarPath } from './job.js';
 export {
+  SITE_NAMES,
+  SITE_PROFILES,
+  NOISE_KAPPA,
+  siteProfile,
+  isSiteName,
+  isIdentitySite,
+  siteToneValue,
+  gaussianBlur,
+  applySiteOptics,
+  type SiteName,
+  type SiteProfile,
+  type SiteTone,
+} from './sites.js';
+export {
   FINDING_KINDS,
   SYNTH_GENERATOR_VERSION,
   type FindingKind,

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import type { Label, Region } from '../types.js';
 import { designStudy, renderImage } from './render.js';
 import type { FindingKind } from './types.js';
+import { siteProfile } from './sites.js';
 
 export interface ImageJob {
   /** MURA path of the image (`MURA-v1.1/train/.../image1.png`). */
@@ -24,6 +25,8 @@ export interface JobContext {
   seed: number | string;
   size: number;
   outDir: string;
+  /** Site profile name (sites.ts). */
+  site: string;
 }
 
 export interface JobResult {
@@ -38,7 +41,7 @@ export function sidecarPath(pngPath: string): string {
 
 export async function runImageJob(job: ImageJob, ctx: JobContext): Promise<JobResult> {
   const design = designStudy(ctx.seed, job.study, job.region, job.label, job.views);
-  const { pixels, sidecar } = renderImage(ctx.seed, design, job.view, job.path, ctx.size);
+  const { pixels, sidecar } = renderImage(ctx.seed, design, job.view, job.path, ctx.size, siteProfile(ctx.site));
   const png = await sharp(pixels, { raw: { width: ctx.size, height: ctx.size, channels: 1 } })
     .toColourspace('b-w')
     .png({ compressionLevel: 6, adaptiveFiltering: false })

@@ -10,6 +10,7 @@ import { drawFindingSpecs, plantFindings, type FindingSpec, type PlantResult } f
 import { compose, translation, rotationAbout, transformPrim, apply, scaleOf, type Affine } from './geom.js';
 import { createLayers, frameBuffer, draw, drawUnion, scaleBone, valueNoise, boxBlur, type Prim, type TubePrim, type Clip } from './raster.js';
 import type { SynthFinding, SynthImageSidecar } from './types.js';
+import { applySiteCollimation, applySiteNoise, applySiteOptics, applySiteText, applySiteTone, isIdentitySite, siteProfile, type SiteName, type SiteProfile } from './sites.js';
 
 /** Everything decided once per study. */
 export interface StudyDesign {
@@ -192,9 +193,16 @@ export interface RenderedImage {
   sidecar: SynthImageSidecar;
 }
 
-/** Renders view `v` (0-based) of a designed study as `size`×`size` 8-bit greyscale pixels plus its sidecar. */
-export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePath: string, size: number): RenderedImage {
+/**
+ * Renders view `v` (0-based) of a designed study as `size`×`size` 8-bit greyscale pixels plus its sidecar, as the
+ * machine of `site` (sites.ts) would take it: the default site is the generator's own look; any other site takes
+ * the same anatomy, pose and findings and changes only the acquisition, from a random stream of its own.
+ */
+export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePath: string, size: number, site: SiteName | SiteProfile = 'default'): RenderedImage {
   const rng = new Rng(seed).fork(imagePath);
+  const profile = typeof site === 'string' ? siteProfile(site) : site;
+  const siteOn = !isIdentitySite(profile);
+  const srng = new Rng(seed).fork('site').fork(profile.name).fork(imagePath);
   const region = design.region;
   const view = design.views[v]!;
 
@@ -313,8 +321,10 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
     const x = E[i]! * toLut;
     img[i] = lut[x <= 0 ? 0 : x >= LUT_N ? LUT_N : Math.round(x)]!;
   }
+  if (siteOn) applySiteTone(img, profile);
   const blur = Math.round(rng.uniform(0, 1.6) * (size / 512));
   if (blur >= 1) boxBlur(img, size, blur);
+  if (siteOn) applySiteOptics(img, size, profile);
 
   // Collimation: the unexposed border outside the shutters is white (or cropped black).
   if (rng.chance(0.2)) {
@@ -334,6 +344,8 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
     }
   }
 
+  if (siteOn) applySiteCollimation(img, size, profile, srng);
+
   // Noise: quantum-like grain plus low-frequency mottle and a heel-effect gradient.
   const sigma = rng.uniform(0.005, 0.02);
   const sigmaTri = sigma * Math.sqrt(6);
@@ -342,6 +354,8 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
   const heel = rng.uniform(-0.06, 0.06);
   const heelVertical = rng.chance(0.5);
   const pixels = new Uint8Array(n);
+  // Another site's noise and text need the display values before they are rounded to 8 bits.
+  const values = siteOn ? new Float64Array(n) : null;
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       const i = y * size + x;
@@ -351,7 +365,16 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
       const tri = ((bits >>> 16) + (bits & 0xffff)) / 65536 - 1;
       let v = img[i]! * (1 + heel * pos) + mottle[i]! + tri * sigmaTri;
       v = v <= 0 ? 0 : v >= 1 ? 1 : v;
-      pixels[i] = Math.round(v * 255);
+      if (values) values[i] = v;
+      else pixels[i] = Math.round(v * 255);
+    }
+  }
+  if (values) {
+    applySiteNoise(values, profile, srng);
+    applySiteText(values, size, profile, srng);
+    for (let i = 0; i < n; i++) {
+      const x = values[i]!;
+      pixels[i] = Math.round((x <= 0 ? 0 : x >= 1 ? 1 : x) * 255);
     }
   }
 
@@ -372,6 +395,7 @@ export function renderImage(seed: Seed, design: StudyDesign, v: number, imagePat
       view,
       pose: { rotation_deg: +((Math.atan2(m.c, m.a) * 180) / Math.PI).toFixed(2), px_per_cm: +scale.toFixed(3), mirrored: mirror },
       findings,
+      ...(siteOn ? { site: profile.name } : {}),
     },
   };
 }

@@ -46,6 +46,8 @@ export interface SynthImageSidecar {
   /** Film positioning: in-plane rotation (degrees), pixels per anatomy cm, left/right mirror. */
   pose: { rotation_deg: number; px_per_cm: number; mirrored: boolean };
   findings: SynthFinding[];
+  /** The site profile that took the film (sites.ts); absent for the default site. */
+  site?: string;
 }
 
 export interface SynthOptions {
@@ -59,6 +61,11 @@ export interface SynthOptions {
   size?: number;
   /** Fraction of patients (not studies) placed in `valid` (default 0.2). */
   validFraction?: number;
+  /**
+   * The X-ray machine that takes the films (sites.ts: 'default', 'portable', 'cr-legacy'). The same seed gives the
+   * same studies, labels and anatomy on every site; only the acquisition differs.
+   */
+  site?: string;
   /** Worker threads rendering in parallel; 0 renders on the calling thread (default: min(2, cores)). */
   workers?: number;
   /** Called after each image is written. */
@@ -85,6 +92,6 @@ export interface SynthSummary {
 export interface SynthManifest {
   generator: 'nextray-synth';
   version: string;
-  options: { studies: number; seed: number | string; size: number; validFraction: number };
+  options: { studies: number; seed: number | string; size: number; validFraction: number; site: string };
   summary: SynthSummary;
 }

@@ -6,7 +6,9 @@
  * measurement, see the README — the final pooled features alone, which the head uses, flagged only ~20% of the
  * generated non-radiographs, the early-layer statistics ~99%). score = (f - mu)^T P (f - mu), mu and P (the inverse
  * of a Ledoit-Wolf-shrunk covariance) fitted on the training images when training ends (src/calibrate/ood.ts),
- * threshold at a stated quantile of the training images' scores.
+ * threshold at a stated quantile of held-out (validation) images' scores — training images score lower than any
+ * new image (the mean and covariance were fitted on them), so a quantile of their own scores flags far more
+ * held-out radiographs than it says.
  * Exported ONNX models compute the score in the graph (output `ood_score`, metadata `ood`), so a host only compares
  * it with the threshold; TF.js hosts compute it here from the stored statistics. An image whose score is above the
  * threshold gets a warning instead of a decision.
@@ -24,6 +26,8 @@ export interface StoredOodGate {
   precision: string;
   threshold: number;
   quantile: number;
+  /** Whose scores the threshold's quantile was taken of (absent in older checkpoints: the training images'). */
+  thresholdFrom?: 'validation' | 'train';
   shrinkage: number;
   images: number;
 }
@@ -72,7 +76,7 @@ export function base64ToFloats(s: string, what = 'base64'): Float32Array {
 }
 
 export function storeGate(g: OodGate): StoredOodGate {
-  return { method: g.method, features: 'layer-statistics', layers: [...g.layers], dim: g.mean.length, mean: floatsToBase64(g.mean), precision: floatsToBase64(g.precision), threshold: g.threshold, quantile: g.quantile, shrinkage: g.shrinkage, images: g.images };
+  return { method: g.method, features: 'layer-statistics', layers: [...g.layers], dim: g.mean.length, mean: floatsToBase64(g.mean), precision: floatsToBase64(g.precision), threshold: g.threshold, quantile: g.quantile, ...(g.thresholdFrom ? { thresholdFrom: g.thresholdFrom } : {}), shrinkage: g.shrinkage, images: g.images };
 }
 
 export function loadGate(s: StoredOodGate, where = 'ood gate'): OodGate {
@@ -82,7 +86,7 @@ export function loadGate(s: StoredOodGate, where = 'ood gate'): OodGate {
   if (mean.length !== s.dim || precision.length !== s.dim * s.dim) throw new Error(`${where}: sizes do not match dim ${s.dim}`);
   if (typeof s.threshold !== 'number' || !Number.isFinite(s.threshold)) throw new Error(`${where}: threshold must be a finite number`);
   if (!Array.isArray(s.layers) || !s.layers.length) throw new Error(`${where}: layers missing`);
-  return { method: 'mahalanobis', layers: [...s.layers], mean, precision, threshold: s.threshold, quantile: s.quantile, shrinkage: s.shrinkage, images: s.images };
+  return { method: 'mahalanobis', layers: [...s.layers], mean, precision, threshold: s.threshold, quantile: s.quantile, ...(s.thresholdFrom ? { thresholdFrom: s.thresholdFrom } : {}), shrinkage: s.shrinkage, images: s.images };
 }
 
 /** Mahalanobis scores of `n` pooled feature rows (row-major [n, dim]). */

@@ -5,6 +5,7 @@
  * `extra.trust`, written by src/calibrate/trust.ts) into export options. Hosts call `trustOutputs` to know what to ask
  * the ensemble for and `applyTrust` from predictBatch's onBatch.
  */
+import type { OperatingPoint } from '../../models/card.js';
 import type { OnnxExportOptions } from '../../models/onnx/export.js';
 import { ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { mapToGrid, normaliseMap } from './cam.js';
@@ -14,9 +15,45 @@ import type { ImagePrediction } from './predict.js';
 
 /** What `extra.trust` holds in a checkpoint's model.json (src/calibrate/trust.ts writes it). */
 export interface TrustInfo {
-  temperature?: { value: number; fittedOn: 'validation'; images: number; nllBefore: number; nllAfter: number; eceBefore: number; eceAfter: number };
-  ood?: StoredOodGate & { fittedOn: 'train' };
-  operatingPoint?: { threshold: number; targetSensitivity: number; validationSensitivity: number; validationSpecificity: number | null; validationCases: number; validationPositives: number; level: 'study'; fittedOn: 'validation' };
+  temperature?: {
+    value: number;
+    fittedOn: 'validation';
+    /** Fitted on image logits, or on study probabilities (mean of the views); absent in older checkpoints: image. */
+    level?: 'image' | 'study';
+    images: number;
+    studies?: number;
+    nllBefore: number;
+    nllAfter: number;
+    /** Image-level ECE at T = 1 and at the chosen T. */
+    eceBefore: number;
+    eceAfter: number;
+    /** Study-level ECE at T = 1 and at the chosen T. */
+    studyEceBefore?: number;
+    studyEceAfter?: number;
+    /** Both fits, for the record: the image-level and the study-level temperature. */
+    candidates?: { image: number; study: number };
+  };
+  ood?: StoredOodGate & {
+    /** Mean and covariance: the training images. */
+    fittedOn: 'train';
+    /** Where the threshold's quantile was taken (absent in older checkpoints: the training scores). */
+    thresholdFrom?: 'validation' | 'train';
+    /** Share of images flagged at the threshold, per split (test only when the split has one). */
+    flagRates?: { train: number; validation: number; test?: number };
+  };
+  operatingPoint?: {
+    /** How the threshold was chosen (absent in older checkpoints: sensitivity-target). */
+    rule?: 'max-kappa' | 'sensitivity-target';
+    threshold: number;
+    targetSensitivity?: number;
+    validationSensitivity: number;
+    validationSpecificity: number | null;
+    validationKappa?: number | null;
+    validationCases: number;
+    validationPositives: number;
+    level: 'study';
+    fittedOn: 'validation';
+  };
 }
 
 /** The trust information of a checkpoint's metadata (empty when none was fitted). */
@@ -91,4 +128,33 @@ export function applyTrust(results: ImagePrediction[], raw: Awaited<ReturnType<E
       r.oodScore = raw.extra[0]![ONNX_OOD_SCORE]!.data[k]!;
     });
   }
+}
+
+/** How the stored operating point was chosen, in words (for the SR and the console); null when unknown. */
+export function operatingPointOrigin(op: OperatingPoint | undefined, threshold: number): string | null {
+  if (!op || Math.abs(op.threshold - threshold) > 1e-12) return null;
+  const rule =
+    op.rule === 'max-kappa'
+      ? `maximum ${op.level} kappa on ${op.fittedOn}`
+      : op.rule === 'sensitivity-target' && op.targetSensitivity !== undefined
+        ? `${op.level} sensitivity >= ${op.targetSensitivity} on ${op.fittedOn}`
+        : `${op.rule} on ${op.fittedOn}`;
+  const f = (v: number | null | undefined): string | null => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : null);
+  const facts = [
+    f(op.kappa) !== null ? `kappa ${f(op.kappa)}` : null,
+    f(op.sensitivity) !== null ? `sensitivity ${f(op.sensitivity)}` : null,
+    f(op.specificity) !== null ? `specificity ${f(op.specificity)}` : null,
+    op.cases !== undefined ? `${op.cases} ${op.level === 'study' ? 'studies' : 'images'}` : null,
+  ].filter((s): s is string => s !== null);
+  return facts.length ? `${rule}: ${facts.join(', ')}` : rule;
+}
+
+/**
+ * The operating point a prediction was made at, in words: the threshold and where it came from (given by the user,
+ * or stored with the model and, for one model with a fitted operating point, how it was chosen).
+ */
+export function operatingPointText(cards: readonly { operatingPoint?: OperatingPoint }[], threshold: number, given: boolean): string {
+  const origin = !given && cards.length === 1 ? operatingPointOrigin(cards[0]!.operatingPoint, threshold) : null;
+  const source = given ? 'given with --threshold' : origin ? `stored with the model: ${origin}` : 'stored with the model';
+  return `threshold ${threshold} (${source}); abnormal when probability > threshold`;
 }

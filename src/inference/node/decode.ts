@@ -15,8 +15,10 @@ import { preprocessAll } from '../core/predict.js';
 
 export interface DecodeRequest {
   id: number;
-  /** Path to open. */
+  /** The file as shown (messages, format by extension); opened by this name unless `path` is given. */
   file: string;
+  /** The path's bytes, for a name that is not UTF-8 (opened by these bytes). */
+  path?: Uint8Array;
   /** The ensemble's distinct preprocessings. */
   preprocessings: Preprocessing[];
   maxPixels?: number;
@@ -38,9 +40,9 @@ export type DecodeReply =
     }
   | { id: number; ok: false; problem: string };
 
-async function looksLikeDicom(file: string): Promise<boolean> {
+async function looksLikeDicom(file: string, path: string | Buffer): Promise<boolean> {
   if (/\.(dcm|dicom|dic)$/i.test(file)) return true;
-  const fh = await open(file, 'r');
+  const fh = await open(path, 'r');
   try {
     const head = new Uint8Array(132);
     const { bytesRead } = await fh.read(head, 0, 132, 0);
@@ -53,18 +55,20 @@ async function looksLikeDicom(file: string): Promise<boolean> {
 /** Decodes and prepares one file; never throws for a bad file. */
 export async function decodeForPrediction(req: DecodeRequest): Promise<DecodeReply> {
   const { id, file } = req;
+  // A name that is not UTF-8 is opened by its bytes (they arrive from a worker message as a plain Uint8Array).
+  const path: string | Buffer = req.path ? Buffer.from(req.path.buffer, req.path.byteOffset, req.path.byteLength) : file;
   try {
     let st;
     try {
-      st = await stat(file);
+      st = await stat(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       return { id, ok: false, problem: code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied: cannot read the file' : `file cannot be read: ${(err as Error).message}` };
     }
     if (st.isDirectory()) return { id, ok: false, problem: 'this is a folder, not an image file' };
     if (st.size === 0) return { id, ok: false, problem: 'empty file (0 bytes); it was probably not copied completely' };
-    if (await looksLikeDicom(file)) {
-      const dcm = await readDicom(await readFile(file), { source: file, decoders: nodeFrameDecoders, maxPixels: req.maxPixels ?? MAX_IMAGE_PIXELS });
+    if (await looksLikeDicom(file, path)) {
+      const dcm = await readDicom(await readFile(path), { source: file, decoders: nodeFrameDecoders, maxPixels: req.maxPixels ?? MAX_IMAGE_PIXELS });
       const inputs = preprocessAll(dcm.grey, dcm.width, dcm.height, req.preprocessings, file);
       return {
         id,
@@ -78,7 +82,7 @@ export async function decodeForPrediction(req: DecodeRequest): Promise<DecodeRep
         warnings: [...dcm.warnings, ...greyWarnings(dcm.grey, 8)],
       };
     }
-    const img = await decodeGrey(file, req.maxPixels === undefined ? {} : { maxPixels: req.maxPixels });
+    const img = await decodeGrey(typeof path === 'string' ? path : new Uint8Array(await readFile(path)), req.maxPixels === undefined ? {} : { maxPixels: req.maxPixels });
     const inputs = preprocessAll(img.data, img.width, img.height, req.preprocessings, file);
     const format = /\.jpe?g$/i.test(file) ? 'jpeg' : /\.png$/i.test(file) ? 'png' : 'image';
     return { id, ok: true, inputs, width: img.width, height: img.height, format, warnings: greyWarnings(img.data, img.bitDepth) };

@@ -95,13 +95,13 @@ export async function writeHeatmap(dir: string, stem: string, input: HeatmapInpu
 }
 
 /** The original grey pixels of an image file (PNG/JPEG via sharp, DICOM via the C.11 pipeline), for the overlay. */
-export async function decodeOriginalGrey(file: string): Promise<{ grey: Float32Array; width: number; height: number }> {
-  const bytes = new Uint8Array(await readFile(file));
+export async function decodeOriginalGrey(file: string, path: string | Uint8Array = file): Promise<{ grey: Float32Array; width: number; height: number }> {
+  const bytes = new Uint8Array(await readFile(typeof path === 'string' ? path : Buffer.from(path)));
   if (isDicom(bytes.subarray(0, 132))) {
     const d = await readDicom(bytes, { source: file, decoders: nodeFrameDecoders, gate: false });
     return { grey: d.grey, width: d.width, height: d.height };
   }
-  const g = await decodeGrey(file);
+  const g = await decodeGrey(bytes);
   return { grey: g.data, width: g.width, height: g.height };
 }
 

@@ -47,6 +47,11 @@ export interface NodePredictOptions extends PredictOptions {
   onUnreadable?: (input: UnreadableInput) => void;
   /** Each warning of a view that decoded but looks wrong. */
   onWarning?: (view: string, warning: string) => void;
+  /**
+   * The bytes of path inputs whose names are not UTF-8, keyed by the name as shown (`\xHH` for the odd bytes): the
+   * `openPaths` of expandInputs, for a caller that listed the files itself. Such files are opened by these bytes.
+   */
+  openPaths?: ReadonlyMap<string, Uint8Array>;
 }
 
 /** A view in Node: a path (file or folder) or what the core takes (bytes, decoded pixels). */
@@ -157,7 +162,7 @@ class NodeLoadedModel implements NodeModel {
       const segment = inputs.slice(i, j);
       i = j;
       if (paths) {
-        const { files, problems } = expandInputs(segment as string[]);
+        const { files, problems, openPaths } = expandInputs(segment as string[], opts.openPaths);
         for (const p of problems) report({ input: p.input, problem: p.problem });
         if (!files.length) continue;
         const collector = new ViewCollector(this.core.ensemble, { ...(opts.heatmaps ? { heatmaps: true } : {}), ...(opts.onView ? { onView: opts.onView } : {}) });
@@ -166,6 +171,7 @@ class NodeLoadedModel implements NodeModel {
           ...(opts.batchSize !== undefined ? { batchSize: opts.batchSize } : {}),
           ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
           ...(maxPixels !== undefined ? { maxPixels } : {}),
+          ...(openPaths.size ? { openPaths } : {}),
           ...(collector.outputs.length ? { outputs: collector.outputs } : {}),
           onBatch: collector.onBatch,
           onBadFile: (b) => report({ input: b.file, problem: b.problem }),

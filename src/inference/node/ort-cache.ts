@@ -18,15 +18,21 @@
  * ONNX Runtime sees the bytes. A missing, stale (other model), corrupt or unloadable cache is ignored and rewritten,
  * with one line saying why. The cache file is written under a temporary name, fsynced and renamed (as util/atomic.ts
  * does); the manifest goes last, with writeJsonAtomic.
+ *
+ * The cache is optional and never makes a model unusable: where the optimised graph cannot be saved (a full or
+ * read-only disk: ONNX Runtime's 'SaveToOrtFormat failed'), the session is made without saving, with one line.
+ * After each write the cache is kept bounded (pruneCaches): temporaries of dead writers, environments beyond the
+ * two most recently used, folders of models that are gone, and the least recently used beyond 16 in the user cache.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { closeSync, createReadStream, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
-import { writeJsonAtomic } from '../../util/atomic.js';
+import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
+import { FileWriteError } from '../../util/errors.js';
 
 export const ORT_CACHE_FORMAT = 'nextray-ort-optimized-model';
 export const ORT_CACHE_FORMAT_VERSION = 1;
@@ -66,6 +72,131 @@ interface Manifest {
   cpu: string;
   cache_sha256: string;
   cache_size: number;
+  /** The model this graph was made from (absolute), so the cache of a model that is gone can be pruned. */
+  source_path?: string;
+}
+
+/** Marks a cache entry as used now (for pruning the least recently used); a read-only cache stays as it is. */
+function touch(path: string): void {
+  try {
+    const now = new Date();
+    utimesSync(path, now, now);
+  } catch {
+    // read-only: fine
+  }
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
+}
+
+/** Cache folders, and environments within one, kept at most (the least recently used go first). */
+export const MAX_CACHED_ENVIRONMENTS = 2;
+export const MAX_CACHED_MODELS = 16;
+
+const ENTRY = /^(?:[0-9a-f]{16}\.(?:ort|json)|\.[0-9a-f]{16}\.(\d+)\.\d+\.tmp\.ort)$/;
+
+function pidRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Last use of a cache folder's environment `key` (its manifest's mtime; touched on every hit), 0 if unknown. */
+function lastUse(dir: string, key: string): number {
+  try {
+    return statSync(join(dir, `${key}.json`)).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+/** True when every entry of `dir` is one this cache writes (so removing the folder removes nothing else). */
+function onlyCacheEntries(dir: string): boolean {
+  try {
+    return readdirSync(dir).every((n) => ENTRY.test(n));
+  } catch {
+    return false;
+  }
+}
+
+/** The model a cache folder was made for (from a manifest in it), or undefined when no manifest says. */
+function cachedModelPath(dir: string): string | undefined {
+  try {
+    for (const n of readdirSync(dir)) {
+      if (!n.endsWith('.json')) continue;
+      const m = readManifest(join(dir, n));
+      if (typeof m !== 'string' && typeof m.source_path === 'string') return m.source_path;
+    }
+  } catch {
+    // unreadable: left alone
+  }
+  return undefined;
+}
+
+/**
+ * Keeps the cache bounded after a write into `dir` (best effort, never throws):
+ *  - in `dir`: temporaries of writers that are gone, and environments (other ONNX Runtime versions or CPUs) beyond the
+ *    MAX_CACHED_ENVIRONMENTS most recently used, the current one always kept;
+ *  - beside it: cache folders of models that no longer exist (`X.onnx.ort-cache` without `X.onnx`; in the user
+ *    cache, folders whose manifest names a model that is gone), and in the user cache the least recently used
+ *    folders beyond MAX_CACHED_MODELS.
+ * Only folders holding nothing but this cache's own files are removed.
+ */
+export function pruneCaches(dir: string, keepKey: string, modelPath: string): string[] {
+  const removed: string[] = [];
+  const rm = (p: string, recursive = false): void => {
+    try {
+      rmSync(p, { force: true, recursive });
+      removed.push(p);
+    } catch {
+      // read-only or gone: fine
+    }
+  };
+  try {
+    const keys = new Set<string>();
+    for (const n of readdirSync(dir)) {
+      const m = ENTRY.exec(n);
+      if (!m) continue;
+      if (m[1] !== undefined) {
+        if (Number(m[1]) !== process.pid && !pidRunning(Number(m[1]))) rm(join(dir, n));
+      } else keys.add(n.slice(0, 16));
+    }
+    keys.delete(keepKey);
+    const others = [...keys].sort((a, b) => lastUse(dir, b) - lastUse(dir, a));
+    for (const k of others.slice(MAX_CACHED_ENVIRONMENTS - 1)) {
+      rm(join(dir, `${k}.json`));
+      rm(join(dir, `${k}.ort`));
+    }
+    const parent = dirname(dir);
+    const userRoot = userCacheRoot();
+    if (resolve(parent) === resolve(userRoot)) {
+      const folders = readdirSync(parent)
+        .map((n) => join(parent, n))
+        .filter((d) => d !== dir && onlyCacheEntries(d));
+      const alive: string[] = [];
+      for (const d of folders) {
+        const src = cachedModelPath(d);
+        if (src !== undefined && !existsSync(src)) rm(d, true);
+        else alive.push(d);
+      }
+      const newest = (d: string): number => Math.max(0, ...readdirSync(d).filter((n) => n.endsWith('.json')).map((n) => lastUse(d, n.slice(0, -5))));
+      alive.sort((a, b) => newest(b) - newest(a));
+      for (const d of alive.slice(MAX_CACHED_MODELS - 1)) rm(d, true);
+    } else if (basename(dir) === `${basename(resolve(modelPath))}.ort-cache`) {
+      for (const n of readdirSync(parent)) {
+        if (!n.endsWith('.ort-cache') || n === basename(dir)) continue;
+        const d = join(parent, n);
+        if (!existsSync(join(parent, n.slice(0, -'.ort-cache'.length))) && onlyCacheEntries(d)) rm(d, true);
+      }
+    }
+  } catch {
+    // A cache that cannot be tidied is still a cache.
+  }
+  return removed;
 }
 
 function removeQuietly(path: string): void {
@@ -231,6 +362,7 @@ export async function createCachedSession(
       // The session's weights live in `bytes`: nothing else may hold them, and a garbage-collected buffer under a live
       // session crashes the process (measured: a segfault on the next batch). Tie them to the session object.
       bytesInUse.set(session, bytes);
+      touch(join(dir, `${envKey}.json`));
       return { session, cache: { status: 'hit', file, sourceSha256: src }, bytes };
     } catch (err) {
       problem = `${file}: ONNX Runtime cannot load it (${(err as Error).message.split('\n')[0]})`;
@@ -245,11 +377,13 @@ export async function createCachedSession(
     const file = join(dir, `${envKey}.ort`);
     const tmp = join(dir, `.${envKey}.${process.pid}.${Date.now()}.tmp.ort`);
     try {
-      mkdirSync(dir, { recursive: true });
+      // makeFolder: the real reason (EROFS, EACCES) where a recursive mkdir would only say ENOENT.
+      makeFolder(dir);
       closeSync(openSync(tmp, 'wx'));
     } catch (err) {
       removeQuietly(tmp);
-      problem = `${dir}: not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+      const code = err instanceof FileWriteError ? err.errno : (err as NodeJS.ErrnoException).code;
+      problem = `${dir}: not writable (${code ?? (err as Error).message})`;
       continue;
     }
     let session: ortTypes.InferenceSession;
@@ -264,7 +398,18 @@ export async function createCachedSession(
       });
     } catch (err) {
       removeQuietly(tmp);
-      throw err;
+      // Saving the optimised graph failed (a full or read-only disk: 'SaveToOrtFormat failed'), or the model itself
+      // cannot be loaded. The cache is optional: try the plain session; only if that fails too is it the model's
+      // error, which is then the one reported.
+      let plain: ortTypes.InferenceSession;
+      try {
+        plain = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: level });
+      } catch {
+        throw err;
+      }
+      const reason = `${dir}: cannot save the optimised model (${firstLine(err)})`;
+      log(`onnx cache: ${reason}; running uncached`);
+      return { session: plain, cache: { status: 'off', reason } };
     }
     try {
       const fd = openSync(tmp, 'r+');
@@ -288,8 +433,10 @@ export async function createCachedSession(
         cpu,
         cache_sha256: cacheSha,
         cache_size: statSync(file).size,
+        source_path: resolve(modelPath),
       };
       writeJsonAtomic(manifestPath, m);
+      pruneCaches(dir, envKey, modelPath);
       return { session, cache: { status: 'written', file, sourceSha256: src, ...(problem ? { reason: problem } : {}) } };
     } catch (err) {
       removeQuietly(tmp);

@@ -25,6 +25,8 @@ export interface PredictFilesOptions extends PredictBatchOptions {
   onProgress?: (done: number, total: number) => void;
   onBadFile?: (bad: BadFile) => void;
   onWarning?: (file: string, warning: string) => void;
+  /** The bytes to open for a file whose name is not UTF-8 (expandInputs' openPaths); others are opened by name. */
+  openPaths?: ReadonlyMap<string, Uint8Array>;
 }
 
 export interface PredictFilesResult {
@@ -48,7 +50,8 @@ export async function predictFiles(ensemble: Ensemble, files: readonly string[],
   const preprocessings = ensemble.preprocessings;
   const fill = (): void => {
     while (next < files.length && pending.length < window) {
-      pending.push(decoder.decode({ id: next, file: files[next]!, preprocessings, ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}) }));
+      const path = opts.openPaths?.get(files[next]!);
+      pending.push(decoder.decode({ id: next, file: files[next]!, ...(path ? { path } : {}), preprocessings, ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}) }));
       next++;
     }
   };

@@ -13,7 +13,7 @@
  *           modules compute them.
  *   outputs `logits` [batch, K]; for the binary (MURA) head also `probability` = Sigmoid(logits) [batch, 1].
  *           Optional (binary head, extras.ts): `cam` [batch, h, w], `ood_score` [batch, 1], and a temperature that
- *           divides the logit before the sigmoid.
+ *           divides the logit before the sigmoid. Optional (any head): `features` [batch, C], the head's input.
  *   Dropout is the identity at inference and is not exported.
  *
  * BatchNorm: every BatchNorm that directly follows a convolution (ResNet: all of them; DenseNet: norm0 and each
@@ -40,6 +40,8 @@ import {
   ONNX_INPUT,
   ONNX_LOGITS,
   ONNX_PROBABILITY,
+  ONNX_FEATURES,
+  featuresMetadata,
   type InputLayout,
   type OnnxExportMetadata,
 } from './format.js';
@@ -69,6 +71,12 @@ export interface OnnxExportOptions {
   temperature?: number;
   /** Binary head: an OOD gate; adds output `ood_score` and metadata `ood` (see extras.ts). */
   ood?: OodStats;
+  /**
+   * Also output `features` [batch, C]: the head's input (the globally average-pooled last feature map, per image),
+   * so hosts can refit or apply another head with the model they already run (site adaptation); metadata
+   * `features` describes it. Survives fp16 and int8 post-passes (in int8 it is the dequantized tensor the head reads).
+   */
+  features?: boolean;
   /**
    * The model card's sections beyond the model's shape (operating point, temperature's provenance, OOD summary,
    * training, dataset, versions, adaptation; src/models/card.ts), stored as metadata `model_card`. The shape and
@@ -373,6 +381,9 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new RangeError(`temperature must be a positive number, got ${temperature}`);
   if (!binary && (opts.cam || opts.ood || temperature !== 1)) throw new Error(`${arch}: cam, temperature and ood need the binary head`);
   const gemmOut = b.gemm(flat, head, headName, temperature === 1 ? ONNX_LOGITS : 'logits_uncalibrated');
+  // `features` is an Identity of the head's input rather than the Flatten's own output: a graph output is never
+  // quantized (quantize.ts), and the int8 head must keep reading a quantized tensor.
+  if (opts.features) b.node('Identity', [flat], 'features', undefined, ONNX_FEATURES);
   if (temperature !== 1) b.node('Div', [gemmOut, b.init('temperature', [1], Float32Array.of(temperature))], 'calibrate', undefined, ONNX_LOGITS);
   checkCovered(net, arch, b.used);
   const outputs: OnnxValueInfo[] = [{ name: ONNX_LOGITS, elemType: 'float32', shape: ['batch', head.outFeatures] }];
@@ -389,6 +400,7 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     emitOodScore(b, taps, opts.ood);
     outputs.push({ name: ONNX_OOD_SCORE, elemType: 'float32', shape: ['batch', 1] });
   }
+  if (opts.features) outputs.push({ name: ONNX_FEATURES, elemType: 'float32', shape: ['batch', head.inFeatures] });
 
   const version = opts.nextrayVersion ?? 'unknown';
   const headInfo = binary
@@ -425,6 +437,7 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     nextray_version: version,
     ...(cardMeta.temperature !== undefined ? { temperature: cardMeta.temperature } : {}),
     ...(opts.ood ? { ood: JSON.stringify(oodMetadata(opts.ood)) } : {}),
+    ...(opts.features ? { features: JSON.stringify(featuresMetadata(head.inFeatures, headName)) } : {}),
     ...(opts.card && cardMeta[ONNX_CARD_KEY] !== undefined ? { [ONNX_CARD_KEY]: cardMeta[ONNX_CARD_KEY] } : {}),
   };
   for (const [k, v] of Object.entries(opts.extraMetadata ?? {})) {
@@ -464,4 +477,4 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
   };
 }
 
-export { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITY, type InputLayout, type OnnxExportMetadata };
+export { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITY, ONNX_FEATURES, type InputLayout, type OnnxExportMetadata };

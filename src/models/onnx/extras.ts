@@ -29,8 +29,10 @@ export interface OodStats {
   precision: Float32Array;
   /** Scores above this are out of distribution. */
   threshold: number;
-  /** The training-set quantile the threshold sits at (e.g. 0.99). */
+  /** The quantile of the reference scores the threshold sits at (e.g. 0.99). */
   quantile: number;
+  /** Whose scores: held-out validation images (the default since thresholds are fitted on held-out data) or training images. */
+  thresholdFrom?: 'validation' | 'train';
   /** Covariance shrinkage towards a scaled identity, in [0, 1]. */
   shrinkage: number;
   /** Training images the statistics came from. */
@@ -44,6 +46,8 @@ export interface OodMetadata {
   layers: string[];
   threshold: number;
   quantile: number;
+  /** Whose scores the quantile was taken of (absent: training images). */
+  threshold_from?: 'validation' | 'train';
   shrinkage: number;
   dim: number;
   images: number;
@@ -99,5 +103,5 @@ export function emitOodScore(b: ExtrasBuilder, taps: ReadonlyMap<string, string>
 }
 
 export function oodMetadata(ood: OodStats): OodMetadata {
-  return { method: ood.method, output: ONNX_OOD_SCORE, layers: [...ood.layers], threshold: ood.threshold, quantile: ood.quantile, shrinkage: ood.shrinkage, dim: ood.mean.length, images: ood.images };
+  return { method: ood.method, output: ONNX_OOD_SCORE, layers: [...ood.layers], threshold: ood.threshold, quantile: ood.quantile, ...(ood.thresholdFrom ? { threshold_from: ood.thresholdFrom } : {}), shrinkage: ood.shrinkage, dim: ood.mean.length, images: ood.images };
 }

@@ -14,6 +14,23 @@ export type InputLayout = 'nhwc' | 'nchw';
 export const ONNX_INPUT = 'input';
 export const ONNX_LOGITS = 'logits';
 export const ONNX_PROBABILITY = 'probability';
+/** The head's input features (pooled per image), an optional output (`export --features`). */
+export const ONNX_FEATURES = 'features';
+
+/** Metadata `features` (JSON): what the `features` output holds. */
+export interface FeaturesMetadata {
+  output: typeof ONNX_FEATURES;
+  /** Number of features per image (the head's input width). */
+  dim: number;
+  /** How the last feature map became one vector per image. */
+  pooling: 'global-average';
+  /** The layer (state_dict name) that reads them: logit = features . weight + bias. */
+  head: string;
+}
+
+export function featuresMetadata(dim: number, head: string): FeaturesMetadata {
+  return { output: ONNX_FEATURES, dim, pooling: 'global-average', head };
+}
 
 /** The metadata_props every exported model carries (all strings, as ONNX stores them). */
 export interface OnnxExportMetadata {

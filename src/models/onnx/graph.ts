@@ -114,7 +114,7 @@ function writeAttr(w: ProtoWriter, name: string, value: AttrValue): void {
   }
 }
 
-function writeNode(w: ProtoWriter, n: OnnxNode): void {
+export function writeNode(w: ProtoWriter, n: OnnxNode): void {
   for (const i of n.inputs) w.string(1, i);
   for (const o of n.outputs) w.string(2, o);
   if (n.name) w.string(3, n.name);
@@ -122,7 +122,7 @@ function writeNode(w: ProtoWriter, n: OnnxNode): void {
   for (const [k, v] of Object.entries(n.attrs ?? {})) w.message(5, (a) => writeAttr(a, k, v));
 }
 
-function writeTensor(w: ProtoWriter, t: OnnxInitializer): void {
+export function writeTensor(w: ProtoWriter, t: OnnxInitializer): void {
   let count = 1;
   for (const d of t.dims) {
     if (!Number.isInteger(d) || d < 0) throw new RangeError(`initializer ${t.name}: bad dimension ${d}`);

@@ -10,12 +10,14 @@ export {
   ONNX_INPUT,
   ONNX_LOGITS,
   ONNX_PROBABILITY,
+  ONNX_FEATURES,
   type InputLayout,
   type OnnxExport,
   type OnnxExportMetadata,
   type OnnxExportOptions,
 } from './export.js';
 export { OnnxModelError, parseClassifierInfo, type OnnxClassifierInfo } from './info.js';
+export { replaceHead, setMetadata, type HeadReplacement } from './adapt-graph.js';
 export { readModelInfo, encodeModel, concatChunks, ONNX_IR_VERSION, ONNX_OPSET, type OnnxGraph, type OnnxModelInfo } from './graph.js';
 export {
   toFloat16Graph,

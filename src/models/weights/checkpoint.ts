@@ -31,6 +31,7 @@ import { validatePreprocessing, type Preprocessing } from '../../data/preprocess
 import { parseSafetensors, serializeSafetensorsChunks } from './safetensors.js';
 import { CHECKPOINT_TENSORS_FILE } from './files.js';
 import { writeChunksSynced } from '../../util/atomic.js';
+import { FileWriteError } from '../../util/errors.js';
 import { sha256Hex } from '../../util/hash.js';
 import { dependencyVersion, packageVersion } from '../../util/package.js';
 import { isDType, WeightFormatError, type DType, type StateDict } from './types.js';
@@ -223,7 +224,11 @@ export function saveCheckpoint(
   const json = JSON.stringify(meta, null, 2) + '\n';
 
   const parent = dirname(target);
-  mkdirSync(parent, { recursive: true });
+  try {
+    mkdirSync(parent, { recursive: true });
+  } catch (err) {
+    throw new FileWriteError(target, err);
+  }
   recover(target);
   if (existsSync(target) && !statSync(target).isDirectory()) {
     throw new WeightFormatError(target, 'exists and is not a folder; refusing to replace it with a checkpoint');
@@ -231,7 +236,11 @@ export function saveCheckpoint(
   const { previous, tmpPrefix } = sidePaths(target);
   const tmp = join(parent, `${tmpPrefix}${process.pid}-${saveCounter++}`);
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
+  try {
+    mkdirSync(tmp);
+  } catch (err) {
+    throw new FileWriteError(target, err);
+  }
   try {
     writeChunksSynced(join(tmp, CHECKPOINT_TENSORS_FILE), modelChunks);
     if (optChunks) writeChunksSynced(join(tmp, CHECKPOINT_OPTIMIZER_FILE), optChunks);
@@ -249,6 +258,8 @@ export function saveCheckpoint(
     rmSync(tmp, { recursive: true, force: true });
     // If the old checkpoint was moved aside but the new one is not in place, put the old one back.
     if (existsSync(previous) && !existsSync(target)) renameSync(previous, target);
+    // Name the checkpoint folder the user knows, not the temporary file inside the folder being written.
+    if (err instanceof FileWriteError || typeof (err as { syscall?: unknown }).syscall === 'string') throw new FileWriteError(target, err instanceof FileWriteError ? err.cause : err);
     throw err;
   }
   opts.onStage?.('done');

@@ -1,0 +1,292 @@
+/**
+ * The Node host of site adaptation (`nextray adapt`): reads a clinic's labelled studies (a MURA-layout folder, or a
+ * CSV `image,label[,study[,patient]]`), runs the deployed .onnx model over them with onnxruntime-node for its
+ * `features` and `logits` outputs, hands them to the browser-safe fitting (src/calibrate/adapt/), and writes the
+ * adapted model (the same file with its head replaced and an `adaptation` record; or, when the deployed model is
+ * kept, the same file with only the record added) and optionally the small head file. Everything runs on this
+ * machine; no image or feature leaves it.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { loadMuraDataset } from '../data/mura.js';
+import { Ensemble } from '../inference/core/ensemble.js';
+import { muraStudyOf, studyKeyOf } from '../inference/core/study.js';
+import { openModel } from '../inference/node/models.js';
+import { predictFiles, type BadFile } from '../inference/node/predict.js';
+import { ONNX_FEATURES, ONNX_LOGITS } from '../models/onnx/format.js';
+import { replaceHead, setMetadata } from '../models/onnx/adapt-graph.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { cardFromOnnxMetadata, cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../models/card.js';
+import { readModelInfo } from '../models/onnx/graph.js';
+import { adaptHead, ADAPT_DEFAULTS, type AdaptImage, type AdaptOptions, type AdaptResult, type ThresholdRule } from './adapt/adapt.js';
+import { AdaptError, adaptationRecord, makeHeadFile, serializeHeadFile, type AdaptationRecord, type BaseModelInfo } from './adapt/head-file.js';
+
+export interface LocalImage extends AdaptImage {
+  file: string;
+}
+
+/** Parses one CSV line (RFC 4180 quotes). */
+function csvFields(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let q = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (q) {
+      if (c === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (c === '"') q = false;
+      else cur += c;
+    } else if (c === '"') q = true;
+    else if (c === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out.map((s) => s.trim());
+}
+
+/**
+ * The labelled local images. A folder: the MURA layout (its CSVs; both splits). A .csv file: a header naming at
+ * least `image` and `label` (0/1), optionally `study` (default: the MURA study folder of the path, else its folder)
+ * and `patient` (default: the MURA patient folder, else the study: every study its own patient). Relative image
+ * paths are relative to the CSV's folder.
+ */
+export async function readLocalStudies(data: string): Promise<{ images: LocalImage[]; problems: string[]; kind: 'mura' | 'csv' }> {
+  if (!existsSync(data)) throw new AdaptError(`--data ${data}: no such file or folder`);
+  if (statSync(data).isDirectory()) {
+    const ds = await loadMuraDataset(data);
+    if (!ds.images.length) throw new AdaptError(`--data ${data}: no usable images in the MURA layout`);
+    return {
+      kind: 'mura',
+      images: ds.images.map((r) => ({ file: r.absPath, study: r.study, patient: r.patient, label: r.label })),
+      problems: ds.issues.map((i) => `${i.path}: ${i.message}`),
+    };
+  }
+  const text = readFileSync(data, 'utf8').replace(/^\uFEFF/, '');
+  const lines = text.split(/\r?\n/);
+  const header = csvFields(lines[0] ?? '').map((h) => h.toLowerCase());
+  const col = (name: string): number => header.indexOf(name);
+  if (col('image') < 0 || col('label') < 0) throw new AdaptError(`--data ${data}: the CSV needs a header with columns image,label (optional: study, patient); got "${lines[0] ?? ''}"`);
+  const images: LocalImage[] = [];
+  const problems: string[] = [];
+  const base = dirname(resolve(data));
+  for (let i = 1; i < lines.length; i++) {
+    if (!lines[i]!.trim()) continue;
+    const f = csvFields(lines[i]!);
+    const image = f[col('image')] ?? '';
+    const label = f[col('label')];
+    if (!image) {
+      problems.push(`${data}:${i + 1}: empty image path`);
+      continue;
+    }
+    if (label !== '0' && label !== '1') {
+      problems.push(`${data}:${i + 1}: label is "${label ?? ''}", not 0 or 1`);
+      continue;
+    }
+    const file = isAbsolute(image) ? image : join(base, image);
+    const mura = muraStudyOf(image);
+    const study = (col('study') >= 0 && f[col('study')]) || studyKeyOf(image).key;
+    let patient = col('patient') >= 0 ? f[col('patient')] ?? '' : '';
+    if (!patient && mura) patient = /\/(patient\d+)\/study\d+_(positive|negative)\/$/.exec(mura.key)?.[1] ?? '';
+    images.push({ file, study, patient: patient || `study:${study}`, label: label === '1' ? 1 : 0 });
+  }
+  if (!images.length) throw new AdaptError(`--data ${data}: no usable rows (${problems.length} bad)`);
+  return { kind: 'csv', images, problems };
+}
+
+export interface ModelOutputs {
+  /** The images that decoded, in input order, with their features [kept, dim] and logits. */
+  kept: LocalImage[];
+  features: Float32Array;
+  dim: number;
+  /** The `logits` output (already divided by the model's temperature). */
+  logits: Float32Array;
+  bad: BadFile[];
+  sha256: string;
+  arch: string;
+  temperature: number;
+  threshold: number;
+  seconds: number;
+}
+
+/** Runs the deployed model over the images for its `features` and `logits` outputs. */
+export async function computeModelOutputs(modelPath: string, images: readonly LocalImage[], opts: { threads?: number; workers?: number; batchSize?: number; onProgress?: (done: number, total: number) => void; onBadFile?: (b: BadFile) => void } = {}): Promise<ModelOutputs> {
+  if (!existsSync(modelPath) || !statSync(modelPath).isFile()) throw new AdaptError(`--model ${modelPath}: give the deployed .onnx file (exported with 'nextray export --features')`);
+  const model = await openModel(modelPath, { engine: 'onnx', ...(opts.threads ? { threads: opts.threads } : {}) });
+  try {
+    if (!model.card.outputs.includes(ONNX_FEATURES)) {
+      throw new AdaptError(`--model ${modelPath} has no '${ONNX_FEATURES}' output; export it again with 'nextray export --features' (the page and nextray adapt read the head's input from it)`);
+    }
+    const temperature = model.card.metadata.temperature === undefined ? 1 : Number(model.card.metadata.temperature);
+    const ens = new Ensemble([model]);
+    const feats = new Map<string, Float32Array>();
+    const logits = new Map<string, number>();
+    let dim = 0;
+    const t0 = performance.now();
+    const r = await predictFiles(
+      ens,
+      images.map((im) => im.file),
+      {
+        outputs: [ONNX_FEATURES, ONNX_LOGITS],
+        ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+        ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        ...(opts.onBadFile ? { onBadFile: opts.onBadFile } : {}),
+        onBatch: (results, raw) => {
+          const f = raw.extra[0]![ONNX_FEATURES]!;
+          const z = raw.extra[0]![ONNX_LOGITS]!;
+          dim = f.dims[1]!;
+          results.forEach((res, k) => {
+            feats.set(res.image, f.data.slice(k * dim, (k + 1) * dim));
+            logits.set(res.image, z.data[k]!);
+          });
+        },
+      },
+    );
+    const kept = images.filter((im) => feats.has(im.file));
+    const features = new Float32Array(kept.length * dim);
+    kept.forEach((im, i) => features.set(feats.get(im.file)!, i * dim));
+    return {
+      kept,
+      features,
+      dim,
+      logits: Float32Array.from(kept.map((im) => logits.get(im.file)!)),
+      bad: r.bad,
+      sha256: model.card.sha256,
+      arch: model.card.arch,
+      temperature,
+      threshold: model.card.threshold,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    await model.release();
+  }
+}
+
+export interface RunAdaptOptions extends Omit<AdaptOptions, 'rule'> {
+  model: string;
+  data: string;
+  targetSensitivity?: number;
+  /** Adapted .onnx to write. */
+  out?: string;
+  /** Small head file to write (only when the adapted head is adopted). */
+  headOut?: string;
+  threads?: number;
+  workers?: number;
+  /** ISO date for the record (default now). */
+  date?: string;
+  onImages?: (done: number, total: number) => void;
+  onBadFile?: (b: BadFile) => void;
+}
+
+export interface RunAdaptResult {
+  result: AdaptResult;
+  record: AdaptationRecord;
+  base: BaseModelInfo;
+  images: { listed: number; used: number; bad: BadFile[]; problems: string[] };
+  written: { model?: string; head?: string };
+  seconds: { features: number; fit: number };
+}
+
+/**
+ * The `model_card` metadata of the adapted model: the base model's card with the adapted decision laid over it
+ * (operating point and temperature fitted on the site's studies, the adaptation section) and without the base's
+ * sha256 (the adapted file is other bytes). replaceHead writes `decision_threshold` and `temperature` themselves;
+ * the card has to say the same, since the facade, the server, the page and the PACS SR read the operating point
+ * from it.
+ */
+function adaptedCardMetadata(bytes: Uint8Array, path: string, result: AdaptResult, record: AdaptationRecord): string {
+  const adopted = result.adopted!;
+  const name = path.split(/[\\/]/).pop() ?? path;
+  const { sha256: _base, ...base } = cardFromOnnxMetadata(readModelInfo(bytes).metadata, name, path);
+  const rule = result.candidate.rule;
+  const oof = result.candidate.outOfFold;
+  const h = record.held_out;
+  const card: ModelCard = {
+    ...base,
+    decisionThreshold: adopted.threshold,
+    operatingPoint: {
+      rule: rule.kind,
+      threshold: adopted.threshold,
+      ...(rule.kind === 'sensitivity-target' ? { targetSensitivity: rule.sensitivity } : {}),
+      level: 'study',
+      fittedOn: 'site (cross-fitted)',
+      ...(oof.sensitivity !== null ? { sensitivity: oof.sensitivity } : {}),
+      specificity: oof.specificity,
+      kappa: oof.kappa,
+      cases: oof.studies,
+      positives: record.data.fit.abnormal_studies,
+    },
+    temperature: { value: adopted.temperature, level: 'study', fittedOn: 'site (cross-fitted)', images: record.data.fit.images, studies: record.data.fit.studies },
+    adaptation: {
+      baseSha256: record.base_sha256,
+      images: record.data.images,
+      studies: record.data.studies,
+      date: record.date,
+      metrics: Object.fromEntries(Object.entries(h.after).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]))),
+    },
+  };
+  return cardToOnnxMetadata(card)[ONNX_CARD_KEY]!;
+}
+
+/** The whole of `nextray adapt`: read, compute features, fit, write. */
+export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
+  const local = await readLocalStudies(o.data);
+  const out = await computeModelOutputs(o.model, local.images, {
+    ...(o.threads ? { threads: o.threads } : {}),
+    ...(o.workers !== undefined ? { workers: o.workers } : {}),
+    ...(o.onImages ? { onProgress: o.onImages } : {}),
+    ...(o.onBadFile ? { onBadFile: o.onBadFile } : {}),
+  });
+  if (!out.kept.length) throw new AdaptError(`--data ${o.data}: none of the ${local.images.length} images could be read`, { exitStatus: 1 });
+  const rule: ThresholdRule = o.targetSensitivity !== undefined ? { kind: 'sensitivity-target', sensitivity: o.targetSensitivity } : { kind: 'max-kappa' };
+  const t0 = performance.now();
+  let result: AdaptResult;
+  try {
+    result = adaptHead(
+      { images: out.kept, features: out.features, dim: out.dim, baseLogits: Float64Array.from(out.logits, (z) => z * out.temperature) },
+      { temperature: out.temperature, threshold: out.threshold },
+      { ...o, rule },
+    );
+  } catch (err) {
+    if (err instanceof RangeError) throw new AdaptError(`--data ${o.data}: ${err.message.replace(/^adapt: /, '')}`);
+    throw err;
+  }
+  const fitSeconds = (performance.now() - t0) / 1000;
+  const base: BaseModelInfo = { sha256: out.sha256, arch: out.arch, featuresDim: out.dim, temperature: out.temperature, threshold: out.threshold };
+  const record = adaptationRecord(result, {
+    baseSha256: out.sha256,
+    date: o.date ?? new Date().toISOString(),
+    source: o.data.split(/[\\/]/).filter(Boolean).pop() ?? o.data,
+    folds: o.folds ?? ADAPT_DEFAULTS.folds,
+    heldOutFraction: o.heldOutFraction ?? ADAPT_DEFAULTS.heldOutFraction,
+    minStudiesPerClass: o.minStudiesPerClass ?? ADAPT_DEFAULTS.minStudiesPerClass,
+    seed: String(o.seed ?? ADAPT_DEFAULTS.seed),
+  });
+  const written: RunAdaptResult['written'] = {};
+  if (o.out) {
+    const bytes = new Uint8Array(readFileSync(o.model));
+    const meta: Record<string, string> = { adaptation: JSON.stringify(record) };
+    if (result.adopted) meta[ONNX_CARD_KEY] = adaptedCardMetadata(bytes, o.model, result, record);
+    const chunks = result.adopted
+      ? replaceHead(bytes, { deltaWeight: result.adopted.deltaWeight, deltaBias: result.adopted.deltaBias, temperature: result.adopted.temperature, threshold: result.adopted.threshold, metadata: meta })
+      : setMetadata(bytes, meta);
+    writeFileAtomic(o.out, chunks);
+    written.model = o.out;
+  }
+  if (o.headOut && result.adopted) {
+    writeFileAtomic(o.headOut, serializeHeadFile(makeHeadFile(result.adopted, base, record)));
+    written.head = o.headOut;
+  }
+  return {
+    result,
+    record,
+    base,
+    images: { listed: local.images.length, used: out.kept.length, bad: out.bad, problems: local.problems },
+    written,
+    seconds: { features: out.seconds, fit: fitSeconds },
+  };
+}
