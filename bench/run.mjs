@@ -16,8 +16,10 @@
 // and takes the medians over all rounds, so a change in the machine's speed during the run hits both sides.
 // train18bf16 (not in the default set): train18 with bf16 convolutions (ours --precision bf16, PyTorch autocast bf16);
 // run it after train18 (--only train18,train18bf16) for the bf16/fp32 ratios of the same run.
+// startup: `nextray --version` / `--help` and `nextray forward` (ResNet-152, 4x3x320x320) whole process beside PyTorch's
+// whole process (bench/startup.mjs).
 // fcache152 (not in the default set): the frozen-feature cache, bench/feature-cache.mjs (see its header).
-// Usage: npm run bench -- [--runs 3] [--warmup 1] [--rounds 1] [--only infer1,infer8,train18,train152f,predict,fcache152]
+// Usage: npm run bench -- [--runs 3] [--warmup 1] [--rounds 1] [--only infer1,infer8,train18,train152f,predict,startup,fcache152]
 //        [--no-torch] [--no-onnx] [--no-profile] [--engine native|cpu] [--isa avx2]
 // Needs `npm run build` (it runs dist/).
 import { spawnSync } from 'node:child_process';
@@ -35,7 +37,7 @@ const opt = (name, dflt) => {
 const runs = opt('runs', '3');
 const warmup = opt('warmup', '1');
 const engine = opt('engine', 'native');
-const only = opt('only', 'infer1,infer8,train18,train152f,predict').split(',');
+const only = opt('only', 'infer1,infer8,train18,train152f,predict,startup').split(',');
 const isa = opt('isa', null);
 const ISAS = ['sse41', 'avx', 'avx2', 'avx2_vnni', 'avx512_core', 'avx512_core_vnni', 'avx512_core_bf16', 'avx512_core_amx', 'all'];
 if (isa !== null && !ISAS.includes(isa.toLowerCase())) {
@@ -188,6 +190,12 @@ if (only.includes('predict')) {
   report.predict = runWholeJson(process.execPath, ['bench/predict.mjs', '--runs', runs, ...(argv.includes('--no-torch') ? ['--no-torch'] : [])]);
 }
 
+// Start-up: --version / --help, and `nextray forward` against PyTorch, whole processes (bench/startup.mjs).
+if (only.includes('startup')) {
+  process.stderr.write('bench: startup (--version, --help, forward whole process) ...\n');
+  report.startup = runWholeJson(process.execPath, ['bench/startup.mjs', '--runs', runs, ...(argv.includes('--no-torch') ? ['--no-torch'] : [])]);
+}
+
 // fp32/fp16/int8 exports (bench/quant.mjs): `--only quant --quant-data DIR [--quant-run RUN]`.
 if (only.includes('quant')) {
   const q = ['bench/quant.mjs', '--archs', 'resnet50,resnet152', '--data', opt('quant-data', 'demo-output/data'), '--reps1', runs, '--reps8', runs];
@@ -204,7 +212,7 @@ if (only.includes('fcache152')) {
   report.featureCache = runWholeJson(process.execPath, fc, oursEnv);
 }
 
-for (const name of only.filter((n) => n !== 'predict' && n !== 'quant' && n !== 'fcache152')) {
+for (const name of only.filter((n) => n !== 'predict' && n !== 'quant' && n !== 'fcache152' && n !== 'startup')) {
   const w = WORKLOADS[name];
   if (!w) {
     console.error(`bench: unknown workload '${name}' (${Object.keys(WORKLOADS).join(', ')})`);

@@ -81,8 +81,8 @@ export async function buildSite(modelPath: string, out: string, opts: { force?: 
     info = parseClassifierInfo(readModelSkeleton(modelPath), modelPath);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new CliError(`${modelPath}: file not found`, 1);
-    if (err instanceof ProtoDecodeError) throw new CliError(`${modelPath}: not a readable ONNX model: ${err.message}`, 1);
+    if (e.code === 'ENOENT') throw new CliError(`${modelPath}: file not found`, 2, 'give the .onnx file written by `nextray export`');
+    if (err instanceof ProtoDecodeError) throw new CliError(`${modelPath}: not a readable ONNX model: ${err.message}`, 2, 'give the .onnx file written by `nextray export`');
     throw err;
   }
   if (info.head.kind !== 'binary') throw new CliError(`${modelPath}: the page needs a normal/abnormal model (binary head); this one has the ${info.head.kind} head`, 1);

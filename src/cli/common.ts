@@ -19,7 +19,8 @@ export class CliError extends NextrayError {
  * stack trace, exit status 1.
  */
 export function reportError(err: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {
-  if (err instanceof CommanderError) return err.exitCode;
+  // commander exits 1 on its usage errors (unknown option, invalid value, missing argument; already printed): 2 here.
+  if (err instanceof CommanderError) return err.exitCode === 1 ? EXIT_USAGE : err.exitCode;
   if (err instanceof NextrayError) {
     write(`nextray: ${err.message}\n`);
     if (err.hint) write(`hint: ${err.hint}\n`);

@@ -342,7 +342,8 @@ Examples:
   $ nextray export --arch resnet152 --weights resnet152-394f9c45.pth --out r152-imagenet.onnx --input-size 224 --json
   $ nextray export --checkpoint runs/r152 --out r152-int8.onnx --precision int8 --calibration ~/datasets --calibration-images 256
   $ nextray export --checkpoint runs/r152 --out r152-fp16.onnx --precision fp16
-  $ nextray export --checkpoint runs/r152 --out r152.onnx --features   # adaptable: nextray adapt --model r152.onnx
+  $ nextray export --checkpoint runs/r152 --out r152.onnx --features
+  $ nextray adapt --model r152.onnx --data clinic-studies/ --out r152-clinic.onnx
 
 The file: input 'input' float32 [batch, H, W, 3] (NHWC, normalised per the 'preprocessing' metadata; batch is
 dynamic), outputs 'logits' [batch, K] and, for the binary head, 'probability' = sigmoid(logits) [batch, 1];

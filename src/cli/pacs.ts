@@ -7,6 +7,7 @@
  * unusable model, credentials or state file.
  */
 import { CommanderError, Option, type Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { CliError, parseIntOption, printJson } from './common.js';
 import { pacsAuth, redisTarget } from '../pacs/credentials.js';
 import { DicomWeb } from '../pacs/dicomweb.js';
@@ -50,6 +51,9 @@ function archive(flags: ArchiveFlags, needSink: boolean): { source: StudySource;
     return { source: d, sink: flags.out ? new FolderSink(flags.out) : d, orthanc: null };
   }
   if (needSink && !flags.out) throw new CliError('--folder: give --out DIR for the results (a folder has no PACS to store them in)');
+  for (const dir of flags.folder!) {
+    if (!existsSync(dir)) throw new CliError(`--folder ${dir}: no such folder`, 2, 'give a folder of DICOM files');
+  }
   return { source: new FolderSource(flags.folder!, { onProblem: (path, problem) => log(`${path}: ${problem}`) }), sink: flags.out ? new FolderSink(flags.out) : null, orthanc: null };
 }
 

@@ -41,7 +41,7 @@ test('app build writes page + wasm + model; refuses a non-empty folder without -
   const junk = join(tmp.dir, 'junk.onnx');
   writeFileSync(junk, 'not a model');
   const bad = nextray('app', 'build', '--model', junk, '--out', join(tmp.dir, 'site2'));
-  assert.equal(bad.status, 1);
+  assert.equal(bad.status, 2, 'unusable input');
   assert.match(bad.stderr, /junk\.onnx: not a readable ONNX model/);
   assert.equal(existsSync(join(tmp.dir, 'site2')), false, 'nothing written for a bad model');
 });

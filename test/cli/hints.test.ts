@@ -14,6 +14,9 @@ import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/index.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
+// Every command registered (the CLI itself registers only the one it runs).
+const PROGRAM = await buildProgram();
+
 /** Command path ('' = the program, 'app build') -> the options its --help lists. */
 function helpOptions(): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
@@ -22,7 +25,7 @@ function helpOptions(): Map<string, Set<string>> {
     out.set(path.join(' '), new Set([...help.matchAll(/(?:^|[\s,])(--[a-z][a-z0-9-]*)/gm)].map((m) => m[1]!)));
     for (const c of cmd.commands) walk(c, [...path, c.name()]);
   };
-  walk(buildProgram(), []);
+  walk(PROGRAM, []);
   return out;
 }
 

@@ -65,6 +65,7 @@ test('reportError: message and hint for a NextrayError, its status; stack and 1 
   assert.match(out.join(''), /^nextray: TypeError: x is undefined\n\s+at /);
   out.length = 0;
   assert.equal(reportError(new CommanderError(0, 'commander.helpDisplayed', '(outputHelp)'), w), 0);
+  assert.equal(reportError(new CommanderError(1, 'commander.unknownOption', "error: unknown option '--x'"), w), 2, 'a usage error');
   assert.deepEqual(out, []);
 });
 

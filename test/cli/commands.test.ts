@@ -1,0 +1,63 @@
+/**
+ * The CLI's command registry (src/cli/commands.ts): it lists exactly the commands their modules register, with the
+ * terms commander prints for them; `nextray --help` / `--version` load no package but commander (start-up), and
+ * running a command registers that command for real.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Help } from 'commander';
+import { COMMANDS } from '../../src/cli/commands.js';
+import { buildProgram, programFor } from '../../src/cli/index.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+const BIN = join(REPO_ROOT, 'bin', 'nextray.js');
+
+test('the registry names every command its modules register, with the term commander prints', async () => {
+  const program = await buildProgram();
+  const help = new Help();
+  const real = program.commands.map((c) => ({ name: c.name(), term: help.subcommandTerm(c) }));
+  assert.deepEqual(COMMANDS.map((c) => ({ name: c.name, term: c.term })), real);
+  for (const c of COMMANDS) assert.ok(c.summary.length > 0 && c.summary.length <= 80, `${c.name}: one-line summary`);
+});
+
+test('running a command registers it for real; the others stay help-only entries', async () => {
+  const program = await programFor(['node', 'nextray', 'forward', '--help']);
+  const forward = program.commands.find((c) => c.name() === 'forward')!;
+  assert.ok(forward.options.some((o) => o.long === '--arch'), 'forward has its options');
+  const synth = program.commands.find((c) => c.name() === 'synth')!;
+  assert.equal(synth.options.length, 0, 'synth is not loaded');
+  const viaHelp = await programFor(['node', 'nextray', 'help', 'forward']);
+  assert.ok(viaHelp.commands.find((c) => c.name() === 'forward')!.options.length > 0, '`nextray help forward` loads forward');
+});
+
+// A module hook that reports every package (bare specifier) the ESM loader resolves, and the CommonJS cache at exit.
+const HOOK = `data:text/javascript,${encodeURIComponent(
+  'export async function resolve(s, c, n) { if (!/^(\\.|\\/|node:|file:|data:)/.test(s)) process.stderr.write("PKG " + s + "\\n"); return n(s, c); }',
+)}`;
+const REGISTER = `data:text/javascript,${encodeURIComponent(
+  `import { register, createRequire } from 'node:module';
+register(${JSON.stringify(HOOK)});
+const require = createRequire(${JSON.stringify(BIN)});
+process.on('exit', () => { for (const k of Object.keys(require.cache)) { const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(k); if (m) process.stderr.write('PKG ' + m[1] + '\\n'); } });`,
+)}`;
+
+function packagesLoaded(args: string[]): { packages: Set<string>; stdout: string; status: number | null } {
+  const r = spawnSync(process.execPath, ['--import', REGISTER, BIN, ...args], { encoding: 'utf8' });
+  const packages = new Set([...r.stderr.matchAll(/^PKG (\S+)$/gm)].map((m) => m[1]!));
+  return { packages, stdout: r.stdout, status: r.status };
+}
+
+test('--help and --version load commander only; a command loads what it runs', () => {
+  for (const args of [['--help'], ['--version']]) {
+    const r = packagesLoaded(args);
+    assert.equal(r.status, 0, args.join(' '));
+    assert.deepEqual([...r.packages].sort(), ['commander'], `${args.join(' ')} loads only commander`);
+  }
+  assert.match(packagesLoaded(['--help']).stdout, /forward \[options\]\s+Run a network/);
+  // The hook sees packages at all: a command that needs TF.js loads it (else the test above proves nothing).
+  const models = packagesLoaded(['models', '--json']);
+  assert.equal(models.status, 0);
+  assert.ok(models.packages.has('@tensorflow/tfjs-core'), `models loads TF.js: ${[...models.packages].join(' ')}`);
+});
