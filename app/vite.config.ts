@@ -55,6 +55,28 @@ function walk(dir: string): string[] {
 /** Not in the service worker's precache: the runtimes (kept on first use, one build only), the worker itself, and what app build adds. */
 const NOT_PRECACHED = /^(ort\/|sw\.js$|model\.|_headers$|README\.txt$)|\.map$/;
 
+/** TF.js itself and the library's TF.js engine (src/engine/), wherever they are imported from. */
+const TFJS = /[\\/](src[\\/]engine|node_modules[\\/]@tensorflow)[\\/]/;
+
+/**
+ * The page runs models with onnxruntime-web, never with TF.js. The browser entry also carries the model zoo and the
+ * ONNX writer, which import TF.js, and TF.js registers its optimisers, gradients and kernels when imported: side
+ * effects the page does not need. Declaring those modules free of side effects (as resolveId must: it takes
+ * precedence over the packages' own `sideEffects`) leaves TF.js out of the page's bundle unless the page used it.
+ */
+function noTfjsSideEffects(): Plugin {
+  return {
+    name: 'nextray-no-tfjs-side-effects',
+    enforce: 'pre',
+    apply: 'build',
+    async resolveId(source, importer, options) {
+      if (!source.startsWith('@tensorflow/') && !/(^|\/)engine\//.test(source) && !(importer && TFJS.test(importer) && source.startsWith('.'))) return null;
+      const r = await this.resolve(source, importer, { ...options, skipSelf: true });
+      return r && !r.external && TFJS.test(r.id) ? { ...r, moduleSideEffects: false } : r;
+    },
+  };
+}
+
 function offlineApp(): Plugin {
   let outDir = '';
   return {
@@ -101,6 +123,9 @@ export default defineConfig({
   logLevel: 'warn',
   resolve: {
     alias: [
+      // The page imports the package's browser entry as any user of the package would ('nextray/browser', the
+      // `exports` map's browser build); here it is built from the entry's source (app/tsconfig.json maps it too).
+      { find: /^nextray\/browser$/, replacement: resolve(here, '..', 'src', 'browser.ts') },
       { find: 'onnxruntime-web/wasm', replacement: join(ortDist, 'ort.wasm.min.mjs') },
       { find: 'onnxruntime-web/webgpu', replacement: join(ortDist, 'ort.webgpu.min.mjs') },
       // The DICOM codecs' Emscripten glue requires fs/path on its Node branch only (app/src/node-stub.ts).
@@ -115,5 +140,5 @@ export default defineConfig({
     sourcemap: false,
     chunkSizeWarningLimit: 1024,
   },
-  plugins: [offlineApp()],
+  plugins: [noTfjsSideEffects(), offlineApp()],
 });

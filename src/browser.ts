@@ -59,7 +59,29 @@ export * as inference from './inference/core/index.js';
 
 /** The facade: `load(spec)` -> `model.predict(views, { heatmaps })` (src/inference/README.md). */
 export { load } from './inference/core/load.js';
-export type { LoadOptions, ModelSpec, NextrayModel, PredictionResult, PredictOptions, StudyPrediction, ViewInput, ViewPrediction } from './inference/core/load.js';
+export type {
+  DecodedFile,
+  DecodedImage,
+  ImageDecoder,
+  LoadOptions,
+  ModelSpec,
+  NextrayModel,
+  OodVerdict,
+  PredictionResult,
+  PredictOptions,
+  StudyPrediction,
+  ViewInput,
+  ViewPrediction,
+} from './inference/core/load.js';
+export type { LoadedCard } from './inference/core/model.js';
+export type { DicomIdentity, DicomStudyIdentity } from './inference/core/identity.js';
+
+/**
+ * The model card (src/models/card.ts): the one typed description of a trained model. `load()` parses it from an
+ * export's ONNX metadata into each member's card (`model.cards[i]`); these read and write its serialisations.
+ */
+export { cardFromJson, cardFromOnnxMetadata, cardToJson, ModelCardError } from './models/card.js';
+export type { DatasetCard, ModelCard, OodGateCard, OperatingPoint, TemperatureCard, TrainingSummary } from './models/card.js';
 
 /** DICOM: the reader, the PS3.3 C.11 display pipeline, the header gate and the browser-safe codecs. */
 export * as dicom from './data/dicom/index.js';

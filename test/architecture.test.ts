@@ -4,7 +4,8 @@
  * `import type`, `typeof import()` and `require()` of every src/ module is parsed with the TypeScript parser, and each
  * is checked against the table and the further rules (no re-exports across stages, inference/core never imports
  * inference/node, only src/inference imports onnxruntime-node/-web, only src/engine imports a TF.js backend or the
- * native addon). Stub checks: a tree with one broken import of each kind fails with that import named.
+ * native addon); the web page (app/src) imports the library only through the package's browser entry. Stub checks: a
+ * tree with one broken import of each kind fails with that import named.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -207,4 +208,55 @@ test('the dependency table is read from docs/ARCHITECTURE.md as written', () => 
   assert.deepEqual([...RULES.get('util')!], []);
   assert.ok(RULES.get('calibrate')!.has('inference') && !RULES.get('inference')!.has('calibrate'), 'calibrate uses inference, never the reverse');
   assert.ok(!RULES.get('train')!.has('inference') && !RULES.get('train')!.has('calibrate'), 'train holds only training');
+});
+
+/** The specifier the web page (app/src) imports the library by: the package's browser entry. */
+const PAGE_ENTRY = 'nextray/browser';
+
+/**
+ * Every import of the web page's sources (paths relative to app/src -> source) that does not go through the
+ * package's browser entry: a path out of app/src (a deep import of the library's src/), or another specifier of
+ * the package. One line each: `<file>:<line> imports '<spec>': <why>`.
+ */
+export function pageImportProblems(files: ReadonlyMap<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [file, source] of files) {
+    for (const ref of importsOf(file, source)) {
+      const where = `app/src/${file}:${ref.line} imports '${ref.spec}'`;
+      if (ref.spec.startsWith('.')) {
+        const target = posix.normalize(posix.join(posix.dirname(file), ref.spec));
+        if (target.startsWith('..')) problems.push(`${where}: the page imports the library only through '${PAGE_ENTRY}', never by path`);
+      } else if (/^nextray($|\/)/.test(ref.spec) && ref.spec !== PAGE_ENTRY) {
+        problems.push(`${where}: the page imports the library only through '${PAGE_ENTRY}'`);
+      }
+    }
+  }
+  return problems;
+}
+
+test("the web page (app/src) imports the library only through the package's browser entry", () => {
+  const dir = join(REPO_ROOT, 'app', 'src');
+  const files = new Map<string, string>();
+  for (const f of walk(dir)) files.set(relative(dir, f).split('\\').join('/'), readFileSync(f, 'utf8'));
+  assert.ok(files.has('main.ts') && files.has('engine.ts'), `read ${[...files.keys()].join(', ')}`);
+  assert.deepEqual(pageImportProblems(files), []);
+  assert.ok([...files.values()].some((s) => importsOf('x.ts', s).some((r) => r.spec === PAGE_ENTRY)), `the page imports ${PAGE_ENTRY}`);
+  // The specifier is the package's own browser entry: package.json exports it, and the page's build maps it to the
+  // source of that same file.
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { exports: Record<string, { default: string }> };
+  assert.equal(pkg.exports['./browser']!.default, './dist/src/browser.js');
+  const tsconfig = JSON.parse(readFileSync(join(REPO_ROOT, 'app', 'tsconfig.json'), 'utf8')) as { compilerOptions: { paths: Record<string, string[]> } };
+  assert.deepEqual(tsconfig.compilerOptions.paths[PAGE_ENTRY], ['../src/browser.ts']);
+});
+
+test('stub check: a page that deep-imports src/ or another package path is refused, naming the import', () => {
+  const problems = pageImportProblems(
+    new Map([
+      ['engine.ts', "import { Ensemble } from '../../src/inference/core/index.js';\nimport { load } from 'nextray/browser';"],
+      ['viewer.ts', "import type { Preprocessing } from '../../src/data/preprocess.js';\nimport { x } from './card.js';"],
+      ['card.ts', "import { cardFromInfo } from 'nextray/node';\nconst m = await import('../../src/models/card.js');"],
+    ]),
+  );
+  assert.deepEqual(problems.map((p) => /^\S+:\d+/.exec(p)?.[0]), ['app/src/engine.ts:1', 'app/src/viewer.ts:1', 'app/src/card.ts:1', 'app/src/card.ts:2']);
+  assert.match(problems[0]!, /imports '\.\.\/\.\.\/src\/inference\/core\/index\.js': the page imports the library only through 'nextray\/browser', never by path/);
 });

@@ -7,7 +7,9 @@
 import { formatThreshold } from './card.js';
 import type { PageModel } from './engine.js';
 import { forgetHead, importHead, keepHead, runAdaptation, storedHead, type AdaptRun } from './adapt.js';
-import type { LoadedHead } from '../../src/calibrate/adapt/index.js';
+import type { adaptation } from 'nextray/browser';
+
+type LoadedHead = adaptation.LoadedHead;
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const e = document.getElementById(id);

@@ -14,9 +14,15 @@
  *  - or a CSV among the picked files with a header naming `image,label` (optional `study`, `patient`), image paths
  *    relative to the CSV's folder.
  */
-import { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile, type AdaptImage, type AdaptResult, type AdaptationRecord, type LoadedHead } from '../../src/calibrate/adapt/index.js';
-import { parseMuraPath } from '../../src/data/paths.js';
+import { adaptation, muraPaths } from 'nextray/browser';
 import type { SiteHook } from './engine.js';
+
+const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile } = adaptation;
+const { parseMuraPath } = muraPaths;
+type AdaptImage = adaptation.AdaptImage;
+type AdaptResult = adaptation.AdaptResult;
+type AdaptationRecord = adaptation.AdaptationRecord;
+type LoadedHead = adaptation.LoadedHead;
 
 export interface LabelledFile extends AdaptImage {
   file: File;

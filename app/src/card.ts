@@ -1,143 +1,30 @@
 /**
- * The model card as the page shows and uses it: everything a reader needs to weigh a number — what the threshold
- * was chosen for (the operating point's sensitivity and specificity on validation), whether the probability is
- * calibrated, whether an out-of-distribution gate stands in front of the decision, what the model was trained on.
- * Built from the exported file's metadata (ONNX metadata_props); nothing here is invented when the file is silent.
+ * The model card in words. The card itself is the library's typed model card (src/models/card.ts), which `load()`
+ * parses from the exported file's ONNX metadata (`model.cards[0]`); this module only says what it means for a
+ * reader weighing a number: what the threshold was chosen for (the operating point's sensitivity and specificity on
+ * validation), whether the probability is calibrated, what the model was trained on. Nothing here is invented when
+ * the file is silent.
  */
-import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
-import { ONNX_CAM } from '../../src/models/onnx/extras.js';
+import type { LoadedCard, ModelCard } from 'nextray/browser';
 
-export interface OperatingPoint {
-  threshold: number;
-  /** How it was chosen: 'target-sensitivity' or 'max-kappa' (null when the file does not say). */
-  rule: string | null;
-  /** The sensitivity the threshold was chosen to reach (e.g. 0.9). */
-  targetSensitivity: number | null;
-  /** Measured at that threshold on the validation data. */
-  sensitivity: number | null;
-  specificity: number | null;
-  cases: number | null;
-  level: string | null;
-}
-
-export interface PageModelCard {
-  name: string;
-  arch: string;
-  sha256: string;
-  bytes: number;
-  inputSize: number;
-  resize: 'pad' | 'stretch' | string;
-  threshold: number;
-  /** Temperature scaling the graph applies (null: the probability is the raw model score). */
-  temperature: number | null;
-  operatingPoint: OperatingPoint | null;
-  ood: { method: string; threshold: number; quantile: number; images: number } | null;
-  heatmap: boolean;
-  trainedOn: 'mura' | 'synthetic' | null;
-  nextrayVersion: string;
-  /** Further metadata worth showing (validation metrics, dataset), as label/value pairs. */
-  extra: [string, string][];
-}
-
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : typeof v === 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : null);
-
-/**
- * The operating point stored with the model (metadata `operating_point`, JSON), read leniently: camelCase as the
- * checkpoint's trust record writes it, snake_case too. Null when absent or unreadable.
- */
-export function readOperatingPoint(metadata: Readonly<Record<string, string>>, threshold: number): OperatingPoint | null {
-  const raw = metadata.operating_point ?? metadata.operatingPoint;
-  if (!raw) return null;
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(raw) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-  if (!j || typeof j !== 'object') return null;
-  const pick = (...keys: string[]): number | null => {
-    for (const k of keys) {
-      const v = num(j[k]);
-      if (v !== null) return v;
-    }
-    return null;
-  };
-  return {
-    threshold: pick('threshold') ?? threshold,
-    rule: typeof j.rule === 'string' ? j.rule : null,
-    targetSensitivity: pick('targetSensitivity', 'target_sensitivity'),
-    sensitivity: pick('validationSensitivity', 'validation_sensitivity', 'sensitivity'),
-    specificity: pick('validationSpecificity', 'validation_specificity', 'specificity'),
-    cases: pick('validationCases', 'validation_cases', 'cases'),
-    level: typeof j.level === 'string' ? j.level : null,
-  };
-}
-
-/** What the model file says it was trained on: 'mura', 'synthetic', or null when it does not say. */
-export function trainingData(metadata: Readonly<Record<string, string>>): 'mura' | 'synthetic' | null {
-  const d = metadata.dataset;
-  if (!d) return null;
-  try {
-    const j = JSON.parse(d) as { kind?: string };
-    if (j.kind === 'synthetic' || j.kind === 'mura') return j.kind;
-  } catch {
-    /* a plain name */
-  }
-  return /synth/i.test(d) ? 'synthetic' : /mura/i.test(d) ? 'mura' : null;
-}
-
-function formatMeta(v: string): string {
-  try {
-    const j = JSON.parse(v) as unknown;
-    if (j && typeof j === 'object') {
-      return Object.entries(j as Record<string, unknown>)
-        .filter(([k]) => k !== 'fingerprint')
-        .map(([k, x]) => `${k.replace(/^val_images$/, 'validation_images').replace(/^val_/, '').replace(/_/g, ' ')} ${typeof x === 'number' ? +x.toFixed(4) : typeof x === 'string' ? x : JSON.stringify(x)}`)
-        .join(', ');
-    }
-  } catch {
-    /* plain text */
-  }
-  return v;
-}
-
-export function pageCard(info: OnnxClassifierInfo, o: { name: string; sha256: string; bytes: number; threshold: number }): PageModelCard {
-  const m = info.metadata;
-  const extra: [string, string][] = [];
-  for (const key of Object.keys(m).sort()) {
-    if (/^(validation|valid|metrics|auc|kappa|dataset|training_data|calibration)/.test(key)) extra.push([key.replace(/_/g, ' '), formatMeta(m[key]!)]);
-  }
-  return {
-    name: o.name,
-    arch: info.arch,
-    sha256: o.sha256,
-    bytes: o.bytes,
-    inputSize: info.inputSize,
-    resize: info.preprocessing.resize,
-    threshold: o.threshold,
-    temperature: info.temperature !== 1 ? info.temperature : null,
-    operatingPoint: readOperatingPoint(m, o.threshold),
-    ood: info.ood ? { method: info.ood.method, threshold: info.ood.threshold, quantile: info.ood.quantile, images: info.ood.images } : null,
-    heatmap: info.model.outputs.some((x) => x.name === ONNX_CAM),
-    trainedOn: trainingData(m),
-    nextrayVersion: info.nextrayVersion,
-    extra,
-  };
-}
+/** What the page reads of a card: the typed card (a loaded model's has every field an export gives). */
+export type Card = Partial<ModelCard> & Pick<LoadedCard, 'name' | 'arch' | 'sha256' | 'preprocessing'>;
 
 const pct = (x: number): string => `${Math.round(100 * x)}%`;
 
 /** How the threshold was chosen, in words: 'chosen for 90% sensitivity on validation (specificity 71%)'. */
-export function operatingPointText(card: PageModelCard): string {
+export function operatingPointText(card: Card): string {
   const op = card.operatingPoint;
   if (!op) return 'the threshold stored with the model (the file records no validated operating point)';
+  if (op.rule === 'default') return 'the untuned default (not chosen on validation data)';
+  const on = op.fittedOn || 'validation';
   const kappa = op.rule === 'max-kappa';
-  const target = kappa ? null : (op.targetSensitivity ?? op.sensitivity);
+  const target = kappa ? null : (op.targetSensitivity ?? op.sensitivity ?? null);
   const parts: string[] = [];
-  if (op.sensitivity !== null && (target === null || Math.abs(op.sensitivity - target) > 0.005)) parts.push(`sensitivity ${pct(op.sensitivity)}`);
-  if (op.specificity !== null) parts.push(`specificity ${pct(op.specificity)}`);
-  if (op.cases !== null) parts.push(`${op.cases} validation ${op.level === 'image' ? 'images' : 'studies'}`);
-  const head = kappa ? "chosen for the highest Cohen's kappa on validation" : target !== null ? `chosen for ${pct(target)} sensitivity on validation` : 'chosen on validation';
+  if (op.sensitivity !== undefined && (target === null || Math.abs(op.sensitivity - target) > 0.005)) parts.push(`sensitivity ${pct(op.sensitivity)}`);
+  if (op.specificity !== undefined && op.specificity !== null) parts.push(`specificity ${pct(op.specificity)}`);
+  if (op.cases !== undefined) parts.push(`${op.cases} ${on} ${op.level === 'image' ? 'images' : 'studies'}`);
+  const head = kappa ? `chosen for the highest Cohen's kappa on ${on}` : target !== null ? `chosen for ${pct(target)} sensitivity on ${on}` : `chosen on ${on}`;
   return parts.length ? `${head} (${parts.join(', ')})` : head;
 }
 
@@ -161,14 +48,40 @@ export function formatProbability(p: number, threshold: number): string {
 }
 
 /** '0.83 — above the threshold 0.50, chosen for 90% sensitivity on validation (specificity 71%)'. */
-export function probabilityLine(p: number, card: PageModelCard): string {
-  const t = card.threshold;
-  return `${formatProbability(p, t)} — ${p > t ? 'above' : 'at or below'} the threshold ${formatThreshold(t)}, ${operatingPointText(card)}`;
+export function probabilityLine(p: number, card: Card, threshold: number): string {
+  return `${formatProbability(p, threshold)} — ${p > threshold ? 'above' : 'at or below'} the threshold ${formatThreshold(threshold)}, ${operatingPointText(card)}`;
+}
+
+/** The temperature the graph divides the logit by, or null when the probability is the raw model score. */
+export function temperatureOf(card: Card): number | null {
+  const t = card.temperature?.value;
+  return t !== undefined && t > 0 && t !== 1 ? t : null;
 }
 
 /** Whether the number shown is a calibrated probability, in words. */
-export function calibrationText(card: PageModelCard): string {
-  return card.temperature !== null
-    ? `calibrated on validation (temperature scaling, T = ${+card.temperature.toFixed(3)})`
-    : 'not calibrated: a model score between 0 and 1, not a frequency';
+export function calibrationText(card: Card): string {
+  const t = temperatureOf(card);
+  return t !== null ? `calibrated on ${card.temperature!.fittedOn === 'unknown' ? 'validation' : card.temperature!.fittedOn} (temperature scaling, T = ${+t.toFixed(3)})` : 'not calibrated: a model score between 0 and 1, not a frequency';
+}
+
+/** What the card says the model was trained on: 'mura', 'synthetic', or null when it does not say. */
+export function trainedOn(card: Card): 'mura' | 'synthetic' | null {
+  return card.dataset?.kind ?? null;
+}
+
+const metricName = (k: string): string => k.replace(/^val_/, '').replace(/_/g, ' ');
+
+/** Further facts worth showing (validation metrics, the data), as label/value pairs. */
+export function cardFacts(card: Card): [string, string][] {
+  const out: [string, string][] = [];
+  const metrics = card.training?.validationMetrics;
+  if (metrics && Object.keys(metrics).length) {
+    out.push(['Validation', Object.entries(metrics).map(([k, v]) => `${metricName(k)} ${typeof v === 'number' ? +v.toFixed(4) : String(v)}`).join(', ')]);
+  }
+  const d = card.dataset;
+  if (d && (d.name || d.trainImages !== undefined || d.valImages !== undefined)) {
+    const counts = [d.trainImages !== undefined ? `${d.trainImages} training` : '', d.valImages !== undefined ? `${d.valImages} validation` : ''].filter(Boolean).join(', ');
+    out.push(['Data', `${d.name ?? 'unnamed'}${counts ? ` (${counts} images)` : ''}`]);
+  }
+  return out;
 }

@@ -1,26 +1,22 @@
 /**
- * Browser side of decoding: a dropped or picked file to a grey image in [0, 1], the same values the Node host gets
- * from sharp for 8-bit PNG/JPEG (the browser's decoder gives 8-bit RGBA; the grey rule is the shared
- * `samplesToGrey`). Colour management is turned off so the file's own sample values come through unchanged.
+ * The page's PNG/JPEG decoder, handed to the facade's `load()` as `decodeImage` (DICOM files the facade reads itself,
+ * with the page's frame codecs, codecs.ts): bytes to a grey image in [0, 1], the same values the Node host gets from
+ * sharp for 8-bit PNG/JPEG (the browser's decoder gives 8-bit RGBA; the grey rule is the shared `samplesToGrey`).
+ * Colour management is turned off so the file's own sample values come through unchanged. The kind of file is told
+ * by its first bytes, not its name.
  */
-import { samplesToGrey } from '../../src/data/preprocess.js';
-import { DicomError, readDicom } from '../../src/data/dicom/index.js';
-import { pageDecoders } from './codecs.js';
-import { dicomIdentity, type ViewIdentity } from './identity.js';
+import { errors, preprocessing, type DecodedImage, type ImageDecoder } from 'nextray/browser';
 
-export interface DecodedImage {
-  /** Grey values in [0, 1], row-major (for a DICOM file: after its display pipeline). */
-  data: Float32Array;
-  width: number;
-  height: number;
-  format: 'png' | 'jpeg' | 'dicom';
-  /** Whether the picture is in colour (a photograph, a screenshot): radiographs are grey. */
-  colour: boolean;
-  identity: ViewIdentity;
-  warnings: string[];
+/** A file the page cannot use as an image; `problem` says why in words (the facade reports it per file). */
+export class PageImageError extends errors.NextrayError {
+  constructor(
+    file: string,
+    readonly problem: string,
+  ) {
+    super(`${file}: ${problem}`, { code: 'ERR_IMAGE', exitStatus: errors.EXIT_USAGE });
+    this.name = 'PageImageError';
+  }
 }
-
-export class BrowserImageError extends Error {}
 
 export type FileKind = 'png' | 'jpeg' | 'dicom' | 'unknown';
 
@@ -33,6 +29,9 @@ export function sniff(head: Uint8Array): FileKind {
 
 /** Largest image decoded in the page (as the server's default). */
 export const MAX_PIXELS = 50_000_000;
+
+/** The warning a colour picture gets: radiographs are grey. */
+export const COLOUR_WARNING = 'a colour picture: radiographs are grey, so this is unlikely to be one';
 
 /**
  * Whether RGBA pixels are a colour picture: more than 2% of the pixels have channels more than 24 levels apart
@@ -49,53 +48,30 @@ export function isColour(rgba: Uint8ClampedArray | Uint8Array, n: number): boole
   return coloured > 0.02 * n;
 }
 
-export async function decodeRaster(file: Blob, name: string, format: 'png' | 'jpeg'): Promise<DecodedImage> {
+/** PNG or JPEG bytes through the browser's decoder (a canvas), as the facade's `decodeImage`. */
+export const decodeImage: ImageDecoder = async (bytes, name, opts) => {
+  if (bytes.length === 0) throw new PageImageError(name, 'empty file (0 bytes)');
+  const kind = sniff(bytes.subarray(0, 132));
+  if (kind !== 'png' && kind !== 'jpeg') throw new PageImageError(name, 'not an image: the file is neither PNG, JPEG nor DICOM data');
   let bitmap: ImageBitmap;
   try {
-    bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    bitmap = await createImageBitmap(new Blob([bytes as Uint8Array<ArrayBuffer>]), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   } catch {
-    throw new BrowserImageError(`${name}: truncated or corrupt image: the browser cannot decode it`);
+    throw new PageImageError(name, 'truncated or corrupt image: the browser cannot decode it');
   }
   const { width, height } = bitmap;
-  if (width * height > MAX_PIXELS) {
+  if (width * height > (opts.maxPixels ?? MAX_PIXELS)) {
     bitmap.close();
-    throw new BrowserImageError(`${name}: image too large (${width} x ${height})`);
+    throw new PageImageError(name, `image too large (${width} x ${height})`);
   }
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  if (!ctx) throw new BrowserImageError(`${name}: no 2D canvas in this browser`);
+  if (!ctx) throw new PageImageError(name, 'no 2D canvas in this browser');
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
   const rgba = ctx.getImageData(0, 0, width, height, { colorSpace: 'srgb' }).data;
   const n = width * height;
-  return { data: samplesToGrey(rgba, n, 4, 255), width, height, format, colour: isColour(rgba, n), identity: {}, warnings: [] };
-}
-
-/**
- * DICOM through the library's reader (the PS3.3 C.11 display pipeline, the same code as Node), with the page's frame
- * decoders for compressed transfer syntaxes (codecs.ts: RLE, JPEG lossless, JPEG-LS, JPEG baseline, JPEG 2000).
- */
-export async function decodeDicom(file: File): Promise<DecodedImage> {
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  let d;
-  try {
-    d = await readDicom(bytes, { source: file.name, maxPixels: MAX_PIXELS, decoders: pageDecoders() });
-  } catch (err) {
-    if (err instanceof DicomError) throw new BrowserImageError(err.message);
-    throw err;
-  }
-  const identity = dicomIdentity(bytes);
-  if (!identity.studyUid && d.studyInstanceUid) identity.studyUid = d.studyInstanceUid;
-  if (!identity.bodyPart && d.bodyPart) identity.bodyPart = d.bodyPart;
-  const colour = !/^MONOCHROME/.test(d.photometric);
-  return { data: d.grey, width: d.width, height: d.height, format: 'dicom', colour, identity, warnings: d.warnings };
-}
-
-/** Reads one file: PNG, JPEG or DICOM by its first bytes (not its name). Throws BrowserImageError naming the file. */
-export async function decodeFile(file: File): Promise<DecodedImage> {
-  if (file.size === 0) throw new BrowserImageError(`${file.name}: empty file (0 bytes)`);
-  const head = new Uint8Array(await file.slice(0, 132).arrayBuffer());
-  const kind = sniff(head);
-  if (kind === 'unknown') throw new BrowserImageError(`${file.name}: not an image: the file is neither PNG, JPEG nor DICOM data`);
-  return kind === 'dicom' ? decodeDicom(file) : decodeRaster(file, file.name, kind);
-}
+  const grey = preprocessing.samplesToGrey(rgba, n, 4, 255);
+  const image: DecodedImage = { grey, width, height, format: kind, warnings: preprocessing.greyWarnings(grey, 8), colour: isColour(rgba, n) };
+  return image;
+};

@@ -1,35 +1,16 @@
 /**
- * The page's one door to prediction: `const model = await load(spec)` then `await model.predict(files, { heatmaps })`,
- * giving per view the calibrated probability, the decision (none for a view the out-of-distribution gate rejected),
- * the threshold, the gate's verdict, the heatmap, warnings and the DICOM identity; and per study the identifiers, the
- * views that count and those left out, and the decision (none when every view was rejected). Everything else in the
- * page is display.
- *
- * Under the hood: the library's browser-safe inference core (src/inference/core: the same preprocessing, session
- * wrapper, OOD rule and study mean as `nextray predict`), onnxruntime-web (runtime.ts) and the model store
- * (store.ts).
+ * The page's host of the library's facade: it fetches the model (store.ts), picks onnxruntime-web's build
+ * (runtime.ts), opens the model with `load()` from the package's browser entry and predicts with `model.predict()` —
+ * the same code as `nextray predict` from the calibrated probability, decision, out-of-distribution gate and heatmap
+ * to the studies (grouped by StudyInstanceUID, PatientIDs never merged, views the gate rejected left out). What is
+ * left here is the page's own business: decoding files with the browser (decode.ts, codecs.ts), WebGPU's fallback
+ * to wasm, timings for the diagnostics line, and the shapes the display reads (which views count, why a view was
+ * left out, whether its heatmap is worth drawing, the study's identity in words).
  */
-import {
-  Ensemble,
-  aggregateStudies,
-  createOnnxModel,
-  isOutOfDistribution,
-  oodWarning,
-  predictBatch,
-  preprocessAll,
-  studyKeyOf,
-  type EnsembleRunResult,
-  type OnnxInferenceModel,
-  type OrtModule,
-} from '../../src/inference/core/index.js';
-import { greyWarnings } from '../../src/data/preprocess.js';
-import type { OnnxClassifierInfo } from '../../src/models/onnx/info.js';
-import { ONNX_CAM, ONNX_OOD_SCORE } from '../../src/models/onnx/extras.js';
-import { ONNX_FEATURES, ONNX_LOGITS } from '../../src/models/onnx/format.js';
-import { applyAdaptedHead, type LoadedHead } from '../../src/calibrate/adapt/head-file.js';
-import { pageCard, type PageModelCard } from './card.js';
-import { BrowserImageError, decodeFile } from './decode.js';
-import { studyGroupKey, type ViewIdentity } from './identity.js';
+import { adaptation, inference, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
+import { temperatureOf } from './card.js';
+import { pageDecoders } from './codecs.js';
+import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
 import { loadRuntime, type Backend, type Runtime } from './runtime.js';
 import { loadModelBytes, type ModelSource } from './store.js';
 
@@ -58,41 +39,38 @@ export interface ViewHeatmap {
   drawable: boolean;
 }
 
+/** One view as the page shows it: the facade's prediction, the pixels, and what the display needs to know. */
 export interface ViewResult {
   index: number;
+  /** The facade's result for the view (probability, decision, threshold, OOD verdict, warnings, identity). */
+  prediction: ViewPrediction;
   name: string;
-  format: 'png' | 'jpeg' | 'dicom';
   width: number;
   height: number;
   /** Display grey values in [0, 1]. */
   grey: Float32Array;
   colour: boolean;
-  identity: ViewIdentity;
-  /** The calibrated P(abnormal) (the model's score when it carries no calibration). */
-  probability: number;
-  threshold: number;
-  /** Null for a view the gate rejected: it has no decision. */
-  decision: 'abnormal' | 'normal' | null;
-  /** Whether the view counts in its study's result. */
+  /** Whether the view counts in its study's result (the gate did not reject it). */
   counts: boolean;
   rejection: { reason: string; score: number; threshold: number } | null;
-  /** The gate's score when the model has a gate. */
-  oodScore: number | null;
   heatmap: ViewHeatmap | null;
   /** Why there is no heatmap to draw (null when there is one). */
   heatmapNote: string | null;
-  warnings: string[];
   /** Milliseconds of preprocessing + inference (diagnostics only). */
   ms: number;
 }
 
 export interface StudyResult {
   key: string;
+  /** The facade's result for the study. */
+  prediction: StudyPrediction;
   /** False for the PNG/JPEG views (and DICOM files without identifiers): the "unidentified study". */
   identified: boolean;
   patientId?: string;
+  /** Patient's Name in words ('DOE^JANE' -> 'DOE JANE'). */
   patientName?: string;
   studyUid?: string;
+  /** Study Date as YYYY-MM-DD when it is a valid DA. */
   studyDate?: string;
   bodyParts: string[];
   viewPositions: string[];
@@ -115,7 +93,14 @@ export interface Prediction {
 }
 
 export interface PageModel {
-  card: PageModelCard;
+  /** The model card (src/models/card.ts), as `load()` parsed it from the file's ONNX metadata. */
+  card: LoadedCard;
+  /** The decision threshold in use (the adapted head's while one is in use). */
+  threshold: number;
+  /** Whether the file has the heatmap output. */
+  heatmaps: boolean;
+  /** The model file's size in bytes. */
+  bytes: number;
   runtime: { build: 'wasm' | 'webgpu'; provider: string; threads: number; files: string[]; note: string | null };
   source: Omit<ModelSource, 'bytes'>;
   /** Load phases in ms; warmupMs is the WebGPU first run (0 on wasm, where warmup() does it after the page is ready). */
@@ -139,20 +124,14 @@ export interface SiteHook {
   /** One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it). */
   outputs(file: File): Promise<{ features: Float32Array; logit: number }>;
   /** The adapted head in use, null for the deployed one. */
-  head: LoadedHead | null;
-  /** Puts an adapted head in use (null: back to the deployed head); the card's threshold follows it. */
-  setHead(head: LoadedHead | null): void;
+  head: adaptation.LoadedHead | null;
+  /** Puts an adapted head in use (null: back to the deployed head); the card and threshold follow it. */
+  setHead(head: adaptation.LoadedHead | null): void;
 }
 
-async function createSession(rt: Runtime, bytes: Uint8Array, source: string, sha256: string, providers: string[]): Promise<OnnxInferenceModel> {
-  return createOnnxModel(rt.ort as unknown as OrtModule, bytes, {
-    source,
-    sha256,
-    maxBatch: 1,
-    engine: `onnxruntime-web ${rt.ort.env.versions.web} (${providers[0]})`,
-    sessionOptions: { executionProviders: providers, graphOptimizationLevel: 'all' } as never,
-  });
-}
+/** The graph outputs site adaptation reads (src/models/onnx/format.ts). */
+const FEATURES = 'features';
+const LOGITS = 'logits';
 
 /** Loads the model and the runtime (see the module comment). */
 export async function load(spec: LoadSpec = {}): Promise<PageModel> {
@@ -163,20 +142,27 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const tFetched = performance.now();
   progress('Starting the runtime…');
   let rt = await loadRuntime(spec.backend ?? 'auto', src.deployment.runtimes);
-  const source = src.deployment.file;
-  const warm = async (m: OnnxInferenceModel): Promise<void> => {
-    const s = m.classifier.info.inputSize;
-    await m.run(new Float32Array(s * s * 3), 1);
-  };
-  const start = async (r: Runtime): Promise<{ model: OnnxInferenceModel; tSession: number }> => {
-    const m = await createSession(r, src.bytes, source, src.deployment.sha256, r.providers);
+  const start = async (r: Runtime): Promise<{ model: NextrayModel; tSession: number }> => {
+    const m = await loadModel(
+      {
+        onnx: src.bytes,
+        ort: r.ort as unknown as inference.OrtModule,
+        source: src.deployment.file,
+        ...(src.deployment.name ? { name: src.deployment.name } : {}),
+        sha256: src.deployment.sha256,
+        maxBatch: 1,
+        engine: `onnxruntime-web ${r.ort.env.versions.web} (${r.providers[0]})`,
+        sessionOptions: { executionProviders: r.providers, graphOptimizationLevel: 'all' } as never,
+      },
+      { decodeImage, dicomDecoders: pageDecoders(), maxPixels: MAX_PIXELS },
+    );
     const tSession = performance.now();
     // On WebGPU the first run is part of starting (it compiles the shaders, and is where a GPU problem shows, so the
     // wasm fallback can still take over). On wasm it runs after the page is ready (warmup()).
     if (r.build === 'webgpu') {
       progress('Warming up…');
       try {
-        await warm(m);
+        await m.warmup();
       } catch (err) {
         await m.release().catch(() => undefined);
         throw err;
@@ -184,7 +170,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     }
     return { model: m, tSession };
   };
-  let started: { model: OnnxInferenceModel; tSession: number };
+  let started: { model: NextrayModel; tSession: number };
   try {
     started = await start(rt);
   } catch (err) {
@@ -194,190 +180,204 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     rt = await loadRuntime('wasm', src.deployment.runtimes, why);
     started = await start(rt);
   }
-  const model = started.model;
-  const tSession = started.tSession;
-  const provider = rt.providers[0]!;
-  const note = rt.note;
-  const ensemble = new Ensemble([model]);
-  const info: OnnxClassifierInfo = model.classifier.info;
-  const outputs = [ONNX_CAM, ONNX_OOD_SCORE].filter((o) => model.card.outputs.includes(o));
+  const { model, tSession } = started;
   const tEnd = performance.now();
-  const card = pageCard(info, { name: src.deployment.name ?? model.card.name, sha256: model.card.sha256, bytes: src.bytes.byteLength, threshold: ensemble.threshold });
-  const temperature = info.temperature > 0 ? info.temperature : 1;
-  const baseCard = { ...card, extra: [...card.extra] };
-  const currentThreshold = (): number => site.head?.file.head.threshold ?? ensemble.threshold;
-  const site: SiteHook = {
-    hasFeatures: model.card.outputs.includes(ONNX_FEATURES),
-    base: { temperature, threshold: ensemble.threshold, sha256: model.card.sha256, arch: info.arch },
-    head: null,
-    async outputs(file) {
-      const image = await decodeFile(file);
-      const inputs = preprocessAll(image.data, image.width, image.height, ensemble.preprocessings, file.name);
-      let raw: EnsembleRunResult | undefined;
-      await predictBatch(ensemble, [{ image: file.name, inputs, study: studyKeyOf(file.name), width: image.width, height: image.height, format: image.format, warnings: image.warnings }], {
-        outputs: [ONNX_FEATURES, ONNX_LOGITS],
-        onBatch: (_r, r) => void (raw = r),
-      });
-      const extra = raw!.extra[0]!;
-      return { features: extra[ONNX_FEATURES]!.data.slice(), logit: extra[ONNX_LOGITS]!.data[0]! };
-    },
-    setHead(head) {
-      site.head = head;
-      // The card the page shows follows the head in use: its threshold and how it was chosen.
-      Object.assign(card, baseCard, { extra: [...baseCard.extra] });
-      if (head) {
-        const a = head.file.adaptation;
-        card.threshold = head.file.head.threshold;
-        card.temperature = head.file.head.temperature;
-        card.operatingPoint = {
-          threshold: head.file.head.threshold,
-          rule: a.method.threshold_rule.startsWith('sensitivity-target') ? 'target-sensitivity' : 'max-kappa',
-          targetSensitivity: a.method.threshold_rule.startsWith('sensitivity-target') ? Number(a.method.threshold_rule.slice('sensitivity-target-'.length)) : null,
-          sensitivity: null,
-          specificity: null,
-          cases: a.data.fit.studies,
-          level: 'study',
-        };
-        card.extra.push(['Adapted head', `fitted on ${a.data.studies} local studies (${a.source}), ${a.date.slice(0, 10)}; temperature ${+head.file.head.temperature.toFixed(3)}`]);
-      }
-    },
-  };
+  const card = model.cards[0]!;
+  const temperature = temperatureOf(card) ?? 1;
+  const threshold = model.threshold;
 
-  async function predictOne(file: File, index: number, heatmaps: boolean): Promise<ViewResult> {
-    const image = await decodeFile(file);
-    const t = performance.now();
-    const inputs = preprocessAll(image.data, image.width, image.height, ensemble.preprocessings, file.name);
-    let raw: EnsembleRunResult | undefined;
-    const head = site.head;
-    const want = [...outputs.filter((o) => heatmaps || o !== ONNX_CAM), ...(head ? [ONNX_FEATURES, ONNX_LOGITS] : [])];
-    const [p] = await predictBatch(
-      ensemble,
-      [{ image: file.name, inputs, study: studyKeyOf(file.name, image.identity.studyUid), width: image.width, height: image.height, format: image.format, warnings: image.warnings }],
-      { outputs: want, onBatch: (_r, r) => void (raw = r) },
-    );
-    const ms = performance.now() - t;
-    const extra = raw!.extra[0]!;
-    // With an adapted head, the probability is the head's logistic on the features (adapt.ts), as `nextray adapt`'s.
-    const adapted = head ? applyAdaptedHead(head, extra[ONNX_FEATURES]!.data, 1, extra[ONNX_LOGITS]!.data, temperature).probabilities[0]! : null;
-    const probability = adapted ?? p!.probability;
-    const threshold = currentThreshold();
-    const score = extra[ONNX_OOD_SCORE]?.data[0];
-    const gate = info.ood;
-    let rejection: ViewResult['rejection'] = null;
-    if (gate && score !== undefined && isOutOfDistribution(score, gate.threshold)) {
-      rejection = { reason: oodWarning(score, gate.threshold), score, threshold: gate.threshold };
-    }
-    const warnings = [...image.warnings, ...greyWarnings(image.data, 8)];
-    if (image.colour) warnings.push('a colour picture: radiographs are grey, so this is unlikely to be one');
+  /** The `features` and `logits` outputs of a decoded view, run by the facade's own ensemble and preprocessing. */
+  async function siteOutputs(d: DecodedFile): Promise<{ features: Float32Array; logit: number }> {
+    const inputs = inference.preprocessAll(d.grey, d.width, d.height, model.ensemble.preprocessings, d.name);
+    const raw = await model.ensemble.run(inputs, 1, { outputs: [FEATURES, LOGITS] });
+    const extra = raw.extra[0]!;
+    return { features: extra[FEATURES]!.data.slice(), logit: extra[LOGITS]!.data[0]! };
+  }
+  /**
+   * A view's prediction under the adapted head: the head's logistic on the features with its temperature (exactly
+   * `applyAdaptedHead`, as `nextray adapt` measures it), decided at its threshold; the OOD verdict is the model's.
+   */
+  async function adaptedView(p: ViewPrediction, d: DecodedFile, head: adaptation.LoadedHead): Promise<ViewPrediction> {
+    const o = await siteOutputs(d);
+    const probability = adaptation.applyAdaptedHead(head, o.features, 1, [o.logit], temperature).probabilities[0]!;
+    const t = head.file.head.threshold;
+    return { ...p, probability, threshold: t, decision: p.decision === null ? null : probability > t ? 'abnormal' : 'normal', perModel: [probability] };
+  }
+
+  /** The page's view of one facade result. */
+  function viewResult(p: ViewPrediction, d: DecodedFile, index: number, ms: number, heatmaps: boolean): ViewResult {
+    const colour = d.colour === true;
+    const rejection = p.ood?.flagged ? { reason: inference.oodWarning(p.ood.score, p.ood.threshold), score: p.ood.score, threshold: p.ood.threshold } : null;
     let heatmap: ViewHeatmap | null = null;
     let heatmapNote: string | null = null;
-    const c = extra[ONNX_CAM];
-    if (!card.heatmap) heatmapNote = 'This model file has no heatmap output (export it again with nextray export to add one).';
+    const coarse = p.heatmap?.coarse;
+    if (!model.hasHeatmaps) heatmapNote = 'This model file has no heatmap output (export it again with nextray export to add one).';
     else if (!heatmaps) heatmapNote = 'Heatmaps are off.';
-    else if (image.colour) heatmapNote = 'No heatmap for a colour picture: the model was made for grey radiographs.';
-    else if (c) {
-      const map = c.data.slice();
+    else if (colour) heatmapNote = 'No heatmap for a colour picture: the model was made for grey radiographs.';
+    else if (coarse) {
+      const map = coarse.data;
       let sum = 0;
       for (let i = 0; i < map.length; i++) sum += map[i]! > 0 ? map[i]! : 0;
       const evidence = sum / map.length / temperature;
-      heatmap = { map, h: c.dims[1]!, w: c.dims[2]!, evidence, drawable: evidence >= NEAR_ZERO_EVIDENCE };
+      heatmap = { map, h: coarse.height, w: coarse.width, evidence, drawable: evidence >= NEAR_ZERO_EVIDENCE };
       if (!heatmap.drawable) heatmapNote = 'The heatmap is near zero everywhere: no region pushed the model towards abnormal, so nothing is drawn.';
     }
-    return {
-      index,
-      name: file.name,
-      format: image.format,
-      width: image.width,
-      height: image.height,
-      grey: image.data,
-      colour: image.colour,
-      identity: image.identity,
-      probability,
-      threshold,
-      decision: rejection ? null : probability > threshold ? 'abnormal' : 'normal',
-      counts: rejection === null,
-      rejection,
-      oodScore: score ?? null,
-      heatmap,
-      heatmapNote,
-      warnings,
-      ms,
-    };
+    return { index, prediction: p, name: p.view.name, width: d.width, height: d.height, grey: d.grey, colour, counts: rejection === null, rejection, heatmap, heatmapNote, ms };
   }
 
-  return {
+  const page: PageModel = {
     card,
-    runtime: { build: rt.build, provider, threads: rt.threads, files: rt.files, note },
+    threshold,
+    heatmaps: model.hasHeatmaps,
+    bytes: src.bytes.byteLength,
+    runtime: { build: rt.build, provider: rt.providers[0]!, threads: rt.threads, files: rt.files, note: rt.note },
     source: { deployment: src.deployment, from: src.from, online: src.online, refused: src.refused, replaced: src.replaced },
     timings: { fetchMs: tFetched - t0, sessionMs: tSession - tFetched, warmupMs: rt.build === 'webgpu' ? tEnd - tSession : 0, totalMs: tEnd - t0 },
     async warmup() {
       if (rt.build === 'webgpu') return 0;
       const t = performance.now();
-      await warm(model);
+      await model.warmup();
       return performance.now() - t;
     },
     async predict(files, opts = {}) {
-      const views: ViewResult[] = [];
+      const heatmaps = (opts.heatmaps ?? true) && model.hasHeatmaps;
       const failed: Prediction['failed'] = [];
+      // Decoded here (not inside predict) because the viewer needs the pixels; each unreadable file is named.
+      const decoded: DecodedFile[] = [];
       for (const f of files) {
         try {
-          views.push(await predictOne(f, views.length, opts.heatmaps ?? true));
+          const d = await model.decode({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) });
+          if (d.colour) d.warnings = [...d.warnings, COLOUR_WARNING];
+          decoded.push(d);
         } catch (err) {
-          failed.push({ name: f.name, reason: err instanceof BrowserImageError ? err.message : `${f.name}: ${(err as Error).message}` });
+          failed.push({ name: f.name, reason: `${f.name}: ${inference.problemOf(err)}` });
         }
       }
-      return { views, failed, studies: groupStudies(views, currentThreshold()) };
+      // One view per run, so the time between two results is that view's preprocessing + inference.
+      const ms: number[] = [];
+      let t = performance.now();
+      let r;
+      try {
+        r = await model.predict(decoded, {
+          ...(heatmaps ? { heatmaps: true } : {}),
+          batchSize: 1,
+          onView: () => {
+            const now = performance.now();
+            ms.push(now - t);
+            t = now;
+          },
+        });
+      } catch (err) {
+        for (const d of decoded) failed.push({ name: d.name, reason: `${d.name}: ${(err as Error).message}` });
+        return { views: [], studies: [], failed };
+      }
+      const head = site.head;
+      if (!head) {
+        const views = r.views.map((p, i) => viewResult(p, decoded[i]!, i, ms[i] ?? 0, heatmaps));
+        return { views, failed, studies: studiesOf(r.studies, views, threshold) };
+      }
+      const adapted: ViewPrediction[] = [];
+      for (let i = 0; i < r.views.length; i++) adapted.push(await adaptedView(r.views[i]!, decoded[i]!, head));
+      const views = adapted.map((p, i) => viewResult(p, decoded[i]!, i, ms[i] ?? 0, heatmaps));
+      const at = head.file.head.threshold;
+      return { views, failed, studies: studiesOf(inference.groupStudies(adapted, at), views, at) };
     },
-    site,
-    release: () => ensemble.release(),
+    site: undefined as unknown as SiteHook,
+    release: () => model.release(),
   };
+  const site: SiteHook = {
+    hasFeatures: card.outputs.includes(FEATURES),
+    base: { temperature, threshold, sha256: card.sha256, arch: card.arch },
+    head: null,
+    async outputs(file) {
+      return siteOutputs(await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) }));
+    },
+    setHead(head) {
+      site.head = head;
+      if (!head) {
+        page.card = card;
+        page.threshold = threshold;
+        return;
+      }
+      // The card the page shows says what decides now: the head's threshold and temperature, fitted on this site.
+      const a = head.file.adaptation;
+      const h = head.file.head;
+      const sens = /^sensitivity-target-(.+)$/.exec(a.method.threshold_rule);
+      page.threshold = h.threshold;
+      page.card = {
+        ...card,
+        decisionThreshold: h.threshold,
+        operatingPoint: {
+          rule: sens ? 'sensitivity-target' : 'max-kappa',
+          threshold: h.threshold,
+          ...(sens ? { targetSensitivity: Number(sens[1]) } : {}),
+          level: 'study',
+          fittedOn: 'site',
+          cases: a.data.fit.studies,
+          positives: a.data.fit.abnormal_studies,
+        },
+        temperature: { value: h.temperature, level: 'study', fittedOn: 'site', images: a.data.fit.images, studies: a.data.fit.studies },
+        adaptation: { baseSha256: head.file.base_model.sha256, images: a.data.images, studies: a.data.studies, date: a.date, metrics: Object.fromEntries(Object.entries(a.held_out.after).filter((e): e is [string, number] => typeof e[1] === "number" && Number.isFinite(e[1]))) },
+      };
+    },
+  };
+  page.site = site;
+  return page;
 }
 
-/** The mean of views as the core aggregates a study (src/inference/core/study.ts). */
-function studyMean(views: readonly ViewResult[], threshold: number): { probability: number; decision: 'abnormal' | 'normal' } | null {
-  const [s] = aggregateStudies(
-    views.map((v) => ({ image: v.name, probability: v.probability, study: { key: 'study', source: 'folder' as const } })),
-    threshold,
-  );
-  return s ? { probability: s.probability, decision: s.decision } : null;
+/** '20240131' -> '2024-01-31'; anything else as stored. */
+export function formatDicomDate(da: string): string {
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(da.trim());
+  return m ? `${m[1]}-${m[2]}-${m[3]}` : da.trim();
+}
+
+/** 'DOE^JANE^^DR' -> 'DOE JANE DR' (PS3.5 6.2, the alphabetic group only). */
+export function formatPersonName(pn: string): string {
+  return pn.split('=')[0]!.split('^').map((s) => s.trim()).filter(Boolean).join(' ');
 }
 
 const uniq = (xs: (string | undefined)[]): string[] => [...new Set(xs.filter((x): x is string => !!x))];
 
-/** Views into studies: by Patient ID + Study Instance UID for DICOM, PNG/JPEG together (see identity.ts). */
-export function groupStudies(views: readonly ViewResult[], threshold: number): StudyResult[] {
+/**
+ * The facade's studies with their views, in words: each study's views are found by the facade's own grouping key
+ * (studyGroupKey; the facade forms one study per key, in order of first appearance). One Study Instance UID under
+ * two Patient IDs is a labelling error somewhere: the facade keeps them apart, and the page says so on both cards.
+ */
+export function studiesOf(predicted: readonly StudyPrediction[], views: readonly ViewResult[], threshold: number): StudyResult[] {
   const groups = new Map<string, ViewResult[]>();
   for (const v of views) {
-    const k = studyGroupKey(v.format, v.identity);
-    const g = groups.get(k);
-    if (g) g.push(v);
-    else groups.set(k, [v]);
+    const k = inference.studyGroupKey(v.prediction);
+    groups.set(k, [...(groups.get(k) ?? []), v]);
   }
-  const studies = [...groups.entries()].map(([key, vs]): StudyResult => {
+  const keys = [...groups.keys()];
+  const studies = predicted.map((s, i): StudyResult => {
+    const key = keys[i]!;
+    const vs = groups.get(key)!;
     const counted = vs.filter((v) => v.counts);
     const leftOut = vs.filter((v) => !v.counts);
-    const first = vs[0]!.identity;
-    const identified = key !== 'unidentified' && !!(first.patientId || first.studyUid);
-    const r = studyMean(counted, threshold);
+    const id = s.patient === 'unidentified study' ? null : s.patient;
+    const dates = uniq(vs.map((v) => v.prediction.dicom?.studyDate).map((d) => (d ? formatDicomDate(d) : undefined)));
+    // What the study would be with every view counted: the facade's own study rule on the views with the gate lifted.
+    const all = leftOut.length ? inference.groupStudies(vs.map((v) => ({ ...v.prediction, ood: null })), threshold)[0] : undefined;
     return {
       key,
-      identified,
-      ...(first.patientId ? { patientId: first.patientId } : {}),
-      ...(first.patientName ? { patientName: first.patientName } : {}),
-      ...(first.studyUid ? { studyUid: first.studyUid } : {}),
-      ...(uniq(vs.map((v) => v.identity.studyDate))[0] ? { studyDate: uniq(vs.map((v) => v.identity.studyDate)).join(', ') } : {}),
-      bodyParts: uniq(vs.map((v) => v.identity.bodyPart)),
-      viewPositions: uniq(vs.map((v) => v.identity.viewPosition)),
+      prediction: s,
+      identified: !!(id && (id.patientId || id.studyInstanceUid)),
+      ...(id?.patientId ? { patientId: id.patientId } : {}),
+      ...(id?.patientName && formatPersonName(id.patientName) ? { patientName: formatPersonName(id.patientName) } : {}),
+      ...(id?.studyInstanceUid ? { studyUid: id.studyInstanceUid } : {}),
+      ...(dates.length ? { studyDate: dates.join(', ') } : {}),
+      bodyParts: uniq(vs.map((v) => v.prediction.view.bodyPartExamined)),
+      viewPositions: uniq(vs.map((v) => v.prediction.view.viewPosition)),
       views: vs,
       counted,
       leftOut,
-      probability: r?.probability ?? null,
-      decision: r?.decision ?? null,
-      withLeftOut: leftOut.length ? studyMean(vs, threshold) : null,
+      probability: s.probability,
+      decision: s.decision,
+      withLeftOut: all && all.probability !== null && all.decision !== null ? { probability: all.probability, decision: all.decision } : null,
       warnings: [],
     };
   });
-  // One Study Instance UID under two Patient IDs: a labelling error somewhere. Kept apart, and said on both cards.
   const byUid = new Map<string, StudyResult[]>();
   for (const s of studies) if (s.studyUid) byUid.set(s.studyUid, [...(byUid.get(s.studyUid) ?? []), s]);
   for (const [uid, ss] of byUid) {

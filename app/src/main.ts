@@ -6,18 +6,18 @@
  *    numbers only behind "Show anyway (research use)"), and the view on display by default is one that counts;
  *  - each study's line names the views left out and says whether the result would differ with them; when every view
  *    was rejected there is no decision, said in words;
- *  - views are grouped into studies by patient and Study Instance UID (identity.ts), never merged across patients;
+ *  - views are grouped into studies by Study Instance UID, never merged across patients (the facade's rule);
  *  - the probability is shown with the threshold and what the threshold was chosen for (the model card); timings stay
  *    in the diagnostics line.
- * Prediction itself is engine.ts; the canvas is viewer.ts; offline storage is store.ts / offline.ts / sw.ts.
+ * Prediction itself is the library's facade (load -> predict, from the package's browser entry), hosted by engine.ts; the canvas is viewer.ts; offline storage is store.ts / offline.ts / sw.ts.
  */
-import { calibrationText, formatProbability, formatThreshold, operatingPointText, probabilityLine, type PageModelCard } from './card.js';
+import { inference } from 'nextray/browser';
+import { calibrationText, cardFacts, formatProbability, formatThreshold, operatingPointText, probabilityLine, trainedOn } from './card.js';
 import { setupAdaptPanel } from './adapt-panel.js';
 import { load, type PageModel, type Prediction, type StudyResult, type ViewResult } from './engine.js';
 import { askPersistence, keepFiles, megabytes, offlineState, registerWorker, reloadForIsolation } from './offline.js';
 import { backendFromHash } from './runtime.js';
 import { DEFAULT_OPACITY, HEATMAP_FLOOR, PRESETS, Viewer } from './viewer.js';
-import { VIRIDIS } from '../../src/inference/core/colormap.js';
 import './style.css';
 
 /**
@@ -72,11 +72,14 @@ let viewer: Viewer;
 // ---------------------------------------------------------------------------------------------------------------
 // Model card
 
-function renderCard(card: PageModelCard): void {
+function renderCard(m: PageModel): void {
+  const card = m.card;
+  const trained = trainedOn(card);
+  const version = card.versions?.nextray;
   const rows: [string, string][] = [
     ['Model', `${card.name} (${card.arch})`],
-    ['Input size', `${card.inputSize} × ${card.inputSize} px (${card.resize === 'pad' ? 'letterboxed' : 'stretched'})`],
-    ['Decision threshold', `${formatThreshold(card.threshold)}: ${operatingPointText(card)}`],
+    ['Input size', `${card.preprocessing.size} × ${card.preprocessing.size} px (${card.preprocessing.resize === 'pad' ? 'letterboxed' : 'stretched'})`],
+    ['Decision threshold', `${formatThreshold(m.threshold)}: ${operatingPointText(card)}`],
     ['Probability', calibrationText(card)],
     [
       'OOD gate',
@@ -84,22 +87,23 @@ function renderCard(card: PageModelCard): void {
         ? `${card.ood.method}, threshold ${+card.ood.threshold.toFixed(2)} (${card.ood.quantile} quantile of ${card.ood.images} training images): views above it are left out`
         : 'none in this file: every view counts, even one that is not a radiograph',
     ],
-    ['Heatmap', card.heatmap ? 'class activation map: where the model found evidence, coarse, not a finding' : 'none in this file'],
-    ['Trained on', card.trainedOn === 'mura' ? 'MURA (research use only)' : card.trainedOn === 'synthetic' ? 'synthetic radiographs (a demonstration)' : 'not stated in the file'],
-    ...card.extra,
-    ['File', `${megabytes(card.bytes)}, exported by nextray ${card.nextrayVersion}`],
+    ['Heatmap', m.heatmaps ? 'class activation map: where the model found evidence, coarse, not a finding' : 'none in this file'],
+    ['Trained on', trained === 'mura' ? 'MURA (research use only)' : trained === 'synthetic' ? 'synthetic radiographs (a demonstration)' : 'not stated in the file'],
+    ...cardFacts(card),
+    ...(m.site.head && card.adaptation ? ([['Adapted head', `in use: fitted on ${card.adaptation.studies ?? '?'} studies of this site, ${card.adaptation.date.slice(0, 10)} (the Adapt panel resets it)`]] as [string, string][]) : []),
+    ['File', `${megabytes(m.bytes)}${version ? `, made by nextray ${version}` : ''}`],
     ['SHA-256', card.sha256],
   ];
   $('card').replaceChildren(
     ...rows.map(([k, v]) => el('tr', {}, el('th', { scope: 'row', textContent: k }), el('td', { textContent: k === 'SHA-256' ? `${v.slice(0, 16)}…` : v, title: v }))),
   );
-  if (card.trainedOn) {
+  if (trained) {
     const n = $('notice');
     n.textContent =
-      card.trainedOn === 'mura'
+      trained === 'mura'
         ? `Research use only. This model was trained on MURA. The MURA Dataset Research Use Agreement, clause 7: "${MURA_CLAUSE_7}"`
         : 'Trained on synthetic radiographs: a demonstration of the pipeline, not a model for real X-rays.';
-    n.dataset.kind = card.trainedOn;
+    n.dataset.kind = trained;
     n.hidden = false;
   }
 }
@@ -116,7 +120,7 @@ function studyTitle(s: StudyResult): string {
 }
 
 /** The study's sentence: decision, probability, which views count, and what the left-out ones would change. */
-function studyLine(s: StudyResult, card: PageModelCard): HTMLElement {
+function studyLine(s: StudyResult, m: PageModel): HTMLElement {
   const p = el('p', { className: 'study-line', dataset: { testid: 'study-line' } });
   const decision = el('strong', { className: s.decision ?? 'none', textContent: s.decision === null ? 'No decision' : s.decision === 'abnormal' ? 'Abnormal' : 'Normal', dataset: { testid: 'decision' } });
   if (s.probability === null) {
@@ -126,22 +130,22 @@ function studyLine(s: StudyResult, card: PageModelCard): HTMLElement {
     );
     return p;
   }
-  const prob = el('span', { textContent: formatProbability(s.probability, card.threshold), dataset: { testid: 'probability', value: String(s.probability) } });
+  const prob = el('span', { textContent: formatProbability(s.probability, m.threshold), dataset: { testid: 'probability', value: String(s.probability) } });
   p.append(
     decision,
     ' — P(abnormal) ',
     prob,
-    ` (${s.counted.length === 1 ? 'one view' : `mean of ${s.counted.length} views`}) — ${s.probability > card.threshold ? 'above' : 'at or below'} the threshold ${formatThreshold(card.threshold)}, ${operatingPointText(card)}.`,
+    ` (${s.counted.length === 1 ? 'one view' : `mean of ${s.counted.length} views`}) — ${s.probability > m.threshold ? 'above' : 'at or below'} the threshold ${formatThreshold(m.threshold)}, ${operatingPointText(m.card)}.`,
   );
   return p;
 }
 
-function leftOutLine(s: StudyResult, card: PageModelCard): HTMLElement | null {
+function leftOutLine(s: StudyResult, m: PageModel): HTMLElement | null {
   if (!s.leftOut.length || s.probability === null) return null;
   const names = s.leftOut.map((v) => `${v.name} (${v.rejection ? 'out of distribution' : 'left out'})`).join(', ');
   const w = s.withLeftOut!;
   const same = w.decision === s.decision;
-  const text = `Left out: ${names}. ${same ? `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would not change the decision` : `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would change the result to ${w.decision}`} (P ${formatProbability(w.probability, card.threshold)}).`;
+  const text = `Left out: ${names}. ${same ? `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would not change the decision` : `Counted, ${s.leftOut.length === 1 ? 'it' : 'they'} would change the result to ${w.decision}`} (P ${formatProbability(w.probability, m.threshold)}).`;
   return el('p', { className: 'left-out warning', textContent: text, dataset: { testid: 'left-out', differs: String(!same) } });
 }
 
@@ -167,13 +171,14 @@ function thumbnail(v: ViewResult): HTMLCanvasElement {
   return c;
 }
 
-function viewLabel(v: ViewResult, card: PageModelCard): string {
-  const where = [v.identity.bodyPart, v.identity.viewPosition, v.identity.laterality].filter(Boolean).join(' ');
-  const what = v.counts ? `${v.decision}, P(abnormal) ${formatProbability(v.probability, card.threshold)}` : 'left out: out of distribution';
+function viewLabel(v: ViewResult, m: PageModel): string {
+  const id = v.prediction.view;
+  const where = [id.bodyPartExamined, id.viewPosition, id.laterality].filter(Boolean).join(' ');
+  const what = v.counts ? `${v.prediction.decision}, P(abnormal) ${formatProbability(v.prediction.probability, m.threshold)}` : 'left out: out of distribution';
   return `${v.name}${where ? ` (${where})` : ''}: ${what}`;
 }
 
-function renderStudies(r: Prediction, card: PageModelCard): void {
+function renderStudies(r: Prediction, m: PageModel): void {
   const box = $('results');
   const cards = r.studies.map((s) => {
     const facts: [string, string][] = [];
@@ -191,11 +196,11 @@ function renderStudies(r: Prediction, card: PageModelCard): void {
     for (const v of s.views) {
       const b = el(
         'button',
-        { type: 'button', className: `thumb${v.counts ? '' : ' rejected'}`, dataset: { testid: 'view', index: String(v.index), value: String(v.probability), counts: String(v.counts) } },
+        { type: 'button', className: `thumb${v.counts ? '' : ' rejected'}`, dataset: { testid: 'view', index: String(v.index), value: String(v.prediction.probability), counts: String(v.counts) } },
         thumbnail(v),
-        el('span', { className: 'cap' }, el('span', { className: 'name', textContent: v.name }), el('span', { textContent: v.counts ? `${decisionWord(v.decision)} ${formatProbability(v.probability, card.threshold)}` : 'left out' })),
+        el('span', { className: 'cap' }, el('span', { className: 'name', textContent: v.name }), el('span', { textContent: v.counts ? `${decisionWord(v.prediction.decision)} ${formatProbability(v.prediction.probability, m.threshold)}` : 'left out' })),
       );
-      b.setAttribute('aria-label', viewLabel(v, card));
+      b.setAttribute('aria-label', viewLabel(v, m));
       b.setAttribute('aria-pressed', 'false');
       b.addEventListener('click', () => showView(v));
       list.append(el('li', {}, b));
@@ -206,8 +211,8 @@ function renderStudies(r: Prediction, card: PageModelCard): void {
       { className: 'study', dataset: { testid: 'study', key: s.key, decision: s.decision ?? 'none' } },
       el('h2', { textContent: studyTitle(s) }),
       dl,
-      studyLine(s, card),
-      ...[leftOutLine(s, card)].filter((x): x is HTMLElement => x !== null),
+      studyLine(s, m),
+      ...[leftOutLine(s, m)].filter((x): x is HTMLElement => x !== null),
       ...warnings,
       list,
     );
@@ -236,7 +241,7 @@ function describeHeatmap(v: ViewResult): string {
 }
 
 function canvasText(v: ViewResult): string {
-  const where = [v.identity.bodyPart, v.identity.viewPosition].filter(Boolean).join(' ');
+  const where = [v.prediction.view.bodyPartExamined, v.prediction.view.viewPosition].filter(Boolean).join(' ');
   const wl = viewer.wl;
   const heat = $('heatmap').dataset.drawn === 'true' && heatmapOn ? describeHeatmap(v) : '; no heatmap drawn';
   return `Radiograph ${v.name}${where ? `, ${where}` : ''}, ${v.width} × ${v.height} pixels, zoom ${viewer.zoom.toFixed(1)}×, window centre ${wl.centre.toFixed(2)} width ${wl.width.toFixed(2)}${wl.invert ? ', inverted' : ''}${heat}.`;
@@ -245,7 +250,7 @@ function canvasText(v: ViewResult): string {
 function showView(v: ViewResult): void {
   if (!model) return;
   shown = v;
-  const card = model.card;
+  const m = model;
   for (const b of document.querySelectorAll<HTMLButtonElement>('[data-testid=view]')) b.setAttribute('aria-pressed', String(Number(b.dataset.index) === v.index));
   const box = $('viewer');
   box.hidden = false;
@@ -258,11 +263,11 @@ function showView(v: ViewResult): void {
   const line = $('view-line');
   line.dataset.counts = String(v.counts);
   if (v.counts) {
-    line.textContent = `${v.decision === 'abnormal' ? 'Abnormal' : 'Normal'} — P(abnormal) ${probabilityLine(v.probability, card)}.`;
-    line.dataset.value = String(v.probability);
+    line.textContent = `${v.prediction.decision === 'abnormal' ? 'Abnormal' : 'Normal'} — P(abnormal) ${probabilityLine(v.prediction.probability, m.card, m.threshold)}.`;
+    line.dataset.value = String(v.prediction.probability);
   } else if (research) {
-    line.textContent = `Research use — not a finding: this view was left out (${v.rejection?.reason ?? 'rejected'}). The model's output for it: P(abnormal) ${formatProbability(v.probability, card.threshold)}.`;
-    line.dataset.value = String(v.probability);
+    line.textContent = `Research use — not a finding: this view was left out (${v.rejection?.reason ?? 'rejected'}). The model's output for it: P(abnormal) ${formatProbability(v.prediction.probability, m.threshold)}.`;
+    line.dataset.value = String(v.prediction.probability);
   } else {
     line.textContent = `Left out: ${v.rejection?.reason ?? 'rejected'}. No probability and no heatmap are shown for it.`;
     delete line.dataset.value;
@@ -270,8 +275,8 @@ function showView(v: ViewResult): void {
   const anyway = $<HTMLButtonElement>('show-anyway');
   anyway.hidden = v.counts || research;
   const warn = $('view-warnings');
-  warn.replaceChildren(...v.warnings.map((w) => el('li', { textContent: w })));
-  warn.hidden = v.warnings.length === 0;
+  warn.replaceChildren(...v.prediction.warnings.map((w) => el('li', { textContent: w })));
+  warn.hidden = v.prediction.warnings.length === 0;
   drawHeatmap();
 }
 
@@ -280,7 +285,7 @@ function drawHeatmap(): void {
   if (!v || !model) return;
   const allowed = v.counts || revealed.has(v.index);
   const canDraw = allowed && v.heatmap !== null && v.heatmap.drawable;
-  viewer.setHeatmap(canDraw ? v.heatmap : null, { size: model.card.inputSize, resize: model.card.resize as 'pad' | 'stretch' });
+  viewer.setHeatmap(canDraw ? v.heatmap : null, { size: model.card.preprocessing.size, resize: model.card.preprocessing.resize });
   const heat = $('heatmap');
   heat.hidden = !heatmapOn;
   heat.style.opacity = String(Number($<HTMLInputElement>('opacity').value) / 100);
@@ -319,7 +324,7 @@ function nextView(step: number): void {
 function defaultView(r: Prediction): ViewResult | null {
   for (const s of r.studies) {
     if (!s.counted.length) continue;
-    return s.counted.reduce((a, b) => (b.probability > a.probability ? b : a));
+    return s.counted.reduce((a, b) => (b.prediction.probability > a.prediction.probability ? b : a));
   }
   return r.views[0] ?? null;
 }
@@ -351,7 +356,7 @@ async function handleFiles(files: File[]): Promise<void> {
     err.textContent = r.failed.map((f) => f.reason).join('\n');
     err.hidden = false;
   }
-  renderStudies(r, model.card);
+  renderStudies(r, model);
   const first = defaultView(r);
   if (first) showView(first);
   else $('viewer').hidden = true;
@@ -362,7 +367,7 @@ async function handleFiles(files: File[]): Promise<void> {
       : `No image could be read (${r.failed.length} file${r.failed.length > 1 ? 's' : ''}).`,
   );
   const perView = r.views.length ? r.views.reduce((a, v) => a + v.ms, 0) / r.views.length : 0;
-  (window as unknown as { nextray: Record<string, unknown> }).nextray.last = { ms, perViewMs: perView, views: r.views.map((v) => ({ name: v.name, ms: v.ms, probability: v.probability })) };
+  (window as unknown as { nextray: Record<string, unknown> }).nextray.last = { ms, perViewMs: perView, views: r.views.map((v) => ({ name: v.name, ms: v.ms, probability: v.prediction.probability })) };
   diagnostics(`last files: ${(ms / 1000).toFixed(2)} s, ${perView.toFixed(0)} ms per view (preprocessing + inference)`);
   state('done');
 }
@@ -516,7 +521,7 @@ function legendGradient(): string {
   for (let i = 0; i <= 8; i++) {
     const t = HEATMAP_FLOOR + ((1 - HEATMAP_FLOOR) * i) / 8;
     const j = Math.min(255, Math.floor(t * 256));
-    stops.push(`rgb(${VIRIDIS[3 * j]}, ${VIRIDIS[3 * j + 1]}, ${VIRIDIS[3 * j + 2]}) ${(100 * i) / 8}%`);
+    stops.push(`rgb(${inference.VIRIDIS[3 * j]}, ${inference.VIRIDIS[3 * j + 1]}, ${inference.VIRIDIS[3 * j + 2]}) ${(100 * i) / 8}%`);
   }
   return `linear-gradient(to right, ${stops.join(', ')})`;
 }
@@ -561,11 +566,11 @@ async function start(): Promise<void> {
   model = m;
   // Site adaptation: the head kept in this browser is in use before the first file is read.
   const adapt = setupAdaptPanel(m, () => {
-    renderCard(m.card);
+    renderCard(m);
     if (lastFiles.length) void handleFiles(lastFiles);
   });
   await adapt.restore();
-  renderCard(m.card);
+  renderCard(m);
   if (m.source.replaced) {
     const u = $('update-notice');
     u.textContent = `A new model was loaded: ${m.card.name} (SHA-256 ${m.card.sha256.slice(0, 12)}…) replaces the one this browser used before (${m.source.replaced.slice(0, 12)}…). Its card is on the right.`;

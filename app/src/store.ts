@@ -11,7 +11,7 @@
  * This lives in the page, not in the service worker, because the model request may need the page's credentials
  * (the server's token) and because the page must know when a new model replaced the old one (to say so).
  */
-import { sha256Hex } from '../../src/inference/core/index.js';
+import { inference } from 'nextray/browser';
 
 export interface Deployment {
   /** The model's file, relative to the page ('model.onnx'). */
@@ -139,7 +139,7 @@ export async function loadModelBytes(headers: Record<string, string>, onProgress
     if (!online) throw new ModelLoadError(`no network, and the model ${d.sha256.slice(0, 12)}… is not stored in this browser: open the page once while it can reach its server`);
     bytes = await download(d, headers, onProgress);
     from = 'network';
-    const sha = await sha256Hex(bytes);
+    const sha = await inference.sha256Hex(bytes);
     if (sha !== d.sha256) {
       throw new ModelLoadError(`${d.file}: the download's SHA-256 ${sha.slice(0, 12)}… differs from the ${d.sha256.slice(0, 12)}… model.json names (a partial download or a model replaced meanwhile); reload the page`);
     }

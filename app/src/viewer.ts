@@ -8,9 +8,9 @@
  * is the picture as its modality meant it): out = (grey - (centre - width / 2)) / width, clamped, then inverted if
  * asked.
  */
-import { camOnImage } from '../../src/inference/core/cam.js';
-import { colourAt } from '../../src/inference/core/colormap.js';
-import type { Preprocessing } from '../../src/data/preprocess.js';
+import { inference, type preprocessing } from 'nextray/browser';
+
+type Preprocessing = preprocessing.Preprocessing;
 
 export interface WindowLevel {
   centre: number;
@@ -95,11 +95,11 @@ function reduce(img: ViewerImage, max: number): ViewerImage {
  * elsewhere; the layer's opacity is the canvas's.
  */
 export function heatmapLayer(map: Float32Array, h: number, w: number, width: number, height: number, pre: Pick<Preprocessing, 'size' | 'resize'>): Uint8ClampedArray<ArrayBuffer> {
-  const m = camOnImage(map, h, w, width, height, pre);
+  const m = inference.camOnImage(map, h, w, width, height, pre);
   const out = new Uint8ClampedArray(width * height * 4);
   for (let i = 0; i < m.length; i++) {
     if (!(m[i]! >= HEATMAP_FLOOR)) continue;
-    const [r, g, b] = colourAt(m[i]!);
+    const [r, g, b] = inference.colourAt(m[i]!);
     out[4 * i] = r;
     out[4 * i + 1] = g;
     out[4 * i + 2] = b;

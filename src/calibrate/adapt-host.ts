@@ -233,7 +233,25 @@ function adaptedCardMetadata(bytes: Uint8Array, path: string, result: AdaptResul
 }
 
 /** The whole of `nextray adapt`: read, compute features, fit, write. */
+/**
+ * The deployed model's file checked before any image is read (a few milliseconds: its header, not its weights): an
+ * .onnx file from `nextray export` with the `features` output, else an AdaptError that says what to do.
+ */
+export function checkDeployedModel(modelPath: string): void {
+  if (!existsSync(modelPath) || !statSync(modelPath).isFile()) throw new AdaptError(`--model ${modelPath}: give the deployed .onnx file (exported with 'nextray export --features')`);
+  let outputs: string[];
+  try {
+    outputs = readModelInfo(readFileSync(modelPath)).outputs.map((x) => x.name);
+  } catch (err) {
+    throw new AdaptError(`--model ${modelPath}: not a readable ONNX model (${(err as Error).message}); give the .onnx file that 'nextray export --features' wrote`);
+  }
+  if (!outputs.includes(ONNX_FEATURES)) {
+    throw new AdaptError(`--model ${modelPath} has no '${ONNX_FEATURES}' output; export it again with 'nextray export --features' (the page and nextray adapt read the head's input from it)`);
+  }
+}
+
 export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
+  checkDeployedModel(o.model);
   const local = await readLocalStudies(o.data);
   const out = await computeModelOutputs(o.model, local.images, {
     ...(o.threads ? { threads: o.threads } : {}),

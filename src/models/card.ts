@@ -151,6 +151,16 @@ export class ModelCardError extends NextrayError {
 const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const str = (v: unknown): v is string => typeof v === 'string';
 
+/** A JSON object from metadata text, or null when the text is not one. */
+function parseJsonObject(text: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
 function check(ok: boolean, where: string, field: string, why: string): void {
   if (!ok) throw new ModelCardError(`${where}: model card field '${field}' ${why}`);
 }
@@ -281,6 +291,25 @@ export function cardFromOnnxMetadata(m: Readonly<Record<string, string>>, name: 
     }
   }
   if (!card.versions && m.nextray_version) card.versions = { nextray: m.nextray_version };
+  // Older exports of a checkpoint: what it was trained on and how it scored, as `export --checkpoint` records them
+  // beside the card (metadata `dataset`, `validation_metrics`; src/cli/export.ts trainingFacts).
+  if (!card.dataset && m.dataset !== undefined) {
+    const d = parseJsonObject(m.dataset);
+    if (d && str(d.fingerprint)) {
+      card.dataset = {
+        fingerprint: d.fingerprint,
+        ...(d.kind === 'mura' || d.kind === 'synthetic' ? { kind: d.kind } : {}),
+        ...(str(d.name) && d.name ? { name: d.name } : {}),
+        ...(num(d.train_images) ? { trainImages: d.train_images } : {}),
+        ...(num(d.val_images) ? { valImages: d.val_images } : {}),
+      };
+    }
+  }
+  if (!card.training?.validationMetrics && m.validation_metrics !== undefined) {
+    const v = parseJsonObject(m.validation_metrics);
+    const metrics = v ? Object.fromEntries(Object.entries(v).filter(([k, x]) => k !== 'epoch' && num(x))) as Record<string, number> : {};
+    if (Object.keys(metrics).length) card.training = { ...card.training, validationMetrics: metrics };
+  }
   checkOptional(card, where);
   return card;
 }

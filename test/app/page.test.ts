@@ -21,6 +21,7 @@ import { OnnxClassifier } from '../../src/inference/node/onnx-session.js';
 import { tempDir } from '../helpers/paths.js';
 import { tool, toolsSkip } from '../helpers/dicom-tools.js';
 import { MURA_AGREEMENT_CLAUSE_7 } from '../../src/evaluate/report.js';
+import type { ModelCard } from '../../src/models/card.js';
 import { writeImages, writeTinyModel } from '../serve/fixture.js';
 import { chromiumMissing, launch, offlinePage } from './browser.js';
 import { canvasPixels, cliProbabilities, hasColour, pick, studyCards, writeCheckerboard, writeFlatHeatmapModel, writePatientView, type Patient } from './fixture.js';
@@ -34,7 +35,12 @@ let origin: string;
 let browser: Browser;
 let modelPath: string;
 let cli = new Map<string, number>();
-const OPERATING_POINT = { threshold: 0.5, targetSensitivity: 0.9, validationSensitivity: 0.9, validationSpecificity: 0.71, validationCases: 1199, level: 'study' };
+/** The model card's sections the page shows (src/models/card.ts), as `export --checkpoint` stores them in the .onnx. */
+const CARD: Partial<ModelCard> = {
+  operatingPoint: { rule: 'sensitivity-target', threshold: 0.5, targetSensitivity: 0.9, sensitivity: 0.9, specificity: 0.71, cases: 1199, level: 'study', fittedOn: 'validation' },
+  dataset: { fingerprint: 'sha256:0123', kind: 'mura', name: 'MURA-v1.1' },
+  training: { validationMetrics: { val_auc: 0.8123, val_kappa: 0.5 } },
+};
 
 const ALICE: Patient = { id: 'PAT-0001', name: 'DOE^ALICE', studyUid: '1.2.826.0.1.3680043.9.7.100', studyDate: '20240131', bodyPart: 'HAND', viewPosition: 'PA' };
 const BOB: Patient = { id: 'PAT-0002', name: 'ROE^BOB', studyUid: '1.2.826.0.1.3680043.9.7.200', studyDate: '20240205', bodyPart: 'ELBOW', viewPosition: 'AP' };
@@ -46,7 +52,7 @@ before(async () => {
   modelPath = await writeTinyModel(tmp.dir, {
     threshold: 0.5,
     fitOod: true,
-    extraMetadata: { dataset: 'MURA-v1.1', validation_metrics: JSON.stringify({ auc: 0.8123, kappa: 0.5 }), operating_point: JSON.stringify(OPERATING_POINT) },
+    card: CARD,
   });
   images = await writeImages(tmp.dir);
   dicoms = {

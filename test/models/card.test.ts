@@ -73,6 +73,18 @@ test('ONNX metadata: the card round-trips; metadata without model_card (older ex
     ood: { method: 'mahalanobis', threshold: 40, quantile: 0.95, fittedOn: 'unknown', images: 100, layers: ['stem'], dim: 64 },
     versions: { nextray: '0.0.9' },
   });
+  // An export of a checkpoint from before model_card: what it was trained on and its validation scores, in the keys
+  // `export --checkpoint` wrote beside the graph's (the page's research-use notice depends on the data kind).
+  const facts = {
+    ...old,
+    dataset: JSON.stringify({ kind: 'mura', name: 'MURA-v1.1', fingerprint: 'sha256:abc', train_images: 36000, val_images: 1600 }),
+    validation_metrics: JSON.stringify({ epoch: 7, val_auc: 0.81, val_loss: 0.52 }),
+  };
+  const withFacts = cardFromOnnxMetadata(facts, 'old');
+  assert.deepEqual(withFacts.dataset, { fingerprint: 'sha256:abc', kind: 'mura', name: 'MURA-v1.1', trainImages: 36000, valImages: 1600 });
+  assert.deepEqual(withFacts.training, { validationMetrics: { val_auc: 0.81, val_loss: 0.52 } });
+  // A plain-text dataset name has no fingerprint: no dataset section (nothing invented).
+  assert.equal(cardFromOnnxMetadata({ ...old, dataset: 'MURA-v1.1' }, 'old').dataset, undefined);
   // Stub check: leaving the optional sections out loses them.
   const { model_card: _dropped, ...stub } = meta;
   assert.notDeepEqual(cardFromOnnxMetadata(stub, 'r152'), FULL);

@@ -16,6 +16,7 @@ import { buildModel } from '../../src/train/archs.js';
 import { Rng } from '../../src/util/rng.js';
 import { saveCheckpoint } from '../../src/models/weights/index.js';
 import type { OodStats } from '../../src/models/onnx/extras.js';
+import type { ModelCard } from '../../src/models/card.js';
 import { encapsulate, writeDicom } from '../helpers/dicom-writer.js';
 
 export const SIZE = 64;
@@ -23,7 +24,7 @@ export const SIZE = 64;
 /** Writes `model.onnx` into `dir` and returns its path. */
 export async function writeTinyModel(
   dir: string,
-  opts: { seed?: number; threshold?: number; cam?: boolean; ood?: OodStats; fitOod?: boolean; name?: string; extraMetadata?: Record<string, string> } = {},
+  opts: { seed?: number; threshold?: number; cam?: boolean; ood?: OodStats; fitOod?: boolean; name?: string; extraMetadata?: Record<string, string>; card?: Partial<ModelCard> } = {},
 ): Promise<string> {
   const model = await tinyModel(opts.seed ?? 7);
   let ood = opts.ood;
@@ -36,6 +37,7 @@ export async function writeTinyModel(
     cam: opts.cam ?? true,
     ...(ood ? { ood } : {}),
     ...(opts.extraMetadata ? { extraMetadata: opts.extraMetadata } : {}),
+    ...(opts.card ? { card: opts.card } : {}),
   });
   model.dispose();
   return path;

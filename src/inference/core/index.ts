@@ -51,6 +51,7 @@ export {
   decodeView,
   groupStudies,
   load,
+  studyGroupKey,
   noHeatmaps,
   problemOf,
   viewPrediction,

@@ -63,6 +63,11 @@ export interface DecodedImage {
   format: string;
   /** Decodes fine but looks wrong (all one value, 12 bits in a 16-bit PNG, ...). */
   warnings: string[];
+  /**
+   * Whether the picture is in colour (a photograph, a screenshot; DICOM: a photometric interpretation other than
+   * MONOCHROME1/2), when the decoder can tell: radiographs are grey.
+   */
+  colour?: boolean;
 }
 
 /**
@@ -226,6 +231,11 @@ export interface NextrayModel {
   readonly hasOodGate: boolean;
   predict(inputs: readonly ViewInput[], opts?: PredictOptions): Promise<PredictionResult>;
   /**
+   * Runs one blank image through the model(s), so the first real prediction does not pay for compiling kernels
+   * (the load option `warmup` does this before `load` returns; hosts that want to be ready first call it later).
+   */
+  warmup(): Promise<void>;
+  /**
    * Decodes a file's bytes as `predict` would (DICOM by the core, PNG/JPEG by the injected decoder), for hosts that
    * also need the pixels (an overlay); pass the result to `predict`. Throws the decoder's error (with `problem`).
    */
@@ -314,6 +324,15 @@ export function viewPrediction(im: ImagePrediction, ensemble: Ensemble, dicom?: 
 const STUDY_FIELDS = ['patientId', 'patientName', 'studyInstanceUid', 'studyDate', 'accessionNumber'] as const;
 
 /**
+ * The study a view is grouped into: its study key (study.ts) and source and, when its DICOM header gives one, its
+ * PatientID (views of different patients are never merged). groupStudies forms one study per distinct key, in order
+ * of first appearance, so a host can find each study's views with this key.
+ */
+export function studyGroupKey(v: Pick<ViewPrediction, 'studySource' | 'studyKey' | 'dicom'>): string {
+  return `${v.studySource}\u0000${v.studyKey}\u0000${v.dicom?.patientId ?? ''}`;
+}
+
+/**
  * Groups views into studies, in order of first appearance: same study key (study.ts) and, when DICOM headers give
  * one, the same PatientID (views of different patients are never merged). A study's probability is the mean of its
  * views the OOD gate did not reject; the rejected ones are listed in `excluded`; with none left, no decision.
@@ -322,7 +341,7 @@ export function groupStudies(views: readonly ViewPrediction[], threshold: number
   const groups = new Map<string, { first: ViewPrediction; sum: number; counted: string[]; excluded: ExcludedView[]; patient: DicomStudyIdentity | null }>();
   for (const v of views) {
     const id = v.dicom;
-    const key = `${v.studySource}\u0000${v.studyKey}\u0000${id?.patientId ?? ''}`;
+    const key = studyGroupKey(v);
     let g = groups.get(key);
     if (!g) {
       g = { first: v, sum: 0, counted: [], excluded: [], patient: null };
@@ -370,7 +389,8 @@ export async function decodeView(input: EncodedView, opts: Pick<LoadOptions, 'de
       ...(opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {}),
     });
     const dicom = dicomIdentityOf(d.header);
-    return { name: input.name, grey: d.grey, width: d.width, height: d.height, format: 'dicom', warnings: [...d.warnings, ...greyWarnings(d.grey, 8)], dicom };
+    const colour = !/^MONOCHROME/.test(d.photometric);
+    return { name: input.name, grey: d.grey, width: d.width, height: d.height, format: 'dicom', warnings: [...d.warnings, ...greyWarnings(d.grey, 8)], colour, dicom };
   }
   if (!opts.decodeImage) throw new ViewInputError(`${input.name}: not DICOM, and no PNG/JPEG decoder was given to load() (option decodeImage)`);
   return { name: input.name, ...(await opts.decodeImage(input.bytes, input.name, opts.maxPixels !== undefined ? { maxPixels: opts.maxPixels } : {})) };
@@ -469,6 +489,7 @@ class LoadedModel implements NextrayModel {
   }
 
   async warmup(): Promise<void> {
+    if (this.released) throw new InferenceError(`${this.name}: the model was released`);
     const inputs = this.ensemble.preprocessings.map((p) => new Float32Array(p.size * p.size * 3));
     await this.ensemble.run(inputs, 1);
   }

@@ -135,6 +135,10 @@ class NodeLoadedModel implements NodeModel {
     return this.core.decode(input, opts);
   }
 
+  warmup(): Promise<void> {
+    return this.core.warmup();
+  }
+
   /**
    * Predicts paths (files as given, folders walked) and in-memory views, in input order; paths are decoded on
    * worker threads. Inputs that give no view are reported (onUnreadable, `unreadable`) and the rest go on.
