@@ -7,7 +7,7 @@
  * to wasm, timings for the diagnostics line, and the shapes the display reads (which views count, why a view was
  * left out, whether its heatmap is worth drawing, the study's identity in words).
  */
-import { inference, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
+import { adaptation, inference, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
 import { temperatureOf } from './card.js';
 import { pageDecoders } from './codecs.js';
 import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
@@ -95,7 +95,7 @@ export interface Prediction {
 export interface PageModel {
   /** The model card (src/models/card.ts), as `load()` parsed it from the file's ONNX metadata. */
   card: LoadedCard;
-  /** The decision threshold in use. */
+  /** The decision threshold in use (the adapted head's while one is in use). */
   threshold: number;
   /** Whether the file has the heatmap output. */
   heatmaps: boolean;
@@ -111,8 +111,27 @@ export interface PageModel {
    */
   warmup(): Promise<number>;
   predict(files: readonly File[], opts?: { heatmaps?: boolean }): Promise<Prediction>;
+  /** Site adaptation's hook (adapt.ts): the model's own outputs, and the adapted head that predictions then use. */
+  site: SiteHook;
   release(): Promise<void>;
 }
+
+export interface SiteHook {
+  /** Whether the file has the `features` output (exported with `nextray export --features`). */
+  hasFeatures: boolean;
+  /** The deployed model's temperature and threshold (the "before"). */
+  base: { temperature: number; threshold: number; sha256: string; arch: string };
+  /** One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it). */
+  outputs(file: File): Promise<{ features: Float32Array; logit: number }>;
+  /** The adapted head in use, null for the deployed one. */
+  head: adaptation.LoadedHead | null;
+  /** Puts an adapted head in use (null: back to the deployed head); the card and threshold follow it. */
+  setHead(head: adaptation.LoadedHead | null): void;
+}
+
+/** The graph outputs site adaptation reads (src/models/onnx/format.ts). */
+const FEATURES = 'features';
+const LOGITS = 'logits';
 
 /** Loads the model and the runtime (see the module comment). */
 export async function load(spec: LoadSpec = {}): Promise<PageModel> {
@@ -167,6 +186,24 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const temperature = temperatureOf(card) ?? 1;
   const threshold = model.threshold;
 
+  /** The `features` and `logits` outputs of a decoded view, run by the facade's own ensemble and preprocessing. */
+  async function siteOutputs(d: DecodedFile): Promise<{ features: Float32Array; logit: number }> {
+    const inputs = inference.preprocessAll(d.grey, d.width, d.height, model.ensemble.preprocessings, d.name);
+    const raw = await model.ensemble.run(inputs, 1, { outputs: [FEATURES, LOGITS] });
+    const extra = raw.extra[0]!;
+    return { features: extra[FEATURES]!.data.slice(), logit: extra[LOGITS]!.data[0]! };
+  }
+  /**
+   * A view's prediction under the adapted head: the head's logistic on the features with its temperature (exactly
+   * `applyAdaptedHead`, as `nextray adapt` measures it), decided at its threshold; the OOD verdict is the model's.
+   */
+  async function adaptedView(p: ViewPrediction, d: DecodedFile, head: adaptation.LoadedHead): Promise<ViewPrediction> {
+    const o = await siteOutputs(d);
+    const probability = adaptation.applyAdaptedHead(head, o.features, 1, [o.logit], temperature).probabilities[0]!;
+    const t = head.file.head.threshold;
+    return { ...p, probability, threshold: t, decision: p.decision === null ? null : probability > t ? 'abnormal' : 'normal', perModel: [probability] };
+  }
+
   /** The page's view of one facade result. */
   function viewResult(p: ViewPrediction, d: DecodedFile, index: number, ms: number, heatmaps: boolean): ViewResult {
     const colour = d.colour === true;
@@ -188,7 +225,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     return { index, prediction: p, name: p.view.name, width: d.width, height: d.height, grey: d.grey, colour, counts: rejection === null, rejection, heatmap, heatmapNote, ms };
   }
 
-  return {
+  const page: PageModel = {
     card,
     threshold,
     heatmaps: model.hasHeatmaps,
@@ -234,11 +271,58 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
         for (const d of decoded) failed.push({ name: d.name, reason: `${d.name}: ${(err as Error).message}` });
         return { views: [], studies: [], failed };
       }
-      const views = r.views.map((p, i) => viewResult(p, decoded[i]!, i, ms[i] ?? 0, heatmaps));
-      return { views, failed, studies: studiesOf(r.studies, views, threshold) };
+      const head = site.head;
+      if (!head) {
+        const views = r.views.map((p, i) => viewResult(p, decoded[i]!, i, ms[i] ?? 0, heatmaps));
+        return { views, failed, studies: studiesOf(r.studies, views, threshold) };
+      }
+      const adapted: ViewPrediction[] = [];
+      for (let i = 0; i < r.views.length; i++) adapted.push(await adaptedView(r.views[i]!, decoded[i]!, head));
+      const views = adapted.map((p, i) => viewResult(p, decoded[i]!, i, ms[i] ?? 0, heatmaps));
+      const at = head.file.head.threshold;
+      return { views, failed, studies: studiesOf(inference.groupStudies(adapted, at), views, at) };
     },
+    site: undefined as unknown as SiteHook,
     release: () => model.release(),
   };
+  const site: SiteHook = {
+    hasFeatures: card.outputs.includes(FEATURES),
+    base: { temperature, threshold, sha256: card.sha256, arch: card.arch },
+    head: null,
+    async outputs(file) {
+      return siteOutputs(await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) }));
+    },
+    setHead(head) {
+      site.head = head;
+      if (!head) {
+        page.card = card;
+        page.threshold = threshold;
+        return;
+      }
+      // The card the page shows says what decides now: the head's threshold and temperature, fitted on this site.
+      const a = head.file.adaptation;
+      const h = head.file.head;
+      const sens = /^sensitivity-target-(.+)$/.exec(a.method.threshold_rule);
+      page.threshold = h.threshold;
+      page.card = {
+        ...card,
+        decisionThreshold: h.threshold,
+        operatingPoint: {
+          rule: sens ? 'sensitivity-target' : 'max-kappa',
+          threshold: h.threshold,
+          ...(sens ? { targetSensitivity: Number(sens[1]) } : {}),
+          level: 'study',
+          fittedOn: 'site',
+          cases: a.data.fit.studies,
+          positives: a.data.fit.abnormal_studies,
+        },
+        temperature: { value: h.temperature, level: 'study', fittedOn: 'site', images: a.data.fit.images, studies: a.data.fit.studies },
+        adaptation: { baseSha256: head.file.base_model.sha256, images: a.data.images, studies: a.data.studies, date: a.date, metrics: Object.fromEntries(Object.entries(a.held_out.after).filter((e): e is [string, number] => typeof e[1] === "number" && Number.isFinite(e[1]))) },
+      };
+    },
+  };
+  page.site = site;
+  return page;
 }
 
 /** '20240131' -> '2024-01-31'; anything else as stored. */

@@ -13,6 +13,7 @@
  */
 import { inference } from 'nextray/browser';
 import { calibrationText, cardFacts, formatProbability, formatThreshold, operatingPointText, probabilityLine, trainedOn } from './card.js';
+import { setupAdaptPanel } from './adapt-panel.js';
 import { load, type PageModel, type Prediction, type StudyResult, type ViewResult } from './engine.js';
 import { askPersistence, keepFiles, megabytes, offlineState, registerWorker, reloadForIsolation } from './offline.js';
 import { backendFromHash } from './runtime.js';
@@ -60,6 +61,8 @@ let model: PageModel | null = null;
 /** Files picked or dropped before the model was ready: read as soon as it is. */
 let pending: File[] = [];
 let result: Prediction | null = null;
+/** The files of the last result: read again when the head in use changes (site adaptation). */
+let lastFiles: File[] = [];
 let shown: ViewResult | null = null;
 /** Views whose numbers the user asked to see although the gate rejected them (research use). */
 const revealed = new Set<number>();
@@ -87,6 +90,7 @@ function renderCard(m: PageModel): void {
     ['Heatmap', m.heatmaps ? 'class activation map: where the model found evidence, coarse, not a finding' : 'none in this file'],
     ['Trained on', trained === 'mura' ? 'MURA (research use only)' : trained === 'synthetic' ? 'synthetic radiographs (a demonstration)' : 'not stated in the file'],
     ...cardFacts(card),
+    ...(m.site.head && card.adaptation ? ([['Adapted head', `in use: fitted on ${card.adaptation.studies ?? '?'} studies of this site, ${card.adaptation.date.slice(0, 10)} (the Adapt panel resets it)`]] as [string, string][]) : []),
     ['File', `${megabytes(m.bytes)}${version ? `, made by nextray ${version}` : ''}`],
     ['SHA-256', card.sha256],
   ];
@@ -343,6 +347,7 @@ async function handleFiles(files: File[]): Promise<void> {
   const err = $('error');
   err.hidden = true;
   revealed.clear();
+  lastFiles = files;
   const t0 = performance.now();
   const r = await model.predict(files, { heatmaps: true });
   const ms = performance.now() - t0;
@@ -559,6 +564,12 @@ async function start(): Promise<void> {
     return;
   }
   model = m;
+  // Site adaptation: the head kept in this browser is in use before the first file is read.
+  const adapt = setupAdaptPanel(m, () => {
+    renderCard(m);
+    if (lastFiles.length) void handleFiles(lastFiles);
+  });
+  await adapt.restore();
   renderCard(m);
   if (m.source.replaced) {
     const u = $('update-notice');
