@@ -29,7 +29,7 @@ import { exportOnnxFileWithPrecision, type PrecisionReport } from '../models/onn
 import { datasetCalibrationImages } from '../data/calibration-sample.js';
 import { runCheckpoint } from '../runs/run-dir.js';
 import { cardFromCheckpoint, type ModelCard } from '../models/card.js';
-import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type Precision } from '../models/onnx/quantize.js';
+import { PRECISIONS, parseCalibrationMethod, type CalibrationMethod, type ExportPrecision } from '../models/onnx/quantize.js';
 import { createProgress } from '../util/progress.js';
 
 interface ExportFlags {
@@ -47,7 +47,7 @@ interface ExportFlags {
   threads?: number;
   engine?: EngineName;
   json?: boolean;
-  precision: Precision;
+  precision: ExportPrecision;
   calibration?: string;
   calibrationImages?: number;
   calibrationMethod?: string;

@@ -23,6 +23,7 @@ import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/nod
 import { writeStudyReports } from '../pacs/files.js';
 import { packageVersion } from '../util/package.js';
 import { operatingPointText } from '../inference/core/trust.js';
+import { csvField } from '../util/csv.js';
 
 interface PredictFlags {
   model: string[];
@@ -38,10 +39,6 @@ interface PredictFlags {
   heatmaps?: string;
   dicomOut?: string;
   onnxCache: boolean;
-}
-
-function csvField(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 /** Probabilities are float32 numbers: 7 significant digits say all they hold. */

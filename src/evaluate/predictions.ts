@@ -10,6 +10,7 @@
 import { parseMuraPath } from '../data/paths.js';
 import type { Label, Region } from '../data/types.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { csvField } from '../util/csv.js';
 
 export interface Prediction {
   /** MURA-layout image path, relative to the dataset root. */
@@ -238,10 +239,6 @@ export function aggregateStudies(predictions: readonly ResolvedPrediction[]): St
       images: s.images,
     };
   });
-}
-
-function csvField(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 /** Image-level predictions CSV, with the call at `threshold` and the study each image belongs to. */

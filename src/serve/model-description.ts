@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { sha256Hex } from '../util/hash.js';
 
 export interface ModelDescription {
   file: 'model.onnx';
@@ -42,7 +43,7 @@ export async function describeModel(model: { path: string } | { bytes: Uint8Arra
   let bytes: number;
   if ('bytes' in model) {
     bytes = model.bytes.byteLength;
-    sha256 = createHash('sha256').update(model.bytes).digest('hex');
+    sha256 = sha256Hex(model.bytes);
   } else {
     const st = statSync(model.path);
     bytes = st.size;

@@ -20,6 +20,7 @@ import { ConfigError, experimentKey, resolveConfig, type TrainConfig } from './c
 import { resume, train, type TrainResult } from './trainer.js';
 import { readMetricsFile, runPaths, writeJson, type EpochMetrics } from '../runs/run-dir.js';
 import { checkFeatureCacheConfig, sharedPrefixes } from './feature-cache/session.js';
+import { csvField } from '../util/csv.js';
 
 export interface Grid {
   /** Axes in file order: field -> values. */
@@ -137,14 +138,9 @@ export function table1Markdown(rows: readonly SweepRow[]): string {
   );
 }
 
-function csvCell(v: unknown): string {
-  const s = v === null || v === undefined ? '' : String(v);
-  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
 export function table1Csv(rows: readonly SweepRow[]): string {
   const cols: (keyof SweepRow)[] = ['run', 'model', 'l2', 'dropout', 'frozen', 'augmentation', 'batch_size', 'train_accuracy', 'val_accuracy', 'variance', 'val_recall', 'best_epoch', 'epochs', 'status', 'error'];
-  return [cols.join(','), ...rows.map((r) => cols.map((c) => csvCell(r[c])).join(','))].join('\n') + '\n';
+  return [cols.join(','), ...rows.map((r) => cols.map((c) => csvField(r[c])).join(','))].join('\n') + '\n';
 }
 
 export interface SweepOptions {

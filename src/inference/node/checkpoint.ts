@@ -4,7 +4,6 @@
  * (`tfjsRunner`, `TfjsInferenceModel`), and `openCheckpointModel`, what `openModel` uses for a folder. Loaded only
  * when a folder is given, so an .onnx file never loads TF.js.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,6 +21,7 @@ import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type I
 import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
 import { resolveCheckpointDir } from '../../runs/run-dir.js';
 import { cardFromCheckpoint, type ModelCard } from '../../models/card.js';
+import { sha256Hex } from '../../util/hash.js';
 
 export interface LoadedModel {
   model: Model;
@@ -60,8 +60,8 @@ export function loadTrainedModel(path: string, which: 'best' | 'last' = 'best'):
  * optimizer state is left out (it changes nothing at inference).
  */
 export function checkpointSha256(dir: string, meta: CheckpointMetadata): string {
-  const json = createHash('sha256').update(readFileSync(join(dir, 'model.json'))).digest('hex');
-  return createHash('sha256').update(`${json}  model.json\n${meta.files.model.sha256}  ${meta.files.model.file}\n`).digest('hex');
+  const json = sha256Hex(readFileSync(join(dir, 'model.json')));
+  return sha256Hex(`${json}  model.json\n${meta.files.model.sha256}  ${meta.files.model.file}\n`);
 }
 
 /** Logits [n] for `n` preprocessed NHWC images (`x` holds n * size * size * 3 values). */

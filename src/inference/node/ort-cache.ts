@@ -33,6 +33,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
 import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
 import { FileWriteError } from '../../util/errors.js';
+import { sha256Hex } from '../../util/hash.js';
 
 export const ORT_CACHE_FORMAT = 'nextray-ort-optimized-model';
 export const ORT_CACHE_FORMAT_VERSION = 1;
@@ -215,7 +216,7 @@ function removeQuietly(path: string): void {
 export async function readFileHashed(path: string, size: number): Promise<{ bytes: Buffer; sha256: string }> {
   const bytes = await readFile(path);
   if (bytes.byteLength !== size) throw new Error(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`);
-  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return { bytes, sha256: sha256Hex(bytes) };
 }
 
 /** `opts` with session config entries (SessionOptions.extra.session) added, keeping the caller's. */
@@ -244,7 +245,7 @@ export function cpuKey(): string {
       // No /proc: the model name alone.
     }
   }
-  cpuKeyMemo = `${platform()}-${arch()} ${cpus()[0]?.model ?? 'unknown'}${flags ? ` flags:${createHash('sha256').update(flags).digest('hex').slice(0, 16)}` : ''}`;
+  cpuKeyMemo = `${platform()}-${arch()} ${cpus()[0]?.model ?? 'unknown'}${flags ? ` flags:${sha256Hex(flags).slice(0, 16)}` : ''}`;
   return cpuKeyMemo;
 }
 
@@ -256,7 +257,7 @@ export function onnxRuntimeVersion(): string {
 
 /** The part of the cache key that does not depend on the model: runtime version, level, CPU. */
 export function environmentKey(level: string, ortVersion = onnxRuntimeVersion(), cpu = cpuKey()): string {
-  return createHash('sha256').update(JSON.stringify({ format: ORT_CACHE_FORMAT, v: ORT_CACHE_FORMAT_VERSION, file: 'ort', ortVersion, level, cpu })).digest('hex').slice(0, 16);
+  return sha256Hex(JSON.stringify({ format: ORT_CACHE_FORMAT, v: ORT_CACHE_FORMAT_VERSION, file: 'ort', ortVersion, level, cpu })).slice(0, 16);
 }
 
 /**
@@ -265,7 +266,7 @@ export function environmentKey(level: string, ortVersion = onnxRuntimeVersion(),
  * when the model changes).
  */
 export function cacheKey(sourceSha256: string, level: string, ortVersion = onnxRuntimeVersion(), cpu = cpuKey()): string {
-  return createHash('sha256').update(`${sourceSha256}\n${environmentKey(level, ortVersion, cpu)}`).digest('hex');
+  return sha256Hex(`${sourceSha256}\n${environmentKey(level, ortVersion, cpu)}`);
 }
 
 /** The user-level cache folder for models whose own folder is not writable. */
@@ -278,7 +279,7 @@ export function userCacheRoot(): string {
 export function cacheDirs(modelPath: string, opts: OrtCacheOptions = {}): string[] {
   const abs = resolve(modelPath);
   if (opts.dir !== undefined) return [resolve(opts.dir)];
-  const pathHash = createHash('sha256').update(abs).digest('hex').slice(0, 16);
+  const pathHash = sha256Hex(abs).slice(0, 16);
   return [join(dirname(abs), `${basename(abs)}.ort-cache`), join(userCacheRoot(), pathHash)];
 }
 

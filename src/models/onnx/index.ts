@@ -27,6 +27,6 @@ export {
   activationRanges,
   parseCalibrationMethod,
   PRECISIONS,
-  type Precision,
+  type ExportPrecision,
   type CalibrationMethod,
 } from './quantize.js';

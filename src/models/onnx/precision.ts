@@ -22,7 +22,7 @@ import {
   type CalibrationBatch,
   type CalibrationMethod,
   type CalibrationRuntime,
-  type Precision,
+  type ExportPrecision,
 } from './quantize.js';
 import { saveOnnx } from './files.js';
 
@@ -42,7 +42,7 @@ export interface CalibrationImages {
 }
 
 export interface PrecisionOptions {
-  precision: Precision;
+  precision: ExportPrecision;
   /** int8: the images whose activations set the ranges. */
   calibration?: CalibrationImages;
   /** int8: the ONNX Runtime module the calibration runs use (onnxruntime-node or -web). */
@@ -60,7 +60,7 @@ export interface PrecisionOptions {
 }
 
 export interface PrecisionReport {
-  precision: Precision;
+  precision: ExportPrecision;
   /** fp16: initializers stored as half. */
   fp16Initializers?: number;
   calibration?: { data: string; images: number; requested: number; bad_images: number; method: string; seed: number };

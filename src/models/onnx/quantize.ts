@@ -39,8 +39,9 @@ export interface CalibrationRuntime {
   Tensor: typeof Tensor;
 }
 
-export type Precision = 'fp32' | 'fp16' | 'int8';
-export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8'];
+/** Number format of an exported model's weights (not the training engine's arithmetic, engine/options.ts's Precision). */
+export type ExportPrecision = 'fp32' | 'fp16' | 'int8';
+export const PRECISIONS: readonly ExportPrecision[] = ['fp32', 'fp16', 'int8'];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scalar maths

@@ -25,6 +25,7 @@ import type { Preprocessing } from '../../data/preprocess.js';
 import type { EngineInfo, Precision } from '../../engine/index.js';
 import type { TrainConfig } from '../config.js';
 import { PREFIX_BATCH } from './prefix.js';
+import { sha256Hex } from '../../util/hash.js';
 
 /** Bumped whenever the record layout or the meaning of a key field changes (old folders then simply miss). */
 export const FEATURE_CACHE_FORMAT = 1;
@@ -65,7 +66,7 @@ export function canonicalJson(value: unknown): string {
 
 /** The store folder's name: the first 32 hex digits of SHA-256 over the canonical key-set. */
 export function keySetId(k: KeySet): string {
-  return createHash('sha256').update(canonicalJson(k)).digest('hex').slice(0, 32);
+  return sha256Hex(canonicalJson(k)).slice(0, 32);
 }
 
 /** The engine part of the key: its name, and for the native engine the instruction set oneDNN dispatches to. */
