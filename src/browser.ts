@@ -20,6 +20,7 @@
 export * as preprocessing from './data/preprocess.js';
 export * as dataTypes from './data/types.js';
 export * as muraPaths from './data/paths.js';
+export * as csv from './util/csv.js';
 export * as augment from './data/augment.js';
 
 /** The model zoo (builders, state_dict import, weight-format parsers over Uint8Arrays). */

@@ -14,7 +14,7 @@
  *  - or a CSV among the picked files with a header naming `image,label` (optional `study`, `patient`), image paths
  *    relative to the CSV's folder.
  */
-import { adaptation, muraPaths } from 'nextray/browser';
+import { adaptation, csv, muraPaths } from 'nextray/browser';
 import type { SiteHook } from './engine.js';
 
 const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile } = adaptation;
@@ -35,29 +35,6 @@ const IMAGE = /\.(png|jpe?g|dcm)$/i;
 /** The path a picked file has inside the picked folder (its name when it was picked alone). */
 export function relPath(f: File): string {
   return ((f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name).replace(/\\/g, '/');
-}
-
-/** Parses one CSV line (RFC 4180 quotes), as the Node host does. */
-function csvFields(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let q = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (q) {
-      if (c === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (c === '"') q = false;
-      else cur += c;
-    } else if (c === '"') q = true;
-    else if (c === ',') {
-      out.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  out.push(cur);
-  return out.map((s) => s.trim());
 }
 
 const dirOf = (p: string): string => (p.includes('/') ? p.slice(0, p.lastIndexOf('/') + 1) : '');
@@ -94,14 +71,14 @@ export async function labelledFiles(files: readonly File[]): Promise<{ images: L
     if (!/\.csv$/i.test(f.name) || /_(image_paths|labeled_studies)\.csv$/.test(f.name)) continue;
     const text = (await f.text()).replace(/^\uFEFF/, '');
     const lines = text.split(/\r?\n/);
-    const header = csvFields(lines[0] ?? '').map((h) => h.toLowerCase());
+    const header = csv.csvFields(lines[0] ?? '').map((h) => h.toLowerCase());
     const col = (n: string): number => header.indexOf(n);
     if (col('image') < 0 || col('label') < 0) continue;
     const where = relPath(f);
     const images: LabelledFile[] = [];
     for (let i = 1; i < lines.length; i++) {
       if (!lines[i]!.trim()) continue;
-      const c = csvFields(lines[i]!);
+      const c = csv.csvFields(lines[i]!);
       const image = c[col('image')] ?? '';
       const label = c[col('label')];
       if (!image) {
@@ -129,9 +106,9 @@ export async function labelledFiles(files: readonly File[]): Promise<{ images: L
   // The MURA layout: the order of the split CSVs when present (as nextray adapt reads), then the rest by path.
   const order = new Map<string, number>();
   for (const split of ['train', 'valid']) {
-    const csv = files.find((f) => f.name === `${split}_image_paths.csv`);
-    if (!csv) continue;
-    for (const line of (await csv.text()).split(/\r?\n/)) {
+    const listFile = files.find((f) => f.name === `${split}_image_paths.csv`);
+    if (!listFile) continue;
+    for (const line of (await listFile.text()).split(/\r?\n/)) {
       const p = line.trim().replace(/^"|"$/g, '');
       if (p && !order.has(p)) order.set(p, order.size);
     }

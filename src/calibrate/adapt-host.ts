@@ -16,6 +16,7 @@ import { predictFiles, type BadFile } from '../inference/node/predict.js';
 import { ONNX_FEATURES, ONNX_LOGITS } from '../models/onnx/format.js';
 import { replaceHead, setMetadata } from '../models/onnx/adapt-graph.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { csvFields } from '../util/csv.js';
 import { cardFromOnnxMetadata, cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../models/card.js';
 import { readModelInfo } from '../models/onnx/graph.js';
 import { adaptHead, ADAPT_DEFAULTS, type AdaptImage, type AdaptOptions, type AdaptResult, type ThresholdRule } from './adapt/adapt.js';
@@ -23,29 +24,6 @@ import { AdaptError, adaptationRecord, makeHeadFile, serializeHeadFile, type Ada
 
 export interface LocalImage extends AdaptImage {
   file: string;
-}
-
-/** Parses one CSV line (RFC 4180 quotes). */
-function csvFields(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let q = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (q) {
-      if (c === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (c === '"') q = false;
-      else cur += c;
-    } else if (c === '"') q = true;
-    else if (c === ',') {
-      out.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  out.push(cur);
-  return out.map((s) => s.trim());
 }
 
 /**
