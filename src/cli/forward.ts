@@ -15,8 +15,9 @@ import { CommanderError, Option, type Command } from 'commander';
 import { CliError, parseIntOption, printJson } from './common.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, type EngineName } from '../engine/index.js';
-import { forwardNchw } from '../inference/node/checkpoint.js';
-import { ALL_ARCHS as ARCHS, createModel, isArch } from '../models/registry.js';
+import { forwardNchw, type ForwardNetwork } from '../inference/node/checkpoint.js';
+import { ALL_ARCHS as ARCHS, createModel, isArch, type Model } from '../models/registry.js';
+import { exportOnnxFromStateDict } from '../models/onnx/export.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
 import type { StateDict } from '../models/weights/types.js';
 import { FileWriteError, rethrowWithPrefix } from '../util/errors.js';
@@ -56,23 +57,42 @@ async function run(flags: ForwardFlags): Promise<void> {
     if (!Number.isFinite(data[i]!)) throw new CliError(`--input ${flags.input}: element ${i} is ${data[i]} (not finite)`);
   }
 
-  const sd: StateDict = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
+  let sd: StateDict = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
   const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
   const head = numClasses === 1 ? 'binary' : 'imagenet';
 
   const tfName: EngineName | undefined = ['cpu', 'native', 'tfjs-node'].includes(flags.engine) ? (flags.engine as EngineName) : undefined;
-  // TF.js holds the weights either way (they are read into its variables, then exported for ONNX Runtime).
-  const tfEngine = await initEngine(tfName);
-  const model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
+  // ONNX Runtime gets a graph exported straight from the state_dict (no TF.js variables, no kernel transposes); TF.js
+  // (asked for, or the fallback) builds the model and loads the weights into it only when it runs.
+  let model: Model | undefined;
+  let tfDescription = 'TF.js';
+  let consumed = false;
+  const network: ForwardNetwork = {
+    arch,
+    numOutputs: numClasses,
+    // The export scales the kernels in place (the weights were read for it alone); TF.js, as the fallback after an
+    // export, reads the file again.
+    exportOnnx: (o) => {
+      consumed = true;
+      return exportOnnxFromStateDict(arch, sd, { ...o, head, numClasses, layout, source: flags.weights, consume: true });
+    },
+    model: async () => {
+      if (consumed) sd = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
+      const tfEngine = await initEngine(tfName);
+      tfDescription = `TF.js: ${tfEngine.description}`;
+      model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
+      model.loadStateDict(sd, { strict: true, layout, source: flags.weights });
+      return model;
+    },
+  };
   try {
-    model.loadStateDict(sd, { strict: true, layout, source: flags.weights });
     // ONNX Runtime or TF.js, with the fallback rule of every command that runs a model (src/inference).
     const onnxEngine = flags.engine === 'auto' || flags.engine === 'onnx' ? flags.engine : 'tfjs';
-    const { logits: out, engine: ran } = await forwardNchw(model, data, [n, 3, h, w], {
+    const { logits: out, engine: ran } = await forwardNchw(network, data, [n, 3, h, w], {
       engine: onnxEngine,
       batch: flags.batch,
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
-      tfjsDescription: `TF.js: ${tfEngine.description}`,
+      tfjsDescription: () => tfDescription,
     });
     const engine = ran.description;
     const engineName = ran.name;
@@ -110,7 +130,7 @@ async function run(flags: ForwardFlags): Promise<void> {
       );
     }
   } finally {
-    model.dispose();
+    model?.dispose();
   }
 }
 

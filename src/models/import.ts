@@ -147,12 +147,20 @@ function describe(report: LoadReport, network: Network, source: string): string 
   return `${source}: state_dict does not match the model. ${lines.join('. ')}.${tail}`;
 }
 
-/** Copy `sd` into `network`; see the module comment for the rules. */
-export function loadIntoNetwork(
-  network: Network,
-  sd: StateDict,
-  opts: LoadOptions & { strict?: boolean } = {},
-): LoadReport {
+/** What `matchStateDict` found: the checkpoint tensors by model key, the layout they are in, and the report. */
+export interface StateDictMatch {
+  /** Model key (torchvision's) -> the checkpoint's tensor, shape checked against the model in `layout`. */
+  matched: Map<string, RawTensor>;
+  layout: 'torch' | 'tfjs';
+  report: LoadReport;
+}
+
+/**
+ * Match `sd`'s keys and shapes to `network` with the rules of the module comment, copying nothing: what
+ * `loadIntoNetwork` copies into the TF.js variables, and what the ONNX exporter reads directly (a network built as a
+ * shape spec, no variables). Strict by default: throws StateDictMismatchError naming every problem.
+ */
+export function matchStateDict(network: Network, sd: StateDict, opts: LoadOptions = {}): StateDictMatch {
   const strict = opts.strict ?? true;
   const layout = opts.layout === 'auto' ? (detectLayout(network, sd) ?? 'torch') : (opts.layout ?? 'torch');
   const source = opts.source ?? 'weights';
@@ -199,7 +207,17 @@ export function loadIntoNetwork(
   if (strict && (report.missing.length || report.unexpected.length || report.mismatched.length)) {
     throw new StateDictMismatchError(describe(report, network, source), report);
   }
+  return { matched, layout, report };
+}
 
+/** Copy `sd` into `network`; see the module comment for the rules. */
+export function loadIntoNetwork(
+  network: Network,
+  sd: StateDict,
+  opts: LoadOptions & { strict?: boolean } = {},
+): LoadReport {
+  const { matched, layout, report } = matchStateDict(network, sd, opts);
+  const params = new Map(network.namedParams());
   for (const [key, t] of matched) {
     const p = params.get(key)!;
     const v = toModelTensor(t, p, layout);

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Preprocessing } from '../../data/preprocess.js';
 import { initEngine } from '../../engine/index.js';
 import { createModel, isArch, type Model } from '../../models/index.js';
-import { exportOnnx } from '../../models/onnx/export.js';
+import { exportOnnx, type OnnxExport, type OnnxExportOptions } from '../../models/onnx/export.js';
 import { trustExportOptions } from '../core/trust.js';
 import { mahalanobisScores, type OodGate } from '../core/ood.js';
 import { camChain, forwardWithExtras } from '../../models/cam.js';
@@ -325,51 +325,84 @@ export interface ForwardNchwOptions {
   /** Images per forward pass (default 8). */
   batch?: number;
   threads?: number;
-  /** Describes the TF.js backend in the engine description (default 'TF.js'). */
-  tfjsDescription?: string;
+  /** Describes the TF.js backend in the engine description (default 'TF.js'); a function is asked after model(). */
+  tfjsDescription?: string | (() => string);
   onLog?: (line: string) => void;
   loadRuntime?: () => Promise<OnnxRuntimeFace>;
 }
 
 /**
- * Logits [n, K] of a live model (any head) on an NCHW float32 batch [n, 3, h, w] — PyTorch's layout, as
+ * A network for `forwardNchw`: its ONNX export (built on demand) and its TF.js model (built on demand, for the TF.js
+ * engine or the fallback; the caller disposes it). `forwardNetworkOf` wraps a live model.
+ */
+export interface ForwardNetwork {
+  arch: string;
+  numOutputs: number;
+  exportOnnx(opts: OnnxExportOptions): OnnxExport;
+  model(): Promise<Model>;
+}
+
+/** A live model as a ForwardNetwork (exported from its TF.js variables). */
+export function forwardNetworkOf(model: Model): ForwardNetwork {
+  return { arch: model.arch, numOutputs: model.numOutputs, exportOnnx: (o) => exportOnnx(model, o), model: async () => model };
+}
+
+/**
+ * Logits [n, K] of a network (any head) on an NCHW float32 batch [n, 3, h, w] — PyTorch's layout, as
  * `nextray forward` reads it from a .npy: in ONNX Runtime (exported in memory with an NCHW input and symbolic
  * height/width, so the batch goes in as it is) or in TF.js (transposed to NHWC), falling back as `engine` says.
  */
 export async function forwardNchw(
-  model: Model,
+  network: ForwardNetwork | Model,
   data: Float32Array,
   shape: readonly [number, number, number, number],
   opts: ForwardNchwOptions = {},
 ): Promise<{ logits: Float32Array; engine: ForwardEngineInfo }> {
+  const net = 'exportOnnx' in network ? network : forwardNetworkOf(network);
   const [n, , h, w] = shape;
-  const k = model.numOutputs;
+  const k = net.numOutputs;
   const batch = opts.batch ?? 8;
   const requested = opts.engine ?? 'auto';
   let fallbackReason: string | undefined;
+  // ONNX Runtime missing or refusing the graph: TF.js with 'auto', an error with 'onnx'. The network's own errors
+  // (weights that do not match it) are the user's and propagate as they are.
+  const fallBack = (err: unknown): void => {
+    const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
+    if (requested === 'onnx') throw new InferenceError(`${net.arch}: ${why} (use engine tfjs or auto)`);
+    fallbackReason = why;
+    (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: running TF.js instead of ONNX Runtime (${why})`);
+  };
   if (requested !== 'tfjs') {
+    let rt: OnnxRuntimeFace | undefined;
     try {
-      const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
+      rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
+    } catch (err) {
+      fallBack(err);
+    }
+    if (rt) {
       const t0 = performance.now();
       const threads = opts.threads ?? availableParallelism();
-      const exported = exportOnnx(model, { inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
-      const clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads });
-      const setupSeconds = (performance.now() - t0) / 1000;
+      const exported = net.exportOnnx({ inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
+      let clf: Awaited<ReturnType<OnnxRuntimeFace['OnnxClassifier']['create']>> | undefined;
       try {
-        const t1 = performance.now();
-        const r = await clf.run(data, n, { size: [h, w] });
-        const description = `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`;
-        return { logits: r.logits, engine: { name: 'onnx', description, setupSeconds, seconds: (performance.now() - t1) / 1000 } };
-      } finally {
-        await clf.release();
+        clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads });
+      } catch (err) {
+        fallBack(err);
       }
-    } catch (err) {
-      const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
-      if (requested === 'onnx') throw new InferenceError(`${model.arch}: ${why} (use engine tfjs or auto)`);
-      fallbackReason = why;
-      (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: running TF.js instead of ONNX Runtime (${why})`);
+      if (clf) {
+        const setupSeconds = (performance.now() - t0) / 1000;
+        try {
+          const t1 = performance.now();
+          const r = await clf.run(data, n, { size: [h, w] });
+          const description = `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`;
+          return { logits: r.logits, engine: { name: 'onnx', description, setupSeconds, seconds: (performance.now() - t1) / 1000 } };
+        } finally {
+          await clf.release();
+        }
+      }
     }
   }
+  const model = await net.model();
   const out = new Float32Array(n * k);
   const per = 3 * h * w;
   const t0 = performance.now();
@@ -382,7 +415,8 @@ export async function forwardNchw(
     out.set(logits.dataSync() as Float32Array, start * k);
     logits.dispose();
   }
-  const engine: ForwardEngineInfo = { name: 'tfjs', description: opts.tfjsDescription ?? 'TF.js', setupSeconds: 0, seconds: (performance.now() - t0) / 1000 };
+  const described = typeof opts.tfjsDescription === 'function' ? opts.tfjsDescription() : opts.tfjsDescription;
+  const engine: ForwardEngineInfo = { name: 'tfjs', description: described ?? 'TF.js', setupSeconds: 0, seconds: (performance.now() - t0) / 1000 };
   if (fallbackReason) engine.fallbackReason = fallbackReason;
   return { logits: out, engine };
 }

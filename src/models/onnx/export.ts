@@ -25,6 +25,11 @@
  * Initializers keep torchvision's state_dict names (`layer4.2.conv3.weight`, folded bias `layer4.2.conv3.bias`) so
  * the file is easy to inspect (Netron) and compare with PyTorch's.
  *
+ * Where the weights come from (ExportWeights): a live model's TF.js variables (`exportOnnx`), or a state_dict read
+ * straight into the graph (`exportOnnxFromStateDict`: a network built as a shape spec, no TF.js variables, and a
+ * torchvision .pth's OIHW kernels go in as they are, with no transpose either way). One graph builder serves both, so
+ * the two give the same file for the same weights.
+ *
  * Only '@tensorflow/tfjs-core' is touched (to read the variables), so this module runs in Node and browsers.
  */
 import { makePreprocessing, validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
@@ -32,7 +37,10 @@ import { BinaryHead, NetworkModel } from '../head.js';
 import { BatchNorm2d, Conv2d, Linear, type Network, type Param } from '../nn.js';
 import { BasicBlock, Bottleneck, ResNet } from '../resnet.js';
 import { DenseNet } from '../densenet.js';
-import type { Model } from '../registry.js';
+import { buildSpec, type Arch, type Model } from '../registry.js';
+import { matchStateDict } from '../import.js';
+import { toFloat32 } from '../weights/dtype.js';
+import type { RawTensor, StateDict } from '../weights/types.js';
 import { cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../card.js';
 import {
   ONNX_EXPORT_FORMAT,
@@ -101,11 +109,97 @@ export interface OnnxExport {
   modelMeta: OnnxModelMeta;
 }
 
-/** Reads float32 values out of a TF.js variable (a copy: the backend's own storage is never handed out). */
-function values(p: Param, what: string): Float32Array {
+/**
+ * Where the graph builder reads a parameter's values. Arrays returned are the graph's own from then on (stored as
+ * initializers): a source hands out a copy, or a view of data nobody changes while the export is used.
+ */
+export interface ExportWeights {
+  /** A conv kernel as OIHW [out, in, k, k] with output channel o multiplied by scale[o] (a new array). */
+  convOihw(conv: Conv2d, name: string, scale: Float64Array): Float32Array;
+  /** Any other parameter, in the model's own layout (Linear kernels [in, out], vectors as they are). */
+  values(p: Param, name: string): Float32Array;
+}
+
+/** HWIO [k, k, in, out] -> OIHW [out, in, k, k], output channel o scaled by scale[o]. */
+function hwioToOihw(hwio: ArrayLike<number>, k: number, cin: number, cout: number, scale: Float64Array): Float32Array {
+  const oihw = new Float32Array(k * k * cin * cout);
+  for (let y = 0; y < k; y++) {
+    for (let xx = 0; xx < k; xx++) {
+      for (let i = 0; i < cin; i++) {
+        const src = ((y * k + xx) * cin + i) * cout;
+        for (let o = 0; o < cout; o++) oihw[((o * cin + i) * k + y) * k + xx] = hwio[src + o]! * scale[o]!;
+      }
+    }
+  }
+  return oihw;
+}
+
+/** Reads a TF.js variable's values (read-only: the backend's storage may be returned, so never write to it). */
+function variableData(p: Param, what: string): Float32Array {
   const v = p.v;
   if (v.dtype !== 'float32') throw new Error(`${what}: expected float32, got ${v.dtype}`);
-  return Float32Array.from(v.dataSync() as Float32Array);
+  return v.dataSync() as Float32Array;
+}
+
+/** A live model's TF.js variables (conv kernels HWIO, Linear [in, out]): copies, never the backend's storage. */
+const variableWeights: ExportWeights = {
+  convOihw(conv, name, scale) {
+    const [k, , cin, cout] = conv.weight.shape as [number, number, number, number];
+    return hwioToOihw(variableData(conv.weight, `${name}.weight`), k, cin, cout, scale);
+  },
+  values: (p, name) => Float32Array.from(variableData(p, name)),
+};
+
+/**
+ * A state_dict matched to `network` (strictly: every key, every shape; StateDictMismatchError otherwise), read
+ * directly: torchvision's OIHW kernels are only scaled (no transpose), [out, in] Linear kernels are transposed to
+ * the builder's [in, out]; a project's own layout ('tfjs': HWIO, [in, out]) goes through the same conversion as the
+ * variables. Vectors are views of the state_dict's data (the caller keeps it unchanged while the export lives).
+ */
+export function stateDictWeights(
+  network: Network,
+  sd: StateDict,
+  opts: { layout?: 'torch' | 'tfjs' | 'auto'; source?: string; consume?: boolean } = {},
+): ExportWeights {
+  const { matched, layout } = matchStateDict(network, sd, { strict: true, layout: opts.layout ?? 'torch', ...(opts.source !== undefined ? { source: opts.source } : {}) });
+  const keyOf = new Map(network.namedParams().map(([k, p]) => [p, k] as const));
+  const scaled = new Map<ArrayBufferLike, Set<number>>();
+  const tensor = (p: Param, name: string): RawTensor => {
+    const t = matched.get(keyOf.get(p) ?? '');
+    if (!t) throw new Error(`${name}: not in the state_dict (the network has no such parameter)`);
+    return t;
+  };
+  return {
+    convOihw(conv, name, scale) {
+      const [k, , cin, cout] = conv.weight.shape as [number, number, number, number];
+      const data = toFloat32(tensor(conv.weight, `${name}.weight`));
+      if (layout === 'tfjs') return hwioToOihw(data, k, cin, cout, scale);
+      // In place when the caller gives the state_dict up: no fresh 240 MB for ResNet-152 (on the machines measured,
+      // touching fresh memory cost about as much as a copy of the weights, page faults included).
+      // A storage two keys share (tied weights) is scaled once only: the second gets a copy.
+      const inPlace = opts.consume === true && !scaled.has(data.buffer) ? true : opts.consume === true && !scaled.get(data.buffer)!.has(data.byteOffset);
+      if (inPlace) {
+        if (!scaled.has(data.buffer)) scaled.set(data.buffer, new Set());
+        scaled.get(data.buffer)!.add(data.byteOffset);
+      }
+      const out = inPlace ? data : new Float32Array(data.length);
+      const per = cin * k * k;
+      for (let o = 0; o < cout; o++) {
+        const s = scale[o]!;
+        const base = o * per;
+        for (let j = base; j < base + per; j++) out[j] = data[j]! * s;
+      }
+      return out;
+    },
+    values(p, name) {
+      const data = toFloat32(tensor(p, name));
+      if (layout === 'tfjs' || p.shape.length !== 2) return data;
+      const [cin, cout] = p.shape as [number, number];
+      const t = new Float32Array(data.length);
+      for (let o = 0; o < cout; o++) for (let i = 0; i < cin; i++) t[i * cout + o] = data[o * cin + i]!;
+      return t;
+    },
+  };
 }
 
 class GraphBuilder {
@@ -116,7 +210,10 @@ class GraphBuilder {
   /** Every parameter whose values went into the graph (folded or stored), for the coverage check. */
   readonly used = new Set<Param>();
 
-  constructor(private readonly fold: boolean) {}
+  constructor(
+    private readonly fold: boolean,
+    readonly weights: ExportWeights,
+  ) {}
 
   private fresh(hint: string): string {
     return `${hint}:${this.counter++}`;
@@ -143,7 +240,6 @@ class GraphBuilder {
   conv(x: string, conv: Conv2d, name: string, bn?: { module: BatchNorm2d; name: string }): string {
     const [k, k2, cin, cout] = conv.weight.shape as [number, number, number, number];
     if (k !== k2) throw new Error(`${name}: non-square kernel ${k}x${k2} is not supported`);
-    const hwio = values(conv.weight, `${name}.weight`);
     this.used.add(conv.weight);
     if (conv.bias) this.used.add(conv.bias);
     if (bn) for (const [, p] of bn.module.namedParams()) this.used.add(p);
@@ -151,27 +247,18 @@ class GraphBuilder {
     const shift = new Float64Array(cout);
     const foldHere = bn !== undefined && this.fold;
     if (conv.bias) {
-      const b = values(conv.bias, `${name}.bias`);
+      const b = this.weights.values(conv.bias, `${name}.bias`);
       for (let o = 0; o < cout; o++) shift[o] = b[o]!;
     }
     if (foldHere) {
-      const { g, beta, mean, variance, eps } = bnValues(bn.module, bn.name);
+      const { g, beta, mean, variance, eps } = bnValues(this.weights, bn.module, bn.name);
       for (let o = 0; o < cout; o++) {
         const s = g[o]! / Math.sqrt(variance[o]! + eps);
         shift[o] = (shift[o]! - mean[o]!) * s + beta[o]!;
         scale[o] = s;
       }
     }
-    // HWIO [k, k, in, out] -> OIHW [out, in, k, k], scaled per output channel.
-    const oihw = new Float32Array(hwio.length);
-    for (let y = 0; y < k; y++) {
-      for (let xx = 0; xx < k; xx++) {
-        for (let i = 0; i < cin; i++) {
-          const src = ((y * k + xx) * cin + i) * cout;
-          for (let o = 0; o < cout; o++) oihw[((o * cin + i) * k + y) * k + xx] = hwio[src + o]! * scale[o]!;
-        }
-      }
-    }
+    const oihw = this.weights.convOihw(conv, name, scale);
     const inputs = [x, this.init(`${name}.weight`, [cout, cin, k, k], oihw)];
     if (conv.bias || foldHere) inputs.push(this.init(`${name}.bias`, [cout], Float32Array.from(shift)));
     const p = conv.padding;
@@ -187,7 +274,7 @@ class GraphBuilder {
   }
 
   batchNorm(x: string, bn: BatchNorm2d, name: string): string {
-    const { g, beta, mean, variance, eps } = bnValues(bn, name);
+    const { g, beta, mean, variance, eps } = bnValues(this.weights, bn, name);
     for (const [, p] of bn.namedParams()) this.used.add(p);
     const n = bn.numFeatures;
     return this.node(
@@ -210,8 +297,8 @@ class GraphBuilder {
 
   /** Linear head: pooled [N, C] x W [C, K] + b (our Linear keeps its kernel [in, out], so no transpose). */
   gemm(x: string, lin: Linear, name: string, outName: string): string {
-    const w = values(lin.weight, `${name}.weight`);
-    const b = values(lin.bias, `${name}.bias`);
+    const w = this.weights.values(lin.weight, `${name}.weight`);
+    const b = this.weights.values(lin.bias, `${name}.bias`);
     for (const [, p] of lin.namedParams()) this.used.add(p);
     return this.node('Gemm', [x, this.init(`${name}.weight`, [lin.inFeatures, lin.outFeatures], w), this.init(`${name}.bias`, [lin.outFeatures], b)], name, {
       alpha: { float: 1 },
@@ -222,12 +309,12 @@ class GraphBuilder {
   }
 }
 
-function bnValues(bn: BatchNorm2d, name: string) {
+function bnValues(weights: ExportWeights, bn: BatchNorm2d, name: string) {
   return {
-    g: values(bn.weight, `${name}.weight`),
-    beta: values(bn.bias, `${name}.bias`),
-    mean: values(bn.runningMean, `${name}.running_mean`),
-    variance: values(bn.runningVar, `${name}.running_var`),
+    g: weights.values(bn.weight, `${name}.weight`),
+    beta: weights.values(bn.bias, `${name}.bias`),
+    mean: weights.values(bn.runningMean, `${name}.running_mean`),
+    variance: weights.values(bn.runningVar, `${name}.running_var`),
     eps: bn.eps,
   };
 }
@@ -335,6 +422,40 @@ function networkOf(model: Model | NetworkModel): { net: Network; arch: string; h
  */
 export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions): OnnxExport {
   const { net, arch, headKind } = networkOf(model);
+  return exportNetwork(net, arch, headKind, variableWeights, opts);
+}
+
+export interface StateDictExportOptions extends OnnxExportOptions {
+  /** The head the weights hold: 'imagenet' with numClasses outputs (default 1000) or the binary MURA head. */
+  head: 'imagenet' | 'binary';
+  numClasses?: number;
+  /** The state_dict's layout: 'torch' (default; a torchvision .pth/.safetensors), 'tfjs' or 'auto'. */
+  layout?: 'torch' | 'tfjs' | 'auto';
+  /** Names the weights in error messages (e.g. the file path). */
+  source?: string;
+  /**
+   * The state_dict may be overwritten (conv kernels scaled in place by the folded BatchNorm) instead of copied: for
+   * a caller that reads the weights only to export them. Default false.
+   */
+  consume?: boolean;
+}
+
+/**
+ * The same ONNX model as `createModel(arch)` + `loadStateDict(sd)` + `exportOnnx`, straight from the state_dict:
+ * no TF.js variables are allocated and no kernel goes OIHW -> HWIO -> OIHW (for ResNet-152 that round trip, the
+ * variables and their read-back took most of `nextray forward`'s set-up). Strict like loadStateDict.
+ */
+export function exportOnnxFromStateDict(arch: Arch, sd: StateDict, opts: StateDictExportOptions): OnnxExport {
+  const net = buildSpec(arch, { head: opts.head, ...(opts.head === 'imagenet' ? { numClasses: opts.numClasses ?? 1000 } : {}) });
+  const weights = stateDictWeights(net, sd, {
+    ...(opts.layout !== undefined ? { layout: opts.layout } : {}),
+    ...(opts.source !== undefined ? { source: opts.source } : {}),
+    consume: opts.consume ?? false,
+  });
+  return exportNetwork(net, arch, opts.head, weights, opts);
+}
+
+function exportNetwork(net: Network, arch: string, headKind: 'imagenet' | 'binary', weights: ExportWeights, opts: OnnxExportOptions): OnnxExport {
   const size = opts.inputSize;
   if (!Number.isInteger(size) || size < 32 || size > 4096) {
     throw new RangeError(`inputSize must be an integer in [32, 4096] (five stride-2 reductions need at least 32), got ${size}`);
@@ -351,7 +472,7 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
   const binary = headKind === 'binary';
   if (binary && head.outFeatures !== 1) throw new Error(`${arch}: binary head with ${head.outFeatures} outputs`);
 
-  const b = new GraphBuilder(fold);
+  const b = new GraphBuilder(fold, weights);
   const h: number | string = opts.dynamicSize ? 'height' : size;
   const w: number | string = opts.dynamicSize ? 'width' : size;
   const input: OnnxValueInfo = {
@@ -392,7 +513,7 @@ export function exportOnnx(model: Model | NetworkModel, opts: OnnxExportOptions)
     outputs.push({ name: ONNX_PROBABILITY, elemType: 'float32', shape: ['batch', 1] });
   }
   if (opts.cam) {
-    emitCam(b, featureMap, values(head.weight, `${headName}.weight`), head.inFeatures, head.outFeatures);
+    emitCam(b, featureMap, weights.values(head.weight, `${headName}.weight`), head.inFeatures, head.outFeatures);
     outputs.push({ name: ONNX_CAM, elemType: 'float32', shape: ['batch', 'cam_height', 'cam_width'] });
   }
   if (opts.ood) {
