@@ -447,6 +447,11 @@ export interface StateDictExportOptions extends OnnxExportOptions {
  */
 export function exportOnnxFromStateDict(arch: Arch, sd: StateDict, opts: StateDictExportOptions): OnnxExport {
   const net = buildSpec(arch, { head: opts.head, ...(opts.head === 'imagenet' ? { numClasses: opts.numClasses ?? 1000 } : {}) });
+  return exportNetworkFromStateDict(net, arch, sd, opts);
+}
+
+/** `exportOnnxFromStateDict` for any network of the zoo's modules (a custom configuration), built or only specified. */
+export function exportNetworkFromStateDict(net: Network, arch: string, sd: StateDict, opts: StateDictExportOptions): OnnxExport {
   const weights = stateDictWeights(net, sd, {
     ...(opts.layout !== undefined ? { layout: opts.layout } : {}),
     ...(opts.source !== undefined ? { source: opts.source } : {}),
