@@ -1,5 +1,5 @@
 /** Shared pieces of the CLI faces: errors with exit codes, number parsing for options, JSON output. */
-import { CommanderError, InvalidArgumentError } from 'commander';
+import { CommanderError, InvalidArgumentError, Option } from 'commander';
 import { EXIT_FAILURE, EXIT_USAGE, NextrayError, errnoWords } from '../util/errors.js';
 import type { Seed } from '../util/rng.js';
 
@@ -73,4 +73,36 @@ export function parseSeed(value: string): Seed {
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** What runs an exported or trained model: ONNX Runtime, TF.js, or ONNX Runtime with TF.js as the fallback. */
+export const RUNTIMES = ['auto', 'onnx', 'tfjs'] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+/**
+ * `--runtime <auto|onnx|tfjs>` (default auto) and its old name `--engine`, hidden and still accepted with the same
+ * values: `--engine` names the TF.js backend (train, demo, export, forward), so the inference runtime has its own flag.
+ */
+export function runtimeOptions(help: string): [Option, Option] {
+  return [
+    new Option('--runtime <name>', help).choices([...RUNTIMES]).default('auto'),
+    new Option('--engine <name>', 'old name of --runtime').choices([...RUNTIMES]).hideHelp(),
+  ];
+}
+
+/**
+ * The runtime asked for, from `--runtime` or the old `--engine` (one line to stderr saying so); both with different
+ * values is a usage error. `flag` is the one the user typed, for messages.
+ */
+export function resolveRuntime(
+  flags: { runtime?: string; engine?: string },
+  write: (s: string) => void = (s) => process.stderr.write(s),
+): { runtime: Runtime; flag: '--runtime' | '--engine' } {
+  const runtime = (flags.runtime ?? 'auto') as Runtime;
+  if (flags.engine === undefined) return { runtime, flag: '--runtime' };
+  if (runtime !== 'auto' && runtime !== flags.engine) {
+    throw new CliError(`--runtime ${runtime} and --engine ${flags.engine} disagree; give --runtime only (--engine is its old name)`);
+  }
+  write(`nextray: --engine ${flags.engine} is now --runtime ${flags.engine} (--engine is kept for the TF.js backend of train, demo, export and forward)\n`);
+  return { runtime: flags.engine as Runtime, flag: '--engine' };
 }

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
 import { predictSplit, type PredictEngineInfo } from '../inference/node/records.js';
-import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
+import type { PredictEngine } from '../inference/node/models.js';
 import {
   DEFAULT_BOOTSTRAP_REPLICATES,
   DEFAULT_BOOTSTRAP_SEED,
@@ -43,7 +43,7 @@ import type { Seed } from '../util/rng.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { uncalibrate } from '../evaluate/calibration.js';
 import { packageVersion } from '../util/package.js';
-import { CliError, parseFloatOption, parseIntOption, parseSeed } from './common.js';
+import { CliError, parseFloatOption, parseIntOption, parseSeed, resolveRuntime, runtimeOptions } from './common.js';
 import { cardFromCheckpoint } from '../models/card.js';
 import { operatingPointOrigin } from '../inference/core/trust.js';
 
@@ -257,6 +257,8 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
+const RUNTIME = runtimeOptions('with --model: what runs it; auto = ONNX Runtime when it loads and the architecture exports, else TF.js; onnx; tfjs');
+
 export function registerEvaluate(program: Command): void {
   program
     .command('evaluate')
@@ -271,11 +273,8 @@ export function registerEvaluate(program: Command): void {
     .option('--onnx <file>', "with --model: run this exported .onnx (e.g. an fp16/int8 export of the run) instead of exporting the checkpoint in memory")
     .option('--split-file <file>', "with --model: split file (default: the run's split.json)")
     .addOption(new Option('--checkpoint <which>', 'with --model: which checkpoint of the run').choices(['best', 'last']).default('best'))
-    .addOption(
-      new Option('--engine <name>', 'with --model: inference engine; auto = ONNX Runtime when it loads and the architecture exports, else TF.js')
-        .choices([...PREDICT_ENGINES])
-        .default('auto'),
-    )
+    .addOption(RUNTIME[0])
+    .addOption(RUNTIME[1])
     .option('--threshold <t>', 'abnormal when probability > t', parseFloatOption('--threshold', 0, 1))
     .option(
       '--target-sensitivity <s>',
@@ -298,7 +297,7 @@ Examples:
   nextray evaluate --predictions preds.csv --out eval/ --json eval/metrics.json
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
   nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
-  nextray evaluate --model runs/demo --data ~/datasets --split test --engine tfjs --json -
+  nextray evaluate --model runs/demo --data ~/datasets --split test --runtime tfjs --json -
   nextray evaluate --model runs/demo --onnx demo-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
@@ -339,8 +338,9 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
       let storedThreshold: number | undefined;
       let storedRule: string | undefined;
       const engines: Record<string, PredictEngineInfo> = {};
-      if (!fromModel && raw.engine !== 'auto') throw new CliError('--engine is only used with --model');
-      if (raw.onnx !== undefined && (!fromModel || raw.engine === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx engine)');
+      const { runtime, flag: runtimeFlag } = resolveRuntime(raw as { runtime?: string; engine?: string });
+      if (!fromModel && runtime !== 'auto') throw new CliError(`${runtimeFlag} is only used with --model`);
+      if (raw.onnx !== undefined && (!fromModel || runtime === 'tfjs')) throw new CliError('--onnx needs --model (and the onnx runtime)');
       if (fromModel) {
         const subset = (raw.split as string | undefined) ?? 'test';
         if (!['train', 'validation', 'test'].includes(subset)) {
@@ -351,7 +351,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             data: raw.data as string,
             subset: which,
             which: raw.checkpoint as 'best' | 'last',
-            engine: raw.engine as PredictEngine,
+            engine: runtime as PredictEngine,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
             ...(raw.onnx !== undefined ? { onnxFile: raw.onnx as string } : {}),
           });
@@ -403,7 +403,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
           inference: {
             engine: e.name,
             description: e.description,
-            requested: raw.engine,
+            requested: runtime,
             ...(e.fallbackReason ? { fallback_reason: e.fallbackReason } : {}),
             subsets: Object.fromEntries(
               Object.entries(engines).map(([k, v]) => [k, { engine: v.name, setup_seconds: round3(v.setupSeconds), inference_seconds: round3(v.inferenceSeconds) }]),

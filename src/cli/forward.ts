@@ -6,13 +6,14 @@
  * MURA binary head (one output) — from a .pth/.safetensors file or a project checkpoint folder (its
  * model.safetensors). Inputs/outputs are PyTorch's layout (NCHW in, [N, C] out); the NHWC transpose is internal.
  *
- * Engines: by default (`--engine auto`) the network runs in ONNX Runtime — exported in memory with an NCHW input
- * and symbolic height/width, so the .npy goes in as it is — and falls back to TF.js (with a notice) when
- * onnxruntime-node does not load; `--engine onnx` insists on ONNX Runtime; `tfjs`, `cpu`, `native`, `tfjs-node`
- * run TF.js (the latter three name its backend). The summary says which engine ran.
+ * Runtimes: by default (`--runtime auto`) the network runs in ONNX Runtime — exported in memory straight from the
+ * weights, with an NCHW input and symbolic height/width, so the .npy goes in as it is — and falls back to TF.js (with
+ * a notice) when onnxruntime-node does not load; `--runtime onnx` insists on ONNX Runtime; `--runtime tfjs` runs
+ * TF.js, on the backend `--engine` names (cpu, native, tfjs-node; naming one implies TF.js). `--engine onnx|tfjs`,
+ * the old spelling of the runtime, still works with a one-line notice. The summary says which runtime ran.
  */
-import { CommanderError, Option, type Command } from 'commander';
-import { CliError, parseIntOption, printJson } from './common.js';
+import { CommanderError, InvalidArgumentError, Option, type Command } from 'commander';
+import { CliError, parseIntOption, printJson, resolveRuntime, RUNTIMES, type Runtime } from './common.js';
 import { classifierFromWeights } from './classifier-head.js';
 import { initEngine, type EngineName } from '../engine/index.js';
 import { forwardNchw, type ForwardNetwork } from '../inference/node/checkpoint.js';
@@ -28,13 +29,33 @@ interface ForwardFlags {
   input: string;
   output: string;
   batch: number;
-  engine: ForwardEngine;
+  runtime: Runtime;
+  /** The TF.js backend (or, in its old meaning, the runtime: onnx, tfjs). */
+  engine?: ForwardEngine;
   threads?: number;
   json?: boolean;
 }
 
-const FORWARD_ENGINES = ['auto', 'onnx', 'tfjs', 'cpu', 'native', 'tfjs-node'] as const;
+const TFJS_BACKENDS = ['auto', 'cpu', 'native', 'tfjs-node'] as const;
+/** TF.js backends, and the two old runtime values --engine still takes. */
+const FORWARD_ENGINES = [...TFJS_BACKENDS, 'onnx', 'tfjs'] as const;
 type ForwardEngine = (typeof FORWARD_ENGINES)[number];
+
+function parseEngine(value: string): ForwardEngine {
+  if (!(FORWARD_ENGINES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`Allowed choices are ${TFJS_BACKENDS.join(', ')} (TF.js backends; the runtime is --runtime).`);
+  }
+  return value as ForwardEngine;
+}
+
+/** The runtime and TF.js backend the flags ask for (see the module comment). */
+function runtimeAndBackend(flags: ForwardFlags): { runtime: Runtime; backend: EngineName | undefined } {
+  const e = flags.engine;
+  if (e === 'onnx' || e === 'tfjs') return { runtime: resolveRuntime({ runtime: flags.runtime, engine: e }).runtime, backend: undefined };
+  if (e === undefined || e === 'auto') return { runtime: flags.runtime, backend: undefined };
+  if (flags.runtime === 'onnx') throw new CliError(`--engine ${e} is a TF.js backend; --runtime onnx runs no TF.js (give one or the other)`);
+  return { runtime: 'tfjs', backend: e };
+}
 
 async function run(flags: ForwardFlags): Promise<void> {
   if (!isArch(flags.arch)) throw new CliError(`unknown --arch "${flags.arch}"; use one of ${ARCHS.join(', ')}`);
@@ -61,7 +82,7 @@ async function run(flags: ForwardFlags): Promise<void> {
   const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
   const head = numClasses === 1 ? 'binary' : 'imagenet';
 
-  const tfName: EngineName | undefined = ['cpu', 'native', 'tfjs-node'].includes(flags.engine) ? (flags.engine as EngineName) : undefined;
+  const { runtime, backend: tfName } = runtimeAndBackend(flags);
   // ONNX Runtime gets a graph exported straight from the state_dict (no TF.js variables, no kernel transposes); TF.js
   // (asked for, or the fallback) builds the model and loads the weights into it only when it runs.
   let model: Model | undefined;
@@ -87,9 +108,8 @@ async function run(flags: ForwardFlags): Promise<void> {
   };
   try {
     // ONNX Runtime or TF.js, with the fallback rule of every command that runs a model (src/inference).
-    const onnxEngine = flags.engine === 'auto' || flags.engine === 'onnx' ? flags.engine : 'tfjs';
     const { logits: out, engine: ran } = await forwardNchw(network, data, [n, 3, h, w], {
-      engine: onnxEngine,
+      engine: runtime,
       batch: flags.batch,
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
       tfjsDescription: () => tfDescription,
@@ -144,13 +164,11 @@ export function registerForward(program: Command): void {
     .requiredOption('--output <y.npy>', 'where to write the float32 logits [N, classes]')
     .option('--batch <n>', 'images per forward pass', parseIntOption('--batch', 1, 4096), 8)
     .addOption(
-      new Option(
-        '--engine <name>',
-        'auto = ONNX Runtime, else TF.js; onnx = ONNX Runtime only; tfjs = TF.js (NEXTRAY_ENGINE or its auto); cpu, native, tfjs-node = that TF.js backend',
-      )
-        .choices([...FORWARD_ENGINES])
+      new Option('--runtime <name>', 'auto = ONNX Runtime, else TF.js; onnx = ONNX Runtime only; tfjs = TF.js')
+        .choices([...RUNTIMES])
         .default('auto'),
     )
+    .option('--engine <name>', 'TF.js backend: auto (NEXTRAY_ENGINE or its auto), cpu, native, tfjs-node; naming one runs TF.js', parseEngine)
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
     .option('--json', 'print a JSON summary')
     .addHelpText(
@@ -159,7 +177,7 @@ export function registerForward(program: Command): void {
 Example (check a conversion against PyTorch):
   python3 -c "import numpy as np; np.save('x.npy', np.random.randn(2, 3, 224, 224).astype(np.float32))"
   nextray forward --arch resnet152 --weights resnet152-394f9c45.pth --input x.npy --output y.npy
-  nextray forward --arch resnet152 --weights resnet152-394f9c45.pth --input x.npy --output y_tf.npy --engine tfjs --json
+  nextray forward --arch resnet152 --weights resnet152-394f9c45.pth --input x.npy --output y_tf.npy --runtime tfjs --json
   python3 -c "import torch, torchvision, numpy as np; m = torchvision.models.resnet152(); \\
     m.load_state_dict(torch.load('resnet152-394f9c45.pth')); m.eval(); \\
     print(np.abs(m(torch.from_numpy(np.load('x.npy'))).detach().numpy() - np.load('y.npy')).max())"

@@ -10,14 +10,14 @@ import { CommanderError, Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { writeFileAtomic } from '../util/atomic.js';
 import { createProgress } from '../util/progress.js';
-import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
+import { CliError, parseFloatOption, parseIntOption, printJson, resolveRuntime, runtimeOptions } from './common.js';
 import { FileWriteError } from '../util/errors.js';
 // Module by module (not the inference index): an .onnx model then starts without TF.js or sharp in this thread.
 import type { StudyPrediction, ViewPrediction } from '../inference/core/load.js';
 import type { ImagePrediction } from '../inference/core/predict.js';
 import { load, type NodeModel } from '../inference/node/load.js';
 import { expandInputs } from '../inference/node/inputs.js';
-import { PREDICT_ENGINES, type PredictEngine } from '../inference/node/models.js';
+import type { PredictEngine } from '../inference/node/models.js';
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
 import { writeStudyReports } from '../pacs/files.js';
@@ -34,7 +34,9 @@ interface PredictFlags {
   batchSize: number;
   workers?: number;
   threads?: number;
-  engine: PredictEngine;
+  runtime: PredictEngine;
+  /** Old name of --runtime. */
+  engine?: PredictEngine;
   quiet?: boolean;
   heatmaps?: string;
   dicomOut?: string;
@@ -130,8 +132,9 @@ async function run(inputs: string[], flags: PredictFlags): Promise<void> {
   const threads = flags.threads ?? availableParallelism();
   // --quiet: no notes either (a rebuilt cache, the TF.js fallback); errors still reach stderr.
   const quietLog = flags.quiet ? { onLog: (): void => {} } : {};
+  const { runtime } = resolveRuntime(flags);
   const model: NodeModel = await load(flags.model, {
-    engine: flags.engine,
+    engine: runtime,
     threads,
     maxBatch: flags.batchSize,
     onnxCache: flags.onnxCache,
@@ -314,6 +317,8 @@ function viewDicom(v: ViewPrediction): Record<string, string> | null {
   return Object.keys(out).length ? out : null;
 }
 
+const RUNTIME = runtimeOptions('what runs the model: auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)');
+
 export function registerPredict(program: Command): void {
   program
     .command('predict')
@@ -327,7 +332,8 @@ export function registerPredict(program: Command): void {
     .option('--batch-size <n>', 'images per inference call', parseIntOption('--batch-size', 1, 1024), 8)
     .option('--workers <n>', 'decoding threads (default: min(2, cores); 0 = main thread)', parseIntOption('--workers', 0, 64))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
-    .addOption(new Option('--engine <name>', 'auto = ONNX Runtime, else TF.js for checkpoints; onnx; tfjs (checkpoints only)').choices([...PREDICT_ENGINES]).default('auto'))
+    .addOption(RUNTIME[0])
+    .addOption(RUNTIME[1])
     .option('--quiet', 'no progress bar, warnings or notes (a rebuilt ONNX cache, the TF.js fallback)')
     .option('--no-onnx-cache', "an .onnx model: don't keep or load ONNX Runtime's optimised graph (default: kept in MODEL.onnx.ort-cache/, else ~/.cache/nextray/onnx, and loaded next time)")
     .option('--dicom-out <dir>', 'write one DICOM Comprehensive SR per DICOM study (DIR/<SR UID>.dcm; same study and model: same UID, so a re-run replaces it); see docs/dicom.md')

@@ -1,11 +1,12 @@
 /**
  * The CLI's command registry (src/cli/commands.ts): it lists exactly the commands their modules register, with the
- * terms commander prints for them; `nextray --help` / `--version` load no package but commander (start-up), and
+ * terms commander prints for them; `nextray --help` loads no package but commander and `--version` none (start-up), and
  * running a command registers that command for real.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Help } from 'commander';
 import { COMMANDS } from '../../src/cli/commands.js';
@@ -49,12 +50,13 @@ function packagesLoaded(args: string[]): { packages: Set<string>; stdout: string
   return { packages, stdout: r.stdout, status: r.status };
 }
 
-test('--help and --version load commander only; a command loads what it runs', () => {
-  for (const args of [['--help'], ['--version']]) {
-    const r = packagesLoaded(args);
+test('--help loads commander only, --version no package at all; a command loads what it runs', () => {
+  for (const [args, want] of [[['--help'], ['commander']], [['--version'], []], [['-V'], []]] as const) {
+    const r = packagesLoaded([...args]);
     assert.equal(r.status, 0, args.join(' '));
-    assert.deepEqual([...r.packages].sort(), ['commander'], `${args.join(' ')} loads only commander`);
+    assert.deepEqual([...r.packages].sort(), want, `${args.join(' ')} loads ${want.join(', ') || 'nothing'}`);
   }
+  assert.equal(packagesLoaded(['--version']).stdout, `${(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`);
   assert.match(packagesLoaded(['--help']).stdout, /forward \[options\]\s+Run a network/);
   // The hook sees packages at all: a command that needs TF.js loads it (else the test above proves nothing).
   const models = packagesLoaded(['models', '--json']);

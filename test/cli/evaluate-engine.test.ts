@@ -1,7 +1,8 @@
 /**
- * `nextray evaluate --model RUN --engine onnx|tfjs|auto` end to end through the real CLI: a 1-epoch resnet-slim run
+ * `nextray evaluate --model RUN --runtime onnx|tfjs|auto` end to end through the real CLI: a 1-epoch resnet-slim run
  * on a tiny dataset, its test split predicted by ONNX Runtime and by TF.js -> the same metrics (probabilities agree
- * to 1e-4), the engine named in --json and in the report's configuration; --engine without --model is a usage error.
+ * to 1e-4), the engine named in --json and in the report's configuration; --runtime without --model is a usage error; the old
+ * name --engine still works, with one line saying so.
  * Needs `npm run build` first (runCli runs dist/).
  */
 import { after, before, test } from 'node:test';
@@ -32,9 +33,9 @@ interface EvalJson {
 
 test('evaluate --model RUN: ONNX Runtime and TF.js give the same metrics; the engine is reported', () => {
   const common = ['evaluate', '--model', run, '--data', data, '--split', 'test', '--bootstrap', '0'];
-  const onnx = runCli([...common, '--engine', 'onnx', '--json', '-']);
+  const onnx = runCli([...common, '--runtime', 'onnx', '--json', '-']);
   assert.equal(onnx.code, 0, onnx.stderr);
-  const tfjs = runCli([...common, '--engine', 'tfjs', '--json', '-']);
+  const tfjs = runCli([...common, '--runtime', 'tfjs', '--json', '-']);
   assert.equal(tfjs.code, 0, tfjs.stderr);
   const jo = JSON.parse(onnx.stdout) as EvalJson;
   const jt = JSON.parse(tfjs.stdout) as EvalJson;
@@ -55,8 +56,8 @@ test('evaluate --model RUN: ONNX Runtime and TF.js give the same metrics; the en
   // The written predictions agree probability by probability.
   const outO = join(tmp.dir, 'eval-onnx');
   const outT = join(tmp.dir, 'eval-tfjs');
-  assert.equal(runCli([...common, '--engine', 'onnx', '--out', outO, '--quiet']).code, 0);
-  assert.equal(runCli([...common, '--engine', 'tfjs', '--out', outT, '--quiet']).code, 0);
+  assert.equal(runCli([...common, '--runtime', 'onnx', '--out', outO, '--quiet']).code, 0);
+  assert.equal(runCli([...common, '--runtime', 'tfjs', '--out', outT, '--quiet']).code, 0);
   const probs = (dir: string): Map<string, number> => {
     const csv = readFileSync(join(dir, 'predictions-image.csv'), 'utf8').trim().split('\n');
     const header = csv[0]!.split(',');
@@ -80,10 +81,17 @@ test('evaluate: default engine is auto (ONNX Runtime here); --engine needs --mod
   assert.equal(j.inference.requested, 'auto');
   assert.equal(j.inference.engine, 'onnx');
   const csv = join(tmp.dir, 'p.csv');
-  const noModel = runCli(['evaluate', '--predictions', csv, '--engine', 'onnx']);
+  const noModel = runCli(['evaluate', '--predictions', csv, '--runtime', 'onnx']);
   assert.equal(noModel.code, 2);
-  assert.match(noModel.stderr, /--engine is only used with --model/);
-  const bad = runCli(['evaluate', '--model', run, '--data', data, '--engine', 'gpu']);
+  assert.match(noModel.stderr, /--runtime is only used with --model/);
+  const bad = runCli(['evaluate', '--model', run, '--data', data, '--runtime', 'gpu']);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--engine.*gpu.*(auto|onnx|tfjs)/s);
+  assert.match(bad.stderr, /--runtime.*gpu.*(auto|onnx|tfjs)/s);
+  // The old name: same checks, same messages with the flag the user typed.
+  const oldNoModel = runCli(['evaluate', '--predictions', csv, '--engine', 'onnx']);
+  assert.equal(oldNoModel.code, 2);
+  assert.match(oldNoModel.stderr, /--engine is only used with --model/);
+  const oldBad = runCli(['evaluate', '--model', run, '--data', data, '--engine', 'gpu']);
+  assert.equal(oldBad.code, 2);
+  assert.match(oldBad.stderr, /--engine.*gpu.*(auto|onnx|tfjs)/s);
 });

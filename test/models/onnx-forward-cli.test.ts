@@ -1,7 +1,7 @@
 /**
- * `nextray forward --engine onnx|tfjs|auto` through the real CLI: ONNX Runtime and TF.js both reproduce the expected
+ * `nextray forward --runtime onnx|tfjs|auto` through the real CLI: ONNX Runtime and TF.js both reproduce the expected
  * logits to 1e-4 relative, the summary names the engine that ran; auto picks ONNX Runtime; a bad engine name is a
- * usage error (exit 2). Expected logits: the in-process TF.js forward of a seeded resnet18 (always), and
+ * usage error (exit 2); the old spelling `--engine onnx|tfjs` still runs, with one line saying so. Expected logits: the in-process TF.js forward of a seeded resnet18 (always), and
  * torchvision's own logits on the shared ResNet-18 fixture (when ../shared is present).
  * Needs `npm run build` first (runCli runs dist/).
  */
@@ -36,7 +36,7 @@ async function runEngines(weights: string, input: string, want: Float32Array): P
   ] as const) {
     const out = join(tmp.dir, `y-${engine}.npy`);
     const r = runCli(['forward', '--arch', 'resnet18', '--weights', weights, '--input', input,
-      '--output', out, '--batch', '1', '--threads', '1', '--engine', engine, '--json']);
+      '--output', out, '--batch', '1', '--threads', '1', '--runtime', engine, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout) as { engine: string; engine_description: string; output_shape: number[]; seconds: number; setup_seconds: number };
     assert.equal(s.engine, ran, engine);
@@ -53,10 +53,18 @@ async function runEngines(weights: string, input: string, want: Float32Array): P
 
 test('forward: ONNX Runtime and TF.js both give the TF.js model\'s logits; the engine is reported', async () => {
   await runEngines(R18, INPUT, r18Logits);
-  const bad = runCli(['forward', '--arch', 'resnet18', '--weights', R18, '--input', INPUT,
-    '--output', join(tmp.dir, 'z.npy'), '--engine', 'gpu']);
-  assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /'gpu' is invalid/);
+  for (const flag of ['--runtime', '--engine']) {
+    const bad = runCli(['forward', '--arch', 'resnet18', '--weights', R18, '--input', INPUT,
+      '--output', join(tmp.dir, 'z.npy'), flag, 'gpu']);
+    assert.equal(bad.code, 2, flag);
+    assert.match(bad.stderr, /'gpu' is invalid/, flag);
+  }
+  // The old spelling of the runtime: runs that runtime, one line to stderr.
+  const old = runCli(['forward', '--arch', 'resnet18', '--weights', R18, '--input', INPUT,
+    '--output', join(tmp.dir, 'y-old.npy'), '--batch', '1', '--threads', '1', '--engine', 'tfjs', '--json']);
+  assert.equal(old.code, 0, old.stderr);
+  assert.equal((JSON.parse(old.stdout) as { engine: string }).engine, 'tfjs');
+  assert.match(old.stderr, /^nextray: --engine tfjs is now --runtime tfjs [^\n]*\n$/);
 });
 
 test('forward: ONNX Runtime and TF.js both give torchvision logits on the shared resnet18 .pth', { skip: SHARED_FIXTURES_SKIP }, async () => {
