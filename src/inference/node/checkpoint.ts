@@ -368,7 +368,7 @@ export async function forwardNchw(
   // (weights that do not match it) are the user's and propagate as they are.
   const fallBack = (err: unknown): void => {
     const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
-    if (requested === 'onnx') throw new InferenceError(`${net.arch}: ${why} (use engine tfjs or auto)`);
+    if (requested === 'onnx') throw new InferenceError(`${net.arch}: ${why} (use runtime tfjs or auto)`);
     fallbackReason = why;
     (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: running TF.js instead of ONNX Runtime (${why})`);
   };
