@@ -229,8 +229,11 @@ export interface RunAdaptOptions extends Omit<AdaptOptions, 'rule'> {
    * levels, when the model does not carry them (metadata `grey_reference`, written by an earlier adaptation).
    */
   referenceData?: string;
-  /** Fit no grey map (the head alone, as before the site normalisation existed). */
-  noGreyMap?: boolean;
+  /**
+   * The site's grey map: 'auto' (default) used when it lowers the cross-fitted log loss inside the fitting part, 'on'
+   * always (given reference grey levels), 'off' never (the head alone).
+   */
+  greyMap?: 'auto' | 'on' | 'off';
   threads?: number;
   workers?: number;
   /** ISO date for the record (default now). */
@@ -346,7 +349,7 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   let reference: GreyReference | null = null;
   let greyNote = '';
   let grey: GreyNormalisationRecord | null = null;
-  if (o.noGreyMap) greyNote = 'no grey normalisation (--no-grey-map)';
+  if (o.greyMap === 'off') greyNote = 'no grey normalisation (--grey-map off)';
   else if (info.metadata[ONNX_GREY_REFERENCE_KEY]) {
     try {
       reference = checkGreyReference(JSON.parse(info.metadata[ONNX_GREY_REFERENCE_KEY]!), `--model ${o.model}: metadata '${ONNX_GREY_REFERENCE_KEY}'`);
@@ -367,9 +370,9 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     const withMap = fitWith(mapped.features, Float64Array.from(mapped.logits, (z) => z * out.temperature));
     fitSeconds += (performance.now() - t1) / 1000;
     const best = (r: AdaptResult) => Math.min(...r.cv.map((c) => c.logLoss));
-    const used = best(withMap) < best(result);
+    const used = o.greyMap === 'on' || best(withMap) < best(result);
     grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: fitted.images, map: fitted.map, cv_log_loss: { head_only: best(result), with_map: best(withMap) }, used };
-    greyNote = used ? 'grey map used (lower cross-fitted log loss inside the fitting part)' : 'grey map not used (the head alone fitted better inside the fitting part)';
+    greyNote = o.greyMap === 'on' ? 'grey map used (--grey-map on)' : used ? 'grey map used (lower cross-fitted log loss inside the fitting part)' : 'grey map not used (the head alone fitted better inside the fitting part)';
     if (used) {
       result = withMap;
       result.candidate.greyMap = fitted.map;

@@ -3,7 +3,7 @@
  * machine, and says with held-out numbers whether that helped. A thin face over src/calibrate/adapt-host.ts (Node)
  * and src/calibrate/adapt/ (the fitting, shared with the page).
  */
-import { CommanderError, type Command } from 'commander';
+import { CommanderError, Option, type Command } from 'commander';
 import { runAdapt } from '../calibrate/adapt-host.js';
 import { ADAPT_DEFAULTS, type StudyMetrics } from '../calibrate/adapt/adapt.js';
 import { createProgress } from '../util/progress.js';
@@ -16,7 +16,7 @@ interface Flags {
   out?: string;
   headOut?: string;
   referenceData?: string;
-  greyMap: boolean;
+  greyMap: 'auto' | 'on' | 'off';
   targetSensitivity?: number;
   heldOut: number;
   minStudies: number;
@@ -48,7 +48,7 @@ export function registerAdapt(program: Command): void {
     .option('--out <adapted.onnx>', 'write the adapted model (the deployed one plus an `adaptation` record when it is kept)')
     .option('--head-out <head.json>', 'also write the adapted head as a small file (the page imports it; only when the head is adopted)')
     .option('--reference-data <dir|file.csv>', "images of the model's training site, for its reference grey levels (needed once: the adapted model carries them)")
-    .option('--no-grey-map', "do not fit the site's grey-level normalisation (refit the head alone)")
+    .addOption(new Option('--grey-map <when>', "the site's grey-level normalisation: auto (used when it lowers the cross-fitted log loss inside the fitting part), on (always, given reference grey levels), off (the head alone)").choices(['auto', 'on', 'off']).default('auto'))
     .option('--target-sensitivity <s>', 'choose the threshold reaching this study sensitivity (default: maximise study-level Cohen\'s kappa)', parseFloatOption('--target-sensitivity', 0.01, 1))
     .option('--held-out <f>', 'share of patients held out for the before/after check', parseFloatOption('--held-out', 0.1, 0.9), ADAPT_DEFAULTS.heldOutFraction)
     .option('--min-studies <n>', 'the "too small" rule: fewer abnormal or normal studies than this in either part -> keep the deployed model, claim nothing', parseIntOption('--min-studies', 1, 100000), ADAPT_DEFAULTS.minStudiesPerClass)
@@ -98,7 +98,7 @@ rest were used); 2 bad options, a model without the features output, or unusable
           ...(f.out ? { out: f.out } : {}),
           ...(f.headOut ? { headOut: f.headOut } : {}),
           ...(f.referenceData ? { referenceData: f.referenceData } : {}),
-          ...(f.greyMap === false ? { noGreyMap: true } : {}),
+          greyMap: f.greyMap,
           ...(f.targetSensitivity !== undefined ? { targetSensitivity: f.targetSensitivity } : {}),
           heldOutFraction: f.heldOut,
           minStudiesPerClass: f.minStudies,
