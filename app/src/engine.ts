@@ -11,8 +11,8 @@ import { adaptation, inference, preprocessing, load as loadModel, type DecodedFi
 import { temperatureOf } from './card.js';
 import { pageDecoders } from './codecs.js';
 import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
-import { loadRuntime, type Backend, type Runtime } from './runtime.js';
-import { loadModelBytes, type ModelSource } from './store.js';
+import { startRuntime, type Backend, type Runtime } from './runtime.js';
+import { lastRuntimes, loadModelBytes, type ModelSource } from './store.js';
 
 /**
  * A heatmap whose regions together add less than this to the (calibrated) logit is "near zero everywhere": nothing
@@ -103,7 +103,11 @@ export interface PageModel {
   bytes: number;
   runtime: { build: 'wasm' | 'webgpu'; provider: string; threads: number; files: string[]; note: string | null };
   source: Omit<ModelSource, 'bytes'>;
-  /** Load phases in ms; warmupMs is the WebGPU first run (0 on wasm, where warmup() does it after the page is ready). */
+  /**
+   * Load phases in ms: fetchMs to the model's bytes, sessionMs from then to the session (the runtime starts alongside
+   * the model's reading, so this is what was left of it); warmupMs is the WebGPU first run (0 on wasm, where
+   * warmup() does it after the page is ready).
+   */
   timings: { fetchMs: number; sessionMs: number; warmupMs: number; totalMs: number };
   /**
    * The first run, which compiles kernels, with a blank image: so the user's first image does not pay for it. Runs
@@ -145,10 +149,31 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const t0 = performance.now();
   const progress = spec.onProgress ?? (() => {});
   progress('Loading the model…');
-  const src = await loadModelBytes(spec.headers ?? {}, (done, total) => progress(`Downloading the model: ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB…`));
+  // The runtime starts while the model is read: from the runtimes the deployment shipped on the last visit, else as
+  // soon as this visit's model.json has named them (before the model is downloaded).
+  const want = spec.backend ?? 'auto';
+  const hint = lastRuntimes();
+  let early: { shipped: readonly string[]; rt: Promise<Runtime> } | null = null;
+  const begin = (shipped: readonly string[]): void => {
+    if (early) return;
+    early = { shipped, rt: startRuntime(want, shipped) };
+    early.rt.catch(() => undefined);
+  };
+  if (hint) begin(hint);
+  const src = await loadModelBytes(
+    spec.headers ?? {},
+    (done, total) => progress(`Downloading the model: ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB…`),
+    (d) => begin(d.runtimes),
+  );
   const tFetched = performance.now();
   progress('Starting the runtime…');
-  let rt = await loadRuntime(spec.backend ?? 'auto', src.deployment.runtimes);
+  const shipped = src.deployment.runtimes;
+  const started0 = early as { shipped: readonly string[]; rt: Promise<Runtime> } | null;
+  // Started from last visit's runtimes, and this deployment ships another set (WebGPU added or dropped): start again.
+  let rt =
+    started0 && started0.shipped.includes('webgpu') === shipped.includes('webgpu')
+      ? await started0.rt.catch(() => startRuntime(want, shipped))
+      : await startRuntime(want, shipped);
   const start = async (r: Runtime): Promise<{ model: NextrayModel; tSession: number }> => {
     const m = await loadModel(
       {
@@ -184,7 +209,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     if (rt.build !== 'webgpu') throw err;
     // WebGPU failed (an unsupported operator, a driver problem): the plain wasm build runs every model.
     const why = `WebGPU could not run this model (${(err as Error).message.split('\n')[0]}); using wasm instead`;
-    rt = await loadRuntime('wasm', src.deployment.runtimes, why);
+    rt = await startRuntime('wasm', src.deployment.runtimes, why);
     started = await start(rt);
   }
   const { model, tSession } = started;

@@ -10,6 +10,10 @@
  *   `#backend=webgpu`). If the WebGPU session cannot be created, the same build runs the model on its wasm CPU provider,
  *   and the status line says why. `#backend=wasm` forces the plain build.
  * - Only one build is ever downloaded: the plain SIMD + threads build (14 MB) or the WebGPU build (27 MB).
+ * - Start-up: most of the time to a first session is onnxruntime-web's own, whatever the model: V8 compiles wasm
+ *   functions lazily, on their first call, and creating the first session calls ~3,600 of them (one of 0.9 MB of
+ *   wasm); a second session of the same model takes 20-60 ms. startRuntime() pays that with a one-node model while
+ *   the page is still reading its model (docs/app.md, "Speed").
  */
 import type * as OrtWeb from 'onnxruntime-web';
 
@@ -88,6 +92,46 @@ export async function loadRuntime(want: Backend, shipped: readonly string[], why
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
   return { ort, build, providers: build === 'webgpu' ? ['webgpu'] : ['wasm'], threads, files: [f.mjs, f.wasm], note };
+}
+
+/**
+ * The smallest ONNX model there is: y = Identity(x), x a float[1] (IR version 8, opset 13), encoded here so that
+ * nothing has to be fetched. Creating a session for it runs onnxruntime-web's one-time start-up.
+ */
+export function identityModel(): Uint8Array {
+  const utf8 = new TextEncoder();
+  const varint = (n: number): number[] => {
+    const out: number[] = [];
+    for (; n > 127; n >>>= 7) out.push((n & 127) | 128);
+    out.push(n);
+    return out;
+  };
+  const bytes = (field: number, b: number[]): number[] => [...varint((field << 3) | 2), ...varint(b.length), ...b];
+  const int = (field: number, v: number): number[] => [...varint(field << 3), ...varint(v)];
+  const text = (field: number, t: string): number[] => bytes(field, [...utf8.encode(t)]);
+  // ValueInfoProto { name, type: TypeProto { tensor_type { elem_type: FLOAT, shape { dim { dim_value: 1 } } } } }
+  const value = (name: string): number[] => [...text(1, name), ...bytes(2, bytes(1, [...int(1, 1), ...bytes(2, bytes(1, int(1, 1)))]))];
+  const node = [...text(1, 'x'), ...text(2, 'y'), ...text(4, 'Identity')];
+  const graph = [...bytes(1, node), ...text(2, 'start'), ...bytes(11, value('x')), ...bytes(12, value('y'))];
+  return new Uint8Array([...int(1, 8), ...bytes(7, graph), ...bytes(8, int(2, 13))]);
+}
+
+/**
+ * loadRuntime, and on the plain wasm build also onnxruntime-web's one-time start-up (the wasm module instantiated,
+ * its threads started, the functions every session needs compiled), done by opening and closing the identity model.
+ * A failure there is left to the model's own session to report.
+ */
+export async function startRuntime(want: Backend, shipped: readonly string[], why: string | null = null): Promise<Runtime> {
+  const rt = await loadRuntime(want, shipped, why);
+  if (rt.build === 'wasm') {
+    try {
+      const s = await rt.ort.InferenceSession.create(identityModel(), { executionProviders: rt.providers });
+      await s.release();
+    } catch {
+      /* the model's session says what is wrong */
+    }
+  }
+  return rt;
 }
 
 /** The backend asked for in the page's address (`#backend=wasm` or `#backend=webgpu`), else 'auto'. */

@@ -125,9 +125,30 @@ async function download(d: Deployment, headers: Record<string, string>, onProgre
   return joined;
 }
 
-/** The model bytes for this visit (see the module comment). */
-export async function loadModelBytes(headers: Record<string, string>, onProgress?: (done: number, total: number) => void): Promise<ModelSource> {
+/**
+ * The runtimes the deployment seen last shipped (model.json's `runtimes`, kept in localStorage), null on a first
+ * visit: lets the page start onnxruntime-web before this visit's model.json has answered.
+ */
+export function lastRuntimes(): string[] | null {
+  try {
+    const j = JSON.parse(storage()?.getItem(LAST_DEPLOYMENT) ?? 'null') as unknown;
+    return validDeployment(j) ? j.runtimes : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The model bytes for this visit (see the module comment). `onDescribed` is called as soon as the deployment is
+ * known, before the model is read or downloaded (the page starts the runtime then, alongside).
+ */
+export async function loadModelBytes(
+  headers: Record<string, string>,
+  onProgress?: (done: number, total: number) => void,
+  onDescribed?: (d: Deployment) => void,
+): Promise<ModelSource> {
   const { d, online, refused = false } = await describe(headers);
+  onDescribed?.(d);
   const cache = 'caches' in self ? await caches.open(MODEL_CACHE) : null;
   const key = new Request(new URL(`model/${d.sha256}`, location.href).href);
   const previous = storage()?.getItem(LAST_SHA) ?? null;

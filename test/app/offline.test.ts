@@ -171,6 +171,72 @@ test('on a static server without COOP/COEP the service worker makes the page cro
   }
 });
 
+/**
+ * A static server with COOP/COEP whose model.json answers only when `release()` is called (while held): a slow
+ * network's description, to see what the page does meanwhile.
+ */
+function holdingServer(root: string): Promise<{ url: string; server: Server; hold: () => void; release: () => void }> {
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.webmanifest': 'application/manifest+json', '.png': 'image/png' };
+  let held: (() => void)[] | null = null;
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const file = join(root, path.endsWith('/') ? path + 'index.html' : path);
+    if (!file.startsWith(root) || !existsSync(file) || statSync(file).isDirectory()) return void res.writeHead(404).end();
+    const send = (): void =>
+      void res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' }).end(readFileSync(file));
+    if (held && path.endsWith('/model.json')) held.push(send);
+    else send();
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        server,
+        hold: () => void (held = []),
+        release: () => {
+          const waiting = held ?? [];
+          held = null;
+          for (const send of waiting) send();
+        },
+      }),
+    ),
+  );
+}
+
+test('on a later visit the runtime starts before model.json has answered (a slow network does not hold it up)', { skip: skip ?? false }, async () => {
+  const site = join(tmp.dir, 'site-slow');
+  await buildSite(modelA, site);
+  const { url, server, hold, release } = await holdingServer(site);
+  const browser = await launch();
+  try {
+    const { page, consoleErrors } = await offlinePage(browser, url);
+    await page.goto(url + '/');
+    await ready(page);
+    await page.waitForSelector('[data-testid=offline][data-ready=true]', { timeout: 120_000 });
+    hold();
+    await page.reload();
+    // Released as soon as the page has asked for the runtime's wasm, or after 3.5 s (within the page's 4 s wait for
+    // model.json): a page that waits for model.json first asks for the wasm only after the release.
+    const wasmAsked = (): Promise<boolean> => page.evaluate(() => performance.getEntriesByType('resource').some((e) => /ort-wasm[^/]*\.wasm$/.test(e.name))).catch(() => false);
+    for (let i = 0; i < 35 && !(await wasmAsked()); i++) await new Promise((r) => setTimeout(r, 100));
+    release();
+    await ready(page);
+    const t = await page.evaluate(() => {
+      const es = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
+      return { wasm: es.find((e) => /ort-wasm[^/]*\.wasm$/.test(e.name))?.startTime ?? null, json: es.find((e) => e.name.endsWith('/model.json'))?.responseEnd ?? null };
+    });
+    assert.ok(t.wasm !== null && t.json !== null, `resource timings: ${JSON.stringify(t)}`);
+    assert.ok(t.wasm! < t.json!, `the wasm was asked for at ${t.wasm} ms, after model.json answered (${t.json} ms)`);
+    assert.equal(await page.evaluate(() => (window as unknown as { nextray: { source: { online: boolean } } }).nextray.source.online), true);
+    near(await probabilityOf(page, images.png1), cliA.get(images.png1)!, 'after a slow model.json');
+    assert.deepEqual(consoleErrors, []);
+  } finally {
+    release();
+    await browser.close();
+    server.close();
+  }
+});
+
 test('opened from file:// the page says how to serve the folder', { skip: skip ?? false }, async () => {
   const site = join(tmp.dir, 'site-file');
   await buildSite(modelA, site);
