@@ -4,7 +4,12 @@
 // several seeds. The numbers of docs/adaptation.md come from this script.
 //
 //   node bench/site-adaptation.mjs --run RUN_DIR --out OUT_DIR [--sites portable,cr-legacy] [--sizes 50,100,200]
-//        [--seeds 1,2] [--studies 1400] [--test-studies 700] [--image-size 128] [--threads 2]
+//        [--seeds 1,2] [--studies 1400] [--test-studies 700] [--image-size 128] [--threads 2] [--reference-data DIR]
+//
+// The adaptation is `nextray adapt`'s: the site's grey map fitted on the fitting part of the local studies (their
+// grey-level quantiles onto the training site's, measured on --reference-data, default the run's training data),
+// the head refitted on the features of the mapped images and on the plain ones, the one with the lower cross-fitted
+// log loss inside the fitting part kept, then the held-out decision. The test part is never read by any fitting.
 //
 // RUN_DIR: a training run on the default site (e.g. `nextray demo --out D` -> D/run; its images were 128 px).
 // For each site, one dataset of --studies studies is generated (seed 1000 + site index, patients disjoint from the
@@ -42,10 +47,13 @@ const studies = Number(opt('studies', '1400'));
 const testStudies = Number(opt('test-studies', '700'));
 const imageSize = Number(opt('image-size', '128'));
 const threads = Number(opt('threads', '2'));
+const referenceData = opt('reference-data', JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).data);
 
 const { generateSyntheticMura } = await dist('data/synth/index.js');
-const { readLocalStudies, computeModelOutputs } = await dist('calibrate/adapt-host.js');
+const { readLocalStudies, computeModelOutputs, greyHistogramOf, greyReferenceFrom } = await dist('calibrate/adapt-host.js');
 const { adaptHead } = await dist('calibrate/adapt/adapt.js');
+const { fitSiteGreyMap } = await dist('calibrate/adapt/site-grey.js');
+const { openModel } = await dist('inference/node/models.js');
 const { calibration, studyProbabilities } = await dist('evaluate/calibration.js');
 const { computeMetrics, prepareScores } = await dist('evaluate/metrics.js');
 const { Rng } = await dist('util/rng.js');
@@ -123,13 +131,51 @@ async function siteData(site, index) {
   return { o, test: pick((im) => test.has(im.patient)), pool: pick((im) => !test.has(im.patient)), studiesOf, poolPatients: patients.filter((p) => !test.has(p)) };
 }
 
-/** The adapted head's image probabilities on a site's test part. */
-function applyHead(h, d) {
+/** The adapted head's image probabilities on a site's test part (`part`: its features and logits, mapped or not). */
+function applyHead(h, d, part = d.test) {
   return d.test.images.map((_, i) => {
-    let z = d.test.logits[i] + h.deltaBias;
-    for (let j = 0; j < d.o.dim; j++) z += d.test.features[i * d.o.dim + j] * h.deltaWeight[j];
+    let z = part.logits[i] + h.deltaBias;
+    for (let j = 0; j < d.o.dim; j++) z += part.features[i * d.o.dim + j] * h.deltaWeight[j];
     return sigmoid(z / h.temperature);
   });
+}
+
+/** Rows of a part (images, features, logits times T) picked by index. */
+function rowsOf(o, idx) {
+  return {
+    images: idx.map((i) => o.kept[i]),
+    features: Float32Array.from(idx.flatMap((i) => Array.from(o.features.subarray(i * o.dim, (i + 1) * o.dim)))),
+    logits: Float64Array.from(idx, (i) => o.logits[i] * o.temperature),
+  };
+}
+
+const pre = await (async () => {
+  const m = await openModel(model, { engine: 'onnx' });
+  const p = m.card.preprocessing;
+  await m.release();
+  return p;
+})();
+const reference = await greyReferenceFrom(referenceData, pre);
+console.error(`reference grey levels: ${reference.images} images of ${referenceData}`);
+
+/**
+ * `nextray adapt`'s fitting on `local` (pool rows): the grey map on the fitting part, the mapped features of the
+ * local and test images, both heads, the one with the lower cross-fitted log loss kept. Returns the result and the
+ * test part's features/logits the adopted head reads.
+ */
+async function adaptSite(d, local, seed, bootstrap) {
+  const plain = adaptHead({ images: local.images, features: local.features, dim: d.o.dim, baseLogits: local.logits }, base, { seed, bootstrap });
+  const fitted = await fitSiteGreyMap(local.images, reference, async (idx) => (await greyHistogramOf(idx.map((i) => local.images[i].file), pre)).histogram, { seed });
+  const both = [...local.images, ...d.test.images];
+  const m = await computeModelOutputs(model, both, { threads, greyMap: fitted.map });
+  if (m.kept.length !== both.length) throw new Error('an image failed to decode the second time');
+  const n = local.images.length;
+  const mappedLocal = rowsOf(m, [...Array(n).keys()]);
+  const mappedTest = rowsOf(m, Array.from({ length: d.test.images.length }, (_, i) => n + i));
+  const withMap = adaptHead({ images: local.images, features: mappedLocal.features, dim: d.o.dim, baseLogits: mappedLocal.logits, deployedLogits: local.logits }, base, { seed, bootstrap });
+  const best = (r) => Math.min(...r.cv.map((c) => c.logLoss));
+  const used = best(withMap) < best(plain);
+  return { r: used ? withMap : plain, test: used ? mappedTest : d.test, greyUsed: used, cv: { head_only: best(plain), with_map: best(withMap) }, map: fitted.map };
 }
 
 const rows = [];
@@ -146,10 +192,11 @@ for (const [si, site] of sites.entries()) {
   console.error(`${site} test: ${before.studies} studies, deployed AUC ${before.auc.toFixed(3)}, ECE ${before.ece.toFixed(3)}`);
   // What a linear head on these features can reach at all: the candidate fitted on the whole pool (every pool study,
   // cross-fitted penalty), judged on the test part whatever the held-out decision.
-  const all = adaptHead({ images: d.pool.images, features: d.pool.features, dim: d.o.dim, baseLogits: d.pool.logits }, base, { seed: 1, bootstrap: 0 });
-  const ceiling = studyEval(d.test.images, applyHead(all.candidate, d), all.candidate.threshold);
-  ceilings[site] = { pool_studies: all.split.fit.studies + all.split.heldOut.studies, fitted_on: all.split.fit.studies, ...ceiling };
-  console.error(`${site} ceiling (head fitted on ${all.split.fit.studies} pool studies): test AUC ${ceiling.auc.toFixed(3)}, ECE ${ceiling.ece.toFixed(3)}`);
+  const allFit = await adaptSite(d, d.pool, 1, 0);
+  const all = allFit.r;
+  const ceiling = studyEval(d.test.images, applyHead(all.candidate, d, allFit.test), all.candidate.threshold);
+  ceilings[site] = { pool_studies: all.split.fit.studies + all.split.heldOut.studies, fitted_on: all.split.fit.studies, grey_map_used: allFit.greyUsed, cv: allFit.cv, ...ceiling };
+  console.error(`${site} ceiling (fitted on ${all.split.fit.studies} pool studies, grey map ${allFit.greyUsed ? 'used' : 'not used'}): test AUC ${ceiling.auc.toFixed(3)}, ECE ${ceiling.ece.toFixed(3)}`);
   for (const seed of seeds) {
     const order = [...d.poolPatients];
     new Rng(`site-adaptation/${site}/pool/${seed}`).shuffle(order);
@@ -162,22 +209,23 @@ for (const [si, site] of sites.entries()) {
         n += d.studiesOf.get(p).size;
       }
       const idx = d.pool.images.map((im, i) => (chosen.has(im.patient) ? i : -1)).filter((i) => i >= 0);
-      const data = {
+      const local = {
         images: idx.map((i) => d.pool.images[i]),
         features: Float32Array.from(idx.flatMap((i) => Array.from(d.pool.features.subarray(i * d.o.dim, (i + 1) * d.o.dim)))),
-        dim: d.o.dim,
-        baseLogits: Float64Array.from(idx, (i) => d.pool.logits[i]),
+        logits: Float64Array.from(idx, (i) => d.pool.logits[i]),
       };
       let r;
+      let fit;
       try {
-        r = adaptHead(data, base, { seed, bootstrap: 500 });
+        fit = await adaptSite(d, local, seed, 500);
+        r = fit.r;
       } catch (err) {
         rows.push({ site, seed, size: n, error: err.message });
         console.error(`${site} seed ${seed} n ${n}: ${err.message}`);
         continue;
       }
       let after = before;
-      if (r.adopted) after = studyEval(d.test.images, applyHead(r.adopted, d), r.adopted.threshold);
+      if (r.adopted) after = studyEval(d.test.images, applyHead(r.adopted, d, fit.test), r.adopted.threshold);
       const lost = homeEval.auc - before.auc;
       const row = {
         site,
@@ -186,6 +234,8 @@ for (const [si, site] of sites.entries()) {
         decision: r.decision,
         too_small: r.tooSmall,
         improvement_claimed: r.improvementClaimed,
+        grey_map_used: fit.greyUsed,
+        cv_log_loss: fit.cv,
         lambda: r.candidate.lambda === Infinity ? 'infinity' : r.candidate.lambda,
         held_out: { studies: r.heldOut.studies, auc_before: r.heldOut.before.auc, auc_after: r.heldOut.after.auc },
         test_before: before,
@@ -193,7 +243,7 @@ for (const [si, site] of sites.entries()) {
         auc_recovered: lost > 0 ? (after.auc - before.auc) / lost : null,
       };
       rows.push(row);
-      console.error(`${site} seed ${seed} n ${n}: ${r.decision}; test AUC ${before.auc.toFixed(3)} -> ${after.auc.toFixed(3)} (recovered ${row.auc_recovered?.toFixed(2)}), ECE ${before.ece.toFixed(3)} -> ${after.ece.toFixed(3)}`);
+      console.error(`${site} seed ${seed} n ${n}: ${r.decision}${fit.greyUsed ? ' (grey map)' : ''}; test AUC ${before.auc.toFixed(3)} -> ${after.auc.toFixed(3)} (recovered ${row.auc_recovered?.toFixed(2)}), ECE ${before.ece.toFixed(3)} -> ${after.ece.toFixed(3)}`);
     }
   }
 }
@@ -202,14 +252,14 @@ const f3 = (v) => (v === null || v === undefined ? '—' : v.toFixed(3));
 const table = [
   `Model: ${resolve(run)}; home (default site) test: ${homeEval.studies} studies, study AUC ${f3(homeEval.auc)}, study ECE ${f3(homeEval.ece)}, kappa ${f3(homeEval.kappa)} at ${f3(homeEval.threshold)}.`,
   ...Object.entries(ceilings).map(
-    ([site, c]) => `Ceiling on ${site}: the head fitted on ${c.fitted_on} of the ${c.pool_studies} pool studies reaches test AUC ${f3(c.auc)} (ECE ${f3(c.ece)}): ${Math.round((100 * (c.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc)) / (homeEval.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc))}% of the AUC lost.`,
+    ([site, c]) => `Ceiling on ${site}: the head fitted on ${c.fitted_on} of the ${c.pool_studies} pool studies ${c.grey_map_used ? ' after the grey map' : ' (head only: the grey map did not help inside the fitting part)'} reaches test AUC ${f3(c.auc)} (ECE ${f3(c.ece)}): ${Math.round((100 * (c.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc)) / (homeEval.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc))}% of the AUC lost.`,
   ),
   '',
   '| site | seed | local studies | decision | test AUC before → after | AUC lost recovered | test ECE before → after | kappa before → after | sens / spec after |',
   '|---|---|---|---|---|---|---|---|---|',
   ...rows.filter((r) => !r.error).map(
     (r) =>
-      `| ${r.site} | ${r.seed} | ${r.local_studies} | ${r.decision}${r.too_small ? ' (too small)' : ''}${r.improvement_claimed ? ', claimed' : ''} | ${f3(r.test_before.auc)} → ${f3(r.test_after.auc)} | ${r.auc_recovered === null ? '—' : `${Math.round(100 * r.auc_recovered)}%`} | ${f3(r.test_before.ece)} → ${f3(r.test_after.ece)} | ${f3(r.test_before.kappa)} → ${f3(r.test_after.kappa)} | ${f3(r.test_after.sensitivity)} / ${f3(r.test_after.specificity)} |`,
+      `| ${r.site} | ${r.seed} | ${r.local_studies} | ${r.decision}${r.too_small ? ' (too small)' : ''}${r.improvement_claimed ? ', claimed' : ''}${r.decision === 'adapted' ? (r.grey_map_used ? ', grey map' : ', head only') : ''} | ${f3(r.test_before.auc)} → ${f3(r.test_after.auc)} | ${r.auc_recovered === null ? '—' : `${Math.round(100 * r.auc_recovered)}%`} | ${f3(r.test_before.ece)} → ${f3(r.test_after.ece)} | ${f3(r.test_before.kappa)} → ${f3(r.test_after.kappa)} | ${f3(r.test_after.sensitivity)} / ${f3(r.test_after.specificity)} |`,
   ),
 ].join('\n');
 const result = {

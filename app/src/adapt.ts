@@ -17,7 +17,8 @@
 import { adaptation, csv, muraPaths } from 'nextray/browser';
 import type { SiteHook } from './engine.js';
 
-const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile } = adaptation;
+const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile, fitSiteGreyMap, GreyHistogram } = adaptation;
+type GreyNormalisationRecord = adaptation.GreyNormalisationRecord;
 const { parseMuraPath } = muraPaths;
 type AdaptImage = adaptation.AdaptImage;
 type AdaptResult = adaptation.AdaptResult;
@@ -174,21 +175,53 @@ export async function runAdaptation(site: SiteHook, files: readonly File[], o: A
   const { temperature, threshold } = site.base;
   // Yield once so the progress line is painted before the fitting (synchronous) starts.
   await new Promise((r) => setTimeout(r, 0));
-  let result: AdaptResult;
-  try {
-    result = adaptHead(
-      { images: kept.map(({ study, patient, label }) => ({ study, patient, label })), features, dim, baseLogits: Float64Array.from(logits, (z) => z * temperature) },
-      { temperature, threshold },
-      {
-        rule: o.targetSensitivity !== undefined ? { kind: 'sensitivity-target', sensitivity: o.targetSensitivity } : { kind: 'max-kappa' },
-        ...(o.minStudiesPerClass !== undefined ? { minStudiesPerClass: o.minStudiesPerClass } : {}),
-        ...(o.bootstrap !== undefined ? { bootstrap: o.bootstrap } : {}),
-        onProgress: (done, total, what) => o.onProgress?.(`Fitting: ${what}`, done, total),
-      },
-    );
-  } catch (err) {
-    if (err instanceof RangeError) throw new AdaptError(err.message.replace(/^adapt: /, ''));
-    throw err;
+  const images = kept.map(({ study, patient, label }) => ({ study, patient, label }));
+  const deployedLogits = Float64Array.from(logits, (z) => z * temperature);
+  const fitOpts = {
+    rule: o.targetSensitivity !== undefined ? ({ kind: 'sensitivity-target', sensitivity: o.targetSensitivity } as const) : ({ kind: 'max-kappa' } as const),
+    ...(o.minStudiesPerClass !== undefined ? { minStudiesPerClass: o.minStudiesPerClass } : {}),
+    ...(o.bootstrap !== undefined ? { bootstrap: o.bootstrap } : {}),
+    onProgress: (done: number, total: number, what: string) => o.onProgress?.(`Fitting: ${what}`, done, total),
+  };
+  const fitWith = (f: Float32Array, baseLogits: Float64Array): AdaptResult => {
+    try {
+      return adaptHead({ images, features: f, dim, baseLogits, deployedLogits }, { temperature, threshold }, fitOpts);
+    } catch (err) {
+      if (err instanceof RangeError) throw new AdaptError(err.message.replace(/^adapt: /, ''));
+      throw err;
+    }
+  };
+  let result = fitWith(features, deployedLogits);
+  // The site's grey normalisation, as nextray adapt fits it, when the model carries its training site's reference
+  // grey levels (an adapted model does): the map on the fitting part's grey levels, the features after it, the head
+  // refitted on those, used when its cross-fitted log loss inside the fitting part is lower.
+  let grey: GreyNormalisationRecord | null = null;
+  const reference = site.greyReference;
+  if (reference) {
+    const fitted = await fitSiteGreyMap(images, reference, async (idx) => {
+      const h = new GreyHistogram();
+      for (let k = 0; k < idx.length; k++) {
+        o.onProgress?.(`Measuring the grey levels: image ${k + 1} of ${idx.length}`, k, idx.length);
+        await site.greyLevels(kept[idx[k]!]!.file, h);
+      }
+      return h;
+    });
+    const mapped = new Float32Array(kept.length * dim);
+    const mappedLogits = new Float64Array(kept.length);
+    for (let i = 0; i < kept.length; i++) {
+      o.onProgress?.(`Reading the studies after the grey map: image ${i + 1} of ${kept.length}`, i, kept.length);
+      const r = await site.outputs(kept[i]!.file, fitted.map);
+      mapped.set(r.features, i * dim);
+      mappedLogits[i] = r.logit * temperature;
+    }
+    const withMap = fitWith(mapped, mappedLogits);
+    const best = (r: AdaptResult) => Math.min(...r.cv.map((c) => c.logLoss));
+    const used = best(withMap) < best(result);
+    grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: fitted.images, map: fitted.map, cv_log_loss: { head_only: best(result), with_map: best(withMap) }, used };
+    if (used) {
+      result = withMap;
+      result.candidate.greyMap = fitted.map;
+    }
   }
   const record = adaptationRecord(result, {
     baseSha256: site.base.sha256,
@@ -198,6 +231,7 @@ export async function runAdaptation(site: SiteHook, files: readonly File[], o: A
     heldOutFraction: ADAPT_DEFAULTS.heldOutFraction,
     minStudiesPerClass: o.minStudiesPerClass ?? ADAPT_DEFAULTS.minStudiesPerClass,
     seed: String(ADAPT_DEFAULTS.seed),
+    greyNormalisation: grey,
   });
   const base = { sha256: site.base.sha256, arch: site.base.arch, featuresDim: dim, temperature, threshold };
   const headText = result.adopted ? serializeHeadFile(makeHeadFile(result.adopted, base, record)) : null;

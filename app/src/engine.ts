@@ -7,7 +7,7 @@
  * to wasm, timings for the diagnostics line, and the shapes the display reads (which views count, why a view was
  * left out, whether its heatmap is worth drawing, the study's identity in words).
  */
-import { adaptation, inference, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
+import { adaptation, inference, preprocessing, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
 import { temperatureOf } from './card.js';
 import { pageDecoders } from './codecs.js';
 import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
@@ -125,8 +125,15 @@ export interface SiteHook {
   hasFeatures: boolean;
   /** The deployed model's temperature and threshold (the "before"). */
   base: { temperature: number; threshold: number; sha256: string; arch: string };
-  /** One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it). */
-  outputs(file: File): Promise<{ features: Float32Array; logit: number }>;
+  /**
+   * One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it);
+   * with `greyMap`, of the image after the site's grey map (in place of the model's own, if it has one).
+   */
+  outputs(file: File, greyMap?: adaptation.GreyMap | null): Promise<{ features: Float32Array; logit: number }>;
+  /** Adds one image's grey levels, as the model sees them (src/calibrate/adapt-host.ts greyHistogramOf), to `h`. */
+  greyLevels(file: File, h: adaptation.GreyHistogram): Promise<void>;
+  /** The training site's reference grey levels when the model file carries them (metadata `grey_reference`), else null. */
+  greyReference: adaptation.GreyReference | null;
   /** The adapted head in use, null for the deployed one. */
   head: adaptation.LoadedHead | null;
   /** Puts an adapted head in use (null: back to the deployed head); the card and threshold follow it. */
@@ -212,8 +219,9 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const threshold = model.threshold;
 
   /** The `features` and `logits` outputs of a decoded view, run by the facade's own ensemble and preprocessing. */
-  async function siteOutputs(d: DecodedFile): Promise<{ features: Float32Array; logit: number }> {
-    const inputs = inference.preprocessAll(d.grey, d.width, d.height, model.ensemble.preprocessings, d.name);
+  async function siteOutputs(d: DecodedFile, greyMap?: adaptation.GreyMap | null): Promise<{ features: Float32Array; logit: number }> {
+    const pres = greyMap ? model.ensemble.preprocessings.map((p) => ({ ...p, greyMap })) : model.ensemble.preprocessings;
+    const inputs = inference.preprocessAll(d.grey, d.width, d.height, pres, d.name);
     const raw = await model.ensemble.run(inputs, 1, { outputs: [FEATURES, LOGITS] });
     const extra = raw.extra[0]!;
     return { features: extra[FEATURES]!.data.slice(), logit: extra[LOGITS]!.data[0]! };
@@ -223,7 +231,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
    * `applyAdaptedHead`, as `nextray adapt` measures it), decided at its threshold; the OOD verdict is the model's.
    */
   async function adaptedView(p: ViewPrediction, d: DecodedFile, head: adaptation.LoadedHead): Promise<ViewPrediction> {
-    const o = await siteOutputs(d);
+    const o = await siteOutputs(d, head.greyMap);
     const probability = adaptation.applyAdaptedHead(head, o.features, 1, [o.logit], temperature).probabilities[0]!;
     const t = head.file.head.threshold;
     return { ...p, probability, threshold: t, decision: p.decision === null ? null : probability > t ? 'abnormal' : 'normal', perModel: [probability] };
@@ -314,9 +322,24 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     hasFeatures: card.outputs.includes(FEATURES),
     base: { temperature, threshold, sha256: card.sha256, arch: card.arch },
     head: null,
-    async outputs(file) {
-      return siteOutputs(await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) }));
+    async outputs(file, greyMap) {
+      return siteOutputs(await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) }), greyMap);
     },
+    async greyLevels(file, h) {
+      const d = await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) });
+      const { greyMap: _own, ...pre } = model.ensemble.preprocessings[0]!;
+      const g = preprocessing.resizeToInput(d.grey, d.width, d.height, pre, d.name);
+      h.add(g, { ...preprocessing.greyRegion(d.width, d.height, pre), stride: pre.size });
+    },
+    greyReference: (() => {
+      const raw = card.metadata.grey_reference;
+      if (!raw) return null;
+      try {
+        return adaptation.checkGreyReference(JSON.parse(raw));
+      } catch {
+        return null;
+      }
+    })(),
     setHead(head) {
       site.head = head;
       if (!head) {

@@ -16,11 +16,15 @@ import { predictFiles, type BadFile } from '../inference/node/predict.js';
 import { ONNX_FEATURES, ONNX_LOGITS } from '../models/onnx/format.js';
 import { replaceHead, setMetadata } from '../models/onnx/adapt-graph.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { GreyHistogram, type GreyMap } from '../data/grey-map.js';
+import { greyRegion, type Preprocessing } from '../data/preprocess.js';
+import { checkGreyReference, fitSiteGreyMap, greyReferenceOf, type GreyReference } from './adapt/site-grey.js';
+import { decodeForPrediction } from '../inference/node/decode.js';
 import { csvFields } from '../util/csv.js';
 import { cardFromOnnxMetadata, cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../models/card.js';
 import { readModelInfo } from '../models/onnx/graph.js';
 import { adaptHead, ADAPT_DEFAULTS, type AdaptImage, type AdaptOptions, type AdaptResult, type ThresholdRule } from './adapt/adapt.js';
-import { AdaptError, adaptationRecord, makeHeadFile, serializeHeadFile, type AdaptationRecord, type BaseModelInfo } from './adapt/head-file.js';
+import { AdaptError, adaptationRecord, makeHeadFile, serializeHeadFile, type AdaptationRecord, type BaseModelInfo, type GreyNormalisationRecord } from './adapt/head-file.js';
 
 export interface LocalImage extends AdaptImage {
   file: string;
@@ -91,7 +95,7 @@ export interface ModelOutputs {
 }
 
 /** Runs the deployed model over the images for its `features` and `logits` outputs. */
-export async function computeModelOutputs(modelPath: string, images: readonly LocalImage[], opts: { threads?: number; workers?: number; batchSize?: number; onProgress?: (done: number, total: number) => void; onBadFile?: (b: BadFile) => void } = {}): Promise<ModelOutputs> {
+export async function computeModelOutputs(modelPath: string, images: readonly LocalImage[], opts: { threads?: number; workers?: number; batchSize?: number; greyMap?: GreyMap; onProgress?: (done: number, total: number) => void; onBadFile?: (b: BadFile) => void } = {}): Promise<ModelOutputs> {
   if (!existsSync(modelPath) || !statSync(modelPath).isFile()) throw new AdaptError(`--model ${modelPath}: give the deployed .onnx file (exported with 'nextray export --features')`);
   const model = await openModel(modelPath, { engine: 'onnx', ...(opts.threads ? { threads: opts.threads } : {}) });
   try {
@@ -99,6 +103,9 @@ export async function computeModelOutputs(modelPath: string, images: readonly Lo
       throw new AdaptError(`--model ${modelPath} has no '${ONNX_FEATURES}' output; export it again with 'nextray export --features' (the page and nextray adapt read the head's input from it)`);
     }
     const temperature = model.card.metadata.temperature === undefined ? 1 : Number(model.card.metadata.temperature);
+    // The features of the site-normalised images: the model's own preprocessing with the site's grey map (this opened
+    // model is ours alone, so its card may carry it).
+    if (opts.greyMap) (model.card as { preprocessing: Preprocessing }).preprocessing = { ...model.card.preprocessing, greyMap: opts.greyMap };
     const ens = new Ensemble([model]);
     const feats = new Map<string, Float32Array>();
     const logits = new Map<string, number>();
@@ -144,6 +151,71 @@ export async function computeModelOutputs(modelPath: string, images: readonly Lo
   }
 }
 
+/**
+ * The grey-level histogram of images as the model sees them: decoded (PNG, JPEG, DICOM: the prediction path),
+ * resized into their placement in the model grid, letterbox bars left out; the model's own grey map (an adapted
+ * model adapted again) applied when it has one. Unreadable files are skipped (counted).
+ */
+/**
+ * The grey-level histogram of images as the model sees them: decoded (PNG, JPEG, DICOM: the prediction path),
+ * resized into their placement in the model grid, without any grey map (an adapted model's map is replaced, not
+ * stacked), counted inside `greyRegion` (the middle of the placement: collimator borders and burned-in labels sit at
+ * the edges). Unreadable files are skipped (counted).
+ */
+export async function greyHistogramOf(files: readonly string[], pre: Preprocessing, onProgress?: (done: number, total: number) => void): Promise<{ histogram: GreyHistogram; bad: number }> {
+  const { greyMap: _own, ...rest } = pre;
+  // Mean 0 and std 1: the decoded input's first channel is then the grey image in the model grid.
+  const probe: Preprocessing = { ...rest, mean: [0, 0, 0], std: [1, 1, 1] };
+  const histogram = new GreyHistogram();
+  const size = pre.size;
+  const grid = new Float32Array(size * size);
+  let bad = 0;
+  for (let i = 0; i < files.length; i++) {
+    const r = await decodeForPrediction({ id: i, file: files[i]!, preprocessings: [probe] });
+    if (!r.ok) bad++;
+    else {
+      const x = r.inputs[0]!;
+      for (let k = 0; k < grid.length; k++) grid[k] = x[3 * k]!;
+      histogram.add(grid, { ...greyRegion(r.width, r.height, pre), stride: size });
+    }
+    onProgress?.(i + 1, files.length);
+  }
+  return { histogram, bad };
+}
+
+/** At most this many training-site images measure the reference quantiles (spread evenly over the list). */
+export const REFERENCE_MAX_IMAGES = 2000;
+
+/**
+ * The training site's reference quantiles from its images (`--reference-data`: a MURA-layout folder or a CSV with an
+ * `image` column; labels are not needed), measured as greyHistogramOf measures the local ones.
+ */
+export async function greyReferenceFrom(data: string, pre: Preprocessing, onProgress?: (done: number, total: number) => void): Promise<GreyReference> {
+  let files: string[];
+  if (existsSync(data) && statSync(data).isDirectory()) {
+    const ds = await loadMuraDataset(data);
+    files = ds.images.map((r) => r.absPath);
+  } else {
+    if (!existsSync(data)) throw new AdaptError(`--reference-data ${data}: no such file or folder`);
+    const lines = readFileSync(data, 'utf8').replace(/^\uFEFF/, '').split(/\r?\n/);
+    const header = csvFields(lines[0] ?? '').map((h) => h.toLowerCase());
+    const col = header.indexOf('image');
+    if (col < 0) throw new AdaptError(`--reference-data ${data}: the CSV needs a header with an image column`);
+    const base = dirname(resolve(data));
+    files = lines.slice(1).filter((l) => l.trim()).map((l) => csvFields(l)[col] ?? '').filter(Boolean).map((f) => (isAbsolute(f) ? f : join(base, f)));
+  }
+  if (!files.length) throw new AdaptError(`--reference-data ${data}: no images`);
+  const step = Math.max(1, files.length / REFERENCE_MAX_IMAGES);
+  const picked: string[] = [];
+  for (let k = 0; Math.floor(k * step) < files.length && picked.length < REFERENCE_MAX_IMAGES; k++) picked.push(files[Math.floor(k * step)]!);
+  const { histogram } = await greyHistogramOf(picked, pre, onProgress);
+  if (!(histogram.pixels > 0)) throw new AdaptError(`--reference-data ${data}: none of its images could be read`);
+  return greyReferenceOf(histogram, data.split(/[\\/]/).filter(Boolean).pop() ?? data);
+}
+
+/** Metadata key of the training site's reference quantiles in an adapted .onnx (JSON of a GreyReference). */
+export const ONNX_GREY_REFERENCE_KEY = 'grey_reference';
+
 export interface RunAdaptOptions extends Omit<AdaptOptions, 'rule'> {
   model: string;
   data: string;
@@ -152,12 +224,24 @@ export interface RunAdaptOptions extends Omit<AdaptOptions, 'rule'> {
   out?: string;
   /** Small head file to write (only when the adapted head is adopted). */
   headOut?: string;
+  /**
+   * Images of the training site (a MURA-layout folder or a CSV with an `image` column) for the reference grey
+   * levels, when the model does not carry them (metadata `grey_reference`, written by an earlier adaptation).
+   */
+  referenceData?: string;
+  /**
+   * The site's grey map: 'auto' (default) used when it lowers the cross-fitted log loss inside the fitting part, 'on'
+   * always (given reference grey levels), 'off' never (the head alone).
+   */
+  greyMap?: 'auto' | 'on' | 'off';
   threads?: number;
   workers?: number;
   /** ISO date for the record (default now). */
   date?: string;
   onImages?: (done: number, total: number) => void;
   onBadFile?: (b: BadFile) => void;
+  /** Progress of the grey-level passes (reference images, then the fitting part's). */
+  onGrey?: (what: string, done: number, total: number) => void;
 }
 
 export interface RunAdaptResult {
@@ -167,6 +251,9 @@ export interface RunAdaptResult {
   images: { listed: number; used: number; bad: BadFile[]; problems: string[] };
   written: { model?: string; head?: string };
   seconds: { features: number; fit: number };
+  /** The grey normalisation tried (null: none, and why in `greyNote`). */
+  grey: GreyNormalisationRecord | null;
+  greyNote: string;
 }
 
 /**
@@ -180,6 +267,7 @@ function adaptedCardMetadata(bytes: Uint8Array, path: string, result: AdaptResul
   const adopted = result.adopted!;
   const name = path.split(/[\\/]/).pop() ?? path;
   const { sha256: _base, ...base } = cardFromOnnxMetadata(readModelInfo(bytes).metadata, name, path);
+  if (adopted.greyMap) base.preprocessing = { ...base.preprocessing, greyMap: adopted.greyMap };
   const rule = result.candidate.rule;
   const oof = result.candidate.outOfFold;
   const h = record.held_out;
@@ -239,19 +327,57 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   });
   if (!out.kept.length) throw new AdaptError(`--data ${o.data}: none of the ${local.images.length} images could be read`, { exitStatus: 1 });
   const rule: ThresholdRule = o.targetSensitivity !== undefined ? { kind: 'sensitivity-target', sensitivity: o.targetSensitivity } : { kind: 'max-kappa' };
+  const deployedLogits = Float64Array.from(out.logits, (z) => z * out.temperature);
+  const fitOpts = { ...o, rule };
+  const fitWith = (features: Float32Array, baseLogits: Float64Array): AdaptResult => {
+    try {
+      return adaptHead({ images: out.kept, features, dim: out.dim, baseLogits, deployedLogits }, { temperature: out.temperature, threshold: out.threshold }, fitOpts);
+    } catch (err) {
+      if (err instanceof RangeError) throw new AdaptError(`--data ${o.data}: ${err.message.replace(/^adapt: /, '')}`);
+      throw err;
+    }
+  };
   const t0 = performance.now();
-  let result: AdaptResult;
-  try {
-    result = adaptHead(
-      { images: out.kept, features: out.features, dim: out.dim, baseLogits: Float64Array.from(out.logits, (z) => z * out.temperature) },
-      { temperature: out.temperature, threshold: out.threshold },
-      { ...o, rule },
-    );
-  } catch (err) {
-    if (err instanceof RangeError) throw new AdaptError(`--data ${o.data}: ${err.message.replace(/^adapt: /, '')}`);
-    throw err;
+  let result = fitWith(out.features, deployedLogits);
+  const fitSecondsPlain = (performance.now() - t0) / 1000;
+
+  // The site's grey normalisation: the map fitted on the fitting part's grey levels, the features of every image
+  // after it, the head refitted on those; kept when its cross-fitted log loss inside the fitting part is lower.
+  const modelBytes = new Uint8Array(readFileSync(o.model));
+  const info = readModelInfo(modelBytes);
+  const pre = cardFromOnnxMetadata(info.metadata, o.model, o.model).preprocessing;
+  let reference: GreyReference | null = null;
+  let greyNote = '';
+  let grey: GreyNormalisationRecord | null = null;
+  if (o.greyMap === 'off') greyNote = 'no grey normalisation (--grey-map off)';
+  else if (info.metadata[ONNX_GREY_REFERENCE_KEY]) {
+    try {
+      reference = checkGreyReference(JSON.parse(info.metadata[ONNX_GREY_REFERENCE_KEY]!), `--model ${o.model}: metadata '${ONNX_GREY_REFERENCE_KEY}'`);
+    } catch (err) {
+      throw new AdaptError((err as Error).message);
+    }
+  } else if (o.referenceData) reference = await greyReferenceFrom(o.referenceData, pre, (d, t) => o.onGrey?.('reference grey levels', d, t));
+  else greyNote = `no grey normalisation: the model carries no reference grey levels of its training site (give --reference-data with the training images)`;
+  let featureSeconds = out.seconds;
+  let fitSeconds = fitSecondsPlain;
+  if (reference) {
+    const kept = out.kept;
+    const fitted = await fitSiteGreyMap(kept, reference, async (idx) => (await greyHistogramOf(idx.map((i) => kept[i]!.file), pre, (d, t) => o.onGrey?.('site grey levels (fitting part)', d, t))).histogram, fitOpts);
+    const mapped = await computeModelOutputs(o.model, kept, { ...(o.threads ? { threads: o.threads } : {}), ...(o.workers !== undefined ? { workers: o.workers } : {}), greyMap: fitted.map, ...(o.onImages ? { onProgress: o.onImages } : {}) });
+    featureSeconds += mapped.seconds;
+    if (mapped.kept.length !== kept.length) throw new AdaptError(`--data ${o.data}: ${kept.length - mapped.kept.length} image(s) decoded once and not the second time; check the files are not changing`, { exitStatus: 1 });
+    const t1 = performance.now();
+    const withMap = fitWith(mapped.features, Float64Array.from(mapped.logits, (z) => z * out.temperature));
+    fitSeconds += (performance.now() - t1) / 1000;
+    const best = (r: AdaptResult) => Math.min(...r.cv.map((c) => c.logLoss));
+    const used = o.greyMap === 'on' || best(withMap) < best(result);
+    grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: fitted.images, map: fitted.map, cv_log_loss: { head_only: best(result), with_map: best(withMap) }, used };
+    greyNote = o.greyMap === 'on' ? 'grey map used (--grey-map on)' : used ? 'grey map used (lower cross-fitted log loss inside the fitting part)' : 'grey map not used (the head alone fitted better inside the fitting part)';
+    if (used) {
+      result = withMap;
+      result.candidate.greyMap = fitted.map;
+    }
   }
-  const fitSeconds = (performance.now() - t0) / 1000;
   const base: BaseModelInfo = { sha256: out.sha256, arch: out.arch, featuresDim: out.dim, temperature: out.temperature, threshold: out.threshold };
   const record = adaptationRecord(result, {
     baseSha256: out.sha256,
@@ -261,12 +387,18 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     heldOutFraction: o.heldOutFraction ?? ADAPT_DEFAULTS.heldOutFraction,
     minStudiesPerClass: o.minStudiesPerClass ?? ADAPT_DEFAULTS.minStudiesPerClass,
     seed: String(o.seed ?? ADAPT_DEFAULTS.seed),
+    greyNormalisation: grey,
   });
   const written: RunAdaptResult['written'] = {};
   if (o.out) {
-    const bytes = new Uint8Array(readFileSync(o.model));
+    const bytes = modelBytes;
     const meta: Record<string, string> = { adaptation: JSON.stringify(record) };
+    // The training site's reference travels on, so adapting this file again needs no --reference-data.
+    if (reference) meta[ONNX_GREY_REFERENCE_KEY] = JSON.stringify(reference);
     if (result.adopted) meta[ONNX_CARD_KEY] = adaptedCardMetadata(bytes, o.model, result, record);
+    // The grey map is part of the adapted model's preprocessing: every host (predict, serve, the page, the PACS
+    // worker) applies it through the facade's preprocessing.
+    if (result.adopted?.greyMap) meta.preprocessing = JSON.stringify({ ...pre, greyMap: result.adopted.greyMap });
     const chunks = result.adopted
       ? replaceHead(bytes, { deltaWeight: result.adopted.deltaWeight, deltaBias: result.adopted.deltaBias, temperature: result.adopted.temperature, threshold: result.adopted.threshold, metadata: meta })
       : setMetadata(bytes, meta);
@@ -283,6 +415,8 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     base,
     images: { listed: local.images.length, used: out.kept.length, bad: out.bad, problems: local.problems },
     written,
-    seconds: { features: out.seconds, fit: fitSeconds },
+    seconds: { features: featureSeconds, fit: fitSeconds },
+    grey,
+    greyNote,
   };
 }

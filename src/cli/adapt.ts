@@ -3,7 +3,7 @@
  * machine, and says with held-out numbers whether that helped. A thin face over src/calibrate/adapt-host.ts (Node)
  * and src/calibrate/adapt/ (the fitting, shared with the page).
  */
-import { CommanderError, type Command } from 'commander';
+import { CommanderError, Option, type Command } from 'commander';
 import { runAdapt } from '../calibrate/adapt-host.js';
 import { ADAPT_DEFAULTS, type StudyMetrics } from '../calibrate/adapt/adapt.js';
 import { createProgress } from '../util/progress.js';
@@ -15,6 +15,8 @@ interface Flags {
   data: string;
   out?: string;
   headOut?: string;
+  referenceData?: string;
+  greyMap: 'auto' | 'on' | 'off';
   targetSensitivity?: number;
   heldOut: number;
   minStudies: number;
@@ -45,6 +47,8 @@ export function registerAdapt(program: Command): void {
     .requiredOption('--data <dir|file.csv>', 'labelled local studies: a folder in the MURA layout, or a CSV with header image,label[,study[,patient]]')
     .option('--out <adapted.onnx>', 'write the adapted model (the deployed one plus an `adaptation` record when it is kept)')
     .option('--head-out <head.json>', 'also write the adapted head as a small file (the page imports it; only when the head is adopted)')
+    .option('--reference-data <dir|file.csv>', "images of the model's training site, for its reference grey levels (needed once: the adapted model carries them)")
+    .addOption(new Option('--grey-map <when>', "the site's grey-level normalisation: auto (used when it lowers the cross-fitted log loss inside the fitting part), on (always, given reference grey levels), off (the head alone)").choices(['auto', 'on', 'off']).default('auto'))
     .option('--target-sensitivity <s>', 'choose the threshold reaching this study sensitivity (default: maximise study-level Cohen\'s kappa)', parseFloatOption('--target-sensitivity', 0.01, 1))
     .option('--held-out <f>', 'share of patients held out for the before/after check', parseFloatOption('--held-out', 0.1, 0.9), ADAPT_DEFAULTS.heldOutFraction)
     .option('--min-studies <n>', 'the "too small" rule: fewer abnormal or normal studies than this in either part -> keep the deployed model, claim nothing', parseIntOption('--min-studies', 1, 100000), ADAPT_DEFAULTS.minStudiesPerClass)
@@ -59,6 +63,10 @@ export function registerAdapt(program: Command): void {
       'after',
       `
 How it decides (docs/adaptation.md): patients, never studies, are split into a fitting part and a held-out part.
+With the training site's reference grey levels (--reference-data once, or carried by an adapted model), a monotone
+grey-level map is fitted on the fitting part's images (their quantiles onto the reference's) and the head is refitted
+on the features of the mapped images; the map is used when it lowers the cross-fitted log loss inside the fitting
+part, and the adapted model applies it before every prediction.
 The head's penalty, the study-level temperature and the threshold are chosen by cross-fitting inside the fitting
 part; the held-out part only measures. The adapted head is adopted when the held-out part has at least --min-studies
 abnormal and normal studies (and so has the fitting part) and its held-out study log loss is lower than the deployed
@@ -68,6 +76,7 @@ model's; otherwise the deployed model is kept and the report says why. An improv
 Examples:
   nextray export --checkpoint runs/r1 --out model.onnx --features
   nextray adapt --model model.onnx --data ~/clinic-studies --out model-adapted.onnx --head-out head.json
+  nextray adapt --model model.onnx --data ~/clinic-studies --reference-data ~/training-data --out model-adapted.onnx
   nextray adapt --model model.onnx --data labels.csv --target-sensitivity 0.9 --json > adaptation.json
 
 Exit codes: 0 done (adapted, or the deployed model kept with the reason); 1 some images could not be read (the
@@ -88,6 +97,8 @@ rest were used); 2 bad options, a model without the features output, or unusable
           data: f.data,
           ...(f.out ? { out: f.out } : {}),
           ...(f.headOut ? { headOut: f.headOut } : {}),
+          ...(f.referenceData ? { referenceData: f.referenceData } : {}),
+          greyMap: f.greyMap,
           ...(f.targetSensitivity !== undefined ? { targetSensitivity: f.targetSensitivity } : {}),
           heldOutFraction: f.heldOut,
           minStudiesPerClass: f.minStudies,
@@ -114,7 +125,7 @@ rest were used); 2 bad options, a model without the features output, or unusable
       const { result, record } = r;
       for (const p of r.images.problems.slice(0, 10)) process.stderr.write(`nextray adapt: ${p}\n`);
       if (f.json) {
-        printJson({ ...record, images: { listed: r.images.listed, used: r.images.used, unreadable: r.images.bad.length }, cross_fitting: result.cv.map((c) => ({ lambda: c.lambda === Infinity ? 'infinity' : c.lambda, log_loss: c.logLoss })), written: r.written, seconds: r.seconds });
+        printJson({ ...record, grey_note: r.greyNote, images: { listed: r.images.listed, used: r.images.used, unreadable: r.images.bad.length }, cross_fitting: result.cv.map((c) => ({ lambda: c.lambda === Infinity ? 'infinity' : c.lambda, log_loss: c.logLoss })), written: r.written, seconds: r.seconds });
       } else {
         const h = result.heldOut;
         const iv = h.intervals;
@@ -122,6 +133,7 @@ rest were used); 2 bad options, a model without the features output, or unusable
         const lines = [
           `${r.images.used} images of ${record.data.studies} studies (${record.data.abnormal_studies} abnormal) from ${record.data.patients} patients; ` +
             `fitted on ${result.split.fit.studies} studies, held out ${h.studies} (${h.abnormal} abnormal)`,
+          `site grey levels: ${r.greyNote}`,
           `head: L2 towards the deployed head, lambda ${result.candidate.lambda === Infinity ? 'infinity (logit shift only)' : result.candidate.lambda} (cross-fitted); study temperature ${result.candidate.temperature.toFixed(3)}; threshold ${result.candidate.threshold.toFixed(4)} (${record.method.threshold_rule})`,
           `held-out studies, deployed vs adapted (95% bootstrap intervals, B = ${h.replicates}):`,
           `  ${''.padEnd(14)} ${'deployed'.padEnd(24)} adapted`,

@@ -18,6 +18,8 @@
  * images. Plain bilinear would alias when MURA's 512 px images shrink to 320.
  */
 
+import { applyGreyMap, validateGreyMap, type GreyMap } from './grey-map.js';
+
 export type ResizeMode = 'pad' | 'stretch';
 
 /** Everything needed to turn a decoded grey image into model input; stored with model checkpoints. */
@@ -38,6 +40,12 @@ export interface Preprocessing {
   valueScaling: 'bitdepth-max';
   /** Grey value (in [0, 1], before normalisation) of letterbox bars and of areas rotated in by augmentation. */
   background: number;
+  /**
+   * A site grey-level normalisation (src/data/grey-map.ts), applied to the image resized into its placement (not to
+   * the letterbox bars) before the channel normalisation. Absent on trained models; `nextray adapt` sets it when it
+   * maps a site's grey levels onto the training site's.
+   */
+  greyMap?: GreyMap;
 }
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -102,6 +110,7 @@ export function validatePreprocessing(value: unknown, where = 'preprocessing'): 
     layout: 'HWC',
     valueScaling: 'bitdepth-max',
     background: p.background as number,
+    ...(p.greyMap !== undefined ? { greyMap: validateGreyMap(p.greyMap, `${where}: greyMap`) } : {}),
   };
 }
 
@@ -219,6 +228,22 @@ function assertUnitRange(grey: Float32Array, what: string): void {
   }
 }
 
+/** Share of the placement's width and height left out on each side when a site's grey levels are measured. */
+export const GREY_REGION_MARGIN = 0.15;
+
+/**
+ * Where a site's grey levels are measured (src/data/grey-map.ts): the middle of the image's placement in the model
+ * grid, GREY_REGION_MARGIN of its width and height left out on each side. Collimator borders (bright, unexposed) and
+ * burned-in labels sit at the edges and corners of a film; they are the reader's and the technician's, not the
+ * anatomy's grey levels, and their share of the film varies from film to film.
+ */
+export function greyRegion(width: number, height: number, p: Pick<Preprocessing, 'size' | 'resize'>): Placement {
+  const pl = placement(width, height, p);
+  const mx = Math.floor(pl.width * GREY_REGION_MARGIN);
+  const my = Math.floor(pl.height * GREY_REGION_MARGIN);
+  return { x: pl.x + mx, y: pl.y + my, width: Math.max(1, pl.width - 2 * mx), height: Math.max(1, pl.height - 2 * my) };
+}
+
 /**
  * Resizes a decoded grey image (values in [0, 1]) to the size x size model grid: the image resized into its
  * placement, the rest filled with `background`. Returns size*size grey values (what augmentation works on).
@@ -228,6 +253,7 @@ export function resizeToInput(grey: Float32Array, width: number, height: number,
   assertUnitRange(grey, what);
   const pl = placement(width, height, p);
   const resized = resizeGrey(grey, width, height, pl.width, pl.height);
+  if (p.greyMap) applyGreyMap(resized, p.greyMap);
   if (pl.width === p.size && pl.height === p.size) return resized;
   const out = new Float32Array(p.size * p.size).fill(p.background);
   for (let y = 0; y < pl.height; y++) out.set(resized.subarray(y * pl.width, (y + 1) * pl.width), (y + pl.y) * p.size + pl.x);

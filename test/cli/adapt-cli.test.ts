@@ -19,6 +19,8 @@ import { generateSyntheticMura } from '../../src/data/synth/generate.js';
 import { readModelInfo } from '../../src/models/onnx/graph.js';
 import { cardFromOnnxMetadata } from '../../src/models/card.js';
 import { parseHeadFile } from '../../src/calibrate/adapt/head-file.js';
+import { preprocessGrey } from '../../src/data/preprocess.js';
+import { load } from '../../src/inference/node/load.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -26,10 +28,12 @@ const tmp = tempDir('nextray-adapt-cli-');
 const data = join(tmp.dir, 'site');
 const model = join(tmp.dir, 'model.onnx');
 const plain = join(tmp.dir, 'plain.onnx');
+const reference = join(tmp.dir, 'reference');
 
 before(async () => {
   await initEngine('cpu');
   await generateSyntheticMura({ outDir: data, studies: 60, seed: 12, size: 48, validFraction: 0.3, workers: 0, site: 'portable' });
+  await generateSyntheticMura({ outDir: reference, studies: 20, seed: 13, size: 48, validFraction: 0.3, workers: 0, site: 'default' });
   const m = buildModel('resnet-slim', { dropout: 0, seed: 9, init: 'random' });
   const opts = { inputSize: 48, preprocessing: makePreprocessing({ size: 48 }), cam: true, temperature: 1.3, decisionThreshold: 0.45 };
   exportOnnxFile(m, model, { ...opts, features: true });
@@ -95,6 +99,51 @@ test('adapt --json --out --head-out: the record, the written model, and the head
     assert.deepEqual(Array.from(rb.logits!.data as Float32Array), Array.from(ra.logits!.data as Float32Array));
     await a.release();
     await b.release();
+  }
+});
+
+test('adapt --reference-data: the grey map travels in the adapted .onnx (preprocessing, card, record) and the head file, and the facade applies it', async () => {
+  const out = join(tmp.dir, 'adapted-grey.onnx');
+  const head = join(tmp.dir, 'head-grey.json');
+  const r = runCli(['adapt', '--model', model, '--data', data, '--reference-data', reference, '--out', out, '--head-out', head, '--min-studies', '3', '--bootstrap', '20', '--workers', '0', '--threads', '1', '--grey-map', 'on', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const rec = JSON.parse(r.stdout);
+  const g = rec.method.grey_normalisation;
+  assert.ok(g, 'the record says what the grey normalisation did');
+  assert.equal(g.reference_source, 'reference');
+  assert.equal(g.fitted_images, rec.data.fit.images, 'the grey levels of the fitting part, and only of it');
+  assert.equal(g.used, true, '--grey-map on');
+  assert.ok(g.map.x.length > 2 && g.map.x[0] === 0 && g.map.x.at(-1) === 1);
+  // On this set (deterministic) the head after the map is adopted, so the round trip below is exercised.
+  assert.equal(rec.decision, 'adapted', rec.reason);
+  const info = readModelInfo(new Uint8Array(readFileSync(out)));
+  assert.deepEqual(JSON.parse(info.metadata.preprocessing!).greyMap, g.map);
+  assert.deepEqual(cardFromOnnxMetadata(info.metadata, 'adapted').preprocessing.greyMap, g.map);
+  assert.deepEqual(JSON.parse(info.metadata.adaptation!).method.grey_normalisation.map, g.map);
+  assert.equal(JSON.parse(info.metadata.grey_reference!).source, 'reference', 'the reference travels on: adapting again needs no --reference-data');
+  const h = parseHeadFile(readFileSync(head, 'utf8'), head);
+  assert.equal(h.file.format_version, 2);
+  assert.deepEqual(h.greyMap, g.map);
+
+  // The facade (predict, serve, the page, the PACS worker) applies the map: its probability of a film equals the
+  // adapted graph run by hand on the film preprocessed with the map, and differs from the film without it.
+  const m = await load(out, { threads: 1 });
+  try {
+    assert.deepEqual(m.cards[0]!.preprocessing.greyMap, g.map);
+    const w = 40;
+    const grey = Float32Array.from({ length: w * 48 }, (_, i) => 0.15 + 0.7 * (((i * 37) % 97) / 97));
+    const got = (await m.predict([{ name: 'film.png', grey, width: w, height: 48 }])).views[0]!.probability!;
+    const sess = await ort.InferenceSession.create(out);
+    const pre = cardFromOnnxMetadata(info.metadata, 'adapted').preprocessing;
+    const run = async (p: typeof pre) => ((await sess.run({ input: new ort.Tensor('float32', preprocessGrey(grey, w, 48, p), [1, 48, 48, 3]) })).probability!.data as Float32Array)[0]!;
+    const withMap = await run(pre);
+    const { greyMap: _g, ...noMap } = pre;
+    const without = await run(noMap);
+    await sess.release();
+    assert.ok(Math.abs(got - withMap) < 1e-6, `facade ${got} vs the graph on the mapped film ${withMap}`);
+    assert.ok(Math.abs(withMap - without) > 1e-4, `the map changes the probability (${withMap} vs ${without})`);
+  } finally {
+    await m.release();
   }
 });
 

@@ -32,6 +32,7 @@ import { computeMetrics, prepareScores } from '../../evaluate/metrics.js';
 import { percentileSorted } from '../../evaluate/bootstrap.js';
 import { chooseOperatingPoint, type OperatingPointRule } from '../../evaluate/threshold.js';
 import { Rng, type Seed } from '../../util/rng.js';
+import type { GreyMap } from '../../data/grey-map.js';
 import { fitLogisticL2, logisticScores, standardizer, type LogisticFit } from './logistic.js';
 import { heldOutPatients, patientFolds, type StudyUnit } from './split.js';
 
@@ -51,6 +52,11 @@ export interface AdaptData {
   dim: number;
   /** The deployed model's logits before its temperature (its `logits` output times its temperature), [images]. */
   baseLogits: ArrayLike<number>;
+  /**
+   * The deployed model's logits as it runs today, when `features` and `baseLogits` come from other inputs (the site's
+   * grey levels normalised, src/data/grey-map.ts): the "before" of the held-out check. Default: `baseLogits`.
+   */
+  deployedLogits?: ArrayLike<number>;
 }
 
 /** What the deployed model decides with. */
@@ -98,6 +104,8 @@ export interface FittedHead {
   /** The penalty chosen by cross-fitting (Infinity: the deployed weights, logit shifted). */
   lambda: number;
   rule: ThresholdRule;
+  /** The site's grey map the features were computed after (set by the host that fitted it; none: the plain images). */
+  greyMap?: GreyMap;
   /** Out-of-fold study-level figures the temperature and threshold were chosen on. */
   outOfFold: { studies: number; kappa: number | null; sensitivity: number | null; specificity: number | null; temperatureNllBefore: number; temperatureNllAfter: number };
 }
@@ -219,12 +227,27 @@ function chooseThreshold(p: Float64Array, y: ArrayLike<number>, rule: ThresholdR
   return { threshold: op.threshold, kappa: op.validationKappa, sensitivity: op.validationSensitivity, specificity: op.validationSpecificity };
 }
 
+/**
+ * Step 1 alone: the images of the fitting part and of the held-out part (indices into `images`), exactly as adaptHead
+ * splits them with the same fraction and seed. What is fitted before the head (the site's grey map) is fitted on the
+ * fitting part only.
+ */
+export function splitImages(images: readonly AdaptImage[], opts: Pick<AdaptOptions, 'heldOutFraction' | 'seed'> = {}): { fit: number[]; heldOut: number[] } {
+  const idx = indexStudies(images);
+  const held = heldOutPatients(idx.studies, opts.heldOutFraction ?? ADAPT_DEFAULTS.heldOutFraction, opts.seed ?? ADAPT_DEFAULTS.seed);
+  const fit: number[] = [];
+  const heldOut: number[] = [];
+  images.forEach((im, i) => (held.has(im.patient) ? heldOut : fit).push(i));
+  return { fit, heldOut };
+}
+
 /** Runs steps 1-7 of the module comment. */
 export function adaptHead(data: AdaptData, base: BaseModel, opts: AdaptOptions = {}): AdaptResult {
   const n = data.images.length;
   const d = data.dim;
   if (data.features.length !== n * d) throw new RangeError(`adapt: ${data.features.length} feature values for ${n} images x ${d}`);
   if (data.baseLogits.length !== n) throw new RangeError(`adapt: ${data.baseLogits.length} base logits for ${n} images`);
+  if (data.deployedLogits && data.deployedLogits.length !== n) throw new RangeError(`adapt: ${data.deployedLogits.length} deployed logits for ${n} images`);
   if (!(base.temperature > 0)) throw new RangeError(`adapt: base temperature must be > 0, got ${base.temperature}`);
   const heldOutFraction = opts.heldOutFraction ?? ADAPT_DEFAULTS.heldOutFraction;
   const k = opts.folds ?? ADAPT_DEFAULTS.folds;
@@ -322,13 +345,14 @@ export function adaptHead(data: AdaptData, base: BaseModel, opts: AdaptOptions =
   heldStudies.forEach((s, r) => heldStudyIndex.set(s, r));
   const hStudy = heldImages.map((i) => heldStudyIndex.get(idx.studyOf[i]!)!);
   const hY = heldStudies.map((s) => idx.studies[s]!.label);
-  const beforeLogits = heldImages.map((i) => offsets[i]!);
+  const deployed = data.deployedLogits ?? offsets;
+  const beforeLogits = heldImages.map((i) => deployed[i]!);
   const afterScores = logisticScores(
     Float32Array.from(heldImages.flatMap((i) => Array.from(data.features.subarray(i * d, (i + 1) * d)))),
     heldImages.length,
     d,
     { weight: final.weight, bias: final.bias },
-    beforeLogits,
+    heldImages.map((i) => offsets[i]!),
   );
   const pBefore = studyProbabilities(beforeLogits, hStudy, heldStudies.length, base.temperature);
   const pAfter = studyProbabilities(afterScores, hStudy, heldStudies.length, candidate.temperature);

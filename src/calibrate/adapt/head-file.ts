@@ -9,10 +9,16 @@
  */
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 import { base64ToFloats, floatsToBase64 } from '../../inference/core/ood.js';
+import { validateGreyMap, type GreyMap } from '../../data/grey-map.js';
 import type { AdaptResult, FittedHead, HeldOutComparison, ThresholdRule } from './adapt.js';
 
 export const ADAPTED_HEAD_FORMAT = 'nextray-adapted-head';
-export const ADAPTED_HEAD_FORMAT_VERSION = 1;
+/**
+ * 1: the head alone; 2: the head plus the site's grey map (`head.grey_map`: the features it reads come from mapped
+ * images). A head with a grey map is written as version 2, so that a reader that knows only version 1 refuses it
+ * rather than applying it to unmapped features.
+ */
+export const ADAPTED_HEAD_FORMAT_VERSION = 2;
 
 /** A head file or adaptation input the user must fix (exit 2), or a head made for another model. */
 export class AdaptError extends NextrayError {
@@ -60,6 +66,11 @@ export interface AdaptationRecord {
     held_out_fraction: number;
     min_studies_per_class: number;
     seed: string;
+    /**
+     * The site's grey-level normalisation (src/data/grey-map.ts) in front of the model, or null (none: no reference
+     * quantiles of the training site, or the head alone fitted better inside the fitting part).
+     */
+    grey_normalisation?: GreyNormalisationRecord | null;
   };
   held_out: {
     studies: number;
@@ -75,11 +86,24 @@ export interface AdaptationRecord {
   improvement_claimed: boolean;
 }
 
+export interface GreyNormalisationRecord {
+  /** Where the training site's reference quantiles came from, and on how many images. */
+  reference_source: string;
+  reference_images: number;
+  /** Images of the fitting part whose grey levels were counted (never the held-out part). */
+  fitted_images: number;
+  /** The map's knots (grey levels in [0, 1]). */
+  map: GreyMap;
+  /** Cross-fitted image log loss inside the fitting part: head alone, head after the map (the lower one was used). */
+  cv_log_loss: { head_only: number; with_map: number };
+  used: boolean;
+}
+
 export interface AdaptedHeadFile {
   format: typeof ADAPTED_HEAD_FORMAT;
   format_version: number;
   base_model: { sha256: string; arch: string; features_dim: number; temperature: number; threshold: number };
-  head: { form: 'offset'; delta_weight: string; delta_bias: number; temperature: number; threshold: number };
+  head: { form: 'offset'; delta_weight: string; delta_bias: number; temperature: number; threshold: number; grey_map?: GreyMap };
   adaptation: AdaptationRecord;
 }
 
@@ -98,7 +122,7 @@ function intervalsJson(r: Record<string, [number, number] | null>): Record<strin
 /** The record of an adaptation run (the caller supplies the date and source so the core stays deterministic). */
 export function adaptationRecord(
   result: AdaptResult,
-  ctx: { baseSha256: string; date: string; source: string; folds: number; heldOutFraction: number; minStudiesPerClass: number; seed: string },
+  ctx: { baseSha256: string; date: string; source: string; folds: number; heldOutFraction: number; minStudiesPerClass: number; seed: string; greyNormalisation?: GreyNormalisationRecord | null },
 ): AdaptationRecord {
   const f = result.split.fit;
   const h = result.split.heldOut;
@@ -125,6 +149,7 @@ export function adaptationRecord(
       held_out_fraction: ctx.heldOutFraction,
       min_studies_per_class: ctx.minStudiesPerClass,
       seed: ctx.seed,
+      ...(ctx.greyNormalisation !== undefined ? { grey_normalisation: ctx.greyNormalisation } : {}),
     },
     held_out: {
       studies: result.heldOut.studies,
@@ -149,9 +174,9 @@ export function makeHeadFile(head: FittedHead, base: BaseModelInfo, record: Adap
   if (head.deltaWeight.length !== base.featuresDim) throw new RangeError(`head has ${head.deltaWeight.length} weights, the model ${base.featuresDim} features`);
   return {
     format: ADAPTED_HEAD_FORMAT,
-    format_version: ADAPTED_HEAD_FORMAT_VERSION,
+    format_version: head.greyMap ? 2 : 1,
     base_model: { sha256: base.sha256, arch: base.arch, features_dim: base.featuresDim, temperature: base.temperature, threshold: base.threshold },
-    head: { form: 'offset', delta_weight: floatsToBase64(head.deltaWeight), delta_bias: head.deltaBias, temperature: head.temperature, threshold: head.threshold },
+    head: { form: 'offset', delta_weight: floatsToBase64(head.deltaWeight), delta_bias: head.deltaBias, temperature: head.temperature, threshold: head.threshold, ...(head.greyMap ? { grey_map: head.greyMap } : {}) },
     adaptation: record,
   };
 }
@@ -164,6 +189,8 @@ export function serializeHeadFile(f: AdaptedHeadFile): string {
 export interface LoadedHead {
   file: AdaptedHeadFile;
   deltaWeight: Float32Array;
+  /** The site's grey map: the features the head reads must come from images preprocessed with it. */
+  greyMap: GreyMap | null;
 }
 
 /** Parses and checks a head file's text; `where` names it in errors. */
@@ -176,7 +203,7 @@ export function parseHeadFile(text: string, where = 'adapted head'): LoadedHead 
   }
   const f = raw as Partial<AdaptedHeadFile> | null;
   if (!f || typeof f !== 'object' || f.format !== ADAPTED_HEAD_FORMAT) throw new AdaptError(`${where}: not an adapted-head file (format ${JSON.stringify((f as { format?: unknown } | null)?.format ?? null)})`);
-  if (f.format_version !== ADAPTED_HEAD_FORMAT_VERSION) throw new AdaptError(`${where}: format version ${String(f.format_version)} is not supported (this nextray reads ${ADAPTED_HEAD_FORMAT_VERSION})`);
+  if (f.format_version !== 1 && f.format_version !== ADAPTED_HEAD_FORMAT_VERSION) throw new AdaptError(`${where}: format version ${String(f.format_version)} is not supported (this nextray reads ${ADAPTED_HEAD_FORMAT_VERSION})`);
   const b = f.base_model;
   const h = f.head;
   if (!b || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256) || !Number.isInteger(b.features_dim) || b.features_dim < 1) throw new AdaptError(`${where}: base_model must name the model's sha256 and features_dim`);
@@ -191,7 +218,16 @@ export function parseHeadFile(text: string, where = 'adapted head'): LoadedHead 
   }
   if (deltaWeight.length !== b.features_dim) throw new AdaptError(`${where}: ${deltaWeight.length} weights for ${b.features_dim} features`);
   for (const v of deltaWeight) if (!Number.isFinite(v)) throw new AdaptError(`${where}: head.delta_weight holds a non-finite value`);
-  return { file: f as AdaptedHeadFile, deltaWeight };
+  let greyMap: GreyMap | null = null;
+  if (h.grey_map !== undefined) {
+    if (f.format_version < 2) throw new AdaptError(`${where}: head.grey_map needs format version 2`);
+    try {
+      greyMap = validateGreyMap(h.grey_map, `${where}: head.grey_map`);
+    } catch (err) {
+      throw new AdaptError((err as Error).message);
+    }
+  }
+  return { file: f as AdaptedHeadFile, deltaWeight, greyMap };
 }
 
 /** Refuses a head fitted for another model file: features of another model mean something else. */
@@ -206,6 +242,7 @@ export function checkHeadBase(head: LoadedHead, modelSha256: string, where = 'ad
 
 /**
  * The adapted logits (after the head's temperature) and probabilities of `n` images, from the model's `features`
+ * (of images preprocessed with `head.greyMap` when the head has one)
  * [n, dim] and its `logits` output (divided by its own temperature `baseTemperature`, as the graph outputs it).
  */
 export function applyAdaptedHead(head: LoadedHead, features: Float32Array, n: number, baseLogits: ArrayLike<number>, baseTemperature: number): { logits: Float64Array; probabilities: Float64Array } {

@@ -8,7 +8,9 @@
  *   const { probabilities } = applyAdaptedHead(head, features, n, logits, temperature);        // use it
  *   const bytes = onnx.replaceHead(modelBytes, { ... });                                       // or an adapted .onnx
  */
-export { adaptHead, compareHeldOut, studyMetrics, ADAPT_DEFAULTS, type AdaptData, type AdaptImage, type AdaptOptions, type AdaptResult, type BaseModel, type FittedHead, type HeldOutComparison, type PartCounts, type StudyMetrics, type ThresholdRule } from './adapt.js';
+export { GreyHistogram, fitGreyMap, applyGreyMap, histogramQuantiles, validateGreyMap, GREY_LEVELS, type GreyMap } from '../../data/grey-map.js';
+export { fitSiteGreyMap, greyReferenceOf, checkGreyReference, type GreyReference, type SiteGreyFit } from './site-grey.js';
+export { adaptHead, splitImages, compareHeldOut, studyMetrics, ADAPT_DEFAULTS, type AdaptData, type AdaptImage, type AdaptOptions, type AdaptResult, type BaseModel, type FittedHead, type HeldOutComparison, type PartCounts, type StudyMetrics, type ThresholdRule } from './adapt.js';
 export { fitLogisticL2, logisticScores, standardizer, type LogisticFit, type LogisticOptions, type Standardizer } from './logistic.js';
 export { heldOutPatients, patientFolds, type StudyUnit } from './split.js';
 export {
@@ -25,5 +27,6 @@ export {
   type AdaptationRecord,
   type AdaptedHeadFile,
   type BaseModelInfo,
+  type GreyNormalisationRecord,
   type LoadedHead,
 } from './head-file.js';
