@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { EXIT_FAILURE, FileWriteError, NextrayError } from '../util/errors.js';
 import { join, resolve } from 'node:path';
 import { fitTrust } from '../calibrate/trust.js';
+import { runCheckpoint } from '../runs/run-dir.js';
 
 interface TrainFlags {
   config?: string;
@@ -139,7 +140,7 @@ function finish(result: TrainResult, json: boolean, quiet: boolean): void {
 /** Whether the run's best checkpoint holds a fitted OOD gate / temperature (model.json extra.trust). */
 function hasTrust(runDir: string): boolean {
   try {
-    const meta = JSON.parse(readFileSync(join(runDir, 'checkpoints', 'best', 'model.json'), 'utf8')) as { extra?: { trust?: unknown } };
+    const meta = JSON.parse(readFileSync(join(runCheckpoint(runDir, 'best'), 'model.json'), 'utf8')) as { extra?: { trust?: unknown } };
     return meta.extra?.trust !== undefined;
   } catch {
     return false;

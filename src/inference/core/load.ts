@@ -15,7 +15,7 @@
  * MURA study folder, else DICOM StudyInstanceUID, else folder (study.ts), and views of different PatientIDs are
  * never merged into one study.
  *
- * Browser-safe: inputs are bytes or decoded pixels. DICOM bytes are decoded here (src/data/dicom.ts); PNG/JPEG bytes
+ * Browser-safe: inputs are bytes or decoded pixels. DICOM bytes are decoded here (src/data/dicom/); PNG/JPEG bytes
  * by the `decodeImage` the host injects (the page: a canvas; Node: sharp, see src/inference/node/load.ts, which
  * also takes paths, folders, checkpoint folders and run directories).
  */
