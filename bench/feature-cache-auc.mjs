@@ -21,7 +21,7 @@
  *   npm run build && node bench/feature-cache-auc.mjs [--work DIR] [--seeds 1,2] [--studies 3000] [--size 128]
  *       [--stage1-epochs 8] [--stage2-epochs 6] [--engine auto]
  * --work keeps the data, runs and cache (default: a temporary folder, removed at the end); with an existing --work
- * the data and stage 1 are reused when present.
+ * the data, stage 1 and every stage-2 run already scored are reused, so an interrupted bench continues.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -103,6 +103,12 @@ try {
     const auc = {};
     for (const precision of ['fp32', 'fp16']) {
       const run = join(work, `stage2-seed${seed}-${precision}`);
+      // A run finished and scored by an earlier call with the same --work is reused (an interrupted one is redone).
+      const scored = join(run, 'eval-test.json');
+      if (existsSync(scored) && existsSync(join(run, 'summary.json'))) {
+        auc[precision] = JSON.parse(readFileSync(scored, 'utf8')).study.overall.auc;
+        continue;
+      }
       rmSync(run, { recursive: true, force: true });
       nextray(`stage 2 seed ${seed} ${precision}`, [
         'train', ...common(seed), '--weights', weights, '--frozen', '7', '--epochs', a['stage2-epochs'],
