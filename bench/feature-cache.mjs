@@ -26,7 +26,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, readdirSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
@@ -102,7 +102,39 @@ async function trainChild(extra, runDir) {
   };
 }
 
-if (a.child) {
+/**
+ * GFLOP per image (2 x multiply-adds of the convs and the classifier) of a ResNet-shaped network (torchvision's
+ * ResNets, resnet-slim) at `size`, split at the frozen prefix: { prefix, trainable }; null for other families.
+ * The walk follows bench/onnx-inference.mjs; a block belongs to the prefix when its first conv is a prefix unit.
+ */
+function prefixSplitGflop(model, size) {
+  const net = model.network;
+  if (!net?.conv1 || !Array.isArray(net.stages)) return null;
+  const prefix = new Set(model.frozenPrefixUnits().map((u) => u.name));
+  const macs = { prefix: 0, trainable: 0 };
+  const conv = (c, hw, side) => {
+    const k = c.kernelSize;
+    const out = Math.floor((hw + 2 * c.padding - k) / c.stride) + 1;
+    macs[side] += k * k * c.inChannels * c.outChannels * out * out;
+    return out;
+  };
+  let hw = conv(net.conv1, size, prefix.has('conv1') ? 'prefix' : 'trainable');
+  if (net.stemPool ?? true) hw = Math.floor((hw + 2 - 3) / 2) + 1; // max-pool 3x3/2 pad 1
+  net.stages.forEach((stage, i) => {
+    stage.blocks.forEach((b, j) => {
+      const side = prefix.has(`layer${i + 1}.${j}.conv1`) ? 'prefix' : 'trainable';
+      const inHw = hw;
+      hw = conv(b.conv2, conv(b.conv1, inHw, side), side);
+      if (b.conv3) hw = conv(b.conv3, hw, side);
+      if (b.downsample) conv(b.downsample.conv, inHw, side);
+    });
+  });
+  macs.trainable += net.head.inFeatures * net.head.outFeatures;
+  return { prefix: (2 * macs.prefix) / 1e9, trainable: (2 * macs.trainable) / 1e9 };
+}
+
+/** One measurement in this (child) process: prints its JSON line on stdout. */
+async function runChild() {
   const { initEngine, tf, leanVariableGrads } = await import(new URL('engine/index.js', dist).href);
   const info = await initEngine(a.engine);
   let out;
@@ -132,12 +164,37 @@ if (a.child) {
       });
       if (i) secs.push((performance.now() - t0) / 1000);
     }
+    const trainableStep = secs.sort((p, q) => p - q)[1];
+    const gflop = prefixSplitGflop(model, Number(a.size));
     adam.dispose();
     model.dispose();
     feats.dispose();
     y.dispose();
-    const trainableStep = secs.sort((p, q) => p - q)[1];
-    out = { trainable_step_seconds: +trainableStep.toFixed(3), prefix_output_shape: shape, ...(await trainChild({ featureCache: a.cache, epochs: Number(a.epochs) }, a.run)) };
+    out = { trainable_step_seconds: +trainableStep.toFixed(3), prefix_output_shape: shape, gflop_per_image: gflop, ...(await trainChild({ featureCache: a.cache, epochs: Number(a.epochs) }, a.run)) };
+    // What a cached step spends on its features: positioned reads of records (and fp16 decoding) from the store the
+    // epochs just used, in a seeded random order like an epoch's, with the page cache as the epochs left it.
+    const { FeatureStore } = await import(new URL('train/feature-cache/store.js', dist).href);
+    const { Rng } = await import(new URL('util/rng.js', dist).href);
+    const fcDir = out.feature_cache?.dir;
+    if (fcDir && existsSync(join(fcDir, 'meta.json'))) {
+      const { keySet } = JSON.parse(readFileSync(join(fcDir, 'meta.json'), 'utf8'));
+      const store = FeatureStore.open(dirname(fcDir), keySet, { readOnly: true });
+      try {
+        const entries = store.entries();
+        const order = new Rng(5).fork('read-bench').shuffle(entries.map((_, i) => i));
+        const buf = new Float32Array(b * store.values);
+        const t0 = performance.now();
+        let reads = 0;
+        for (const i of order) {
+          const [hash, variant] = entries[i];
+          if (store.read(hash, variant, buf, (reads % b) * store.values)) reads++;
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        out.feature_read = { entries: reads, seconds: +seconds.toFixed(3), seconds_per_entry: +(seconds / Math.max(reads, 1)).toFixed(6), record_bytes: store.recordBytes };
+      } finally {
+        store.close();
+      }
+    }
   } else if (a.child === 'inference') {
     const { loadMuraDataset } = await import(new URL('data/mura.js', dist).href);
     const { BatchLoader } = await import(new URL('data/loader.js', dist).href);
@@ -174,6 +231,20 @@ if (a.child) {
   out.engine_isa = info.native?.isa ?? info.engine;
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
+}
+
+if (a.child) {
+  try {
+    await runChild();
+  } catch (err) {
+    // One readable failure for the parent's summary: the message, the hint only where the error has one, and a
+    // stack only for a programming error (a NextrayError is a user-facing refusal and carries its own advice).
+    const lines = [`fcache bench (${a.child}): ${err?.message ?? String(err)}`];
+    if (typeof err?.hint === 'string' && err.hint) lines.push(`hint: ${err.hint}`);
+    if (typeof err?.exitStatus !== 'number' && err?.stack) lines.push(err.stack.split('\n').slice(1, 3).join(' | ').trim());
+    process.stderr.write(lines.join('\n') + '\n');
+    process.exit(1);
+  }
 }
 
 // ---- parent ----
@@ -227,7 +298,7 @@ try {
     const args = [self, '--child', mode, '--run', run, '--data', data, '--cache', cache, '--weights', weights, ...['images', 'epochs', 'precision', 'engine', 'arch', 'frozen', 'size', 'batch', 'val'].flatMap((k) => [`--${k}`, a[k]])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 26, env: process.env });
     const line = (r.stdout || '').trim().split('\n').filter((l) => l.startsWith('{')).pop();
-    if (r.status !== 0 || !line) return { error: `exit ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-4).join(' | ')}` };
+    if (r.status !== 0 || !line) return { error: `exit ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-4).join(' | ')}` };
     const res = JSON.parse(line);
     res.load_average_after = loadavg().map((v) => +v.toFixed(2));
     process.stderr.write(`fcache bench: ${mode}: ${JSON.stringify({ ...res, log: undefined })}\n`);
@@ -257,7 +328,41 @@ try {
     derived.cached_step_seconds = +(cachedTrain / steps).toFixed(3);
     derived.trainable_only_step_seconds = tStep;
     derived.cached_step_overhead_seconds = +(cachedTrain / steps - tStep).toFixed(3);
+    derived.uncached_epoch_seconds_with_validation = u.epoch_seconds;
+    derived.cached_epoch_seconds_with_validation = median(cachedEpochs.map((e) => e.epoch_seconds));
+    // Where the rest goes: the arithmetic bound says how much faster a cached step would be if every FLOP cost the
+    // same; the measured parts of a cached step and the FLOP rates of the prefix and of the trainable part say why
+    // the measured speedup falls short of it.
+    const b = Number(a.batch);
+    const uStep = u.train_seconds / Math.ceil(u.train_images / b);
+    const cStep = cachedTrain / steps;
+    const g = results.cached.gflop_per_image;
+    const read = results.cached.feature_read;
+    const rest = { uncached_step_seconds: +uStep.toFixed(3), cached_step_seconds: +cStep.toFixed(3), measured_speedup: +(uStep / cStep).toFixed(2) };
+    if (g) {
+      const uncachedGflop = g.prefix + 3 * g.trainable;
+      Object.assign(rest, {
+        gflop_per_image: { prefix_forward: +g.prefix.toFixed(2), trainable_forward: +g.trainable.toFixed(3), uncached_step: +uncachedGflop.toFixed(2), cached_step: +(3 * g.trainable).toFixed(3) },
+        arithmetic_bound_speedup: +(uncachedGflop / (3 * g.trainable)).toFixed(1),
+        assumption: 'a step = the prefix forward (uncached only) + the trainable part forward and backward (backward = 2 x forward)',
+        // The prefix's share of an uncached step, and the FLOP rates each part reaches (same batch, same engine).
+        uncached_prefix_seconds_per_step: +(uStep - tStep).toFixed(3),
+        prefix_gflop_per_second: +((g.prefix * b) / Math.max(uStep - tStep, 1e-9)).toFixed(1),
+        trainable_gflop_per_second: +((3 * g.trainable * b) / tStep).toFixed(1),
+      });
+    }
+    Object.assign(rest, {
+      cached_step_parts_seconds: {
+        trainable_compute: tStep,
+        feature_reads: read ? +(read.seconds_per_entry * b).toFixed(4) : null,
+        other: read ? +(cStep - tStep - read.seconds_per_entry * b).toFixed(4) : +(cStep - tStep).toFixed(4),
+        other_is: 'batch assembly (order, flips), feature tensor upload, loss and accuracy readback, Adam bookkeeping, progress',
+      },
+    });
+    derived.where_the_rest_goes = rest;
   }
+  derived.peak_rss_mib = Object.fromEntries(['uncached', 'extract', 'inference', 'cached'].filter((m) => results[m]).map((m) => [m, results[m].peak_rss_mib ?? null]));
+  if (results.cached?.feature_read) derived.feature_read = results.cached.feature_read;
   if (results.extract?.feature_cache && results.inference?.seconds) {
     derived.extraction_seconds = +fc.extraction_seconds.toFixed(2);
     derived.extracted_entries = fc.extracted;

@@ -15,10 +15,13 @@
  * - fp16 features beyond 65504 (the stem's conv scaled 1e5): a named folder refuses (exit 2, hint fp32), the default
  *   cache steps aside, a run without a folder keeps float32; both of these train on finite features. Fails on an
  *   extraction that rounds to fp16 before the store checks the range (infinities stored, nothing rejected).
+ * - the same range met only in a training step (the store read-only, so nothing was extracted): a named folder
+ *   refuses the same way (exit 2) and the default cache steps aside, training on in float32, bit for bit as the run
+ *   that stepped aside during extraction. Fails on a step that throws the disk-type error (exit 1) instead.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { tempDir } from '../helpers/paths.js';
@@ -225,4 +228,40 @@ test('features beyond the float16 range: a named folder is a usage error naming 
   assert.match(log(computed), /exceeds the float16 range; features stay float32 from here on/);
   // The same bits as the run whose cache stepped aside (float32 features at the fixed prefix batch).
   assert.deepEqual(metrics(computed).map(comparable), m.map(comparable));
+});
+
+test('features beyond the float16 range met in a step, after extraction: the same refusal, or the same stepping aside', async () => {
+  // Another live process holds each store's writer lock, so the store opens read-only, nothing is extracted and
+  // every feature is computed in the training steps: the range is first exceeded there, not during extraction.
+  const lockAll = (root: string) => {
+    const folders = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory());
+    assert.ok(folders.length > 0, `${root}: no key-set folder from the previous test`);
+    for (const d of folders) writeFileSync(join(root, d.name, 'writer.lock'), `${process.ppid}\n`);
+  };
+  lockAll(join(tmp.dir, 'cache-huge'));
+  await assert.rejects(
+    () => run('huge-explicit-step', { featureCache: join(tmp.dir, 'cache-huge'), featurePrecision: 'fp16', weights: weightsHuge }),
+    (err: unknown) => err instanceof FeatureCacheUsageError && err.exitStatus === 2 && /exceed the float16 range/.test(err.message) && /--feature-precision fp32/.test(err.hint ?? ''),
+  );
+  lockAll(join(tmp.dir, 'cache-huge-auto'));
+  const before = process.env.NEXTRAY_FEATURE_CACHE;
+  process.env.NEXTRAY_FEATURE_CACHE = join(tmp.dir, 'cache-huge-auto');
+  let dir: string;
+  try {
+    dir = await run('huge-auto-step', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge });
+  } finally {
+    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
+    else process.env.NEXTRAY_FEATURE_CACHE = before;
+  }
+  assert.match(log(dir), /is read-only here \(process \d+ is writing it\)/);
+  assert.match(log(dir), /feature cache: off from here on: .*exceed the float16 range .*training goes on uncached, in float32/);
+  const m = metrics(dir);
+  assert.equal(m.length, 2);
+  assert.equal(m[1]!.features_cached, 0);
+  assert.equal(m[1]!.features_computed, m[1]!.train_images);
+  const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as { feature_cache: { stepped_aside: string | null } };
+  assert.match(summary.feature_cache.stepped_aside ?? '', /exceed the float16 range/);
+  // Every feature in float32, none rounded: the same bits as the run whose cache stepped aside during extraction.
+  assert.deepEqual(m.map(comparable), metrics(join(tmp.dir, 'huge-auto')).map(comparable));
+  assert.ok(sameBytes(dir, join(tmp.dir, 'huge-auto')));
 });

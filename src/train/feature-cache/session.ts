@@ -235,6 +235,14 @@ export class FeatureCacheSession {
   /** What extraction did in this process, per store. */
   readonly extraction: ExtractStats[] = [];
   private writeFailed = false;
+  /** Whether the run named its folder (--feature-cache DIR): then the cache's refusals are errors, not notes. */
+  private explicit = false;
+  /**
+   * Set when fp16 storage meets features beyond float16's range after extraction (in a step's computed miss): the
+   * default cache then steps aside for the rest of the run, which computes every feature in float32 and reads and
+   * writes nothing, as a run whose cache stepped aside during extraction does.
+   */
+  private steppedAside: string | null = null;
 
   constructor(
     private readonly model: Model,
@@ -256,6 +264,7 @@ export class FeatureCacheSession {
   async prepare(explicit: boolean, computed: FeatureMode): Promise<FeatureMode> {
     const { config, log, quiet } = this.c;
     const ts = this.trainStore;
+    this.explicit = explicit;
     if (!ts.canWrite) log(`feature cache: ${ts.dir} is read-only here (${ts.report.readOnlyReason}); missing entries are computed in each step`);
     if (ts.report.recovered || ts.report.dropped) {
       log(`feature cache: ${ts.dir}: ${ts.report.recovered} entr${ts.report.recovered === 1 ? 'y' : 'ies'} written after the last commit recovered, ${ts.report.dropped} torn record(s) dropped (recomputed below)`);
@@ -361,7 +370,7 @@ export class FeatureCacheSession {
           continue;
         }
         const variant: Variant = aug && drawAugmentParams(augmentRng(config.seed, epoch, index), aug).flip ? 1 : 0;
-        if (this.trainStore.has(hash, variant)) taken.push({ index, variant });
+        if (!this.steppedAside && this.trainStore.has(hash, variant)) taken.push({ index, variant });
         else {
           const x = await this.decode(records[index]!, variant);
           if ('problem' in x) this.markBad(index, x.problem);
@@ -411,7 +420,7 @@ export class FeatureCacheSession {
           markBad(index, this.valProblems.get(index) ?? 'cannot read the file');
           continue;
         }
-        if (this.valStore.has(hash, 0)) taken.push({ index, variant: 0 });
+        if (!this.steppedAside && this.valStore.has(hash, 0)) taken.push({ index, variant: 0 });
         else {
           const x = await this.decode(records[index]!, 0);
           if ('problem' in x) markBad(index, x.problem);
@@ -447,7 +456,9 @@ export class FeatureCacheSession {
   /**
    * The features of `taken` in order: hits read from `store`, misses (and hits whose record fails its checks)
    * computed in one batch, rounded to the storage precision and appended. Images that turn out unusable are
-   * reported through `markBad` and left out.
+   * reported through `markBad` and left out. A computed miss beyond float16's range (fp16 storage) is a usage error
+   * with a named folder; with the default one the cache steps aside (`steppedAside`) and the whole batch is
+   * computed again in float32, so no feature of the run from here on was ever rounded or read.
    */
   private async fill(
     taken: Slot[],
@@ -462,7 +473,7 @@ export class FeatureCacheSession {
     for (let k = 0; k < slots.length; k++) {
       const s = slots[k]!;
       if (s.x) continue;
-      if (!store.read(hashes[s.index]!, s.variant, data, k * v)) {
+      if (this.steppedAside || !store.read(hashes[s.index]!, s.variant, data, k * v)) {
         const x = await this.decode(records[s.index]!, s.variant);
         if ('problem' in x) markBad(s.index, x.problem);
         else s.x = x.x;
@@ -483,14 +494,24 @@ export class FeatureCacheSession {
       const xs = new Float32Array(misses.length * per);
       misses.forEach(({ s }, j) => xs.set(s.x!, j * per));
       const f = tf.tidy(() => forwardFrozenFixed(this.model, tf.tensor4d(xs, [misses.length, size, size, 3])).dataSync() as Float32Array);
+      if (this.steppedAside) {
+        misses.forEach(({ k }, j) => data.set(f.subarray(j * v, (j + 1) * v), k * v));
+        return { data, slots, computed: slots.length };
+      }
+      // Rounded (fp16) and checked before anything is appended: an entry beyond the range is never written.
+      const rounded = misses.map((_m, j) => f.slice(j * v, (j + 1) * v));
+      const overflow = this.storage === 'fp16' ? rounded.reduce((n, values) => n + roundToFp16(values), 0) : 0;
+      if (overflow) {
+        const err = fp16RangeError(this.dir, overflow);
+        const what = err.message.replace(/^[^:]*: /, '');
+        if (this.explicit) throw new FeatureCacheUsageError(`--feature-cache ${this.dir}: ${what}`, { hint: err.hint ?? '' });
+        this.steppedAside = what;
+        this.c.log(`feature cache: off from here on: ${what} (--feature-precision fp32 caches them); training goes on uncached, in float32`);
+        return this.fill(slots, store, records, hashes, markBad);
+      }
       misses.forEach(({ s, k }, j) => {
-        const values = f.slice(j * v, (j + 1) * v);
-        if (this.storage === 'fp16') {
-          const overflow = roundToFp16(values);
-          if (overflow) throw fp16RangeError(this.dir, overflow);
-        }
-        data.set(values, k * v);
-        this.appendQuietly(store, hashes[s.index]!, s.variant, values);
+        data.set(rounded[j]!, k * v);
+        this.appendQuietly(store, hashes[s.index]!, s.variant, rounded[j]!);
       });
     }
     return { data, slots, computed: misses.length };
@@ -517,6 +538,7 @@ export class FeatureCacheSession {
       entries: this.trainStore.size + (this.valStore === this.trainStore ? 0 : this.valStore.size),
       extracted: this.extraction.reduce((n, e) => n + e.written, 0),
       extraction_seconds: this.extraction.reduce((n, e) => n + e.seconds, 0),
+      stepped_aside: this.steppedAside,
     };
   }
 
