@@ -18,6 +18,8 @@
 
 /** Input preprocessing (resize/crop/normalisation spec, shared by training, export and every runtime) + MURA paths. */
 export * as preprocessing from './data/preprocess.js';
+/** Grey-level histograms and the monotone quantile map a site adaptation fits (the adapted model applies it). */
+export * as greyLevels from './data/grey-map.js';
 export * as dataTypes from './data/types.js';
 export * as muraPaths from './data/paths.js';
 export * as csv from './util/csv.js';

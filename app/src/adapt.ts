@@ -14,10 +14,11 @@
  *  - or a CSV among the picked files with a header naming `image,label` (optional `study`, `patient`), image paths
  *    relative to the CSV's folder.
  */
-import { adaptation, csv, muraPaths } from 'nextray/browser';
+import { adaptation, csv, greyLevels, muraPaths } from 'nextray/browser';
 import type { SiteHook } from './engine.js';
 
-const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile, fitSiteGreyMap, GreyHistogram } = adaptation;
+const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile, fitSiteGreyMap } = adaptation;
+const { GreyHistogram } = greyLevels;
 type GreyNormalisationRecord = adaptation.GreyNormalisationRecord;
 const { parseMuraPath } = muraPaths;
 type AdaptImage = adaptation.AdaptImage;

@@ -7,7 +7,7 @@
  * to wasm, timings for the diagnostics line, and the shapes the display reads (which views count, why a view was
  * left out, whether its heatmap is worth drawing, the study's identity in words).
  */
-import { adaptation, inference, preprocessing, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
+import { adaptation, greyLevels, inference, preprocessing, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
 import { temperatureOf } from './card.js';
 import { pageDecoders } from './codecs.js';
 import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
@@ -129,9 +129,9 @@ export interface SiteHook {
    * One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it);
    * with `greyMap`, of the image after the site's grey map (in place of the model's own, if it has one).
    */
-  outputs(file: File, greyMap?: adaptation.GreyMap | null): Promise<{ features: Float32Array; logit: number }>;
+  outputs(file: File, greyMap?: greyLevels.GreyMap | null): Promise<{ features: Float32Array; logit: number }>;
   /** Adds one image's grey levels, as the model sees them (src/calibrate/adapt-host.ts greyHistogramOf), to `h`. */
-  greyLevels(file: File, h: adaptation.GreyHistogram): Promise<void>;
+  greyLevels(file: File, h: greyLevels.GreyHistogram): Promise<void>;
   /** The training site's reference grey levels when the model file carries them (metadata `grey_reference`), else null. */
   greyReference: adaptation.GreyReference | null;
   /** The adapted head in use, null for the deployed one. */
@@ -219,7 +219,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const threshold = model.threshold;
 
   /** The `features` and `logits` outputs of a decoded view, run by the facade's own ensemble and preprocessing. */
-  async function siteOutputs(d: DecodedFile, greyMap?: adaptation.GreyMap | null): Promise<{ features: Float32Array; logit: number }> {
+  async function siteOutputs(d: DecodedFile, greyMap?: greyLevels.GreyMap | null): Promise<{ features: Float32Array; logit: number }> {
     const pres = greyMap ? model.ensemble.preprocessings.map((p) => ({ ...p, greyMap })) : model.ensemble.preprocessings;
     const inputs = inference.preprocessAll(d.grey, d.width, d.height, pres, d.name);
     const raw = await model.ensemble.run(inputs, 1, { outputs: [FEATURES, LOGITS] });
