@@ -5,11 +5,14 @@
 //
 //   node bench/site-adaptation.mjs --run RUN_DIR --out OUT_DIR [--sites portable,cr-legacy] [--sizes 50,100,200]
 //        [--seeds 1,2] [--studies 1400] [--test-studies 700] [--image-size 128] [--threads 2] [--reference-data DIR]
+//        [--site-filter auto|off]
 //
-// The adaptation is `nextray adapt`'s: the site's grey map fitted on the fitting part of the local studies (their
-// grey-level quantiles onto the training site's, measured on --reference-data, default the run's training data),
-// the head refitted on the features of the mapped images and on the plain ones, the one with the lower cross-fitted
-// log loss inside the fitting part kept, then the held-out decision. The test part is never read by any fitting.
+// The adaptation is `nextray adapt`'s (src/calibrate/adapt/site-prep.ts): candidate site preprocessings in front of
+// the deployed model (none, burned-in overlay suppression, smoothing; each without and with the site's grey map,
+// fitted on the fitting part of the local studies: their grey-level quantiles onto the training site's, measured on
+// --reference-data, default the run's training data), the head refitted after each, the one with the lowest
+// cross-fitted log loss inside the fitting part kept, then the held-out decision. `--site-filter off` gives the
+// grey map alone (the previous method). The test part is never read by any fitting.
 //
 // RUN_DIR: a training run on the default site (e.g. `nextray demo --out D` -> D/run; its images were 128 px).
 // For each site, one dataset of --studies studies is generated (seed 1000 + site index, patients disjoint from the
@@ -48,11 +51,11 @@ const testStudies = Number(opt('test-studies', '700'));
 const imageSize = Number(opt('image-size', '128'));
 const threads = Number(opt('threads', '2'));
 const referenceData = opt('reference-data', JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).data);
+const filterMode = opt('site-filter', 'auto');
 
 const { generateSyntheticMura } = await dist('data/synth/index.js');
 const { readLocalStudies, computeModelOutputs, greyHistogramOf, greyReferenceFrom } = await dist('calibrate/adapt-host.js');
-const { adaptHead } = await dist('calibrate/adapt/adapt.js');
-const { fitSiteGreyMap } = await dist('calibrate/adapt/site-grey.js');
+const { adaptWithSitePreprocessing, sitePrepLabel } = await dist('calibrate/adapt/site-prep.js');
 const { openModel } = await dist('inference/node/models.js');
 const { calibration, studyProbabilities } = await dist('evaluate/calibration.js');
 const { computeMetrics, prepareScores } = await dist('evaluate/metrics.js');
@@ -159,23 +162,37 @@ const reference = await greyReferenceFrom(referenceData, pre);
 console.error(`reference grey levels: ${reference.images} images of ${referenceData}`);
 
 /**
- * `nextray adapt`'s fitting on `local` (pool rows): the grey map on the fitting part, the mapped features of the
- * local and test images, both heads, the one with the lower cross-fitted log loss kept. Returns the result and the
- * test part's features/logits the adopted head reads.
+ * `nextray adapt`'s fitting on `local` (pool rows): every candidate site preprocessing (src/calibrate/adapt/site-prep.ts:
+ * the site filters, each with and without the grey map fitted on the fitting part), the model run again over the
+ * local images after each, the head refitted on each, the lowest cross-fitted log loss inside the fitting part kept.
+ * Returns the result and the test part's features/logits under the kept preprocessing (the test part is computed
+ * only after the choice).
  */
 async function adaptSite(d, local, seed, bootstrap) {
-  const plain = adaptHead({ images: local.images, features: local.features, dim: d.o.dim, baseLogits: local.logits }, base, { seed, bootstrap });
-  const fitted = await fitSiteGreyMap(local.images, reference, async (idx) => (await greyHistogramOf(idx.map((i) => local.images[i].file), pre)).histogram, { seed });
-  const both = [...local.images, ...d.test.images];
-  const m = await computeModelOutputs(model, both, { threads, greyMap: fitted.map });
-  if (m.kept.length !== both.length) throw new Error('an image failed to decode the second time');
-  const n = local.images.length;
-  const mappedLocal = rowsOf(m, [...Array(n).keys()]);
-  const mappedTest = rowsOf(m, Array.from({ length: d.test.images.length }, (_, i) => n + i));
-  const withMap = adaptHead({ images: local.images, features: mappedLocal.features, dim: d.o.dim, baseLogits: mappedLocal.logits, deployedLogits: local.logits }, base, { seed, bootstrap });
-  const best = (r) => Math.min(...r.cv.map((c) => c.logLoss));
-  const used = best(withMap) < best(plain);
-  return { r: used ? withMap : plain, test: used ? mappedTest : d.test, greyUsed: used, cv: { head_only: best(plain), with_map: best(withMap) }, map: fitted.map };
+  const outcome = await adaptWithSitePreprocessing(
+    local.images,
+    d.o.dim,
+    { features: local.features, baseLogits: local.logits },
+    base,
+    {
+      async outputs(prep) {
+        const m = await computeModelOutputs(model, local.images, { threads, ...prep });
+        if (m.kept.length !== local.images.length) throw new Error('an image failed to decode the second time');
+        return { features: m.features, baseLogits: Float64Array.from(m.logits, (z) => z * m.temperature) };
+      },
+      async histogramOf(idx, siteFilter) {
+        return (await greyHistogramOf(idx.map((i) => local.images[i].file), siteFilter ? { ...pre, siteFilter } : pre)).histogram;
+      },
+    },
+    { seed, bootstrap, reference, siteFilter: filterMode },
+  );
+  let test = d.test;
+  if (outcome.siteFilter || outcome.greyMap) {
+    const m = await computeModelOutputs(model, d.test.images, { threads, ...(outcome.siteFilter ? { siteFilter: outcome.siteFilter } : {}), ...(outcome.greyMap ? { greyMap: outcome.greyMap } : {}) });
+    if (m.kept.length !== d.test.images.length) throw new Error('a test image failed to decode the second time');
+    test = rowsOf(m, [...Array(m.kept.length).keys()]);
+  }
+  return { r: outcome.result, test, greyUsed: outcome.greyMap !== null, siteFilter: outcome.siteFilter, trials: outcome.trials };
 }
 
 const rows = [];
@@ -195,8 +212,8 @@ for (const [si, site] of sites.entries()) {
   const allFit = await adaptSite(d, d.pool, 1, 0);
   const all = allFit.r;
   const ceiling = studyEval(d.test.images, applyHead(all.candidate, d, allFit.test), all.candidate.threshold);
-  ceilings[site] = { pool_studies: all.split.fit.studies + all.split.heldOut.studies, fitted_on: all.split.fit.studies, grey_map_used: allFit.greyUsed, cv: allFit.cv, ...ceiling };
-  console.error(`${site} ceiling (fitted on ${all.split.fit.studies} pool studies, grey map ${allFit.greyUsed ? 'used' : 'not used'}): test AUC ${ceiling.auc.toFixed(3)}, ECE ${ceiling.ece.toFixed(3)}`);
+  ceilings[site] = { pool_studies: all.split.fit.studies + all.split.heldOut.studies, fitted_on: all.split.fit.studies, preprocessing: sitePrepLabel(allFit.siteFilter, allFit.greyUsed), trials: allFit.trials, ...ceiling };
+  console.error(`${site} ceiling (fitted on ${all.split.fit.studies} pool studies, ${sitePrepLabel(allFit.siteFilter, allFit.greyUsed)}): test AUC ${ceiling.auc.toFixed(3)}, ECE ${ceiling.ece.toFixed(3)}`);
   for (const seed of seeds) {
     const order = [...d.poolPatients];
     new Rng(`site-adaptation/${site}/pool/${seed}`).shuffle(order);
@@ -235,7 +252,9 @@ for (const [si, site] of sites.entries()) {
         too_small: r.tooSmall,
         improvement_claimed: r.improvementClaimed,
         grey_map_used: fit.greyUsed,
-        cv_log_loss: fit.cv,
+        site_filter: fit.siteFilter,
+        preprocessing: sitePrepLabel(fit.siteFilter, fit.greyUsed),
+        trials: fit.trials,
         lambda: r.candidate.lambda === Infinity ? 'infinity' : r.candidate.lambda,
         held_out: { studies: r.heldOut.studies, auc_before: r.heldOut.before.auc, auc_after: r.heldOut.after.auc },
         test_before: before,
@@ -243,7 +262,7 @@ for (const [si, site] of sites.entries()) {
         auc_recovered: lost > 0 ? (after.auc - before.auc) / lost : null,
       };
       rows.push(row);
-      console.error(`${site} seed ${seed} n ${n}: ${r.decision}${fit.greyUsed ? ' (grey map)' : ''}; test AUC ${before.auc.toFixed(3)} -> ${after.auc.toFixed(3)} (recovered ${row.auc_recovered?.toFixed(2)}), ECE ${before.ece.toFixed(3)} -> ${after.ece.toFixed(3)}`);
+      console.error(`${site} seed ${seed} n ${n}: ${r.decision} (${sitePrepLabel(fit.siteFilter, fit.greyUsed)}); test AUC ${before.auc.toFixed(3)} -> ${after.auc.toFixed(3)} (recovered ${row.auc_recovered?.toFixed(2)}), ECE ${before.ece.toFixed(3)} -> ${after.ece.toFixed(3)}`);
     }
   }
 }
@@ -252,20 +271,20 @@ const f3 = (v) => (v === null || v === undefined ? '—' : v.toFixed(3));
 const table = [
   `Model: ${resolve(run)}; home (default site) test: ${homeEval.studies} studies, study AUC ${f3(homeEval.auc)}, study ECE ${f3(homeEval.ece)}, kappa ${f3(homeEval.kappa)} at ${f3(homeEval.threshold)}.`,
   ...Object.entries(ceilings).map(
-    ([site, c]) => `Ceiling on ${site}: the head fitted on ${c.fitted_on} of the ${c.pool_studies} pool studies ${c.grey_map_used ? ' after the grey map' : ' (head only: the grey map did not help inside the fitting part)'} reaches test AUC ${f3(c.auc)} (ECE ${f3(c.ece)}): ${Math.round((100 * (c.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc)) / (homeEval.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc))}% of the AUC lost.`,
+    ([site, c]) => `Ceiling on ${site}: the head fitted on ${c.fitted_on} of the ${c.pool_studies} pool studies (preprocessing kept inside the fitting part: ${c.preprocessing}) reaches test AUC ${f3(c.auc)} (ECE ${f3(c.ece)}): ${Math.round((100 * (c.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc)) / (homeEval.auc - rows.find((r) => r.site === site && !r.error)?.test_before.auc))}% of the AUC lost.`,
   ),
   '',
   '| site | seed | local studies | decision | test AUC before → after | AUC lost recovered | test ECE before → after | kappa before → after | sens / spec after |',
   '|---|---|---|---|---|---|---|---|---|',
   ...rows.filter((r) => !r.error).map(
     (r) =>
-      `| ${r.site} | ${r.seed} | ${r.local_studies} | ${r.decision}${r.too_small ? ' (too small)' : ''}${r.improvement_claimed ? ', claimed' : ''}${r.decision === 'adapted' ? (r.grey_map_used ? ', grey map' : ', head only') : ''} | ${f3(r.test_before.auc)} → ${f3(r.test_after.auc)} | ${r.auc_recovered === null ? '—' : `${Math.round(100 * r.auc_recovered)}%`} | ${f3(r.test_before.ece)} → ${f3(r.test_after.ece)} | ${f3(r.test_before.kappa)} → ${f3(r.test_after.kappa)} | ${f3(r.test_after.sensitivity)} / ${f3(r.test_after.specificity)} |`,
+      `| ${r.site} | ${r.seed} | ${r.local_studies} | ${r.decision}${r.too_small ? ' (too small)' : ''}${r.improvement_claimed ? ', claimed' : ''}${r.decision === 'adapted' ? `, ${r.preprocessing}` : ''} | ${f3(r.test_before.auc)} → ${f3(r.test_after.auc)} | ${r.auc_recovered === null ? '—' : `${Math.round(100 * r.auc_recovered)}%`} | ${f3(r.test_before.ece)} → ${f3(r.test_after.ece)} | ${f3(r.test_before.kappa)} → ${f3(r.test_after.kappa)} | ${f3(r.test_after.sensitivity)} / ${f3(r.test_after.specificity)} |`,
   ),
 ].join('\n');
 const result = {
   run: resolve(run),
   model,
-  options: { sites, sizes, seeds, studies, testStudies, imageSize },
+  options: { sites, sizes, seeds, studies, testStudies, imageSize, siteFilter: filterMode },
   home: homeEval,
   ceilings,
   rows,

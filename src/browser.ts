@@ -20,6 +20,8 @@
 export * as preprocessing from './data/preprocess.js';
 /** Grey-level histograms and the monotone quantile map a site adaptation fits (the adapted model applies it). */
 export * as greyLevels from './data/grey-map.js';
+/** Site filters a site adaptation may put in front of the model (burned-in overlay suppression, smoothing). */
+export * as siteFilters from './data/site-filter.js';
 export * as dataTypes from './data/types.js';
 export * as muraPaths from './data/paths.js';
 export * as csv from './util/csv.js';

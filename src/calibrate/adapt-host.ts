@@ -17,13 +17,15 @@ import { ONNX_FEATURES, ONNX_LOGITS } from '../models/onnx/format.js';
 import { replaceHead, setMetadata } from '../models/onnx/adapt-graph.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { GreyHistogram, type GreyMap } from '../data/grey-map.js';
+import type { SiteFilter } from '../data/site-filter.js';
 import { greyRegion, type Preprocessing } from '../data/preprocess.js';
-import { checkGreyReference, fitSiteGreyMap, greyReferenceOf, type GreyReference } from './adapt/site-grey.js';
+import { checkGreyReference, greyReferenceOf, type GreyReference } from './adapt/site-grey.js';
 import { decodeForPrediction } from '../inference/node/decode.js';
 import { csvFields } from '../util/csv.js';
 import { cardFromOnnxMetadata, cardToOnnxMetadata, ONNX_CARD_KEY, type ModelCard } from '../models/card.js';
 import { readModelInfo } from '../models/onnx/graph.js';
-import { adaptHead, ADAPT_DEFAULTS, type AdaptImage, type AdaptOptions, type AdaptResult, type ThresholdRule } from './adapt/adapt.js';
+import { ADAPT_DEFAULTS, type AdaptImage, type AdaptOptions, type AdaptResult, type FittedHead, type ThresholdRule } from './adapt/adapt.js';
+import { adaptWithSitePreprocessing, sitePrepLabel, type SitePrepOutcome } from './adapt/site-prep.js';
 import { AdaptError, adaptationRecord, makeHeadFile, serializeHeadFile, type AdaptationRecord, type BaseModelInfo, type GreyNormalisationRecord } from './adapt/head-file.js';
 
 export interface LocalImage extends AdaptImage {
@@ -95,7 +97,7 @@ export interface ModelOutputs {
 }
 
 /** Runs the deployed model over the images for its `features` and `logits` outputs. */
-export async function computeModelOutputs(modelPath: string, images: readonly LocalImage[], opts: { threads?: number; workers?: number; batchSize?: number; greyMap?: GreyMap; onProgress?: (done: number, total: number) => void; onBadFile?: (b: BadFile) => void } = {}): Promise<ModelOutputs> {
+export async function computeModelOutputs(modelPath: string, images: readonly LocalImage[], opts: { threads?: number; workers?: number; batchSize?: number; greyMap?: GreyMap; siteFilter?: SiteFilter; onProgress?: (done: number, total: number) => void; onBadFile?: (b: BadFile) => void } = {}): Promise<ModelOutputs> {
   if (!existsSync(modelPath) || !statSync(modelPath).isFile()) throw new AdaptError(`--model ${modelPath}: give the deployed .onnx file (exported with 'nextray export --features')`);
   const model = await openModel(modelPath, { engine: 'onnx', ...(opts.threads ? { threads: opts.threads } : {}) });
   try {
@@ -105,7 +107,13 @@ export async function computeModelOutputs(modelPath: string, images: readonly Lo
     const temperature = model.card.metadata.temperature === undefined ? 1 : Number(model.card.metadata.temperature);
     // The features of the site-normalised images: the model's own preprocessing with the site's grey map (this opened
     // model is ours alone, so its card may carry it).
-    if (opts.greyMap) (model.card as { preprocessing: Preprocessing }).preprocessing = { ...model.card.preprocessing, greyMap: opts.greyMap };
+    if (opts.greyMap || opts.siteFilter) {
+      (model.card as { preprocessing: Preprocessing }).preprocessing = {
+        ...model.card.preprocessing,
+        ...(opts.greyMap ? { greyMap: opts.greyMap } : {}),
+        ...(opts.siteFilter ? { siteFilter: opts.siteFilter } : {}),
+      };
+    }
     const ens = new Ensemble([model]);
     const feats = new Map<string, Float32Array>();
     const logits = new Map<string, number>();
@@ -234,6 +242,10 @@ export interface RunAdaptOptions extends Omit<AdaptOptions, 'rule'> {
    * always (given reference grey levels), 'off' never (the head alone).
    */
   greyMap?: 'auto' | 'on' | 'off';
+  /** Site filters (overlay suppression, smoothing): 'auto' (default) tried and kept when better, 'off' never. */
+  siteFilter?: 'auto' | 'off';
+  /** Called before each candidate preprocessing is computed. */
+  onCandidate?: (k: number, total: number, what: string) => void;
   threads?: number;
   workers?: number;
   /** ISO date for the record (default now). */
@@ -254,6 +266,17 @@ export interface RunAdaptResult {
   /** The grey normalisation tried (null: none, and why in `greyNote`). */
   grey: GreyNormalisationRecord | null;
   greyNote: string;
+  /** The site filter kept (or none), and why. */
+  filterNote: string;
+}
+
+/**
+ * The adapted model's preprocessing: the base's with the adopted site filter and grey map, each replacing the base's
+ * own (a model adapted again: computeModelOutputs computed the candidates that way).
+ */
+function adoptedPreprocessing(pre: Preprocessing, adopted: FittedHead): Preprocessing {
+  const { greyMap: _g, siteFilter: _f, ...rest } = pre;
+  return { ...rest, ...(adopted.siteFilter ? { siteFilter: adopted.siteFilter } : {}), ...(adopted.greyMap ? { greyMap: adopted.greyMap } : {}) };
 }
 
 /**
@@ -267,7 +290,7 @@ function adaptedCardMetadata(bytes: Uint8Array, path: string, result: AdaptResul
   const adopted = result.adopted!;
   const name = path.split(/[\\/]/).pop() ?? path;
   const { sha256: _base, ...base } = cardFromOnnxMetadata(readModelInfo(bytes).metadata, name, path);
-  if (adopted.greyMap) base.preprocessing = { ...base.preprocessing, greyMap: adopted.greyMap };
+  base.preprocessing = adoptedPreprocessing(base.preprocessing, adopted);
   const rule = result.candidate.rule;
   const oof = result.candidate.outOfFold;
   const h = record.held_out;
@@ -328,28 +351,18 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   if (!out.kept.length) throw new AdaptError(`--data ${o.data}: none of the ${local.images.length} images could be read`, { exitStatus: 1 });
   const rule: ThresholdRule = o.targetSensitivity !== undefined ? { kind: 'sensitivity-target', sensitivity: o.targetSensitivity } : { kind: 'max-kappa' };
   const deployedLogits = Float64Array.from(out.logits, (z) => z * out.temperature);
-  const fitOpts = { ...o, rule };
-  const fitWith = (features: Float32Array, baseLogits: Float64Array): AdaptResult => {
-    try {
-      return adaptHead({ images: out.kept, features, dim: out.dim, baseLogits, deployedLogits }, { temperature: out.temperature, threshold: out.threshold }, fitOpts);
-    } catch (err) {
-      if (err instanceof RangeError) throw new AdaptError(`--data ${o.data}: ${err.message.replace(/^adapt: /, '')}`);
-      throw err;
-    }
-  };
-  const t0 = performance.now();
-  let result = fitWith(out.features, deployedLogits);
-  const fitSecondsPlain = (performance.now() - t0) / 1000;
+  const { siteFilter: filterMode, greyMap: mapMode, ...restOpts } = o;
+  const fitOpts = { ...restOpts, rule };
 
-  // The site's grey normalisation: the map fitted on the fitting part's grey levels, the features of every image
-  // after it, the head refitted on those; kept when its cross-fitted log loss inside the fitting part is lower.
+  // The site's preprocessing (site-prep.ts): every candidate filter, with and without the grey map fitted on the
+  // fitting part's grey levels (given the training site's reference), the model run again over the local images after
+  // each, the head refitted on each; the lowest cross-fitted log loss inside the fitting part is kept.
   const modelBytes = new Uint8Array(readFileSync(o.model));
   const info = readModelInfo(modelBytes);
   const pre = cardFromOnnxMetadata(info.metadata, o.model, o.model).preprocessing;
   let reference: GreyReference | null = null;
   let greyNote = '';
-  let grey: GreyNormalisationRecord | null = null;
-  if (o.greyMap === 'off') greyNote = 'no grey normalisation (--grey-map off)';
+  if (mapMode === 'off') greyNote = 'no grey normalisation (--grey-map off)';
   else if (info.metadata[ONNX_GREY_REFERENCE_KEY]) {
     try {
       reference = checkGreyReference(JSON.parse(info.metadata[ONNX_GREY_REFERENCE_KEY]!), `--model ${o.model}: metadata '${ONNX_GREY_REFERENCE_KEY}'`);
@@ -359,25 +372,41 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   } else if (o.referenceData) reference = await greyReferenceFrom(o.referenceData, pre, (d, t) => o.onGrey?.('reference grey levels', d, t));
   else greyNote = `no grey normalisation: the model carries no reference grey levels of its training site (give --reference-data with the training images)`;
   let featureSeconds = out.seconds;
-  let fitSeconds = fitSecondsPlain;
-  if (reference) {
-    const kept = out.kept;
-    const fitted = await fitSiteGreyMap(kept, reference, async (idx) => (await greyHistogramOf(idx.map((i) => kept[i]!.file), pre, (d, t) => o.onGrey?.('site grey levels (fitting part)', d, t))).histogram, fitOpts);
-    const mapped = await computeModelOutputs(o.model, kept, { ...(o.threads ? { threads: o.threads } : {}), ...(o.workers !== undefined ? { workers: o.workers } : {}), greyMap: fitted.map, ...(o.onImages ? { onProgress: o.onImages } : {}) });
-    featureSeconds += mapped.seconds;
-    if (mapped.kept.length !== kept.length) throw new AdaptError(`--data ${o.data}: ${kept.length - mapped.kept.length} image(s) decoded once and not the second time; check the files are not changing`, { exitStatus: 1 });
-    const t1 = performance.now();
-    const withMap = fitWith(mapped.features, Float64Array.from(mapped.logits, (z) => z * out.temperature));
-    fitSeconds += (performance.now() - t1) / 1000;
-    const best = (r: AdaptResult) => Math.min(...r.cv.map((c) => c.logLoss));
-    const used = o.greyMap === 'on' || best(withMap) < best(result);
-    grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: fitted.images, map: fitted.map, cv_log_loss: { head_only: best(result), with_map: best(withMap) }, used };
-    greyNote = o.greyMap === 'on' ? 'grey map used (--grey-map on)' : used ? 'grey map used (lower cross-fitted log loss inside the fitting part)' : 'grey map not used (the head alone fitted better inside the fitting part)';
-    if (used) {
-      result = withMap;
-      result.candidate.greyMap = fitted.map;
-    }
+  const kept = out.kept;
+  const t0 = performance.now();
+  let outcome: SitePrepOutcome;
+  try {
+    outcome = await adaptWithSitePreprocessing(
+      kept,
+      out.dim,
+      { features: out.features, baseLogits: deployedLogits },
+      { temperature: out.temperature, threshold: out.threshold },
+      {
+        async outputs(prep) {
+          const r = await computeModelOutputs(o.model, kept, { ...(o.threads ? { threads: o.threads } : {}), ...(o.workers !== undefined ? { workers: o.workers } : {}), ...prep, ...(o.onImages ? { onProgress: o.onImages } : {}) });
+          featureSeconds += r.seconds;
+          if (r.kept.length !== kept.length) throw new AdaptError(`--data ${o.data}: ${kept.length - r.kept.length} image(s) decoded once and not the second time; check the files are not changing`, { exitStatus: 1 });
+          return { features: r.features, baseLogits: Float64Array.from(r.logits, (z) => z * out.temperature) };
+        },
+        async histogramOf(idx, siteFilter) {
+          return (await greyHistogramOf(idx.map((i) => kept[i]!.file), siteFilter ? { ...pre, siteFilter } : pre, (d, t) => o.onGrey?.('site grey levels (fitting part)', d, t))).histogram;
+        },
+      },
+      { ...fitOpts, reference, ...(mapMode ? { greyMap: mapMode } : {}), ...(filterMode ? { siteFilter: filterMode } : {}), ...(o.onCandidate ? { onCandidate: o.onCandidate } : {}) },
+    );
+  } catch (err) {
+    if (err instanceof RangeError) throw new AdaptError(`--data ${o.data}: ${err.message.replace(/^adapt: /, '')}`);
+    throw err;
   }
+  const fitSeconds = (performance.now() - t0) / 1000 - (featureSeconds - out.seconds);
+  const result = outcome.result;
+  let grey: GreyNormalisationRecord | null = null;
+  if (reference && outcome.greyFit && outcome.greyCv) {
+    const used = outcome.greyMap !== null;
+    grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: outcome.greyFit.images, map: outcome.greyFit.map, cv_log_loss: outcome.greyCv, used };
+    greyNote = mapMode === 'on' ? 'grey map used (--grey-map on)' : used ? 'grey map used (lower cross-fitted log loss inside the fitting part)' : 'grey map not used (the head alone fitted better inside the fitting part)';
+  }
+  const filterNote = outcome.siteFilter ? `site filter used: ${sitePrepLabel(outcome.siteFilter, false)} (lowest cross-fitted log loss of ${outcome.trials.length} candidates inside the fitting part)` : filterMode === 'off' ? 'no site filter (--site-filter off)' : `no site filter (none of the ${outcome.trials.length - 1} other candidates fitted better inside the fitting part)`;
   const base: BaseModelInfo = { sha256: out.sha256, arch: out.arch, featuresDim: out.dim, temperature: out.temperature, threshold: out.threshold };
   const record = adaptationRecord(result, {
     baseSha256: out.sha256,
@@ -388,6 +417,7 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     minStudiesPerClass: o.minStudiesPerClass ?? ADAPT_DEFAULTS.minStudiesPerClass,
     seed: String(o.seed ?? ADAPT_DEFAULTS.seed),
     greyNormalisation: grey,
+    sitePreprocessing: { trials: outcome.trials, site_filter: outcome.siteFilter, grey_map_used: outcome.greyMap !== null },
   });
   const written: RunAdaptResult['written'] = {};
   if (o.out) {
@@ -398,7 +428,7 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     if (result.adopted) meta[ONNX_CARD_KEY] = adaptedCardMetadata(bytes, o.model, result, record);
     // The grey map is part of the adapted model's preprocessing: every host (predict, serve, the page, the PACS
     // worker) applies it through the facade's preprocessing.
-    if (result.adopted?.greyMap) meta.preprocessing = JSON.stringify({ ...pre, greyMap: result.adopted.greyMap });
+    if (result.adopted?.greyMap || result.adopted?.siteFilter) meta.preprocessing = JSON.stringify(adoptedPreprocessing(pre, result.adopted));
     const chunks = result.adopted
       ? replaceHead(bytes, { deltaWeight: result.adopted.deltaWeight, deltaBias: result.adopted.deltaBias, temperature: result.adopted.temperature, threshold: result.adopted.threshold, metadata: meta })
       : setMetadata(bytes, meta);
@@ -418,5 +448,6 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     seconds: { features: featureSeconds, fit: fitSeconds },
     grey,
     greyNote,
+    filterNote,
   };
 }

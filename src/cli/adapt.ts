@@ -17,6 +17,7 @@ interface Flags {
   headOut?: string;
   referenceData?: string;
   greyMap: 'auto' | 'on' | 'off';
+  siteFilter: 'auto' | 'off';
   targetSensitivity?: number;
   heldOut: number;
   minStudies: number;
@@ -49,6 +50,7 @@ export function registerAdapt(program: Command): void {
     .option('--head-out <head.json>', 'also write the adapted head as a small file (the page imports it; only when the head is adopted)')
     .option('--reference-data <dir|file.csv>', "images of the model's training site, for its reference grey levels (needed once: the adapted model carries them)")
     .addOption(new Option('--grey-map <when>', "the site's grey-level normalisation: auto (used when it lowers the cross-fitted log loss inside the fitting part), on (always, given reference grey levels), off (the head alone)").choices(['auto', 'on', 'off']).default('auto'))
+    .addOption(new Option('--site-filter <when>', 'site filters in front of the model (burned-in overlay suppression, smoothing): auto (each tried, the one with the lowest cross-fitted log loss inside the fitting part kept), off (none)').choices(['auto', 'off']).default('auto'))
     .option('--target-sensitivity <s>', 'choose the threshold reaching this study sensitivity (default: maximise study-level Cohen\'s kappa)', parseFloatOption('--target-sensitivity', 0.01, 1))
     .option('--held-out <f>', 'share of patients held out for the before/after check', parseFloatOption('--held-out', 0.1, 0.9), ADAPT_DEFAULTS.heldOutFraction)
     .option('--min-studies <n>', 'the "too small" rule: fewer abnormal or normal studies than this in either part -> keep the deployed model, claim nothing', parseIntOption('--min-studies', 1, 100000), ADAPT_DEFAULTS.minStudiesPerClass)
@@ -66,7 +68,9 @@ How it decides (docs/adaptation.md): patients, never studies, are split into a f
 With the training site's reference grey levels (--reference-data once, or carried by an adapted model), a monotone
 grey-level map is fitted on the fitting part's images (their quantiles onto the reference's) and the head is refitted
 on the features of the mapped images; the map is used when it lowers the cross-fitted log loss inside the fitting
-part, and the adapted model applies it before every prediction.
+part, and the adapted model applies it before every prediction. Site filters (burned-in text and bright collimator
+borders filled in, or smoothing against a low-dose unit's noise) are tried the same way, with and without the map.
+Each candidate runs the model once more over the local images.
 The head's penalty, the study-level temperature and the threshold are chosen by cross-fitting inside the fitting
 part; the held-out part only measures. The adapted head is adopted when the held-out part has at least --min-studies
 abnormal and normal studies (and so has the fitting part) and its held-out study log loss is lower than the deployed
@@ -99,6 +103,10 @@ rest were used); 2 bad options, a model without the features output, or unusable
           ...(f.headOut ? { headOut: f.headOut } : {}),
           ...(f.referenceData ? { referenceData: f.referenceData } : {}),
           greyMap: f.greyMap,
+          siteFilter: f.siteFilter,
+          onCandidate: (k, total, what) => {
+            if (!f.quiet && !f.json) process.stderr.write(`nextray adapt: site preprocessing ${k + 1}/${total}: ${what}\n`);
+          },
           ...(f.targetSensitivity !== undefined ? { targetSensitivity: f.targetSensitivity } : {}),
           heldOutFraction: f.heldOut,
           minStudiesPerClass: f.minStudies,
@@ -125,7 +133,7 @@ rest were used); 2 bad options, a model without the features output, or unusable
       const { result, record } = r;
       for (const p of r.images.problems.slice(0, 10)) process.stderr.write(`nextray adapt: ${p}\n`);
       if (f.json) {
-        printJson({ ...record, grey_note: r.greyNote, images: { listed: r.images.listed, used: r.images.used, unreadable: r.images.bad.length }, cross_fitting: result.cv.map((c) => ({ lambda: c.lambda === Infinity ? 'infinity' : c.lambda, log_loss: c.logLoss })), written: r.written, seconds: r.seconds });
+        printJson({ ...record, grey_note: r.greyNote, site_filter_note: r.filterNote, images: { listed: r.images.listed, used: r.images.used, unreadable: r.images.bad.length }, cross_fitting: result.cv.map((c) => ({ lambda: c.lambda === Infinity ? 'infinity' : c.lambda, log_loss: c.logLoss })), written: r.written, seconds: r.seconds });
       } else {
         const h = result.heldOut;
         const iv = h.intervals;
@@ -134,6 +142,7 @@ rest were used); 2 bad options, a model without the features output, or unusable
           `${r.images.used} images of ${record.data.studies} studies (${record.data.abnormal_studies} abnormal) from ${record.data.patients} patients; ` +
             `fitted on ${result.split.fit.studies} studies, held out ${h.studies} (${h.abnormal} abnormal)`,
           `site grey levels: ${r.greyNote}`,
+          `site filter: ${r.filterNote}`,
           `head: L2 towards the deployed head, lambda ${result.candidate.lambda === Infinity ? 'infinity (logit shift only)' : result.candidate.lambda} (cross-fitted); study temperature ${result.candidate.temperature.toFixed(3)}; threshold ${result.candidate.threshold.toFixed(4)} (${record.method.threshold_rule})`,
           `held-out studies, deployed vs adapted (95% bootstrap intervals, B = ${h.replicates}):`,
           `  ${''.padEnd(14)} ${'deployed'.padEnd(24)} adapted`,

@@ -19,6 +19,7 @@
  */
 
 import { applyGreyMap, validateGreyMap, type GreyMap } from './grey-map.js';
+import { applySiteFilter, validateSiteFilter, type SiteFilter } from './site-filter.js';
 
 export type ResizeMode = 'pad' | 'stretch';
 
@@ -46,6 +47,11 @@ export interface Preprocessing {
    * maps a site's grey levels onto the training site's.
    */
   greyMap?: GreyMap;
+  /**
+   * Site filters (src/data/site-filter.ts: burned-in overlay suppression, smoothing), applied to the image resized into
+   * its placement before the grey map. Absent on trained models; `nextray adapt` sets them when they help at a site.
+   */
+  siteFilter?: SiteFilter;
 }
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -111,6 +117,7 @@ export function validatePreprocessing(value: unknown, where = 'preprocessing'): 
     valueScaling: 'bitdepth-max',
     background: p.background as number,
     ...(p.greyMap !== undefined ? { greyMap: validateGreyMap(p.greyMap, `${where}: greyMap`) } : {}),
+    ...(p.siteFilter !== undefined ? { siteFilter: validateSiteFilter(p.siteFilter, `${where}: siteFilter`) } : {}),
   };
 }
 
@@ -253,6 +260,7 @@ export function resizeToInput(grey: Float32Array, width: number, height: number,
   assertUnitRange(grey, what);
   const pl = placement(width, height, p);
   const resized = resizeGrey(grey, width, height, pl.width, pl.height);
+  if (p.siteFilter) applySiteFilter(resized, pl.width, pl.height, p.siteFilter);
   if (p.greyMap) applyGreyMap(resized, p.greyMap);
   if (pl.width === p.size && pl.height === p.size) return resized;
   const out = new Float32Array(p.size * p.size).fill(p.background);

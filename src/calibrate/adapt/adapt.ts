@@ -33,6 +33,7 @@ import { percentileSorted } from '../../evaluate/bootstrap.js';
 import { chooseOperatingPoint, type OperatingPointRule } from '../../evaluate/threshold.js';
 import { Rng, type Seed } from '../../util/rng.js';
 import type { GreyMap } from '../../data/grey-map.js';
+import type { SiteFilter } from '../../data/site-filter.js';
 import { fitLogisticL2, logisticScores, standardizer, type LogisticFit } from './logistic.js';
 import { heldOutPatients, patientFolds, type StudyUnit } from './split.js';
 
@@ -106,6 +107,8 @@ export interface FittedHead {
   rule: ThresholdRule;
   /** The site's grey map the features were computed after (set by the host that fitted it; none: the plain images). */
   greyMap?: GreyMap;
+  /** The site filter (src/data/site-filter.ts) applied before the grey map (set by site-prep.ts; none: no filter). */
+  siteFilter?: SiteFilter;
   /** Out-of-fold study-level figures the temperature and threshold were chosen on. */
   outOfFold: { studies: number; kappa: number | null; sensitivity: number | null; specificity: number | null; temperatureNllBefore: number; temperatureNllAfter: number };
 }

@@ -10,15 +10,18 @@
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 import { base64ToFloats, floatsToBase64 } from '../../inference/core/ood.js';
 import { validateGreyMap, type GreyMap } from '../../data/grey-map.js';
+import { validateSiteFilter, type SiteFilter } from '../../data/site-filter.js';
 import type { AdaptResult, FittedHead, HeldOutComparison, ThresholdRule } from './adapt.js';
+import type { SitePrepTrial } from './site-prep.js';
 
 export const ADAPTED_HEAD_FORMAT = 'nextray-adapted-head';
 /**
  * 1: the head alone; 2: the head plus the site's grey map (`head.grey_map`: the features it reads come from mapped
- * images). A head with a grey map is written as version 2, so that a reader that knows only version 1 refuses it
- * rather than applying it to unmapped features.
+ * images); 3: also the site filter (`head.site_filter`: overlay suppression, smoothing, before the map). A head is
+ * written with the lowest version that holds it, so that an older reader refuses what it could not apply rather than
+ * applying the head to features of other images.
  */
-export const ADAPTED_HEAD_FORMAT_VERSION = 2;
+export const ADAPTED_HEAD_FORMAT_VERSION = 3;
 
 /** A head file or adaptation input the user must fix (exit 2), or a head made for another model. */
 export class AdaptError extends NextrayError {
@@ -71,6 +74,11 @@ export interface AdaptationRecord {
      * quantiles of the training site, or the head alone fitted better inside the fitting part).
      */
     grey_normalisation?: GreyNormalisationRecord | null;
+    /**
+     * The site preprocessing candidates tried (src/calibrate/adapt/site-prep.ts), each with its cross-fitted log loss
+     * inside the fitting part, and the one kept (null filter: none).
+     */
+    site_preprocessing?: { trials: SitePrepTrial[]; site_filter: SiteFilter | null; grey_map_used: boolean } | null;
   };
   held_out: {
     studies: number;
@@ -103,7 +111,7 @@ export interface AdaptedHeadFile {
   format: typeof ADAPTED_HEAD_FORMAT;
   format_version: number;
   base_model: { sha256: string; arch: string; features_dim: number; temperature: number; threshold: number };
-  head: { form: 'offset'; delta_weight: string; delta_bias: number; temperature: number; threshold: number; grey_map?: GreyMap };
+  head: { form: 'offset'; delta_weight: string; delta_bias: number; temperature: number; threshold: number; grey_map?: GreyMap; site_filter?: SiteFilter };
   adaptation: AdaptationRecord;
 }
 
@@ -122,7 +130,7 @@ function intervalsJson(r: Record<string, [number, number] | null>): Record<strin
 /** The record of an adaptation run (the caller supplies the date and source so the core stays deterministic). */
 export function adaptationRecord(
   result: AdaptResult,
-  ctx: { baseSha256: string; date: string; source: string; folds: number; heldOutFraction: number; minStudiesPerClass: number; seed: string; greyNormalisation?: GreyNormalisationRecord | null },
+  ctx: { baseSha256: string; date: string; source: string; folds: number; heldOutFraction: number; minStudiesPerClass: number; seed: string; greyNormalisation?: GreyNormalisationRecord | null; sitePreprocessing?: { trials: SitePrepTrial[]; site_filter: SiteFilter | null; grey_map_used: boolean } | null },
 ): AdaptationRecord {
   const f = result.split.fit;
   const h = result.split.heldOut;
@@ -150,6 +158,7 @@ export function adaptationRecord(
       min_studies_per_class: ctx.minStudiesPerClass,
       seed: ctx.seed,
       ...(ctx.greyNormalisation !== undefined ? { grey_normalisation: ctx.greyNormalisation } : {}),
+      ...(ctx.sitePreprocessing !== undefined ? { site_preprocessing: ctx.sitePreprocessing } : {}),
     },
     held_out: {
       studies: result.heldOut.studies,
@@ -174,9 +183,9 @@ export function makeHeadFile(head: FittedHead, base: BaseModelInfo, record: Adap
   if (head.deltaWeight.length !== base.featuresDim) throw new RangeError(`head has ${head.deltaWeight.length} weights, the model ${base.featuresDim} features`);
   return {
     format: ADAPTED_HEAD_FORMAT,
-    format_version: head.greyMap ? 2 : 1,
+    format_version: head.siteFilter ? 3 : head.greyMap ? 2 : 1,
     base_model: { sha256: base.sha256, arch: base.arch, features_dim: base.featuresDim, temperature: base.temperature, threshold: base.threshold },
-    head: { form: 'offset', delta_weight: floatsToBase64(head.deltaWeight), delta_bias: head.deltaBias, temperature: head.temperature, threshold: head.threshold, ...(head.greyMap ? { grey_map: head.greyMap } : {}) },
+    head: { form: 'offset', delta_weight: floatsToBase64(head.deltaWeight), delta_bias: head.deltaBias, temperature: head.temperature, threshold: head.threshold, ...(head.greyMap ? { grey_map: head.greyMap } : {}), ...(head.siteFilter ? { site_filter: head.siteFilter } : {}) },
     adaptation: record,
   };
 }
@@ -191,6 +200,8 @@ export interface LoadedHead {
   deltaWeight: Float32Array;
   /** The site's grey map: the features the head reads must come from images preprocessed with it. */
   greyMap: GreyMap | null;
+  /** The site filter (src/data/site-filter.ts), applied before the grey map: the features must come after it too. */
+  siteFilter: SiteFilter | null;
 }
 
 /** Parses and checks a head file's text; `where` names it in errors. */
@@ -203,7 +214,7 @@ export function parseHeadFile(text: string, where = 'adapted head'): LoadedHead 
   }
   const f = raw as Partial<AdaptedHeadFile> | null;
   if (!f || typeof f !== 'object' || f.format !== ADAPTED_HEAD_FORMAT) throw new AdaptError(`${where}: not an adapted-head file (format ${JSON.stringify((f as { format?: unknown } | null)?.format ?? null)})`);
-  if (f.format_version !== 1 && f.format_version !== ADAPTED_HEAD_FORMAT_VERSION) throw new AdaptError(`${where}: format version ${String(f.format_version)} is not supported (this nextray reads ${ADAPTED_HEAD_FORMAT_VERSION})`);
+  if (f.format_version !== 1 && f.format_version !== 2 && f.format_version !== ADAPTED_HEAD_FORMAT_VERSION) throw new AdaptError(`${where}: format version ${String(f.format_version)} is not supported (this nextray reads ${ADAPTED_HEAD_FORMAT_VERSION})`);
   const b = f.base_model;
   const h = f.head;
   if (!b || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256) || !Number.isInteger(b.features_dim) || b.features_dim < 1) throw new AdaptError(`${where}: base_model must name the model's sha256 and features_dim`);
@@ -227,7 +238,16 @@ export function parseHeadFile(text: string, where = 'adapted head'): LoadedHead 
       throw new AdaptError((err as Error).message);
     }
   }
-  return { file: f as AdaptedHeadFile, deltaWeight, greyMap };
+  let siteFilter: SiteFilter | null = null;
+  if (h.site_filter !== undefined) {
+    if (f.format_version < 3) throw new AdaptError(`${where}: head.site_filter needs format version 3`);
+    try {
+      siteFilter = validateSiteFilter(h.site_filter, `${where}: head.site_filter`);
+    } catch (err) {
+      throw new AdaptError((err as Error).message);
+    }
+  }
+  return { file: f as AdaptedHeadFile, deltaWeight, greyMap, siteFilter };
 }
 
 /** Refuses a head fitted for another model file: features of another model mean something else. */

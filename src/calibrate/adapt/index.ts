@@ -8,6 +8,7 @@
  *   const { probabilities } = applyAdaptedHead(head, features, n, logits, temperature);        // use it
  *   const bytes = onnx.replaceHead(modelBytes, { ... });                                       // or an adapted .onnx
  */
+export { adaptWithSitePreprocessing, sitePrepLabel, SITE_FILTER_CANDIDATES, type SitePrepHost, type SitePrepOptions, type SitePrepOutcome, type SitePrepTrial } from './site-prep.js';
 export { fitSiteGreyMap, greyReferenceOf, checkGreyReference, type GreyReference, type SiteGreyFit } from './site-grey.js';
 export { adaptHead, splitImages, compareHeldOut, studyMetrics, ADAPT_DEFAULTS, type AdaptData, type AdaptImage, type AdaptOptions, type AdaptResult, type BaseModel, type FittedHead, type HeldOutComparison, type PartCounts, type StudyMetrics, type ThresholdRule } from './adapt.js';
 export { fitLogisticL2, logisticScores, standardizer, type LogisticFit, type LogisticOptions, type Standardizer } from './logistic.js';

@@ -28,7 +28,7 @@ export interface EnsembleRunResult {
 
 /** Canonical JSON of the parts of a preprocessing that change the model input. */
 export function preprocessingKey(p: Preprocessing): string {
-  return JSON.stringify([p.size, p.resize, p.interpolation, p.mean, p.std, p.channels, p.layout, p.valueScaling, p.background, ...(p.greyMap ? [p.greyMap] : [])]);
+  return JSON.stringify([p.size, p.resize, p.interpolation, p.mean, p.std, p.channels, p.layout, p.valueScaling, p.background, ...(p.greyMap ? [p.greyMap] : []), ...(p.siteFilter ? [{ siteFilter: p.siteFilter }] : [])]);
 }
 
 export class Ensemble {

@@ -28,7 +28,7 @@ export function preprocess(grey: Float32Array, width: number, height: number, p:
 export function preprocessAll(grey: Float32Array, width: number, height: number, ps: readonly Preprocessing[], what = 'image'): Float32Array[] {
   const resized = new Map<string, Float32Array>();
   return ps.map((p) => {
-    const k = `${p.size}|${p.resize}|${p.background}|${p.greyMap ? JSON.stringify(p.greyMap) : ''}`;
+    const k = `${p.size}|${p.resize}|${p.background}|${p.greyMap ? JSON.stringify(p.greyMap) : ''}|${p.siteFilter ? JSON.stringify(p.siteFilter) : ''}`;
     let g = resized.get(k);
     if (!g) {
       g = resizeToInput(grey, width, height, p, what);
