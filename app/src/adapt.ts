@@ -17,7 +17,7 @@
 import { adaptation, csv, greyLevels, muraPaths } from 'nextray/browser';
 import type { SiteHook } from './engine.js';
 
-const { ADAPT_DEFAULTS, AdaptError, adaptHead, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile, fitSiteGreyMap } = adaptation;
+const { ADAPT_DEFAULTS, AdaptError, adaptWithSitePreprocessing, adaptationRecord, makeHeadFile, parseHeadFile, checkHeadBase, serializeHeadFile } = adaptation;
 const { GreyHistogram } = greyLevels;
 type GreyNormalisationRecord = adaptation.GreyNormalisationRecord;
 const { parseMuraPath } = muraPaths;
@@ -184,45 +184,49 @@ export async function runAdaptation(site: SiteHook, files: readonly File[], o: A
     ...(o.bootstrap !== undefined ? { bootstrap: o.bootstrap } : {}),
     onProgress: (done: number, total: number, what: string) => o.onProgress?.(`Fitting: ${what}`, done, total),
   };
-  const fitWith = (f: Float32Array, baseLogits: Float64Array): AdaptResult => {
-    try {
-      return adaptHead({ images, features: f, dim, baseLogits, deployedLogits }, { temperature, threshold }, fitOpts);
-    } catch (err) {
-      if (err instanceof RangeError) throw new AdaptError(err.message.replace(/^adapt: /, ''));
-      throw err;
-    }
-  };
-  let result = fitWith(features, deployedLogits);
-  // The site's grey normalisation, as nextray adapt fits it, when the model carries its training site's reference
-  // grey levels (an adapted model does): the map on the fitting part's grey levels, the features after it, the head
-  // refitted on those, used when its cross-fitted log loss inside the fitting part is lower.
-  let grey: GreyNormalisationRecord | null = null;
+  // The site's preprocessing, as nextray adapt chooses it (src/calibrate/adapt/site-prep.ts): the site filters, each
+  // without and with the grey map (when the model carries its training site's reference grey levels: an adapted model
+  // does; the map fitted on the fitting part's grey levels), the model run again over the studies after each, the
+  // head refitted on each, the lowest cross-fitted log loss inside the fitting part kept.
   const reference = site.greyReference;
-  if (reference) {
-    const fitted = await fitSiteGreyMap(images, reference, async (idx) => {
-      const h = new GreyHistogram();
-      for (let k = 0; k < idx.length; k++) {
-        o.onProgress?.(`Measuring the grey levels: image ${k + 1} of ${idx.length}`, k, idx.length);
-        await site.greyLevels(kept[idx[k]!]!.file, h);
-      }
-      return h;
-    });
-    const mapped = new Float32Array(kept.length * dim);
-    const mappedLogits = new Float64Array(kept.length);
-    for (let i = 0; i < kept.length; i++) {
-      o.onProgress?.(`Reading the studies after the grey map: image ${i + 1} of ${kept.length}`, i, kept.length);
-      const r = await site.outputs(kept[i]!.file, fitted.map);
-      mapped.set(r.features, i * dim);
-      mappedLogits[i] = r.logit * temperature;
-    }
-    const withMap = fitWith(mapped, mappedLogits);
-    const best = (r: AdaptResult) => Math.min(...r.cv.map((c) => c.logLoss));
-    const used = best(withMap) < best(result);
-    grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: fitted.images, map: fitted.map, cv_log_loss: { head_only: best(result), with_map: best(withMap) }, used };
-    if (used) {
-      result = withMap;
-      result.candidate.greyMap = fitted.map;
-    }
+  let outcome: adaptation.SitePrepOutcome;
+  try {
+    outcome = await adaptWithSitePreprocessing(
+      images,
+      dim,
+      { features, baseLogits: deployedLogits },
+      { temperature, threshold },
+      {
+        async outputs(prep, what) {
+          const f = new Float32Array(kept.length * dim);
+          const z = new Float64Array(kept.length);
+          for (let i = 0; i < kept.length; i++) {
+            o.onProgress?.(`Reading the studies after ${what}: image ${i + 1} of ${kept.length}`, i, kept.length);
+            const r = await site.outputs(kept[i]!.file, prep);
+            f.set(r.features, i * dim);
+            z[i] = r.logit * temperature;
+          }
+          return { features: f, baseLogits: z };
+        },
+        async histogramOf(idx, siteFilter) {
+          const h = new GreyHistogram();
+          for (let k = 0; k < idx.length; k++) {
+            o.onProgress?.(`Measuring the grey levels: image ${k + 1} of ${idx.length}`, k, idx.length);
+            await site.greyLevels(kept[idx[k]!]!.file, h, siteFilter ?? null);
+          }
+          return h;
+        },
+      },
+      { ...fitOpts, reference },
+    );
+  } catch (err) {
+    if (err instanceof RangeError) throw new AdaptError(err.message.replace(/^adapt: /, ''));
+    throw err;
+  }
+  const result = outcome.result;
+  let grey: GreyNormalisationRecord | null = null;
+  if (reference && outcome.greyFit && outcome.greyCv) {
+    grey = { reference_source: reference.source, reference_images: reference.images, fitted_images: outcome.greyFit.images, map: outcome.greyFit.map, cv_log_loss: outcome.greyCv, used: outcome.greyMap !== null };
   }
   const record = adaptationRecord(result, {
     baseSha256: site.base.sha256,
@@ -233,6 +237,7 @@ export async function runAdaptation(site: SiteHook, files: readonly File[], o: A
     minStudiesPerClass: o.minStudiesPerClass ?? ADAPT_DEFAULTS.minStudiesPerClass,
     seed: String(ADAPT_DEFAULTS.seed),
     greyNormalisation: grey,
+    sitePreprocessing: { trials: outcome.trials, site_filter: outcome.siteFilter, grey_map_used: outcome.greyMap !== null },
   });
   const base = { sha256: site.base.sha256, arch: site.base.arch, featuresDim: dim, temperature, threshold };
   const headText = result.adopted ? serializeHeadFile(makeHeadFile(result.adopted, base, record)) : null;

@@ -7,7 +7,7 @@
  * to wasm, timings for the diagnostics line, and the shapes the display reads (which views count, why a view was
  * left out, whether its heatmap is worth drawing, the study's identity in words).
  */
-import { adaptation, greyLevels, inference, preprocessing, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
+import { adaptation, greyLevels, inference, preprocessing, siteFilters, load as loadModel, type DecodedFile, type LoadedCard, type NextrayModel, type StudyPrediction, type ViewPrediction } from 'nextray/browser';
 import { temperatureOf } from './card.js';
 import { pageDecoders } from './codecs.js';
 import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
@@ -120,6 +120,12 @@ export interface PageModel {
   release(): Promise<void>;
 }
 
+/** A site preprocessing put in front of the model for adaptation (src/calibrate/adapt/site-prep.ts). */
+export interface SitePrep {
+  greyMap?: greyLevels.GreyMap | null;
+  siteFilter?: siteFilters.SiteFilter | null;
+}
+
 export interface SiteHook {
   /** Whether the file has the `features` output (exported with `nextray export --features`). */
   hasFeatures: boolean;
@@ -127,11 +133,14 @@ export interface SiteHook {
   base: { temperature: number; threshold: number; sha256: string; arch: string };
   /**
    * One image's `features` row and its `logits` output (divided by the model's temperature, as the graph gives it);
-   * with `greyMap`, of the image after the site's grey map (in place of the model's own, if it has one).
+   * with `prep`, of the image after the site's filter and grey map (each in place of the model's own, if it has one).
    */
-  outputs(file: File, greyMap?: greyLevels.GreyMap | null): Promise<{ features: Float32Array; logit: number }>;
-  /** Adds one image's grey levels, as the model sees them (src/calibrate/adapt-host.ts greyHistogramOf), to `h`. */
-  greyLevels(file: File, h: greyLevels.GreyHistogram): Promise<void>;
+  outputs(file: File, prep?: SitePrep | null): Promise<{ features: Float32Array; logit: number }>;
+  /**
+   * Adds one image's grey levels, as the model sees them (src/calibrate/adapt-host.ts greyHistogramOf), after
+   * `siteFilter` when given, to `h`.
+   */
+  greyLevels(file: File, h: greyLevels.GreyHistogram, siteFilter?: siteFilters.SiteFilter | null): Promise<void>;
   /** The training site's reference grey levels when the model file carries them (metadata `grey_reference`), else null. */
   greyReference: adaptation.GreyReference | null;
   /** The adapted head in use, null for the deployed one. */
@@ -219,8 +228,11 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const threshold = model.threshold;
 
   /** The `features` and `logits` outputs of a decoded view, run by the facade's own ensemble and preprocessing. */
-  async function siteOutputs(d: DecodedFile, greyMap?: greyLevels.GreyMap | null): Promise<{ features: Float32Array; logit: number }> {
-    const pres = greyMap ? model.ensemble.preprocessings.map((p) => ({ ...p, greyMap })) : model.ensemble.preprocessings;
+  async function siteOutputs(d: DecodedFile, prep?: SitePrep | null): Promise<{ features: Float32Array; logit: number }> {
+    const pres =
+      prep?.greyMap || prep?.siteFilter
+        ? model.ensemble.preprocessings.map((p) => ({ ...p, ...(prep.greyMap ? { greyMap: prep.greyMap } : {}), ...(prep.siteFilter ? { siteFilter: prep.siteFilter } : {}) }))
+        : model.ensemble.preprocessings;
     const inputs = inference.preprocessAll(d.grey, d.width, d.height, pres, d.name);
     const raw = await model.ensemble.run(inputs, 1, { outputs: [FEATURES, LOGITS] });
     const extra = raw.extra[0]!;
@@ -231,7 +243,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
    * `applyAdaptedHead`, as `nextray adapt` measures it), decided at its threshold; the OOD verdict is the model's.
    */
   async function adaptedView(p: ViewPrediction, d: DecodedFile, head: adaptation.LoadedHead): Promise<ViewPrediction> {
-    const o = await siteOutputs(d, head.greyMap);
+    const o = await siteOutputs(d, { greyMap: head.greyMap, siteFilter: head.siteFilter });
     const probability = adaptation.applyAdaptedHead(head, o.features, 1, [o.logit], temperature).probabilities[0]!;
     const t = head.file.head.threshold;
     return { ...p, probability, threshold: t, decision: p.decision === null ? null : probability > t ? 'abnormal' : 'normal', perModel: [probability] };
@@ -322,12 +334,13 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
     hasFeatures: card.outputs.includes(FEATURES),
     base: { temperature, threshold, sha256: card.sha256, arch: card.arch },
     head: null,
-    async outputs(file, greyMap) {
-      return siteOutputs(await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) }), greyMap);
+    async outputs(file, prep) {
+      return siteOutputs(await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) }), prep);
     },
-    async greyLevels(file, h) {
+    async greyLevels(file, h, siteFilter) {
       const d = await model.decode({ name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) });
-      const { greyMap: _own, ...pre } = model.ensemble.preprocessings[0]!;
+      const { greyMap: _own, ...own } = model.ensemble.preprocessings[0]!;
+      const pre = siteFilter ? { ...own, siteFilter } : own;
       const g = preprocessing.resizeToInput(d.grey, d.width, d.height, pre, d.name);
       h.add(g, { ...preprocessing.greyRegion(d.width, d.height, pre), stride: pre.size });
     },

@@ -134,6 +134,11 @@ test('adapting in the page: the CLI\'s before/after, no request, the head in use
   assert.deepEqual(rec.data, cliRecord.data, 'the same studies, patients and split');
   assert.equal(rec.decision, cliRecord.decision);
   assert.equal(rec.method.lambda, cliRecord.method.lambda, 'the same penalty chosen by cross-fitting');
+  // The same site preprocessing candidates, scored alike, and the same one kept.
+  const prepOf = (r: typeof cliRecord) => (r.method as unknown as { site_preprocessing: { trials: { site_filter: unknown; grey_map: boolean; cv_log_loss: number }[]; site_filter: unknown } }).site_preprocessing;
+  assert.deepEqual(prepOf(rec).site_filter, prepOf(cliRecord).site_filter, 'the same site filter kept');
+  assert.equal(prepOf(rec).trials.length, prepOf(cliRecord).trials.length);
+  prepOf(rec).trials.forEach((t, i) => near(t.cv_log_loss, prepOf(cliRecord).trials[i]!.cv_log_loss, `cross-fitted log loss of ${JSON.stringify(t.site_filter)}`));
   near(rec.method.temperature, cliRecord.method.temperature, 'temperature');
   near(rec.method.threshold, cliRecord.method.threshold, 'threshold');
   for (const side of ['before', 'after'] as const) {

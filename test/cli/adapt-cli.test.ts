@@ -105,7 +105,7 @@ test('adapt --json --out --head-out: the record, the written model, and the head
 test('adapt --reference-data: the grey map travels in the adapted .onnx (preprocessing, card, record) and the head file, and the facade applies it', async () => {
   const out = join(tmp.dir, 'adapted-grey.onnx');
   const head = join(tmp.dir, 'head-grey.json');
-  const r = runCli(['adapt', '--model', model, '--data', data, '--reference-data', reference, '--out', out, '--head-out', head, '--min-studies', '3', '--bootstrap', '20', '--workers', '0', '--threads', '1', '--grey-map', 'on', '--json']);
+  const r = runCli(['adapt', '--model', model, '--data', data, '--reference-data', reference, '--out', out, '--head-out', head, '--min-studies', '3', '--bootstrap', '20', '--workers', '0', '--threads', '1', '--grey-map', 'on', '--site-filter', 'off', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const rec = JSON.parse(r.stdout);
   const g = rec.method.grey_normalisation;
@@ -142,6 +142,50 @@ test('adapt --reference-data: the grey map travels in the adapted .onnx (preproc
     await sess.release();
     assert.ok(Math.abs(got - withMap) < 1e-6, `facade ${got} vs the graph on the mapped film ${withMap}`);
     assert.ok(Math.abs(withMap - without) > 1e-4, `the map changes the probability (${withMap} vs ${without})`);
+  } finally {
+    await m.release();
+  }
+});
+
+test('adapt --site-filter auto: every candidate scored inside the fitting part, the lowest kept; an adopted filter travels in the .onnx and the head file, and the facade applies it', async () => {
+  const out = join(tmp.dir, 'adapted-filter.onnx');
+  const head = join(tmp.dir, 'head-filter.json');
+  const r = runCli(['adapt', '--model', model, '--data', data, '--out', out, '--head-out', head, '--min-studies', '3', '--bootstrap', '20', '--workers', '0', '--threads', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const rec = JSON.parse(r.stdout);
+  const sp = rec.method.site_preprocessing;
+  assert.ok(sp, 'the record says which site preprocessings were tried');
+  // No reference grey levels: none and the five filters, without the map.
+  assert.equal(sp.trials.length, 6);
+  assert.ok(sp.trials.every((t: { grey_map: boolean }) => t.grey_map === false));
+  const best = sp.trials.reduce((a: { cv_log_loss: number }, t: { cv_log_loss: number }) => (t.cv_log_loss < a.cv_log_loss ? t : a));
+  assert.deepEqual(sp.site_filter, best.site_filter, 'the lowest cross-fitted log loss is kept');
+  // On this set (deterministic) a filter is kept and the head adopted, so the round trip below is exercised.
+  assert.ok(sp.site_filter, `kept: ${JSON.stringify(sp)}`);
+  assert.equal(rec.decision, 'adapted', rec.reason);
+  const info = readModelInfo(new Uint8Array(readFileSync(out)));
+  assert.deepEqual(JSON.parse(info.metadata.preprocessing!).siteFilter, sp.site_filter);
+  assert.deepEqual(cardFromOnnxMetadata(info.metadata, 'adapted').preprocessing.siteFilter, sp.site_filter);
+  const h = parseHeadFile(readFileSync(head, 'utf8'), head);
+  assert.equal(h.file.format_version, 3);
+  assert.deepEqual(h.siteFilter, sp.site_filter);
+  // The facade applies the filter: its probability of a film (with a burned-in stroke and noise) equals the graph on
+  // the film preprocessed with the filter, and differs from the graph on the film without it.
+  const m = await load(out, { threads: 1 });
+  try {
+    const w = 40;
+    const grey = Float32Array.from({ length: w * 48 }, (_, i) => 0.15 + 0.7 * (((i * 37) % 97) / 97));
+    for (let x = 5; x < 30; x++) grey[10 * w + x] = 1;
+    const got = (await m.predict([{ name: 'film.png', grey, width: w, height: 48 }])).views[0]!.probability!;
+    const sess = await ort.InferenceSession.create(out);
+    const pre = cardFromOnnxMetadata(info.metadata, 'adapted').preprocessing;
+    const run = async (p: typeof pre) => ((await sess.run({ input: new ort.Tensor('float32', preprocessGrey(grey, w, 48, p), [1, 48, 48, 3]) })).probability!.data as Float32Array)[0]!;
+    const withFilter = await run(pre);
+    const { siteFilter: _f, ...noFilter } = pre;
+    const without = await run(noFilter);
+    await sess.release();
+    assert.ok(Math.abs(got - withFilter) < 1e-6, `facade ${got} vs the graph on the filtered film ${withFilter}`);
+    assert.ok(Math.abs(withFilter - without) > 1e-5, `the filter changes the probability (${withFilter} vs ${without})`);
   } finally {
     await m.release();
   }
