@@ -155,8 +155,8 @@ test('adapt --site-filter auto: every candidate scored inside the fitting part, 
   const rec = JSON.parse(r.stdout);
   const sp = rec.method.site_preprocessing;
   assert.ok(sp, 'the record says which site preprocessings were tried');
-  // No reference grey levels: none and the five filters, without the map.
-  assert.equal(sp.trials.length, 6);
+  // No reference grey levels: none and the seven filters, without the map.
+  assert.equal(sp.trials.length, 8);
   assert.ok(sp.trials.every((t: { grey_map: boolean }) => t.grey_map === false));
   const best = sp.trials.reduce((a: { cv_log_loss: number }, t: { cv_log_loss: number }) => (t.cv_log_loss < a.cv_log_loss ? t : a));
   assert.deepEqual(sp.site_filter, best.site_filter, 'the lowest cross-fitted log loss is kept');

@@ -18,7 +18,7 @@ import { fitSiteGreyMap, type GreyReference, type SiteGreyFit } from './site-gre
 /**
  * The site filters tried (besides none): overlay suppression at two thresholds (0.98: only the reader's white
  * strokes; 0.9: also bright unexposed borders outside the collimator), smoothing at three strengths (model-grid
- * pixels).
+ * pixels), and each suppression followed by the middle smoothing (a site can have both text and a soft, noisy plate).
  */
 export const SITE_FILTER_CANDIDATES: readonly SiteFilter[] = Object.freeze([
   { overlay: { threshold: 0.98 } },
@@ -26,6 +26,8 @@ export const SITE_FILTER_CANDIDATES: readonly SiteFilter[] = Object.freeze([
   { smooth: { sigma: 0.5 } },
   { smooth: { sigma: 0.7 } },
   { smooth: { sigma: 1 } },
+  { overlay: { threshold: 0.98 }, smooth: { sigma: 0.7 } },
+  { overlay: { threshold: 0.9 }, smooth: { sigma: 0.7 } },
 ]);
 
 /** What the host computes (it decodes the images; the core never sees a file). */
