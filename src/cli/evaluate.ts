@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
 import { predictSplit, type PredictEngineInfo } from '../inference/node/records.js';
-import type { PredictEngine } from '../inference/node/models.js';
+import type { InferenceRuntime } from '../inference/node/models.js';
 import {
   DEFAULT_BOOTSTRAP_REPLICATES,
   DEFAULT_BOOTSTRAP_SEED,
@@ -351,7 +351,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             data: raw.data as string,
             subset: which,
             which: raw.checkpoint as 'best' | 'last',
-            engine: runtime as PredictEngine,
+            engine: runtime as InferenceRuntime,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
             ...(raw.onnx !== undefined ? { onnxFile: raw.onnx as string } : {}),
           });

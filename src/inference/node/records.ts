@@ -19,7 +19,7 @@ import { loadSplit, selectSubset, type Subset } from '../../data/splits.js';
 import type { Label } from '../../data/types.js';
 import type { CheckpointMetadata } from '../../models/weights/index.js';
 import { runPaths } from '../../runs/run-dir.js';
-import { PREDICT_ENGINES, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+import { INFERENCE_RUNTIMES, type OnnxRuntimeFace, type InferenceRuntime } from './models.js';
 import { loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, type BatchRunner } from './checkpoint.js';
 
 /** One image's prediction: its dataset path, label and P(abnormal) (what src/evaluate's `Prediction` holds). */
@@ -61,7 +61,7 @@ export interface PredictSplitOptions {
    * 'auto' (default): ONNX Runtime when onnxruntime-node loads and the architecture exports, else TF.js with one
    * line on stderr (or to `onLog`) saying why; 'onnx': ONNX Runtime or an error; 'tfjs': TF.js.
    */
-  engine?: PredictEngine;
+  engine?: InferenceRuntime;
   /** Where the fallback notice goes (default: a line on stderr). */
   onLog?: (line: string) => void;
   /** ONNX Runtime threads (default: all cores). */
@@ -100,7 +100,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   const sel = split ? selectSubset(dataset, split, opts.subset) : { images: dataset.images.filter((i) => i.split === 'train') };
   if (!sel.images.length) throw new Error(`${opts.data}: the ${opts.subset} subset has no images`);
   const requested = opts.engine ?? 'auto';
-  if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
+  if (!INFERENCE_RUNTIMES.includes(requested)) throw new Error(`engine must be one of ${INFERENCE_RUNTIMES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
   // Temperature scaling fitted at training end (src/calibrate/trust.ts) is applied to the logit by both engines.
   const tr = (loaded.metadata.extra as { trust?: { temperature?: { value?: unknown } } } | undefined)?.trust?.temperature?.value;
@@ -123,7 +123,7 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
         modelLive = false;
       } catch (err) {
         const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
-        if (requested === 'onnx' || opts.onnxFile) throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
+        if (requested === 'onnx' || opts.onnxFile) throw new Error(`${why} (use --runtime tfjs or --runtime auto)`);
         fallbackReason = why;
         (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: predicting with TF.js instead of ONNX Runtime (${why})`);
       }
