@@ -12,6 +12,15 @@ import { NetworkModel, headFactory, type HeadSpec } from './head.js';
 import type { LoadOptions, LoadReport } from './import.js';
 import type { StateDict } from './weights/types.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/preprocess.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/** An architecture name the registry does not know (a flag, a config or a checkpoint's metadata). */
+export class UnknownArchError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_UNKNOWN_ARCH', exitStatus: EXIT_USAGE, hint: 'nextray models lists the architectures' });
+    this.name = 'UnknownArchError';
+  }
+}
 
 /** torchvision's architectures (their weight files load as they are). */
 export const ARCHS = [
@@ -180,7 +189,7 @@ function resolveHead(arch: Arch, opts: CreateModelOptions): HeadSpec {
 }
 
 function assertArch(arch: string): asserts arch is Arch {
-  if (!isArch(arch)) throw new Error(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
+  if (!isArch(arch)) throw new UnknownArchError(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
 }
 
 /** The network's module tree with shapes only (no tensors allocated): for counting and metadata. */

@@ -32,7 +32,7 @@ import { arch, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
 import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
-import { FileWriteError } from '../../util/errors.js';
+import { FileWriteError, NextrayError } from '../../util/errors.js';
 import { sha256Hex } from '../../util/hash.js';
 
 export const ORT_CACHE_FORMAT = 'nextray-ort-optimized-model';
@@ -215,7 +215,7 @@ function removeQuietly(path: string): void {
  */
 export async function readFileHashed(path: string, size: number): Promise<{ bytes: Buffer; sha256: string }> {
   const bytes = await readFile(path);
-  if (bytes.byteLength !== size) throw new Error(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`);
+  if (bytes.byteLength !== size) throw new NextrayError(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`, { code: 'ERR_FILE_CHANGED', hint: 'wait until the file is written completely, then run the command again' });
   return { bytes, sha256: sha256Hex(bytes) };
 }
 
