@@ -255,6 +255,35 @@ test('stub check: a bare nextray and a model nothing writes are found; output li
   assert.deepEqual(uncreatedPaths('```\nnpx nextray demo\nnpx nextray export --checkpoint demo-output/run --out d.onnx\n```\n', 'stub'), []);
 });
 
+/** Files under `dir` (recursively) whose names end with one of `exts`. */
+function sourceFiles(dir: string, exts: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...sourceFiles(p, exts));
+    else if (exts.some((x) => e.name.endsWith(x))) out.push(p);
+  }
+  return out;
+}
+
+/** Lines that cite a tracker issue ('issue 13', '#25'); a colour or an anchor in a string is not one. */
+export function issueReferences(text: string): number[] {
+  const lines: number[] = [];
+  text.split('\n').forEach((l, i) => {
+    if (/(?<![\w&/='"`-])#\d+\b/.test(l) || /\bissues?\s+(?:#\s*)?\d+/i.test(l)) lines.push(i + 1);
+  });
+  return lines;
+}
+
+test('comments in src/ and scripts/ explain the code and cite no tracker issue numbers', () => {
+  assert.deepEqual(issueReferences('// the cache (issue 10, item 5)\n/* see #13 */\nconst c = "#1f2933"; // colour\nlink(\'#2\')\n'), [1, 2]);
+  const found: string[] = [];
+  for (const f of [...sourceFiles(join(REPO_ROOT, 'src'), ['.ts']), ...sourceFiles(join(REPO_ROOT, 'scripts'), ['.mjs', '.ts'])]) {
+    for (const n of issueReferences(readFileSync(f, 'utf8'))) found.push(`${f.slice(REPO_ROOT.length + 1)}:${n}`);
+  }
+  assert.deepEqual(found, []);
+});
+
 test('README.md is user documentation: at most 350 lines, no issue references, machine paths, diary times or load averages', () => {
   assert.deepEqual(readmeProblems(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')), []);
 });

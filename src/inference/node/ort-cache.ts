@@ -1,5 +1,5 @@
 /**
- * An optimised-model cache for ONNX Runtime sessions (issue 10, item 5). Building a session at
+ * An optimised-model cache for ONNX Runtime sessions. Building a session at
  * graphOptimizationLevel 'all' rewrites the graph (NCHWc layout transform, fusions) every time: for ResNet-152 @320
  * on 2 cores, optimising took about half of the session's creation. The lower levels start faster but run 1.2-2x
  * slower per image (no NCHWc layout), so the cache keeps level 'all': ONNX Runtime saves the optimised graph once in
