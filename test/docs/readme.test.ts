@@ -139,7 +139,7 @@ export function bareCommands(markdown: string, where: string): Problem[] {
 /** Options whose value is a file or folder the command writes. */
 const WRITES = new Set(['--out', '--output', '--head-out', '--studies-out', '--heatmaps', '--dicom-out', '--ood-eval', '--state']);
 /** Options whose value must already exist: a model, run or split the tool makes. */
-const READS = new Set(['--model', '--checkpoint', '--resume', '--split']);
+const READS = new Set(['--model', '--checkpoint', '--resume', '--split', '--onnx']);
 
 /** Paths a user brings (their folders, downloaded weights, images, URLs), or a split named by subset ('test'). */
 function brought(value: string): boolean {
@@ -170,7 +170,7 @@ export function uncreatedPaths(markdown: string, where: string, created: Set<str
     });
     if (c.command === 'app' && c.args[0] === 'serve' && c.args[1] !== undefined) reads.push(c.args[1]);
     for (const v of reads) {
-      if (!brought(v) && !isCreated(v)) problems.push({ where, line: c.line, why: `${v}: no command in ${where} (or the README) creates it` });
+      if (!brought(v) && !isCreated(v)) problems.push({ where, line: c.line, why: `${v}: no example creates it` });
     }
   }
   return problems;
@@ -241,6 +241,38 @@ test('every command line in README.md and docs/*.md is written npx nextray, and 
   assert.deepEqual(problems, []);
 });
 
+/** The `Examples:` lines of `nextray <path> --help` that run nextray, as a code block (`$ ` prompts removed). */
+function helpExamples(path: string[]): string {
+  const r = spawnSync(process.execPath, [BIN, ...path, '--help'], { encoding: 'utf8' });
+  const lines: string[] = [];
+  let inside = false;
+  for (const line of (r.stdout ?? '').split('\n')) {
+    if (/^[A-Z][A-Za-z ]*:\s*$/.test(line)) inside = line.trim() === 'Examples:';
+    else if (inside && /\bnextray [a-z]/.test(line)) lines.push(line.trim().replace(/^\$\s+/, ''));
+  }
+  return '```\n' + lines.join('\n') + '\n```\n';
+}
+
+test('every --help example reads only models, runs and splits that some example (or the docs) creates', () => {
+  const paths: string[][] = [];
+  for (const c of help([]).commands) {
+    if (c === 'help') continue;
+    const sub = help([c]).commands;
+    if (sub.size) for (const s of sub) paths.push([c, s]);
+    else paths.push([c]);
+  }
+  const texts: [string, string][] = [
+    ...paths.map((p): [string, string] => [`nextray ${p.join(' ')} --help`, helpExamples(p)]),
+    ...documents().map(([name, path]): [string, string] => [name, readFileSync(path, 'utf8')]),
+  ];
+  // What any of them writes counts: a help text shows one step, the docs the steps before it.
+  const created = new Set<string>();
+  for (const [name, text] of texts) uncreatedPaths(text, name, created);
+  const problems = texts.filter(([name]) => name.endsWith('--help')).flatMap(([name, text]) => uncreatedPaths(text, name, created));
+  assert.ok(paths.length >= 15, `read ${paths.length} --help texts`);
+  assert.deepEqual(problems, []);
+});
+
 test('stub check: a bare nextray and a model nothing writes are found; output lines and brought paths are not', () => {
   const stub =
     '```sh\nnextray predict --model m.onnx x.png\nnpx nextray export --checkpoint runs/r1 --out r1.onnx\n' +
@@ -248,8 +280,8 @@ test('stub check: a bare nextray and a model nothing writes are found; output li
     '```\nhint: continue with nextray train --resume runs/r9\nnextray pacs: study 1.2.3: nextray predict --model gone.onnx\n```\n';
   assert.deepEqual(bareCommands(stub, 'stub').map((p) => p.line), ['nextray predict --model m.onnx x.png']);
   assert.deepEqual(uncreatedPaths(stub, 'stub').map((p) => p.why), [
-    'm.onnx: no command in stub (or the README) creates it',
-    'runs/r1: no command in stub (or the README) creates it',
+    'm.onnx: no example creates it',
+    'runs/r1: no example creates it',
   ]);
   // The demo's default folder and a folder under a written one count as created.
   assert.deepEqual(uncreatedPaths('```\nnpx nextray demo\nnpx nextray export --checkpoint demo-output/run --out d.onnx\n```\n', 'stub'), []);
