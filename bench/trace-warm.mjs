@@ -10,8 +10,8 @@
  *       [--pause-ms 0]
  *   node bench/trace-warm.mjs --model demo.onnx --baseline-app OTHER/dist/app [--visits 8]
  *
- * --pause-ms waits that long between visits (a service worker that has been idle ~30 s is stopped, so a pause of
- * 35000 measures a visit that must start it). Prints one JSON document (stdout) and, per visit, a table of phases
+ * --app DIR traces another build of the page (default: this checkout's dist/app). --pause-ms waits that long between visits. --stop-worker stops the service worker before each visit (CDP
+ * ServiceWorker.stopAllWorkers), as the browser does after ~30 s idle: a visit on another day starts with it stopped. Prints one JSON document (stdout) and, per visit, a table of phases
  * (stderr): milliseconds from navigation start, on the page's clock. --keep-traces writes trace-N.json into --out
  * (open them in chrome://tracing or Perfetto).
  *
@@ -33,6 +33,8 @@ const { values: a } = parseArgs({
     'keep-traces': { type: 'boolean', default: false },
     'pause-ms': { type: 'string', default: '0' },
     'baseline-app': { type: 'string' },
+    'stop-worker': { type: 'boolean', default: false },
+    app: { type: 'string' },
   },
 });
 const median = (xs) => {
@@ -54,7 +56,7 @@ if (a['baseline-app']) {
   process.exit(0);
 }
 const site = join(work, 'site');
-await buildSite(resolve(a.model), site, { force: true });
+await buildSite(resolve(a.model), site, { force: true, ...(a.app ? { appDir: resolve(a.app) } : {}) });
 const server = await serveSite(site, 0);
 const profile = mkdtempSync(join(tmpdir(), 'nextray-trace-profile-'));
 const ctx = await chromium.launchPersistentContext(profile, {
@@ -76,6 +78,24 @@ async function traced(page, fn) {
   await done;
   await cdp.detach();
   return events;
+}
+
+/** Stops every service worker of the profile, and waits until Chromium says they stopped. */
+async function stopWorkers(page, context = ctx) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('ServiceWorker.enable');
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  for (let i = 0; i < 50; i++) {
+    const running = await new Promise((r) => {
+      const t = setTimeout(() => r(false), 100);
+      cdp.once('ServiceWorker.workerVersionUpdated', (e) => {
+        clearTimeout(t);
+        r(e.versions.some((v) => v.runningStatus !== 'stopped'));
+      });
+    });
+    if (!running) break;
+  }
+  await cdp.detach();
 }
 
 /** What the trace says, as times relative to the renderer's navigationStart (ms). */
@@ -121,6 +141,7 @@ try {
     await page.close();
     if (Number(a['pause-ms']) > 0) await new Promise((r) => setTimeout(r, Number(a['pause-ms'])));
     page = await ctx.newPage();
+    if (a['stop-worker']) await stopWorkers(page);
     let wall = 0;
     const events = await traced(page, async () => {
       t = performance.now();
@@ -138,6 +159,7 @@ try {
         responseStart: Math.round(e.responseStart),
         responseEnd: Math.round(e.responseEnd),
         bytes: e.encodedBodySize,
+        router: e.workerFinalSourceType || null,
       });
       return {
         navigation: { ...pick(n), domInteractive: Math.round(n.domInteractive), domContentLoaded: Math.round(n.domContentLoadedEventEnd), loadEnd: Math.round(n.loadEventEnd) },
@@ -155,8 +177,8 @@ try {
     result.visits.push(visit);
     log(`\nvisit ${v + 2}: ${Math.round(wall)} ms from goto to ready (load ${visit.load[0]})`);
     const n = timing.navigation;
-    log(`  navigation: workerStart ${n.workerStart}, fetchStart ${n.fetchStart}, responseStart ${n.responseStart}, responseEnd ${n.responseEnd}, domInteractive ${n.domInteractive}, DCL ${n.domContentLoaded}`);
-    for (const r of timing.resources) log(`  ${r.name.padEnd(48)} workerStart ${r.workerStart} fetch ${r.fetchStart} resp ${r.responseStart} end ${r.responseEnd}`);
+    log(`  navigation${n.router ? ` (route ${n.router})` : ''}: workerStart ${n.workerStart}, fetchStart ${n.fetchStart}, responseStart ${n.responseStart}, responseEnd ${n.responseEnd}, domInteractive ${n.domInteractive}, DCL ${n.domContentLoaded}`);
+    for (const r of timing.resources) log(`  ${r.name.padEnd(48)} workerStart ${r.workerStart} fetch ${r.fetchStart} resp ${r.responseStart} end ${r.responseEnd}${r.router ? ` route ${r.router}` : ''}`);
     for (const m of timing.marks) log(`  mark ${m.name.padEnd(40)} ${m.at}`);
     for (const m of timing.measures) log(`  measure ${m.name.padEnd(37)} ${m.at} +${m.ms}`);
     log(`  wasm: ${JSON.stringify(s.wasm)}`);
@@ -210,6 +232,7 @@ async function compare() {
         await b.page.close();
         await new Promise((r) => setTimeout(r, 500 + Number(a['pause-ms'])));
         b.page = await b.ctx.newPage();
+        if (a['stop-worker']) await stopWorkers(b.page, b.ctx);
         const t = performance.now();
         await b.page.goto(b.server.url + '/');
         await b.page.waitForSelector('body[data-state=ready]', { timeout: 600_000 });
