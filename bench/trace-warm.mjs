@@ -192,7 +192,41 @@ try {
   if (!a.out) rmSync(work, { recursive: true, force: true });
 }
 result.load_end = load();
+result.phases = phaseTable(result.visits);
 process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+
+/** One row per phase: when it ended (ms from navigation start), median over the visits and each visit's value. */
+function phaseTable(visits) {
+  const rows = [
+    ['HTML received (navigation responseEnd)', (v) => v.navigation.responseEnd],
+    ["page's script running (nextray:script)", (v) => mark(v, 'script')],
+    ['onnxruntime-web imported (nextray:runtime-imported)', (v) => mark(v, 'runtime-imported')],
+    ['runtime wasm requested', (v) => res(v, /ort-wasm[^/]*\.wasm$/)?.fetchStart],
+    ['runtime wasm received (14 MB)', (v) => res(v, /ort-wasm[^/]*\.wasm$/)?.responseEnd],
+    ['wasm compiled (end of wasm.FinishStreaming)', (v) => (v.trace.wasm['wasm.FinishStreaming'] ? v.trace.wasm['wasm.FinishStreaming'].first + v.trace.wasm['wasm.FinishStreaming'].ms : null)],
+    ['model.json answered (nextray:model-described)', (v) => mark(v, 'model-described')],
+    ['model bytes read from Cache Storage (nextray:model-bytes)', (v) => mark(v, 'model-bytes')],
+    ['runtime started: threads + identity session (nextray:runtime-started)', (v) => mark(v, 'runtime-started')],
+    ["model's session (nextray:session)", (v) => mark(v, 'session')],
+    ['ready (nextray:ready)', (v) => mark(v, 'ready')],
+    ['lazy wasm compilations (wasm.CompileLazy: count / ms)', (v) => (v.trace.wasm['wasm.CompileLazy'] ? `${v.trace.wasm['wasm.CompileLazy'].count} / ${v.trace.wasm['wasm.CompileLazy'].ms}` : '0')],
+  ];
+  const out = rows.map(([name, f]) => {
+    const xs = visits.map((v) => f(v) ?? null);
+    const nums = xs.filter((x) => typeof x === 'number');
+    return { phase: name, median: nums.length ? Math.round(median(nums)) : null, visits: xs.map((x) => (typeof x === 'number' ? Math.round(x) : x)) };
+  });
+  log('\n| phase (ms from navigation start) | median | visits |');
+  log('|---|---|---|');
+  for (const r of out) log(`| ${r.phase} | ${r.median ?? ''} | ${r.visits.join(', ')} |`);
+  return out;
+}
+function mark(v, name) {
+  return v.marks.find((m) => m.name === `nextray:${name}`)?.at ?? null;
+}
+function res(v, re) {
+  return v.resources.find((r) => re.test(r.name));
+}
 
 /** --baseline-app: warm visits of the baseline build and this one, taking turns. */
 async function compare() {
