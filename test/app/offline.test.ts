@@ -237,7 +237,7 @@ test('on a later visit the runtime starts before model.json has answered (a slow
   }
 });
 
-test('on a later visit the browser serves the page and the runtime from Cache Storage by static routes, without the service worker; model.json from the network', { skip: skip ?? false }, async () => {
+test('on a later visit the browser serves the page and the runtime from Cache Storage by static routes, without the service worker; model.json from the network; the load phases are marked in order', { skip: skip ?? false }, async () => {
   const site = join(tmp.dir, 'site-routes');
   await buildSite(modelA, site);
   const server = await serveSite(site, 0);
@@ -266,6 +266,14 @@ test('on a later visit the browser serves the page and the runtime from Cache St
       };
     });
     assert.deepEqual(sources, { page: 'cache', script: 'cache', wasm: 'cache', description: 'network' });
+    // The load phases are on the browser's timeline (bench/trace-warm.mjs and bench/browser.mjs read them), in the
+    // order the page's code runs them.
+    const marks = new Map(await page.evaluate(() => performance.getEntriesByType('mark').filter((m) => m.name.startsWith('nextray:')).map((m) => [m.name.slice(8), m.startTime] as [string, number])));
+    assert.deepEqual([...marks.keys()].sort(), ['model-bytes', 'model-described', 'ready', 'runtime-imported', 'runtime-started', 'script', 'session']);
+    const at = (k: string): number => marks.get(k)!;
+    for (const [a, b] of [['script', 'runtime-imported'], ['runtime-imported', 'runtime-started'], ['model-described', 'model-bytes'], ['model-bytes', 'session'], ['runtime-started', 'session'], ['session', 'ready']]) {
+      assert.ok(at(a!) <= at(b!), `${a} (${at(a!)} ms) before ${b} (${at(b!)} ms)`);
+    }
     assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the cached page keeps its isolation headers');
     near(await probabilityOf(page, images.png1), cliA.get(images.png1)!, 'page and runtime from the routes');
     assert.deepEqual(consoleErrors, []);
