@@ -272,12 +272,13 @@ async function compare() {
         await b.page.waitForSelector('body[data-state=ready]', { timeout: 600_000 });
         b.wall.push(Math.round(performance.now() - t));
         b.ready.push(Math.round(await b.page.evaluate(() => window.__readyAt)));
+        (b.session ??= []).push(Math.round(await b.page.evaluate(() => window.nextray?.phases?.sessionMs ?? -1)));
         const p = await b.page.evaluate(() => window.nextray?.source?.from);
         if (p !== 'cache') throw new Error(`${b.name}: the model came from the ${p}`);
       }
-      log(`visit ${v + 2} (load ${load()[0]}): ${builds.map((b) => `${b.name} ${b.ready.at(-1)} ms (goto ${b.wall.at(-1)})`).join(', ')}`);
+      log(`visit ${v + 2} (load ${load()[0]}): ${builds.map((b) => `${b.name} ${b.ready.at(-1)} ms (goto ${b.wall.at(-1)}, session after the model ${b.session.at(-1)})`).join(', ')}`);
     }
-    for (const b of builds) result.builds[b.name] = { ready_ms: b.ready, goto_to_ready_ms: b.wall, median_ready_ms: median(b.ready), median_goto_to_ready_ms: median(b.wall) };
+    for (const b of builds) result.builds[b.name] = { ready_ms: b.ready, goto_to_ready_ms: b.wall, session_after_model_ms: b.session, median_ready_ms: median(b.ready), median_goto_to_ready_ms: median(b.wall) };
     for (const b of builds) log(`${b.name}: navigation to ready median ${median(b.ready)} ms, min ${Math.min(...b.ready)}; goto to ready median ${median(b.wall)} ms`);
   } finally {
     for (const b of builds) {
