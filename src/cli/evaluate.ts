@@ -297,8 +297,8 @@ Examples:
   nextray evaluate --predictions preds.csv --out eval/ --json eval/metrics.json
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
   nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
-  nextray evaluate --model runs/demo --data ~/datasets --split test --runtime tfjs --json -
-  nextray evaluate --model runs/demo --onnx demo-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
+  nextray evaluate --model demo-output/run --data demo-output/data --split test --runtime tfjs --json -
+  nextray evaluate --model runs/r152 --onnx r152-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
 Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.

@@ -343,7 +343,7 @@ export function registerPredict(program: Command): void {
       `
 Examples:
   nextray predict --model model.onnx xray.png
-  nextray predict --model runs/r152 --model runs/d169 scans/ --out preds.csv --studies-out studies.csv
+  nextray predict --model runs/r152 --model runs/r2 scans/ --out preds.csv --studies-out studies.csv
   nextray predict --model model.onnx MURA-v1.1/valid --out valid.csv && nextray evaluate --predictions valid.csv
   nextray predict --model model.onnx study-dicoms/ --dicom-out results/
 

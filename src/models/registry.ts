@@ -12,6 +12,15 @@ import { NetworkModel, headFactory, type HeadSpec } from './head.js';
 import type { LoadOptions, LoadReport } from './import.js';
 import type { StateDict } from './weights/types.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/preprocess.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/** An architecture name the registry does not know (a flag, a config or a checkpoint's metadata). */
+export class UnknownArchError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_UNKNOWN_ARCH', exitStatus: EXIT_USAGE, hint: 'nextray models lists the architectures' });
+    this.name = 'UnknownArchError';
+  }
+}
 
 // The names alone live in arch-names.ts (no TF.js), so the CLI can check an --arch before loading the zoo.
 import { ALL_ARCHS, ARCHS, isArch, type Arch, type TorchvisionArch } from './arch-names.js';
@@ -156,7 +165,7 @@ function resolveHead(arch: Arch, opts: CreateModelOptions): HeadSpec {
 }
 
 function assertArch(arch: string): asserts arch is Arch {
-  if (!isArch(arch)) throw new Error(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
+  if (!isArch(arch)) throw new UnknownArchError(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
 }
 
 /** The network's module tree with shapes only (no tensors allocated): for counting and metadata. */

@@ -22,6 +22,7 @@ import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace } from './
 import { resolveCheckpointDir } from '../../runs/run-dir.js';
 import { cardFromCheckpoint, type ModelCard } from '../../models/card.js';
 import { sha256Hex } from '../../util/hash.js';
+import { InstallError } from '../../util/errors.js';
 
 export interface LoadedModel {
   model: Model;
@@ -77,7 +78,7 @@ async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promi
   try {
     return await (load ?? loadOnnxRuntime)();
   } catch (err) {
-    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
   }
 }
 
@@ -102,11 +103,11 @@ export async function onnxRunner(
   const k = clf.numOutputs;
   if (k !== 1) {
     await clf.release();
-    throw new Error(`expected the binary head (1 output), the exported model has ${k}`);
+    throw new InferenceError(`${opts.onnxFile ?? 'the exported model'}: expected the binary head (1 output), the model has ${k}`);
   }
   if (opts.onnxFile && JSON.stringify(clf.info.preprocessing) !== JSON.stringify(preprocessing)) {
     await clf.release();
-    throw new Error(`${opts.onnxFile}: its preprocessing ${JSON.stringify(clf.info.preprocessing)} differs from the checkpoint's ${JSON.stringify(preprocessing)}`);
+    throw new InferenceError(`${opts.onnxFile}: its preprocessing ${JSON.stringify(clf.info.preprocessing)} differs from the checkpoint's ${JSON.stringify(preprocessing)}`);
   }
   const per = preprocessing.size * preprocessing.size * 3;
   return {

@@ -13,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { packageVersion } from '../../util/package.js';
+import { InstallError } from '../../util/errors.js';
 import type { Model } from '../../models/registry.js';
 import type { OnnxExport, OnnxExportOptions } from '../../models/onnx/export.js';
 import { InferenceError } from '../core/model.js';
@@ -120,7 +121,7 @@ async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promi
   try {
     return await (load ?? loadOnnxRuntime)();
   } catch (err) {
-    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
   }
 }
 

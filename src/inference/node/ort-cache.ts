@@ -1,5 +1,5 @@
 /**
- * An optimised-model cache for ONNX Runtime sessions (issue 10, item 5). Building a session at
+ * An optimised-model cache for ONNX Runtime sessions. Building a session at
  * graphOptimizationLevel 'all' rewrites the graph (NCHWc layout transform, fusions) every time: for ResNet-152 @320
  * on 2 cores, optimising took about half of the session's creation. The lower levels start faster but run 1.2-2x
  * slower per image (no NCHWc layout), so the cache keeps level 'all': ONNX Runtime saves the optimised graph once in
@@ -32,7 +32,7 @@ import { arch, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
 import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
-import { FileWriteError } from '../../util/errors.js';
+import { FileWriteError, NextrayError } from '../../util/errors.js';
 import { sha256Hex } from '../../util/hash.js';
 import { modelSkeleton } from '../../models/onnx/skeleton.js';
 
@@ -237,7 +237,7 @@ function removeQuietly(path: string): void {
  */
 export async function readFileHashed(path: string, size: number): Promise<{ bytes: Buffer; sha256: string }> {
   const bytes = await readFile(path);
-  if (bytes.byteLength !== size) throw new Error(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`);
+  if (bytes.byteLength !== size) throw new NextrayError(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`, { code: 'ERR_FILE_CHANGED', hint: 'wait until the file is written completely, then run the command again' });
   return { bytes, sha256: sha256Hex(bytes) };
 }
 
