@@ -7,7 +7,12 @@
  *   - `nextray forward --arch resnet152 --weights resnet152.pth --input x.npy --output y.npy` on a 4x3x320x320 batch
  *     beside PyTorch doing the same job in one process (python3 -c: import torch, build torchvision's ResNet-152,
  *     load the same .pth, read x.npy, forward, write y.npy); target ours <= 1.0x PyTorch. The two outputs are
- *     compared (max |difference| / max |logit|) so a fast wrong answer shows.
+ *     compared (max |difference| / max |logit|) so a fast wrong answer shows. forward keeps ONNX Runtime's optimised
+ *     graph of the weights in a cache (here under the bench's own XDG_CACHE_HOME, never the user's), so three rows:
+ *       forwardFirstRun  the cache emptied before each run: read the .pth, export, optimise, write the cache;
+ *       forward          the cache warm (every later run on the same weights file): no export, no optimisation;
+ *       forwardNoCache   `--no-onnx-cache`: export and optimise every time, nothing written.
+ *     ratioForwardOursOverTorch is the warm-cache row's; ratioForwardFirstRunOverTorch the first run's.
  *
  *   npm run build && node bench/startup.mjs [--runs 5] [--no-torch] [--keep DIR]
  *   (or: npm run bench -- --only startup)
@@ -47,9 +52,10 @@ const median = (xs) => {
 };
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
+const cacheHome = join(dir, 'xdg-cache');
 function timed(cmd, args) {
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, XDG_CACHE_HOME: cacheHome } });
   const seconds = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
   return seconds;
@@ -158,19 +164,26 @@ try {
     nodeFloor: { cmd: process.execPath, args: ['-e', '0'], shown: 'node -e 0' },
   };
   if (haveTorch) {
-    commands.forward = {
-      cmd: process.execPath,
-      args: ['bin/nextray.js', 'forward', '--arch', 'resnet152', '--weights', pth, '--input', x, '--output', yOurs, '--threads', String(threads)],
-      shown: `nextray forward --arch resnet152 --weights resnet152.pth --input x.npy --output y.npy --threads ${threads}`,
-    };
+    const fwd = (out) => ['bin/nextray.js', 'forward', '--arch', 'resnet152', '--weights', pth, '--input', x, '--output', out, '--threads', String(threads)];
+    const shown = `nextray forward --arch resnet152 --weights resnet152.pth --input x.npy --output y.npy --threads ${threads}`;
+    commands.forwardFirstRun = { cmd: process.execPath, args: fwd(`${yOurs}.first.npy`), shown: `${shown} (optimised-graph cache emptied first)`, emptyCache: true };
+    commands.forward = { cmd: process.execPath, args: fwd(yOurs), shown: `${shown} (optimised-graph cache warm)` };
+    commands.forwardNoCache = { cmd: process.execPath, args: [...fwd(`${yOurs}.nocache.npy`), '--no-onnx-cache'], shown: `${shown} --no-onnx-cache` };
     commands.torchForward = { cmd: PYTHON, args: ['-c', TORCH_FORWARD, pth, x, yTorch, String(threads)], shown: `python3 -c <import torch; torchvision's ResNet-152; load resnet152.pth; forward x.npy; save y.npy; ${threads} threads>` };
   }
   log('warm-up (page cache) ...');
-  for (const c of Object.values(commands)) timed(c.cmd, c.args);
+  const emptyCache = () => rmSync(cacheHome, { recursive: true, force: true });
+  for (const c of Object.values(commands)) {
+    if (c.emptyCache) emptyCache();
+    timed(c.cmd, c.args);
+  }
   const times = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
   for (let i = 0; i < runs; i++) {
     log(`round ${i + 1}/${runs} ...`);
-    for (const [k, c] of Object.entries(commands)) times[k].push(timed(c.cmd, c.args));
+    for (const [k, c] of Object.entries(commands)) {
+      if (c.emptyCache) emptyCache();
+      times[k].push(timed(c.cmd, c.args));
+    }
   }
   report.results = Object.fromEntries(
     Object.entries(commands).map(([k, c]) => [k, { median: r3(median(times[k])), runs: times[k].map(r3), command: c.shown }]),
@@ -184,8 +197,16 @@ try {
       diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
       scale = Math.max(scale, Math.abs(ref[i]));
     }
-    report.forwardAgreement = { logits: ref.length, sameLength: ours.length === ref.length, maxAbsDiffOverMaxAbsLogit: Number((diff / scale).toExponential(2)) };
+    const same = (p) => readFileSync(p).equals(readFileSync(yOurs));
+    report.forwardAgreement = {
+      logits: ref.length,
+      sameLength: ours.length === ref.length,
+      maxAbsDiffOverMaxAbsLogit: Number((diff / scale).toExponential(2)),
+      firstRunAndNoCacheOutputsByteIdenticalToWarm: same(`${yOurs}.first.npy`) && same(`${yOurs}.nocache.npy`),
+    };
     report.ratioForwardOursOverTorch = r3(median(times.forward) / median(times.torchForward));
+    report.ratioForwardFirstRunOverTorch = r3(median(times.forwardFirstRun) / median(times.torchForward));
+    report.ratioForwardNoCacheOverTorch = r3(median(times.forwardNoCache) / median(times.torchForward));
   }
   report.machine.loadAverageAtEnd = loadavg().map((l) => Math.round(l * 100) / 100);
   console.log(JSON.stringify(report, null, 2));

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// How the OOD gate's features were chosen (issue 13): Mahalanobis gates on different feature sets of a resnet-slim
+// How the OOD gate's features were chosen: Mahalanobis gates on different feature sets of a resnet-slim
 // run (final pooled means, + stds, all stages, early stages), fitted on every third training image, measured on the
 // held-out test radiographs and 40 generated images per non-radiograph set. resnet-slim only (channel counts below).
 //   npm run build && node scripts/ood-layer-choice.mjs --model RUN --data DIR

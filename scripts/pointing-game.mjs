@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Pointing game for class activation maps on synthetic data (issue 13): over the abnormal images of a split, the
+// Pointing game for class activation maps on synthetic data: over the abnormal images of a split, the
 // share whose CAM maximum (on the original image, letterbox undone) falls inside one of the image's finding boxes
 // (imageM.findings.json, written by `nextray synth`), beside the share a uniformly random point gets (the boxes'
 // area fraction, exact per image, averaged). Run after `npm run build`:

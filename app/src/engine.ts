@@ -11,7 +11,7 @@ import { adaptation, greyLevels, inference, preprocessing, siteFilters, load as 
 import { temperatureOf } from './card.js';
 import { pageDecoders } from './codecs.js';
 import { COLOUR_WARNING, decodeImage, MAX_PIXELS } from './decode.js';
-import { startRuntime, type Backend, type Runtime } from './runtime.js';
+import { mark, startRuntime, type Backend, type Runtime } from './runtime.js';
 import { lastRuntimes, loadModelBytes, type ModelSource } from './store.js';
 
 /**
@@ -172,9 +172,13 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
   const src = await loadModelBytes(
     spec.headers ?? {},
     (done, total) => progress(`Downloading the model: ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB…`),
-    (d) => begin(d.runtimes),
+    (d) => {
+      mark('model-described');
+      begin(d.runtimes);
+    },
   );
   const tFetched = performance.now();
+  mark('model-bytes');
   progress('Starting the runtime…');
   const shipped = src.deployment.runtimes;
   const started0 = early as { shipped: readonly string[]; rt: Promise<Runtime> } | null;
@@ -198,6 +202,7 @@ export async function load(spec: LoadSpec = {}): Promise<PageModel> {
       { decodeImage, dicomDecoders: pageDecoders(), maxPixels: MAX_PIXELS },
     );
     const tSession = performance.now();
+    mark('session');
     // On WebGPU the first run is part of starting (it compiles the shaders, and is where a GPU problem shows, so the
     // wasm fallback can still take over). On wasm it runs after the page is ready (warmup()).
     if (r.build === 'webgpu') {

@@ -16,7 +16,7 @@ import { calibrationText, cardFacts, formatProbability, formatThreshold, operati
 import { setupAdaptPanel } from './adapt-panel.js';
 import { load, type PageModel, type Prediction, type StudyResult, type ViewResult } from './engine.js';
 import { askPersistence, keepFiles, megabytes, offlineState, registerWorker, reloadForIsolation } from './offline.js';
-import { backendFromHash } from './runtime.js';
+import { backendFromHash, mark } from './runtime.js';
 import { DEFAULT_OPACITY, HEATMAP_FLOOR, PRESETS, Viewer } from './viewer.js';
 import './style.css';
 
@@ -597,6 +597,7 @@ async function start(): Promise<void> {
     source: m.source,
   });
   state('ready');
+  mark('ready');
   // The first run compiles kernels; done now, after the page is usable (a file picked meanwhile waits for it).
   const warmed = m.warmup().then(
     (ms) => {
@@ -617,4 +618,5 @@ async function start(): Promise<void> {
   });
 }
 
+mark('script');
 void start();

@@ -19,6 +19,18 @@ import type * as OrtWeb from 'onnxruntime-web';
 
 export type Backend = 'auto' | 'wasm' | 'webgpu';
 
+/**
+ * A performance mark `nextray:<what>` on the page's timeline (Performance panel, User Timing, bench/trace-warm.mjs):
+ * where a visit's time goes, phase by phase. Never throws.
+ */
+export function mark(what: string): void {
+  try {
+    performance.mark(`nextray:${what}`);
+  } catch {
+    /* no User Timing */
+  }
+}
+
 export interface Runtime {
   ort: typeof OrtWeb;
   /** The build loaded: 'wasm' (plain) or 'webgpu'. */
@@ -86,6 +98,7 @@ export async function loadRuntime(want: Backend, shipped: readonly string[], why
     }
   }
   const ort = (build === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as typeof OrtWeb;
+  mark('runtime-imported');
   const f = ortFiles(build);
   ort.env.wasm.wasmPaths = f;
   const threads = wasmThreads();
@@ -126,6 +139,7 @@ export async function startRuntime(want: Backend, shipped: readonly string[], wh
   if (rt.build === 'wasm') {
     try {
       const s = await rt.ort.InferenceSession.create(identityModel(), { executionProviders: rt.providers });
+      mark('runtime-started');
       await s.release();
     } catch {
       /* the model's session says what is wrong */

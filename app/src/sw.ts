@@ -11,6 +11,15 @@
  *  3. Add Cross-Origin-Opener-Policy / -Embedder-Policy to everything it serves, so the page is cross-origin isolated
  *     (SharedArrayBuffer, hence wasm threads) from its cache and on static hosts that send no such headers.
  *
+ * Where the browser offers the static routing API (InstallEvent.addRoutes, Chromium 123+), the same decisions are also
+ * given to the browser as routes at install: the shell and the runtime's wasm straight from Cache Storage, the model,
+ * its description and the API straight to the network. A warm visit then needs no JavaScript of this worker at all —
+ * a worker stopped after idling (as it is on any visit after the last one ended) is not started before the page and
+ * its 14 MB runtime can load, and the wasm is not piped through this worker's thread. What a route finds nothing for
+ * goes to the network; the page's 'keep' message then stores the runtime's wasm. The runtime's glue scripts (ort/*.mjs)
+ * stay with the fetch handler: the threads' workers start from them, so they must always come with the isolation
+ * headers this worker adds, also on their first fetch from a host that sends none.
+ *
  * The model is not handled here: the page keeps it in Cache Storage under its SHA-256 (store.ts), because fetching
  * it may need the page's credentials and the page must notice when it changed. model.json and the server's API go
  * to the network untouched.
@@ -28,7 +37,37 @@ const at = (path: string): string => new URL(path, scope).href;
 const PRECACHE = __PRECACHE__.map(at);
 const INDEX = at('index.html');
 
+/** A URLPattern init dict matching this worker's origin and `path` (relative to the scope; `*` is a wildcard). */
+function pattern(path: string, search?: string): Record<string, string> {
+  const escaped = path.replace(/[\\:(){}+?]/g, (c) => `\\${c}`);
+  return {
+    protocol: scope.protocol.slice(0, -1),
+    hostname: scope.hostname,
+    port: scope.port,
+    pathname: scope.pathname + escaped,
+    ...(search === undefined ? {} : { search }),
+  };
+}
+
+/**
+ * The routes (see the module comment), most specific first. The page's address and index.html match only without a
+ * query (the cache holds them without one; other navigations go to the fetch handler).
+ */
+export function routes(precache: readonly string[]): { condition: { urlPattern: Record<string, string> }; source: 'cache' | 'network' }[] {
+  const rel = (u: string): string => u.slice(scope.href.length);
+  return [
+    ...['model.json', 'model.onnx', 'v1/*', 'model/*'].map((p) => ({ condition: { urlPattern: pattern(p) }, source: 'network' as const })),
+    { condition: { urlPattern: pattern('', '') }, source: 'cache' as const },
+    { condition: { urlPattern: pattern('index.html', '') }, source: 'cache' as const },
+    ...precache.filter((u) => u !== INDEX).map((u) => ({ condition: { urlPattern: pattern(rel(u)) }, source: 'cache' as const })),
+    { condition: { urlPattern: pattern('ort/*.wasm') }, source: 'cache' as const },
+  ];
+}
+
 self.addEventListener('install', (event) => {
+  const addRoutes = (event as unknown as { addRoutes?: (r: unknown) => Promise<void> }).addRoutes;
+  // A browser that refuses a route still has the fetch handler: routes only make it faster.
+  if (addRoutes) event.waitUntil(addRoutes.call(event, routes(PRECACHE)).catch(() => undefined));
   event.waitUntil(
     (async () => {
       const cache = await caches.open(SHELL);
@@ -39,7 +78,10 @@ self.addEventListener('install', (event) => {
         PRECACHE.map(async (u) => {
           const res = await fetch(new Request(u, { cache: 'reload' }));
           if (!res.ok) throw new Error(`${u}: HTTP ${res.status}`);
-          await cache.put(u, isolated(res));
+          const stored = isolated(res);
+          // The page's own address too, for the route that answers its navigation from the cache.
+          if (u === INDEX) await cache.put(scope.href, stored.clone());
+          await cache.put(u, stored);
         }),
       );
       await self.skipWaiting();

@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchLoader } from '../data/loader.js';
-import { loadMuraDataset } from '../data/mura.js';
-import { loadSplit, selectSubset } from '../data/splits.js';
+import { DatasetError, loadMuraDataset } from '../data/mura.js';
+import { loadSplit, selectSubset, SplitFileError } from '../data/splits.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import type { ImageRecord } from '../data/types.js';
 import { initEngine } from '../engine/index.js';
@@ -132,7 +132,7 @@ export async function fitTrust(modelPath: string, opts: FitTrustOptions): Promis
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
   try {
     const splitFile = opts.splitFile ?? runPaths(modelPath).split;
-    if (!existsSync(splitFile)) throw new Error(`${splitFile}: no split file (give --split)`);
+    if (!existsSync(splitFile)) throw new SplitFileError(splitFile, 'no split file (give --split)');
     const dataset = await loadMuraDataset(opts.data);
     const split = loadSplit(splitFile, dataset);
     let train = selectSubset(dataset, split, 'train').images;
@@ -158,7 +158,7 @@ export async function fitTrust(modelPath: string, opts: FitTrustOptions): Promis
     const tr = await collectFeatures(loaded.model, train, loaded.preprocessing, layers, common);
     const va = await collectFeatures(loaded.model, val, loaded.preprocessing, layers, common);
     const te = test.length ? await collectFeatures(loaded.model, test, loaded.preprocessing, layers, common) : null;
-    if (!va.records.length) throw new Error('no validation image could be read: nothing to fit the threshold, temperature and OOD threshold on');
+    if (!va.records.length) throw new DatasetError(`${opts.data}: no validation image could be read: nothing to fit the threshold, temperature and OOD threshold on`);
 
     // OOD gate: statistics of the training images, threshold from the validation images' scores.
     const q = opts.oodQuantile ?? 0.99;

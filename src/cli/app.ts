@@ -160,7 +160,7 @@ export function registerApp(program: Command): void {
 Exit status: 0 written, 1 the model or the web app cannot be used, 2 usage (e.g. --out not empty without --force).
 
 Examples:
-  nextray app build --model runs/demo/model.onnx --out site/
+  nextray app build --model demo.onnx --out site/
   nextray app serve site/                   # then open the address it prints
   nextray app build --model model.onnx --out site/ --webgpu --force`,
     )

@@ -35,6 +35,7 @@ export function reportError(err: unknown, write: (s: string) => void = (s) => pr
     return sys!.code === 'ENOSPC' || sys!.code === 'EDQUOT' || sys!.code === 'EIO' ? EXIT_FAILURE : EXIT_USAGE;
   }
   write(`nextray: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  write('nextray: this is an internal error (a bug in neXt-Ray, not a problem with your files or options); please report it with the lines above\n');
   return EXIT_FAILURE;
 }
 

@@ -9,7 +9,7 @@ import type { TrainConfig } from '../train/config.js';
 import type { EngineName } from '../engine/index.js';
 import { parseFloatOption, parseIntOption } from './common.js';
 
-/** The study-level test AUC the demo is meant to reach (issue 4). */
+/** The study-level test AUC the demo is meant to reach. */
 const DEMO_TARGET_AUC = 0.9;
 
 interface DemoFlags {

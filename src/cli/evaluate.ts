@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Subset } from '../data/splits.js';
 import { predictSplit, type PredictEngineInfo } from '../inference/node/records.js';
-import type { PredictEngine } from '../inference/node/models.js';
+import type { InferenceRuntime } from '../inference/node/models.js';
 import {
   DEFAULT_BOOTSTRAP_REPLICATES,
   DEFAULT_BOOTSTRAP_SEED,
@@ -297,8 +297,8 @@ Examples:
   nextray evaluate --predictions preds.csv --out eval/ --json eval/metrics.json
   nextray evaluate --predictions test.csv --target-sensitivity 0.9 --val-predictions valid.csv --bootstrap 2000 --seed 7
   nextray evaluate --model runs/r152 --data ~/datasets --split test --target-sensitivity 0.95 --out runs/r152/eval
-  nextray evaluate --model runs/demo --data ~/datasets --split test --runtime tfjs --json -
-  nextray evaluate --model runs/demo --onnx demo-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
+  nextray evaluate --model demo-output/run --data demo-output/data --split test --runtime tfjs --json -
+  nextray evaluate --model runs/r152 --onnx r152-int8.onnx --data ~/datasets --split test   # an int8/fp16 export of the run
 
 CSV rows: MURA-v1.1/valid/XR_WRIST/patient11185/study1_positive/image1.png,1,0.83
 Bad rows are listed on stderr (file:line: problem) and skipped; the exit code is then 1.
@@ -351,7 +351,7 @@ Exit codes: 0 all rows valid and evaluated; 1 bad rows skipped or nothing to eva
             data: raw.data as string,
             subset: which,
             which: raw.checkpoint as 'best' | 'last',
-            engine: runtime as PredictEngine,
+            engine: runtime as InferenceRuntime,
             ...(raw.splitFile !== undefined ? { splitFile: raw.splitFile as string } : {}),
             ...(raw.onnx !== undefined ? { onnxFile: raw.onnx as string } : {}),
           });

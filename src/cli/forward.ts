@@ -14,11 +14,10 @@
  */
 import { CommanderError, InvalidArgumentError, Option, type Command } from 'commander';
 import { CliError, parseIntOption, printJson, resolveRuntime, RUNTIMES, type Runtime } from './common.js';
-import { classifierFromWeights } from './classifier-head.js';
-import { initEngine, type EngineName } from '../engine/index.js';
-import { forwardNchw, type ForwardNetwork } from '../inference/node/checkpoint.js';
-import { ALL_ARCHS as ARCHS, createModel, isArch, type Model } from '../models/registry.js';
-import { exportOnnxFromStateDict } from '../models/onnx/export.js';
+import type { EngineName } from '../engine/options.js';
+import { forwardNchw, weightsIdentity, type ForwardNetwork } from '../inference/node/forward.js';
+import { ALL_ARCHS as ARCHS, isArch } from '../models/arch-names.js';
+import type { Model } from '../models/registry.js';
 import { readNpyFile, readStateDict, writeNpyFile } from '../models/weights/files.js';
 import type { StateDict } from '../models/weights/types.js';
 import { FileWriteError, rethrowWithPrefix } from '../util/errors.js';
@@ -34,6 +33,23 @@ interface ForwardFlags {
   engine?: ForwardEngine;
   threads?: number;
   json?: boolean;
+  /** Keep / use ONNX Runtime's optimised graph of these weights (default true; --no-onnx-cache). */
+  onnxCache: boolean;
+}
+
+/** What the weights say about the network, kept with a cached graph so that a hit need not read them. */
+interface WeightFacts {
+  numClasses: number;
+  layout: 'torch' | 'tfjs';
+  head: 'binary' | 'imagenet';
+}
+
+function isWeightFacts(x: unknown): x is WeightFacts {
+  const f = x as WeightFacts | null;
+  return (
+    typeof f === 'object' && f !== null && Number.isInteger(f.numClasses) && f.numClasses >= 1 &&
+    (f.layout === 'torch' || f.layout === 'tfjs') && (f.head === 'binary' || f.head === 'imagenet')
+  );
 }
 
 const TFJS_BACKENDS = ['auto', 'cpu', 'native', 'tfjs-node'] as const;
@@ -78,33 +94,46 @@ async function run(flags: ForwardFlags): Promise<void> {
     if (!Number.isFinite(data[i]!)) throw new CliError(`--input ${flags.input}: element ${i} is ${data[i]} (not finite)`);
   }
 
-  let sd: StateDict = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
-  const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
-  const head = numClasses === 1 ? 'binary' : 'imagenet';
-
   const { runtime, backend: tfName } = runtimeAndBackend(flags);
-  // ONNX Runtime gets a graph exported straight from the state_dict (no TF.js variables, no kernel transposes); TF.js
-  // (asked for, or the fallback) builds the model and loads the weights into it only when it runs.
+  // The weights are read, and TF.js and the exporter loaded, only when something needs them: ONNX Runtime's export
+  // (not at all when the optimised graph of these weights is cached), or TF.js (asked for, or the fallback).
+  let sd: StateDict | undefined;
+  let facts: WeightFacts | undefined;
+  const readWeights = async (): Promise<{ sd: StateDict; facts: WeightFacts }> => {
+    if (!sd || !facts) {
+      sd = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
+      const { classifierFromWeights } = await import('./classifier-head.js');
+      const { numClasses, layout } = classifierFromWeights(arch, sd, flags.weights, 'forward needs the full network');
+      facts = { numClasses, layout, head: numClasses === 1 ? 'binary' : 'imagenet' };
+    }
+    return { sd, facts };
+  };
+  // The cache is optional: a weights file that cannot be identified cheaply runs uncached.
+  const identity = runtime !== 'tfjs' && flags.onnxCache ? await weightsIdentity(flags.weights).catch(() => undefined) : undefined;
   let model: Model | undefined;
   let tfDescription = 'TF.js';
   let consumed = false;
   const network: ForwardNetwork = {
     arch,
-    numOutputs: numClasses,
     // The export scales the kernels in place (the weights were read for it alone); TF.js, as the fallback after an
     // export, reads the file again.
-    exportOnnx: (o) => {
+    exportOnnx: async (o) => {
+      const w = await readWeights();
+      const { exportOnnxFromStateDict } = await import('../models/onnx/export.js');
       consumed = true;
-      return exportOnnxFromStateDict(arch, sd, { ...o, head, numClasses, layout, source: flags.weights, consume: true });
+      return exportOnnxFromStateDict(arch, w.sd, { ...o, head: w.facts.head, numClasses: w.facts.numClasses, layout: w.facts.layout, source: flags.weights, consume: true });
     },
     model: async () => {
-      if (consumed) sd = await readStateDict(flags.weights).catch(rethrowWithPrefix('--weights '));
+      if (consumed) sd = undefined;
+      const w = await readWeights();
+      const [{ initEngine }, { createModel }] = await Promise.all([import('../engine/index.js'), import('../models/registry.js')]);
       const tfEngine = await initEngine(tfName);
       tfDescription = `TF.js: ${tfEngine.description}`;
-      model = createModel(arch, { head, ...(head === 'imagenet' ? { numClasses } : {}), init: 'none' });
-      model.loadStateDict(sd, { strict: true, layout, source: flags.weights });
+      model = createModel(arch, { head: w.facts.head, ...(w.facts.head === 'imagenet' ? { numClasses: w.facts.numClasses } : {}), init: 'none' });
+      model.loadStateDict(w.sd, { strict: true, layout: w.facts.layout, source: flags.weights });
       return model;
     },
+    ...(identity !== undefined ? { cache: { path: flags.weights, identity, facts: () => facts } } : {}),
   };
   try {
     // ONNX Runtime or TF.js, with the fallback rule of every command that runs a model (src/inference).
@@ -114,6 +143,11 @@ async function run(flags: ForwardFlags): Promise<void> {
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
       tfjsDescription: () => tfDescription,
     });
+    // From the weights when they were read, else (a cache hit) as they were when the graph was cached.
+    const known = facts ?? (isWeightFacts(ran.cache?.facts) ? ran.cache.facts : undefined);
+    if (!known) throw new CliError(`--weights ${flags.weights}: the cached graph does not say what the weights hold; run again with --no-onnx-cache`);
+    const { numClasses, layout, head } = known;
+    if (out.length !== n * numClasses) throw new Error(`forward: ${out.length} logits for ${n} image(s) of ${numClasses} classes`);
     const engine = ran.description;
     const engineName = ran.name;
     const fallback = ran.fallbackReason;
@@ -139,6 +173,7 @@ async function run(flags: ForwardFlags): Promise<void> {
       engine: engineName,
       engine_description: engine,
       ...(fallback ? { engine_fallback: fallback } : {}),
+      ...(ran.cache ? { onnx_cache: ran.cache.status } : {}),
       setup_seconds: Number(setupSeconds.toFixed(3)),
       seconds: Number(seconds.toFixed(3)),
     };
@@ -171,6 +206,10 @@ export function registerForward(program: Command): void {
     .option('--engine <name>', 'TF.js backend: auto (NEXTRAY_ENGINE or its auto), cpu, native, tfjs-node; naming one runs TF.js', parseEngine)
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', parseIntOption('--threads', 1, 1024))
     .option('--json', 'print a JSON summary')
+    .option(
+      '--no-onnx-cache',
+      "don't keep or use ONNX Runtime's optimised graph of these weights (default: kept in ~/.cache/nextray/onnx and used while the weights file is unchanged)",
+    )
     .addHelpText(
       'after',
       `

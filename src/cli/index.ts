@@ -5,14 +5,29 @@
  * Start-up: the program registers only the command named on the command line (its module imports what it runs);
  * `nextray --help`, `--version` and an unknown command see the registry's one-line entries and load nothing heavy.
  */
-import { Command, Help } from 'commander';
+import { Command, Help, type OutputConfiguration } from 'commander';
 import { reportError } from './common.js';
 import { packageVersion } from '../util/package.js';
 import { COMMANDS, type CommandEntry } from './commands.js';
 
-function baseProgram(): Command {
+/**
+ * Help is wrapped at 80 columns, or at a narrower terminal's width: the same text whatever the terminal, so that the
+ * texts prerendered at build time (help-text.ts) are what this program prints wherever bin/nextray.js uses them.
+ */
+export const HELP_WIDTH = 80;
+
+function helpWidth(stream: NodeJS.WriteStream): number {
+  return stream.isTTY && stream.columns > 0 ? Math.min(stream.columns, HELP_WIDTH) : HELP_WIDTH;
+}
+
+/** Where the program writes (tests and the help prerenderer capture it); default stdout / stderr. */
+export type ProgramOutput = Pick<OutputConfiguration, 'writeOut' | 'writeErr'>;
+
+function baseProgram(output?: ProgramOutput): Command {
   return new Command()
     .name('nextray')
+    // Set before the commands are added, so that they inherit it (commander copies the output settings then).
+    .configureOutput({ getOutHelpWidth: () => helpWidth(process.stdout), getErrHelpWidth: () => helpWidth(process.stderr), ...output })
     .description('neXt-Ray: abnormality detection in upper-extremity X-rays (MURA) — data, models, training, evaluation.')
     .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
@@ -48,8 +63,8 @@ export async function buildProgram(): Promise<Command> {
 }
 
 /** The program for one argv: the named command registered for real, the others as help-only entries. */
-export async function programFor(argv: readonly string[]): Promise<Command> {
-  const program = baseProgram();
+export async function programFor(argv: readonly string[], output?: ProgramOutput): Promise<Command> {
+  const program = baseProgram(output);
   const wanted = commandFor(argv);
   const terms = new Map<string, string>();
   for (const c of COMMANDS) {

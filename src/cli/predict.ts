@@ -17,7 +17,7 @@ import type { StudyPrediction, ViewPrediction } from '../inference/core/load.js'
 import type { ImagePrediction } from '../inference/core/predict.js';
 import { load, type NodeModel } from '../inference/node/load.js';
 import { expandInputs } from '../inference/node/inputs.js';
-import type { PredictEngine } from '../inference/node/models.js';
+import type { InferenceRuntime } from '../inference/node/models.js';
 import { oodWarning } from '../inference/core/ood.js';
 import { decodeOriginalGrey, heatmapStems, writeHeatmap } from '../inference/node/heatmap.js';
 import { writeStudyReports } from '../pacs/files.js';
@@ -34,9 +34,9 @@ interface PredictFlags {
   batchSize: number;
   workers?: number;
   threads?: number;
-  runtime: PredictEngine;
+  runtime: InferenceRuntime;
   /** Old name of --runtime. */
-  engine?: PredictEngine;
+  engine?: InferenceRuntime;
   quiet?: boolean;
   heatmaps?: string;
   dicomOut?: string;
@@ -343,7 +343,7 @@ export function registerPredict(program: Command): void {
       `
 Examples:
   nextray predict --model model.onnx xray.png
-  nextray predict --model runs/r152 --model runs/d169 scans/ --out preds.csv --studies-out studies.csv
+  nextray predict --model runs/r152 --model runs/r2 scans/ --out preds.csv --studies-out studies.csv
   nextray predict --model model.onnx MURA-v1.1/valid --out valid.csv && nextray evaluate --predictions valid.csv
   nextray predict --model model.onnx study-dicoms/ --dicom-out results/
 

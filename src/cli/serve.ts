@@ -55,8 +55,8 @@ export function registerServe(program: Command): void {
       'after',
       `
 Examples:
-  nextray serve --model runs/demo/model.onnx
-  nextray serve --model runs/demo            # a run directory: its best checkpoint, exported in memory
+  nextray serve --model demo.onnx
+  nextray serve --model demo-output/run      # a run directory: its best checkpoint, exported in memory
   # open http://127.0.0.1:8080/ , or:
   curl -F file=@xray.png http://127.0.0.1:8080/v1/predict
   nextray serve --model model.onnx --host 0.0.0.0 --token "$(openssl rand -hex 16)"

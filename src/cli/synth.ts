@@ -82,7 +82,7 @@ export function registerSynth(program: Command): void {
         });
       } catch (err) {
         progress.stop();
-        if (err instanceof RangeError || (err instanceof Error && /already exists/.test(err.message))) throw new CliError(err.message);
+        if (err instanceof RangeError) throw new CliError(err.message); // a folder already there is a DatasetError
         throw err;
       }
       progress.stop();

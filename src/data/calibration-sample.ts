@@ -3,7 +3,7 @@
  * images (MURA layout), decoded and preprocessed, in batches in a model's input layout. The export command builds
  * it and hands it to the precision pass, which knows nothing of datasets.
  */
-import { loadMuraDataset } from './mura.js';
+import { DatasetError, loadMuraDataset } from './mura.js';
 import { preprocessImage } from './images.js';
 import type { Preprocessing } from './preprocess.js';
 import { Rng } from '../util/rng.js';
@@ -17,7 +17,7 @@ export async function* calibrationBatches(
 ): AsyncGenerator<{ x: Float32Array; n: number }> {
   const ds = await loadMuraDataset(data);
   const train = ds.images.filter((i) => i.split === 'train');
-  if (!train.length) throw new Error(`${data}: no training images to calibrate with`);
+  if (!train.length) throw new DatasetError(`${data}: no training images to calibrate with`, { hint: 'give a dataset in the MURA layout with a train/ folder' });
   const order = new Rng(opts.seed).fork('calibration').shuffle([...train]);
   const size = preprocessing.size;
   const per = size * size * 3;

@@ -15,6 +15,15 @@
  * at or above SATURATED (burned-in annotations, which readers draw white after all physics) are not counted: they
  * are overlay, not anatomy.
  */
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/** A grey map (in a model's preprocessing, a site profile or an adapted-head file) that is not valid. */
+export class GreyMapError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_GREY_MAP', exitStatus: EXIT_USAGE });
+    this.name = 'GreyMapError';
+  }
+}
 
 /** A monotone map of grey levels: knots x (strictly increasing, from 0 to 1) onto y (non-decreasing, in [0, 1]). */
 export interface GreyMap {
@@ -118,7 +127,7 @@ export function fitGreyMap(local: readonly number[], reference: readonly number[
 /** Checks a GreyMap read from a file (metadata, head file) and returns it typed. */
 export function validateGreyMap(value: unknown, where = 'grey map'): GreyMap {
   const fail = (msg: string): never => {
-    throw new Error(`${where}: ${msg}`);
+    throw new GreyMapError(`${where}: ${msg}`);
   };
   if (typeof value !== 'object' || value === null) return fail('expected an object {x, y}');
   const { x, y } = value as Record<string, unknown>;

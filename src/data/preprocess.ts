@@ -20,6 +20,15 @@
 
 import { applyGreyMap, validateGreyMap, type GreyMap } from './grey-map.js';
 import { applySiteFilter, validateSiteFilter, type SiteFilter } from './site-filter.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/** Preprocessing settings (in a checkpoint, an export's metadata or a config) that are not valid; names where. */
+export class PreprocessingError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_PREPROCESSING', exitStatus: EXIT_USAGE });
+    this.name = 'PreprocessingError';
+  }
+}
 
 export type ResizeMode = 'pad' | 'stretch';
 
@@ -86,7 +95,7 @@ export function makePreprocessing(overrides: Partial<Preprocessing> = {}): Prepr
  */
 export function validatePreprocessing(value: unknown, where = 'preprocessing'): Preprocessing {
   const fail = (msg: string): never => {
-    throw new Error(`${where}: ${msg}`);
+    throw new PreprocessingError(`${where}: ${msg}`);
   };
   if (typeof value !== 'object' || value === null) return fail('expected an object');
   const p = value as Record<string, unknown>;

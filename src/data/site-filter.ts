@@ -18,6 +18,15 @@
  *
  * Pure arithmetic on typed arrays.
  */
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/** A site filter (in a model's metadata or a head file) that is not valid; names where. */
+export class SiteFilterError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_SITE_FILTER', exitStatus: EXIT_USAGE });
+    this.name = 'SiteFilterError';
+  }
+}
 
 export interface SiteFilter {
   overlay?: { threshold: number };
@@ -155,7 +164,7 @@ export function isEmptySiteFilter(f: SiteFilter | undefined | null): boolean {
 /** Checks a SiteFilter read from a file (metadata, head file) and returns it typed. */
 export function validateSiteFilter(value: unknown, where = 'site filter'): SiteFilter {
   const fail = (msg: string): never => {
-    throw new Error(`${where}: ${msg}`);
+    throw new SiteFilterError(`${where}: ${msg}`);
   };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('expected an object { overlay?, smooth? }');
   const v = value as Record<string, unknown>;

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { Rng, type Seed } from '../util/rng.js';
-import type { MuraDataset } from './mura.js';
+import { DatasetError, type MuraDataset } from './mura.js';
 import { parseMuraPath } from './paths.js';
 import { countStudies, type RegionCounts } from './summary.js';
 import { REGIONS, type ImageRecord, type Label, type Region, type Study } from './types.js';
@@ -242,7 +242,7 @@ export function createSplit(dataset: MuraDataset, options: CreateSplitOptions): 
   if (!(valFraction > 0 && valFraction < 1))
     throw new RangeError(`the validation fraction must be between 0 and 1 (exclusive), got ${valFraction}`);
   const valid = dataset.studies.filter((s) => s.split === 'valid');
-  if (!valid.length) throw new Error(`${dataset.root}: the dataset has no usable study in valid/, nothing to split`);
+  if (!valid.length) throw new DatasetError(`${dataset.root}: the dataset has no usable study in valid/, nothing to split`);
   const byPatient = new Map<string, Study[]>();
   for (const s of valid) {
     const list = byPatient.get(s.patient);
@@ -302,7 +302,7 @@ export function splitToCsv(split: MuraSplitFile, dataset: MuraDataset): string {
   for (const subset of HELD_OUT_SUBSETS) {
     for (const key of split.subsets[subset].studies) {
       const s = byKey.get(key);
-      if (!s) throw new Error(`study ${key} is not in the dataset`);
+      if (!s) throw new SplitFileError(null, `study ${key} is not in the dataset at ${dataset.root}`);
       lines.push([subset, s.patient, s.key, s.region, s.label, s.images.length].join(','));
     }
   }

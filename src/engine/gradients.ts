@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createRequire, register } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { InstallError } from '../util/errors.js';
 
 const HOOK = `
 const inCore = (u) => typeof u === 'string' && u.includes('/@tensorflow/tfjs-core/dist/') && !u.includes('/tf-core.');
@@ -49,7 +50,7 @@ export function registerGradients(): Promise<void> {
     const engine = (await import(pathToFileURL(join(dist, 'engine.js')).href)) as { getOrMakeEngine: () => unknown };
     engine.getOrMakeEngine(); // binds this ES-module copy's env() to the global engine the app already uses
     await import(pathToFileURL(join(dist, 'register_all_gradients.js')).href);
-    if (!gradientsRegistered()) throw new Error('TF.js gradients did not register (tfjs-core layout changed?)');
+    if (!gradientsRegistered()) throw new InstallError('TF.js gradients did not register (tfjs-core layout changed?)', { hint: 'reinstall with npm ci so @tensorflow/tfjs-core is the version package-lock.json pins' });
   })();
   return done;
 }

@@ -18,6 +18,7 @@ import { NATIVE_BACKEND, nativeKernelNames, registerNativeBackend } from './nati
 import { fusedKernelsJs, registerFusedKernels } from './fused-kernels.js';
 import { envEngineOptions, parseEngineName, type EngineName, type EngineOptions, type Precision } from './options.js';
 import { enableKernelProfile } from './profile.js';
+import { InstallError } from '../util/errors.js';
 
 // The fused training ops' JS kernels serve the pure-JS backend whoever selects it (tests, 'cpu', fallback).
 registerFusedKernels('cpu', fusedKernelsJs);
@@ -140,13 +141,13 @@ async function startEngine(opts: EngineOptions): Promise<EngineInfo> {
   const wanted = opts.engine;
   if (wanted === 'tfjs-node' || wanted === 'auto') {
     if (await tryTfjsNode()) return { backend: 'tensorflow', engine: 'tfjs-node', description: 'tfjs-node (native libtensorflow)' };
-    if (wanted === 'tfjs-node') throw new Error("engine 'tfjs-node' requested but @tensorflow/tfjs-node is not installed or failed to load");
+    if (wanted === 'tfjs-node') throw new InstallError("engine 'tfjs-node' requested but @tensorflow/tfjs-node is not installed or failed to load", { hint: "install it (npm install @tensorflow/tfjs-node) or choose another engine: auto, native or cpu" });
   }
   if (wanted === 'cpu') return useCpu();
 
   const load = loadNativeAddon(opts.addonPath);
   if (!load.ok) {
-    if (wanted === 'native') throw new Error(`engine 'native' unavailable: ${load.reason}`);
+    if (wanted === 'native') throw new InstallError(`engine 'native' unavailable: ${load.reason}`, { hint: "or choose another engine: 'auto' (the fastest that loads) or 'cpu'" });
     if (!warned) {
       process.stderr.write(`nextray: using the slow pure-JS TF.js backend: ${load.reason}\n`);
       warned = true;

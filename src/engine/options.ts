@@ -17,6 +17,16 @@
  *   NEXTRAY_SHORTCUT_POSTOP      binary | sum: how a residual joins a convolution (default binary; sum is a
  *                                diagnostic, measured slower: it copies the shortcut first)
  */
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/** A bad engine setting (an option value or a NEXTRAY_* variable): names it and the values it takes. */
+export class EngineOptionError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_ENGINE_OPTION', exitStatus: EXIT_USAGE });
+    this.name = 'EngineOptionError';
+  }
+}
+
 export type EngineName = 'auto' | 'cpu' | 'native' | 'tfjs-node';
 
 export const ENGINES: readonly EngineName[] = ['auto', 'cpu', 'native', 'tfjs-node'];
@@ -32,7 +42,7 @@ export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16'];
 
 export function parsePrecision(name: string, source: string): Precision {
   if ((PRECISIONS as readonly string[]).includes(name)) return name as Precision;
-  throw new Error(`${source}: unknown precision '${name}'; use one of ${PRECISIONS.join(', ')}`);
+  throw new EngineOptionError(`${source}: unknown precision '${name}'; use one of ${PRECISIONS.join(', ')}`);
 }
 
 export interface EngineOptions {
@@ -71,14 +81,14 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
 
 export function parseEngineName(name: string, source: string): EngineName {
   if ((ENGINES as readonly string[]).includes(name)) return name as EngineName;
-  throw new Error(`${source}: unknown engine '${name}'; use one of ${ENGINES.join(', ')}`);
+  throw new EngineOptionError(`${source}: unknown engine '${name}'; use one of ${ENGINES.join(', ')}`);
 }
 
 function count(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
   const v = env[name];
   if (v === undefined || v === '') return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name}='${v}' is not a whole number >= 0`);
+  if (!Number.isInteger(n) || n < 0) throw new EngineOptionError(`${name}='${v}' is not a whole number >= 0`);
   return n;
 }
 
@@ -87,13 +97,13 @@ function flag(env: NodeJS.ProcessEnv, name: string, dflt: boolean): boolean {
   if (v === undefined || v === '') return dflt;
   if (v === '1' || v === 'true') return true;
   if (v === '0' || v === 'false') return false;
-  throw new Error(`${name}='${v}' must be 0 or 1`);
+  throw new EngineOptionError(`${name}='${v}' must be 0 or 1`);
 }
 
 function postOp(v: string | undefined): EngineOptions['shortcutPostOp'] {
   if (v === undefined || v === '') return DEFAULT_ENGINE_OPTIONS.shortcutPostOp;
   if (v === 'binary' || v === 'sum') return v;
-  throw new Error(`NEXTRAY_SHORTCUT_POSTOP='${v}' must be binary or sum`);
+  throw new EngineOptionError(`NEXTRAY_SHORTCUT_POSTOP='${v}' must be binary or sum`);
 }
 
 /** The settings the NEXTRAY_* variables of `env` ask for (defaults where unset); throws naming a bad variable. */

@@ -12,34 +12,19 @@ import { NetworkModel, headFactory, type HeadSpec } from './head.js';
 import type { LoadOptions, LoadReport } from './import.js';
 import type { StateDict } from './weights/types.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/preprocess.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
 
-/** torchvision's architectures (their weight files load as they are). */
-export const ARCHS = [
-  'resnet18',
-  'resnet34',
-  'resnet50',
-  'resnet101',
-  'resnet152',
-  'densenet121',
-  'densenet169',
-  'densenet201',
-] as const;
-export type TorchvisionArch = (typeof ARCHS)[number];
-
-/** The project's own small architectures (no torchvision weights): `resnet-slim` for the CPU demo and tests (slim.ts). */
-export const PROJECT_ARCHS = ['resnet-slim'] as const;
-
-/** Every architecture: one registry for training, export, evaluation and prediction. */
-export const ALL_ARCHS = [...ARCHS, ...PROJECT_ARCHS] as const;
-export type Arch = (typeof ALL_ARCHS)[number];
-
-export function isArch(s: string): s is Arch {
-  return (ALL_ARCHS as readonly string[]).includes(s);
+/** An architecture name the registry does not know (a flag, a config or a checkpoint's metadata). */
+export class UnknownArchError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_UNKNOWN_ARCH', exitStatus: EXIT_USAGE, hint: 'nextray models lists the architectures' });
+    this.name = 'UnknownArchError';
+  }
 }
 
-export function isTorchvisionArch(s: string): s is TorchvisionArch {
-  return (ARCHS as readonly string[]).includes(s);
-}
+// The names alone live in arch-names.ts (no TF.js), so the CLI can check an --arch before loading the zoo.
+import { ALL_ARCHS, ARCHS, isArch, type Arch, type TorchvisionArch } from './arch-names.js';
+export { ALL_ARCHS, ARCHS, PROJECT_ARCHS, isArch, isTorchvisionArch, type Arch, type TorchvisionArch } from './arch-names.js';
 
 export interface CreateModelOptions {
   /** 'imagenet' (default): torchvision's Linear classifier with numClasses outputs; 'binary': dropout -> dense(1). */
@@ -180,7 +165,7 @@ function resolveHead(arch: Arch, opts: CreateModelOptions): HeadSpec {
 }
 
 function assertArch(arch: string): asserts arch is Arch {
-  if (!isArch(arch)) throw new Error(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
+  if (!isArch(arch)) throw new UnknownArchError(`unknown architecture "${arch}"; known: ${ALL_ARCHS.join(', ')}`);
 }
 
 /** The network's module tree with shapes only (no tensors allocated): for counting and metadata. */

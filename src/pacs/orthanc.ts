@@ -11,7 +11,7 @@
  *                                        of a SOP Instance UID unless configured with OverwriteInstances)
  *   POST /tools/lookup                   a DICOM UID -> Orthanc ids
  */
-import { json, PacsNotFoundError, request, type HttpOptions } from './http.js';
+import { json, PacsError, PacsNotFoundError, request, type HttpOptions } from './http.js';
 import type { IndexedSeries, ResultObject, ResultSink, StudyIndex, StudyRef, StudySource } from './store.js';
 
 export interface OrthancChange {
@@ -118,8 +118,8 @@ export class Orthanc implements StudySource, ResultSink {
         // An earlier version of this result (the study has changed since): replace it.
         await request(this.name, `${this.base}instances/${r.ID}`, this.http, { method: 'DELETE' });
         const again = await this.post(o.bytes);
-        if (again.Status !== 'Success') throw new Error(`${this.name}: storing ${o.sopInstanceUid} again after deleting the old copy gave ${again.Status}`);
-      } else if (r.Status !== 'Success') throw new Error(`${this.name}: storing ${o.sopInstanceUid} gave ${r.Status}`);
+        if (again.Status !== 'Success') throw new PacsError(`${this.name}: storing ${o.sopInstanceUid} again after deleting the old copy gave ${again.Status}`, 200, "see the archive's log for why it refused the instance");
+      } else if (r.Status !== 'Success') throw new PacsError(`${this.name}: storing ${o.sopInstanceUid} gave ${r.Status}`, 200, "see the archive's log for why it refused the instance");
     }
   }
 }

@@ -9,7 +9,7 @@ import type { DicomHeader } from '../data/dicom/index.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import type { Heatmap } from '../inference/core/predict.js';
 import { load } from '../inference/node/load.js';
-import type { PredictEngine } from '../inference/node/models.js';
+import type { InferenceRuntime } from '../inference/node/models.js';
 import { operatingPointText } from '../inference/core/trust.js';
 import { NextrayError } from '../util/errors.js';
 
@@ -36,7 +36,7 @@ export interface ViewResult {
 }
 
 export interface PredictorOptions {
-  engine?: PredictEngine;
+  engine?: InferenceRuntime;
   threads?: number;
   threshold?: number;
   onLog?: (line: string) => void;

@@ -128,7 +128,7 @@ export function readMetricsFile(path: string): EpochMetrics[] {
       try {
         return JSON.parse(l) as EpochMetrics;
       } catch (err) {
-        throw new Error(`${path}:${i + 1}: not a JSON line (${(err as Error).message})`);
+        throw new RunDirError(`${path}:${i + 1}: not a JSON line (${(err as Error).message})`);
       }
     });
 }

@@ -9,7 +9,7 @@
  *   w = w - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { StateDict } from '../models/weights/types.js';
+import { WeightFormatError, type StateDict } from '../models/weights/types.js';
 import { adamUpdate } from '../engine/fused-ops.js';
 
 export interface AdamOptions {
@@ -91,9 +91,9 @@ export class Adam {
         ['v', s.v],
       ] as const) {
         const t = sd.get(`${kind}.${s.name}`);
-        if (!t) throw new Error(`${source}: optimizer state has no '${kind}.${s.name}' (was the run's frozen-layer count or architecture changed?)`);
+        if (!t) throw new WeightFormatError(source, `optimizer state has no '${kind}.${s.name}' (was the run's frozen-layer count or architecture changed?)`);
         if (t.dtype !== 'F32' || t.shape.join(',') !== target.shape.join(',')) {
-          throw new Error(`${source}: optimizer state '${kind}.${s.name}' is ${t.dtype} [${t.shape.join(', ')}], expected F32 [${target.shape.join(', ')}]`);
+          throw new WeightFormatError(source, `optimizer state '${kind}.${s.name}' is ${t.dtype} [${t.shape.join(', ')}], expected F32 [${target.shape.join(', ')}]`);
         }
         tf.tidy(() => target.assign(tf.tensor(t.data as Float32Array, [...t.shape], 'float32')));
       }

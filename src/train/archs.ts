@@ -3,6 +3,7 @@
  * torchvision zoo and the project's `resnet-slim`, src/models/slim.ts), with the binary head.
  */
 import { ALL_ARCHS, createModel, isArch, type Model } from '../models/index.js';
+import { ConfigError } from './config.js';
 
 /** Every architecture name `nextray train` accepts. */
 export function trainableArchs(): string[] {
@@ -18,6 +19,6 @@ export interface BuildOptions {
 
 /** A model with the binary head (dropout -> dense(1)) for any architecture of the registry. */
 export function buildModel(arch: string, opts: BuildOptions): Model {
-  if (!isArch(arch)) throw new Error(`unknown architecture '${arch}'; known: ${trainableArchs().join(', ')}`);
+  if (!isArch(arch)) throw new ConfigError(`unknown architecture '${arch}'; known: ${trainableArchs().join(', ')}`);
   return createModel(arch, { head: 'binary', dropout: opts.dropout, seed: opts.seed, init: opts.init ?? 'random' });
 }

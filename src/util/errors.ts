@@ -104,3 +104,15 @@ export class FileWriteError extends NextrayError {
     this.errno = code;
   }
 }
+
+/**
+ * neXt-Ray or one of its dependencies is not installed as it should be (the package's own files, tsx when run from
+ * source, an optional native module such as onnxruntime-node or @tensorflow/tfjs-node, the oneDNN addon): says
+ * what is missing and how to get it. Exit 2: the command cannot run on this install.
+ */
+export class InstallError extends NextrayError {
+  constructor(message: string, opts: NextrayErrorOptions = {}) {
+    super(message, { code: 'ERR_INSTALL', exitStatus: EXIT_USAGE, ...opts });
+    this.name = 'InstallError';
+  }
+}

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { InstallError } from './errors.js';
 
 let cachedRoot: { dir: string; version: string } | null | undefined;
 
@@ -28,7 +29,7 @@ function find(): { dir: string; version: string } | null {
 /** The folder holding nextray's package.json; throws when it cannot be found (a broken install). */
 export function packageRoot(): string {
   const r = find();
-  if (!r) throw new Error(`package.json of nextray not found above ${dirname(fileURLToPath(import.meta.url))}`);
+  if (!r) throw new InstallError(`package.json of nextray not found above ${dirname(fileURLToPath(import.meta.url))}`, { hint: 'the install is incomplete: reinstall neXt-Ray (npm ci in its folder)' });
   return r.dir;
 }
 

@@ -7,6 +7,7 @@
  */
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import { InstallError } from './errors.js';
 
 export function startSiblingWorker(callerUrl: string, name: string, opts: Pick<WorkerOptions, 'workerData'> = {}): Worker {
   const execArgv = workerExecArgv();
@@ -15,7 +16,7 @@ export function startSiblingWorker(callerUrl: string, name: string, opts: Pick<W
   try {
     tsxApi = import.meta.resolve('tsx/esm/api');
   } catch {
-    throw new Error(
+    throw new InstallError(
       `${name}: running from TypeScript source but tsx cannot be found to start the worker; ` +
         'run the compiled build (npm run build) or use no workers',
     );

@@ -117,7 +117,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const trained = existsSync(runPaths(runDir).config)
     ? await resume(runDir, { quiet: !!opts.quiet, echo })
     : await train(config, { runDir, quiet: !!opts.quiet, echo });
-  // OOD gate, temperature scaling (issue 13), unless this run already has them.
+  // OOD gate, temperature scaling, unless this run already has them.
   if (!trustOf(loadCheckpoint(runPaths(runDir).best, { skipOptimizer: true, verifyHashes: false }).metadata).temperature) {
     log('    fitting the OOD gate (training images) and temperature scaling (validation)');
     await fitTrust(runDir, { data: dataDir, workers: config.workers, onLog: (l) => log(`    ${l}`) });

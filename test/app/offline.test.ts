@@ -237,6 +237,52 @@ test('on a later visit the runtime starts before model.json has answered (a slow
   }
 });
 
+test('on a later visit the browser serves the page and the runtime from Cache Storage by static routes, without the service worker; model.json from the network; the load phases are marked in order', { skip: skip ?? false }, async () => {
+  const site = join(tmp.dir, 'site-routes');
+  await buildSite(modelA, site);
+  const server = await serveSite(site, 0);
+  const browser = await launch();
+  try {
+    const { page, consoleErrors } = await offlinePage(browser, server.url);
+    await page.goto(server.url + '/');
+    await ready(page);
+    await page.waitForSelector('[data-testid=offline][data-ready=true]', { timeout: 120_000 });
+    // Stopped, as after ~30 s idle: the routes must answer without it.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('ServiceWorker.enable');
+    await cdp.send('ServiceWorker.stopAllWorkers');
+    await page.reload();
+    await ready(page);
+    // Resource Timing says which source answered: 'cache' (a route to Cache Storage), 'network' (a route to the
+    // network), 'fetch-event' (the worker's fetch handler).
+    const sources = await page.evaluate(() => {
+      const of = (e: PerformanceEntry | undefined): string | null => (e ? (e as PerformanceResourceTiming & { workerFinalSourceType?: string }).workerFinalSourceType ?? '' : null);
+      const rs = performance.getEntriesByType('resource');
+      return {
+        page: of(performance.getEntriesByType('navigation')[0]),
+        script: of(rs.find((e) => /\/assets\/index-[^/]*\.js$/.test(e.name))),
+        wasm: of(rs.find((e) => /\/ort\/ort-wasm[^/]*\.wasm$/.test(e.name))),
+        description: of(rs.find((e) => e.name.endsWith('/model.json'))),
+      };
+    });
+    assert.deepEqual(sources, { page: 'cache', script: 'cache', wasm: 'cache', description: 'network' });
+    // The load phases are on the browser's timeline (bench/trace-warm.mjs and bench/browser.mjs read them), in the
+    // order the page's code runs them.
+    const marks = new Map(await page.evaluate(() => performance.getEntriesByType('mark').filter((m) => m.name.startsWith('nextray:')).map((m) => [m.name.slice(8), m.startTime] as [string, number])));
+    assert.deepEqual([...marks.keys()].sort(), ['model-bytes', 'model-described', 'ready', 'runtime-imported', 'runtime-started', 'script', 'session']);
+    const at = (k: string): number => marks.get(k)!;
+    for (const [a, b] of [['script', 'runtime-imported'], ['runtime-imported', 'runtime-started'], ['model-described', 'model-bytes'], ['model-bytes', 'session'], ['runtime-started', 'session'], ['session', 'ready']]) {
+      assert.ok(at(a!) <= at(b!), `${a} (${at(a!)} ms) before ${b} (${at(b!)} ms)`);
+    }
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the cached page keeps its isolation headers');
+    near(await probabilityOf(page, images.png1), cliA.get(images.png1)!, 'page and runtime from the routes');
+    assert.deepEqual(consoleErrors, []);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
+
 test('opened from file:// the page says how to serve the folder', { skip: skip ?? false }, async () => {
   const site = join(tmp.dir, 'site-file');
   await buildSite(modelA, site);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Help } from 'commander';
 import { COMMANDS } from '../../src/cli/commands.js';
 import { buildProgram, programFor } from '../../src/cli/index.js';
@@ -44,17 +45,32 @@ const require = createRequire(${JSON.stringify(BIN)});
 process.on('exit', () => { for (const k of Object.keys(require.cache)) { const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(k); if (m) process.stderr.write('PKG ' + m[1] + '\\n'); } });`,
 )}`;
 
-function packagesLoaded(args: string[]): { packages: Set<string>; stdout: string; status: number | null } {
-  const r = spawnSync(process.execPath, ['--import', REGISTER, BIN, ...args], { encoding: 'utf8' });
+// The full CLI without the bin's shortcuts (the --version answer, the prerendered help): what runs where they do not.
+const FULL_CLI = `data:text/javascript,${encodeURIComponent(
+  `const { main } = await import(${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'cli', 'index.js')).href)}); await main(['node', 'nextray', ...process.argv.slice(1)]);`,
+)}`;
+
+function packagesLoaded(args: string[], entry: 'bin' | 'full' = 'bin'): { packages: Set<string>; stdout: string; status: number | null } {
+  const r = spawnSync(process.execPath, ['--import', REGISTER, ...(entry === 'bin' ? [BIN] : ['--import', FULL_CLI, '-e', '0', '--']), ...args], { encoding: 'utf8' });
   const packages = new Set([...r.stderr.matchAll(/^PKG (\S+)$/gm)].map((m) => m[1]!));
   return { packages, stdout: r.stdout, status: r.status };
 }
 
-test('--help loads commander only, --version no package at all; a command loads what it runs', () => {
-  for (const [args, want] of [[['--help'], ['commander']], [['--version'], []], [['-V'], []]] as const) {
+test('--help and --version load no package (the bin answers them), the full CLI\'s help commander only; a command loads what it runs', () => {
+  for (const [args, want] of [[['--help'], []], [['forward', '--help'], []], [['--version'], []], [['-V'], []]] as const) {
     const r = packagesLoaded([...args]);
     assert.equal(r.status, 0, args.join(' '));
     assert.deepEqual([...r.packages].sort(), want, `${args.join(' ')} loads ${want.join(', ') || 'nothing'}`);
+  }
+  // Without the prerendered texts (no file, a narrow terminal), help comes from commander and the registry: the
+  // command's own module is registered, but what it runs (TF.js, ONNX Runtime) is not loaded for its help.
+  for (const args of [['--help'], ['forward', '--help']]) {
+    const r = packagesLoaded(args, 'full');
+    assert.equal(r.status, 0, `full CLI ${args.join(' ')}`);
+    assert.match(r.stdout, /^Usage: nextray/, `full CLI ${args.join(' ')} prints help`);
+    const loaded = [...r.packages];
+    assert.ok(loaded.includes('commander'), `full CLI ${args.join(' ')} loads commander`);
+    assert.deepEqual(loaded.filter((p) => /^@tensorflow\/|^onnxruntime|^sharp$/.test(p)), [], `full CLI ${args.join(' ')} loads ${loaded.join(', ')}`);
   }
   assert.equal(packagesLoaded(['--version']).stdout, `${(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`);
   assert.match(packagesLoaded(['--help']).stdout, /forward \[options\]\s+Run a network/);

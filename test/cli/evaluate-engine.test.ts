@@ -81,17 +81,13 @@ test('evaluate: default engine is auto (ONNX Runtime here); --engine needs --mod
   assert.equal(j.inference.requested, 'auto');
   assert.equal(j.inference.engine, 'onnx');
   const csv = join(tmp.dir, 'p.csv');
-  const noModel = runCli(['evaluate', '--predictions', csv, '--runtime', 'onnx']);
-  assert.equal(noModel.code, 2);
-  assert.match(noModel.stderr, /--runtime is only used with --model/);
-  const bad = runCli(['evaluate', '--model', run, '--data', data, '--runtime', 'gpu']);
-  assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--runtime.*gpu.*(auto|onnx|tfjs)/s);
-  // The old name: same checks, same messages with the flag the user typed.
-  const oldNoModel = runCli(['evaluate', '--predictions', csv, '--engine', 'onnx']);
-  assert.equal(oldNoModel.code, 2);
-  assert.match(oldNoModel.stderr, /--engine is only used with --model/);
-  const oldBad = runCli(['evaluate', '--model', run, '--data', data, '--engine', 'gpu']);
-  assert.equal(oldBad.code, 2);
-  assert.match(oldBad.stderr, /--engine.*gpu.*(auto|onnx|tfjs)/s);
+  // The old name (--engine): same checks, same messages with the flag the user typed.
+  for (const flag of ['--runtime', '--engine']) {
+    const noModel = runCli(['evaluate', '--predictions', csv, flag, 'onnx']);
+    assert.equal(noModel.code, 2);
+    assert.match(noModel.stderr, new RegExp(`${flag} is only used with --model`));
+    const bad = runCli(['evaluate', '--model', run, '--data', data, flag, 'gpu']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, new RegExp(`${flag}.*gpu.*(auto|onnx|tfjs)`, 's'));
+  }
 });

@@ -111,6 +111,71 @@ export function checkCommands(markdown: string, where: string): { problems: Prob
   return { problems, checked };
 }
 
+/** A line that shows what the CLI printed (`nextray: ...`, `hint: ...`), not a command to type. */
+function isOutput(line: string): boolean {
+  return /^\s*(?:nextray(?: [a-z-]+)?|hint):/.test(line);
+}
+
+/** `nextray <command> <rest>` on each code line: the command and its arguments up to a comment, pipe, `&&` or `;`. */
+function commandLines(markdown: string): { line: string; npx: boolean; command: string; args: string[] }[] {
+  const out: { line: string; npx: boolean; command: string; args: string[] }[] = [];
+  for (const raw of codeLines(markdown)) {
+    if (isOutput(raw)) continue;
+    for (const m of raw.matchAll(/(?:^|[\s;&|(`$])(npx )?nextray ([a-z][a-z-]*)(?=\s|$)/g)) {
+      const rest = raw.slice(m.index! + m[0].length).split(/\s#|&&|\|\||[|;`)]/)[0]!;
+      out.push({ line: raw.trim(), npx: !!m[1], command: m[2]!, args: rest.trim().split(/\s+/).filter(Boolean) });
+    }
+  }
+  return out;
+}
+
+/** The README's convention: `nextray` runs as `npx nextray` in the clone; every command line says so. */
+export function bareCommands(markdown: string, where: string): Problem[] {
+  return commandLines(markdown)
+    .filter((c) => !c.npx)
+    .map((c) => ({ where, line: c.line, why: `'nextray ${c.command}' without npx (the README's convention: npx nextray)` }));
+}
+
+/** Options whose value is a file or folder the command writes. */
+const WRITES = new Set(['--out', '--output', '--head-out', '--studies-out', '--heatmaps', '--dicom-out', '--ood-eval', '--state']);
+/** Options whose value must already exist: a model, run or split the tool makes. */
+const READS = new Set(['--model', '--checkpoint', '--resume', '--split', '--onnx']);
+
+/** Paths a user brings (their folders, downloaded weights, images, URLs), or a split named by subset ('test'). */
+function brought(value: string): boolean {
+  return /^(?:~\/|\/|\$|<|https?:)/.test(value) || /\.(?:pth|safetensors|npy|png|jpe?g|dcm)$/i.test(value) || !/[./]/.test(value);
+}
+
+/**
+ * Every model, run or split file an example reads is one that a command of the same document (or of the README,
+ * which the docs follow) writes: a path nothing creates cannot work as written. `created` collects what is written.
+ */
+export function uncreatedPaths(markdown: string, where: string, created: Set<string> = new Set()): Problem[] {
+  const cmds = commandLines(markdown);
+  const norm = (p: string): string => p.replace(/\/+$/, '');
+  for (const c of cmds) {
+    if (c.command === 'demo' && !c.args.includes('--out')) created.add('demo-output');
+    c.args.forEach((a, i) => {
+      const v = c.args[i + 1];
+      if (WRITES.has(a) && v !== undefined) created.add(norm(v));
+    });
+  }
+  const isCreated = (v: string): boolean => [...created].some((c) => norm(v) === c || norm(v).startsWith(`${c}/`));
+  const problems: Problem[] = [];
+  for (const c of cmds) {
+    const reads: string[] = [];
+    c.args.forEach((a, i) => {
+      const v = c.args[i + 1];
+      if (READS.has(a) && v !== undefined && !v.startsWith('-')) reads.push(v);
+    });
+    if (c.command === 'app' && c.args[0] === 'serve' && c.args[1] !== undefined) reads.push(c.args[1]);
+    for (const v of reads) {
+      if (!brought(v) && !isCreated(v)) problems.push({ where, line: c.line, why: `${v}: no example creates it` });
+    }
+  }
+  return problems;
+}
+
 /** What the README must not contain: tracker references and paths of the machine it was written on. */
 export function readmeProblems(readme: string): string[] {
   const problems: string[] = [];
@@ -161,6 +226,94 @@ test('every nextray command line in README.md and docs/*.md uses commands and op
   }
   assert.ok(checked >= 30, `checked ${checked} command lines`);
   assert.deepEqual(problems, []);
+});
+
+test('every command line in README.md and docs/*.md is written npx nextray, and reads only paths a step creates', () => {
+  const problems: Problem[] = [];
+  let readmeCreated: Set<string> | undefined;
+  for (const [name, path] of documents()) {
+    const text = readFileSync(path, 'utf8');
+    problems.push(...bareCommands(text, name));
+    const created = new Set(readmeCreated ?? []);
+    problems.push(...uncreatedPaths(text, name, created));
+    if (name === 'README.md') readmeCreated = created;
+  }
+  assert.deepEqual(problems, []);
+});
+
+/** The `Examples:` lines of `nextray <path> --help` that run nextray, as a code block (`$ ` prompts removed). */
+function helpExamples(path: string[]): string {
+  const r = spawnSync(process.execPath, [BIN, ...path, '--help'], { encoding: 'utf8' });
+  const lines: string[] = [];
+  let inside = false;
+  for (const line of (r.stdout ?? '').split('\n')) {
+    if (/^[A-Z][A-Za-z ]*:\s*$/.test(line)) inside = line.trim() === 'Examples:';
+    else if (inside && /\bnextray [a-z]/.test(line)) lines.push(line.trim().replace(/^\$\s+/, ''));
+  }
+  return '```\n' + lines.join('\n') + '\n```\n';
+}
+
+test('every --help example reads only models, runs and splits that some example (or the docs) creates', () => {
+  const paths: string[][] = [];
+  for (const c of help([]).commands) {
+    if (c === 'help') continue;
+    const sub = help([c]).commands;
+    if (sub.size) for (const s of sub) paths.push([c, s]);
+    else paths.push([c]);
+  }
+  const texts: [string, string][] = [
+    ...paths.map((p): [string, string] => [`nextray ${p.join(' ')} --help`, helpExamples(p)]),
+    ...documents().map(([name, path]): [string, string] => [name, readFileSync(path, 'utf8')]),
+  ];
+  // What any of them writes counts: a help text shows one step, the docs the steps before it.
+  const created = new Set<string>();
+  for (const [name, text] of texts) uncreatedPaths(text, name, created);
+  const problems = texts.filter(([name]) => name.endsWith('--help')).flatMap(([name, text]) => uncreatedPaths(text, name, created));
+  assert.ok(paths.length >= 15, `read ${paths.length} --help texts`);
+  assert.deepEqual(problems, []);
+});
+
+test('stub check: a bare nextray and a model nothing writes are found; output lines and brought paths are not', () => {
+  const stub =
+    '```sh\nnextray predict --model m.onnx x.png\nnpx nextray export --checkpoint runs/r1 --out r1.onnx\n' +
+    'npx nextray predict --model r1.onnx ~/scans/ --out p.csv\nnpx nextray evaluate --predictions p.csv --split test\n```\n' +
+    '```\nhint: continue with nextray train --resume runs/r9\nnextray pacs: study 1.2.3: nextray predict --model gone.onnx\n```\n';
+  assert.deepEqual(bareCommands(stub, 'stub').map((p) => p.line), ['nextray predict --model m.onnx x.png']);
+  assert.deepEqual(uncreatedPaths(stub, 'stub').map((p) => p.why), [
+    'm.onnx: no example creates it',
+    'runs/r1: no example creates it',
+  ]);
+  // The demo's default folder and a folder under a written one count as created.
+  assert.deepEqual(uncreatedPaths('```\nnpx nextray demo\nnpx nextray export --checkpoint demo-output/run --out d.onnx\n```\n', 'stub'), []);
+});
+
+/** Files under `dir` (recursively) whose names end with one of `exts`. */
+function sourceFiles(dir: string, exts: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...sourceFiles(p, exts));
+    else if (exts.some((x) => e.name.endsWith(x))) out.push(p);
+  }
+  return out;
+}
+
+/** Lines that cite a tracker issue ('issue 13', '#25'); a colour or an anchor in a string is not one. */
+export function issueReferences(text: string): number[] {
+  const lines: number[] = [];
+  text.split('\n').forEach((l, i) => {
+    if (/(?<![\w&/='"`-])#\d+\b/.test(l) || /\bissues?\s+(?:#\s*)?\d+/i.test(l)) lines.push(i + 1);
+  });
+  return lines;
+}
+
+test('comments in src/ and scripts/ explain the code and cite no tracker issue numbers', () => {
+  assert.deepEqual(issueReferences('// the cache (issue 10, item 5)\n/* see #13 */\nconst c = "#1f2933"; // colour\nlink(\'#2\')\n'), [1, 2]);
+  const found: string[] = [];
+  for (const f of [...sourceFiles(join(REPO_ROOT, 'src'), ['.ts']), ...sourceFiles(join(REPO_ROOT, 'scripts'), ['.mjs', '.ts'])]) {
+    for (const n of issueReferences(readFileSync(f, 'utf8'))) found.push(`${f.slice(REPO_ROOT.length + 1)}:${n}`);
+  }
+  assert.deepEqual(found, []);
 });
 
 test('README.md is user documentation: at most 350 lines, no issue references, machine paths, diary times or load averages', () => {

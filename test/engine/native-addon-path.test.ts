@@ -24,7 +24,7 @@ test('outside a nextray package: the load fails with a reason naming the folder 
   try {
     // The compiled modules the addon loader needs, in a folder with no nextray package.json above it
     // (a package.json of another package on the way is passed over).
-    for (const f of ['engine/native-addon.js', 'engine/options.js', 'util/package.js']) {
+    for (const f of ['engine/native-addon.js', 'engine/options.js', 'util/package.js', 'util/errors.js']) {
       mkdirSync(dirname(join(tmp.dir, 'src', f)), { recursive: true });
       cpSync(join(dist, f), join(tmp.dir, 'src', f));
     }

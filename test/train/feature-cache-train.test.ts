@@ -155,21 +155,30 @@ test('the comparison catches a cache that returns zeros or ignores the flip', as
   }
 });
 
+/** The refusal of features beyond float16's range in a named cache folder: a usage error whose hint names fp32. */
+function isFloat16Refusal(err: unknown): boolean {
+  return err instanceof FeatureCacheUsageError && err.exitStatus === 2 && /exceed the float16 range/.test(err.message) && /--feature-precision fp32/.test(err.hint ?? '');
+}
+
+/** Runs `fn` with NEXTRAY_FEATURE_CACHE set to `value`, and puts the variable back as it was afterwards. */
+async function withFeatureCacheEnv<T>(value: string, fn: () => Promise<T>): Promise<T> {
+  const was = process.env.NEXTRAY_FEATURE_CACHE;
+  process.env.NEXTRAY_FEATURE_CACHE = value;
+  try {
+    return await fn();
+  } finally {
+    if (was === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
+    else process.env.NEXTRAY_FEATURE_CACHE = was;
+  }
+}
+
 test('fp16: a run that cannot use any cache folder computes and rounds every feature, and equals the cached run', async () => {
   const cached = await run('fp16', { featureCache: cache, featurePrecision: 'fp16' });
   assert.match(log(cached), /entries of 2x2x64 fp16/);
   // The default location pointed at a regular file: no folder can be made there, so the run trains uncached.
   const notADir = join(tmp.dir, 'not-a-folder');
   writeFileSync(notADir, 'x');
-  const before = process.env.NEXTRAY_FEATURE_CACHE;
-  process.env.NEXTRAY_FEATURE_CACHE = notADir;
-  let computed: string;
-  try {
-    computed = await run('fp16-computed', { featureCache: 'auto', featurePrecision: 'fp16' });
-  } finally {
-    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
-    else process.env.NEXTRAY_FEATURE_CACHE = before;
-  }
+  const computed = await withFeatureCacheEnv(notADir, () => run('fp16-computed', { featureCache: 'auto', featurePrecision: 'fp16' }));
   assert.match(log(computed), /feature cache: no usable folder .*training runs uncached/);
   const mc = metrics(computed);
   assert.equal(mc[1]!.features_cached, 0);
@@ -197,17 +206,11 @@ test('a weight changed inside the frozen prefix is a miss: every entry is extrac
 test('features beyond the float16 range: a named folder is a usage error naming fp32; the default cache steps aside', async () => {
   await assert.rejects(
     () => run('huge-explicit', { featureCache: join(tmp.dir, 'cache-huge'), featurePrecision: 'fp16', weights: weightsHuge }),
-    (err: unknown) => err instanceof FeatureCacheUsageError && err.exitStatus === 2 && /exceed the float16 range/.test(err.message) && /--feature-precision fp32/.test(err.hint ?? ''),
+    isFloat16Refusal,
   );
-  const before = process.env.NEXTRAY_FEATURE_CACHE;
-  process.env.NEXTRAY_FEATURE_CACHE = join(tmp.dir, 'cache-huge-auto');
-  let dir: string;
-  try {
-    dir = await run('huge-auto', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge });
-  } finally {
-    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
-    else process.env.NEXTRAY_FEATURE_CACHE = before;
-  }
+  const dir = await withFeatureCacheEnv(join(tmp.dir, 'cache-huge-auto'), () =>
+    run('huge-auto', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge }),
+  );
   assert.match(log(dir), /feature cache: off: .*exceed the float16 range .*training runs uncached/);
   const m = metrics(dir);
   assert.equal(m.length, 2);
@@ -217,14 +220,9 @@ test('features beyond the float16 range: a named folder is a usage error naming 
   // No usable folder at all: the features are computed in each step, and the run keeps them in float32.
   const notADir = join(tmp.dir, 'not-a-folder-huge');
   writeFileSync(notADir, 'x');
-  process.env.NEXTRAY_FEATURE_CACHE = notADir;
-  let computed: string;
-  try {
-    computed = await run('huge-computed', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge });
-  } finally {
-    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
-    else process.env.NEXTRAY_FEATURE_CACHE = before;
-  }
+  const computed = await withFeatureCacheEnv(notADir, () =>
+    run('huge-computed', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge }),
+  );
   assert.match(log(computed), /exceeds the float16 range; features stay float32 from here on/);
   // The same bits as the run whose cache stepped aside (float32 features at the fixed prefix batch).
   assert.deepEqual(metrics(computed).map(comparable), m.map(comparable));
@@ -241,18 +239,12 @@ test('features beyond the float16 range met in a step, after extraction: the sam
   lockAll(join(tmp.dir, 'cache-huge'));
   await assert.rejects(
     () => run('huge-explicit-step', { featureCache: join(tmp.dir, 'cache-huge'), featurePrecision: 'fp16', weights: weightsHuge }),
-    (err: unknown) => err instanceof FeatureCacheUsageError && err.exitStatus === 2 && /exceed the float16 range/.test(err.message) && /--feature-precision fp32/.test(err.hint ?? ''),
+    isFloat16Refusal,
   );
   lockAll(join(tmp.dir, 'cache-huge-auto'));
-  const before = process.env.NEXTRAY_FEATURE_CACHE;
-  process.env.NEXTRAY_FEATURE_CACHE = join(tmp.dir, 'cache-huge-auto');
-  let dir: string;
-  try {
-    dir = await run('huge-auto-step', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge });
-  } finally {
-    if (before === undefined) delete process.env.NEXTRAY_FEATURE_CACHE;
-    else process.env.NEXTRAY_FEATURE_CACHE = before;
-  }
+  const dir = await withFeatureCacheEnv(join(tmp.dir, 'cache-huge-auto'), () =>
+    run('huge-auto-step', { featureCache: 'auto', featurePrecision: 'fp16', weights: weightsHuge }),
+  );
   assert.match(log(dir), /is read-only here \(process \d+ is writing it\)/);
   assert.match(log(dir), /feature cache: off from here on: .*exceed the float16 range .*training goes on uncached, in float32/);
   const m = metrics(dir);

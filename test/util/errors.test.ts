@@ -63,6 +63,10 @@ test('reportError: message and hint for a NextrayError, its status; stack and 1 
   out.length = 0;
   assert.equal(reportError(new TypeError('x is undefined'), w), 1);
   assert.match(out.join(''), /^nextray: TypeError: x is undefined\n\s+at /);
+  assert.match(out.join(''), /\nnextray: this is an internal error \(a bug in neXt-Ray/, 'a bug is called one, after its stack');
+  out.length = 0;
+  reportError(new DatasetError('/d: no CSV found'), w);
+  assert.doesNotMatch(out.join(''), /internal error/, 'a user error is not called internal');
   out.length = 0;
   assert.equal(reportError(new CommanderError(0, 'commander.helpDisplayed', '(outputHelp)'), w), 0);
   assert.equal(reportError(new CommanderError(1, 'commander.unknownOption', "error: unknown option '--x'"), w), 2, 'a usage error');

@@ -19,7 +19,7 @@ import * as dicomParserNs from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { EXIT_USAGE, NextrayError } from '../../util/errors.js';
 import { decodableSyntaxes } from './codecs/index.js';
-import type { DicomFrameDecoder } from './codecs/types.js';
+import { CodecError, type DicomFrameDecoder } from './codecs/types.js';
 import { displayGrey, storedValues, type DisplayParams, type Lut, type StoredLayout, type VoiApplied, type VoiFunction } from './display.js';
 import { gateHeader } from './gate.js';
 import { headerOf, type DataSet, type DicomHeader } from './header.js';
@@ -195,7 +195,7 @@ function encapsulatedFrame(p: ParsedDicom, k: number): Uint8Array {
   const pixel = ds.elements.x7fe00010!;
   const fragments = pixel.fragments ?? [];
   const frames = p.header.pixel.frames;
-  if (!fragments.length) throw new Error('the encapsulated Pixel Data has no fragments');
+  if (!fragments.length) throw new CodecError('the encapsulated Pixel Data has no fragments');
   if (frames === 1) return dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, 0, fragments.length);
   if (pixel.basicOffsetTable?.length) return dicomParser.readEncapsulatedImageFrame(ds, pixel, k);
   if (fragments.length === frames) return dicomParser.readEncapsulatedPixelDataFromFragments(ds, pixel, k, 1);
@@ -204,7 +204,7 @@ function encapsulatedFrame(p: ParsedDicom, k: number): Uint8Array {
     const table = dicomParser.createJPEGBasicOffsetTable(ds, pixel);
     return dicomParser.readEncapsulatedImageFrame(ds, pixel, k, table);
   }
-  throw new Error(`${fragments.length} fragments for ${frames} frames and no Basic Offset Table: the frames cannot be told apart`);
+  throw new CodecError(`${fragments.length} fragments for ${frames} frames and no Basic Offset Table: the frames cannot be told apart`);
 }
 
 function maskSigned(raw: ArrayLike<number>, count: number, stride: number, offset: number, bitsStored: number, signed: boolean, out: Int32Array, outStride: number, outOffset: number): void {

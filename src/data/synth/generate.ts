@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { startSiblingWorker } from '../../util/worker.js';
 import { MURA_SPLITS, REGIONS, type Region } from '../types.js';
+import { DatasetError } from '../mura.js';
 import { planDataset, MURA_ROOT, type PlannedStudy } from './plan.js';
 import { isSiteName, SITE_NAMES } from './sites.js';
 import { runImageJob, type ImageJob, type JobContext, type JobResult } from './job.js';
@@ -146,7 +147,7 @@ export async function generateSyntheticMura(opts: SynthOptions & { force?: boole
   const o = checkOptions(opts);
   const root = join(o.outDir, MURA_ROOT);
   if (existsSync(root) && readdirSync(root).length > 0) {
-    if (!opts.force) throw new Error(`${root} already exists and is not empty; choose another --out folder or pass --force to replace it`);
+    if (!opts.force) throw new DatasetError(`${root} already exists and is not empty; choose another --out folder or pass --force to replace it`);
     rmSync(root, { recursive: true, force: true });
   }
   mkdirSync(root, { recursive: true });

@@ -15,6 +15,15 @@
  */
 
 import type { OodStats } from '../../models/onnx/extras.js';
+import { EXIT_USAGE, NextrayError } from '../../util/errors.js';
+
+/** A stored OOD gate (a checkpoint's extra.trust.ood or an export's metadata) that cannot be read: damaged or edited. */
+export class OodGateError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_OOD_GATE', exitStatus: EXIT_USAGE, hint: 'fit the gate again with nextray calibrate, or use the model without it' });
+    this.name = 'OodGateError';
+  }
+}
 
 /** The gate as stored in a checkpoint (model.json `extra.trust.ood`): arrays as base64 little-endian float32. */
 export interface StoredOodGate {
@@ -60,7 +69,7 @@ export function base64ToFloats(s: string, what = 'base64'): Float32Array {
   let o = 0;
   for (const ch of clean) {
     const v = B64.indexOf(ch);
-    if (v < 0) throw new Error(`${what}: not base64 (character ${JSON.stringify(ch)})`);
+    if (v < 0) throw new OodGateError(`${what}: not base64 (character ${JSON.stringify(ch)})`);
     acc = (acc << 6) | v;
     bits += 6;
     if (bits >= 8) {
@@ -68,7 +77,7 @@ export function base64ToFloats(s: string, what = 'base64'): Float32Array {
       bytes[o++] = (acc >> bits) & 255;
     }
   }
-  if (bytes.length % 4) throw new Error(`${what}: ${bytes.length} bytes is not a whole number of float32 values`);
+  if (bytes.length % 4) throw new OodGateError(`${what}: ${bytes.length} bytes is not a whole number of float32 values`);
   const dv = new DataView(bytes.buffer);
   const out = new Float32Array(bytes.length / 4);
   for (let i = 0; i < out.length; i++) out[i] = dv.getFloat32(4 * i, true);
@@ -80,12 +89,12 @@ export function storeGate(g: OodGate): StoredOodGate {
 }
 
 export function loadGate(s: StoredOodGate, where = 'ood gate'): OodGate {
-  if (!s || s.method !== 'mahalanobis') throw new Error(`${where}: unknown method ${JSON.stringify(s?.method)}`);
+  if (!s || s.method !== 'mahalanobis') throw new OodGateError(`${where}: unknown method ${JSON.stringify(s?.method)}`);
   const mean = base64ToFloats(s.mean, `${where}.mean`);
   const precision = base64ToFloats(s.precision, `${where}.precision`);
-  if (mean.length !== s.dim || precision.length !== s.dim * s.dim) throw new Error(`${where}: sizes do not match dim ${s.dim}`);
-  if (typeof s.threshold !== 'number' || !Number.isFinite(s.threshold)) throw new Error(`${where}: threshold must be a finite number`);
-  if (!Array.isArray(s.layers) || !s.layers.length) throw new Error(`${where}: layers missing`);
+  if (mean.length !== s.dim || precision.length !== s.dim * s.dim) throw new OodGateError(`${where}: sizes do not match dim ${s.dim}`);
+  if (typeof s.threshold !== 'number' || !Number.isFinite(s.threshold)) throw new OodGateError(`${where}: threshold must be a finite number`);
+  if (!Array.isArray(s.layers) || !s.layers.length) throw new OodGateError(`${where}: layers missing`);
   return { method: 'mahalanobis', layers: [...s.layers], mean, precision, threshold: s.threshold, quantile: s.quantile, ...(s.thresholdFrom ? { thresholdFrom: s.thresholdFrom } : {}), shrinkage: s.shrinkage, images: s.images };
 }
 

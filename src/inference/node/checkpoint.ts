@@ -18,10 +18,11 @@ import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type LoadedCard, type ModelRunResult } from '../core/model.js';
-import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace } from './models.js';
 import { resolveCheckpointDir } from '../../runs/run-dir.js';
 import { cardFromCheckpoint, type ModelCard } from '../../models/card.js';
 import { sha256Hex } from '../../util/hash.js';
+import { InstallError } from '../../util/errors.js';
 
 export interface LoadedModel {
   model: Model;
@@ -77,7 +78,7 @@ async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promi
   try {
     return await (load ?? loadOnnxRuntime)();
   } catch (err) {
-    throw new Error(`onnxruntime-node does not load: ${(err as Error).message}`);
+    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
   }
 }
 
@@ -102,11 +103,11 @@ export async function onnxRunner(
   const k = clf.numOutputs;
   if (k !== 1) {
     await clf.release();
-    throw new Error(`expected the binary head (1 output), the exported model has ${k}`);
+    throw new InferenceError(`${opts.onnxFile ?? 'the exported model'}: expected the binary head (1 output), the model has ${k}`);
   }
   if (opts.onnxFile && JSON.stringify(clf.info.preprocessing) !== JSON.stringify(preprocessing)) {
     await clf.release();
-    throw new Error(`${opts.onnxFile}: its preprocessing ${JSON.stringify(clf.info.preprocessing)} differs from the checkpoint's ${JSON.stringify(preprocessing)}`);
+    throw new InferenceError(`${opts.onnxFile}: its preprocessing ${JSON.stringify(clf.info.preprocessing)} differs from the checkpoint's ${JSON.stringify(preprocessing)}`);
   }
   const per = preprocessing.size * preprocessing.size * 3;
   return {
@@ -306,117 +307,5 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
   return new TfjsInferenceModel(loaded.model, card, trust.trust);
 }
 
-/** What ran a forward pass, and how long it took. */
-export interface ForwardEngineInfo {
-  name: 'onnx' | 'tfjs';
-  /** 'onnxruntime-node 1.30.0 (CPU, 2 threads)' or 'TF.js: <backend>'. */
-  description: string;
-  /** With 'auto': why ONNX Runtime was not used (absent when it was). */
-  fallbackReason?: string;
-  /** ONNX export + session creation (0 for TF.js). */
-  setupSeconds: number;
-  /** Forward passes only. */
-  seconds: number;
-}
-
-export interface ForwardNchwOptions {
-  /** 'auto' (default): ONNX Runtime, else TF.js with a line to onLog; 'onnx': ONNX Runtime or an error; 'tfjs'. */
-  engine?: PredictEngine;
-  /** Images per forward pass (default 8). */
-  batch?: number;
-  threads?: number;
-  /** Describes the TF.js backend in the engine description (default 'TF.js'); a function is asked after model(). */
-  tfjsDescription?: string | (() => string);
-  onLog?: (line: string) => void;
-  loadRuntime?: () => Promise<OnnxRuntimeFace>;
-}
-
-/**
- * A network for `forwardNchw`: its ONNX export (built on demand) and its TF.js model (built on demand, for the TF.js
- * engine or the fallback; the caller disposes it). `forwardNetworkOf` wraps a live model.
- */
-export interface ForwardNetwork {
-  arch: string;
-  numOutputs: number;
-  exportOnnx(opts: OnnxExportOptions): OnnxExport;
-  model(): Promise<Model>;
-}
-
-/** A live model as a ForwardNetwork (exported from its TF.js variables). */
-export function forwardNetworkOf(model: Model): ForwardNetwork {
-  return { arch: model.arch, numOutputs: model.numOutputs, exportOnnx: (o) => exportOnnx(model, o), model: async () => model };
-}
-
-/**
- * Logits [n, K] of a network (any head) on an NCHW float32 batch [n, 3, h, w] — PyTorch's layout, as
- * `nextray forward` reads it from a .npy: in ONNX Runtime (exported in memory with an NCHW input and symbolic
- * height/width, so the batch goes in as it is) or in TF.js (transposed to NHWC), falling back as `engine` says.
- */
-export async function forwardNchw(
-  network: ForwardNetwork | Model,
-  data: Float32Array,
-  shape: readonly [number, number, number, number],
-  opts: ForwardNchwOptions = {},
-): Promise<{ logits: Float32Array; engine: ForwardEngineInfo }> {
-  const net = 'exportOnnx' in network ? network : forwardNetworkOf(network);
-  const [n, , h, w] = shape;
-  const k = net.numOutputs;
-  const batch = opts.batch ?? 8;
-  const requested = opts.engine ?? 'auto';
-  let fallbackReason: string | undefined;
-  // ONNX Runtime missing or refusing the graph: TF.js with 'auto', an error with 'onnx'. The network's own errors
-  // (weights that do not match it) are the user's and propagate as they are.
-  const fallBack = (err: unknown): void => {
-    const why = `ONNX Runtime unavailable: ${(err as Error).message}`;
-    if (requested === 'onnx') throw new InferenceError(`${net.arch}: ${why} (use runtime tfjs or auto)`);
-    fallbackReason = why;
-    (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: running TF.js instead of ONNX Runtime (${why})`);
-  };
-  if (requested !== 'tfjs') {
-    let rt: OnnxRuntimeFace | undefined;
-    try {
-      rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
-    } catch (err) {
-      fallBack(err);
-    }
-    if (rt) {
-      const t0 = performance.now();
-      const threads = opts.threads ?? availableParallelism();
-      const exported = net.exportOnnx({ inputSize: Math.max(32, Math.min(h, w, 4096)), inputLayout: 'nchw', dynamicSize: true });
-      let clf: Awaited<ReturnType<OnnxRuntimeFace['OnnxClassifier']['create']>> | undefined;
-      try {
-        clf = await rt.OnnxClassifier.create(exported.toBytes(), { maxBatch: batch, threads });
-      } catch (err) {
-        fallBack(err);
-      }
-      if (clf) {
-        const setupSeconds = (performance.now() - t0) / 1000;
-        try {
-          const t1 = performance.now();
-          const r = await clf.run(data, n, { size: [h, w] });
-          const description = `onnxruntime-node ${rt.version} (CPU, ${threads} thread${threads === 1 ? '' : 's'})`;
-          return { logits: r.logits, engine: { name: 'onnx', description, setupSeconds, seconds: (performance.now() - t1) / 1000 } };
-        } finally {
-          await clf.release();
-        }
-      }
-    }
-  }
-  const model = await net.model();
-  const out = new Float32Array(n * k);
-  const per = 3 * h * w;
-  const t0 = performance.now();
-  for (let start = 0; start < n; start += batch) {
-    const count = Math.min(batch, n - start);
-    const logits = tf.tidy(() => {
-      const nchw = tf.tensor4d(data.subarray(start * per, (start + count) * per), [count, 3, h, w]);
-      return model.forward(tf.transpose(nchw, [0, 2, 3, 1]), false);
-    });
-    out.set(logits.dataSync() as Float32Array, start * k);
-    logits.dispose();
-  }
-  const described = typeof opts.tfjsDescription === 'function' ? opts.tfjsDescription() : opts.tfjsDescription;
-  const engine: ForwardEngineInfo = { name: 'tfjs', description: described ?? 'TF.js', setupSeconds: 0, seconds: (performance.now() - t0) / 1000 };
-  if (fallbackReason) engine.fallbackReason = fallbackReason;
-  return { logits: out, engine };
-}
+// `nextray forward`'s runner lives in forward.ts (it loads TF.js only when TF.js runs); re-exported for callers here.
+export { forwardNchw, forwardNetworkOf, type ForwardEngineInfo, type ForwardNchwOptions, type ForwardNetwork } from './forward.js';

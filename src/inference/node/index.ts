@@ -6,7 +6,7 @@
  */
 export * from '../core/index.js';
 export { load, type NodeLoadOptions, type NodeModel, type NodeModelSpec, type NodePredictOptions, type NodeViewInput } from './load.js';
-export { loadOnnxRuntime, openModel, sha256File, PREDICT_ENGINES, type OnnxRuntimeFace, type OpenModelOptions, type PredictEngine } from './models.js';
+export { loadOnnxRuntime, openModel, sha256File, INFERENCE_RUNTIMES, PREDICT_ENGINES, type InferenceRuntime, type OnnxRuntimeFace, type OpenModelOptions, type PredictEngine } from './models.js';
 export {
   checkpointSha256,
   loadTrainedModel,

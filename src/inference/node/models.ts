@@ -17,9 +17,13 @@ import { availableParallelism } from 'node:os';
 import { OnnxModelError } from '../../models/onnx/info.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel } from '../core/model.js';
 
-/** Which engine runs a model: ONNX Runtime, TF.js, or ONNX Runtime when it can (default). */
-export type PredictEngine = 'onnx' | 'tfjs' | 'auto';
-export const PREDICT_ENGINES: readonly PredictEngine[] = ['auto', 'onnx', 'tfjs'];
+/** Which runtime runs a model: ONNX Runtime, TF.js, or ONNX Runtime when it can (default); the CLI's --runtime. */
+export type InferenceRuntime = 'onnx' | 'tfjs' | 'auto';
+export const INFERENCE_RUNTIMES: readonly InferenceRuntime[] = ['auto', 'onnx', 'tfjs'];
+/** @deprecated The old name of InferenceRuntime (it names a runtime, not a TF.js engine). */
+export type PredictEngine = InferenceRuntime;
+/** @deprecated The old name of INFERENCE_RUNTIMES. */
+export const PREDICT_ENGINES = INFERENCE_RUNTIMES;
 
 /** The Node face of ONNX Runtime (src/inference/node/onnx-session.ts) and its version. */
 export type OnnxRuntimeFace = Pick<typeof import('./onnx-session.js'), 'OnnxClassifier'> & { version: string };
@@ -41,7 +45,7 @@ export async function sha256File(path: string): Promise<string> {
 
 export interface OpenModelOptions {
   /** 'auto' (default): ONNX Runtime, else TF.js for checkpoints (with a line to onLog); 'onnx'; 'tfjs' (checkpoints only). */
-  engine?: PredictEngine;
+  engine?: InferenceRuntime;
   /** ONNX Runtime threads (default: all cores). */
   threads?: number;
   /** Largest batch per ONNX Runtime call (default 32). */
@@ -74,7 +78,7 @@ export async function openModel(spec: string, opts: OpenModelOptions = {}): Prom
   }
   const name = modelNameFrom(spec);
   if (st.isFile()) {
-    if (engine === 'tfjs') throw new InferenceError(`${spec}: an .onnx file runs in ONNX Runtime only; engine 'tfjs' needs a checkpoint folder or run directory`);
+    if (engine === 'tfjs') throw new InferenceError(`${spec}: an .onnx file runs in ONNX Runtime only; --runtime tfjs needs a checkpoint folder or run directory`);
     let rt: OnnxRuntimeFace;
     try {
       rt = await (opts.loadRuntime ?? loadOnnxRuntime)();

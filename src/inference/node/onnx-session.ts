@@ -11,7 +11,7 @@ import { OnnxClassifierCore, openSession, type OnnxClassifierCoreOptions } from 
 import { OnnxModelError } from '../../models/onnx/info.js';
 import { ProtoDecodeError } from '../../models/onnx/proto.js';
 import { readModelSkeleton } from '../../models/onnx/skeleton.js';
-import { createCachedSession, type OrtCacheOptions, type OrtCacheReport } from './ort-cache.js';
+import { createCachedSession, type GraphSource, type OrtCacheOptions, type OrtCacheReport } from './ort-cache.js';
 
 /** The onnxruntime-node module itself, for callers that run graphs of their own (int8 calibration runs). */
 export { ort };
@@ -40,13 +40,17 @@ export interface OnnxClassifierOptions extends Omit<OnnxClassifierCoreOptions, '
 
 /** An exported model in onnxruntime-node (CPU). */
 export class OnnxClassifier extends OnnxClassifierCore {
-  /** Open a .onnx file (path) or in-memory bytes written by `exportOnnx`. */
-  static async create(source: string | Uint8Array, opts: OnnxClassifierOptions = {}): Promise<OnnxClassifier> {
+  /**
+   * Open a .onnx file (path), in-memory bytes written by `exportOnnx`, or a graph built on demand (GraphSource: with
+   * `optimizedCache`, a cached graph is used without building it; see ort-cache.ts).
+   */
+  static async create(source: string | Uint8Array | GraphSource, opts: OnnxClassifierOptions = {}): Promise<OnnxClassifier> {
     const threads = opts.threads ?? availableParallelism();
     if (!Number.isInteger(threads) || threads < 1) throw new OnnxModelError(`threads must be a positive integer, got ${threads}`);
     let bytes: Uint8Array;
     let name: string;
     let modelPath: string | undefined;
+    let graph: GraphSource | undefined;
     if (typeof source === 'string') {
       // Only the skeleton (metadata, graph signature) is read here; ONNX Runtime reads the weights from the file
       // itself. Reading the whole file first cost ~500 MB more peak RSS for ResNet-152 (the bytes + ORT's copy).
@@ -64,6 +68,10 @@ export class OnnxClassifier extends OnnxClassifierCore {
     } else if (source instanceof Uint8Array) {
       name = '<bytes>';
       bytes = source;
+    } else if (source && typeof source === 'object' && typeof (source as GraphSource).build === 'function') {
+      graph = source as GraphSource;
+      name = graph.path;
+      bytes = new Uint8Array(0);
     } else {
       throw new OnnxModelError(`OnnxClassifier.create needs a file path or a Uint8Array, got ${typeof source}`);
     }
@@ -79,17 +87,29 @@ export class OnnxClassifier extends OnnxClassifierCore {
     let cache: OrtCacheReport = { status: 'off', reason: 'not asked for' };
     let modelBytes: Uint8Array | undefined;
     const cacheOpts = opts.optimizedCache === true ? {} : opts.optimizedCache || undefined;
-    const cacheable = modelPath !== undefined && sessionOptions.graphOptimizationLevel === 'all' && sessionOptions.optimizedModelFilePath === undefined;
-    if (cacheOpts && !cacheable) cache = { status: 'off', reason: modelPath === undefined ? 'model given as bytes' : 'session options set the optimisation level or file' };
-    const createSession =
-      cacheOpts && cacheable
-        ? async () => {
-            const r = await createCachedSession(ort, modelPath!, sessionOptions, cacheOpts);
-            cache = r.cache;
-            modelBytes = r.bytes;
-            return r.session;
-          }
-        : undefined;
+    const cacheable = (modelPath !== undefined || graph !== undefined) && sessionOptions.graphOptimizationLevel === 'all' && sessionOptions.optimizedModelFilePath === undefined;
+    if (cacheOpts && !cacheable) cache = { status: 'off', reason: modelPath === undefined && graph === undefined ? 'model given as bytes' : 'session options set the optimisation level or file' };
+    let createSession: (() => Promise<ort.InferenceSession>) | undefined;
+    if (graph && cacheOpts && cacheable) {
+      // The session first (it may need no model bytes at all), then the metadata from what it gives: the skeleton on
+      // a hit, the built bytes otherwise.
+      const r = await createCachedSession(ort, graph, sessionOptions, cacheOpts);
+      cache = r.cache;
+      modelBytes = r.bytes;
+      bytes = r.model!;
+      createSession = async () => r.session;
+    } else if (graph) {
+      const built = await graph.build();
+      bytes = built.bytes;
+      cache = { ...cache, ...(built.facts !== undefined ? { facts: built.facts } : {}) };
+    } else if (cacheOpts && cacheable) {
+      createSession = async () => {
+        const r = await createCachedSession(ort, modelPath!, sessionOptions, cacheOpts);
+        cache = r.cache;
+        modelBytes = r.bytes;
+        return r.session;
+      };
+    }
     const { session, info, maxBatch } = await openSession(ort, bytes, {
       ...opts,
       source: name,

@@ -1,5 +1,5 @@
 /**
- * An optimised-model cache for ONNX Runtime sessions (issue 10, item 5). Building a session at
+ * An optimised-model cache for ONNX Runtime sessions. Building a session at
  * graphOptimizationLevel 'all' rewrites the graph (NCHWc layout transform, fusions) every time: for ResNet-152 @320
  * on 2 cores, optimising took about half of the session's creation. The lower levels start faster but run 1.2-2x
  * slower per image (no NCHWc layout), so the cache keeps level 'all': ONNX Runtime saves the optimised graph once in
@@ -32,8 +32,9 @@ import { arch, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
 import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
-import { FileWriteError } from '../../util/errors.js';
+import { FileWriteError, NextrayError } from '../../util/errors.js';
 import { sha256Hex } from '../../util/hash.js';
+import { modelSkeleton } from '../../models/onnx/skeleton.js';
 
 export const ORT_CACHE_FORMAT = 'nextray-ort-optimized-model';
 export const ORT_CACHE_FORMAT_VERSION = 1;
@@ -49,8 +50,25 @@ export interface OrtCacheReport {
   file?: string;
   /** Why a cache was not used (stale, corrupt, not writable...), when it was not. */
   reason?: string;
-  /** SHA-256 of the source model, when it was computed. */
+  /** SHA-256 of the source model, when it was computed (a graph source's identity). */
   sourceSha256?: string;
+  /** A graph source's facts (GraphSource.build), from the manifest on a hit, as built otherwise. */
+  facts?: unknown;
+}
+
+/**
+ * A model that exists only as bytes built on demand (an export made in memory from a weights file, as `nextray
+ * forward` does), cached like a file: under the user cache, in a folder named for `path`, and valid while `identity`
+ * is the one the manifest records. On a hit nothing is built: the session comes from the cached graph, the model's
+ * metadata from the skeleton kept in the manifest, and `facts` as they were when it was built.
+ */
+export interface GraphSource {
+  /** The file the graph is made from (absolute or relative); names the cache folder, and its removal prunes it. */
+  path: string;
+  /** Everything the graph depends on, as one string (hex digest): what makes a cached graph stale when it changes. */
+  identity: string;
+  /** The encoded model and facts to keep beside it (JSON); its errors are the caller's and propagate. */
+  build(): Promise<{ bytes: Uint8Array; facts?: unknown }>;
 }
 
 export interface OrtCacheOptions {
@@ -75,6 +93,10 @@ interface Manifest {
   cache_size: number;
   /** The model this graph was made from (absolute), so the cache of a model that is gone can be pruned. */
   source_path?: string;
+  /** A graph source's model without its weights (base64; skeleton.ts), for its metadata on a hit. */
+  skeleton_base64?: string;
+  /** A graph source's facts. */
+  facts?: unknown;
 }
 
 /** Marks a cache entry as used now (for pruning the least recently used); a read-only cache stays as it is. */
@@ -215,7 +237,7 @@ function removeQuietly(path: string): void {
  */
 export async function readFileHashed(path: string, size: number): Promise<{ bytes: Buffer; sha256: string }> {
   const bytes = await readFile(path);
-  if (bytes.byteLength !== size) throw new Error(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`);
+  if (bytes.byteLength !== size) throw new NextrayError(`${path}: ${bytes.byteLength} bytes, expected ${size} (changed while read)`, { code: 'ERR_FILE_CHANGED', hint: 'wait until the file is written completely, then run the command again' });
   return { bytes, sha256: sha256Hex(bytes) };
 }
 
@@ -275,10 +297,14 @@ export function userCacheRoot(): string {
   return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'nextray', 'onnx');
 }
 
-/** Candidate cache folders for `modelPath`, in order of preference. */
-export function cacheDirs(modelPath: string, opts: OrtCacheOptions = {}): string[] {
+/**
+ * Candidate cache folders for `modelPath`, in order of preference. A graph source's cache goes to the user cache
+ * only (nothing is written beside the weights it was made from), in a folder of its own kind.
+ */
+export function cacheDirs(modelPath: string, opts: OrtCacheOptions = {}, kind: 'file' | 'graph' = 'file'): string[] {
   const abs = resolve(modelPath);
   if (opts.dir !== undefined) return [resolve(opts.dir)];
+  if (kind === 'graph') return [join(userCacheRoot(), sha256Hex(`graph\n${abs}`).slice(0, 16))];
   const pathHash = sha256Hex(abs).slice(0, 16);
   return [join(dirname(abs), `${basename(abs)}.ort-cache`), join(userCacheRoot(), pathHash)];
 }
@@ -304,18 +330,24 @@ function readManifest(path: string): Manifest | string {
  */
 export async function createCachedSession(
   ort: typeof ortTypes,
-  modelPath: string,
+  source: string | GraphSource,
   sessionOptions: ortTypes.InferenceSession.SessionOptions,
   opts: OrtCacheOptions = {},
-): Promise<{ session: ortTypes.InferenceSession; cache: OrtCacheReport; bytes?: Uint8Array }> {
+): Promise<{ session: ortTypes.InferenceSession; cache: OrtCacheReport; bytes?: Uint8Array; model: Uint8Array | undefined }> {
   const log = opts.onLog ?? ((line: string) => void process.stderr.write(line + '\n'));
   const level = 'all';
   const envKey = environmentKey(level);
   const ortVersion = onnxRuntimeVersion();
   const cpu = cpuKey();
-  const srcHash = typeof opts.sourceSha256 === 'string' ? Promise.resolve(opts.sourceSha256) : (opts.sourceSha256 ?? sha256OfFile(modelPath));
+  const graph = typeof source === 'string' ? undefined : source;
+  const modelPath = typeof source === 'string' ? source : source.path;
+  const srcHash = graph
+    ? Promise.resolve(graph.identity)
+    : typeof opts.sourceSha256 === 'string'
+      ? Promise.resolve(opts.sourceSha256)
+      : (opts.sourceSha256 ?? sha256OfFile(modelPath));
   srcHash.catch(() => undefined);
-  const dirs = cacheDirs(modelPath, opts);
+  const dirs = cacheDirs(modelPath, opts, graph ? 'graph' : 'file');
   const loadOpts = { ...sessionOptions, graphOptimizationLevel: 'disabled' as const };
 
   // 1. A cached graph, where one exists: read it, check its size and sha256 and the source model's sha256 against
@@ -358,19 +390,37 @@ export async function createCachedSession(
       problem = `${file}: content does not match its manifest's sha256 (corrupt)`;
       break;
     }
+    // A graph source's metadata: the skeleton kept in the manifest (nothing else holds it on a hit).
+    let skeleton: Uint8Array | undefined;
+    if (graph) {
+      if (typeof manifest.skeleton_base64 !== 'string' || manifest.skeleton_base64 === '') {
+        problem = `${file}: its manifest lacks the model's skeleton (corrupt)`;
+        break;
+      }
+      skeleton = Buffer.from(manifest.skeleton_base64, 'base64');
+    }
     try {
       const session = await ort.InferenceSession.create(bytes, withSessionConfig(loadOpts, { use_ort_model_bytes_directly: '1', use_ort_model_bytes_for_initializers: '1' }));
       // The session's weights live in `bytes`: nothing else may hold them, and a garbage-collected buffer under a live
       // session crashes the process (measured: a segfault on the next batch). Tie them to the session object.
       bytesInUse.set(session, bytes);
       touch(join(dir, `${envKey}.json`));
-      return { session, cache: { status: 'hit', file, sourceSha256: src }, bytes };
+      return { session, cache: { status: 'hit', file, sourceSha256: src, ...(graph ? { facts: manifest.facts } : {}) }, bytes, model: skeleton };
     } catch (err) {
       problem = `${file}: ONNX Runtime cannot load it (${(err as Error).message.split('\n')[0]})`;
       break;
     }
   }
   if (problem) log(`onnx cache: ${problem}; rebuilding it`);
+
+  // A graph source is built now (once, whatever happens to the cache); its errors are the caller's.
+  const built = graph ? await graph.build() : undefined;
+  const model = built?.bytes;
+  const factsOf = built && built.facts !== undefined ? { facts: built.facts } : {};
+  const createPlain = (): Promise<ortTypes.InferenceSession> =>
+    model
+      ? ort.InferenceSession.create(model, { ...sessionOptions, graphOptimizationLevel: level })
+      : ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: level });
 
   // 2. Build the session at level 'all', letting ONNX Runtime write its optimised graph under a temporary name in
   //    the first writable cache folder; then fsync, hash, rename, and write the manifest last.
@@ -391,12 +441,13 @@ export async function createCachedSession(
     try {
       // logSeverityLevel 3: ONNX Runtime warns, on every save at level 'all', that the graph is hardware-specific —
       // the reason the key holds the CPU.
-      session = await ort.InferenceSession.create(modelPath, {
+      const options: ortTypes.InferenceSession.SessionOptions = {
         ...withSessionConfig(sessionOptions, { save_model_format: 'ORT' }),
         graphOptimizationLevel: level,
         optimizedModelFilePath: tmp,
         logSeverityLevel: 3,
-      });
+      };
+      session = model ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(modelPath, options);
     } catch (err) {
       removeQuietly(tmp);
       // Saving the optimised graph failed (a full or read-only disk: 'SaveToOrtFormat failed'), or the model itself
@@ -404,13 +455,13 @@ export async function createCachedSession(
       // error, which is then the one reported.
       let plain: ortTypes.InferenceSession;
       try {
-        plain = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: level });
+        plain = await createPlain();
       } catch {
         throw err;
       }
       const reason = `${dir}: cannot save the optimised model (${firstLine(err)})`;
       log(`onnx cache: ${reason}; running uncached`);
-      return { session: plain, cache: { status: 'off', reason } };
+      return { session: plain, cache: { status: 'off', reason, ...factsOf }, model };
     }
     try {
       const fd = openSync(tmp, 'r+');
@@ -428,28 +479,30 @@ export async function createCachedSession(
         format_version: ORT_CACHE_FORMAT_VERSION,
         key: cacheKey(src, level, ortVersion, cpu),
         source_sha256: src,
-        source_size: statSync(modelPath).size,
+        source_size: model ? model.byteLength : statSync(modelPath).size,
         onnxruntime: ortVersion,
         level,
         cpu,
         cache_sha256: cacheSha,
         cache_size: statSync(file).size,
         source_path: resolve(modelPath),
+        ...(model ? { skeleton_base64: Buffer.from(modelSkeleton(model)).toString('base64') } : {}),
+        ...factsOf,
       };
       writeJsonAtomic(manifestPath, m);
       pruneCaches(dir, envKey, modelPath);
-      return { session, cache: { status: 'written', file, sourceSha256: src, ...(problem ? { reason: problem } : {}) } };
+      return { session, cache: { status: 'written', file, sourceSha256: src, ...(problem ? { reason: problem } : {}), ...factsOf }, model };
     } catch (err) {
       removeQuietly(tmp);
       // The session is good; only the cache could not be kept.
       const reason = `${dir}: cannot keep the optimised model (${(err as Error).message})`;
       log(`onnx cache: ${reason}; running uncached`);
-      return { session, cache: { status: 'off', reason } };
+      return { session, cache: { status: 'off', reason, ...factsOf }, model };
     }
   }
   // Nowhere to write: the plain session.
   const reason = problem ?? 'no cache folder';
   log(`onnx cache: ${reason}; running uncached`);
-  const session = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: level });
-  return { session, cache: { status: 'off', reason } };
+  const session = await createPlain();
+  return { session, cache: { status: 'off', reason, ...factsOf }, model };
 }

@@ -14,12 +14,14 @@ import { existsSync } from 'node:fs';
 import type { BadImage } from '../../data/loader.js';
 import { inferRecordsWith, type InferenceResult } from '../../data/records.js';
 import { initEngine } from '../../engine/index.js';
-import { loadMuraDataset } from '../../data/mura.js';
-import { loadSplit, selectSubset, type Subset } from '../../data/splits.js';
+import { DatasetError, loadMuraDataset } from '../../data/mura.js';
+import { loadSplit, selectSubset, SplitFileError, type Subset } from '../../data/splits.js';
+import { InferenceError } from '../core/model.js';
+import { InstallError, NextrayError } from '../../util/errors.js';
 import type { Label } from '../../data/types.js';
 import type { CheckpointMetadata } from '../../models/weights/index.js';
 import { runPaths } from '../../runs/run-dir.js';
-import { PREDICT_ENGINES, type OnnxRuntimeFace, type PredictEngine } from './models.js';
+import { INFERENCE_RUNTIMES, type OnnxRuntimeFace, type InferenceRuntime } from './models.js';
 import { loadTrainedModel, onnxRunner, sigmoid, tfjsRunner, type BatchRunner } from './checkpoint.js';
 
 /** One image's prediction: its dataset path, label and P(abnormal) (what src/evaluate's `Prediction` holds). */
@@ -61,7 +63,7 @@ export interface PredictSplitOptions {
    * 'auto' (default): ONNX Runtime when onnxruntime-node loads and the architecture exports, else TF.js with one
    * line on stderr (or to `onLog`) saying why; 'onnx': ONNX Runtime or an error; 'tfjs': TF.js.
    */
-  engine?: PredictEngine;
+  engine?: InferenceRuntime;
   /** Where the fallback notice goes (default: a line on stderr). */
   onLog?: (line: string) => void;
   /** ONNX Runtime threads (default: all cores). */
@@ -93,14 +95,14 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
   const tfEngine = await initEngine(); // NEXTRAY_ENGINE or auto; a no-op when the caller already chose one
   const splitFile = opts.splitFile ?? runPaths(modelPath).split;
   if (opts.subset !== 'train' && !existsSync(splitFile)) {
-    throw new Error(`${splitFile}: no split file; give one (the run directory's split.json is used by default)`);
+    throw new SplitFileError(splitFile, "no split file; give one (the run directory's split.json is used by default)");
   }
   const dataset = await loadMuraDataset(opts.data);
   const split = opts.subset === 'train' ? null : loadSplit(splitFile, dataset);
   const sel = split ? selectSubset(dataset, split, opts.subset) : { images: dataset.images.filter((i) => i.split === 'train') };
-  if (!sel.images.length) throw new Error(`${opts.data}: the ${opts.subset} subset has no images`);
+  if (!sel.images.length) throw new DatasetError(`${opts.data}: the ${opts.subset} subset has no images`);
   const requested = opts.engine ?? 'auto';
-  if (!PREDICT_ENGINES.includes(requested)) throw new Error(`engine must be one of ${PREDICT_ENGINES.join(', ')}, got '${String(requested)}'`);
+  if (!INFERENCE_RUNTIMES.includes(requested)) throw new InferenceError(`engine must be one of ${INFERENCE_RUNTIMES.join(', ')}, got '${String(requested)}'`);
   const loaded = loadTrainedModel(modelPath, opts.which ?? 'best');
   // Temperature scaling fitted at training end (src/calibrate/trust.ts) is applied to the logit by both engines.
   const tr = (loaded.metadata.extra as { trust?: { temperature?: { value?: unknown } } } | undefined)?.trust?.temperature?.value;
@@ -123,7 +125,13 @@ export async function predictSplit(modelPath: string, opts: PredictSplitOptions)
         modelLive = false;
       } catch (err) {
         const why = `${loaded.metadata.arch}: ONNX Runtime unavailable: ${(err as Error).message}`;
-        if (requested === 'onnx' || opts.onnxFile) throw new Error(`${why} (use engine 'tfjs' or 'auto')`);
+        if (requested === 'onnx' || opts.onnxFile) {
+          // A missing runtime is the install's problem, an unusable --onnx file the user's; anything else is a bug.
+          const message = `${why} (use --runtime tfjs or --runtime auto)`;
+          if (err instanceof InstallError) throw new InstallError(message, { cause: err });
+          if (err instanceof NextrayError) throw new InferenceError(message, { cause: err });
+          throw new Error(message, { cause: err });
+        }
         fallbackReason = why;
         (opts.onLog ?? ((l: string) => process.stderr.write(l + '\n')))(`nextray: predicting with TF.js instead of ONNX Runtime (${why})`);
       }

@@ -1,5 +1,5 @@
 /**
- * The optional "trust" parts of an exported graph (issue 13), added by exportOnnx after the trunk:
+ * The optional "trust" parts of an exported graph, added by exportOnnx after the trunk:
  *
  *   cam          output `cam` [batch, h, w] = ReLU(sum_c w_c F_c): the class activation map of the abnormal logit over
  *                the last feature map F (a 1x1 Conv with the head's weights, no bias), so onnxruntime-node and -web

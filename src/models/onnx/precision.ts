@@ -17,6 +17,7 @@ import {
   collectActivationStats,
   describeMethod,
   planInt8,
+  QuantizeError,
   quantizeGraphInt8,
   toFloat16Graph,
   type CalibrationBatch,
@@ -101,7 +102,7 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
     return { exported: reencode(exported, exported.graph, { precision: 'fp32' }), report: { precision: 'fp32' } };
   }
   if (opts.precision === 'fp16') {
-    if (opts.calibration || opts.floatLayers?.length) throw new Error('calibration and float layers apply to int8 only');
+    if (opts.calibration || opts.floatLayers?.length) throw new QuantizeError('calibration and float layers apply to int8 only');
     const r = toFloat16Graph(exported.graph);
     const out = reencode(exported, r.graph, {
       precision: 'fp16',
@@ -109,12 +110,12 @@ export async function applyPrecision(exported: OnnxExport, opts: PrecisionOption
     });
     return { exported: out, report: { precision: 'fp16', fp16Initializers: r.converted } };
   }
-  if (opts.precision !== 'int8') throw new Error(`precision must be fp32, fp16 or int8, got '${String(opts.precision)}'`);
-  if (!opts.calibration) throw new Error('int8 needs calibration images: give a dataset folder (MURA layout) to calibrate on');
+  if (opts.precision !== 'int8') throw new QuantizeError(`precision must be fp32, fp16 or int8, got '${String(opts.precision)}'`);
+  if (!opts.calibration) throw new QuantizeError('int8 needs calibration images: give a dataset folder (MURA layout) to calibrate on');
   if (!opts.runtime) throw new Error('int8 needs an ONNX Runtime module to run the calibration images through');
-  if (exported.metadata.batchnorm !== 'folded') throw new Error('int8 needs BatchNorm folded into the convolutions (export without --no-fold-bn)');
+  if (exported.metadata.batchnorm !== 'folded') throw new QuantizeError('int8 needs BatchNorm folded into the convolutions (export without --no-fold-bn)');
   const requested = opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES;
-  if (!Number.isInteger(requested) || requested < 1) throw new Error(`calibration images must be a positive integer, got ${requested}`);
+  if (!Number.isInteger(requested) || requested < 1) throw new QuantizeError(`calibration images must be a positive integer, got ${requested}`);
   const method = opts.calibrationMethod ?? DEFAULT_CALIBRATION_METHOD;
   const seed = opts.calibrationSeed ?? DEFAULT_CALIBRATION_SEED;
   const plan = planInt8(exported.graph, { floatLayers: opts.floatLayers ?? [] });

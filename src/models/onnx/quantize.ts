@@ -28,7 +28,19 @@
  * (onnxruntime-node's or -web's module is passed in), so this module stays browser-safe (no node: imports).
  */
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
+import { EXIT_USAGE, NextrayError } from '../../util/errors.js';
 import { concatChunks, encodeModel, type OnnxGraph, type OnnxInitializer, type OnnxModelMeta, type OnnxNode, type OnnxValueInfo } from './graph.js';
+
+/**
+ * An fp16/int8 conversion the options or the model do not allow (a float layer that is not a Conv/Gemm, int8
+ * without folded BatchNorm or calibration images, calibration images that cannot be read or give non-finite values).
+ */
+export class QuantizeError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_QUANTIZE', exitStatus: EXIT_USAGE });
+    this.name = 'QuantizeError';
+  }
+}
 
 /**
  * The parts of an ONNX Runtime module the calibration runs use (onnxruntime-node's and onnxruntime-web's modules
@@ -280,7 +292,7 @@ export function planInt8(graph: OnnxGraph, opts: Int8Options = {}): Int8Plan {
   const layers = new Set(quantizableLayers(graph));
   const floatLayers = [...new Set(opts.floatLayers ?? [])];
   for (const l of floatLayers) {
-    if (!layers.has(l)) throw new Error(`float layer '${l}' is not a Conv/Gemm layer of ${graph.name} (e.g. ${[...layers].slice(0, 3).join(', ')})`);
+    if (!layers.has(l)) throw new QuantizeError(`float layer '${l}' is not a Conv/Gemm layer of ${graph.name} (e.g. ${[...layers].slice(0, 3).join(', ')})`);
   }
   const keepFloat = new Set(floatLayers);
   const consumers = new Map<string, number[]>();
@@ -390,7 +402,7 @@ export function observe(stats: ActivationStats, name: string, data: Float32Array
     if (v < mn) mn = v;
     if (v > mx) mx = v;
   }
-  if (!Number.isFinite(mn) || !Number.isFinite(mx)) throw new Error(`calibration: tensor '${name}' holds a non-finite value`);
+  if (!Number.isFinite(mn) || !Number.isFinite(mx)) throw new QuantizeError(`calibration: tensor '${name}' holds a non-finite value (the model's weights give NaN or infinity on a calibration image)`);
   s.min = mn;
   s.max = mx;
   s.count += data.length;
@@ -440,7 +452,7 @@ export async function collectActivationStats(
   } finally {
     await session.release();
   }
-  if (images === 0) throw new Error('calibration: no images');
+  if (images === 0) throw new QuantizeError('calibration: no images (none of the calibration images could be read)');
   return { stats, images };
 }
 

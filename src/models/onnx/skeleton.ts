@@ -12,8 +12,16 @@ const GRAPH = 7;
 const GRAPH_NODE = 1;
 const GRAPH_INITIALIZER = 5;
 
+/** What the field walker reads: one byte, a varint, a range of bytes (a copy). */
+interface Cursor {
+  readonly size: number;
+  byte(pos: number): number;
+  varint(pos: number): { value: number; next: number };
+  bytes(pos: number, n: number): Uint8Array;
+}
+
 /** Positional reads through a 64 KB window. */
-class FileCursor {
+class FileCursor implements Cursor {
   private readonly buf = Buffer.alloc(1 << 16);
   private start = 0;
   private len = 0;
@@ -79,7 +87,7 @@ interface FieldSpan {
   end: number;
 }
 
-function* fields(c: FileCursor, start: number, end: number): Generator<FieldSpan> {
+function* fields(c: Cursor, start: number, end: number): Generator<FieldSpan> {
   let pos = start;
   while (pos < end) {
     const tagPos = pos;
@@ -113,28 +121,58 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** An encoded model already in memory (an export's bytes). */
+class BytesCursor implements Cursor {
+  constructor(private readonly buf: Uint8Array) {}
+
+  get size(): number {
+    return this.buf.byteLength;
+  }
+
+  byte(pos: number): number {
+    if (pos >= this.buf.byteLength) throw new ProtoDecodeError(`truncated message at byte ${pos}`);
+    return this.buf[pos]!;
+  }
+
+  varint(pos: number): { value: number; next: number } {
+    return FileCursor.prototype.varint.call(this, pos) as { value: number; next: number };
+  }
+
+  bytes(pos: number, n: number): Uint8Array {
+    if (pos + n > this.buf.byteLength) throw new ProtoDecodeError(`truncated message at byte ${this.buf.byteLength}`);
+    return this.buf.slice(pos, pos + n);
+  }
+}
+
+function skeletonOf(c: Cursor): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const f of fields(c, 0, c.size)) {
+    if (f.field !== GRAPH || f.wire !== WIRE_LEN) {
+      parts.push(c.bytes(f.tagPos, f.end - f.tagPos));
+      continue;
+    }
+    const graph: Uint8Array[] = [];
+    for (const g of fields(c, f.payloadPos, f.end)) {
+      const heavy = (g.field === GRAPH_NODE || g.field === GRAPH_INITIALIZER) && g.wire === WIRE_LEN;
+      graph.push(heavy ? concat([c.bytes(g.tagPos, g.tagEnd - g.tagPos), Uint8Array.of(0)]) : c.bytes(g.tagPos, g.end - g.tagPos));
+    }
+    const body = concat(graph);
+    parts.push(c.bytes(f.tagPos, f.tagEnd - f.tagPos), encodeVarint(body.byteLength), body);
+  }
+  return concat(parts);
+}
+
 /** The skeleton of the ModelProto in `path` (see the file comment). Throws ProtoDecodeError for a malformed file. */
 export function readModelSkeleton(path: string): Uint8Array {
   const fd = openSync(path, 'r');
   try {
-    const c = new FileCursor(fd, fstatSync(fd).size);
-    const parts: Uint8Array[] = [];
-    for (const f of fields(c, 0, c.size)) {
-      if (f.field !== GRAPH || f.wire !== WIRE_LEN) {
-        parts.push(c.bytes(f.tagPos, f.end - f.tagPos));
-        continue;
-      }
-      const graph: Uint8Array[] = [];
-      for (const g of fields(c, f.payloadPos, f.end)) {
-        const heavy = (g.field === GRAPH_NODE || g.field === GRAPH_INITIALIZER) && g.wire === WIRE_LEN;
-        graph.push(heavy ? concat([c.bytes(g.tagPos, g.tagEnd - g.tagPos), Uint8Array.of(0)]) : c.bytes(g.tagPos, g.end - g.tagPos));
-      }
-      const body = concat(graph);
-      parts.push(c.bytes(f.tagPos, f.tagEnd - f.tagPos), encodeVarint(body.byteLength), body);
-    }
-    return concat(parts);
+    return skeletonOf(new FileCursor(fd, fstatSync(fd).size));
   } finally {
     closeSync(fd);
   }
 }
 
+/** The skeleton of an encoded ModelProto in memory (what readModelSkeleton gives for the same bytes in a file). */
+export function modelSkeleton(bytes: Uint8Array): Uint8Array {
+  return skeletonOf(new BytesCursor(bytes));
+}

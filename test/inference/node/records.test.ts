@@ -93,6 +93,6 @@ test("'auto' falls back to TF.js with one notice when ONNX Runtime does not load
   assert.match(lines[0]!, /predicting with TF\.js instead of ONNX Runtime .*resnet-slim/);
   const tfOnly = await predictSplit(ckpt, { data, subset: 'train', workers: 0, engine: 'tfjs' });
   assert.deepEqual([...p.logits], [...tfOnly.logits]);
-  await assert.rejects(predictSplit(ckpt, { ...common, engine: 'onnx' }), /ONNX Runtime unavailable: onnxruntime-node does not load.*use engine 'tfjs' or 'auto'/);
+  await assert.rejects(predictSplit(ckpt, { ...common, engine: 'onnx' }), /ONNX Runtime unavailable: onnxruntime-node does not load.*use --runtime tfjs or --runtime auto/);
   await assert.rejects(predictSplit(ckpt, { ...common, engine: 'gpu' as never }), /engine must be one of auto, onnx, tfjs/);
 });

@@ -18,7 +18,7 @@ import { concatChunks, encodeModel, readModelInfo } from '../../../src/models/on
 import { saveOnnx } from '../../../src/models/onnx/files.js';
 import { OnnxModelError } from '../../../src/models/onnx/info.js';
 import { OnnxClassifier } from '../../../src/inference/node/onnx-session.js';
-import { readModelSkeleton } from '../../../src/models/onnx/skeleton.js';
+import { modelSkeleton, readModelSkeleton } from '../../../src/models/onnx/skeleton.js';
 import { Rng } from '../../../src/util/rng.js';
 import { SHARED_FIXTURES_SKIP, tempDir } from '../../helpers/paths.js';
 import {
@@ -286,6 +286,9 @@ test('a .onnx file opens by path with only its skeleton read in JS: same metadat
     // Nodes and weights are left out (kept as empty entries, so still counted); everything readModelInfo reports is the same.
     assert.ok(skeleton.byteLength < whole.byteLength / 100, `skeleton ${skeleton.byteLength} B of ${whole.byteLength} B`);
     assert.deepEqual(readModelInfo(skeleton), readModelInfo(whole));
+    // The same skeleton from the bytes in memory (what a cached graph keeps in its manifest).
+    assert.deepEqual(modelSkeleton(whole), skeleton);
+    assert.throws(() => modelSkeleton(whole.subarray(0, whole.byteLength >> 1)), /truncated|runs past the end/);
 
     const x = Float32Array.from({ length: 2 * 32 * 32 * 3 }, (_, i) => Math.sin(i));
     const fromPath = await OnnxClassifier.create(path, { threads: 1 });

@@ -9,21 +9,21 @@
 import { Decoder } from '@cornerstonejs/jpeg-lossless-decoder-js';
 import { TS } from '../transfer-syntax.js';
 import { readJpegFrameHeader, sofName } from './jpeg-header.js';
-import { checkSize, type DicomFrameDecoder } from './types.js';
+import { checkSize, CodecError, type DicomFrameDecoder } from './types.js';
 
 export const jpegLosslessFrameDecoder: DicomFrameDecoder = {
   name: '@cornerstonejs/jpeg-lossless-decoder-js 2.2.1',
   transferSyntaxes: [TS.jpegLossless, TS.jpegLosslessSV1],
   async decode(frame, info) {
     const h = readJpegFrameHeader(frame);
-    if (!h) throw new Error('the frame is not a JPEG codestream (no SOI and frame header)');
-    if (h.sof !== 0xc3) throw new Error(`the frame is ${sofName(h.sof)}, not lossless (SOF3) as the transfer syntax says`);
+    if (!h) throw new CodecError('the frame is not a JPEG codestream (no SOI and frame header)');
+    if (h.sof !== 0xc3) throw new CodecError(`the frame is ${sofName(h.sof)}, not lossless (SOF3) as the transfer syntax says`);
     checkSize('JPEG lossless', h.columns, h.rows, info);
     // The decoder reads from an ArrayBuffer: give it exactly the frame's bytes. Copied with Uint8Array's slice: on a
     // Node Buffer (dicom-parser keeps the caller's type) .slice() is a view into the shared pool, not a copy.
     const own = frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength ? frame.buffer : Uint8Array.prototype.slice.call(frame).buffer;
     const samples = new Decoder().decode(own as ArrayBuffer, 0, frame.byteLength, h.precision > 8 ? 2 : 1);
-    if (samples.length < h.rows * h.columns * h.components) throw new Error(`the JPEG lossless frame decoded to ${samples.length} samples, ${h.rows * h.columns * h.components} expected`);
+    if (samples.length < h.rows * h.columns * h.components) throw new CodecError(`the JPEG lossless frame decoded to ${samples.length} samples, ${h.rows * h.columns * h.components} expected`);
     return { samples, samplesPerPixel: h.components };
   },
 };

@@ -8,6 +8,7 @@
  * test/data/dicom-codecs.test.ts on files made by `dcmcjpeg +ee`. Colour, progressive and arithmetic-coded 12-bit
  * frames are refused. Browser-safe.
  */
+import { CodecError } from './types.js';
 
 const ZIGZAG = Uint8Array.from([
   0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
@@ -82,7 +83,7 @@ class Bits {
     let l = 1;
     while (code > h.maxcode[l]!) {
       code = (code << 1) | this.bit();
-      if (++l > 16) throw new Error('corrupt Huffman data in the 12-bit JPEG frame');
+      if (++l > 16) throw new CodecError('corrupt Huffman data in the 12-bit JPEG frame');
     }
     return h.values[h.valptr[l]! + code - h.mincode[l]!]!;
   }
@@ -236,7 +237,7 @@ function idctIslow(coef: Int32Array, q: Int32Array, out: Uint16Array, offset: nu
 
 /** Decodes a 12-bit, one-component, sequential Huffman JPEG frame: samples 0..4095, row-major, width x height. */
 export function decodeJpeg12(b: Uint8Array): { samples: Uint16Array; width: number; height: number } {
-  if (b[0] !== 0xff || b[1] !== 0xd8) throw new Error('the frame is not a JPEG codestream (no SOI)');
+  if (b[0] !== 0xff || b[1] !== 0xd8) throw new CodecError('the frame is not a JPEG codestream (no SOI)');
   const qt: Array<Int32Array | undefined> = [];
   const dc: Array<Huffman | undefined> = [];
   const ac: Array<Huffman | undefined> = [];
@@ -248,8 +249,8 @@ export function decodeJpeg12(b: Uint8Array): { samples: Uint16Array; width: numb
   let i = 2;
   const u16 = (k: number): number => (b[k]! << 8) | b[k + 1]!;
   for (;;) {
-    if (i + 4 > b.length) throw new Error('the 12-bit JPEG frame ends before its scan');
-    if (b[i] !== 0xff) throw new Error(`no JPEG marker at byte ${i} of the frame`);
+    if (i + 4 > b.length) throw new CodecError('the 12-bit JPEG frame ends before its scan');
+    if (b[i] !== 0xff) throw new CodecError(`no JPEG marker at byte ${i} of the frame`);
     const marker = b[i + 1]!;
     if (marker === 0xff) {
       i++;
@@ -277,24 +278,24 @@ export function decodeJpeg12(b: Uint8Array): { samples: Uint16Array; width: numb
         k += 17 + n;
       }
     } else if (marker === 0xc0 || marker === 0xc1) {
-      if (seg[0] !== 12) throw new Error(`the frame's sample precision is ${seg[0]}, not 12`);
+      if (seg[0] !== 12) throw new CodecError(`the frame's sample precision is ${seg[0]}, not 12`);
       height = u16(i + 5);
       width = u16(i + 7);
-      if (seg[5] !== 1) throw new Error(`12-bit JPEG with ${seg[5]} components is not supported (one grey component is)`);
+      if (seg[5] !== 1) throw new CodecError(`12-bit JPEG with ${seg[5]} components is not supported (one grey component is)`);
       compId = seg[6]!;
       tq = seg[8]!;
-      if (!width || !height) throw new Error('the JPEG frame header gives no image size (a DNL marker is not supported)');
+      if (!width || !height) throw new CodecError('the JPEG frame header gives no image size (a DNL marker is not supported)');
     } else if ((marker >= 0xc2 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) || marker === 0xf7) {
-      throw new Error(`12-bit JPEG of process SOF 0xFF${marker.toString(16).toUpperCase()} is not supported (sequential Huffman is)`);
+      throw new CodecError(`12-bit JPEG of process SOF 0xFF${marker.toString(16).toUpperCase()} is not supported (sequential Huffman is)`);
     } else if (marker === 0xdd) {
       restartInterval = u16(i + 4);
     } else if (marker === 0xda) {
-      if (!width) throw new Error('the scan comes before the frame header');
-      if (seg[0] !== 1 || seg[1] !== compId) throw new Error('the scan does not hold the frame\'s one component');
+      if (!width) throw new CodecError('the scan comes before the frame header');
+      if (seg[0] !== 1 || seg[1] !== compId) throw new CodecError('the scan does not hold the frame\'s one component');
       const dct = dc[seg[2]! >> 4];
       const act = ac[seg[2]! & 15];
       const q = qt[tq];
-      if (!dct || !act || !q) throw new Error('the scan uses a Huffman or quantisation table the frame does not define');
+      if (!dct || !act || !q) throw new CodecError('the scan uses a Huffman or quantisation table the frame does not define');
       const bw = Math.ceil(width / 8);
       const bh = Math.ceil(height / 8);
       const stride = bw * 8;
@@ -324,7 +325,7 @@ export function decodeJpeg12(b: Uint8Array): { samples: Uint16Array; width: numb
             const s = rs & 15;
             if (s) {
               k += r;
-              if (k > 63) throw new Error('corrupt AC coefficients in the 12-bit JPEG frame');
+              if (k > 63) throw new CodecError('corrupt AC coefficients in the 12-bit JPEG frame');
               coef[ZIGZAG[k]!] = extend(bits.bits(s), s);
               k++;
             } else {
@@ -338,7 +339,7 @@ export function decodeJpeg12(b: Uint8Array): { samples: Uint16Array; width: numb
       const samples = new Uint16Array(width * height);
       for (let y = 0; y < height; y++) samples.set(full.subarray(y * stride, y * stride + width), y * width);
       return { samples, width, height };
-    } else if (marker === 0xd9) throw new Error('the JPEG frame has no scan');
+    } else if (marker === 0xd9) throw new CodecError('the JPEG frame has no scan');
     i += 2 + len;
   }
 }

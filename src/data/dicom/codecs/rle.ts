@@ -10,7 +10,7 @@
  * significant byte first, B = Bits Allocated / 8; each segment is one byte per pixel. G.3.1 (PackBits): a header
  * byte n in 0..127 copies the next n + 1 bytes, -127..-1 repeats the next byte 1 - n times, -128 does nothing.
  */
-import type { DecodedFrame, DicomFrameDecoder, DicomFrameInfo } from './types.js';
+import { CodecError, type DecodedFrame, type DicomFrameDecoder, type DicomFrameInfo } from './types.js';
 import { TS } from '../transfer-syntax.js';
 
 /** Decodes one PackBits segment into exactly `out.length` bytes; throws if it runs short. */
@@ -22,14 +22,14 @@ function unpackSegment(src: Uint8Array, start: number, end: number, out: Uint8Ar
     const h = src[i++]!;
     if (h < 128) {
       const count = h + 1;
-      if (i + count > end) throw new Error('an RLE literal run goes past the end of its segment');
+      if (i + count > end) throw new CodecError('an RLE literal run goes past the end of its segment');
       const take = Math.min(count, n - o);
       out.set(src.subarray(i, i + take), o);
       o += take;
       i += count;
     } else if (h > 128) {
       const count = 257 - h;
-      if (i >= end) throw new Error('an RLE replicate run goes past the end of its segment');
+      if (i >= end) throw new CodecError('an RLE replicate run goes past the end of its segment');
       const v = src[i++]!;
       const take = Math.min(count, n - o);
       out.fill(v, o, o + take);
@@ -37,19 +37,19 @@ function unpackSegment(src: Uint8Array, start: number, end: number, out: Uint8Ar
     }
     // h === 128 (-128): no operation.
   }
-  if (o < n) throw new Error(`an RLE segment decodes to ${o} bytes, ${n} expected (truncated data)`);
+  if (o < n) throw new CodecError(`an RLE segment decodes to ${o} bytes, ${n} expected (truncated data)`);
 }
 
 /** One RLE frame -> samples, pixel-interleaved. */
 export function decodeRle(frame: Uint8Array, info: Pick<DicomFrameInfo, 'rows' | 'columns' | 'bitsAllocated' | 'samplesPerPixel'>): DecodedFrame {
   const { rows, columns, bitsAllocated, samplesPerPixel: spp } = info;
-  if (bitsAllocated !== 8 && bitsAllocated !== 16) throw new Error(`RLE with Bits Allocated ${bitsAllocated} is not supported (8 or 16)`);
-  if (frame.length < 64) throw new Error(`the RLE frame is ${frame.length} bytes, shorter than its 64-byte header`);
+  if (bitsAllocated !== 8 && bitsAllocated !== 16) throw new CodecError(`RLE with Bits Allocated ${bitsAllocated} is not supported (8 or 16)`);
+  if (frame.length < 64) throw new CodecError(`the RLE frame is ${frame.length} bytes, shorter than its 64-byte header`);
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const segments = view.getUint32(0, true);
   const bytesPerSample = bitsAllocated / 8;
   if (segments !== spp * bytesPerSample) {
-    throw new Error(`the RLE header has ${segments} segments, ${spp * bytesPerSample} expected for ${spp} sample(s) of ${bitsAllocated} bits`);
+    throw new CodecError(`the RLE header has ${segments} segments, ${spp * bytesPerSample} expected for ${spp} sample(s) of ${bitsAllocated} bits`);
   }
   const pixels = rows * columns;
   const offsets: number[] = [];
@@ -57,7 +57,7 @@ export function decodeRle(frame: Uint8Array, info: Pick<DicomFrameInfo, 'rows' |
   for (let k = 0; k < segments; k++) {
     const lo = offsets[k]!;
     const hi = k + 1 < segments ? offsets[k + 1]! : frame.length;
-    if (lo < 64 || lo > frame.length || hi < lo) throw new Error(`RLE segment ${k + 1} has an invalid offset ${lo}`);
+    if (lo < 64 || lo > frame.length || hi < lo) throw new CodecError(`RLE segment ${k + 1} has an invalid offset ${lo}`);
   }
   const plane = new Uint8Array(pixels);
   const out = bitsAllocated === 8 ? new Uint8Array(pixels * spp) : new Uint16Array(pixels * spp);

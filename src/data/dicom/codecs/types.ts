@@ -2,6 +2,18 @@
  * The contract between the DICOM reader and a codec: one compressed frame (the bytes of its fragments) in, the
  * frame's samples out. Browser-safe.
  */
+import { EXIT_USAGE, NextrayError } from '../../../util/errors.js';
+
+/**
+ * A compressed frame that cannot be decoded: damaged data, or a variant the codec does not support (the message says
+ * which, and how to convert the file). The DICOM reader catches it and throws a DicomError naming the file.
+ */
+export class CodecError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_DICOM_CODEC', exitStatus: EXIT_USAGE });
+    this.name = 'CodecError';
+  }
+}
 
 /** What a frame decoder is told about the frame (from the Image Pixel module of the data set). */
 export interface DicomFrameInfo {
@@ -37,7 +49,7 @@ export interface DicomFrameDecoder {
 /** Throws when a codec's frame size disagrees with the header (a damaged or mislabelled file). */
 export function checkSize(codec: string, width: number, height: number, info: DicomFrameInfo): void {
   if (width !== info.columns || height !== info.rows) {
-    throw new Error(`the ${codec} frame is ${width} x ${height}, the DICOM header says ${info.columns} x ${info.rows}`);
+    throw new CodecError(`the ${codec} frame is ${width} x ${height}, the DICOM header says ${info.columns} x ${info.rows}`);
   }
 }
 

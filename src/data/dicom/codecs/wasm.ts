@@ -15,7 +15,7 @@
 import { TS } from '../transfer-syntax.js';
 import { readJpegFrameHeader, sofName } from './jpeg-header.js';
 import { decodeJpeg12 } from './jpeg12.js';
-import { checkSize, interleavePlanes, type DicomFrameDecoder } from './types.js';
+import { checkSize, CodecError, interleavePlanes, type DicomFrameDecoder } from './types.js';
 
 /** What the codecs' embind decoders have in common. */
 interface EmbindDecoder {
@@ -137,14 +137,14 @@ export function libjpegTurboFrameDecoder(load: () => Promise<LibJpegTurboModule>
     transferSyntaxes: [TS.jpegBaseline, TS.jpegExtended],
     async decode(frame, info) {
       const h = readJpegFrameHeader(frame);
-      if (!h) throw new Error('the frame is not a JPEG codestream (no SOI and frame header)');
+      if (!h) throw new CodecError('the frame is not a JPEG codestream (no SOI and frame header)');
       if (h.precision === 12 && h.components === 1 && (h.sof === 0xc0 || h.sof === 0xc1)) {
         // libjpeg-turbo's wasm build is 8-bit only: 12-bit grey frames go through our IJG-exact decoder (./jpeg12.ts).
         const d = decodeJpeg12(frame);
         checkSize('JPEG', d.width, d.height, info);
         return { samples: d.samples, samplesPerPixel: 1 };
       }
-      if (h.precision !== 8) throw new Error(`${h.precision}-bit JPEG (${sofName(h.sof)}${h.components !== 1 ? `, ${h.components} components` : ''}) is not supported: libjpeg-turbo's wasm build decodes 8-bit samples only, and neXt-Ray's own 12-bit decoder one grey component of sequential Huffman JPEG; convert the file first, e.g. 'dcmdjpeg in.dcm out.dcm'`);
+      if (h.precision !== 8) throw new CodecError(`${h.precision}-bit JPEG (${sofName(h.sof)}${h.components !== 1 ? `, ${h.components} components` : ''}) is not supported: libjpeg-turbo's wasm build decodes 8-bit samples only, and neXt-Ray's own 12-bit decoder one grey component of sequential Huffman JPEG; convert the file first, e.g. 'dcmdjpeg in.dcm out.dcm'`);
       const m = await module();
       const stream = h.components === 3 ? withColourSpaceMarker(frame, info.photometric === 'RGB') : frame;
       return run(new m.JPEGDecoder(), stream, (d, out) => {
