@@ -54,7 +54,7 @@ import {
   type OnnxExportMetadata,
 } from './format.js';
 import { emitCam, emitOodScore, oodMetadata, ONNX_CAM, ONNX_OOD_SCORE, type OodStats } from './extras.js';
-import { encodeModel, concatChunks, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxModelMeta, type OnnxNode, type OnnxValueInfo } from './graph.js';
+import { encodeModel, concatChunks, concatChunksInPlace, ONNX_OPSET, type OnnxGraph, type OnnxInitializer, type OnnxModelMeta, type OnnxNode, type OnnxValueInfo } from './graph.js';
 
 export interface OnnxExportOptions {
   /** Height = width of the images the model was trained on (e.g. 320); fixed in the graph unless dynamicSize. */
@@ -435,7 +435,8 @@ export interface StateDictExportOptions extends OnnxExportOptions {
   source?: string;
   /**
    * The state_dict may be overwritten (conv kernels scaled in place by the folded BatchNorm) instead of copied: for
-   * a caller that reads the weights only to export them. Default false.
+   * a caller that reads the weights only to export them; `toBytes` then writes the model over the buffer the weights
+   * were read into, so after it neither the state_dict nor the export's `graph` may be read. Default false.
    */
   consume?: boolean;
 }
@@ -457,7 +458,27 @@ export function exportNetworkFromStateDict(net: Network, arch: string, sd: State
     ...(opts.source !== undefined ? { source: opts.source } : {}),
     consume: opts.consume ?? false,
   });
-  return exportNetwork(net, arch, opts.head, weights, opts);
+  const ex = exportNetwork(net, arch, opts.head, weights, opts);
+  if (opts.consume !== true) return ex;
+  // The weights are the caller's to lose: the model is written over the buffer they were read into (once). A .pth
+  // keeps its tensors in the order of their storage keys as strings (data/0, data/1, data/10, ...), not the
+  // network's, so the initializers (whose order ONNX leaves free) are encoded in the order they lie in that buffer,
+  // which lets each one move down to its place; the bytes differ from the plain export's only in that order.
+  let bytes: Uint8Array | undefined;
+  const toBytes = (): Uint8Array => {
+    if (bytes) return bytes;
+    const held = new Map<ArrayBufferLike, number>();
+    for (const i of ex.graph.initializers) held.set(i.data.buffer, (held.get(i.data.buffer) ?? 0) + i.data.byteLength);
+    const host = [...held].reduce<[ArrayBufferLike | undefined, number]>((a, b) => (b[1] > a[1] ? b : a), [undefined, 0])[0];
+    // The host's tensors first, in buffer order; the rest (folded biases, copies) after them, as built.
+    const at = (i: OnnxInitializer): number => (i.data.buffer === host ? i.data.byteOffset : Infinity);
+    const initializers = [...ex.graph.initializers].sort((a, b) => (at(a) === at(b) ? 0 : at(a) < at(b) ? -1 : 1));
+    const chunks = encodeModel({ ...ex.graph, initializers }, ex.modelMeta);
+    bytes = concatChunksInPlace(chunks);
+    ex.chunks.splice(0, ex.chunks.length, bytes);
+    return bytes;
+  };
+  return { ...ex, toBytes };
 }
 
 function exportNetwork(net: Network, arch: string, headKind: 'imagenet' | 'binary', weights: ExportWeights, opts: OnnxExportOptions): OnnxExport {
