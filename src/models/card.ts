@@ -15,6 +15,7 @@
  */
 import { validatePreprocessing, type Preprocessing } from '../data/preprocess.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
+import { parseOodMetadata } from './onnx/extras.js';
 
 /** How the decision threshold was chosen. */
 export interface OperatingPoint {
@@ -282,13 +283,10 @@ export function cardFromOnnxMetadata(m: Readonly<Record<string, string>>, name: 
   if (!card.temperature && m.temperature !== undefined && Number(m.temperature) !== 1) {
     card.temperature = { value: Number(m.temperature), level: 'image', fittedOn: 'unknown' };
   }
-  if (!card.ood && m.ood !== undefined) {
-    try {
-      const g = JSON.parse(m.ood) as { method: 'mahalanobis'; threshold: number; quantile: number; images: number; layers?: string[]; dim?: number };
-      card.ood = { method: g.method, threshold: g.threshold, quantile: g.quantile, fittedOn: 'unknown', images: g.images, ...(g.layers ? { layers: g.layers } : {}), ...(g.dim ? { dim: g.dim } : {}) };
-    } catch {
-      // The reader of the gate itself (info.ts) names a broken `ood`; the card just has no summary.
-    }
+  // The reader of the model's info (info.ts) names a broken `ood`; the card just has no summary of it.
+  const g = card.ood ? null : parseOodMetadata(m.ood).ood;
+  if (g) {
+    card.ood = { method: g.method, threshold: g.threshold, quantile: g.quantile, fittedOn: 'unknown', images: g.images, ...(g.layers ? { layers: g.layers } : {}), ...(g.dim ? { dim: g.dim } : {}) };
   }
   if (!card.versions && m.nextray_version) card.versions = { nextray: m.nextray_version };
   // Older exports of a checkpoint: what it was trained on and how it scored, as `export --checkpoint` records them

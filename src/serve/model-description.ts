@@ -4,10 +4,9 @@
  * whether the model it stored for offline use is still the current one (app/src/store.ts). `nextray serve` answers it
  * at /model.json; `nextray app build` writes it into the folder.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { sha256Hex } from '../util/hash.js';
+import { sha256File, sha256Hex } from '../util/hash.js';
 
 export interface ModelDescription {
   file: 'model.onnx';
@@ -27,12 +26,6 @@ export const ORT_BUILDS: Record<'wasm' | 'webgpu', string[]> = {
 /** The builds present in an app folder's ort/. */
 export function runtimesIn(appDir: string): string[] {
   return (Object.keys(ORT_BUILDS) as (keyof typeof ORT_BUILDS)[]).filter((b) => ORT_BUILDS[b].every((f) => existsSync(join(appDir, 'ort', f))));
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 const cache = new Map<string, { key: string; sha256: string }>();

@@ -7,7 +7,7 @@
  */
 import type { OperatingPoint } from '../../models/card.js';
 import type { OnnxExportOptions } from '../../models/onnx/export.js';
-import { ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
+import { ONNX_CAM, ONNX_OOD_SCORE, parseOodMetadata } from '../../models/onnx/extras.js';
 import { mapToGrid, normaliseMap } from './cam.js';
 import type { Ensemble } from './ensemble.js';
 import { isOutOfDistribution, loadGate, type StoredOodGate } from './ood.js';
@@ -74,13 +74,7 @@ export function trustExportOptions(meta: { extra?: Record<string, unknown>; deci
 
 /** The gate threshold a model's ONNX metadata (`ood`) states, or null when it has no gate. */
 export function oodThreshold(metadata: Readonly<Record<string, string>>): number | null {
-  if (!metadata.ood) return null;
-  try {
-    const t = (JSON.parse(metadata.ood) as { threshold?: unknown }).threshold;
-    return typeof t === 'number' ? t : null;
-  } catch {
-    return null;
-  }
+  return parseOodMetadata(metadata.ood).ood?.threshold ?? null;
 }
 
 /** Which trust outputs every member of the ensemble has (only those can be asked for). */

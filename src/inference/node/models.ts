@@ -10,8 +10,8 @@
  * (the cold start of `nextray predict --model model.onnx`). checkpoint.ts also holds what `nextray evaluate --model`
  * and `nextray forward` share (`loadTrainedModel`, `onnxRunner`, `tfjsRunner`; records.ts runs them over a dataset split).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
+import { sha256File as fileSha256 } from '../../util/hash.js';
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { OnnxModelError } from '../../models/onnx/info.js';
@@ -36,12 +36,8 @@ export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
   return { OnnxClassifier: mod.OnnxClassifier, version };
 }
 
-/** SHA-256 of a file, streamed. */
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
+/** SHA-256 of a file, streamed: util's one helper, kept under this name for the package's `inference` API. */
+export const sha256File = fileSha256;
 
 export interface OpenModelOptions {
   /** 'auto' (default): ONNX Runtime, else TF.js for checkpoints (with a line to onLog); 'onnx'; 'tfjs' (checkpoints only). */

@@ -24,16 +24,15 @@
  * After each write the cache is kept bounded (pruneCaches): temporaries of dead writers, environments beyond the
  * two most recently used, folders of models that are gone, and the least recently used beyond 16 in the user cache.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { closeSync, createReadStream, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
 import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
 import { FileWriteError, NextrayError } from '../../util/errors.js';
-import { sha256Hex } from '../../util/hash.js';
+import { sha256File, sha256Hex } from '../../util/hash.js';
 import { modelSkeleton } from '../../models/onnx/skeleton.js';
 
 export const ORT_CACHE_FORMAT = 'nextray-ort-optimized-model';
@@ -247,13 +246,6 @@ function withSessionConfig(opts: ortTypes.InferenceSession.SessionOptions, entri
   return { ...opts, extra: { ...extra, session: { ...((extra.session as Record<string, unknown> | undefined) ?? {}), ...entries } } };
 }
 
-/** SHA-256 of a file, streamed. */
-export async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 let cpuKeyMemo: string | undefined;
 /** The CPU as far as a saved level-'all' graph depends on it: platform, architecture, model name, feature flags (Linux). */
 export function cpuKey(): string {
@@ -345,7 +337,7 @@ export async function createCachedSession(
     ? Promise.resolve(graph.identity)
     : typeof opts.sourceSha256 === 'string'
       ? Promise.resolve(opts.sourceSha256)
-      : (opts.sourceSha256 ?? sha256OfFile(modelPath));
+      : (opts.sourceSha256 ?? sha256File(modelPath));
   srcHash.catch(() => undefined);
   const dirs = cacheDirs(modelPath, opts, graph ? 'graph' : 'file');
   const loadOpts = { ...sessionOptions, graphOptimizationLevel: 'disabled' as const };
@@ -470,7 +462,7 @@ export async function createCachedSession(
       } finally {
         closeSync(fd);
       }
-      const [src, cacheSha] = await Promise.all([srcHash, sha256OfFile(tmp)]);
+      const [src, cacheSha] = await Promise.all([srcHash, sha256File(tmp)]);
       const manifestPath = join(dir, `${envKey}.json`);
       rmSync(manifestPath, { force: true });
       renameSync(tmp, file);

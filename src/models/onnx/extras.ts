@@ -53,6 +53,25 @@ export interface OodMetadata {
   images: number;
 }
 
+/**
+ * The one reader of a model's `ood` metadata (the JSON above): the gate, null when the model has none, or what is
+ * wrong with it (for the caller to name with the file). Used by the model's info, its card and the trust layer.
+ */
+export function parseOodMetadata(json: string | undefined): { ood: OodMetadata | null; problem?: string } {
+  if (json === undefined || json === '') return { ood: null };
+  let g: unknown;
+  try {
+    g = JSON.parse(json);
+  } catch {
+    return { ood: null, problem: 'is not JSON' };
+  }
+  const o = g as Partial<OodMetadata> | null;
+  if (!o || typeof o !== 'object' || o.method !== 'mahalanobis' || typeof o.threshold !== 'number' || !Number.isFinite(o.threshold)) {
+    return { ood: null, problem: "must be { method: 'mahalanobis', threshold, ... }" };
+  }
+  return { ood: o as OodMetadata };
+}
+
 /** What the extras need from export.ts's graph builder. */
 export interface ExtrasBuilder {
   readonly inits: OnnxInitializer[];

@@ -9,7 +9,7 @@ import { validatePreprocessing, type Preprocessing } from '../../data/preprocess
 import { readModelInfo, type OnnxModelInfo } from './graph.js';
 import { ONNX_EXPORT_FORMAT, ONNX_EXPORT_FORMAT_VERSION, type InputLayout } from './format.js';
 import { ProtoDecodeError } from './proto.js';
-import type { OodMetadata } from './extras.js';
+import { parseOodMetadata, type OodMetadata } from './extras.js';
 import { cardFromOnnxMetadata, ModelCardError, type ModelCard } from '../card.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../../util/errors.js';
 
@@ -95,15 +95,9 @@ export function parseClassifierInfo(bytes: Uint8Array, source = '<bytes>'): Onnx
   }
   const temperature = m.temperature === undefined ? 1 : Number(m.temperature);
   if (!(temperature > 0)) bad('temperature', 'must be a positive number');
-  let ood: OodMetadata | null = null;
-  if (m.ood !== undefined) {
-    try {
-      ood = JSON.parse(m.ood) as OodMetadata;
-    } catch {
-      return bad('ood', 'is not JSON');
-    }
-    if (!ood || ood.method !== 'mahalanobis' || typeof ood.threshold !== 'number') bad('ood', "must be { method: 'mahalanobis', threshold, ... }");
-  }
+  const gate = parseOodMetadata(m.ood);
+  if (gate.problem !== undefined) bad('ood', gate.problem);
+  const ood: OodMetadata | null = gate.ood;
   let card: ModelCard;
   try {
     card = cardFromOnnxMetadata(m, source.replace(/[\\/]+$/, '').split(/[\\/]/).pop()!.replace(/\.onnx$/i, '') || m.arch || 'model', source);

@@ -18,14 +18,14 @@
  * folder's name or location.
  */
 import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { Dropout, type Model } from '../../models/index.js';
 import type { Preprocessing } from '../../data/preprocess.js';
 import type { EngineInfo, Precision } from '../../engine/index.js';
 import type { TrainConfig } from '../config.js';
 import { PREFIX_BATCH } from './prefix.js';
-import { sha256Hex } from '../../util/hash.js';
+import { sha256File, sha256Hex } from '../../util/hash.js';
 
 /** Bumped whenever the record layout or the meaning of a key field changes (old folders then simply miss). */
 export const FEATURE_CACHE_FORMAT = 1;
@@ -172,23 +172,6 @@ function stampOf(s: import('node:fs').BigIntStats): string {
   return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 }
 
-/** SHA-256 (hex) of one file's bytes, read in 1 MiB pieces. */
-async function hashFile(path: string): Promise<string> {
-  const h = createHash('sha256');
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (!bytesRead) break;
-      h.update(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    await fh.close();
-  }
-  return h.digest('hex');
-}
-
 /**
  * The content hash of every file (SHA-256 of its bytes), or the reason it could not be read. A file is read once
  * per process (a sweep's runs share the work): later calls reuse the hash while the file's device, inode, size
@@ -212,7 +195,7 @@ export async function hashImageFiles(
         let hash: string;
         if (memo && memo.stamp === stamp) hash = memo.hash;
         else {
-          hash = await hashFile(path);
+          hash = await sha256File(path);
           const after = stampOf(await stat(path, { bigint: true }));
           if (after === stamp) hashMemo.set(path, { stamp, hash });
         }
