@@ -34,6 +34,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { stopWorkers } from './lib/service-workers.mjs';
 import sharp from 'sharp';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -142,24 +143,6 @@ async function nodeRunner(file, image, threads) {
     },
     release: () => clf.release(),
   };
-}
-
-/** Stops the profile's service workers (and waits until Chromium reports them stopped). */
-async function stopWorkers(ctx, page) {
-  const cdp = await ctx.newCDPSession(page);
-  await cdp.send('ServiceWorker.enable');
-  await cdp.send('ServiceWorker.stopAllWorkers');
-  for (let i = 0; i < 50; i++) {
-    const running = await new Promise((r) => {
-      const t = setTimeout(() => r(false), 100);
-      cdp.once('ServiceWorker.workerVersionUpdated', (e) => {
-        clearTimeout(t);
-        r(e.versions.some((v) => v.runningStatus !== 'stopped'));
-      });
-    });
-    if (!running) break;
-  }
-  await cdp.detach();
 }
 
 async function browser(url, image, file) {

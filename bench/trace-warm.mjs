@@ -24,6 +24,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { stopWorkers } from './lib/service-workers.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -80,24 +81,6 @@ async function traced(page, fn) {
   return events;
 }
 
-/** Stops every service worker of the profile, and waits until Chromium says they stopped. */
-async function stopWorkers(page, context = ctx) {
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('ServiceWorker.enable');
-  await cdp.send('ServiceWorker.stopAllWorkers');
-  for (let i = 0; i < 50; i++) {
-    const running = await new Promise((r) => {
-      const t = setTimeout(() => r(false), 100);
-      cdp.once('ServiceWorker.workerVersionUpdated', (e) => {
-        clearTimeout(t);
-        r(e.versions.some((v) => v.runningStatus !== 'stopped'));
-      });
-    });
-    if (!running) break;
-  }
-  await cdp.detach();
-}
-
 /** What the trace says, as times relative to the renderer's navigationStart (ms). */
 function summarise(events) {
   const nav = events.find((e) => e.name === 'navigationStart' && e.args?.data?.isLoadingMainFrame !== false && e.args?.data?.documentLoaderURL?.startsWith('http'));
@@ -141,7 +124,7 @@ try {
     await page.close();
     if (Number(a['pause-ms']) > 0) await new Promise((r) => setTimeout(r, Number(a['pause-ms'])));
     page = await ctx.newPage();
-    if (a['stop-worker']) await stopWorkers(page);
+    if (a['stop-worker']) await stopWorkers(ctx, page);
     let wall = 0;
     const events = await traced(page, async () => {
       t = performance.now();
@@ -266,7 +249,7 @@ async function compare() {
         await b.page.close();
         await new Promise((r) => setTimeout(r, 500 + Number(a['pause-ms'])));
         b.page = await b.ctx.newPage();
-        if (a['stop-worker']) await stopWorkers(b.page, b.ctx);
+        if (a['stop-worker']) await stopWorkers(b.ctx, b.page);
         const t = performance.now();
         await b.page.goto(b.server.url + '/');
         await b.page.waitForSelector('body[data-state=ready]', { timeout: 600_000 });
