@@ -15,6 +15,10 @@
  *   smooth   a Gaussian filter (sigma in model-grid pixels; separable, radius floor(3 sigma + 0.5), edges repeated:
  *            scipy.ndimage.gaussian_filter(mode='nearest', truncate=3)). A low-dose unit's quantum noise is finer than
  *            anatomy; the trunk, trained on quiet films, reads it as texture.
+ *   sharpen  an unsharp mask: g + amount * (g - gaussian(g, sigma)), clipped to [0, 1] (the Gaussian as `smooth`'s).
+ *            An older CR reader's plate resolves about half the detail of the training site's detector; boosting the
+ *            band the blur damped brings edges back towards the contrast the trunk learnt on (it cannot restore
+ *            detail the plate never recorded).
  *
  * Pure arithmetic on typed arrays.
  */
@@ -31,6 +35,7 @@ export class SiteFilterError extends NextrayError {
 export interface SiteFilter {
   overlay?: { threshold: number };
   smooth?: { sigma: number };
+  sharpen?: { sigma: number; amount: number };
 }
 
 /**
@@ -149,16 +154,32 @@ export function gaussianSmooth(grey: Float32Array, width: number, height: number
   }
 }
 
-/** Applies a site filter in place: overlay suppression first (so its strokes do not smear), then smoothing. */
+/** Unsharp masking in place (see the module comment). */
+export function unsharpMask(grey: Float32Array, width: number, height: number, sigma: number, amount: number): void {
+  if (grey.length !== width * height) throw new RangeError(`unsharpMask: ${grey.length} values for ${width} x ${height}`);
+  if (!(sigma > 0) || amount === 0) return;
+  const blurred = Float32Array.from(grey);
+  gaussianSmooth(blurred, width, height, sigma);
+  for (let i = 0; i < grey.length; i++) {
+    const v = grey[i]! + amount * (grey[i]! - blurred[i]!);
+    grey[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+  }
+}
+
+/**
+ * Applies a site filter in place: overlay suppression first (so its strokes do not smear or ring), then smoothing,
+ * then sharpening.
+ */
 export function applySiteFilter(grey: Float32Array, width: number, height: number, f: SiteFilter): Float32Array {
   if (f.overlay) suppressOverlay(grey, width, height, f.overlay.threshold);
   if (f.smooth) gaussianSmooth(grey, width, height, f.smooth.sigma);
+  if (f.sharpen) unsharpMask(grey, width, height, f.sharpen.sigma, f.sharpen.amount);
   return grey;
 }
 
 /** True when the filter does nothing. */
 export function isEmptySiteFilter(f: SiteFilter | undefined | null): boolean {
-  return !f || (!f.overlay && !(f.smooth && f.smooth.sigma > 0));
+  return !f || (!f.overlay && !(f.smooth && f.smooth.sigma > 0) && !(f.sharpen && f.sharpen.sigma > 0 && f.sharpen.amount !== 0));
 }
 
 /** Checks a SiteFilter read from a file (metadata, head file) and returns it typed. */
@@ -166,9 +187,9 @@ export function validateSiteFilter(value: unknown, where = 'site filter'): SiteF
   const fail = (msg: string): never => {
     throw new SiteFilterError(`${where}: ${msg}`);
   };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('expected an object { overlay?, smooth? }');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('expected an object { overlay?, smooth?, sharpen? }');
   const v = value as Record<string, unknown>;
-  for (const key of Object.keys(v)) if (key !== 'overlay' && key !== 'smooth') fail(`unknown key '${key}' (known: overlay, smooth)`);
+  for (const key of Object.keys(v)) if (key !== 'overlay' && key !== 'smooth' && key !== 'sharpen') fail(`unknown key '${key}' (known: overlay, smooth, sharpen)`);
   const out: SiteFilter = {};
   if (v.overlay !== undefined) {
     const t = (v.overlay as { threshold?: unknown } | null)?.threshold;
@@ -179,6 +200,12 @@ export function validateSiteFilter(value: unknown, where = 'site filter'): SiteF
     const s = (v.smooth as { sigma?: unknown } | null)?.sigma;
     if (typeof s !== 'number' || !(s >= 0 && s <= 16)) fail(`smooth.sigma must be a number in [0, 16] (model-grid pixels), got ${JSON.stringify(s)}`);
     out.smooth = { sigma: s as number };
+  }
+  if (v.sharpen !== undefined) {
+    const sh = (v.sharpen as { sigma?: unknown; amount?: unknown } | null) ?? {};
+    if (typeof sh.sigma !== 'number' || !(sh.sigma >= 0 && sh.sigma <= 16)) fail(`sharpen.sigma must be a number in [0, 16] (model-grid pixels), got ${JSON.stringify(sh.sigma)}`);
+    if (typeof sh.amount !== 'number' || !(sh.amount >= 0 && sh.amount <= 8)) fail(`sharpen.amount must be a number in [0, 8], got ${JSON.stringify(sh.amount)}`);
+    out.sharpen = { sigma: sh.sigma as number, amount: sh.amount as number };
   }
   return out;
 }

@@ -2,7 +2,7 @@
  * Site filters of adaptation (src/data/site-filter.ts) and the choice of the site preprocessing
  * (src/calibrate/adapt/site-prep.ts):
  *   - golden values from test/fixtures/site-filter/make.py (scipy.ndimage: gaussian_filter, binary_dilation, and the
- *     onion-peel inpainting written there with numpy convolutions);
+ *     onion-peel inpainting written there with numpy convolutions; the unsharp mask from gaussian_filter and np.clip);
  *   - on real synthetic films: cr-legacy's burned-in text (saturated strokes the default film of the same study does
  *     not have) is gone after the overlay suppression, and nothing far from it changed;
  *   - in the preprocessing: only the placement is filtered (bars keep `background`), before the grey map;
@@ -17,7 +17,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { applySiteFilter, gaussianSmooth, suppressOverlay, validateSiteFilter, type SiteFilter } from '../../src/data/site-filter.js';
+import { applySiteFilter, gaussianSmooth, isEmptySiteFilter, suppressOverlay, unsharpMask, validateSiteFilter, type SiteFilter } from '../../src/data/site-filter.js';
 import { GreyHistogram, GREY_LEVELS } from '../../src/data/grey-map.js';
 import { makePreprocessing, placement, resizeToInput, validatePreprocessing } from '../../src/data/preprocess.js';
 import { adaptWithSitePreprocessing, SITE_FILTER_CANDIDATES, type SitePrepHost } from '../../src/calibrate/adapt/site-prep.js';
@@ -55,6 +55,24 @@ test('golden (scipy): overlay suppression, Gaussian smoothing, and both in order
   const quiet = Float32Array.from(golden.smooth_input as number[], (v) => v * 0.9);
   assert.equal(suppressOverlay(quiet, w, h, 0.95), 0);
   assert.deepEqual(quiet, Float32Array.from(golden.smooth_input as number[], (v) => v * 0.9));
+});
+
+test('golden (scipy): the unsharp mask, clipped to [0, 1], and suppression -> smoothing -> sharpening in order', () => {
+  const { width: w, height: h } = golden;
+  for (const [key, want] of Object.entries(golden.sharpened)) {
+    const [sigma, amount] = key.split('/').map(Number) as [number, number];
+    const g = Float32Array.from(golden.sharpen_input);
+    unsharpMask(g, w, h, sigma, amount);
+    close(g, want as number[], 1e-5, `unsharp sigma ${sigma} amount ${amount}`);
+  }
+  const c = golden.chain;
+  const f: SiteFilter = { overlay: { threshold: golden.threshold }, smooth: { sigma: c.smooth }, sharpen: { sigma: c.sharpen_sigma, amount: c.amount } };
+  close(applySiteFilter(Float32Array.from(golden.image), w, h, f), c.out, 1e-5, 'overlay, smoothing, sharpening');
+  assert.equal(isEmptySiteFilter({ sharpen: { sigma: 3, amount: 0 } }), true);
+  assert.equal(isEmptySiteFilter({ sharpen: { sigma: 3, amount: 1 } }), false);
+  assert.deepEqual(validateSiteFilter(JSON.parse(JSON.stringify(f))), f);
+  assert.throws(() => validateSiteFilter({ sharpen: { sigma: 3 } }), /sharpen.amount/);
+  assert.throws(() => validateSiteFilter({ sharpen: { sigma: -1, amount: 1 } }), /sharpen.sigma/);
 });
 
 test("cr-legacy films: the burned-in text is gone after the overlay suppression, and pixels away from it are untouched", async () => {

@@ -18,7 +18,10 @@ import { fitSiteGreyMap, type GreyReference, type SiteGreyFit } from './site-gre
 /**
  * The site filters tried (besides none): overlay suppression at two thresholds (0.98: only the reader's white
  * strokes; 0.9: also bright unexposed borders outside the collimator), smoothing at three strengths (model-grid
- * pixels), and each suppression followed by the middle smoothing (a site can have both text and a soft, noisy plate).
+ * pixels), each suppression followed by the middle smoothing (a site can have both text and a soft, noisy plate),
+ * and the middle smoothing followed by a broad unsharp mask (sigma 3, amount 1: a local-contrast boost of the band a
+ * low-contrast or low-resolution plate damped), alone and after the suppression at 0.9. The last two were chosen on
+ * the site-adaptation bench's adaptation pools only (docs/adaptation.md), never its test part.
  */
 export const SITE_FILTER_CANDIDATES: readonly SiteFilter[] = Object.freeze([
   { overlay: { threshold: 0.98 } },
@@ -28,6 +31,8 @@ export const SITE_FILTER_CANDIDATES: readonly SiteFilter[] = Object.freeze([
   { smooth: { sigma: 1 } },
   { overlay: { threshold: 0.98 }, smooth: { sigma: 0.7 } },
   { overlay: { threshold: 0.9 }, smooth: { sigma: 0.7 } },
+  { smooth: { sigma: 0.7 }, sharpen: { sigma: 3, amount: 1 } },
+  { overlay: { threshold: 0.9 }, smooth: { sigma: 0.7 }, sharpen: { sigma: 3, amount: 1 } },
 ]);
 
 /** What the host computes (it decodes the images; the core never sees a file). */
@@ -79,6 +84,7 @@ export function sitePrepLabel(f: SiteFilter | null, map: boolean): string {
   const parts: string[] = [];
   if (f?.overlay) parts.push(`overlay suppression >= ${f.overlay.threshold}`);
   if (f?.smooth) parts.push(`smoothing sigma ${f.smooth.sigma}`);
+  if (f?.sharpen) parts.push(`sharpening sigma ${f.sharpen.sigma} amount ${f.sharpen.amount}`);
   if (map) parts.push('grey map');
   return parts.length ? parts.join(' + ') : 'as deployed';
 }
