@@ -20,7 +20,7 @@
 export * as preprocessing from './data/preprocess.js';
 /** Grey-level histograms and the monotone quantile map a site adaptation fits (the adapted model applies it). */
 export * as greyLevels from './data/grey-map.js';
-/** Site filters a site adaptation may put in front of the model (burned-in overlay suppression, smoothing). */
+/** Site filters a site adaptation may put in front of the model (burned-in overlay suppression, smoothing, unsharp mask). */
 export * as siteFilters from './data/site-filter.js';
 export * as dataTypes from './data/types.js';
 export * as muraPaths from './data/paths.js';

@@ -242,7 +242,7 @@ export interface RunAdaptOptions extends Omit<AdaptOptions, 'rule'> {
    * always (given reference grey levels), 'off' never (the head alone).
    */
   greyMap?: 'auto' | 'on' | 'off';
-  /** Site filters (overlay suppression, smoothing): 'auto' (default) tried and kept when better, 'off' never. */
+  /** Site filters (overlay suppression, smoothing, unsharp mask): 'auto' (default) tried and kept when better, 'off' never. */
   siteFilter?: 'auto' | 'off';
   /** Called before each candidate preprocessing is computed. */
   onCandidate?: (k: number, total: number, what: string) => void;

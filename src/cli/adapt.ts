@@ -50,7 +50,7 @@ export function registerAdapt(program: Command): void {
     .option('--head-out <head.json>', 'also write the adapted head as a small file (the page imports it; only when the head is adopted)')
     .option('--reference-data <dir|file.csv>', "images of the model's training site, for its reference grey levels (needed once: the adapted model carries them)")
     .addOption(new Option('--grey-map <when>', "the site's grey-level normalisation: auto (used when it lowers the cross-fitted log loss inside the fitting part), on (always, given reference grey levels), off (the head alone)").choices(['auto', 'on', 'off']).default('auto'))
-    .addOption(new Option('--site-filter <when>', 'site filters in front of the model (burned-in overlay suppression, smoothing): auto (each tried, the one with the lowest cross-fitted log loss inside the fitting part kept), off (none)').choices(['auto', 'off']).default('auto'))
+    .addOption(new Option('--site-filter <when>', 'site filters in front of the model (burned-in overlay suppression, smoothing, unsharp mask): auto (each tried, the one with the lowest cross-fitted log loss inside the fitting part kept), off (none)').choices(['auto', 'off']).default('auto'))
     .option('--target-sensitivity <s>', 'choose the threshold reaching this study sensitivity (default: maximise study-level Cohen\'s kappa)', parseFloatOption('--target-sensitivity', 0.01, 1))
     .option('--held-out <f>', 'share of patients held out for the before/after check', parseFloatOption('--held-out', 0.1, 0.9), ADAPT_DEFAULTS.heldOutFraction)
     .option('--min-studies <n>', 'the "too small" rule: fewer abnormal or normal studies than this in either part -> keep the deployed model, claim nothing', parseIntOption('--min-studies', 1, 100000), ADAPT_DEFAULTS.minStudiesPerClass)
@@ -69,7 +69,8 @@ With the training site's reference grey levels (--reference-data once, or carrie
 grey-level map is fitted on the fitting part's images (their quantiles onto the reference's) and the head is refitted
 on the features of the mapped images; the map is used when it lowers the cross-fitted log loss inside the fitting
 part, and the adapted model applies it before every prediction. Site filters (burned-in text and bright collimator
-borders filled in, or smoothing against a low-dose unit's noise) are tried the same way, with and without the map.
+borders filled in, smoothing against a low-dose unit's noise, an unsharp mask for a soft plate) are tried the same
+way, with and without the map.
 Each candidate runs the model once more over the local images.
 The head's penalty, the study-level temperature and the threshold are chosen by cross-fitting inside the fitting
 part; the held-out part only measures. The adapted head is adopted when the held-out part has at least --min-studies

@@ -17,7 +17,7 @@ import type { SitePrepTrial } from './site-prep.js';
 export const ADAPTED_HEAD_FORMAT = 'nextray-adapted-head';
 /**
  * 1: the head alone; 2: the head plus the site's grey map (`head.grey_map`: the features it reads come from mapped
- * images); 3: also the site filter (`head.site_filter`: overlay suppression, smoothing, before the map). A head is
+ * images); 3: also the site filter (`head.site_filter`: overlay suppression, smoothing, unsharp mask, before the map). A head is
  * written with the lowest version that holds it, so that an older reader refuses what it could not apply rather than
  * applying the head to features of other images.
  */
