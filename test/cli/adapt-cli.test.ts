@@ -19,6 +19,7 @@ import { generateSyntheticMura } from '../../src/data/synth/generate.js';
 import { readModelInfo } from '../../src/models/onnx/graph.js';
 import { cardFromOnnxMetadata } from '../../src/models/card.js';
 import { parseHeadFile } from '../../src/calibrate/adapt/head-file.js';
+import { SITE_FILTER_CANDIDATES } from '../../src/calibrate/adapt/site-prep.js';
 import { preprocessGrey } from '../../src/data/preprocess.js';
 import { load } from '../../src/inference/node/load.js';
 import { runCli } from '../helpers/cli.js';
@@ -155,8 +156,10 @@ test('adapt --site-filter auto: every candidate scored inside the fitting part, 
   const rec = JSON.parse(r.stdout);
   const sp = rec.method.site_preprocessing;
   assert.ok(sp, 'the record says which site preprocessings were tried');
-  // No reference grey levels: none and the seven filters, without the map.
-  assert.equal(sp.trials.length, 8);
+  // No reference grey levels: none and the nine filters (the unsharp masks among them), without the map.
+  assert.equal(SITE_FILTER_CANDIDATES.length, 9);
+  assert.equal(sp.trials.length, 1 + SITE_FILTER_CANDIDATES.length);
+  assert.equal(sp.trials.filter((t: { site_filter: { sharpen?: unknown } | null }) => t.site_filter?.sharpen).length, 2, 'the unsharp-mask candidates are tried');
   assert.ok(sp.trials.every((t: { grey_map: boolean }) => t.grey_map === false));
   const best = sp.trials.reduce((a: { cv_log_loss: number }, t: { cv_log_loss: number }) => (t.cv_log_loss < a.cv_log_loss ? t : a));
   assert.deepEqual(sp.site_filter, best.site_filter, 'the lowest cross-fitted log loss is kept');
