@@ -197,13 +197,9 @@ export class TfjsInferenceModel implements InferenceModel {
  * The trust information of a checkpoint as the TF.js fallback applies it, with the card fields that advertise it
  * like an ONNX export's card (outputs `cam` / `ood_score`, metadata `temperature` / `ood` with the gate threshold).
  */
-export function tfjsTrustOf(model: Model, meta: CheckpointMetadata, where: string): { trust: TfjsTrust; outputs: string[]; metadata: Record<string, string> } {
-  let opts: ReturnType<typeof trustExportOptions>;
-  try {
-    opts = trustExportOptions(meta);
-  } catch (err) {
-    throw new InferenceError(`${where}: unusable trust information in model.json: ${(err as Error).message}`);
-  }
+export function tfjsTrustOf(model: Model, meta: CheckpointMetadata, modelJson: string): { trust: TfjsTrust; outputs: string[]; metadata: Record<string, string> } {
+  // A damaged gate is an OodGateError naming modelJson.
+  const opts = trustExportOptions(meta, modelJson);
   let cam = false;
   try {
     camChain(model);
@@ -252,11 +248,20 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     loaded.model.dispose();
     throw new InferenceError(`${spec}: ${(err as Error).message}`);
   }
+  // The checkpoint's trust information (CAM output, temperature, OOD gate: src/inference/core/trust.ts), read before
+  // either runtime so that a damaged gate is reported as such, not as a reason to fall back to TF.js.
+  const modelJson = join(loaded.checkpoint, 'model.json');
+  let trustOpts: ReturnType<typeof trustExportOptions>;
+  try {
+    trustOpts = trustExportOptions(meta, modelJson);
+  } catch (err) {
+    loaded.model.dispose();
+    throw err;
+  }
   if (engine !== 'tfjs') {
     try {
       const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
-      // With the checkpoint's trust information: CAM output, temperature, OOD gate (src/inference/core/trust.ts).
-      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta), card: modelCard });
+      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustOpts, card: modelCard });
       const bytes = exported.toBytes();
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
       let onnxModel: OnnxInferenceModel;
@@ -287,7 +292,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
   }
   let trust: ReturnType<typeof tfjsTrustOf>;
   try {
-    trust = tfjsTrustOf(loaded.model, meta, spec);
+    trust = tfjsTrustOf(loaded.model, meta, modelJson);
   } catch (err) {
     loaded.model.dispose();
     throw err;
