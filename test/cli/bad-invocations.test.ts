@@ -149,6 +149,8 @@ const CASES: readonly Case[] = [
   { command: 'adapt', kind: 'unusable model', args: ['adapt', '--model', BAD_REFERENCE_ONNX, '--data', ONE_CLASS_CSV, '--workers', '0', '--threads', '1'], names: BAD_REFERENCE_ONNX },
   { command: 'pacs', kind: 'missing path', args: ['pacs', 'enqueue', '--folder', MISSING, '--redis', 'redis://127.0.0.1:1'], names: MISSING },
   { command: 'pacs', kind: 'bad value', args: ['pacs', 'enqueue', '--folder', MISSING, '--redis', 'redis://127.0.0.1:1', '--attempts', 'many'], names: '--attempts' },
+  { command: 'pacs', kind: 'bad value', args: ['pacs', 'enqueue', '--folder', MISSING, '--redis', 'redis://127.0.0.1:1', '--backoff-seconds', 'soon'], names: '--backoff-seconds' },
+  { command: 'pacs', kind: 'bad value', args: ['pacs', 'work', '--folder', MISSING, '--model', JUNK_ONNX, '--redis', 'redis://127.0.0.1:1', '--lock-seconds', '-1'], names: '--lock-seconds' },
 ];
 
 function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<{ status: number | null; stderr: string }> {
