@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: ours against PyTorch (and ONNX Runtime) on the same ResNet workloads. Each workload runs in its
-// own child process (bench/workload.mjs for ours, bench/torch_reference.py under Debian's /usr/bin/python3 for PyTorch when torch imports) so peak RSS
-// is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
+// own child process (bench/workload.mjs for ours, bench/torch_reference.py under Debian's /usr/bin/python3 for
+// PyTorch when torch imports) so peak RSS is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
 // Inference (infer1, infer8) is also measured in ONNX Runtime (bench/onnx-inference.mjs: the same ResNet-152 with
 // the binary head at 320 px, exported by src/models/onnx, onnxruntime-node on the CPU, 2 threads): one child process
 // measures batch 1 and batch 8 from the exported .onnx file; the numbers sit in each inference entry as `onnx` beside
