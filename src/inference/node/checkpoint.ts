@@ -18,11 +18,10 @@ import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type LoadedCard, type ModelRunResult } from '../core/model.js';
-import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace } from './models.js';
+import { loadRuntimeOrSayWhy, type OpenModelOptions, type OnnxRuntimeFace } from './models.js';
 import { resolveCheckpointDir } from '../../runs/run-dir.js';
 import { cardFromCheckpoint, type ModelCard } from '../../models/card.js';
 import { sha256Hex } from '../../util/hash.js';
-import { InstallError } from '../../util/errors.js';
 
 export interface LoadedModel {
   model: Model;
@@ -71,15 +70,6 @@ export type BatchRunner = (x: Float32Array, n: number) => Promise<Float32Array>;
 /** A batch runner over the TF.js model (inference mode; every tensor freed by tf.tidy). */
 export function tfjsRunner(model: Model, size: number): BatchRunner {
   return async (x, n) => tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
-}
-
-/** onnxruntime-node (or the injected stand-in), or an error that says it does not load and why. */
-async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promise<OnnxRuntimeFace> {
-  try {
-    return await (load ?? loadOnnxRuntime)();
-  } catch (err) {
-    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
-  }
 }
 
 /**
