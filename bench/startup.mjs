@@ -9,10 +9,15 @@
  *     load the same .pth, read x.npy, forward, write y.npy); target ours <= 1.0x PyTorch. The two outputs are
  *     compared (max |difference| / max |logit|) so a fast wrong answer shows. forward keeps ONNX Runtime's optimised
  *     graph of the weights in a cache (here under the bench's own XDG_CACHE_HOME, never the user's), so three rows:
- *       forwardFirstRun  the cache emptied before each run: read the .pth, export, optimise, write the cache;
- *       forward          the cache warm (every later run on the same weights file): no export, no optimisation;
- *       forwardNoCache   `--no-onnx-cache`: export and optimise every time, nothing written.
- *     ratioForwardOursOverTorch is the warm-cache row's; ratioForwardFirstRunOverTorch the first run's.
+ *       forwardFirstRun   the cache emptied before each run (new weights): read the .pth, export, optimise, run;
+ *                         only a marker is written (the graph is kept from the second run on);
+ *       forwardSecondRun  right after the first run: the same, and ONNX Runtime's optimised graph written;
+ *       forward           the cache warm (every later run on the same weights file): no export, no optimisation;
+ *       forwardNoCache    `--no-onnx-cache`: export and optimise every time, nothing written.
+ *     ratioForwardOursOverTorch is the warm-cache row's; ratioForwardFirstRunOverTorch the first run's, and so on.
+ *     On Linux the launcher runs forward with glibc's large-page tunable (bin/relaunch.js), so two more rows show what
+ *     that does: forwardFirstRunSmallPages (NEXTRAY_HUGEPAGES=0, the cache emptied first) and torchForwardHugetlb
+ *     (PyTorch with the same GLIBC_TUNABLES=glibc.malloc.hugetlb=1), with their ratios.
  *
  *   npm run build && node bench/startup.mjs [--runs 5] [--no-torch] [--keep DIR]
  *   (or: npm run bench -- --only startup)
@@ -53,9 +58,9 @@ const median = (xs) => {
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
 const cacheHome = join(dir, 'xdg-cache');
-function timed(cmd, args) {
+function timed(cmd, args, env = {}) {
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, XDG_CACHE_HOME: cacheHome } });
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, XDG_CACHE_HOME: cacheHome, ...env } });
   const seconds = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
   return seconds;
@@ -141,7 +146,19 @@ np.save(sys.argv[2], np.random.default_rng(0).standard_normal((4, 3, 320, 320)).
 
 const report = {
   date: new Date().toISOString(),
-  machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100) },
+  machine: {
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    glibc: process.report?.getReport?.().header?.glibcVersionRuntime ?? null,
+    transparentHugePages: (() => {
+      try {
+        return readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8').trim();
+      } catch {
+        return null;
+      }
+    })(),
+    loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+  },
   settings: { runs, forward: { arch: 'resnet152', input: [4, 3, 320, 320], threads } },
 };
 try {
@@ -167,22 +184,27 @@ try {
     const fwd = (out) => ['bin/nextray.js', 'forward', '--arch', 'resnet152', '--weights', pth, '--input', x, '--output', out, '--threads', String(threads)];
     const shown = `nextray forward --arch resnet152 --weights resnet152.pth --input x.npy --output y.npy --threads ${threads}`;
     commands.forwardFirstRun = { cmd: process.execPath, args: fwd(`${yOurs}.first.npy`), shown: `${shown} (optimised-graph cache emptied first)`, emptyCache: true };
+    commands.forwardSecondRun = { cmd: process.execPath, args: fwd(`${yOurs}.second.npy`), shown: `${shown} (second run on the weights: writes the cache)` };
     commands.forward = { cmd: process.execPath, args: fwd(yOurs), shown: `${shown} (optimised-graph cache warm)` };
     commands.forwardNoCache = { cmd: process.execPath, args: [...fwd(`${yOurs}.nocache.npy`), '--no-onnx-cache'], shown: `${shown} --no-onnx-cache` };
-    commands.torchForward = { cmd: PYTHON, args: ['-c', TORCH_FORWARD, pth, x, yTorch, String(threads)], shown: `python3 -c <import torch; torchvision's ResNet-152; load resnet152.pth; forward x.npy; save y.npy; ${threads} threads>` };
+    commands.forwardFirstRunSmallPages = { ...commands.forwardFirstRun, args: fwd(`${yOurs}.small.npy`), env: { NEXTRAY_HUGEPAGES: '0' }, shown: `NEXTRAY_HUGEPAGES=0 ${commands.forwardFirstRun.shown}` };
+    const torchShown = `python3 -c <import torch; torchvision's ResNet-152; load resnet152.pth; forward x.npy; save y.npy; ${threads} threads>`;
+    commands.torchForward = { cmd: PYTHON, args: ['-c', TORCH_FORWARD, pth, x, yTorch, String(threads)], shown: torchShown };
+    // PyTorch given the same large-page tunable the launcher gives forward (bin/relaunch.js), for a like-for-like row.
+    commands.torchForwardHugetlb = { cmd: PYTHON, args: ['-c', TORCH_FORWARD, pth, x, `${yTorch}.huge.npy`, String(threads)], env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }, shown: `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 ${torchShown}` };
   }
   log('warm-up (page cache) ...');
   const emptyCache = () => rmSync(cacheHome, { recursive: true, force: true });
   for (const c of Object.values(commands)) {
     if (c.emptyCache) emptyCache();
-    timed(c.cmd, c.args);
+    timed(c.cmd, c.args, c.env);
   }
   const times = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
   for (let i = 0; i < runs; i++) {
     log(`round ${i + 1}/${runs} ...`);
     for (const [k, c] of Object.entries(commands)) {
       if (c.emptyCache) emptyCache();
-      times[k].push(timed(c.cmd, c.args));
+      times[k].push(timed(c.cmd, c.args, c.env));
     }
   }
   report.results = Object.fromEntries(
@@ -202,11 +224,14 @@ try {
       logits: ref.length,
       sameLength: ours.length === ref.length,
       maxAbsDiffOverMaxAbsLogit: Number((diff / scale).toExponential(2)),
-      firstRunAndNoCacheOutputsByteIdenticalToWarm: same(`${yOurs}.first.npy`) && same(`${yOurs}.nocache.npy`),
+      allForwardOutputsByteIdenticalToWarm: same(`${yOurs}.first.npy`) && same(`${yOurs}.second.npy`) && same(`${yOurs}.nocache.npy`) && same(`${yOurs}.small.npy`),
     };
     report.ratioForwardOursOverTorch = r3(median(times.forward) / median(times.torchForward));
     report.ratioForwardFirstRunOverTorch = r3(median(times.forwardFirstRun) / median(times.torchForward));
+    report.ratioForwardSecondRunOverTorch = r3(median(times.forwardSecondRun) / median(times.torchForward));
     report.ratioForwardNoCacheOverTorch = r3(median(times.forwardNoCache) / median(times.torchForward));
+    report.ratioForwardFirstRunSmallPagesOverTorch = r3(median(times.forwardFirstRunSmallPages) / median(times.torchForward));
+    report.ratioForwardFirstRunOverTorchHugetlb = r3(median(times.forwardFirstRun) / median(times.torchForwardHugetlb));
   }
   report.machine.loadAverageAtEnd = loadavg().map((l) => Math.round(l * 100) / 100);
   console.log(JSON.stringify(report, null, 2));

@@ -31,7 +31,7 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const help = prerenderedHelp();
   if (help !== undefined) {
     process.stdout.write(help);
-  } else {
+  } else if (!(await import('./relaunch.js')).relaunchWithLargePages(fileURLToPath(import.meta.url), args)) {
     // `predict` starts from its own entry, which loads only what a prediction needs (cold start).
     const entry = new URL(args[0] === 'predict' ? '../dist/src/cli/predict-main.js' : '../dist/src/cli/index.js', import.meta.url);
     if (!existsSync(fileURLToPath(entry))) {
