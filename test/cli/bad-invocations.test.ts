@@ -13,6 +13,9 @@ import sharp from 'sharp';
 import { COMMANDS } from '../../src/cli/commands.js';
 import { initEngine } from '../../src/engine/index.js';
 import { makePreprocessing } from '../../src/data/preprocess.js';
+import { loadMuraDataset } from '../../src/data/mura.js';
+import { SPLIT_FILE_FORMAT, SPLIT_FILE_VERSION } from '../../src/data/splits.js';
+import { generateSyntheticMura } from '../../src/data/synth/generate.js';
 import { exportOnnxFile } from '../../src/models/onnx/files.js';
 import { buildModel } from '../../src/train/archs.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -92,6 +95,19 @@ writeFileSync(ONE_CLASS_CSV, ['image,label,study,patient', ...Array.from({ lengt
 const DISAGREE_CSV = join(tmp.dir, 'disagree.csv');
 writeFileSync(DISAGREE_CSV, ['image,label,study,patient', ...Array.from({ length: 8 }, (_, i) => `pictures/v${i}.png,${i % 2},s${i >> 1},p${i >> 1}`)].join('\n') + '\n');
 
+// A dataset and a split whose validation part holds normal studies only: no threshold reaches a target sensitivity.
+const CAL_DATA = join(tmp.dir, 'cal-data');
+const NORMAL_ONLY_SPLIT = join(tmp.dir, 'normal-only-split.json');
+const CAL_CKPT = await writeTinyCheckpoint(tmp.dir, { name: 'cal-ckpt' });
+{
+  await generateSyntheticMura({ outDir: CAL_DATA, studies: 24, seed: 5, size: 32, validFraction: 0.4, workers: 0 });
+  const ds = await loadMuraDataset(CAL_DATA);
+  const normals = ds.studies.filter((st) => st.split === 'valid' && st.label === 0);
+  const validation = { studies: normals.map((st) => st.key), patients: [...new Set(normals.map((st) => st.patient))] };
+  const split = { format: SPLIT_FILE_FORMAT, version: SPLIT_FILE_VERSION, seed: 1, val_fraction: 0.5, source: { fingerprint: 'by hand' }, subsets: { validation, test: { studies: [], patients: [] } } };
+  writeFileSync(NORMAL_ONLY_SPLIT, JSON.stringify(split));
+}
+
 interface Case {
   readonly command: string;
   readonly kind: 'missing path' | 'bad value' | 'unusable model' | 'unusable input';
@@ -141,6 +157,7 @@ const CASES: readonly Case[] = [
   { command: 'app', kind: 'unusable model', args: ['app', 'build', '--model', JUNK_ONNX, '--out', OUT], names: 'junk.onnx' },
   { command: 'calibrate', kind: 'missing path', args: ['calibrate', '--model', MISSING, '--data', MISSING], names: MISSING },
   { command: 'calibrate', kind: 'bad value', args: ['calibrate', '--model', MISSING, '--data', MISSING, '--ood-quantile', '9'], names: '--ood-quantile' },
+  { command: 'calibrate', kind: 'unusable input', args: ['calibrate', '--model', CAL_CKPT, '--data', CAL_DATA, '--split', NORMAL_ONLY_SPLIT, '--target-sensitivity', '0.9'], names: '--target-sensitivity' },
   { command: 'adapt', kind: 'missing path', args: ['adapt', '--model', MISSING, '--data', MISSING], names: MISSING },
   { command: 'adapt', kind: 'bad value', args: ['adapt', '--model', JUNK_ONNX, '--data', MISSING, '--held-out', '2'], names: '--held-out' },
   { command: 'adapt', kind: 'unusable model', args: ['adapt', '--model', JUNK_ONNX, '--data', tmp.dir], names: 'junk.onnx' },
