@@ -97,9 +97,14 @@ export async function loadRuntime(want: Backend, shipped: readonly string[], why
       else build = 'webgpu';
     }
   }
+  const f = ortFiles(build);
+  // The build's glue script is imported by onnxruntime-web only once its own module has loaded and the first session
+  // is being created, and the 14 MB wasm is fetched only after the glue: importing the glue here, alongside
+  // onnxruntime-web, takes that round trip off the way to the wasm (the module map hands onnxruntime-web the same
+  // module). A failure is left to onnxruntime-web's own import to report.
+  import(/* @vite-ignore */ f.mjs).catch(() => undefined);
   const ort = (build === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as typeof OrtWeb;
   mark('runtime-imported');
-  const f = ortFiles(build);
   ort.env.wasm.wasmPaths = f;
   const threads = wasmThreads();
   ort.env.wasm.numThreads = threads;

@@ -274,6 +274,11 @@ test('on a later visit the browser serves the page and the runtime from Cache St
     for (const [a, b] of [['script', 'runtime-imported'], ['runtime-imported', 'runtime-started'], ['model-described', 'model-bytes'], ['model-bytes', 'session'], ['runtime-started', 'session'], ['session', 'ready']]) {
       assert.ok(at(a!) <= at(b!), `${a} (${at(a!)} ms) before ${b} (${at(b!)} ms)`);
     }
+    // The runtime build's glue script is asked for alongside onnxruntime-web's own module (app/src/runtime.ts), not
+    // once that module has loaded and the first session is being created: one round trip less before the wasm.
+    const glue = await page.evaluate(() => performance.getEntriesByType('resource').filter((e) => /\/ort\/ort-wasm[^/]*\.mjs$/.test(e.name)).map((e) => e.startTime));
+    assert.ok(glue.length > 0, 'the glue script was loaded');
+    assert.ok(Math.min(...glue) < at('runtime-imported'), `the glue script was asked for at ${Math.min(...glue)} ms, after onnxruntime-web had loaded (${at('runtime-imported')} ms)`);
     assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the cached page keeps its isolation headers');
     near(await probabilityOf(page, images.png1), cliA.get(images.png1)!, 'page and runtime from the routes');
     assert.deepEqual(consoleErrors, []);
