@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * ONNX Runtime session creation by graph optimisation level, and from a pre-optimised model (issue 10, item 5).
+ * ONNX Runtime session creation by graph optimisation level, and from a pre-optimised model.
  * Every measurement is a fresh process (nothing cached in memory, the file in the page cache after the first):
  *   - create:   InferenceSession.create(path) at graphOptimizationLevel disabled / basic / extended / all;
  *   - save:     the same at extended / all with optimizedModelFilePath (writes the optimised graph; timed with it);

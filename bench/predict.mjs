@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `nextray predict` benchmark (issue 12, item 4), one JSON document on stdout:
+ * `nextray predict` benchmark, one JSON document on stdout:
  *   - cold start: `nextray predict --model resnet152.onnx one.png` as a whole process (wall time, median of --runs)
  *     beside PyTorch loading the same network (the same weights, saved by PyTorch) and running one image as a whole
  *     process (bench/torch_predict.py); target ours <= 0.5x PyTorch;

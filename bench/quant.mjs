@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * fp32 / fp16 / int8 ONNX exports compared (issue 15): file size, ONNX Runtime latency (onnxruntime-node, CPU) at
+ * fp32 / fp16 / int8 ONNX exports compared: file size, ONNX Runtime latency (onnxruntime-node, CPU) at
  * batch 1 and 8 (the precisions of one model timed interleaved, medians), and — for a trained run — study-level AUC and Cohen's kappa from `nextray evaluate --model RUN
  * --onnx FILE` on a split. Prints one JSON document (and writes the .onnx files under --out).
  *

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm run bench`: the issue-5 benchmark. Each workload runs in its own child process (bench/workload.mjs for
-// ours, bench/torch_reference.py under Debian's /usr/bin/python3 for PyTorch when torch imports) so peak RSS
-// is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
+// `npm run bench`: ours against PyTorch (and ONNX Runtime) on the same ResNet workloads. Each workload runs in its
+// own child process (bench/workload.mjs for ours, bench/torch_reference.py under Debian's /usr/bin/python3 for
+// PyTorch when torch imports) so peak RSS is per workload; times are medians of --runs runs after --warmup runs. Prints one JSON document.
 // Inference (infer1, infer8) is also measured in ONNX Runtime (bench/onnx-inference.mjs: the same ResNet-152 with
 // the binary head at 320 px, exported by src/models/onnx, onnxruntime-node on the CPU, 2 threads): one child process
 // measures batch 1 and batch 8 from the exported .onnx file; the numbers sit in each inference entry as `onnx` beside
@@ -258,7 +258,7 @@ for (const name of only.filter((n) => n !== 'predict' && n !== 'quant' && n !== 
       if (torch?.median) entry.ratioTimeOnnxOverTorch = Math.round((median / torch.median) * 100) / 100;
     }
   }
-  // Issue 10's targets (medians of one run): inference <= 1.0x PyTorch traced and <= 1.25x ONNX Runtime; ResNet-18
+  // The speed targets (medians of one run): inference <= 1.0x PyTorch traced and <= 1.25x ONNX Runtime; ResNet-18
   // training step <= 0.8x PyTorch; frozen ResNet-152 step <= 0.7x PyTorch.
   const target = { infer1: 1.0, infer8: 1.0, train18: 0.8, train152f: 0.7 }[name];
   if (target && entry.ratioTimeOursOverTorch) {

@@ -15,6 +15,7 @@ import { openModel } from '../inference/node/models.js';
 import { predictFiles, type BadFile } from '../inference/node/predict.js';
 import { ONNX_FEATURES, ONNX_LOGITS } from '../models/onnx/format.js';
 import { replaceHead, setMetadata } from '../models/onnx/adapt-graph.js';
+import { OnnxModelError } from '../models/onnx/info.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { GreyHistogram, type GreyMap } from '../data/grey-map.js';
 import type { SiteFilter } from '../data/site-filter.js';
@@ -364,11 +365,14 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
   let greyNote = '';
   if (mapMode === 'off') greyNote = 'no grey normalisation (--grey-map off)';
   else if (info.metadata[ONNX_GREY_REFERENCE_KEY]) {
+    const where = `--model ${o.model}: metadata '${ONNX_GREY_REFERENCE_KEY}'`;
+    let value: unknown;
     try {
-      reference = checkGreyReference(JSON.parse(info.metadata[ONNX_GREY_REFERENCE_KEY]!), `--model ${o.model}: metadata '${ONNX_GREY_REFERENCE_KEY}'`);
+      value = JSON.parse(info.metadata[ONNX_GREY_REFERENCE_KEY]!);
     } catch (err) {
-      throw new AdaptError((err as Error).message);
+      throw new AdaptError(`${where}: not JSON (${(err as Error).message})`);
     }
+    reference = checkGreyReference(value, where);
   } else if (o.referenceData) reference = await greyReferenceFrom(o.referenceData, pre, (d, t) => o.onGrey?.('reference grey levels', d, t));
   else greyNote = `no grey normalisation: the model carries no reference grey levels of its training site (give --reference-data with the training images)`;
   let featureSeconds = out.seconds;
@@ -385,7 +389,7 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
         async outputs(prep) {
           const r = await computeModelOutputs(o.model, kept, { ...(o.threads ? { threads: o.threads } : {}), ...(o.workers !== undefined ? { workers: o.workers } : {}), ...prep, ...(o.onImages ? { onProgress: o.onImages } : {}) });
           featureSeconds += r.seconds;
-          if (r.kept.length !== kept.length) throw new AdaptError(`--data ${o.data}: ${kept.length - r.kept.length} image(s) decoded once and not the second time; check the files are not changing`, { exitStatus: 1 });
+          if (r.kept.length !== kept.length) throw new AdaptError(`${kept.length - r.kept.length} image(s) decoded once and not the second time; check the files are not changing`, { exitStatus: 1 });
           return { features: r.features, baseLogits: Float64Array.from(r.logits, (z) => z * out.temperature) };
         },
         async histogramOf(idx, siteFilter) {
@@ -395,7 +399,9 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
       { ...fitOpts, reference, ...(mapMode ? { greyMap: mapMode } : {}), ...(filterMode ? { siteFilter: filterMode } : {}), ...(o.onCandidate ? { onCandidate: o.onCandidate } : {}) },
     );
   } catch (err) {
-    if (err instanceof RangeError) throw new AdaptError(`--data ${o.data}: ${err.message.replace(/^adapt: /, '')}`);
+    // What the local data cannot give (too few labelled studies of a class, views that disagree, unreadable
+    // images) is an AdaptError of the fit: name the folder or CSV it came from.
+    if (err instanceof AdaptError && !err.message.startsWith('--')) err.message = `--data ${o.data}: ${err.message}`;
     throw err;
   }
   const fitSeconds = (performance.now() - t0) / 1000 - (featureSeconds - out.seconds);
@@ -429,9 +435,16 @@ export async function runAdapt(o: RunAdaptOptions): Promise<RunAdaptResult> {
     // The grey map is part of the adapted model's preprocessing: every host (predict, serve, the page, the PACS
     // worker) applies it through the facade's preprocessing.
     if (result.adopted?.greyMap || result.adopted?.siteFilter) meta.preprocessing = JSON.stringify(adoptedPreprocessing(pre, result.adopted));
-    const chunks = result.adopted
-      ? replaceHead(bytes, { deltaWeight: result.adopted.deltaWeight, deltaBias: result.adopted.deltaBias, temperature: result.adopted.temperature, threshold: result.adopted.threshold, metadata: meta })
-      : setMetadata(bytes, meta);
+    let chunks: Uint8Array[];
+    try {
+      chunks = result.adopted
+        ? replaceHead(bytes, { deltaWeight: result.adopted.deltaWeight, deltaBias: result.adopted.deltaBias, temperature: result.adopted.temperature, threshold: result.adopted.threshold, metadata: meta })
+        : setMetadata(bytes, meta);
+    } catch (err) {
+      // A graph the head cannot be put into (not one nextray export wrote): name the model file.
+      if (err instanceof OnnxModelError) err.message = `--model ${o.model}: ${err.message}`;
+      throw err;
+    }
     writeFileAtomic(o.out, chunks);
     written.model = o.out;
   }

@@ -61,7 +61,7 @@ export async function trustSections(modelPath: string, dataRoot: string, predict
     });
     const stored = trustOf(loaded.metadata).ood;
     if (stored) {
-      const ev = await evaluateOodGate(loaded.model, loadGate(stored), pre, testRecords, { perSet: opts.oodPerSet ?? 50 });
+      const ev = await evaluateOodGate(loaded.model, loadGate(stored, `${join(loaded.checkpoint, 'model.json')}: extra.trust.ood`), pre, testRecords, { perSet: opts.oodPerSet ?? 50 });
       writeFileAtomic(join(reportDir, 'ood.json'), JSON.stringify(ev, null, 2) + '\n');
       const md = oodTable(ev);
       const rows = ev.sets.map((s) => `<tr><td>${escapeHtml(s.set)}</td><td>${s.images}</td><td>${(100 * s.flagged).toFixed(1)}%</td><td>${s.auroc === null ? '—' : s.auroc.toFixed(3)}</td><td>${s.medianScore.toFixed(1)}</td></tr>`);

@@ -14,7 +14,7 @@ import type { ImageRecord } from '../data/types.js';
 import { initEngine } from '../engine/index.js';
 import { studyProbabilities } from '../evaluate/calibration.js';
 import { chooseTemperature } from './temperature.js';
-import { chooseOperatingPoint, type OperatingPointRule } from '../evaluate/threshold.js';
+import { chooseOperatingPoint, OperatingPointError, type OperatingPointRule } from '../evaluate/threshold.js';
 import { mahalanobisScores, storeGate, type OodGate } from '../inference/core/ood.js';
 import { finalFeatures, layerStatistics, oodLayers } from '../models/cam.js';
 import type { Model, NetworkModel } from '../models/index.js';
@@ -160,6 +160,9 @@ export async function fitTrust(modelPath: string, opts: FitTrustOptions): Promis
     const te = test.length ? await collectFeatures(loaded.model, test, loaded.preprocessing, layers, common) : null;
     if (!va.records.length) throw new DatasetError(`${opts.data}: no validation image could be read: nothing to fit the threshold, temperature and OOD threshold on`);
 
+    // The gate's covariance needs two training images at least.
+    if (tr.records.length < 2) throw new DatasetError(`${opts.data}: ${tr.records.length} training image(s) of the split could be read: the OOD gate needs at least 2`);
+
     // OOD gate: statistics of the training images, threshold from the validation images' scores.
     const q = opts.oodQuantile ?? 0.99;
     const fitted = fitOodGate(tr.features, tr.records.length, tr.dim, q, layers);
@@ -201,7 +204,7 @@ export async function fitTrust(modelPath: string, opts: FitTrustOptions): Promis
       trust.operatingPoint = { ...op, level: 'study', fittedOn: 'validation' };
       decisionThreshold = op.threshold;
     } catch (err) {
-      if (opts.targetSensitivity !== undefined) throw err;
+      if (opts.targetSensitivity !== undefined) throw err instanceof OperatingPointError ? new DatasetError(`${opts.data}: --target-sensitivity ${opts.targetSensitivity}: ${err.message}`, { hint: err.hint }) : err;
       log(`trust: no operating point chosen (${(err as Error).message}); the threshold stays ${decisionThreshold}`);
     }
     // Rewrite the checkpoint with the same tensors and the trust information.

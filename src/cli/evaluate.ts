@@ -27,6 +27,7 @@ import {
   table3Caveat,
   table3Text,
   thresholdForSensitivity,
+  OperatingPointError,
   thresholdComparison,
   thresholdComparisonHtml,
   thresholdComparisonMarkdown,
@@ -144,7 +145,8 @@ export async function runEvaluation(input: PredictionsInput, opts: EvaluateCliOp
     try {
       thresholdChoice = thresholdForSensitivity(aggregateStudies(opts.validation.predictions), opts.targetSensitivity);
     } catch (err) {
-      throw new CliError(`${opts.validation.source}: ${(err as Error).message}`, 1);
+      if (!(err instanceof OperatingPointError)) throw err;
+      throw new CliError(`${opts.validation.source}: ${err.message}`, 1);
     }
   }
   let result: EvaluationResult;

@@ -185,7 +185,7 @@ async function run(flags: ExportFlags): Promise<void> {
       // The binary head also gets the CAM output, and a checkpoint's temperature and OOD gate (src/calibrate/trust.ts).
       ...(head === 'binary' ? { cam: true } : {}),
       ...(flags.features ? { features: true } : {}),
-      ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint)) : {}),
+      ...(head === 'binary' && checkpoint ? (({ decisionThreshold: _t, ...rest }) => rest)(trustExportOptions(checkpoint, join(loaded.source, 'model.json'))) : {}),
       extraMetadata: { weights_source: loaded.source, untrained_head: String(loaded.untrainedHead), ...trainingFacts(loaded.checkpoint) },
       ...(checkpoint && head === 'binary' ? { card: exportCard(checkpoint, loaded.source, threshold) } : {}),
     };

@@ -8,7 +8,7 @@
  */
 import { CommanderError, Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { CliError, parseIntOption, printJson } from './common.js';
+import { CliError, parseFloatOption, parseIntOption, printJson } from './common.js';
 import { pacsAuth, redisTarget } from '../pacs/credentials.js';
 import { DicomWeb } from '../pacs/dicomweb.js';
 import { FolderSink, FolderSource } from '../pacs/folder.js';
@@ -198,7 +198,7 @@ model, credentials or state file.`,
     .option('--redis <url>', 'the queue\'s Redis, redis://HOST:PORT[/DB] (no password here: NEXTRAY_REDIS_PASSWORD); default NEXTRAY_REDIS_URL')
     .option('--queue <name>', 'queue name', 'nextray')
     .option('--attempts <n>', 'tries per study before it goes to the dead-letter queue', parseIntOption('--attempts', 1, 100), 5)
-    .option('--backoff-seconds <s>', 'pause before the first retry; doubles each time', (v: string) => Number(v), 5)
+    .option('--backoff-seconds <s>', 'pause before the first retry; doubles each time', parseFloatOption('--backoff-seconds', 0, 86_400), 5)
     .addHelpText(
       'after',
       `
@@ -222,8 +222,8 @@ Exit codes: 0 enqueued; 2 usage error or unreachable Redis/archive.`,
     .option('--redis <url>', 'the queue\'s Redis (see enqueue)')
     .option('--queue <name>', 'queue name', 'nextray')
     .option('--concurrency <n>', 'studies at once in this process', parseIntOption('--concurrency', 1, 64), 1)
-    .option('--lock-seconds <s>', 'job lock; a killed worker\'s study goes back to the queue after it (must exceed the longest study)', (v: string) => Number(v), 60)
-    .option('--stalled-seconds <s>', 'how often this worker looks for stalled jobs', (v: string) => Number(v), 30)
+    .option('--lock-seconds <s>', 'job lock; a killed worker\'s study goes back to the queue after it (must exceed the longest study)', parseFloatOption('--lock-seconds', 1, 86_400), 60)
+    .option('--stalled-seconds <s>', 'how often this worker looks for stalled jobs', parseFloatOption('--stalled-seconds', 1, 86_400), 30)
     .option('--max-stalled <n>', 'times a job may stall (its worker died) before it counts as failed', parseIntOption('--max-stalled', 0, 100), 3)
     .option('--until-empty', 'exit when the queue has nothing left (waiting, delayed or active)')
     .addHelpText(

@@ -21,6 +21,7 @@ import { parseMuraPath } from './paths.js';
 import { countStudies, type RegionCounts } from './summary.js';
 import { REGIONS, type ImageRecord, type Label, type Region, type Study } from './types.js';
 import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+import { csvField, parseCsvLine } from '../util/csv.js';
 
 export const SPLIT_FILE_FORMAT = 'nextray-mura-split';
 export const SPLIT_FILE_VERSION = 1;
@@ -303,7 +304,7 @@ export function splitToCsv(split: MuraSplitFile, dataset: MuraDataset): string {
     for (const key of split.subsets[subset].studies) {
       const s = byKey.get(key);
       if (!s) throw new SplitFileError(null, `study ${key} is not in the dataset at ${dataset.root}`);
-      lines.push([subset, s.patient, s.key, s.region, s.label, s.images.length].join(','));
+      lines.push([subset, s.patient, s.key, s.region, s.label, s.images.length].map(csvField).join(','));
     }
   }
   return lines.join('\n') + '\n';
@@ -343,7 +344,8 @@ function parseSplitCsv(file: string, text: string): unknown {
       headerSeen = true;
       return;
     }
-    const f = line.split(',');
+    const f = parseCsvLine(line);
+    if (!f) throw new SplitFileError(file, `line ${n}: malformed quoting`);
     if (f.length !== 6) throw new SplitFileError(file, `line ${n}: expected 6 fields (${CSV_HEADER}), found ${f.length}`);
     const [subset, patient, study, region, label, images] = f as [string, string, string, string, string, string];
     if (!/^\d+$/.test(images) || (label !== '0' && label !== '1'))

@@ -10,7 +10,7 @@
 import { parseMuraPath } from '../data/paths.js';
 import type { Label, Region } from '../data/types.js';
 import { EXIT_USAGE, NextrayError, type NextrayErrorOptions } from '../util/errors.js';
-import { csvField } from '../util/csv.js';
+import { csvField, parseCsvLine } from '../util/csv.js';
 
 export interface Prediction {
   /** MURA-layout image path, relative to the dataset root. */
@@ -114,52 +114,13 @@ export function resolvePredictions(predictions: readonly Prediction[], source = 
   return { source, predictions: out, problems, rows: predictions.length };
 }
 
-/** Splits one CSV line into fields (RFC 4180 quoting: "a,b" and "" inside quotes). */
-function splitCsvLine(line: string): string[] | null {
-  const fields: string[] = [];
-  let i = 0;
-  for (;;) {
-    if (line[i] === '"') {
-      let value = '';
-      i++;
-      for (;;) {
-        if (i >= line.length) return null; // unterminated quote
-        const c = line[i]!;
-        if (c === '"') {
-          if (line[i + 1] === '"') {
-            value += '"';
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        value += c;
-        i++;
-      }
-      fields.push(value);
-      if (i === line.length) return fields;
-      if (line[i] !== ',') return null;
-      i++;
-    } else {
-      const comma = line.indexOf(',', i);
-      if (comma < 0) {
-        fields.push(line.slice(i).trim());
-        return fields;
-      }
-      fields.push(line.slice(i, comma).trim());
-      i = comma + 1;
-    }
-  }
-}
-
 /**
  * Parses a predictions CSV with header `image,label,probability` (any column order, extra columns ignored). Bad
  * rows are skipped and listed with their line number; a missing or wrong header throws (nothing can be read).
  */
 export function parsePredictionsCsv(text: string, source: string): PredictionsInput {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const header = splitCsvLine(lines[0] ?? '');
+  const header = parseCsvLine(lines[0] ?? '');
   if (!header || header.every((h) => h === '')) {
     throw new PredictionsError(`${source}: empty file; expected a header line "image,label,probability"`);
   }
@@ -181,7 +142,7 @@ export function parsePredictionsCsv(text: string, source: string): PredictionsIn
     if (raw.trim() === '') continue;
     rows++;
     const line = k + 1;
-    const fields = splitCsvLine(raw);
+    const fields = parseCsvLine(raw);
     if (!fields) {
       problems.push({ line, message: 'malformed quoting' });
       continue;

@@ -3,6 +3,18 @@
  * reaches a target, then apply it unchanged to the test set (choosing it on the test set would overstate results).
  */
 import type { Label } from '../data/types.js';
+import { EXIT_USAGE, NextrayError } from '../util/errors.js';
+
+/**
+ * The validation cases cannot give the operating point asked for (one class only, or too few abnormal cases with a
+ * probability above 0): a property of the user's data, so a usage error that says which class is missing.
+ */
+export class OperatingPointError extends NextrayError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_OPERATING_POINT', exitStatus: EXIT_USAGE, hint: 'validate on studies of both classes (abnormal and normal), or give the threshold yourself' });
+    this.name = 'OperatingPointError';
+  }
+}
 
 export interface ThresholdChoice {
   threshold: number;
@@ -35,12 +47,12 @@ export function thresholdForSensitivity(
     throw new RangeError(`target sensitivity must be in (0, 1], got ${targetSensitivity}`);
   }
   const pos = cases.filter((c) => c.label === 1).map((c) => c.probability).sort((a, b) => b - a);
-  if (pos.length === 0) throw new RangeError('cannot choose a threshold for a target sensitivity: no abnormal case in the validation set');
+  if (pos.length === 0) throw new OperatingPointError('cannot choose a threshold for a target sensitivity: no abnormal case in the validation set');
   // The tolerance keeps e.g. 0.9 x 10 = 9.000000000000002 from demanding 10 positives.
   const k = Math.max(1, Math.ceil(targetSensitivity * pos.length - 1e-9));
   const pk = pos[k - 1]!;
   if (pk <= 0) {
-    throw new RangeError(
+    throw new OperatingPointError(
       `cannot reach sensitivity ${targetSensitivity} with a threshold >= 0: ${k} abnormal validation cases are needed and the ${k}-th highest has probability 0`,
     );
   }
@@ -93,7 +105,7 @@ export function thresholdForMaxKappa(cases: readonly { label: Label; probability
   let pos = 0;
   for (const c of cases) pos += c.label;
   const neg = n - pos;
-  if (pos === 0 || neg === 0) throw new RangeError(`cannot choose a threshold by Cohen's kappa: the validation cases hold no ${pos === 0 ? 'abnormal' : 'normal'} case`);
+  if (pos === 0 || neg === 0) throw new OperatingPointError(`cannot choose a threshold by Cohen's kappa: the validation cases hold no ${pos === 0 ? 'abnormal' : 'normal'} case`);
   // Sweep the distinct probabilities upwards: at t = v every case with probability <= v is called normal.
   const sorted = [...cases].sort((a, b) => a.probability - b.probability);
   const kappaAt = (tp: number, tn: number): number => {

@@ -70,7 +70,11 @@ export function makeFolder(dir: string, path: string = dir): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/**
+ * Whether process `pid` still runs on this machine (signal 0 checks without sending anything): temporary files and
+ * folders named after a dead writer's pid are what an interrupted write left, and may be removed.
+ */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

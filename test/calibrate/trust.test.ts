@@ -118,7 +118,7 @@ test('fitTrust stores temperature, OOD gate and operating point; predict and exp
   // Export: gate in the graph gives the TF.js score; a flat field scores above a radiograph.
   const loaded = loadTrainedModel(ckpt);
   const gate = loadGate(t.ood!);
-  const exported = exportOnnx(loaded.model, { inputSize: SIZE, preprocessing: loaded.preprocessing, ...trustExportOptions(meta) });
+  const exported = exportOnnx(loaded.model, { inputSize: SIZE, preprocessing: loaded.preprocessing, ...trustExportOptions(meta, join(ckpt, 'model.json')) });
   assert.equal(Number(exported.metadata.temperature), T);
   const clf = await OnnxClassifier.create(exported.toBytes(), { threads: 1 });
   const flat = makeOodSet('flat', 2, 4);
@@ -225,6 +225,6 @@ test('by default: the study threshold of maximum validation kappa, the OOD thres
   assert.equal(typeof res.oodFlagRate.test, 'number', 'the split has a test part: its flag rate is reported');
   assert.deepEqual(t.ood!.flagRates, res.oodFlagRate);
   // The export says where the threshold came from.
-  const ex = trustExportOptions(meta);
+  const ex = trustExportOptions(meta, join(ckpt, 'model.json'));
   assert.equal(ex.ood?.thresholdFrom, 'validation');
 });

@@ -7,10 +7,19 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { COMMANDS } from '../../src/cli/commands.js';
+import { initEngine } from '../../src/engine/index.js';
+import { makePreprocessing } from '../../src/data/preprocess.js';
+import { loadMuraDataset } from '../../src/data/mura.js';
+import { SPLIT_FILE_FORMAT, SPLIT_FILE_VERSION } from '../../src/data/splits.js';
+import { generateSyntheticMura } from '../../src/data/synth/generate.js';
+import { exportOnnxFile } from '../../src/models/onnx/files.js';
+import { buildModel } from '../../src/train/archs.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { writeTinyCheckpoint } from '../serve/fixture.js';
 
 const BIN = join(REPO_ROOT, 'bin', 'nextray.js');
 const tmp = tempDir('nextray-bad-invocations-');
@@ -35,6 +44,68 @@ const X_NPY = join(tmp.dir, 'x.npy');
   const len = Buffer.alloc(2);
   len.writeUInt16LE(header.length);
   writeFileSync(X_NPY, Buffer.concat([Buffer.from('\x93NUMPY\x01\x00', 'latin1'), len, Buffer.from(header, 'latin1'), Buffer.alloc(3 * 32 * 32 * 4)]));
+}
+
+// A .pth (a ZIP) whose ZIP64 record points past 2^53 bytes: damaged, not a file this machine could hold.
+const ZIP64_PTH = join(tmp.dir, 'zip64.pth');
+{
+  const b = Buffer.alloc(64 + 20 + 22);
+  b.write('PK\x03\x04', 0, 'latin1');
+  const loc = 64;
+  b.writeUInt32LE(0x07064b50, loc); // ZIP64 end-of-central-directory locator
+  b.writeBigUInt64LE(0xffffffffffffffffn, loc + 8); // ... whose record is "at" 2^64 - 1
+  b.writeUInt32LE(1, loc + 16);
+  const eocd = loc + 20;
+  b.writeUInt32LE(0x06054b50, eocd);
+  b.writeUInt16LE(0xffff, eocd + 8); // saturated entry counts: read the ZIP64 record
+  b.writeUInt16LE(0xffff, eocd + 10);
+  writeFileSync(ZIP64_PTH, b);
+}
+
+await initEngine('cpu');
+// A checkpoint whose stored OOD gate is damaged (its mean is not base64): the error names its model.json.
+const DAMAGED_GATE = await writeTinyCheckpoint(tmp.dir, { name: 'damaged-gate' });
+const DAMAGED_GATE_JSON = join(DAMAGED_GATE, 'model.json');
+{
+  const meta = JSON.parse(readFileSync(DAMAGED_GATE_JSON, 'utf8')) as { extra?: Record<string, unknown> };
+  const gate = { method: 'mahalanobis', features: 'layer-statistics', layers: ['stem'], dim: 1, mean: 'not base64!', precision: 'AACAPw==', threshold: 1, quantile: 0.99, shrinkage: 0, images: 2 };
+  meta.extra = { ...(meta.extra ?? {}), trust: { ood: gate } };
+  writeFileSync(DAMAGED_GATE_JSON, JSON.stringify(meta, null, 2));
+}
+
+// A deployed model with the `features` output (what adapt takes), one whose training-site grey reference is
+// damaged, and labelled images that cannot be adapted on: one class only, or two views of a study that disagree.
+const FEATURES_ONNX = join(tmp.dir, 'features.onnx');
+const BAD_REFERENCE_ONNX = join(tmp.dir, 'bad-reference.onnx');
+{
+  const m = buildModel('resnet-slim', { dropout: 0, seed: 3, init: 'random' });
+  const opts = { inputSize: 32, preprocessing: makePreprocessing({ size: 32 }), cam: true, features: true };
+  exportOnnxFile(m, FEATURES_ONNX, opts);
+  exportOnnxFile(m, BAD_REFERENCE_ONNX, { ...opts, extraMetadata: { grey_reference: JSON.stringify({ levels: [0.5, 0.2], quantiles: [0.1, 0.2] }) } });
+  m.dispose();
+}
+const PICTURES = join(tmp.dir, 'pictures');
+mkdirSync(PICTURES);
+for (let i = 0; i < 8; i++) {
+  const px = Buffer.alloc(32 * 32, 40 + 20 * i);
+  await sharp(px, { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(join(PICTURES, `v${i}.png`));
+}
+const ONE_CLASS_CSV = join(tmp.dir, 'one-class.csv');
+writeFileSync(ONE_CLASS_CSV, ['image,label,study,patient', ...Array.from({ length: 8 }, (_, i) => `pictures/v${i}.png,0,s${i},p${i}`)].join('\n') + '\n');
+const DISAGREE_CSV = join(tmp.dir, 'disagree.csv');
+writeFileSync(DISAGREE_CSV, ['image,label,study,patient', ...Array.from({ length: 8 }, (_, i) => `pictures/v${i}.png,${i % 2},s${i >> 1},p${i >> 1}`)].join('\n') + '\n');
+
+// A dataset and a split whose validation part holds normal studies only: no threshold reaches a target sensitivity.
+const CAL_DATA = join(tmp.dir, 'cal-data');
+const NORMAL_ONLY_SPLIT = join(tmp.dir, 'normal-only-split.json');
+const CAL_CKPT = await writeTinyCheckpoint(tmp.dir, { name: 'cal-ckpt' });
+{
+  await generateSyntheticMura({ outDir: CAL_DATA, studies: 24, seed: 5, size: 32, validFraction: 0.4, workers: 0 });
+  const ds = await loadMuraDataset(CAL_DATA);
+  const normals = ds.studies.filter((st) => st.split === 'valid' && st.label === 0);
+  const validation = { studies: normals.map((st) => st.key), patients: [...new Set(normals.map((st) => st.patient))] };
+  const split = { format: SPLIT_FILE_FORMAT, version: SPLIT_FILE_VERSION, seed: 1, val_fraction: 0.5, source: { fingerprint: 'by hand' }, subsets: { validation, test: { studies: [], patients: [] } } };
+  writeFileSync(NORMAL_ONLY_SPLIT, JSON.stringify(split));
 }
 
 interface Case {
@@ -72,10 +143,13 @@ const CASES: readonly Case[] = [
   { command: 'export', kind: 'missing path', args: ['export', '--arch', 'resnet18', '--weights', MISSING, '--out', join(OUT, 'm.onnx')], names: MISSING },
   { command: 'export', kind: 'bad value', args: ['export', '--arch', 'resnet18', '--weights', MISSING, '--out', join(OUT, 'm.onnx'), '--input-size', '-5'], names: '--input-size' },
   { command: 'export', kind: 'unusable model', args: ['export', '--arch', 'resnet18', '--weights', JUNK_PTH, '--out', join(OUT, 'm.onnx')], names: 'junk.pth' },
+  { command: 'export', kind: 'unusable model', args: ['export', '--arch', 'resnet18', '--weights', ZIP64_PTH, '--out', join(OUT, 'm.onnx')], names: ZIP64_PTH },
+  { command: 'export', kind: 'unusable model', args: ['export', '--checkpoint', DAMAGED_GATE, '--out', join(OUT, 'm.onnx')], names: DAMAGED_GATE_JSON },
   { command: 'predict', kind: 'missing path', args: ['predict', '--model', MISSING, MISSING], names: MISSING },
   { command: 'predict', kind: 'bad value', args: ['predict', '--model', JUNK_ONNX, MISSING, '--threshold', '2'], names: '--threshold' },
   { command: 'predict', kind: 'bad value', args: ['predict', '--model', JUNK_ONNX, MISSING, '--runtime', 'gpu'], names: '--runtime' },
   { command: 'predict', kind: 'unusable model', args: ['predict', '--model', JUNK_ONNX, JUNK_ONNX], names: 'junk.onnx' },
+  { command: 'predict', kind: 'unusable model', args: ['predict', '--model', DAMAGED_GATE, join(PICTURES, 'v0.png')], names: DAMAGED_GATE_JSON },
   { command: 'serve', kind: 'missing path', args: ['serve', '--model', MISSING, '--port', '0'], names: MISSING },
   { command: 'serve', kind: 'bad value', args: ['serve', '--model', JUNK_ONNX, '--port', '-1'], names: '--port' },
   { command: 'serve', kind: 'unusable model', args: ['serve', '--model', JUNK_ONNX, '--port', '0'], names: 'junk.onnx' },
@@ -83,11 +157,17 @@ const CASES: readonly Case[] = [
   { command: 'app', kind: 'unusable model', args: ['app', 'build', '--model', JUNK_ONNX, '--out', OUT], names: 'junk.onnx' },
   { command: 'calibrate', kind: 'missing path', args: ['calibrate', '--model', MISSING, '--data', MISSING], names: MISSING },
   { command: 'calibrate', kind: 'bad value', args: ['calibrate', '--model', MISSING, '--data', MISSING, '--ood-quantile', '9'], names: '--ood-quantile' },
+  { command: 'calibrate', kind: 'unusable input', args: ['calibrate', '--model', CAL_CKPT, '--data', CAL_DATA, '--split', NORMAL_ONLY_SPLIT, '--target-sensitivity', '0.9'], names: '--target-sensitivity' },
   { command: 'adapt', kind: 'missing path', args: ['adapt', '--model', MISSING, '--data', MISSING], names: MISSING },
   { command: 'adapt', kind: 'bad value', args: ['adapt', '--model', JUNK_ONNX, '--data', MISSING, '--held-out', '2'], names: '--held-out' },
   { command: 'adapt', kind: 'unusable model', args: ['adapt', '--model', JUNK_ONNX, '--data', tmp.dir], names: 'junk.onnx' },
+  { command: 'adapt', kind: 'unusable input', args: ['adapt', '--model', FEATURES_ONNX, '--data', ONE_CLASS_CSV, '--workers', '0', '--threads', '1'], names: ONE_CLASS_CSV },
+  { command: 'adapt', kind: 'unusable input', args: ['adapt', '--model', FEATURES_ONNX, '--data', DISAGREE_CSV, '--workers', '0', '--threads', '1'], names: DISAGREE_CSV },
+  { command: 'adapt', kind: 'unusable model', args: ['adapt', '--model', BAD_REFERENCE_ONNX, '--data', ONE_CLASS_CSV, '--workers', '0', '--threads', '1'], names: BAD_REFERENCE_ONNX },
   { command: 'pacs', kind: 'missing path', args: ['pacs', 'enqueue', '--folder', MISSING, '--redis', 'redis://127.0.0.1:1'], names: MISSING },
   { command: 'pacs', kind: 'bad value', args: ['pacs', 'enqueue', '--folder', MISSING, '--redis', 'redis://127.0.0.1:1', '--attempts', 'many'], names: '--attempts' },
+  { command: 'pacs', kind: 'bad value', args: ['pacs', 'enqueue', '--folder', MISSING, '--redis', 'redis://127.0.0.1:1', '--backoff-seconds', 'soon'], names: '--backoff-seconds' },
+  { command: 'pacs', kind: 'bad value', args: ['pacs', 'work', '--folder', MISSING, '--model', JUNK_ONNX, '--redis', 'redis://127.0.0.1:1', '--lock-seconds', '-1'], names: '--lock-seconds' },
 ];
 
 function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<{ status: number | null; stderr: string }> {

@@ -1,7 +1,7 @@
 /** Threshold for a target sensitivity, worked by hand. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { thresholdForSensitivity } from '../../src/evaluate/threshold.js';
+import { OperatingPointError, thresholdForMaxKappa, thresholdForSensitivity } from '../../src/evaluate/threshold.js';
 import type { Label } from '../../src/data/types.js';
 
 const cases = (pos: number[], neg: number[]): { label: Label; probability: number }[] => [
@@ -43,8 +43,11 @@ test('0.9 of 10 needs 9, not 10 (floating point 0.9 * 10 = 9.000000000000002)', 
 test('no lower value: threshold 0; impossible or meaningless targets throw', () => {
   // All cases at or above the needed abnormal's 0.4 -> t = 0.
   assert.equal(thresholdForSensitivity(cases([0.4, 0.9], [0.6]), 1).threshold, 0);
-  assert.throws(() => thresholdForSensitivity(cases([], [0.3]), 0.8), /no abnormal case/);
-  assert.throws(() => thresholdForSensitivity(cases([0.5, 0], [0.3]), 1), /probability 0/);
+  // What the user's validation cases cannot give is a usage error (exit 2); a target outside (0, 1] is the caller's.
+  const dataError = (re: RegExp) => (err: unknown) => err instanceof OperatingPointError && err.exitStatus === 2 && re.test(err.message);
+  assert.throws(() => thresholdForSensitivity(cases([], [0.3]), 0.8), dataError(/no abnormal case/));
+  assert.throws(() => thresholdForSensitivity(cases([0.5, 0], [0.3]), 1), dataError(/probability 0/));
+  assert.throws(() => thresholdForMaxKappa(cases([0.5, 0.7], [])), dataError(/no normal case/));
   assert.throws(() => thresholdForSensitivity(cases([0.5], [0.3]), 0), /\(0, 1\]/);
   assert.throws(() => thresholdForSensitivity(cases([0.5], [0.3]), 1.2), /\(0, 1\]/);
 });

@@ -36,6 +36,7 @@ import type { GreyMap } from '../../data/grey-map.js';
 import type { SiteFilter } from '../../data/site-filter.js';
 import { fitLogisticL2, logisticScores, standardizer, type LogisticFit } from './logistic.js';
 import { heldOutPatients, patientFolds, type StudyUnit } from './split.js';
+import { AdaptError } from './head-file.js';
 
 export interface AdaptImage {
   /** Study key (views of one study share it). */
@@ -190,8 +191,8 @@ function indexStudies(images: readonly AdaptImage[]): Indexed {
       imagesOf.push([]);
     } else {
       const st = studies[s]!;
-      if (st.label !== im.label) throw new RangeError(`adapt: the views of study ${im.study} disagree on its label`);
-      if (st.patient !== im.patient) throw new RangeError(`adapt: the views of study ${im.study} name two patients (${st.patient}, ${im.patient})`);
+      if (st.label !== im.label) throw new AdaptError(`the views of study ${im.study} disagree on its label; give every view of a study the same label`);
+      if (st.patient !== im.patient) throw new AdaptError(`the views of study ${im.study} name two patients (${st.patient}, ${im.patient}); a study belongs to one patient`);
     }
     studyOf[i] = s;
     imagesOf[s]!.push(i);
@@ -279,10 +280,10 @@ export function adaptHead(data: AdaptData, base: BaseModel, opts: AdaptOptions =
     }
   }
   if (fitCounts.abnormalStudies < 2 || fitCounts.normalStudies < 2) {
-    throw new RangeError(`adapt: the fitting part needs abnormal and normal studies (has ${fitCounts.abnormalStudies} abnormal, ${fitCounts.normalStudies} normal); label more studies`);
+    throw new AdaptError(`the fitting part needs abnormal and normal studies (has ${fitCounts.abnormalStudies} abnormal, ${fitCounts.normalStudies} normal); label more studies`);
   }
   if (heldCounts.abnormalStudies < 1 || heldCounts.normalStudies < 1) {
-    throw new RangeError(`adapt: the held-out part needs abnormal and normal studies (has ${heldCounts.abnormalStudies} abnormal, ${heldCounts.normalStudies} normal); label more studies`);
+    throw new AdaptError(`the held-out part needs abnormal and normal studies (has ${heldCounts.abnormalStudies} abnormal, ${heldCounts.normalStudies} normal); label more studies`);
   }
   const fitImages = fitStudies.flatMap((s) => idx.imagesOf[s]!).sort((a, b) => a - b);
   const heldImages = heldStudies.flatMap((s) => idx.imagesOf[s]!).sort((a, b) => a - b);

@@ -7,6 +7,8 @@
  */
 import { fitGreyMap, GREY_LEVELS, type GreyHistogram, type GreyMap } from '../../data/grey-map.js';
 import { splitImages, type AdaptImage, type AdaptOptions } from './adapt.js';
+import { AdaptError } from './head-file.js';
+import { EXIT_FAILURE } from '../../util/errors.js';
 
 /** The training site's grey levels: quantiles at `levels` of its images in the model grid. */
 export interface GreyReference {
@@ -38,7 +40,7 @@ export function checkGreyReference(value: unknown, where = 'grey reference'): Gr
     r.levels.length > 0 &&
     r.levels.every((v, i) => typeof v === 'number' && v > 0 && v < 1 && (i === 0 || v > r.levels![i - 1]!)) &&
     r.quantiles.every((v, i) => typeof v === 'number' && v >= 0 && v <= 1 && (i === 0 || v >= r.quantiles![i - 1]!));
-  if (!ok) throw new RangeError(`${where}: expected { levels, quantiles } (increasing levels in (0, 1), non-decreasing quantiles in [0, 1])`);
+  if (!ok) throw new AdaptError(`${where}: expected { levels, quantiles } (increasing levels in (0, 1), non-decreasing quantiles in [0, 1])`);
   return { levels: [...r!.levels!], quantiles: [...r!.quantiles!], images: Number(r!.images ?? 0), source: String(r!.source ?? '') };
 }
 
@@ -60,7 +62,7 @@ export async function fitSiteGreyMap(
 ): Promise<SiteGreyFit> {
   const { fit } = splitImages(images, opts);
   const h = await histogramOf(fit);
-  if (!(h.pixels > 0)) throw new RangeError('adapt: none of the fitting part\'s images could be read for the grey levels');
+  if (!(h.pixels > 0)) throw new AdaptError('none of the fitting part\'s images could be read for the grey levels', { exitStatus: EXIT_FAILURE });
   const local = h.quantiles(reference.levels);
   return { map: fitGreyMap(local, reference.quantiles), local, fitImages: fit, images: h.images };
 }

@@ -61,14 +61,17 @@ export function trustOf(meta: { extra?: Record<string, unknown> }): TrustInfo {
   return ((meta.extra as { trust?: TrustInfo } | undefined)?.trust ?? {}) as TrustInfo;
 }
 
-/** Export options that carry a checkpoint's trust information into the ONNX file (the CAM output always). */
-export function trustExportOptions(meta: { extra?: Record<string, unknown>; decisionThreshold: number }): Pick<OnnxExportOptions, 'cam' | 'temperature' | 'ood' | 'decisionThreshold'> {
+/**
+ * Export options that carry a checkpoint's trust information into the ONNX file (the CAM output always). `file` is
+ * the checkpoint's model.json as the user named it: a damaged gate is reported there (OodGateError).
+ */
+export function trustExportOptions(meta: { extra?: Record<string, unknown>; decisionThreshold: number }, file: string): Pick<OnnxExportOptions, 'cam' | 'temperature' | 'ood' | 'decisionThreshold'> {
   const t = trustOf(meta);
   return {
     cam: true,
     decisionThreshold: meta.decisionThreshold,
     ...(t.temperature ? { temperature: t.temperature.value } : {}),
-    ...(t.ood ? { ood: loadGate(t.ood, 'checkpoint extra.trust.ood') } : {}),
+    ...(t.ood ? { ood: loadGate(t.ood, `${file}: extra.trust.ood`) } : {}),
   };
 }
 

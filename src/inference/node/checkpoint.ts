@@ -18,11 +18,10 @@ import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
 import { cardFromInfo, InferenceError, modelNameFrom, OnnxInferenceModel, type InferenceModel, type LoadedCard, type ModelRunResult } from '../core/model.js';
-import { loadOnnxRuntime, type OpenModelOptions, type OnnxRuntimeFace } from './models.js';
+import { loadRuntimeOrSayWhy, type OpenModelOptions, type OnnxRuntimeFace } from './models.js';
 import { resolveCheckpointDir } from '../../runs/run-dir.js';
 import { cardFromCheckpoint, type ModelCard } from '../../models/card.js';
 import { sha256Hex } from '../../util/hash.js';
-import { InstallError } from '../../util/errors.js';
 
 export interface LoadedModel {
   model: Model;
@@ -71,15 +70,6 @@ export type BatchRunner = (x: Float32Array, n: number) => Promise<Float32Array>;
 /** A batch runner over the TF.js model (inference mode; every tensor freed by tf.tidy). */
 export function tfjsRunner(model: Model, size: number): BatchRunner {
   return async (x, n) => tf.tidy(() => model.forward(tf.tensor4d(x, [n, size, size, 3]), false).dataSync() as Float32Array);
-}
-
-/** onnxruntime-node (or the injected stand-in), or an error that says it does not load and why. */
-async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promise<OnnxRuntimeFace> {
-  try {
-    return await (load ?? loadOnnxRuntime)();
-  } catch (err) {
-    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
-  }
 }
 
 /**
@@ -197,13 +187,9 @@ export class TfjsInferenceModel implements InferenceModel {
  * The trust information of a checkpoint as the TF.js fallback applies it, with the card fields that advertise it
  * like an ONNX export's card (outputs `cam` / `ood_score`, metadata `temperature` / `ood` with the gate threshold).
  */
-export function tfjsTrustOf(model: Model, meta: CheckpointMetadata, where: string): { trust: TfjsTrust; outputs: string[]; metadata: Record<string, string> } {
-  let opts: ReturnType<typeof trustExportOptions>;
-  try {
-    opts = trustExportOptions(meta);
-  } catch (err) {
-    throw new InferenceError(`${where}: unusable trust information in model.json: ${(err as Error).message}`);
-  }
+export function tfjsTrustOf(model: Model, meta: CheckpointMetadata, modelJson: string): { trust: TfjsTrust; outputs: string[]; metadata: Record<string, string> } {
+  // A damaged gate is an OodGateError naming modelJson.
+  const opts = trustExportOptions(meta, modelJson);
   let cam = false;
   try {
     camChain(model);
@@ -252,11 +238,20 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
     loaded.model.dispose();
     throw new InferenceError(`${spec}: ${(err as Error).message}`);
   }
+  // The checkpoint's trust information (CAM output, temperature, OOD gate: src/inference/core/trust.ts), read before
+  // either runtime so that a damaged gate is reported as such, not as a reason to fall back to TF.js.
+  const modelJson = join(loaded.checkpoint, 'model.json');
+  let trustOpts: ReturnType<typeof trustExportOptions>;
+  try {
+    trustOpts = trustExportOptions(meta, modelJson);
+  } catch (err) {
+    loaded.model.dispose();
+    throw err;
+  }
   if (engine !== 'tfjs') {
     try {
       const rt = await loadRuntimeOrSayWhy(opts.loadRuntime);
-      // With the checkpoint's trust information: CAM output, temperature, OOD gate (src/inference/core/trust.ts).
-      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustExportOptions(meta), card: modelCard });
+      const exported = exportOnnx(loaded.model, { inputSize: loaded.preprocessing.size, preprocessing: loaded.preprocessing, ...trustOpts, card: modelCard });
       const bytes = exported.toBytes();
       const clf = await rt.OnnxClassifier.create(bytes, { threads, ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
       let onnxModel: OnnxInferenceModel;
@@ -287,7 +282,7 @@ export async function openCheckpointModel(spec: string, opts: OpenModelOptions =
   }
   let trust: ReturnType<typeof tfjsTrustOf>;
   try {
-    trust = tfjsTrustOf(loaded.model, meta, spec);
+    trust = tfjsTrustOf(loaded.model, meta, modelJson);
   } catch (err) {
     loaded.model.dispose();
     throw err;

@@ -13,11 +13,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { packageVersion } from '../../util/package.js';
-import { InstallError } from '../../util/errors.js';
 import type { Model } from '../../models/registry.js';
 import type { OnnxExport, OnnxExportOptions } from '../../models/onnx/export.js';
 import { InferenceError } from '../core/model.js';
-import { loadOnnxRuntime, type OnnxRuntimeFace, type InferenceRuntime } from './models.js';
+import { loadRuntimeOrSayWhy, type OnnxRuntimeFace, type InferenceRuntime } from './models.js';
 import type { OrtCacheOptions, OrtCacheReport } from './ort-cache.js';
 
 /** What ran a forward pass, and how long it took. */
@@ -114,15 +113,6 @@ export function forwardNetworkOf(model: Model): ForwardNetwork {
     exportOnnx: async (o) => (await import('../../models/onnx/export.js')).exportOnnx(model, o),
     model: async () => model,
   };
-}
-
-/** onnxruntime-node (or the injected stand-in), or an error that says it does not load and why. */
-async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promise<OnnxRuntimeFace> {
-  try {
-    return await (load ?? loadOnnxRuntime)();
-  } catch (err) {
-    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
-  }
 }
 
 /** Logits [n, K] of a network (any head) on an NCHW float32 batch [n, 3, h, w]; see the module comment. */

@@ -10,6 +10,7 @@
  * (the cold start of `nextray predict --model model.onnx`). checkpoint.ts also holds what `nextray evaluate --model`
  * and `nextray forward` share (`loadTrainedModel`, `onnxRunner`, `tfjsRunner`; records.ts runs them over a dataset split).
  */
+import { InstallError } from '../../util/errors.js';
 import { sha256File as fileSha256 } from '../../util/hash.js';
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -34,6 +35,15 @@ export async function loadOnnxRuntime(): Promise<OnnxRuntimeFace> {
   const require = createRequire(import.meta.url);
   const version = (require('onnxruntime-node/package.json') as { version: string }).version;
   return { OnnxClassifier: mod.OnnxClassifier, version };
+}
+
+/** onnxruntime-node (or the injected stand-in), or an error that says it does not load and why. */
+export async function loadRuntimeOrSayWhy(load?: () => Promise<OnnxRuntimeFace>): Promise<OnnxRuntimeFace> {
+  try {
+    return await (load ?? loadOnnxRuntime)();
+  } catch (err) {
+    throw new InstallError(`onnxruntime-node does not load: ${(err as Error).message}`, { hint: 'reinstall with npm ci (onnxruntime-node ships a binary for linux/darwin/win32 on x64 and arm64)' });
+  }
 }
 
 /** SHA-256 of a file, streamed: util's one helper, kept under this name for the package's `inference` API. */

@@ -30,7 +30,7 @@ import { createRequire } from 'node:module';
 import { arch, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
-import { makeFolder, writeJsonAtomic } from '../../util/atomic.js';
+import { makeFolder, pidAlive, writeJsonAtomic } from '../../util/atomic.js';
 import { FileWriteError, NextrayError } from '../../util/errors.js';
 import { sha256File, sha256Hex } from '../../util/hash.js';
 import { modelSkeleton } from '../../models/onnx/skeleton.js';
@@ -118,15 +118,6 @@ export const MAX_CACHED_MODELS = 16;
 
 const ENTRY = /^(?:[0-9a-f]{16}\.(?:ort|json)|\.[0-9a-f]{16}\.(\d+)\.\d+\.tmp\.ort)$/;
 
-function pidRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Last use of a cache folder's environment `key` (its manifest's mtime; touched on every hit), 0 if unknown. */
 function lastUse(dir: string, key: string): number {
   try {
@@ -184,7 +175,7 @@ export function pruneCaches(dir: string, keepKey: string, modelPath: string): st
       const m = ENTRY.exec(n);
       if (!m) continue;
       if (m[1] !== undefined) {
-        if (Number(m[1]) !== process.pid && !pidRunning(Number(m[1]))) rm(join(dir, n));
+        if (Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) rm(join(dir, n));
       } else keys.add(n.slice(0, 16));
     }
     keys.delete(keepKey);

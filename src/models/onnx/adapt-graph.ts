@@ -20,6 +20,7 @@ import { ProtoDecodeError, ProtoWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARIN
 import { writeNode, writeTensor, type OnnxInitializer, type OnnxNode } from './graph.js';
 import { ONNX_FEATURES, ONNX_LOGITS, ONNX_PROBABILITY } from './format.js';
 import { ONNX_CAM } from './extras.js';
+import { OnnxModelError } from './info.js';
 
 export interface HeadReplacement {
   /** dw [C]. */
@@ -122,14 +123,14 @@ export function replaceHead(bytes: Uint8Array, h: HeadReplacement): Uint8Array[]
       items.push({ kind: 'other', field: f });
     }
   }
-  if (!outputs.includes(ONNX_FEATURES)) throw new RangeError(`the model has no '${ONNX_FEATURES}' output; export it with 'nextray export --features'`);
-  if (!outputs.includes(ONNX_LOGITS) || !outputs.includes(ONNX_PROBABILITY)) throw new RangeError('the model has no binary head (outputs logits and probability)');
+  if (!outputs.includes(ONNX_FEATURES)) throw new OnnxModelError(`the model has no '${ONNX_FEATURES}' output; export it with 'nextray export --features'`);
+  if (!outputs.includes(ONNX_LOGITS) || !outputs.includes(ONNX_PROBABILITY)) throw new OnnxModelError("the model has no binary head (outputs logits and probability); export it with 'nextray export --head binary --features'");
   const nodes = items.filter((i): i is { kind: 'node'; node: DecodedNode } => i.kind === 'node').map((i) => i.node);
   const producer = new Map<string, DecodedNode>();
   for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
   const features = producer.get(ONNX_FEATURES);
   const d = h.deltaWeight.length;
-  if (!features) throw new RangeError(`no node computes '${ONNX_FEATURES}'`);
+  if (!features) throw new OnnxModelError(`no node computes '${ONNX_FEATURES}'; give the .onnx file that 'nextray export --features' wrote`);
 
   // The deployed raw logit: the Div's numerator when the graph divides by a temperature, else `logits` itself.
   const logitsNode = producer.get(ONNX_LOGITS)!;
@@ -164,7 +165,7 @@ export function replaceHead(bytes: Uint8Array, h: HeadReplacement): Uint8Array[]
     for (let hops = 0; conv && conv.opType !== 'Conv' && hops < 4; hops++) {
       conv = ['Relu', 'QuantizeLinear', 'DequantizeLinear'].includes(conv.opType) ? producer.get(conv.inputs[0]!) : undefined;
     }
-    if (!conv || conv.opType !== 'Conv' || !squeeze) throw new RangeError('cannot find the CAM branch (Conv ... Relu ... Squeeze) in the model');
+    if (!conv || conv.opType !== 'Conv' || !squeeze) throw new OnnxModelError("cannot find the CAM branch (Conv ... Relu ... Squeeze) in the model; give the .onnx file that 'nextray export --features' wrote");
     inits.push({ name: `${pre}cam_delta`, dims: [1, d, 1, 1], data: Float32Array.from(h.deltaWeight) });
     added.push({ opType: 'Add', inputs: [conv.inputs[1]!, `${pre}cam_delta`], outputs: [`${pre}cam_weight`], name: `${pre}cam_weight` });
     added.push({ opType: 'Conv', inputs: [conv.inputs[0]!, `${pre}cam_weight`], outputs: [`${pre}cam_conv`], name: `${pre}cam_conv`, attrs: { kernel_shape: [1, 1], strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1 } });

@@ -30,7 +30,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { validatePreprocessing, type Preprocessing } from '../../data/preprocess.js';
 import { parseSafetensors, serializeSafetensorsChunks } from './safetensors.js';
 import { CHECKPOINT_TENSORS_FILE } from './files.js';
-import { writeChunksSynced } from '../../util/atomic.js';
+import { pidAlive, writeChunksSynced } from '../../util/atomic.js';
 import { FileWriteError } from '../../util/errors.js';
 import { sha256Hex } from '../../util/hash.js';
 import { dependencyVersion, packageVersion } from '../../util/package.js';
@@ -121,15 +121,6 @@ function sidePaths(dir: string): { previous: string; tmpPrefix: string } {
   const parent = dirname(dir);
   const base = basename(dir);
   return { previous: join(parent, `.${base}.previous`), tmpPrefix: `.${base}.saving-` };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

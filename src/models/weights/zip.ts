@@ -32,9 +32,10 @@ export function isZip(bytes: Uint8Array): boolean {
   return bytes.byteLength >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04;
 }
 
-function u64(dv: DataView, off: number): number {
+/** A ZIP64 size or offset; past 2^53 no file held in memory can have it, so the archive is damaged (`fail`). */
+function u64(dv: DataView, off: number, fail: (msg: string) => never): number {
   const v = dv.getBigUint64(off, true);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('64-bit ZIP field too large');
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail(`ZIP64 field at byte ${off} holds ${v}, far past the end of the file: damaged`);
   return Number(v);
 }
 
@@ -60,11 +61,11 @@ export function openZip(bytes: Uint8Array, source = '<bytes>'): ZipArchive {
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
     const loc = eocd - 20;
     if (loc < 0 || dv.getUint32(loc, true) !== SIG_ZIP64_LOCATOR) fail('ZIP64 locator missing');
-    const z64 = u64(dv, loc + 8);
+    const z64 = u64(dv, loc + 8, fail);
     if (z64 + 56 > len || dv.getUint32(z64, true) !== SIG_ZIP64_EOCD) fail('ZIP64 end record missing or out of range');
-    count = u64(dv, z64 + 32);
-    cdSize = u64(dv, z64 + 40);
-    cdOffset = u64(dv, z64 + 48);
+    count = u64(dv, z64 + 32, fail);
+    cdSize = u64(dv, z64 + 40, fail);
+    cdOffset = u64(dv, z64 + 48, fail);
   }
   if (cdOffset + cdSize > len) fail(`central directory [${cdOffset}, ${cdOffset + cdSize}) runs past the end (${len} bytes): truncated`);
 
@@ -90,9 +91,9 @@ export function openZip(bytes: Uint8Array, source = '<bytes>'): ZipArchive {
       const sz = dv.getUint16(x + 2, true);
       if (id === 0x0001) {
         let q = x + 4;
-        if (size === 0xffffffff && q + 8 <= x + 4 + sz) (size = u64(dv, q)), (q += 8);
-        if (compressedSize === 0xffffffff && q + 8 <= x + 4 + sz) (compressedSize = u64(dv, q)), (q += 8);
-        if (localOffset === 0xffffffff && q + 8 <= x + 4 + sz) localOffset = u64(dv, q);
+        if (size === 0xffffffff && q + 8 <= x + 4 + sz) (size = u64(dv, q, fail)), (q += 8);
+        if (compressedSize === 0xffffffff && q + 8 <= x + 4 + sz) (compressedSize = u64(dv, q, fail)), (q += 8);
+        if (localOffset === 0xffffffff && q + 8 <= x + 4 + sz) localOffset = u64(dv, q, fail);
       }
       x += 4 + sz;
     }

@@ -25,7 +25,7 @@
 import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
+import { pidAlive, writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { sha256Hex } from '../../util/hash.js';
 import { crc32 } from './crc32.js';
 import { FeatureCacheError } from './errors.js';
@@ -67,15 +67,6 @@ export interface OpenReport {
   readOnlyReason: string | null;
   /** Whether the store was created by this open. */
   created: boolean;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function hexOf(bytes: Uint8Array): string {
