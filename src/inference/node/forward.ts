@@ -57,7 +57,8 @@ export interface ForwardNetwork {
   /**
    * Keep ONNX Runtime's optimised graph of the export (ort-cache.ts): `path` the weights file it is made from,
    * `identity` everything the export depends on (see GraphSource), `facts` what the caller wants back on a hit (it is
-   * asked after exportOnnx, on a miss). Export options are added to the identity here.
+   * asked after exportOnnx, on a miss). Export options are added to the identity here. The first write is deferred to
+   * the second run on the weights (OrtCacheOptions.deferFirstWrite) unless `options` says otherwise.
    */
   cache?: { path: string; identity: string; facts?: () => unknown; options?: OrtCacheOptions };
 }
@@ -164,7 +165,8 @@ export async function forwardNchw(
       let clf: Awaited<ReturnType<OnnxRuntimeFace['OnnxClassifier']['create']>> | undefined;
       try {
         clf = source
-          ? await rt.OnnxClassifier.create(source, { maxBatch: batch, threads, optimizedCache: c!.options ?? true })
+          ? // A forward is mostly a one-shot check of a weights file: its graph is kept from the second run on.
+            await rt.OnnxClassifier.create(source, { maxBatch: batch, threads, optimizedCache: { deferFirstWrite: true, ...c!.options } })
           : await rt.OnnxClassifier.create((await build()).bytes, { maxBatch: batch, threads });
       } catch (err) {
         if (exportError !== undefined) throw exportError;

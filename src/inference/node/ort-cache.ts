@@ -17,7 +17,8 @@
  * The .json manifest records the source model's sha256 and the cache file's sha256 and size; all are checked before
  * ONNX Runtime sees the bytes. A missing, stale (other model), corrupt or unloadable cache is ignored and rewritten,
  * with one line saying why. The cache file is written under a temporary name and renamed, not fsynced (the manifest's
- * size and sha256 catch a file a power cut left short); the manifest goes last, with writeJsonAtomic.
+ * size and sha256 catch a file a power cut left short); the manifest goes last, with writeJsonAtomic. A caller may
+ * defer the first write to the second run on a model (deferFirstWrite, `nextray forward`).
  *
  * The cache is optional and never makes a model unusable: where the optimised graph cannot be saved (a full or
  * read-only disk: ONNX Runtime's 'SaveToOrtFormat failed'), the session is made without saving, with one line.
@@ -43,8 +44,12 @@ const bytesInUse = new WeakMap<object, Uint8Array>();
 
 /** What the optimised-model cache did when a session was opened. */
 export interface OrtCacheReport {
-  /** hit: loaded the cached graph; written: built the session and saved its graph; off: not cached (see reason). */
-  status: 'hit' | 'written' | 'off';
+  /**
+   * hit: loaded the cached graph; written: built the session and saved its graph; deferred: the first sight of a
+   * model with `deferFirstWrite`, run uncached and marked so that the next run saves its graph; off: not cached (see
+   * reason).
+   */
+  status: 'hit' | 'written' | 'deferred' | 'off';
   /** The cache file used or written. */
   file?: string;
   /** Why a cache was not used (stale, corrupt, not writable...), when it was not. */
@@ -77,6 +82,13 @@ export interface OrtCacheOptions {
   onLog?: (line: string) => void;
   /** The source model's SHA-256 when the caller computes it anyway (a pending hash is fine); else hashed here. */
   sourceSha256?: Promise<string> | string;
+  /**
+   * Save the optimised graph only from the second run on a model (a small marker records the first). Saving costs
+   * a one-shot job more than the graph saves it (for ResNet-152: ONNX Runtime's serialisation and the hash of 240 MB
+   * against a plain session), so a command usually run once per model (`forward`) defers it; a stale, corrupt or
+   * unloadable cache counts as seen and is rewritten at once.
+   */
+  deferFirstWrite?: boolean;
 }
 
 interface Manifest {
@@ -116,7 +128,18 @@ function firstLine(err: unknown): string {
 export const MAX_CACHED_ENVIRONMENTS = 2;
 export const MAX_CACHED_MODELS = 16;
 
-const ENTRY = /^(?:[0-9a-f]{16}\.(?:ort|json)|\.[0-9a-f]{16}\.(\d+)\.\d+\.tmp\.ort)$/;
+const ENTRY = /^(?:[0-9a-f]{16}\.(?:ort|json|seen)|\.[0-9a-f]{16}\.(\d+)\.\d+\.tmp\.ort)$/;
+const SEEN_FORMAT = 'nextray-ort-seen';
+
+/** True when `path` is a first-sight marker for the model `sourceSha256` (deferFirstWrite). */
+function seenBefore(path: string, sourceSha256: string): boolean {
+  try {
+    const m = JSON.parse(readFileSync(path, 'utf8')) as { format?: unknown; source_sha256?: unknown };
+    return m.format === SEEN_FORMAT && m.source_sha256 === sourceSha256;
+  } catch {
+    return false;
+  }
+}
 
 /** Last use of a cache folder's environment `key` (its manifest's mtime; touched on every hit), 0 if unknown. */
 function lastUse(dir: string, key: string): number {
@@ -183,6 +206,7 @@ export function pruneCaches(dir: string, keepKey: string, modelPath: string): st
     for (const k of others.slice(MAX_CACHED_ENVIRONMENTS - 1)) {
       rm(join(dir, `${k}.json`));
       rm(join(dir, `${k}.ort`));
+      rm(join(dir, `${k}.seen`));
     }
     const parent = dirname(dir);
     const userRoot = userCacheRoot();
@@ -405,7 +429,28 @@ export async function createCachedSession(
       ? ort.InferenceSession.create(model, { ...sessionOptions, graphOptimizationLevel: level })
       : ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: level });
 
-  // 2. Build the session at level 'all', letting ONNX Runtime write its optimised graph under a temporary name in
+  // 2. With deferFirstWrite, the first sight of a model (no cache of any version of it, no marker): mark it in the
+  //    first writable cache folder and run uncached. Where no marker can be written, on to 3 (which says why).
+  if (opts.deferFirstWrite && problem === undefined) {
+    const id = await srcHash.catch(() => undefined);
+    if (id !== undefined && !dirs.some((dir) => seenBefore(join(dir, `${envKey}.seen`), id))) {
+      const marked = dirs.some((dir) => {
+        try {
+          makeFolder(dir);
+          writeJsonAtomic(join(dir, `${envKey}.seen`), { format: SEEN_FORMAT, source_sha256: id, source_path: resolve(modelPath) });
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      if (marked) {
+        const session = await createPlain();
+        return { session, cache: { status: 'deferred', reason: 'first run on this model: its optimised graph is kept from the next run on', sourceSha256: id, ...factsOf }, model };
+      }
+    }
+  }
+
+  // 3. Build the session at level 'all', letting ONNX Runtime write its optimised graph under a temporary name in
   //    the first writable cache folder; then hash, rename, and write the manifest last. The cache file is not
   //    fsynced: its size and SHA-256 in the manifest are checked before every use, so a file a power cut left short
   //    or stale is found and rebuilt, and the fsync of 240 MB costs a one-shot job 0.1 s here and seconds on an SD
@@ -470,6 +515,7 @@ export async function createCachedSession(
         ...factsOf,
       };
       writeJsonAtomic(manifestPath, m);
+      removeQuietly(join(dir, `${envKey}.seen`));
       pruneCaches(dir, envKey, modelPath);
       return { session, cache: { status: 'written', file, sourceSha256: src, ...(problem ? { reason: problem } : {}), ...factsOf }, model };
     } catch (err) {

@@ -1,9 +1,10 @@
 /**
  * `nextray forward`'s optimised-graph cache (inference/node/forward.ts over ort-cache.ts's GraphSource), through the
- * real CLI: the first run writes it, the second uses it and gives the same logits byte for byte; a corrupt cache file,
- * a garbled manifest or one without the model's skeleton is rebuilt with one line and the same logits; new weights at
- * the same path give their own logits (the TF.js model's, not the cached graph's); --no-onnx-cache leaves it alone;
- * a cache folder that cannot be written never fails the command. Needs `npm run build` first.
+ * real CLI: the first run marks the weights, the second writes it, the third uses it and gives the same logits byte
+ * for byte; a corrupt cache file, a garbled manifest or one without the model's skeleton is rebuilt with one line and
+ * the same logits; new weights at the same path give their own logits (the TF.js model's, not the cached graph's);
+ * --no-onnx-cache leaves it alone; a cache folder that cannot be written never fails the command. Needs `npm run build`
+ * first.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,10 +60,15 @@ function cacheFiles(): { ort: string; json: string } {
   return { ort: join(root, dirs[0]!, ort), json: join(root, dirs[0]!, json) };
 }
 
-test('forward caches the optimised graph of the weights and uses it next time, with the same logits byte for byte', async () => {
+test('forward caches the optimised graph of the weights from the second run and uses it next, with the same logits byte for byte', async () => {
+  // The first run on new weights runs uncached and only marks them; the second keeps the graph.
   const first = forward();
-  assert.equal(first.cache, 'written');
+  assert.equal(first.cache, 'deferred');
+  assert.equal(first.stderr, '');
   assert.ok(relErr(await first.logits, want) < 1e-4, 'the TF.js model\'s logits');
+  const kept = forward();
+  assert.equal(kept.cache, 'written');
+  assert.ok(kept.bytes.equals(first.bytes), 'the uncached first run and the run that saves the graph agree byte for byte');
   const second = forward();
   assert.equal(second.cache, 'hit');
   assert.equal(second.stderr, '');

@@ -183,6 +183,62 @@ test('a new model at the same path makes the cache stale: rebuilt, with the new 
   }
 });
 
+test('deferFirstWrite: the first run marks the model and runs uncached, the second saves the graph, the third loads it', async () => {
+  const { dir, cleanup } = tempDir('nextray-ortcache-');
+  try {
+    const model = join(dir, 'm.onnx');
+    await writeModel(model, 6);
+    const cacheDir = join(dir, 'c');
+    const lines: string[] = [];
+    const opts: OrtCacheOptions = { dir: cacheDir, onLog: (l) => lines.push(l), deferFirstWrite: true };
+    const env = environmentKey('all');
+    const plain = await runOnce(model, undefined);
+
+    const first = await runOnce(model, opts);
+    assert.equal(first.cache.status, 'deferred');
+    assert.equal(first.cache.sourceSha256, sha256(model));
+    assert.deepEqual(readdirSync(cacheDir), [`${env}.seen`], 'only the marker: no graph saved on the first sight');
+    assert.equal(JSON.parse(readFileSync(join(cacheDir, `${env}.seen`), 'utf8')).source_sha256, sha256(model));
+    close(first.logits, plain.logits);
+
+    const second = await runOnce(model, opts);
+    assert.equal(second.cache.status, 'written');
+    assert.deepEqual(readdirSync(cacheDir).sort(), [`${env}.json`, `${env}.ort`], 'the marker goes once the graph is kept');
+    close(second.logits, plain.logits);
+    const third = await runOnce(model, opts);
+    assert.equal(third.cache.status, 'hit');
+    close(third.logits, plain.logits);
+
+    // Another model at the same path: its stale cache counts as seen, so it is rewritten at once.
+    await writeModel(model, 7);
+    const plain7 = await runOnce(model, undefined);
+    const stale = await runOnce(model, opts);
+    assert.equal(stale.cache.status, 'written');
+    assert.match(lines.at(-1)!, /\(stale\); rebuilding it$/);
+    close(stale.logits, plain7.logits);
+
+    // A marker of another model does not count: a new model with no cache is deferred again.
+    const other = join(dir, 'o.onnx');
+    await writeModel(other, 8);
+    const otherDir = join(dir, 'c-other');
+    const oOpts: OrtCacheOptions = { ...opts, dir: otherDir };
+    assert.equal((await runOnce(other, oOpts)).cache.status, 'deferred');
+    writeFileSync(join(otherDir, `${env}.seen`), JSON.stringify({ format: 'nextray-ort-seen', source_sha256: 'f'.repeat(64) }));
+    assert.equal((await runOnce(other, oOpts)).cache.status, 'deferred', 'a marker for other bytes');
+    assert.equal((await runOnce(other, oOpts)).cache.status, 'written');
+
+    // Nowhere to put the marker: as without deferring, the plain session and one line.
+    writeFileSync(join(dir, 'blocked'), 'in the way');
+    lines.length = 0;
+    const off = await runOnce(model, { ...opts, dir: join(dir, 'blocked', 'c') });
+    assert.equal(off.cache.status, 'off');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /not writable \(ENOTDIR\); running uncached$/);
+  } finally {
+    cleanup();
+  }
+});
+
 test('the key follows the model, the runtime version, the level and the CPU', () => {
   const a = 'a'.repeat(64);
   const b = 'b'.repeat(64);
