@@ -11,7 +11,8 @@
  *     graph of the weights in a cache (here under the bench's own XDG_CACHE_HOME, never the user's), so three rows:
  *       forwardFirstRun   the cache emptied before each run (new weights): read the .pth, export, optimise, run;
  *                         only a marker is written (the graph is kept from the second run on);
- *       forwardSecondRun  right after the first run: the same, and ONNX Runtime's optimised graph written;
+ *       forwardSecondRun  at once after the first run: the same, and ONNX Runtime's optimised graph written (at once
+ *                         after a plain run is its best case: 3.3-3.8 s against 4.0-4.8 s after an idle pause here);
  *       forward           the cache warm (every later run on the same weights file): no export, no optimisation;
  *       forwardNoCache    `--no-onnx-cache`: export and optimise every time, nothing written.
  *     ratioForwardOursOverTorch is the warm-cache row's; ratioForwardFirstRunOverTorch the first run's, and so on.
