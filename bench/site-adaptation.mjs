@@ -29,6 +29,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { siteTestPart } from './lib/site-split.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', 'src', p));
@@ -109,20 +110,7 @@ async function siteData(site, index) {
     o = await computeModelOutputs(model, local.images, { threads });
     writeFileSync(cache, JSON.stringify({ ...o, features: Array.from(o.features), logits: Array.from(o.logits) }));
   }
-  const patients = [...new Set(o.kept.map((im) => im.patient))].sort();
-  new Rng(`site-adaptation/${site}/test`).shuffle(patients);
-  const studiesOf = new Map();
-  for (const im of o.kept) {
-    if (!studiesOf.has(im.patient)) studiesOf.set(im.patient, new Set());
-    studiesOf.get(im.patient).add(im.study);
-  }
-  const test = new Set();
-  let n = 0;
-  for (const p of patients) {
-    if (n >= testStudies) break;
-    test.add(p);
-    n += studiesOf.get(p).size;
-  }
+  const { test, studiesOf, patients } = siteTestPart(o.kept, site, testStudies, Rng);
   const pick = (keep) => {
     const idx = o.kept.map((im, i) => (keep(im) ? i : -1)).filter((i) => i >= 0);
     return {

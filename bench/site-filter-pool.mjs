@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { siteTestPart } from './lib/site-split.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', 'src', p));
@@ -59,20 +60,7 @@ function studyAuc(images, logits) {
 
 // The test part: the same patients as bench/site-adaptation.mjs sets aside (same seeded order, same size).
 const d = await readLocalStudies(join(out, 'data', site));
-const patients = [...new Set(d.images.map((im) => im.patient))].sort();
-new Rng(`site-adaptation/${site}/test`).shuffle(patients);
-const studiesOf = new Map();
-for (const im of d.images) {
-  if (!studiesOf.has(im.patient)) studiesOf.set(im.patient, new Set());
-  studiesOf.get(im.patient).add(im.study);
-}
-const test = new Set();
-let n = 0;
-for (const p of patients) {
-  if (n >= testStudies) break;
-  test.add(p);
-  n += studiesOf.get(p).size;
-}
+const { test } = siteTestPart(d.images, site, testStudies, Rng);
 const pool = d.images.filter((im) => !test.has(im.patient));
 console.log(`${site} pool: ${pool.length} images (test part left out); load ${loadavg().map((v) => v.toFixed(1)).join(' ')}`);
 for (const [name, v] of Object.entries(variants)) {
