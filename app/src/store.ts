@@ -160,7 +160,7 @@ export async function loadModelBytes(
     if (!online) throw new ModelLoadError(`no network, and the model ${d.sha256.slice(0, 12)}… is not stored in this browser: open the page once while it can reach its server`);
     bytes = await download(d, headers, onProgress);
     from = 'network';
-    const sha = await inference.sha256Hex(bytes);
+    const sha = await inference.digestSha256Hex(bytes);
     if (sha !== d.sha256) {
       throw new ModelLoadError(`${d.file}: the download's SHA-256 ${sha.slice(0, 12)}… differs from the ${d.sha256.slice(0, 12)}… model.json names (a partial download or a model replaced meanwhile); reload the page`);
     }

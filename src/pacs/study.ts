@@ -17,7 +17,7 @@
  */
 import { gateHeader, modalityRefusal, readDicomHeader, type DicomHeader } from '../data/dicom/index.js';
 import { DicomError, parseDicom } from '../data/dicom/reader.js';
-import { sha256Hex } from '../inference/core/model.js';
+import { digestSha256Hex } from '../inference/core/model.js';
 import { PacsNotFoundError } from './http.js';
 import type { Predictor } from './predict.js';
 import { buildHeatmapSc } from './secondary-capture.js';
@@ -60,7 +60,7 @@ function isResultHeader(h: DicomHeader): boolean {
 
 export async function inputsDigest(sopInstanceUids: readonly string[], heatmaps: boolean): Promise<string> {
   const text = `nextray-inputs|heatmaps=${heatmaps ? 1 : 0}|${[...sopInstanceUids].sort().join('\\')}`;
-  return `sha256:${await sha256Hex(new TextEncoder().encode(text))}`;
+  return `sha256:${await digestSha256Hex(new TextEncoder().encode(text))}`;
 }
 
 /** The inputs digest stored in one of our SRs (the TEXT item INPUTS), or null. */

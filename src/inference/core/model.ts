@@ -88,8 +88,11 @@ export function modelNameFrom(source: string): string {
   return base.replace(/\.onnx$/i, '');
 }
 
-/** SHA-256 of bytes as hex, with WebCrypto (browsers and Node >= 19 both have globalThis.crypto.subtle). */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+/**
+ * SHA-256 of bytes as hex, with WebCrypto (browsers and Node >= 19 both have globalThis.crypto.subtle): the
+ * browser-safe, asynchronous counterpart of util/hash.ts's synchronous sha256Hex (Node's crypto), hence its own name.
+ */
+export async function digestSha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
@@ -158,7 +161,7 @@ export class OnnxInferenceModel implements InferenceModel {
  */
 export async function createOnnxModel(ort: OrtModule, bytes: Uint8Array, opts: OnnxModelOptions = {}): Promise<OnnxInferenceModel> {
   const source = opts.source ?? '<bytes>';
-  const sha256 = opts.sha256 ?? (await sha256Hex(bytes));
+  const sha256 = opts.sha256 ?? (await digestSha256Hex(bytes));
   const clf = await OnnxClassifierCore.createWith(ort, bytes, {
     source,
     ...(opts.sessionOptions ? { sessionOptions: opts.sessionOptions } : {}),
