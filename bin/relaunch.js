@@ -101,6 +101,8 @@ function facts(args) {
  * has been started (the launcher then only waits and passes its exit status on), false to run the command here.
  */
 export function relaunchWithLargePages(script, args) {
+  // Every other command goes on at once, without reading /sys or stat-ing files.
+  if (!RELAUNCH_COMMANDS.has(args[0])) return false;
   let tunables;
   try {
     tunables = relaunchTunables(facts(args));
