@@ -79,7 +79,7 @@ export function networkBytes(args, flag) {
   return total;
 }
 
-function facts(args) {
+function facts(args, setpriv) {
   let thp;
   try {
     thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
@@ -91,7 +91,7 @@ function facts(args) {
   const glibc = () => process.report?.getReport?.().header?.glibcVersionRuntime;
   const flag = RELAUNCH_COMMANDS.get(args[0]);
   const bytes = flag === undefined ? undefined : networkBytes(args, flag);
-  const base = { command: args[0], platform: process.platform, env, thp, setpriv: SETPRIV.some((p) => existsSync(p)), networkBytes: bytes };
+  const base = { command: args[0], platform: process.platform, env, thp, setpriv: setpriv !== undefined, networkBytes: bytes };
   if (relaunchTunables({ ...base, glibc: '2.99' }) === undefined) return { ...base, glibc: undefined };
   return { ...base, glibc: glibc() };
 }
@@ -103,14 +103,14 @@ function facts(args) {
 export function relaunchWithLargePages(script, args) {
   // Every other command goes on at once, without reading /sys or stat-ing files.
   if (!RELAUNCH_COMMANDS.has(args[0])) return false;
+  const setpriv = SETPRIV.find((p) => existsSync(p));
   let tunables;
   try {
-    tunables = relaunchTunables(facts(args));
+    tunables = relaunchTunables(facts(args, setpriv));
   } catch {
     return false;
   }
   if (tunables === undefined) return false;
-  const setpriv = SETPRIV.find((p) => existsSync(p));
   const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...process.execArgv, script, ...args], {
     stdio: 'inherit',
     env: { ...process.env, GLIBC_TUNABLES: tunables, [MARK]: '1' },
