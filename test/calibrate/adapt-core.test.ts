@@ -268,3 +268,84 @@ test('head file: round trip, the adaptation record, refusal for another model, a
   assert.ok(Math.abs(out.logits[0]! - want) < 1e-9);
   assert.ok(Math.abs(out.probabilities[0]! - 1 / (1 + Math.exp(-want))) < 1e-12);
 });
+
+test('bagged head: the mean of the fold heads, recomputed here from the split, the folds and the solver alone', () => {
+  const local = makeSite({ studies: 240, seed: 'bagged', shift: true });
+  const seed = 20240611;
+  const r = adaptHead(local, { temperature: 1, threshold: 0.5 }, { bootstrap: 0, head: 'bagged', repeats: 2 });
+  assert.equal(r.candidate.fit?.head, 'bagged');
+  assert.ok(r.candidate.lambda !== Infinity && r.candidate.lambda > 0, `a penalty with weights to average, got ${r.candidate.lambda}`);
+  // The split and the folds as documented: the held-out patients of heldOutPatients(seed); two fold splits, the
+  // first with the seed itself, the second with `${seed}/folds-1`.
+  const held = heldOutPatients(local.images.map((im) => ({ key: im.study, patient: im.patient, label: im.label })), 0.4, seed);
+  const fitRows = local.images.map((im, i) => (held.has(im.patient) ? -1 : i)).filter((i) => i >= 0);
+  const units = fitRows.map((i) => ({ key: local.images[i]!.study, patient: local.images[i]!.patient, label: local.images[i]!.label }));
+  const y = local.images.map((im) => im.label);
+  const d = local.dim;
+  const wSum = new Float64Array(d);
+  let bSum = 0;
+  let heads = 0;
+  const oof = new Float64Array(local.images.length);
+  for (const foldSeed of [seed, `${seed}/folds-1`]) {
+    const folds = patientFolds(units, 5, foldSeed);
+    for (let j = 0; j < 5; j++) {
+      const train = fitRows.filter((i) => folds.get(local.images[i]!.patient) !== j);
+      // A cold start: the penalised problem is strictly convex, so the path's warm starts must reach the same head.
+      const f = fitLogisticL2(local.features, local.images.length, d, y, { lambda: r.candidate.lambda, rows: train, offsets: local.baseLogits, tolerance: 1e-10 });
+      for (let q = 0; q < d; q++) wSum[q]! += f.weight[q]!;
+      bSum += f.bias;
+      heads++;
+      for (const i of fitRows) {
+        if (folds.get(local.images[i]!.patient) !== j) continue;
+        let z = local.baseLogits[i]! + f.bias;
+        for (let q = 0; q < d; q++) z += local.features[i * d + q]! * f.weight[q]!;
+        oof[i]! += z / 2;
+      }
+    }
+  }
+  assert.equal(heads, 10);
+  assert.equal(r.candidate.fit?.folds, 10);
+  for (let q = 0; q < d; q++) {
+    assert.ok(Math.abs(r.candidate.deltaWeight[q]! - wSum[q]! / heads) < 1e-5 * (1 + Math.abs(wSum[q]! / heads)), `weight ${q}: ${r.candidate.deltaWeight[q]} vs ${wSum[q]! / heads}`);
+  }
+  assert.ok(Math.abs(r.candidate.deltaBias - bSum / heads) < 1e-5, `bias ${r.candidate.deltaBias} vs ${bSum / heads}`);
+  // The temperature is fitted on the out-of-fold logits averaged over the two splits (heads that never saw the image).
+  const studyKeys = [...new Set(fitRows.map((i) => local.images[i]!.study))];
+  const sIdx = new Map(studyKeys.map((k, s) => [k, s]));
+  const t = fitStudyTemperature(fitRows.map((i) => oof[i]!), fitRows.map((i) => sIdx.get(local.images[i]!.study)!), studyKeys.map((k) => local.images.find((im) => im.study === k)!.label));
+  assert.ok(Math.abs(r.candidate.temperature - t.temperature) < 1e-4 * t.temperature, `temperature ${r.candidate.temperature} vs ${t.temperature}`);
+
+  // 'refit' is one fit on the whole fitting part at the same penalty: another head (so the comparison above has teeth).
+  const refit = adaptHead(local, { temperature: 1, threshold: 0.5 }, { bootstrap: 0, head: 'refit', repeats: 2 });
+  assert.equal(refit.candidate.lambda, r.candidate.lambda);
+  const whole = fitLogisticL2(local.features, local.images.length, d, y, { lambda: r.candidate.lambda, rows: fitRows, offsets: local.baseLogits, tolerance: 1e-10 });
+  let gap = 0;
+  for (let q = 0; q < d; q++) {
+    assert.ok(Math.abs(refit.candidate.deltaWeight[q]! - whole.weight[q]!) < 1e-5 * (1 + Math.abs(whole.weight[q]!)));
+    gap = Math.max(gap, Math.abs(whole.weight[q]! - wSum[q]! / heads));
+  }
+  assert.ok(gap > 1e-3, `the refit and the bagged heads differ (max weight gap ${gap})`);
+});
+
+test('disjointness with bagging over repeated fold splits: held-out garbage changes nothing fitted', () => {
+  const local = makeSite({ studies: 240, seed: 'disjoint-bagged', shift: true });
+  const base = { temperature: 1, threshold: 0.5 };
+  const opts = { bootstrap: 0, head: 'bagged' as const, repeats: 3 };
+  const a = adaptHead(local, base, opts);
+  const held = new Set(a.split.heldOutPatients);
+  const rng = new Rng('garbage-bagged');
+  const features = local.features.slice();
+  const baseLogits = Float64Array.from(local.baseLogits);
+  local.images.forEach((im, i) => {
+    if (!held.has(im.patient)) return;
+    for (let j = 0; j < local.dim; j++) features[i * local.dim + j] = rng.normal(0, 50);
+    baseLogits[i] = rng.normal(0, 30);
+  });
+  const b = adaptHead({ images: local.images, features, dim: local.dim, baseLogits }, base, opts);
+  assert.deepEqual(Array.from(b.candidate.deltaWeight), Array.from(a.candidate.deltaWeight));
+  assert.equal(b.candidate.deltaBias, a.candidate.deltaBias);
+  assert.equal(b.candidate.temperature, a.candidate.temperature);
+  assert.equal(b.candidate.threshold, a.candidate.threshold);
+  assert.deepEqual(b.cv, a.cv);
+  assert.notEqual(b.heldOut.after.logLoss, a.heldOut.after.logLoss, 'the held-out numbers do read the held-out part');
+});

@@ -84,6 +84,14 @@ export interface AdaptOptions {
   seed?: Seed;
   /** The "too small" rule's minimum number of abnormal and of normal studies per part (default 20). */
   minStudiesPerClass?: number;
+  /**
+   * The deployed head: 'bagged' (default), the mean of the cross-fitting folds' heads at the chosen penalty (each
+   * fitted on the fitting part less one fold; the head is linear, so their mean is one head of the same form); or
+   * 'refit', one fit on the whole fitting part.
+   */
+  head?: 'bagged' | 'refit';
+  /** Cross-fitting repeated over this many fold splits (other seeds); the losses, logits and heads averaged (default 1). */
+  repeats?: number;
   /** Called as work progresses (fits done / fits planned). */
   onProgress?: (done: number, total: number, what: string) => void;
 }
@@ -95,7 +103,14 @@ export const ADAPT_DEFAULTS = {
   bootstrap: 1000,
   seed: 20240611,
   minStudiesPerClass: 20,
+  head: 'bagged' as 'bagged' | 'refit',
+  repeats: 1,
 };
+
+/** The seed of the r-th fold split (r = 0: the seed itself, so one split is the split of earlier versions). */
+export function foldSeed(seed: Seed, r: number): Seed {
+  return r === 0 ? seed : `${String(seed)}/folds-${r}`;
+}
 
 /** The adapted head in the offset form: z' = z_base + features . deltaWeight + deltaBias; p = sigmoid(z' / T). */
 export interface FittedHead {
@@ -105,6 +120,8 @@ export interface FittedHead {
   threshold: number;
   /** The penalty chosen by cross-fitting (Infinity: the deployed weights, logit shifted). */
   lambda: number;
+  /** How the head was made: the mean of `folds` fold heads ('bagged') or one fit on the fitting part ('refit'). */
+  fit?: { head: 'bagged' | 'refit'; folds: number; repeats: number };
   rule: ThresholdRule;
   /** The site's grey map the features were computed after (set by the host that fitted it; none: the plain images). */
   greyMap?: GreyMap;
@@ -288,58 +305,82 @@ export function adaptHead(data: AdaptData, base: BaseModel, opts: AdaptOptions =
   const fitImages = fitStudies.flatMap((s) => idx.imagesOf[s]!).sort((a, b) => a - b);
   const heldImages = heldStudies.flatMap((s) => idx.imagesOf[s]!).sort((a, b) => a - b);
 
-  // 2. Penalty by cross-fitting (patient-grouped folds of the fitting part).
+  // 2. Penalty by cross-fitting (patient-grouped folds of the fitting part), over `repeats` fold splits: the
+  // out-of-fold log loss of each penalty is the mean over the splits; every fold's head is kept for bagging.
   const fitUnits = fitStudies.map((s) => idx.studies[s]!);
-  const foldOf = patientFolds(fitUnits, k, seed);
-  const foldImages: number[][] = Array.from({ length: k }, () => []);
-  for (const i of fitImages) foldImages[foldOf.get(data.images[i]!.patient)!]!.push(i);
-  const usedFolds = foldImages.map((f, j) => j).filter((j) => foldImages[j]!.length > 0);
-  const total = lambdas.length * usedFolds.length + 1;
+  const headMode = opts.head ?? ADAPT_DEFAULTS.head;
+  const repeats = opts.repeats ?? ADAPT_DEFAULTS.repeats;
+  if (!Number.isInteger(repeats) || repeats < 1) throw new RangeError(`adapt: repeats must be an integer >= 1, got ${repeats}`);
+  const splits = Array.from({ length: repeats }, (_, r) => {
+    const foldOf = patientFolds(fitUnits, k, foldSeed(seed, r));
+    const foldImages: number[][] = Array.from({ length: k }, () => []);
+    for (const i of fitImages) foldImages[foldOf.get(data.images[i]!.patient)!]!.push(i);
+    return { foldOf, foldImages, usedFolds: foldImages.map((f, j) => j).filter((j) => foldImages[j]!.length > 0) };
+  });
+  const fitCount = splits.reduce((a, sp) => a + sp.usedFolds.length, 0);
+  const total = lambdas.length * fitCount + (headMode === 'refit' ? 1 : 0);
   let done = 0;
-  const oof = lambdas.map(() => new Float64Array(n));
-  for (const j of usedFolds) {
-    const train = fitImages.filter((i) => foldOf.get(data.images[i]!.patient) !== j);
-    const st = standardizer(data.features, n, d, train);
-    let warm: LogisticFit | undefined;
-    lambdas.forEach((lambda, li) => {
-      // Along the path from the strongest penalty down, each fit starts where the previous one ended.
-      warm = fitLogisticL2(data.features, n, d, y, { lambda, rows: train, offsets, standardize: st, ...(warm ? { init: { v: warm.v, c: warm.c } } : {}) });
-      const test = foldImages[j]!;
-      for (const i of test) {
-        let z = offsets[i]! + warm.bias;
-        for (let q = 0; q < d; q++) z += data.features[i * d + q]! * warm.weight[q]!;
-        oof[li]![i] = z;
-      }
-      opts.onProgress?.(++done, total, `cross-fitting fold ${j + 1}/${usedFolds.length}, lambda ${lambda}`);
-    });
-  }
+  // oof[r][li][i]: the out-of-fold logit of image i under split r at penalty li; headSum[li]: sum of the fold heads.
+  const oof = splits.map(() => lambdas.map(() => new Float64Array(n)));
+  const headSum = lambdas.map(() => ({ weight: new Float64Array(d), bias: 0 }));
+  splits.forEach((sp, r) => {
+    for (const j of sp.usedFolds) {
+      const train = fitImages.filter((i) => sp.foldOf.get(data.images[i]!.patient) !== j);
+      const st = standardizer(data.features, n, d, train);
+      let warm: LogisticFit | undefined;
+      lambdas.forEach((lambda, li) => {
+        // Along the path from the strongest penalty down, each fit starts where the previous one ended.
+        warm = fitLogisticL2(data.features, n, d, y, { lambda, rows: train, offsets, standardize: st, ...(warm ? { init: { v: warm.v, c: warm.c } } : {}) });
+        const hs = headSum[li]!;
+        for (let q = 0; q < d; q++) hs.weight[q]! += warm.weight[q]!;
+        hs.bias += warm.bias;
+        for (const i of sp.foldImages[j]!) {
+          let z = offsets[i]! + warm.bias;
+          for (let q = 0; q < d; q++) z += data.features[i * d + q]! * warm.weight[q]!;
+          oof[r]![li]![i] = z;
+        }
+        opts.onProgress?.(++done, total, `cross-fitting${repeats > 1 ? ` split ${r + 1}/${repeats}` : ''} fold ${j + 1}/${sp.usedFolds.length}, lambda ${lambda}`);
+      });
+    }
+  });
   const fitY = fitImages.map((i) => y[i]!);
-  const cv = lambdas.map((lambda, li) => ({ lambda, logLoss: logLoss(fitImages.map((i) => sigmoid(oof[li]![i]!)), fitY) }));
+  const cv = lambdas.map((lambda, li) => ({
+    lambda,
+    logLoss: oof.reduce((a, o) => a + logLoss(fitImages.map((i) => sigmoid(o[li]![i]!)), fitY), 0) / repeats,
+  }));
   let best = 0;
   cv.forEach((c, li) => {
     if (c.logLoss < cv[best]!.logLoss - 1e-12) best = li;
   });
   const lambda = lambdas[best]!;
 
-  // 3-4. Study-level temperature and threshold on the out-of-fold logits of the chosen penalty.
+  // 3-4. Study-level temperature and threshold on the out-of-fold logits of the chosen penalty (with several
+  // splits, each image's out-of-fold logits averaged over the splits: still from heads that never saw it).
   const fitStudyIndex = new Map<number, number>();
   fitStudies.forEach((s, r) => fitStudyIndex.set(s, r));
-  const oofLogits = fitImages.map((i) => oof[best]![i]!);
+  const oofLogits = fitImages.map((i) => oof.reduce((a, o) => a + o[best]![i]!, 0) / repeats);
   const oofStudy = fitImages.map((i) => fitStudyIndex.get(idx.studyOf[i]!)!);
   const fitStudyLabels = fitStudies.map((s) => idx.studies[s]!.label);
   const tfit = fitStudyTemperature(oofLogits, oofStudy, fitStudyLabels);
   const oofP = studyProbabilities(oofLogits, oofStudy, fitStudies.length, tfit.temperature);
   const op = chooseThreshold(oofP, fitStudyLabels, rule);
 
-  // 5. The head on the whole fitting part.
-  const final = fitLogisticL2(data.features, n, d, y, { lambda, rows: fitImages, offsets });
-  opts.onProgress?.(++done, total, 'final fit');
+  // 5. The head: the mean of the fold heads (bagged), or one fit on the whole fitting part (refit).
+  let final: { weight: Float64Array; bias: number };
+  if (headMode === 'refit') {
+    final = fitLogisticL2(data.features, n, d, y, { lambda, rows: fitImages, offsets });
+    opts.onProgress?.(++done, total, 'final fit');
+  } else {
+    const hs = headSum[best]!;
+    final = { weight: hs.weight.map((v) => v / fitCount), bias: hs.bias / fitCount };
+  }
   const candidate: FittedHead = {
     deltaWeight: Float32Array.from(final.weight),
     deltaBias: final.bias,
     temperature: tfit.temperature,
     threshold: op.threshold,
     lambda,
+    fit: { head: headMode, folds: fitCount, repeats },
     rule,
     outOfFold: { studies: fitStudies.length, kappa: op.kappa, sensitivity: op.sensitivity, specificity: op.specificity, temperatureNllBefore: tfit.nllBefore, temperatureNllAfter: tfit.nllAfter },
   };
