@@ -9,12 +9,14 @@
  *   2. head     logistic regression with L2 towards the deployed head (logistic.ts): z' = z_base + x . dw + db, so a
  *               strong penalty keeps the deployed head and only shifts its logit, and a weak one refits every weight.
  *               The penalty is chosen among `lambdas` by 5-fold patient-grouped cross-fitting inside the fitting
- *               part (out-of-fold image log loss); Infinity (logit shift only) is always a candidate;
+ *               part, repeated over `repeats` fold splits (3 by default: the mean out-of-fold image log loss of the
+ *               splits, less noisy than one split's on ~120 studies); Infinity (logit shift only) is always a candidate;
  *   3. temperature  fitted at study level (the mean of the views' probabilities, MURA's rule) on the out-of-fold
- *               logits — never on logits of images the head was fitted on, which are overconfident;
+ *               logits (each image's averaged over the splits) — never on logits of images the head was fitted on;
  *   4. threshold    on the same out-of-fold study probabilities: maximum Cohen's kappa, or the largest threshold
  *               reaching a target sensitivity (src/evaluate/threshold.ts);
- *   5. refit    the head on the whole fitting part at the chosen penalty;
+ *   5. head     the mean of the fold heads at the chosen penalty ('bagged', default: still one linear head, and the
+ *               one whose out-of-fold logits steps 3-4 were fitted on), or a refit on the whole fitting part ('refit');
  *   6. held-out before/after: the deployed model (its temperature, its threshold) against the adapted one, at
  *               study level: AUC, sensitivity, specificity, Cohen's kappa, ECE, log loss, with percentile bootstrap
  *               intervals over held-out studies (the same draws for both, so differences are paired);
@@ -90,7 +92,7 @@ export interface AdaptOptions {
    * 'refit', one fit on the whole fitting part.
    */
   head?: 'bagged' | 'refit';
-  /** Cross-fitting repeated over this many fold splits (other seeds); the losses, logits and heads averaged (default 1). */
+  /** Cross-fitting repeated over this many fold splits (other seeds); the losses, logits and heads averaged (default 3). */
   repeats?: number;
   /** Called as work progresses (fits done / fits planned). */
   onProgress?: (done: number, total: number, what: string) => void;
@@ -104,7 +106,7 @@ export const ADAPT_DEFAULTS = {
   seed: 20240611,
   minStudiesPerClass: 20,
   head: 'bagged' as 'bagged' | 'refit',
-  repeats: 1,
+  repeats: 3,
 };
 
 /** The seed of the r-th fold split (r = 0: the seed itself, so one split is the split of earlier versions). */

@@ -63,6 +63,11 @@ export interface AdaptationRecord {
     /** The penalty chosen by cross-fitting; 'infinity' = the deployed weights with a shifted logit. */
     lambda: number | 'infinity';
     folds: number;
+    /**
+     * How the deployed head was made: 'bagged', the mean of `fold_heads` cross-fitting heads over `fold_splits` fold
+     * splits; 'refit', one fit on the whole fitting part.
+     */
+    head_fit?: { head: 'bagged' | 'refit'; fold_heads: number; fold_splits: number };
     temperature: number;
     threshold: number;
     threshold_rule: string;
@@ -151,6 +156,7 @@ export function adaptationRecord(
       head: 'logistic-l2-towards-base',
       lambda: c.lambda === Infinity ? 'infinity' : c.lambda,
       folds: ctx.folds,
+      ...(c.fit ? { head_fit: { head: c.fit.head, fold_heads: c.fit.folds, fold_splits: c.fit.repeats } } : {}),
       temperature: c.temperature,
       threshold: c.threshold,
       threshold_rule: ruleText(c.rule),
