@@ -22,6 +22,7 @@ interface Flags {
   heldOut: number;
   minStudies: number;
   folds: number;
+  cvRepeats: number;
   bootstrap: number;
   seed: Seed;
   threads?: number;
@@ -55,6 +56,7 @@ export function registerAdapt(program: Command): void {
     .option('--held-out <f>', 'share of patients held out for the before/after check', parseFloatOption('--held-out', 0.1, 0.9), ADAPT_DEFAULTS.heldOutFraction)
     .option('--min-studies <n>', 'the "too small" rule: fewer abnormal or normal studies than this in either part -> keep the deployed model, claim nothing', parseIntOption('--min-studies', 1, 100000), ADAPT_DEFAULTS.minStudiesPerClass)
     .option('--folds <k>', 'cross-fitting folds inside the fitting part', parseIntOption('--folds', 2, 20), ADAPT_DEFAULTS.folds)
+    .option('--cv-repeats <n>', 'fold splits the cross-fitting is repeated over (losses averaged; the head is the mean of all fold heads)', parseIntOption('--cv-repeats', 1, 20), ADAPT_DEFAULTS.repeats)
     .option('--bootstrap <B>', 'bootstrap replicates of the held-out intervals (0 = none)', parseIntOption('--bootstrap', 0, 100000), ADAPT_DEFAULTS.bootstrap)
     .option('--seed <s>', 'seed of the split, folds and bootstrap', parseSeed, ADAPT_DEFAULTS.seed as Seed)
     .option('--threads <n>', 'ONNX Runtime threads', parseIntOption('--threads', 1, 256))
@@ -112,6 +114,7 @@ rest were used); 2 bad options, a model without the features output, or unusable
           heldOutFraction: f.heldOut,
           minStudiesPerClass: f.minStudies,
           folds: f.folds,
+          repeats: f.cvRepeats,
           bootstrap: f.bootstrap,
           seed: f.seed,
           ...(f.threads ? { threads: f.threads } : {}),

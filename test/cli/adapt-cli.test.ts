@@ -151,9 +151,11 @@ test('adapt --reference-data: the grey map travels in the adapted .onnx (preproc
 test('adapt --site-filter auto: every candidate scored inside the fitting part, the lowest kept; an adopted filter travels in the .onnx and the head file, and the facade applies it', async () => {
   const out = join(tmp.dir, 'adapted-filter.onnx');
   const head = join(tmp.dir, 'head-filter.json');
-  const r = runCli(['adapt', '--model', model, '--data', data, '--out', out, '--head-out', head, '--min-studies', '3', '--bootstrap', '20', '--workers', '0', '--threads', '1', '--json']);
+  // One fold split (--cv-repeats 1): on this tiny set the choice then keeps a filter, which the round trip below needs.
+  const r = runCli(['adapt', '--model', model, '--data', data, '--out', out, '--head-out', head, '--min-studies', '3', '--bootstrap', '20', '--cv-repeats', '1', '--workers', '0', '--threads', '1', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const rec = JSON.parse(r.stdout);
+  assert.deepEqual(rec.method.head_fit, { head: 'bagged', fold_heads: 5, fold_splits: 1 });
   const sp = rec.method.site_preprocessing;
   assert.ok(sp, 'the record says which site preprocessings were tried');
   // No reference grey levels: none and the nine filters (the unsharp masks among them), without the map.

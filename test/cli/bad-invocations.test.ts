@@ -160,6 +160,7 @@ const CASES: readonly Case[] = [
   { command: 'calibrate', kind: 'unusable input', args: ['calibrate', '--model', CAL_CKPT, '--data', CAL_DATA, '--split', NORMAL_ONLY_SPLIT, '--target-sensitivity', '0.9'], names: '--target-sensitivity' },
   { command: 'adapt', kind: 'missing path', args: ['adapt', '--model', MISSING, '--data', MISSING], names: MISSING },
   { command: 'adapt', kind: 'bad value', args: ['adapt', '--model', JUNK_ONNX, '--data', MISSING, '--held-out', '2'], names: '--held-out' },
+  { command: 'adapt', kind: 'bad value', args: ['adapt', '--model', JUNK_ONNX, '--data', MISSING, '--cv-repeats', '0'], names: '--cv-repeats' },
   { command: 'adapt', kind: 'unusable model', args: ['adapt', '--model', JUNK_ONNX, '--data', tmp.dir], names: 'junk.onnx' },
   { command: 'adapt', kind: 'unusable input', args: ['adapt', '--model', FEATURES_ONNX, '--data', ONE_CLASS_CSV, '--workers', '0', '--threads', '1'], names: ONE_CLASS_CSV },
   { command: 'adapt', kind: 'unusable input', args: ['adapt', '--model', FEATURES_ONNX, '--data', DISAGREE_CSV, '--workers', '0', '--threads', '1'], names: DISAGREE_CSV },
