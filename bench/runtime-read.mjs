@@ -21,6 +21,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: a } = parseArgs({
@@ -72,10 +73,6 @@ const url = `http://127.0.0.1:${server.address().port}/`;
 const profile = mkdtempSync(join(tmpdir(), 'nextray-runtime-read-profile-'));
 const launch = () => chromium.launchPersistentContext(profile, { executablePath: process.env.NEXTRAY_CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
 const WAYS = ['route', 'fetch-handler', 'fetch-buffer', 'cache-blob'];
-const median = (xs) => {
-  const q = [...xs].sort((x, y) => x - y);
-  return q.length % 2 ? q[q.length >> 1] : (q[q.length / 2 - 1] + q[q.length / 2]) / 2;
-};
 const result = { bench: 'runtime-read', wasm_bytes: wasm.length, rounds, date: new Date().toISOString(), load_start: loadavg().map((x) => +x.toFixed(2)), new_tab: {}, restarted: {} };
 try {
   let ctx = await launch();

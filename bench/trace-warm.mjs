@@ -25,6 +25,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stopWorkers } from './lib/service-workers.mjs';
+import { median } from './lib/util.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -38,10 +39,6 @@ const { values: a } = parseArgs({
     app: { type: 'string' },
   },
 });
-const median = (xs) => {
-  const q = [...xs].sort((x, y) => x - y);
-  return q.length % 2 ? q[q.length >> 1] : (q[q.length / 2 - 1] + q[q.length / 2]) / 2;
-};
 if (!a.model) throw new Error('--model FILE.onnx is required');
 const dist = (p) => new URL(`../dist/${p}`, import.meta.url).href;
 const log = (s) => process.stderr.write(`${s}\n`);
