@@ -85,7 +85,9 @@ function summarise(events) {
   const rel = (ts) => Math.round((ts - t0) / 100) / 10;
   const byName = new Map();
   for (const e of events) {
-    if (e.ph !== 'X' && e.ph !== 'B') continue;
+    // Complete and begin events carry a duration; instant ones (V8's v8.wasm.cachedModule, v8.wasm.moduleCacheHit)
+    // are counted with 0 ms, so the summary says whether the wasm code cache was written or hit.
+    if (e.ph !== 'X' && e.ph !== 'B' && e.ph !== 'I' && e.ph !== 'i') continue;
     const k = e.name;
     const r = byName.get(k) ?? { count: 0, ms: 0, first: Infinity };
     r.count++;
@@ -93,7 +95,7 @@ function summarise(events) {
     r.first = Math.min(r.first, rel(e.ts));
     byName.set(k, r);
   }
-  const wasm = Object.fromEntries([...byName].filter(([k]) => k.startsWith('wasm.') || k.includes('Wasm')).map(([k, v]) => [k, { count: v.count, ms: Math.round(v.ms), first: v.first }]));
+  const wasm = Object.fromEntries([...byName].filter(([k]) => k.startsWith('wasm.') || k.startsWith('v8.wasm.') || k.includes('Wasm')).map(([k, v]) => [k, { count: v.count, ms: Math.round(v.ms), first: v.first }]));
   const sw = Object.fromEntries(
     [...byName]
       .filter(([k]) => /ServiceWorker|StartWorker|FetchEvent|EmbeddedWorker/i.test(k))
