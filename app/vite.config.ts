@@ -20,6 +20,7 @@ import { ORT_BUILDS } from '../src/serve/model-description.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const ortDir = resolve(here, '..', 'node_modules', 'onnxruntime-web');
 const ortDist = join(ortDir, 'dist');
+const ortVersion = (JSON.parse(readFileSync(join(ortDir, 'package.json'), 'utf8')) as { version: string }).version;
 
 /**
  * The icon: a bone across a dark square. `pad` shrinks the drawing towards the centre (maskable icons must keep their
@@ -97,7 +98,6 @@ function offlineApp(): Plugin {
         .filter((f) => !NOT_PRECACHED.test(f));
       const hash = createHash('sha256');
       for (const f of files) hash.update(f).update('\0').update(readFileSync(join(outDir, f))).update('\0');
-      const ortVersion = (JSON.parse(readFileSync(join(ortDir, 'package.json'), 'utf8')) as { version: string }).version;
       hash.update(ortVersion);
       const r = await esbuild({
         entryPoints: [join(here, 'src', 'sw.ts')],
@@ -132,6 +132,8 @@ export default defineConfig({
       { find: /^(fs|path)$/, replacement: join(here, 'src', 'node-stub.ts') },
     ],
   },
+  // The page reads its runtime build from the service worker's cache for this onnxruntime-web version (runtime.ts).
+  define: { __RUNTIME_VERSION__: JSON.stringify(ortVersion) },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   build: {
     outDir: resolve(here, '..', 'dist', 'app'),

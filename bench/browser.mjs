@@ -36,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stopWorkers } from './lib/service-workers.mjs';
 import sharp from 'sharp';
+import { median } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = (p) => new URL(`../dist/${p}`, import.meta.url).href;
@@ -57,11 +58,6 @@ const work = a.work ?? mkdtempSync(join(tmpdir(), 'nextray-bench-browser-'));
 mkdirSync(work, { recursive: true });
 const bin = join(root, 'bin', 'nextray.js');
 const log = (s) => process.stderr.write(`bench browser: ${s}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const r1 = (x) => Math.round(x * 10) / 10;
 const load = () => loadavg().map((x) => +x.toFixed(2));
 

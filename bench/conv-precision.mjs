@@ -9,12 +9,10 @@
 // Usage: node bench/conv-precision.mjs [--net resnet18|slim] [--reps 5] [--batch 8] [--size 320]
 import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
+import { option } from './lib/util.mjs';
 
 const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
-};
+const opt = (name, dflt) => Number(option(argv, name, dflt));
 const net = argv.includes('--net') ? argv[argv.indexOf('--net') + 1] : 'resnet18';
 if (net !== 'resnet18' && net !== 'slim') {
   console.error(`bench: --net ${net}: use resnet18 or slim`);

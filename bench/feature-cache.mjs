@@ -29,6 +29,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib/util.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -309,10 +310,6 @@ try {
   report.results = results;
 
   // Derived numbers.
-  const median = (xs) => {
-    const s = [...xs].sort((p, q) => p - q);
-    return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : null;
-  };
   const u = results.uncached?.epochs?.[0];
   const cachedEpochs = results.cached?.epochs?.slice(1) ?? [];
   const cachedTrain = median(cachedEpochs.map((e) => e.train_seconds));

@@ -4,13 +4,11 @@
 // dev machine; about 26 s with the native oneDNN engine), so the tests check leaks at 64x64 and this pass lives here.
 // Usage: npm run build && node bench/models-forward-320.mjs [--engine cpu|native|auto] [--size 320] [--runs 2]
 import { fileURLToPath } from 'node:url';
+import { option } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(argv, name, dflt);
 const size = Number(opt('size', '320'));
 const runs = Number(opt('runs', '2'));
 

@@ -19,6 +19,7 @@
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
+import { median } from './lib/util.mjs';
 
 const dist = new URL('../dist/src/', import.meta.url);
 const { initEngine } = await import(new URL('engine/index.js', dist).href);
@@ -49,11 +50,6 @@ const { values: a } = parseArgs({
 const size = Number(a.size);
 const threads = Number(a.threads);
 
-const median = (xs) => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** 2 x multiply-adds of a ResNet's convs + classifier at `size` (ResNet only; null for other families). */
 function resnetGflop(net, size) {

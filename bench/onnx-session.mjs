@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
+import { median } from './lib/util.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const { values: a } = parseArgs({
@@ -41,11 +42,6 @@ const { values: a } = parseArgs({
   },
 });
 
-const median = (xs) => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
 if (a.child) {

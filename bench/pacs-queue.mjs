@@ -13,14 +13,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { option } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = new URL('../dist/', import.meta.url);
 const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(argv, name, dflt);
 const studies = Number(opt('studies', '40'));
 const views = Number(opt('views', '2'));
 const size = Number(opt('size', '256'));

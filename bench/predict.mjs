@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { median } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: a } = parseArgs({
@@ -41,11 +42,6 @@ const PYTHON = '/usr/bin/python3';
 const dir = a.keep ?? mkdtempSync(join(tmpdir(), 'nextray-bench-predict-'));
 mkdirSync(dir, { recursive: true });
 const log = (s) => process.stderr.write(`bench predict: ${s}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
 function timed(cmd, args) {

@@ -20,6 +20,7 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = new URL('../dist/src/', import.meta.url);
@@ -57,8 +58,6 @@ const threads = Number(a.threads);
 const out = resolve(a.out);
 mkdirSync(out, { recursive: true });
 await initEngine();
-
-const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 
 /**
  * Latency of several files of one model, measured interleaved (one run of each file in turn, repeated) so that

@@ -27,13 +27,11 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { option } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(argv, name, dflt);
 const runs = opt('runs', '3');
 const warmup = opt('warmup', '1');
 const engine = opt('engine', 'native');

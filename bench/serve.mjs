@@ -22,14 +22,12 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'node:net';
+import { median, option } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = new URL('../dist/', import.meta.url);
 const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(argv, name, dflt);
 const flag = (name) => argv.includes(`--${name}`);
 const models = opt('models', 'demo,resnet152').split(',');
 const clients = Number(opt('clients', '16'));
@@ -105,7 +103,6 @@ function peakRssMb(pid) {
 }
 
 const pct = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 async function load(url, body, perClient) {
   const lat = [];

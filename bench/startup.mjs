@@ -51,11 +51,6 @@ const threads = cpus().length;
 const dir = a.keep ?? mkdtempSync(join(tmpdir(), 'nextray-bench-startup-'));
 mkdirSync(dir, { recursive: true });
 const log = (s) => process.stderr.write(`bench startup: ${s}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
 const cacheHome = join(dir, 'xdg-cache');
@@ -139,6 +134,7 @@ np.save(sys.argv[3], y.numpy().astype(np.float32))
 `;
 const TORCH_SETUP = `
 import sys, numpy as np, torch
+import { median } from './lib/util.mjs';
 ${TORCH_RESNET152}
 torch.manual_seed(0)
 torch.save(ResNet().state_dict(), sys.argv[1])

@@ -25,6 +25,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stopWorkers } from './lib/service-workers.mjs';
+import { median } from './lib/util.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -38,10 +39,6 @@ const { values: a } = parseArgs({
     app: { type: 'string' },
   },
 });
-const median = (xs) => {
-  const q = [...xs].sort((x, y) => x - y);
-  return q.length % 2 ? q[q.length >> 1] : (q[q.length / 2 - 1] + q[q.length / 2]) / 2;
-};
 if (!a.model) throw new Error('--model FILE.onnx is required');
 const dist = (p) => new URL(`../dist/${p}`, import.meta.url).href;
 const log = (s) => process.stderr.write(`${s}\n`);
@@ -88,7 +85,9 @@ function summarise(events) {
   const rel = (ts) => Math.round((ts - t0) / 100) / 10;
   const byName = new Map();
   for (const e of events) {
-    if (e.ph !== 'X' && e.ph !== 'B') continue;
+    // Complete and begin events carry a duration; instant ones (V8's v8.wasm.cachedModule, v8.wasm.moduleCacheHit)
+    // are counted with 0 ms, so the summary says whether the wasm code cache was written or hit.
+    if (e.ph !== 'X' && e.ph !== 'B' && e.ph !== 'I' && e.ph !== 'i') continue;
     const k = e.name;
     const r = byName.get(k) ?? { count: 0, ms: 0, first: Infinity };
     r.count++;
@@ -96,7 +95,7 @@ function summarise(events) {
     r.first = Math.min(r.first, rel(e.ts));
     byName.set(k, r);
   }
-  const wasm = Object.fromEntries([...byName].filter(([k]) => k.startsWith('wasm.') || k.includes('Wasm')).map(([k, v]) => [k, { count: v.count, ms: Math.round(v.ms), first: v.first }]));
+  const wasm = Object.fromEntries([...byName].filter(([k]) => k.startsWith('wasm.') || k.startsWith('v8.wasm.') || k.includes('Wasm')).map(([k, v]) => [k, { count: v.count, ms: Math.round(v.ms), first: v.first }]));
   const sw = Object.fromEntries(
     [...byName]
       .filter(([k]) => /ServiceWorker|StartWorker|FetchEvent|EmbeddedWorker/i.test(k))
@@ -184,9 +183,11 @@ function phaseTable(visits) {
     ['HTML received (navigation responseEnd)', (v) => v.navigation.responseEnd],
     ["page's script running (nextray:script)", (v) => mark(v, 'script')],
     ['onnxruntime-web imported (nextray:runtime-imported)', (v) => mark(v, 'runtime-imported')],
-    ['runtime wasm requested', (v) => res(v, /ort-wasm[^/]*\.wasm$/)?.fetchStart],
+    ['runtime wasm requested (fetched: a first visit, or no Cache Storage)', (v) => res(v, /ort-wasm[^/]*\.wasm$/)?.fetchStart],
     ['runtime wasm received (14 MB)', (v) => res(v, /ort-wasm[^/]*\.wasm$/)?.responseEnd],
+    ["runtime wasm read from the worker's cache by the page (nextray:runtime-stored)", (v) => mark(v, 'runtime-stored')],
     ['wasm compiled (end of wasm.FinishStreaming)', (v) => (v.trace.wasm['wasm.FinishStreaming'] ? v.trace.wasm['wasm.FinishStreaming'].first + v.trace.wasm['wasm.FinishStreaming'].ms : null)],
+    ['runtime instantiated (start of wasm.AsyncInstantiate)', (v) => v.trace.wasm['wasm.AsyncInstantiate']?.first ?? null],
     ['model.json answered (nextray:model-described)', (v) => mark(v, 'model-described')],
     ['model bytes read from Cache Storage (nextray:model-bytes)', (v) => mark(v, 'model-bytes')],
     ['runtime started: threads + identity session (nextray:runtime-started)', (v) => mark(v, 'runtime-started')],

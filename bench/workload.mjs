@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { median, option } from './lib/util.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const engineJs = `${root}dist/src/engine/index.js`;
@@ -17,10 +18,7 @@ if (!existsSync(engineJs)) {
 
 const argv = process.argv.slice(2);
 const kind = argv[0];
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(argv, name, dflt);
 const flag = (name) => argv.includes(`--${name}`);
 const arch = opt('arch', 'resnet152');
 const batch = Number(opt('batch', '1'));
@@ -36,10 +34,6 @@ const { initEngine, tf, kernelProfile, resetKernelProfile, enableKernelProfile, 
 const info = await initEngine(engineName);
 const precision = setPrecision(precisionWanted, 'benchmarking');
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function timeRuns(step) {
   for (let i = 0; i < warmup; i++) step();

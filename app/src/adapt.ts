@@ -189,40 +189,36 @@ export async function runAdaptation(site: SiteHook, files: readonly File[], o: A
   // does; the map fitted on the fitting part's grey levels), the model run again over the studies after each, the
   // head refitted on each, the lowest cross-fitted log loss inside the fitting part kept.
   const reference = site.greyReference;
-  let outcome: adaptation.SitePrepOutcome;
-  try {
-    outcome = await adaptWithSitePreprocessing(
-      images,
-      dim,
-      { features, baseLogits: deployedLogits },
-      { temperature, threshold },
-      {
-        async outputs(prep, what) {
-          const f = new Float32Array(kept.length * dim);
-          const z = new Float64Array(kept.length);
-          for (let i = 0; i < kept.length; i++) {
-            o.onProgress?.(`Reading the studies after ${what}: image ${i + 1} of ${kept.length}`, i, kept.length);
-            const r = await site.outputs(kept[i]!.file, prep);
-            f.set(r.features, i * dim);
-            z[i] = r.logit * temperature;
-          }
-          return { features: f, baseLogits: z };
-        },
-        async histogramOf(idx, siteFilter) {
-          const h = new GreyHistogram();
-          for (let k = 0; k < idx.length; k++) {
-            o.onProgress?.(`Measuring the grey levels: image ${k + 1} of ${idx.length}`, k, idx.length);
-            await site.greyLevels(kept[idx[k]!]!.file, h, siteFilter ?? null);
-          }
-          return h;
-        },
+  // The core's own checks (sizes, a positive temperature) hold by construction here (the card check refuses a
+  // non-positive temperature); what a user can get wrong (labels, too few studies) it reports as AdaptError itself.
+  const outcome: adaptation.SitePrepOutcome = await adaptWithSitePreprocessing(
+    images,
+    dim,
+    { features, baseLogits: deployedLogits },
+    { temperature, threshold },
+    {
+      async outputs(prep, what) {
+        const f = new Float32Array(kept.length * dim);
+        const z = new Float64Array(kept.length);
+        for (let i = 0; i < kept.length; i++) {
+          o.onProgress?.(`Reading the studies after ${what}: image ${i + 1} of ${kept.length}`, i, kept.length);
+          const r = await site.outputs(kept[i]!.file, prep);
+          f.set(r.features, i * dim);
+          z[i] = r.logit * temperature;
+        }
+        return { features: f, baseLogits: z };
       },
-      { ...fitOpts, reference },
-    );
-  } catch (err) {
-    if (err instanceof RangeError) throw new AdaptError(err.message.replace(/^adapt: /, ''));
-    throw err;
-  }
+      async histogramOf(idx, siteFilter) {
+        const h = new GreyHistogram();
+        for (let k = 0; k < idx.length; k++) {
+          o.onProgress?.(`Measuring the grey levels: image ${k + 1} of ${idx.length}`, k, idx.length);
+          await site.greyLevels(kept[idx[k]!]!.file, h, siteFilter ?? null);
+        }
+        return h;
+      },
+    },
+    { ...fitOpts, reference },
+  );
   const result = outcome.result;
   let grey: GreyNormalisationRecord | null = null;
   if (reference && outcome.greyFit && outcome.greyCv) {

@@ -16,6 +16,10 @@
  *   the page is still reading its model (docs/app.md, "Speed").
  */
 import type * as OrtWeb from 'onnxruntime-web';
+import { runtimeCacheName } from './runtime-cache.js';
+
+/** onnxruntime-web's version, put in at build time (app/vite.config.ts): the service worker's cache is named after it. */
+declare const __RUNTIME_VERSION__: string;
 
 export type Backend = 'auto' | 'wasm' | 'webgpu';
 
@@ -81,6 +85,30 @@ export function ortFiles(build: 'wasm' | 'webgpu'): { mjs: string; wasm: string 
   return { mjs: `${base}${stem}.mjs`, wasm: `${base}${stem}.wasm` };
 }
 
+/**
+ * The runtime build's wasm as the service worker stored it (Cache Storage, this onnxruntime-web version's cache), read
+ * whole by the page; null when it is not there yet (a first visit), when Cache Storage is not offered (file://, an
+ * insecure origin) or on any error — onnxruntime-web then fetches it as usual.
+ *
+ * Why: a later visit spent ~0.3 s (idle, 2 cores) receiving the 14 MB through `fetch` (a static route or the worker)
+ * and streaming it into the compiler, and ~0.7 s after a browser restart; read with `Cache.match` → `Blob` →
+ * `ArrayBuffer` it takes ~0.07 s, and the whole compile ~0.15 s and ~0.3 s (docs/app.md, "Reading the runtime from
+ * Cache Storage"). V8's module cache (the compiled module kept by a running renderer) is looked up by the bytes either way.
+ */
+export async function storedWasm(url: string): Promise<ArrayBuffer | null> {
+  try {
+    if (typeof caches === 'undefined') return null;
+    const hit = await (await caches.open(runtimeCacheName(__RUNTIME_VERSION__))).match(url, { ignoreSearch: true });
+    if (!hit?.ok) return null;
+    const bytes = await (await hit.blob()).arrayBuffer();
+    // A wasm module starts with "\0asm"; anything else is left to the network.
+    const head = new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength));
+    return head.length === 4 && head[0] === 0 && head[1] === 0x61 && head[2] === 0x73 && head[3] === 0x6d ? bytes : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Picks and loads the build (see the module comment). */
 export async function loadRuntime(want: Backend, shipped: readonly string[], why: string | null = null): Promise<Runtime> {
   let build: 'wasm' | 'webgpu' = 'wasm';
@@ -103,9 +131,16 @@ export async function loadRuntime(want: Backend, shipped: readonly string[], why
   // onnxruntime-web, takes that round trip off the way to the wasm (the module map hands onnxruntime-web the same
   // module). A failure is left to onnxruntime-web's own import to report.
   import(/* @vite-ignore */ f.mjs).catch(() => undefined);
+  // Read from the worker's cache alongside the imports (see storedWasm).
+  const stored = storedWasm(f.wasm);
   const ort = (build === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm')) as typeof OrtWeb;
   mark('runtime-imported');
   ort.env.wasm.wasmPaths = f;
+  const bytes = await stored;
+  if (bytes) {
+    mark('runtime-stored');
+    ort.env.wasm.wasmBinary = bytes;
+  }
   const threads = wasmThreads();
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;

@@ -7,7 +7,8 @@
  *     and drop the previous version's cache at activation. The page's address answers with the cached index.html
  *     when the network is gone.
  *  2. Keep the one onnxruntime-web build this browser uses (ort/…): stored when the page first fetches it or asks for
- *     it (message 'keep'), served cache-first afterwards; the cache name carries onnxruntime-web's version.
+ *     it (message 'keep'), served cache-first afterwards; the cache name carries onnxruntime-web's version
+ *     (runtime-cache.ts). On later visits the page reads the wasm from that cache itself (runtime.ts storedWasm).
  *  3. Add Cross-Origin-Opener-Policy / -Embedder-Policy to everything it serves, so the page is cross-origin isolated
  *     (SharedArrayBuffer, hence wasm threads) from its cache and on static hosts that send no such headers.
  *
@@ -24,14 +25,15 @@
  * it may need the page's credentials and the page must notice when it changed. model.json and the server's API go
  * to the network untouched.
  */
-export {};
+import { runtimeCacheName } from './runtime-cache.js';
+
 declare const self: ServiceWorkerGlobalScope;
 declare const __PRECACHE__: string[];
 declare const __VERSION__: string;
 declare const __RUNTIME_VERSION__: string;
 
 const SHELL = `nextray-shell-${__VERSION__}`;
-const RUNTIME = `nextray-runtime-${__RUNTIME_VERSION__}`;
+const RUNTIME = runtimeCacheName(__RUNTIME_VERSION__);
 const scope = new URL(self.registration.scope);
 const at = (path: string): string => new URL(path, scope).href;
 const PRECACHE = __PRECACHE__.map(at);

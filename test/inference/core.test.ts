@@ -57,6 +57,19 @@ function prepared(image: string, ens: Ensemble, studyUid?: string): PreparedImag
   return { image, inputs: preprocessAll(grey, 20, 10, ens.preprocessings), study: studyKeyOf(image, studyUid), width: 20, height: 10, format: 'png', warnings: [] };
 }
 
+test('a member that gives no probability in [0, 1] (NaN, out of range) is refused, naming the member and the view, never read as a decision', async () => {
+  for (const bad of [Number.NaN, 1.5, -0.5]) {
+    const good = fakeModel('good', [0.2, 0.7], 32);
+    const broken = fakeModel('broken', [0.3, bad], 32);
+    const ens = new Ensemble([good, broken]);
+    await assert.rejects(
+      predictBatch(ens, [prepared('x/1.png', ens), prepared('x/2.png', ens)]),
+      (e: unknown) => e instanceof InferenceError && e.exitStatus === 2 && e.message.startsWith('broken.onnx: ') && e.message.includes(`probability ${bad} for x/2.png`) && /nextray export/.test(e.hint ?? ''),
+      `probability ${bad}`,
+    );
+  }
+});
+
 test('ensemble: the probability is the mean of the members, each member fed the input of its own preprocessing', async () => {
   const a = fakeModel('a', [0.2, 0.9], 32);
   const b = fakeModel('b', [0.4, 0.5], 48);

@@ -16,7 +16,7 @@ import { loadTrainedModel, TfjsInferenceModel } from '../../src/inference/node/c
 import type { OodGate } from '../../src/inference/core/ood.js';
 import type { SlimResNet } from '../../src/models/slim.js';
 import type { NetworkModel } from '../../src/models/head.js';
-import { mahalanobisScores, storeGate } from '../../src/inference/core/ood.js';
+import { mahalanobisScores, OodGateError, storeGate } from '../../src/inference/core/ood.js';
 import { fitOodGate } from '../../src/calibrate/ood.js';
 import { trustOutputs } from '../../src/inference/core/trust.js';
 import { Rng } from '../../src/util/rng.js';
@@ -162,6 +162,26 @@ test('TF.js fallback: one pass through the network gives the logit, cam and ood_
       assert.deepEqual(Object.keys(r.extra).sort(), [...outputs].sort());
       assert.equal(tf.memory().numTensors, baseline, `${what}: tensors left behind`);
     }
+  } finally {
+    await m.release();
+  }
+});
+
+test('TF.js fallback: a gate whose size is not the network\'s is refused as a damaged gate (OodGateError naming the model), no tensor left behind', async () => {
+  const { model } = loadTrainedModel(join(tmp.dir, 'ckpt'));
+  const d = gate.mean.length - 1;
+  const precision = new Float32Array(d * d);
+  for (let i = 0; i < d; i++) precision.set(gate.precision.subarray(i * (d + 1), i * (d + 1) + d), i * d);
+  const other: OodGate = { ...gate, mean: gate.mean.slice(0, d), precision };
+  const card = { name: 'm', source: 'ckpt/model.json', sha256: '', arch: 'resnet-slim', preprocessing: P, threshold: 0.5, engine: 'TF.js', outputs: ['logits', 'probability', 'cam', 'ood_score'], metadata: {} };
+  const m = new TfjsInferenceModel(model, card, { cam: true, gate: other });
+  try {
+    // A first run builds what the model keeps between runs; the count after it is the baseline.
+    await m.run(x, N, { outputs: ['cam'] });
+    const baseline = tf.memory().numTensors;
+    await assert.rejects(m.run(x, N, { outputs: ['ood_score'] }), (e: unknown) => e instanceof OodGateError && e.message === `ckpt/model.json: its OOD gate holds ${d} features per image, the network's layers ${gate.layers.join(', ')} give ${d + 1}: the gate was fitted for another model`);
+    assert.equal(tf.memory().numTensors, baseline, 'tensors left behind');
+    assert.equal((await m.run(x, N, { outputs: ['cam'] })).extra.cam!.dims[0], N, 'the model still runs without the gate');
   } finally {
     await m.release();
   }

@@ -9,7 +9,7 @@
 import { normaliseToChannels, preprocessGrey, resizeToInput, type Preprocessing } from '../../data/preprocess.js';
 import type { Label, Region } from '../../data/types.js';
 import type { Ensemble } from './ensemble.js';
-import type { ModelRunOptions } from './model.js';
+import { InferenceError, type ModelRunOptions } from './model.js';
 import type { StudyKey, StudySource } from './study.js';
 import type { DicomIdentity } from './identity.js';
 
@@ -125,6 +125,18 @@ export async function predictBatch(ensemble: Ensemble, images: readonly Prepared
     return x;
   });
   const raw = await ensemble.run(inputs, n, opts.outputs ? { outputs: opts.outputs } : {});
+  // A probability that is not a number in [0, 1] (NaN from a damaged file or overflowing weights) would otherwise
+  // read as 'normal' (NaN > threshold is false): refuse it, naming the member and the view.
+  raw.perModel.forEach((probs, m) => {
+    const k = probs.findIndex((p) => !(p >= 0 && p <= 1));
+    if (k >= 0) {
+      const card = ensemble.cards[m]!;
+      throw new InferenceError(
+        `${card.source}: gave the probability ${probs[k]} for ${images[k]!.image}, not a number in [0, 1]; the model file is damaged or its weights overflow`,
+        { hint: "export the model again with 'nextray export'" },
+      );
+    }
+  });
   const model = ensemble.name;
   const modelSha256 = ensemble.sha256;
   const results = images.map((im, k): ImagePrediction => {

@@ -13,7 +13,7 @@ import { initEngine } from '../../engine/index.js';
 import { createModel, isArch, type Model } from '../../models/index.js';
 import { exportOnnx, type OnnxExport, type OnnxExportOptions } from '../../models/onnx/export.js';
 import { trustExportOptions } from '../core/trust.js';
-import { mahalanobisScores, type OodGate } from '../core/ood.js';
+import { mahalanobisScores, OodGateError, type OodGate } from '../core/ood.js';
 import { camChain, forwardWithExtras } from '../../models/cam.js';
 import { oodMetadata, ONNX_CAM, ONNX_OOD_SCORE } from '../../models/onnx/extras.js';
 import { loadCheckpoint, type CheckpointMetadata } from '../../models/weights/index.js';
@@ -166,7 +166,14 @@ export class TfjsInferenceModel implements InferenceModel {
         const r = forwardWithExtras(this.model, input, { cam, ...(gate ? { statsLayers: gate.layers } : {}) });
         logits = Float32Array.from(r.logits.dataSync() as Float32Array, (v) => v / this.temperature);
         if (r.maps) extra[ONNX_CAM] = { dims: [...r.maps.shape], data: Float32Array.from(r.maps.dataSync() as Float32Array) };
-        if (gate) extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(r.statistics!.dataSync() as Float32Array, n, gate)) };
+        if (gate) {
+          const stats = r.statistics!.dataSync() as Float32Array;
+          const d = gate.mean.length;
+          if (stats.length !== n * d) {
+            throw new OodGateError(`${this.card.source}: its OOD gate holds ${d} features per image, the network's layers ${gate.layers.join(', ')} give ${stats.length / n}: the gate was fitted for another model`);
+          }
+          extra[ONNX_OOD_SCORE] = { dims: [n, 1], data: Float32Array.from(mahalanobisScores(stats, n, gate)) };
+        }
       });
       const probabilities = Float32Array.from(logits, sigmoid);
       return { probabilities, logits, extra, seconds: (performance.now() - t0) / 1000 };

@@ -1,0 +1,15 @@
+// Small helpers every bench script uses.
+
+/** The median of numbers (the mean of the two middle ones for an even count); null for none. */
+export function median(xs) {
+  if (!xs.length) return null;
+  const s = [...xs].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The value after `--name` in argv, else `dflt`. */
+export function option(argv, name, dflt) {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : dflt;
+}
