@@ -75,7 +75,8 @@ borders filled in, smoothing against a low-dose unit's noise, an unsharp mask fo
 way, with and without the map.
 Each candidate runs the model once more over the local images.
 The head's penalty, the study-level temperature and the threshold are chosen by cross-fitting inside the fitting
-part; the held-out part only measures. The adapted head is adopted when the held-out part has at least --min-studies
+part, repeated over --cv-repeats fold splits; the head deployed is the mean of the fold heads (one linear head).
+The held-out part only measures. The adapted head is adopted when the held-out part has at least --min-studies
 abnormal and normal studies (and so has the fitting part) and its held-out study log loss is lower than the deployed
 model's; otherwise the deployed model is kept and the report says why. An improvement is claimed only when the
 95% bootstrap interval of the log-loss difference lies below 0.
