@@ -28,12 +28,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { siteTestPart } from './lib/site-split.mjs';
-import { option } from './lib/util.mjs';
+import { fromDist, option, repoRoot } from './lib/util.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const dist = (p) => import(join(root, 'dist', 'src', p));
+const dist = fromDist;
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => option(argv, name, dflt);
 const run = opt('run');
@@ -64,7 +62,7 @@ mkdirSync(out, { recursive: true });
 const t0 = performance.now();
 const model = join(out, 'model.onnx');
 if (!existsSync(model)) {
-  const r = spawnSync(process.execPath, [join(root, 'bin', 'nextray.js'), 'export', '--checkpoint', run, '--out', model, '--features'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'nextray.js'), 'export', '--checkpoint', run, '--out', model, '--features'], { encoding: 'utf8' });
   if (r.status !== 0) {
     console.error(r.stderr);
     process.exit(1);

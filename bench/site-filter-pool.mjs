@@ -12,12 +12,10 @@
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { siteTestPart } from './lib/site-split.mjs';
-import { option } from './lib/util.mjs';
+import { fromDist, option } from './lib/util.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const dist = (p) => import(join(root, 'dist', 'src', p));
+const dist = fromDist;
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => option(argv, name, dflt);
 const out = opt('out');

@@ -1,4 +1,6 @@
 // Small helpers every bench script uses.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The median of numbers (the mean of the two middle ones for an even count); null for none. */
 export function median(xs) {
@@ -12,4 +14,12 @@ export function median(xs) {
 export function option(argv, name, dflt) {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : dflt;
+}
+
+/** The repository's root folder (bench/lib/..). */
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Imports a compiled module of the library: `fromDist('calibrate/adapt-host.js')` (needs `npm run build`). */
+export function fromDist(p) {
+  return import(join(repoRoot, 'dist', 'src', p));
 }
